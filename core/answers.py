@@ -1,0 +1,194 @@
+"""Answer records: every message answered exactly once across WeChat's three tries.
+
+WeChat waits 5 s for each try; any answer within 5 s (``success`` too) ends the message, and only
+an unanswered try is followed by another (three in all, ~5 s apart). So a retry joins the work
+already in flight, and a try whose budget runs out is left unanswered on purpose, except the last.
+The state behind this (tries, results, deliveries, pending answers) sits in an ``AnswerStore``,
+in memory here or in Redis (core/redis_state.py) so that retries may land on any worker.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable, Protocol
+
+from cachetools import TTLCache
+
+log = logging.getLogger("skillbot.answers")
+
+
+class AnswerStore(Protocol):
+    async def begin(self, key: str, ttl: float) -> int:
+        """Count a try of message ``key``; returns the try number (1 = this caller does the work)."""
+    async def finish(self, key: str, payload: dict, ttl: float) -> None:
+        """Store the result of ``key`` and wake everyone waiting for it."""
+    async def wait_result(self, key: str, timeout: float) -> dict | None:
+        """The result of ``key`` if it is (or becomes) ready within ``timeout`` seconds."""
+    async def claim_delivery(self, key: str, ttl: float) -> bool:
+        """True for exactly one caller per key: the one that may deliver the answer."""
+    async def push_pending(self, user: str, payload: dict, ttl: float) -> None:
+        """Keep an answer for the user's next message."""
+    async def pop_pending(self, user: str) -> list[dict]:
+        """Take every answer kept for the user (oldest first)."""
+    async def set_parts(self, user: str, parts: list[str], ttl: float) -> None:
+        """Keep the remaining parts of a long answer for 「继续」."""
+    async def pop_part(self, user: str) -> tuple[str | None, int]:
+        """Take the next kept part; returns (part, how many remain after it)."""
+
+
+@dataclass
+class _Record:
+    tries: int = 0
+    result: dict | None = None
+    delivered: bool = False
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class MemoryAnswerStore:
+    """One process's answer records (bounded, expiring)."""
+
+    def __init__(self, max_records: int = 100_000, ttl: float = 300) -> None:
+        self._records: TTLCache[str, _Record] = TTLCache(maxsize=max_records, ttl=ttl)
+        self._pending: TTLCache[str, list[dict]] = TTLCache(maxsize=max_records, ttl=86400)
+        self._parts: TTLCache[str, list[str]] = TTLCache(maxsize=max_records, ttl=86400)
+
+    def _record(self, key: str) -> _Record:
+        record = self._records.get(key)
+        if record is None:
+            record = self._records[key] = _Record()
+        return record
+
+    async def begin(self, key: str, ttl: float) -> int:
+        record = self._record(key)
+        record.tries += 1
+        return record.tries
+
+    async def finish(self, key: str, payload: dict, ttl: float) -> None:
+        record = self._record(key)
+        record.result = payload
+        record.done.set()
+
+    async def wait_result(self, key: str, timeout: float) -> dict | None:
+        record = self._record(key)
+        if record.result is None and timeout > 0:
+            try:
+                await asyncio.wait_for(record.done.wait(), timeout)
+            except asyncio.TimeoutError:
+                pass
+        return record.result
+
+    async def claim_delivery(self, key: str, ttl: float) -> bool:
+        record = self._record(key)
+        if record.delivered:
+            return False
+        record.delivered = True
+        return True
+
+    async def push_pending(self, user: str, payload: dict, ttl: float) -> None:
+        self._pending[user] = self._pending.get(user, []) + [payload]
+
+    async def pop_pending(self, user: str) -> list[dict]:
+        return self._pending.pop(user, [])
+
+    async def set_parts(self, user: str, parts: list[str], ttl: float) -> None:
+        if parts:
+            self._parts[user] = list(parts)
+        else:
+            self._parts.pop(user, None)
+
+    async def pop_part(self, user: str) -> tuple[str | None, int]:
+        parts = self._parts.get(user)
+        if not parts:
+            return None, 0
+        part = parts.pop(0)
+        if not parts:
+            self._parts.pop(user, None)
+        return part, len(parts)
+
+
+#: What the gateway does with a try: answer with a payload, acknowledge, or leave it unanswered.
+ANSWER, ACK, HOLD = "answer", "ack", "hold"
+
+
+@dataclass
+class TryOutcome:
+    action: str
+    payload: dict | None = None
+    try_number: int = 1
+    waited: float = 0.0
+
+
+class DeliveryCoordinator:
+    """Decides, for each try of a message, whether and what to answer (see module docstring).
+
+    ``work`` is started once per message key (on its first try) and must return a reply payload
+    (``replies.reply_to_dict``). ``deliver_later(user, payload)`` is called for answers that missed
+    every try (customer-service push, or keeping them for the user's next message).
+    """
+
+    def __init__(self, store: AnswerStore, mode: str, try_budget: float, record_ttl: float,
+                 max_tries: int = 3) -> None:
+        self.store = store
+        self.mode = mode
+        self.try_budget = try_budget
+        self.record_ttl = record_ttl
+        self.max_tries = max_tries
+        self.tasks: set[asyncio.Task] = set()
+        self.stats = {"first_try": 0, "retry": 0, "deferred": 0, "duplicates_suppressed": 0,
+                      "held": 0, "acked": 0}
+
+    def _spawn(self, coro: Awaitable[Any]) -> asyncio.Task:
+        task = asyncio.ensure_future(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        return task
+
+    async def _run(self, key: str, work: Callable[[], Awaitable[dict]]) -> None:
+        payload = await work()
+        await self.store.finish(key, payload, self.record_ttl)
+
+    async def on_try(self, key: str, work: Callable[[], Awaitable[dict]],
+                     deliver_later: Callable[[dict], Awaitable[None]]) -> TryOutcome:
+        started = time.monotonic()
+        n = await self.store.begin(key, self.record_ttl)
+        if n == 1:
+            self._spawn(self._run(key, work))
+        if self.mode == "customer_service":
+            if n == 1:
+                self._spawn(self._deliver_when_ready(key, deliver_later))
+                self.stats["acked"] += 1
+            else:
+                self.stats["duplicates_suppressed"] += 1
+            return TryOutcome(ACK, try_number=n)
+        payload = await self.store.wait_result(key, self.try_budget)
+        waited = time.monotonic() - started
+        if payload is not None:
+            if await self.store.claim_delivery(key, self.record_ttl):
+                self.stats["first_try" if n == 1 else "retry"] += 1
+                return TryOutcome(ANSWER, payload, n, waited)
+            self.stats["duplicates_suppressed"] += 1
+            return TryOutcome(ACK, try_number=n, waited=waited)
+        if n < self.max_tries:
+            self.stats["held"] += 1
+            return TryOutcome(HOLD, try_number=n, waited=waited)
+        # The last try: answer it now (the gateway sends the "still thinking" text) and keep the
+        # real answer for later.
+        self.stats["deferred"] += 1
+        self._spawn(self._deliver_when_ready(key, deliver_later))
+        return TryOutcome(ACK, try_number=n, waited=waited)
+
+    async def _deliver_when_ready(self, key: str, deliver_later: Callable[[dict], Awaitable[None]],
+                                  timeout: float = 600) -> None:
+        payload = await self.store.wait_result(key, timeout)
+        if payload is None:
+            log.warning("answer %s never finished; nothing to deliver", key)
+            return
+        if await self.store.claim_delivery(key, self.record_ttl):
+            await deliver_later(payload)
+
+    async def drain(self) -> None:
+        """Wait for work in flight (used at shutdown and in tests)."""
+        while self.tasks:
+            await asyncio.gather(*list(self.tasks), return_exceptions=True)

@@ -1,0 +1,60 @@
+"""The aiohttp application factory: ``create_app(settings) -> web.Application``."""
+from __future__ import annotations
+
+import logging
+from typing import Any, AsyncIterator
+
+from aiohttp import web
+
+from .appkeys import BOT_KEY, GATEWAY_KEY
+from .bot import Bot
+from .gateway import Gateway
+from .settings import Settings
+
+log = logging.getLogger("skillbot.app")
+
+
+@web.middleware
+async def never_500(request: web.Request, handler: Any) -> web.StreamResponse:
+    """A bug must not show WeChat users an error: log it and acknowledge with ``success``."""
+    try:
+        return await handler(request)
+    except web.HTTPException:
+        raise
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        if request.method == "POST" and request.path == request.app[BOT_KEY].settings.server.path:
+            return web.Response(text="success", content_type="text/plain")
+        return web.Response(status=503, text="temporarily unavailable", content_type="text/plain")
+
+
+async def healthz(request: web.Request) -> web.Response:
+    bot = request.app[BOT_KEY]
+    status = "ok" if bot.started else "starting"
+    return web.json_response({"status": status}, status=200 if bot.started else 503)
+
+
+def setup_routes(app: web.Application, settings: Settings) -> None:
+    gateway = app[GATEWAY_KEY]
+    app.router.add_get(settings.server.path, gateway.handle_get)
+    app.router.add_post(settings.server.path, gateway.handle_post)
+    app.router.add_get("/healthz", healthz)
+
+
+def create_app(settings: Settings, extra_plugins: dict[str, Any] | None = None,
+               bot: Bot | None = None) -> web.Application:
+    """Build the web application; the bot starts and stops with it (``cleanup_ctx``)."""
+    app = web.Application(middlewares=[never_500], client_max_size=settings.server.max_body_bytes + 1)
+    bot = bot or Bot(settings, extra_plugins)
+    app[BOT_KEY] = bot
+    app[GATEWAY_KEY] = Gateway(bot)
+
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        await bot.start()
+        yield
+        await app[GATEWAY_KEY].coordinator.drain()
+        await bot.stop()
+
+    app.cleanup_ctx.append(lifecycle)
+    setup_routes(app, settings)
+    return app

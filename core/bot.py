@@ -1,0 +1,198 @@
+"""The bot: plugins, stores and the message pipeline, independent of HTTP.
+
+Pipeline stages, in order: inbound filter -> routing -> skills -> fallback -> outbound filter.
+Rendering to XML and delivery inside WeChat's window belong to the gateway (core/gateway.py).
+"""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import jinja2
+
+from .cache import Cache, MemoryCache
+from .context import MessageContext
+from .conversation import ConversationStore, MemoryConversationStore, Turn
+from .intents import Intent, RouteResult
+from .messages import Message
+from .plugin_manager import HookCaller, create_plugin_manager, plugin_configs
+from .replies import Reply, SuccessReply, TextReply, reply_text
+from .settings import Settings
+from .templating import text_environment
+
+log = logging.getLogger("skillbot.bot")
+
+
+class Bot:
+    """One configured bot. Plugins see it as ``ctx.bot`` / the ``bot`` hook argument.
+
+    Attributes for plugins: ``settings``, ``http`` (shared aiohttp session), ``conversations``,
+    ``cache(name, ...)``, ``templates(plugin_dir)``, ``tokenize(text)``, ``configs``.
+    """
+
+    def __init__(self, settings: Settings, extra_plugins: dict[str, Any] | None = None) -> None:
+        self.settings = settings
+        self.pm, self.available_plugins = create_plugin_manager(settings, extra_plugins)
+        self.configs = plugin_configs(self.pm, settings, self.available_plugins)
+        order = list(settings.plugins.enabled) + list(extra_plugins or {})
+        trace = settings.logging.trace_hooks or os.environ.get("SKILLBOT_TRACE") == "1"
+        self.hooks = HookCaller(self.pm, order, settings.pipeline.plugin_timeout, trace)
+        self.http: aiohttp.ClientSession | None = None
+        self.conversations: ConversationStore = MemoryConversationStore(
+            max_turns=settings.conversation.max_turns, max_chars=settings.conversation.max_chars,
+            idle_seconds=settings.conversation.idle_seconds, max_users=settings.conversation.max_users)
+        self._caches: dict[str, Cache] = {}
+        self._template_envs: dict[Path, jinja2.Environment] = {}
+        self.intents: list[Intent] = []
+        self.segmenter: Any = None
+        self.router: Any = None
+        self.started = False
+
+    # ---- services for plugins ---------------------------------------------------------------
+
+    def cache(self, name: str, maxsize: int = 1024, ttl: float = 600) -> Cache:
+        """A named cache shared by everything in this bot that asks for the same name."""
+        if name not in self._caches:
+            self._caches[name] = self.cache_factory(name, maxsize, ttl)
+        return self._caches[name]
+
+    def cache_factory(self, name: str, maxsize: int, ttl: float) -> Cache:
+        return MemoryCache(name, maxsize=maxsize, ttl=ttl)
+
+    def templates(self, plugin_dir: str | Path) -> jinja2.Environment:
+        """Templates for a plugin: the operator's ``pipeline.templates_dir`` first, then the plugin's."""
+        plugin_dir = Path(plugin_dir)
+        if plugin_dir not in self._template_envs:
+            override = self.settings.resolve_path(self.settings.pipeline.templates_dir)
+            self._template_envs[plugin_dir] = text_environment(
+                override / plugin_dir.name, plugin_dir / "templates")
+        return self._template_envs[plugin_dir]
+
+    def tokenize(self, text: str) -> list[str]:
+        return self.segmenter.tokenize(text) if text else []
+
+    # ---- lifecycle ----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        from .router import IntentRouter
+        from .segmenter import Segmenter
+
+        self.http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
+        self.segmenter = Segmenter()
+        self.segmenter.initialize()
+        for impl in self.hooks.impls("skillbot_startup"):
+            ok, _ = await self.hooks.call_one(impl, "skillbot_startup",
+                                              {"bot": self, "config": self.configs.get(impl.plugin_name)},
+                                              timeout=60)
+            if not ok:
+                raise RuntimeError(f"plugin {impl.plugin_name} failed to start (see the log above)")
+        await self.build_router()
+        self.started = True
+
+    async def build_router(self) -> None:
+        from .router import IntentRouter
+
+        for _name, words in await self.hooks.each("skillbot_jieba_words", {}):
+            self.segmenter.add_words(words or [])
+        intents: list[Intent] = []
+        for impl in self.hooks.impls("skillbot_intents"):
+            ok, declared = await self.hooks.call_one(impl, "skillbot_intents", {})
+            for intent in (declared or []) if ok else []:
+                intent.plugin = impl.plugin_name
+                intents.append(intent)
+        self.intents = intents
+        self.router = IntentRouter(intents, self.segmenter, self.settings.router.threshold,
+                                   self.settings.router.margin)
+
+    async def stop(self) -> None:
+        await self.hooks.each("skillbot_shutdown", {"bot": self}, timeout=10)
+        if self.http is not None:
+            await self.http.close()
+            self.http = None
+        self.started = False
+
+    # ---- the pipeline -------------------------------------------------------------------------
+
+    async def process(self, message: Message, ctx: MessageContext | None = None) -> Reply:
+        """Run one message through every stage; always returns a Reply (never raises)."""
+        ctx = ctx or MessageContext(bot=self, message=message)
+        extra = {"msg_id": ctx.id}
+        try:
+            ctx.history = await self.conversations.history(ctx.user)
+            ctx.slots = await self.conversations.slots(ctx.user)
+            reply = await self._answer(ctx, extra)
+            with ctx.timed("outbound"):
+                for impl in self.hooks.impls("skillbot_outbound_filter"):
+                    ok, replaced = await self.hooks.call_one(
+                        impl, "skillbot_outbound_filter", {"ctx": ctx, "reply": reply}, log_extra=extra)
+                    if ok and replaced is not None:
+                        replaced.plugin = replaced.plugin or reply.plugin
+                        replaced.intent = replaced.intent or reply.intent
+                        reply = replaced
+            await self._record(ctx, reply)
+        except Exception:
+            ctx.log.exception("pipeline failed; answering with the error reply")
+            reply = TextReply(self.settings.pipeline.error_reply, plugin="core", intent="error")
+        ctx.extra["reply"] = reply
+        await self.hooks.each("skillbot_message_done", {"ctx": ctx, "reply": reply}, log_extra=extra)
+        return reply
+
+    async def _answer(self, ctx: MessageContext, extra: dict) -> Reply:
+        with ctx.timed("inbound"):
+            reply, plugin = await self.hooks.first_result("skillbot_inbound_filter", {"ctx": ctx},
+                                                          log_extra=extra)
+        if reply is not None:
+            reply.plugin = reply.plugin or plugin
+            reply.intent = reply.intent or "filtered"
+            return reply
+        with ctx.timed("route"):
+            ctx.tokens = self.tokenize(ctx.message.text)
+            ctx.route = self.router.route(ctx.message, ctx.message.text, ctx.tokens)
+        ctx.log.debug("route %s", ctx.route.explain())
+        with ctx.timed("skill"):
+            for candidate in ctx.route.chosen:
+                reply, plugin = await self.hooks.first_result(
+                    "skillbot_handle", {"ctx": ctx, "candidate": candidate},
+                    plugin=candidate.intent.plugin, log_extra=extra)
+                if reply is not None:
+                    reply.plugin = reply.plugin or plugin
+                    reply.intent = reply.intent or candidate.name
+                    return reply
+        with ctx.timed("fallback"):
+            reply, plugin = await self.hooks.first_result("skillbot_fallback", {"ctx": ctx},
+                                                          log_extra=extra)
+        if reply is not None:
+            reply.plugin = reply.plugin or plugin
+            reply.intent = reply.intent or "fallback"
+            return reply
+        return self.default_reply(ctx)
+
+    def default_reply(self, ctx: MessageContext) -> Reply:
+        """What nobody answered: text gets the configured reply; events and media get ``success``."""
+        if ctx.message.is_event:
+            return SuccessReply(plugin="core", intent="none")
+        if ctx.message.text:
+            return TextReply(self.settings.pipeline.no_answer_reply, plugin="core", intent="none")
+        if ctx.message.msg_type in ("image", "video", "shortvideo", "voice", "link", "location"):
+            return TextReply(self.settings.pipeline.unsupported_reply, plugin="core", intent="none")
+        return SuccessReply(plugin="core", intent="none")
+
+    async def _record(self, ctx: MessageContext, reply: Reply) -> None:
+        """Keep the exchange in the user's history, so skills and the model see earlier turns."""
+        text = ctx.message.text
+        answer = reply_text(reply)
+        if not text or not reply.record:
+            return
+        turns = [Turn("user", text)]
+        if answer:
+            turns.append(Turn("assistant", answer, plugin=reply.plugin, intent=reply.intent))
+        await self.conversations.append(ctx.user, *turns)
+
+    def explain(self, ctx: MessageContext) -> dict[str, Any]:
+        route: RouteResult | None = ctx.route
+        return {"id": ctx.id, "timings_ms": {k: round(v, 3) for k, v in ctx.timings.items()},
+                "route": route.explain() if route else None,
+                "filter_hits": [str(h) for h in ctx.filter_hits]}

@@ -1,0 +1,101 @@
+"""Acting as WeChat: build inbound XML, sign and encrypt it, and open the replies.
+
+Used by the tests, the terminal chat (``run.py chat``) and the web simulator, so all of them
+exercise the real gateway exactly as WeChat's servers would.
+"""
+from __future__ import annotations
+
+import itertools
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from .crypto import MessageCrypto, sha1_signature, verify_signature
+from .wechat_xml import parse_xml
+
+_msg_ids = itertools.count(int(time.time() * 1000) * 1000)
+
+
+def cdata(text: str) -> str:
+    return "<![CDATA[" + str(text).replace("]]>", "]]]]><![CDATA[>") + "]]>"
+
+
+def message_xml(msg_type: str, fields: dict[str, Any], to_user: str = "gh_skillbot",
+                from_user: str = "o_simulator_user", create_time: int | None = None,
+                msg_id: int | str | None = None) -> str:
+    """XML for an inbound message as WeChat sends it (events get no MsgId)."""
+    create_time = create_time or int(time.time())
+    parts = [f"<ToUserName>{cdata(to_user)}</ToUserName>",
+             f"<FromUserName>{cdata(from_user)}</FromUserName>",
+             f"<CreateTime>{create_time}</CreateTime>",
+             f"<MsgType>{cdata(msg_type)}</MsgType>"]
+    for name, value in fields.items():
+        if isinstance(value, (int, float)):
+            parts.append(f"<{name}>{value}</{name}>")
+        else:
+            parts.append(f"<{name}>{cdata(value)}</{name}>")
+    if msg_type != "event":
+        parts.append(f"<MsgId>{msg_id if msg_id is not None else next(_msg_ids)}</MsgId>")
+    return "<xml>" + "".join(parts) + "</xml>"
+
+
+def text_xml(content: str, **kw: Any) -> str:
+    return message_xml("text", {"Content": content}, **kw)
+
+
+def event_xml(event: str, fields: dict[str, Any] | None = None, **kw: Any) -> str:
+    return message_xml("event", {"Event": event, **(fields or {})}, **kw)
+
+
+@dataclass
+class SignedRequest:
+    params: dict[str, str]
+    body: bytes
+
+
+class WeChatSigner:
+    """Signs (and, in compatible/safe mode, encrypts) requests for one account."""
+
+    def __init__(self, token: str, mode: str = "plain", encoding_aes_key: str = "",
+                 app_id: str = "") -> None:
+        self.token = token
+        self.mode = mode
+        self.crypto = MessageCrypto(token, encoding_aes_key, app_id) if mode != "plain" else None
+
+    def query(self, timestamp: int | None = None, nonce: str | None = None) -> dict[str, str]:
+        timestamp_s = str(timestamp if timestamp is not None else int(time.time()))
+        nonce = nonce or str(secrets.randbelow(10**9))
+        return {"signature": sha1_signature(self.token, timestamp_s, nonce),
+                "timestamp": timestamp_s, "nonce": nonce, "openid": "o_simulator_user"}
+
+    def sign(self, xml: str, timestamp: int | None = None) -> SignedRequest:
+        params = self.query(timestamp)
+        if self.crypto is None:
+            return SignedRequest(params, xml.encode("utf-8"))
+        encrypted = self.crypto.encrypt(xml)
+        params["encrypt_type"] = "aes"
+        params["msg_signature"] = self.crypto.sign(params["timestamp"], params["nonce"], encrypted)
+        if self.mode == "compatible":
+            body = xml.replace("</xml>", f"<Encrypt>{cdata(encrypted)}</Encrypt></xml>")
+        else:
+            to_user = parse_xml(xml.encode()).get("ToUserName", "")
+            body = f"<xml><ToUserName>{cdata(to_user)}</ToUserName><Encrypt>{cdata(encrypted)}</Encrypt></xml>"
+        return SignedRequest(params, body.encode("utf-8"))
+
+    def open_reply(self, body: str) -> dict[str, Any] | None:
+        """The reply's fields (decrypted and signature-checked when encrypted); None for ``success``/empty."""
+        if body.strip() in ("", "success"):
+            return None
+        fields = parse_xml(body.encode("utf-8"))
+        if "Encrypt" in fields:
+            if self.crypto is None:
+                raise ValueError("encrypted reply but no key")
+            if not verify_signature(fields.get("MsgSignature"), self.token, fields.get("TimeStamp", ""),
+                                    fields.get("Nonce", ""), fields["Encrypt"]):
+                raise ValueError("reply MsgSignature does not verify")
+            fields = parse_xml(self.crypto.decrypt(fields["Encrypt"]).encode("utf-8"))
+        return fields
+
+
+__all__ = ["message_xml", "text_xml", "event_xml", "WeChatSigner", "SignedRequest"]

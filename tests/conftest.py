@@ -1,0 +1,108 @@
+"""Shared fixtures: bots built by the same factory run.py uses, and a WeChat stand-in client."""
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from core.app import create_app
+from core.settings import deep_merge
+from core.simulator import WeChatSigner, event_xml, text_xml
+from core.testing import build_settings
+
+pytest_plugins = ["core.testing"]
+
+AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
+
+
+@dataclass
+class WeChatHarness:
+    """Posts signed (and encrypted) requests to a test app, as WeChat's servers would."""
+
+    client: Any
+    signer: WeChatSigner
+    path: str
+
+    async def post_xml(self, xml: str, timestamp: int | None = None, **kw: Any):
+        request = self.signer.sign(xml, timestamp)
+        return await self.client.post(self.path, params=request.params, data=request.body, **kw)
+
+    async def say(self, text: str, user: str = "o_user_1", **kw: Any) -> tuple[int, dict | None, str]:
+        response = await self.post_xml(text_xml(text, from_user=user, **kw))
+        body = await response.text()
+        return response.status, (self.signer.open_reply(body) if response.status == 200 else None), body
+
+    async def event(self, event: str, fields: dict | None = None, user: str = "o_user_1", **kw: Any):
+        response = await self.post_xml(event_xml(event, fields, from_user=user, **kw))
+        body = await response.text()
+        return response.status, (self.signer.open_reply(body) if response.status == 200 else None), body
+
+
+@pytest.fixture
+def wechat(aiohttp_client):
+    """``h = await wechat(mode="safe", overrides={...}, plugins={...})`` -> WeChatHarness."""
+
+    async def make(mode: str = "plain", overrides: dict | None = None, plugins: dict | None = None,
+                   enabled: list[str] | None = None) -> WeChatHarness:
+        base: dict = {"wechat": {"mode": mode}}
+        if enabled is not None:
+            base["plugins"] = {"enabled": enabled}
+        settings = build_settings(deep_merge(base, overrides or {}))
+        app = create_app(settings, plugins)
+        client = await aiohttp_client(app)
+        signer = WeChatSigner(settings.wechat.resolved_token(), mode, settings.wechat.resolved_aes_key(),
+                              settings.wechat.app_id)
+        return WeChatHarness(client, signer, settings.server.path)
+
+    return make
+
+
+# ---- Redis: a real server, never a fake ----------------------------------------------------------
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ping(url: str) -> bool:
+    import redis
+
+    try:
+        client = redis.Redis.from_url(url, socket_connect_timeout=1)
+        ok = client.ping()
+        client.close()
+        return bool(ok)
+    except Exception:
+        return False
+
+
+@pytest.fixture(scope="session")
+def redis_url():
+    """REDIS_URL if it answers; else a private redis-server on a free port; else skip with the reason."""
+    url = os.environ.get("REDIS_URL")
+    if url and _ping(url):
+        yield url
+        return
+    binary = shutil.which("redis-server")
+    if binary is None:
+        if os.environ.get("SKILLBOT_REQUIRE_REDIS"):
+            pytest.fail("Redis is required here (SKILLBOT_REQUIRE_REDIS) but neither REDIS_URL nor redis-server works")
+        pytest.skip("no Redis: set REDIS_URL or install redis-server to run the Redis-backed tests")
+    port = _free_port()
+    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                             "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"redis://127.0.0.1:{port}/0"
+    for _ in range(50):
+        if _ping(url):
+            break
+        time.sleep(0.1)
+    yield url
+    proc.terminate()
+    proc.wait(timeout=10)

@@ -1,0 +1,285 @@
+"""End to end through aiohttp's test client: signatures, modes, errors, plugin failures."""
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from core import Intent, TextReply, hookimpl
+from core.crypto import MessageCrypto, sha1_signature
+from core.simulator import cdata, event_xml, text_xml
+from core.wechat_xml import parse_xml
+
+ONLY_WELCOME = ["welcome"]
+
+
+class Echo:
+    """A fallback that repeats the text, so gateway tests do not depend on the shipped skills."""
+
+    @hookimpl
+    def skillbot_fallback(self, ctx):
+        return TextReply("回声：" + ctx.message.text) if ctx.message.text else None
+
+
+class Raises:
+    @hookimpl
+    def skillbot_intents(self):
+        return [Intent("boom", patterns=[r"^boom$"], priority=50)]
+
+    @hookimpl
+    def skillbot_handle(self, ctx, candidate):
+        raise RuntimeError("secret internal detail")
+
+
+class Hangs:
+    @hookimpl
+    def skillbot_intents(self):
+        return [Intent("hang", patterns=[r"^hang$"], priority=50)]
+
+    @hookimpl
+    async def skillbot_handle(self, ctx, candidate):
+        await asyncio.sleep(30)
+
+
+# ---- URL verification ---------------------------------------------------------------------------
+
+async def test_get_url_verification(wechat):
+    h = await wechat(enabled=ONLY_WELCOME)
+    params = h.signer.query()
+    params["echostr"] = "5837397520665"
+    response = await h.client.get(h.path, params=params)
+    assert response.status == 200 and await response.text() == "5837397520665"
+
+
+async def test_get_bad_signature_is_403(wechat):
+    h = await wechat(enabled=ONLY_WELCOME)
+    params = h.signer.query()
+    params["signature"] = "0" * 40
+    params["echostr"] = "x"
+    response = await h.client.get(h.path, params=params)
+    assert response.status == 403 and "x" not in await response.text()
+
+
+async def test_get_missing_parameters_is_403(wechat):
+    h = await wechat(enabled=ONLY_WELCOME)
+    assert (await h.client.get(h.path)).status == 403
+
+
+async def test_stale_timestamp_is_403_as_replay(wechat):
+    h = await wechat(enabled=ONLY_WELCOME, plugins={"echo": Echo()})
+    response = await h.post_xml(text_xml("你好"), timestamp=int(time.time()) - 301)
+    assert response.status == 403
+    response = await h.post_xml(text_xml("你好"), timestamp=int(time.time()) + 10)
+    assert response.status == 200
+
+
+async def test_timestamp_window_is_configurable(wechat):
+    h = await wechat(enabled=ONLY_WELCOME, plugins={"echo": Echo()},
+                     overrides={"wechat": {"timestamp_window": 3600}})
+    response = await h.post_xml(text_xml("你好"), timestamp=int(time.time()) - 1800)
+    assert response.status == 200
+
+
+# ---- the three modes ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("mode", ["plain", "compatible", "safe"])
+async def test_text_round_trip_in_every_mode(wechat, mode):
+    h = await wechat(mode=mode, enabled=ONLY_WELCOME, plugins={"echo": Echo()})
+    status, fields, body = await h.say("你好]]>😀", user="o_abc")
+    assert status == 200
+    if mode == "plain":
+        assert "<Encrypt>" not in body
+    else:
+        outer = parse_xml(body.encode())
+        assert set(outer) == {"Encrypt", "MsgSignature", "TimeStamp", "Nonce"}
+    assert fields["Content"] == "回声：你好]]>😀"
+    assert fields["ToUserName"] == "o_abc" and fields["FromUserName"] == "gh_skillbot"
+
+
+async def test_safe_mode_reply_signature_checks_out_by_hand(wechat):
+    h = await wechat(mode="safe", enabled=ONLY_WELCOME, plugins={"echo": Echo()})
+    response = await h.post_xml(text_xml("hi"))
+    outer = parse_xml((await response.text()).encode())
+    assert outer["MsgSignature"] == sha1_signature("testtoken", outer["TimeStamp"], outer["Nonce"], outer["Encrypt"])
+    inner = MessageCrypto("testtoken", "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG", "wx_test_app_id").decrypt(outer["Encrypt"])
+    assert parse_xml(inner.encode())["Content"] == "回声：hi"
+
+
+async def test_plain_request_in_plain_mode_gets_plain_reply_even_with_key(wechat):
+    h = await wechat(mode="plain", enabled=ONLY_WELCOME, plugins={"echo": Echo()})
+    status, fields, body = await h.say("hi")
+    assert "<Encrypt>" not in body and fields["Content"] == "回声：hi"
+
+
+async def test_compatible_mode_accepts_plaintext_requests(wechat):
+    h = await wechat(mode="compatible", enabled=ONLY_WELCOME, plugins={"echo": Echo()})
+    params = h.signer.query()
+    response = await h.client.post(h.path, params=params, data=text_xml("明文").encode())
+    assert response.status == 200
+    assert parse_xml((await response.text()).encode())["Content"] == "回声：明文"
+
+
+async def test_safe_mode_refuses_plaintext_body(wechat):
+    h = await wechat(mode="safe", enabled=ONLY_WELCOME, plugins={"echo": Echo()})
+    response = await h.client.post(h.path, params=h.signer.query(), data=text_xml("明文").encode())
+    assert response.status == 400
+
+
+async def test_bad_msg_signature_is_403(wechat):
+    h = await wechat(mode="safe", enabled=ONLY_WELCOME, plugins={"echo": Echo()})
+    request = h.signer.sign(text_xml("hi"))
+    request.params["msg_signature"] = "f" * 40
+    response = await h.client.post(h.path, params=request.params, data=request.body)
+    assert response.status == 403
+
+
+async def test_undecryptable_body_is_400(wechat):
+    h = await wechat(mode="safe", enabled=ONLY_WELCOME, plugins={"echo": Echo()})
+    params = h.signer.query()
+    for encrypt in ["bm90IGEgY2lwaGVydGV4dA==", "!!!", MessageCrypto("testtoken", "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG", "wx_other").encrypt(text_xml("x"))]:
+        params = dict(params, encrypt_type="aes",
+                      msg_signature=sha1_signature("testtoken", params["timestamp"], params["nonce"], encrypt))
+        body = f"<xml><ToUserName>{cdata('gh')}</ToUserName><Encrypt>{cdata(encrypt)}</Encrypt></xml>"
+        response = await h.client.post(h.path, params=params, data=body.encode())
+        assert response.status == 400, encrypt
+
+
+# ---- bad input -----------------------------------------------------------------------------------
+
+async def test_wrong_signature_post_is_403(wechat):
+    h = await wechat(enabled=ONLY_WELCOME, plugins={"echo": Echo()})
+    request = h.signer.sign(text_xml("hi"))
+    request.params["signature"] = "0" * 40
+    response = await h.client.post(h.path, params=request.params, data=request.body)
+    assert response.status == 403
+
+
+@pytest.mark.parametrize("body", [
+    b"not xml at all", b"<xml><ToUserName>a</ToUserName>", b"",
+    b"<xml><FromUserName>b</FromUserName><MsgType>text</MsgType></xml>",
+    b"<xml><ToUserName>a</ToUserName><FromUserName>b</FromUserName><MsgType>text</MsgType>"
+    b"<CreateTime>yesterday</CreateTime></xml>",
+])
+async def test_malformed_body_is_400(wechat, body):
+    h = await wechat(enabled=ONLY_WELCOME, plugins={"echo": Echo()})
+    response = await h.client.post(h.path, params=h.signer.query(), data=body)
+    assert response.status == 400
+    assert "Traceback" not in await response.text()
+
+
+async def test_xxe_and_billion_laughs_are_400(wechat):
+    h = await wechat(enabled=ONLY_WELCOME, plugins={"echo": Echo()})
+    xxe = (b'<?xml version="1.0"?><!DOCTYPE xml [<!ENTITY x SYSTEM "file:///etc/passwd">]>'
+           b"<xml><ToUserName>a</ToUserName><FromUserName>b</FromUserName><MsgType>text</MsgType>"
+           b"<Content>&x;</Content></xml>")
+    laughs = (b'<?xml version="1.0"?><!DOCTYPE xml [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;">'
+              b'<!ENTITY c "&b;&b;&b;&b;&b;&b;&b;&b;">]><xml><Content>&c;</Content></xml>')
+    for body in (xxe, laughs):
+        response = await h.client.post(h.path, params=h.signer.query(), data=body)
+        assert response.status == 400
+        assert "root:" not in await response.text()
+
+
+async def test_oversize_body_is_413(wechat):
+    h = await wechat(enabled=ONLY_WELCOME, plugins={"echo": Echo()},
+                     overrides={"server": {"max_body_bytes": 1024}})
+    response = await h.post_xml(text_xml("长" * 2000))
+    assert response.status == 413
+
+
+async def test_oversize_body_without_content_length_is_413(wechat):
+    h = await wechat(enabled=ONLY_WELCOME, plugins={"echo": Echo()},
+                     overrides={"server": {"max_body_bytes": 1024}})
+
+    async def chunks():
+        for _ in range(10):
+            yield b"x" * 512
+
+    response = await h.client.post(h.path, params=h.signer.query(), data=chunks())
+    assert response.status == 413
+
+
+async def test_other_methods_are_405(wechat):
+    h = await wechat(enabled=ONLY_WELCOME)
+    for method in ("PUT", "DELETE", "PATCH"):
+        response = await h.client.request(method, h.path)
+        assert response.status == 405
+
+
+# ---- pipeline failures ---------------------------------------------------------------------------
+
+async def test_plugin_that_raises_is_skipped_and_user_gets_an_answer(wechat, caplog):
+    h = await wechat(enabled=ONLY_WELCOME, plugins={"raises": Raises(), "echo": Echo()})
+    status, fields, body = await h.say("boom")
+    assert status == 200 and fields["Content"] == "回声：boom"
+    assert "secret internal detail" not in body
+    assert any("raises" in r.getMessage() and "raised" in r.getMessage() for r in caplog.records)
+
+
+async def test_plugin_that_hangs_is_skipped_after_its_budget(wechat):
+    h = await wechat(enabled=ONLY_WELCOME, plugins={"hangs": Hangs(), "echo": Echo()},
+                     overrides={"pipeline": {"plugin_timeout": 0.2}})
+    status, fields, _ = await h.say("hang")
+    assert status == 200 and fields["Content"] == "回声：hang"
+
+
+async def test_nothing_answers_text_gets_the_configured_reply(wechat):
+    h = await wechat(enabled=ONLY_WELCOME, overrides={"pipeline": {"no_answer_reply": "没听懂"}})
+    status, fields, _ = await h.say("随便说点什么")
+    assert status == 200 and fields["Content"] == "没听懂"
+
+
+async def test_unhandled_event_gets_success(wechat):
+    h = await wechat(enabled=ONLY_WELCOME)
+    status, fields, body = await h.event("VIEW", {"EventKey": "https://x"})
+    assert status == 200 and body == "success" and fields is None
+
+
+async def test_welcome_reply_on_subscribe_with_scene(wechat):
+    h = await wechat(enabled=ONLY_WELCOME, overrides={"plugins": {"welcome": {
+        "message": "欢迎！", "scene_messages": {"store_1": "您来自1号店"}}}})
+    status, fields, _ = await h.event("subscribe", {"EventKey": "qrscene_store_1", "Ticket": "T"})
+    assert fields["Content"] == "欢迎！\n您来自1号店"
+    status, fields, _ = await h.event("subscribe", user="o_other")
+    assert fields["Content"] == "欢迎！"
+
+
+async def test_menu_click_reply(wechat):
+    h = await wechat(enabled=ONLY_WELCOME, overrides={"plugins": {"welcome": {
+        "click_replies": {"MENU_HOURS": "营业时间 9:00-21:00"}}}})
+    status, fields, _ = await h.event("CLICK", {"EventKey": "MENU_HOURS"})
+    assert fields["Content"] == "营业时间 9:00-21:00"
+    status, fields, body = await h.event("CLICK", {"EventKey": "MENU_OTHER"}, user="o_2")
+    assert body == "success"
+
+
+async def test_same_msgid_twice_runs_the_pipeline_once(wechat):
+    calls = []
+
+    class Counting:
+        @hookimpl
+        async def skillbot_fallback(self, ctx):
+            calls.append(ctx.message.msg_id)
+            await asyncio.sleep(0.2)
+            return TextReply("一次")
+
+    h = await wechat(enabled=ONLY_WELCOME, plugins={"counting": Counting()})
+    xml = text_xml("重复", msg_id=424242)
+    first, second = await asyncio.gather(h.post_xml(xml), h.post_xml(xml))
+    bodies = sorted([await first.text(), await second.text()])
+    assert calls == ["424242"]
+    assert bodies[1] == "success" and "一次" in bodies[0]
+
+
+async def test_voice_recognition_goes_through_the_pipeline(wechat):
+    from core.simulator import message_xml
+    h = await wechat(enabled=ONLY_WELCOME, plugins={"echo": Echo()})
+    response = await h.post_xml(message_xml("voice", {"MediaId": "m", "Format": "amr", "Recognition": "你好"}))
+    assert parse_xml((await response.text()).encode())["Content"] == "回声：你好"
+
+
+async def test_healthz(wechat):
+    h = await wechat(enabled=ONLY_WELCOME)
+    response = await h.client.get("/healthz")
+    assert response.status == 200 and (await response.json())["status"] == "ok"

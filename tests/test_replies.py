@@ -1,0 +1,85 @@
+"""Every reply type renders to XML that parses back to the same values."""
+import pytest
+
+from core.replies import (Article, ImageReply, MusicReply, NewsReply, TextReply, VideoReply, VoiceReply,
+                          reply_from_dict, reply_to_dict)
+from core.wechat_xml import ReplyRenderer, cdata, parse_xml, truncate_utf8
+
+MARKER = "…（截断）"
+
+
+@pytest.fixture
+def renderer():
+    return ReplyRenderer(truncation_marker=MARKER)
+
+
+def back(xml: str) -> dict:
+    return parse_xml(xml.encode("utf-8"))
+
+
+@pytest.mark.parametrize("text", ["你好", "a]]>b", "]]>", "]]]]>", "😀🇨🇳👨‍👩‍👧", "<b>&amp;</b>", "line1\nline2",
+                                  "ends with ]", "CDATA[ ]] > ]]>]]>"])
+def test_text_round_trip_exact(renderer, text):
+    fields = back(renderer.render(TextReply(text), to_user="user", from_user="gh_x", create_time=123))
+    assert fields["Content"] == text
+    assert (fields["ToUserName"], fields["FromUserName"], fields["CreateTime"], fields["MsgType"]) == \
+        ("user", "gh_x", "123", "text")
+
+
+def test_control_characters_are_removed_so_xml_stays_valid(renderer):
+    fields = back(renderer.render(TextReply("a\x00b\x08c\x1fd"), to_user="u", from_user="g"))
+    assert fields["Content"] == "abcd"
+
+
+def test_image_voice_video_music(renderer):
+    assert back(renderer.render(ImageReply("m1"), "u", "g"))["Image"] == {"MediaId": "m1"}
+    assert back(renderer.render(VoiceReply("m2"), "u", "g"))["Voice"] == {"MediaId": "m2"}
+    video = back(renderer.render(VideoReply("m3", title="标题]]>", description="描述"), "u", "g"))
+    assert video["MsgType"] == "video" and video["Video"] == {"MediaId": "m3", "Title": "标题]]>", "Description": "描述"}
+    music = back(renderer.render(MusicReply("thumb", title="歌", description="d", music_url="http://m",
+                                            hq_music_url="http://hq"), "u", "g"))
+    assert music["Music"] == {"Title": "歌", "Description": "d", "MusicUrl": "http://m", "HQMusicUrl": "http://hq",
+                              "ThumbMediaId": "thumb"}
+
+
+def test_news_limits(renderer):
+    articles = [Article(f"标题{i}", "描述", "http://p", f"http://u/{i}") for i in range(10)]
+    one = back(renderer.render(NewsReply(articles), "u", "g", answering_user_message=True))
+    assert one["ArticleCount"] == "1" and one["Articles"]["item"]["Title"] == "标题0"
+    eight = back(renderer.render(NewsReply(articles), "u", "g", answering_user_message=False))
+    assert eight["ArticleCount"] == "8" and len(eight["Articles"]["item"]) == 8
+    assert eight["Articles"]["item"][7]["Url"] == "http://u/7"
+
+
+def test_long_text_is_cut_to_2047_bytes_on_a_character_boundary(renderer):
+    text = "天气晴朗" * 400 + "😀" * 100  # far over 2047 bytes, 3- and 4-byte characters
+    content = back(renderer.render(TextReply(text), "u", "g"))["Content"]
+    assert len(content.encode("utf-8")) <= 2047
+    assert content.endswith(MARKER)
+    assert text.startswith(content[: -len(MARKER)])
+    assert len(content.encode("utf-8")) > 2040  # uses the room it has
+
+
+def test_text_at_exactly_2047_bytes_is_untouched():
+    text = "a" * 2044 + "天"  # 2047 bytes
+    assert truncate_utf8(text, 2047, MARKER) == text
+    over = text + "b"
+    cut = truncate_utf8(over, 2047, MARKER)
+    assert len(cut.encode()) <= 2047 and cut.endswith(MARKER)
+
+
+def test_emoji_boundary_never_split():
+    text = "😀" * 600  # 4 bytes each
+    cut = truncate_utf8(text, 2047, "")
+    assert cut == "😀" * 511
+
+
+def test_cdata_split():
+    assert cdata("a]]>b") == "<![CDATA[a]]]]><![CDATA[>b]]>"
+
+
+def test_reply_dict_round_trip():
+    for reply in [TextReply("x", plugin="p", intent="i"), NewsReply([Article("t", "d", "p", "u")]),
+                  MusicReply("t", title="x")]:
+        again = reply_from_dict(reply_to_dict(reply))
+        assert again == reply and again.plugin == reply.plugin
