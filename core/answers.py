@@ -188,7 +188,13 @@ class DeliveryCoordinator:
         if await self.store.claim_delivery(key, self.record_ttl):
             await deliver_later(payload)
 
-    async def drain(self) -> None:
-        """Wait for work in flight (used at shutdown and in tests)."""
-        while self.tasks:
-            await asyncio.gather(*list(self.tasks), return_exceptions=True)
+    async def drain(self, grace: float = 10.0) -> None:
+        """At shutdown: let work in flight finish for up to ``grace`` seconds, then cancel it."""
+        if not self.tasks:
+            return
+        _done, pending = await asyncio.wait(list(self.tasks), timeout=grace)
+        for task in pending:
+            task.cancel()
+        if pending:
+            log.warning("shutdown: cancelled %d answer(s) still in flight", len(pending))
+            await asyncio.gather(*pending, return_exceptions=True)

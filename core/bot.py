@@ -22,6 +22,7 @@ from .plugin_manager import HookCaller, create_plugin_manager, plugin_configs
 from .replies import Reply, SuccessReply, TextReply, reply_text
 from .settings import Settings
 from .templating import text_environment
+from .wechat_api import MemoryTokenStore
 
 log = logging.getLogger("skillbot.bot")
 
@@ -45,6 +46,7 @@ class Bot:
             max_turns=settings.conversation.max_turns, max_chars=settings.conversation.max_chars,
             idle_seconds=settings.conversation.idle_seconds, max_users=settings.conversation.max_users)
         self._caches: dict[str, Cache] = {}
+        self.token_store = MemoryTokenStore()
         self._template_envs: dict[Path, jinja2.Environment] = {}
         self.intents: list[Intent] = []
         self.segmenter: Any = None

@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
+
+#: A skill's own scorer: ``scorer(text, tokens) -> (score 0..1, slots)``; sync and fast.
+IntentScorer = Callable[[str, list[str]], tuple[float, dict[str, Any]]]
 
 
 @dataclass
@@ -17,6 +20,10 @@ class Intent:
     msg_types / events: non-text message types (``location``) and event names (``subscribe``,
         ``CLICK``, ``LOCATION``...) the intent takes whatever their text.
     event_keys: for CLICK events, the menu keys this intent answers (all when empty).
+    scorer: the skill scores text itself (the FAQ retrieves its best entry): called by the router
+        as ``scorer(text, tokens)`` for every text message, it returns ``(score 0..1, slots)``.
+        It must be synchronous and fast (it runs for every message). Alone it is the intent's
+        text score; with keywords/patterns/examples the router combines them (see core/router.py).
     """
 
     name: str
@@ -27,6 +34,7 @@ class Intent:
     msg_types: list[str] = field(default_factory=list)
     events: list[str] = field(default_factory=list)
     event_keys: list[str] = field(default_factory=list)
+    scorer: IntentScorer | None = field(default=None, repr=False, compare=False)
     #: Filled in by the core: the plugin that declared the intent.
     plugin: str = ""
 

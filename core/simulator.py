@@ -99,3 +99,38 @@ class WeChatSigner:
 
 
 __all__ = ["message_xml", "text_xml", "event_xml", "WeChatSigner", "SignedRequest"]
+
+
+@dataclass
+class TryResult:
+    try_number: int
+    status: int | None  # None: no answer within the try's time (WeChat drops it and tries again)
+    body: str | None
+    started: float
+    ended: float
+
+
+async def deliver_like_wechat(session: Any, url: str, signer: WeChatSigner, xml: str,
+                              try_timeout: float = 5.0, tries: int = 3) -> list[TryResult]:
+    """Send one message the way WeChat does: up to three tries, each given ``try_timeout`` seconds.
+
+    Any answer within the time (``success`` and an empty body included) ends the message; only a
+    try left unanswered is followed by the next one.
+    """
+    import asyncio
+
+    import aiohttp
+
+    results: list[TryResult] = []
+    for n in range(1, tries + 1):
+        request = signer.sign(xml)
+        started = time.monotonic()
+        try:
+            async with session.post(url, params=request.params, data=request.body,
+                                    timeout=aiohttp.ClientTimeout(total=try_timeout)) as response:
+                body = await response.text()
+                results.append(TryResult(n, response.status, body, started, time.monotonic()))
+                return results
+        except (asyncio.TimeoutError, aiohttp.ClientError):
+            results.append(TryResult(n, None, None, started, time.monotonic()))
+    return results

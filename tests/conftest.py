@@ -14,9 +14,7 @@ import pytest
 from core.app import create_app
 from core.settings import deep_merge
 from core.simulator import WeChatSigner, event_xml, text_xml
-from core.testing import build_settings
-
-pytest_plugins = ["core.testing"]
+from core.testing import build_settings, make_bot  # noqa: F401  (the plugin-author fixture)
 
 AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
 
