@@ -31,9 +31,14 @@ async def never_500(request: web.Request, handler: Any) -> web.StreamResponse:
 
 
 async def healthz(request: web.Request) -> web.Response:
+    """Liveness plus the state backend: "ok", or "degraded" while Redis is away (still 200)."""
     bot = request.app[BOT_KEY]
-    status = "ok" if bot.started else "starting"
-    return web.json_response({"status": status}, status=200 if bot.started else 503)
+    state = bot.state.status
+    if not bot.started:
+        status = "starting"
+    else:
+        status = "degraded" if state == "down" else "ok"
+    return web.json_response({"status": status, "state": state}, status=200 if bot.started else 503)
 
 
 def setup_routes(app: web.Application, settings: Settings) -> None:

@@ -13,16 +13,16 @@ from typing import Any
 import aiohttp
 import jinja2
 
-from .cache import Cache, MemoryCache
+from .cache import Cache
 from .context import MessageContext
-from .conversation import ConversationStore, MemoryConversationStore, Turn
+from .conversation import ConversationStore, Turn
 from .intents import Intent, RouteResult
 from .messages import Message
 from .plugin_manager import HookCaller, create_plugin_manager, plugin_configs
 from .replies import Reply, SuccessReply, TextReply, reply_text
 from .settings import Settings
+from .state import build_state
 from .templating import text_environment
-from .wechat_api import MemoryTokenStore
 
 log = logging.getLogger("skillbot.bot")
 
@@ -42,11 +42,10 @@ class Bot:
         trace = settings.logging.trace_hooks or os.environ.get("SKILLBOT_TRACE") == "1"
         self.hooks = HookCaller(self.pm, order, settings.pipeline.plugin_timeout, trace)
         self.http: aiohttp.ClientSession | None = None
-        self.conversations: ConversationStore = MemoryConversationStore(
-            max_turns=settings.conversation.max_turns, max_chars=settings.conversation.max_chars,
-            idle_seconds=settings.conversation.idle_seconds, max_users=settings.conversation.max_users)
+        self.state = build_state(settings)
+        self.conversations: ConversationStore = self.state.conversations
+        self.token_store = self.state.token_store
         self._caches: dict[str, Cache] = {}
-        self.token_store = MemoryTokenStore()
         self._template_envs: dict[Path, jinja2.Environment] = {}
         self.intents: list[Intent] = []
         self.segmenter: Any = None
@@ -62,7 +61,7 @@ class Bot:
         return self._caches[name]
 
     def cache_factory(self, name: str, maxsize: int, ttl: float) -> Cache:
-        return MemoryCache(name, maxsize=maxsize, ttl=ttl)
+        return self.state.cache_factory(name, maxsize, ttl)
 
     def templates(self, plugin_dir: str | Path) -> jinja2.Environment:
         """Templates for a plugin: the operator's ``pipeline.templates_dir`` first, then the plugin's."""
@@ -79,10 +78,10 @@ class Bot:
     # ---- lifecycle ----------------------------------------------------------------------------
 
     async def start(self) -> None:
-        from .router import IntentRouter
         from .segmenter import Segmenter
 
         self.http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
+        await self.state.start()
         self.segmenter = Segmenter()
         self.segmenter.initialize()
         for impl in self.hooks.impls("skillbot_startup"):
@@ -114,6 +113,7 @@ class Bot:
         if self.http is not None:
             await self.http.close()
             self.http = None
+        await self.state.stop()
         self.started = False
 
     # ---- the pipeline -------------------------------------------------------------------------
@@ -164,8 +164,9 @@ class Bot:
                     reply.intent = reply.intent or candidate.name
                     return reply
         with ctx.timed("fallback"):
-            reply, plugin = await self.hooks.first_result("skillbot_fallback", {"ctx": ctx},
-                                                          log_extra=extra)
+            reply, plugin = await self.hooks.first_result(
+                "skillbot_fallback", {"ctx": ctx}, log_extra=extra,
+                timeout=self.settings.pipeline.fallback_timeout)
         if reply is not None:
             reply.plugin = reply.plugin or plugin
             reply.intent = reply.intent or "fallback"

@@ -13,13 +13,13 @@ from typing import Any
 
 from aiohttp import web
 
-from .answers import ACK, ANSWER, HOLD, DeliveryCoordinator, MemoryAnswerStore
+from .answers import ANSWER, HOLD, DeliveryCoordinator
 from .bot import Bot
 from .context import MessageContext, new_message_id
 from .crypto import CryptoError, MessageCrypto, verify_signature
 from .messages import Message, MessageFieldError, build_message
 from .replies import Reply, SuccessReply, TextReply, reply_from_dict, reply_to_dict
-from .textsplit import split_text, utf8_len
+from .textsplit import split_for_wechat, utf8_len
 from .wechat_xml import MAX_TEXT_BYTES, ReplyRenderer, XMLRejected, parse_xml
 
 log = logging.getLogger("skillbot.gateway")
@@ -46,7 +46,7 @@ class Gateway:
         self.renderer = ReplyRenderer(
             truncation_marker=settings.pipeline.truncation_marker,
             template_dirs=[settings.resolve_path(settings.pipeline.templates_dir) / "reply"])
-        self.answers = answer_store or MemoryAnswerStore(ttl=self.delivery.record_ttl)
+        self.answers = answer_store or bot.state.answers
         self.coordinator = DeliveryCoordinator(self.answers, self.delivery.mode,
                                                self.delivery.try_budget, self.delivery.record_ttl)
         #: Sends answers through the customer-service API (set when that mode is configured).
@@ -179,8 +179,13 @@ class Gateway:
             if part is not None:
                 content = part + (self.delivery.continue_hint if remaining else "")
                 return reply_to_dict(TextReply(content, plugin="core", intent="continue"))
-        pending = [reply_from_dict(p) for p in await self.answers.pop_pending(user)] if not message.is_event else []
         ctx = MessageContext(bot=self.bot, message=message, id=log_id)
+        limits = self.bot.settings.ratelimit
+        if limits.enabled and not message.is_event and not await self.bot.state.rate_limiter.allow(user):
+            self.count("rate_limited")
+            log.info("msg=%s user over the rate limit", log_id, extra={"msg_id": log_id})
+            return reply_to_dict(TextReply(limits.reply, plugin="core", intent="rate_limited"))
+        pending = [reply_from_dict(p) for p in await self.answers.pop_pending(user)] if not message.is_event else []
         reply = await self.bot.process(message, ctx)
         if pending:
             reply = self.merge_pending(pending, reply)
@@ -202,7 +207,7 @@ class Gateway:
         reply = reply_from_dict({k: v for k, v in payload.items() if k != "explain"})
         if isinstance(reply, TextReply) and utf8_len(reply.content) > MAX_TEXT_BYTES:
             hint = self.delivery.continue_hint
-            parts = split_text(reply.content, MAX_TEXT_BYTES - utf8_len(hint))
+            parts = split_for_wechat(reply.content, MAX_TEXT_BYTES - utf8_len(hint))
             await self.answers.set_parts(message.from_user, parts[1:], self.delivery.pending_ttl)
             reply = TextReply(parts[0] + hint, plugin=reply.plugin, intent=reply.intent)
         return reply

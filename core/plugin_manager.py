@@ -160,10 +160,11 @@ class HookCaller:
         return True, result
 
     async def first_result(self, hook_name: str, kwargs: dict[str, Any], plugin: str | None = None,
-                           log_extra: dict | None = None) -> tuple[Any, str | None]:
+                           log_extra: dict | None = None, timeout: float | None = None
+                           ) -> tuple[Any, str | None]:
         """Stops at the first non-None result; returns (result, plugin name)."""
         for impl in self.impls(hook_name, plugin):
-            ok, result = await self.call_one(impl, hook_name, kwargs, log_extra=log_extra)
+            ok, result = await self.call_one(impl, hook_name, kwargs, timeout, log_extra)
             if ok and result is not None:
                 return result, impl.plugin_name
         return None, None

@@ -13,7 +13,9 @@ Scoring (every feature is precomputed when the router is built; see docs/routing
     +0.1 for each further distinct keyword, at most 0.8.
   - patterns: the first regular expression (Python ``re``, searched in the raw text) that matches
     gives 0.7; its named groups become slots.
-  - examples: similarity to the closest example utterance (``SimilarityIndex``), in [0, 1].
+  - examples: similarity s to the closest example utterance (``SimilarityIndex``), rescaled to
+    ``(s - 0.3) / 0.7`` so that sharing a word like 今天 with an example ("今天会下雨吗") is
+    no evidence at all; alone an example needs s >= 0.55 to clear the default threshold.
   - scorer: the intent's own ``scorer(text, tokens)`` (the FAQ's retrieval), in [0, 1].
 
   The strengths are combined as a noisy OR, ``1 - prod(1 - s)``: any one piece of evidence
@@ -40,6 +42,7 @@ KEYWORD_BASE = 0.5
 KEYWORD_STEP = 0.1
 KEYWORD_MAX = 0.8
 PATTERN_SCORE = 0.7
+EXAMPLE_FLOOR = 0.3
 PRIORITY_STEP = 0.01
 PRIORITY_CAP = 0.05
 
@@ -47,18 +50,19 @@ PRIORITY_CAP = 0.05
 class SimilarityIndex:
     """How much of a stored text a query contains, and how much of the query it explains.
 
-    Texts are weighted term sets (``Segmenter.features``: tokens plus sub-words, IDF weights). For
-    a query q and stored text d sharing the terms S, with W(X) the summed weights of X:
+    Texts are weighted term sets (``Segmenter.features``: tokens, sub-words and characters with
+    IDF weights). For a query q and a stored text d, with shared = sum over common terms of the
+    smaller of the two weights, and W(x) the summed weights of x:
 
-        contained = W(S) / W(d)     (how much of the stored text the query says)
-        explained = W(S) / W(q)     (how much of the query the stored text covers)
+        contained = shared / W(d)     (how much of the stored text the query says)
+        explained = shared / W(q)     (how much of the query the stored text covers)
         score     = contained ** alpha * explained ** (1 - alpha)
 
-    With ``alpha = 0.5`` this is the cosine of the two sets' square-root-IDF vectors; the default
-    0.6 leans toward containment, since a user's message often wraps a stored question in extra
-    words ("请问一下，你们怎么退款呀"). The weights come from a fixed, external IDF table, so a
-    score depends only on the two texts, never on how many others are stored: the same threshold
-    means the same thing for a 10-entry and a 5,000-entry FAQ.
+    With ``alpha = 0.5`` and equal weights this is the cosine of the two sets' square-root-IDF
+    vectors; the default 0.6 leans toward containment, since a user's message often wraps a
+    stored question in extra words ("请问一下，你们怎么退款呀"). The weights come from a fixed,
+    external IDF table, so a score depends only on the two texts, never on how many others are
+    stored: the same threshold means the same thing for a 10-entry and a 5,000-entry FAQ.
 
     Queries walk an inverted index, so their cost grows with the stored texts that share a term,
     not with the number stored.
@@ -70,7 +74,7 @@ class SimilarityIndex:
         self.alpha = alpha
         self.keys: list[Hashable] = []
         self.totals: list[float] = []
-        self.postings: dict[str, list[int]] = {}
+        self.postings: dict[str, list[tuple[int, float]]] = {}
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -83,8 +87,8 @@ class SimilarityIndex:
         doc = len(self.keys)
         self.keys.append(key)
         self.totals.append(total)
-        for term in features:
-            self.postings.setdefault(term, []).append(doc)
+        for term, weight in features.items():
+            self.postings.setdefault(term, []).append((doc, weight))
 
     def overlaps(self, query: dict[str, float]) -> dict[int, float]:
         """Shared weight per stored text that shares at least one term with the query."""
@@ -94,28 +98,14 @@ class SimilarityIndex:
         for term, weight in query.items():
             docs = postings.get(term)
             if docs:
-                for doc in docs:
-                    acc[doc] = get(doc, 0.0) + weight
+                for doc, doc_weight in docs:
+                    acc[doc] = get(doc, 0.0) + (weight if weight < doc_weight else doc_weight)
         return acc
 
     def score(self, shared: float, query_total: float, doc: int) -> float:
         contained = min(1.0, shared / self.totals[doc])
         explained = min(1.0, shared / query_total)
         return contained ** self.alpha * explained ** (1.0 - self.alpha)
-
-    def best_per_key(self, query: dict[str, float], limit: int = 3) -> list[tuple[float, Hashable, int]]:
-        """The best ``limit`` keys as ``(score, key, text index)``, best first."""
-        query_total = sum(query.values())
-        if query_total <= 0 or not self.keys:
-            return []
-        best: dict[Hashable, tuple[float, int]] = {}
-        for doc, shared in self.overlaps(query).items():
-            s = self.score(shared, query_total, doc)
-            key = self.keys[doc]
-            if s > best.get(key, (-1.0, -1))[0]:
-                best[key] = (s, doc)
-        ranked = sorted(((s, k, d) for k, (s, d) in best.items()), key=lambda x: -x[0])
-        return ranked[:limit]
 
     def best(self, query: dict[str, float]) -> tuple[float, int]:
         """The best score over every stored text and that text's index (-1 when none shares a term)."""
@@ -252,7 +242,8 @@ class IntentRouter:
                     if sim > 0:
                         evidence["example"] = intent.examples[ci.examples.keys[doc]]
                         evidence["example_score"] = round(sim, 4)
-                        strengths.append(sim)
+                        if sim > EXAMPLE_FLOOR:
+                            strengths.append((sim - EXAMPLE_FLOOR) / (1.0 - EXAMPLE_FLOOR))
                 if intent.scorer is not None:
                     try:
                         own, own_slots = intent.scorer(text, tokens)

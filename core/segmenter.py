@@ -17,6 +17,7 @@ corpus-independent, which is what lets one similarity threshold work on FAQs of 
 from __future__ import annotations
 
 import logging
+import math
 import tempfile
 import threading
 import time
@@ -34,15 +35,25 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CACHE_DIR = PROJECT_ROOT / ".cache" / "jieba"
 IDF_PATH = Path(jieba.__file__).resolve().parent / "analyse" / "idf.txt"
 
-#: Words whose IDF is below this carry no topic (的, 了, 是, 我, 有...): they get no feature.
-STOP_IDF = 3.0
+#: Words whose IDF is below this carry no topic (的, 了, 是, 我, 有, 可以, 能...): no feature.
+STOP_IDF = 4.0
 #: Weight of a pure number token (order numbers, quantities): low, they rarely decide a topic.
 NUMBER_WEIGHT = 1.0
+#: Weight of a token jieba's HMM invented (not in any dictionary, like 钱能 or 我要): its
+#: characters carry the meaning, so the token itself counts little.
+INVENTED_WEIGHT = 3.0
+#: Characters of a dictionary word count this fraction of their own weight (退款 -> 退, 款), so
+#: "能退吗" still meets "退款", a little.
+CHAR_FACTOR = 0.35
+#: IDF estimated from jieba's word frequency for dictionary words missing from the IDF table:
+#: log(total / freq) - FREQ_TO_IDF (fitted on words present in both).
+FREQ_TO_IDF = 4.5
 #: Conversational filler that jieba's IDF table (built from written text) rates as informative,
-#: but that says nothing about the topic of a chat message. They get no feature.
+#: and sentence-final particles: they say nothing about the topic of a chat message.
 FILLER_WORDS = frozenset({
-    "你好", "您好", "请问", "麻烦", "谢谢", "一下", "想问", "问一下", "请教", "哈哈", "嗯", "哦",
-    "呀", "啦", "嘛", "呗", "亲", "在吗", "你们", "我们", "我的", "你们家", "一个", "这个", "那个",
+    "你好", "您好", "请问", "麻烦", "谢谢", "一下", "想问", "问一下", "请教", "哈哈", "在吗",
+    "你们", "我们", "我的", "你们家", "一个", "这个", "那个", "亲",
+    "吗", "呢", "吧", "啊", "呀", "么", "嘛", "哈", "啦", "喔", "哦", "嗯", "呗", "哇", "诶",
 })
 
 # Process-wide, read-only after loading: jieba's pristine prefix dictionary and the IDF table.
@@ -191,38 +202,55 @@ class Segmenter:
             return NUMBER_WEIGHT
         idf = self._idf.get(term)
         if idf is None:
-            idf = self._median_idf
+            freq = self._tk.FREQ.get(term)
+            if not freq:
+                return INVENTED_WEIGHT if len(term) > 1 and term[0] >= "\u3400" else self._median_idf
+            if term in self.user_words:
+                # a plugin's word (人工客服, 没更新): as informative as its best part, else rare
+                parts = [self.weight(p) for p in self.subwords(term)]
+                idf = max(parts) if parts else self._median_idf
+            else:
+                idf = min(self._median_idf, math.log(self._tk.total / freq) - FREQ_TO_IDF)
         return idf if idf >= STOP_IDF else 0.0
 
     def subwords(self, token: str) -> list[str]:
-        """Dictionary words inside a longer token (开发票 -> 开发, 发票), for partial matches.
-
-        A token jieba's HMM invented (not in the dictionary, like 领的券) also yields its
-        characters, so 券 still matches.
-        """
+        """Dictionary words inside a longer token (开发票 -> 开发, 发票), for partial matches."""
         n = len(token)
-        if n < 2 or not token[0] >= "\u3400":
+        if n < 3 or token[0] < "\u3400":
             return []
         freq = self._tk.FREQ
         out = []
-        if n >= 3:
-            for size in range(2, min(n, 5)):
-                for i in range(n - size + 1):
-                    piece = token[i:i + size]
-                    if freq.get(piece):
-                        out.append(piece)
-        if not freq.get(token):
-            out.extend(ch for ch in token if ch >= "\u3400")
+        for size in range(2, min(n, 5)):
+            for i in range(n - size + 1):
+                piece = token[i:i + size]
+                if freq.get(piece):
+                    out.append(piece)
         return out
 
     def features(self, tokens: Iterable[str]) -> dict[str, float]:
-        """The weighted term set of a text: its tokens plus their sub-words, stop words dropped."""
-        out: dict[str, float] = {}
-        for token in tokens:
-            for term in (token, *self.subwords(token)):
-                if term not in out:
-                    w = self.weight(term)
-                    if w > 0:
-                        out[term] = w
-        return out
+        """The weighted term set of a text, stop words dropped.
 
+        Terms: each token (its weight), the dictionary words inside long tokens (their weight),
+        and the characters of Chinese tokens: ``CHAR_FACTOR`` of their weight for dictionary
+        words, their full weight for words jieba's HMM invented. A term seen twice keeps its
+        highest weight.
+        """
+        out: dict[str, float] = {}
+        weight = self.weight
+        freq = self._tk.FREQ
+        for token in tokens:
+            w = weight(token)
+            if w > out.get(token, 0.0):
+                out[token] = w
+            if len(token) < 2 or token[0] < "\u3400":
+                continue
+            for sub in self.subwords(token):
+                w = weight(sub)
+                if w > out.get(sub, 0.0):
+                    out[sub] = w
+            factor = CHAR_FACTOR if freq.get(token) else 1.0
+            for ch in token:
+                w = weight(ch) * factor
+                if w > out.get(ch, 0.0):
+                    out[ch] = w
+        return out

@@ -61,6 +61,7 @@ class WeChatSettings:
 @dataclass
 class PipelineSettings:
     plugin_timeout: float = 3.0
+    fallback_timeout: float = 50.0
     no_answer_reply: str = "抱歉，我暂时没有理解您的意思，可以换个说法试试。"
     error_reply: str = "抱歉，服务开小差了，请稍后再试。"
     truncation_marker: str = "…（内容过长，已截断）"
@@ -105,6 +106,18 @@ class StateSettings:
 
 
 @dataclass
+class RateLimitSettings:
+    enabled: bool = True
+    rate: float = 0.5
+    burst: int = 10
+    reply: str = "您发送消息太频繁了，请稍后再试。"
+
+    def validate(self) -> None:
+        if self.rate <= 0 or self.burst < 1:
+            raise ValueError("rate must be > 0 and burst >= 1")
+
+
+@dataclass
 class LoggingSettings:
     level: str = "INFO"
     json: bool = False
@@ -130,6 +143,7 @@ class Settings:
     conversation: ConversationSettings = field(default_factory=ConversationSettings)
     router: RouterSettings = field(default_factory=RouterSettings)
     state: StateSettings = field(default_factory=StateSettings)
+    ratelimit: RateLimitSettings = field(default_factory=RateLimitSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
     plugins: PluginsSettings = field(default_factory=PluginsSettings)
     #: Each enabled plugin's raw table; validated by the plugin's schema when plugins load.
@@ -150,7 +164,7 @@ class Settings:
 CORE_SECTIONS = {
     "server": ServerSettings, "wechat": WeChatSettings, "pipeline": PipelineSettings,
     "delivery": DeliverySettings, "conversation": ConversationSettings, "router": RouterSettings,
-    "state": StateSettings, "logging": LoggingSettings,
+    "state": StateSettings, "ratelimit": RateLimitSettings, "logging": LoggingSettings,
 }
 PLUGINS_KEYS = {"enabled", "paths", "entry_points"}
 

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 import aiohttp
 
 from .replies import NewsReply, Reply, TextReply, reply_text
-from .textsplit import split_text
+from .textsplit import split_for_wechat
 
 log = logging.getLogger("skillbot.wechat_api")
 
@@ -121,7 +121,7 @@ class CustomerServiceSender:
     def _bodies(self, openid: str, reply: Reply) -> list[dict]:
         if isinstance(reply, TextReply):
             return [{"touser": openid, "msgtype": "text", "text": {"content": part}}
-                    for part in split_text(reply.content, 2047)]
+                    for part in split_for_wechat(reply.content, 2047)]
         if isinstance(reply, NewsReply) and reply.articles:
             a = reply.articles[0]
             return [{"touser": openid, "msgtype": "news", "news": {"articles": [

@@ -110,6 +110,18 @@ async def test_context_is_carried_across_turns(llm):
     assert system.startswith("你是一个微信公众号里的智能助手") and "北京时间" in system
 
 
+async def test_what_was_just_said_survives_a_long_answer(llm):
+    long_answer = "这是一段很长的回答。" * 250  # 2500 characters: more than the store keeps
+    llm.state.script.append(answer(long_answer))
+    async with running_bot(llm_settings(llm.provider())) as bot:
+        await bot.send("详细介绍一下长城")
+        await bot.send("你刚才说什么")
+    history = llm.state.calls[1].messages[1:-1]
+    assert [m["role"] for m in history] == ["user", "assistant"]
+    assert history[1]["content"].startswith("这是一段很长的回答。")
+    assert llm.state.calls[1].messages[-1] == {"role": "user", "content": "你刚才说什么"}
+
+
 async def test_users_do_not_share_context(llm):
     async with running_bot(llm_settings(llm.provider())) as bot:
         await bot.send("我是甲", user="user_a")

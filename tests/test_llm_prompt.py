@@ -63,14 +63,23 @@ def test_a_too_long_newest_exchange_is_cut_to_fit():
 
 
 def test_unanswered_messages_and_orphan_replies_are_left_out():
-    history = turns(("assistant", "欢迎关注！"),            # welcome, no question before it
+    history = turns(("user", "重新开始"), ("assistant", "好的"),  # a reply after a reset command
                     ("user", "敏感内容"),                   # refused, reply not recorded
                     ("user", "北京天气"), ("assistant", "晴"),
                     ("assistant", "（第二部分）"),           # a second reply to the same message
                     ("user", "还在想"))                     # no answer yet
-    messages = history_messages(history, max_turns=10, max_chars=2000, now=NOW)
+    messages = history_messages(history, max_turns=10, max_chars=2000, now=NOW,
+                                reset_commands=["重新开始"])
     assert messages == [{"role": "user", "content": "北京天气"},
                         {"role": "assistant", "content": "晴\n（第二部分）"}]
+
+
+def test_a_long_answer_whose_question_the_store_dropped_is_kept():
+    history = turns(("assistant", "很长的回答" * 100), ("user", "谢谢"), ("assistant", "不客气"))
+    messages = history_messages(history, max_turns=10, max_chars=5000, now=NOW)
+    assert messages[0] == {"role": "user", "content": "…"}
+    assert messages[1] == {"role": "assistant", "content": "很长的回答" * 100}
+    assert [m["role"] for m in messages] == ["user", "assistant", "user", "assistant"]
 
 
 def test_roles_always_alternate():

@@ -1,0 +1,172 @@
+"""One state layer, two backends: everything the bot remembers, in memory or in Redis.
+
+With Redis, every call goes to Redis while it answers; when it stops answering the bot logs it
+once, carries on with local memory (no 500, no lost reply), reports "degraded" on /healthz and
+pings in the background until Redis is back, then uses it again for new state.
+"""
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from redis.exceptions import RedisError
+
+from .answers import MemoryAnswerStore
+from .cache import MemoryCache
+from .conversation import MemoryConversationStore
+from .ratelimit import MemoryRateLimiter
+from .settings import Settings
+from .wechat_api import MemoryTokenStore
+
+log = logging.getLogger("skillbot.state")
+REDIS_FAILURES = (RedisError, OSError, asyncio.TimeoutError)
+
+
+class RedisHealth:
+    """Tracks whether Redis answers; logs once per change and reconnects in the background."""
+
+    def __init__(self, client: Any, interval: float = 1.0) -> None:
+        self.client = client
+        self.interval = interval
+        self.up = False
+        self.known = False
+        self.changes = 0
+        self._task: asyncio.Task | None = None
+
+    @property
+    def status(self) -> str:
+        return "up" if self.up else "down"
+
+    def mark_down(self, reason: BaseException | str) -> None:
+        if self.up or not self.known:
+            self.changes += 1
+            log.warning("Redis unreachable (%s): answering from local memory until it returns",
+                        reason if isinstance(reason, str) else type(reason).__name__)
+        self.up = False
+        self.known = True
+        if self._task is None or self._task.done():
+            self._task = asyncio.ensure_future(self._reconnect())
+
+    def mark_up(self) -> None:
+        if not self.up:
+            self.changes += 1
+            level = logging.WARNING if self.known else logging.INFO  # a recovery is news
+            log.log(level, "Redis reachable: shared state in use")
+        self.up = True
+        self.known = True
+
+    async def check(self) -> bool:
+        try:
+            await self.client.ping()
+        except REDIS_FAILURES as exc:
+            self.mark_down(exc)
+            return False
+        self.mark_up()
+        return True
+
+    async def _reconnect(self) -> None:
+        while not self.up:
+            await asyncio.sleep(self.interval)
+            try:
+                await self.client.ping()
+            except REDIS_FAILURES:
+                continue
+            self.mark_up()
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+
+class Failover:
+    """Calls the Redis implementation while Redis is up, the memory one otherwise."""
+
+    def __init__(self, primary: Any, fallback: Any, health: RedisHealth) -> None:
+        self._primary = primary
+        self._fallback = fallback
+        self._health = health
+
+    def __getattr__(self, name: str) -> Any:
+        primary = getattr(self._primary, name)
+        if not inspect.iscoroutinefunction(primary):
+            return primary
+        fallback = getattr(self._fallback, name)
+
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            if self._health.up:
+                try:
+                    return await primary(*args, **kwargs)
+                except REDIS_FAILURES as exc:
+                    self._health.mark_down(exc)
+            return await fallback(*args, **kwargs)
+
+        call.__name__ = name
+        return call
+
+
+@dataclass
+class State:
+    backend: str
+    conversations: Any
+    answers: Any
+    token_store: Any
+    rate_limiter: Any
+    cache_factory: Callable[[str, int, float], Any]
+    health: RedisHealth | None = None
+    closers: list[Callable[[], Any]] = field(default_factory=list)
+
+    @property
+    def status(self) -> str:
+        """"memory", "up" or "down" (degraded)."""
+        return "memory" if self.health is None else self.health.status
+
+    async def start(self) -> None:
+        if self.health is not None:
+            await self.health.check()
+
+    async def stop(self) -> None:
+        for close in self.closers:
+            result = close()
+            if inspect.isawaitable(result):
+                try:
+                    await result
+                except REDIS_FAILURES:
+                    pass
+
+
+def build_state(settings: Settings) -> State:
+    conv = settings.conversation
+    delivery = settings.delivery
+    rate = settings.ratelimit
+    memory = dict(
+        conversations=MemoryConversationStore(conv.max_turns, conv.max_chars, conv.idle_seconds, conv.max_users),
+        answers=MemoryAnswerStore(ttl=delivery.record_ttl),
+        token_store=MemoryTokenStore(),
+        rate_limiter=MemoryRateLimiter(rate.rate, rate.burst),
+    )
+    if settings.state.backend == "memory":
+        return State("memory", cache_factory=lambda name, size, ttl: MemoryCache(name, size, ttl), **memory)
+
+    from . import redis_state as rs
+
+    client = rs.connect(settings.state.redis_url)
+    prefix = settings.state.key_prefix
+    health = RedisHealth(client)
+    answers = rs.RedisAnswerStore(client, prefix)
+    shared = dict(
+        conversations=rs.RedisConversationStore(client, prefix, conv.max_turns, conv.max_chars, conv.idle_seconds),
+        answers=answers,
+        token_store=rs.RedisTokenStore(client, prefix),
+        rate_limiter=rs.RedisRateLimiter(client, prefix, rate.rate, rate.burst),
+    )
+    wrapped = {name: Failover(shared[name], memory[name], health) for name in shared}
+
+    def cache_factory(name: str, size: int, ttl: float) -> Any:
+        return Failover(rs.RedisCache(client, prefix, name, ttl), MemoryCache(name, size, ttl), health)
+
+    return State("redis", cache_factory=cache_factory, health=health,
+                 closers=[answers.notifier.stop, health.stop, client.aclose], **wrapped)

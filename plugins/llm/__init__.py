@@ -1,0 +1,167 @@
+"""LLM fallback: what no skill answers goes to a large language model, with conversation context.
+
+- ``skillbot_fallback`` (last of all fallbacks) sends text and recognised voice messages to the
+  first healthy OpenAI-compatible provider (``client.LLMClient``) with a Jinja2 system prompt and
+  the user's recent turns, and answers with the model's text turned into WeChat plain text.
+- The ``llm.reset`` intent ("重新开始", "清除上下文", configurable) clears the user's context.
+- Failures (every provider down, time out, refused) give a polite reply from a template; with no
+  provider configured the plugin warns at start-up and answers with ``no_provider.j2``.
+
+The answer's provider, model, token counts and latency are left in ``ctx.extra["llm"]`` for
+metrics.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import jinja2
+
+from core import Intent, TextReply, hookimpl
+from core.templating import text_environment
+
+from .client import Completion, LLMClient, LLMError
+from .config import Config
+from .plaintext import markdown_to_text
+from .prompt import build_messages, history_messages, prompt_variables, reset_pattern
+
+log = logging.getLogger("skillbot.llm")
+
+PLUGIN_DIR = Path(__file__).parent
+RESET_INTENT = "llm.reset"
+#: Message types whose ``message.text`` is the user's words.
+TEXT_TYPES = ("text", "voice")
+
+
+class Plugin:
+    def __init__(self) -> None:
+        self.config = Config()
+        self.bot: Any = None
+        self.client: LLMClient | None = None
+        self.env: jinja2.Environment | None = None
+        self._own_session: aiohttp.ClientSession | None = None
+
+    # ---- set-up ------------------------------------------------------------------------------
+
+    @hookimpl
+    def skillbot_config_schema(self) -> type:
+        return Config
+
+    @hookimpl
+    async def skillbot_startup(self, bot: Any, config: Any) -> None:
+        if not isinstance(config, Config):
+            config = Config(**(config or {}))
+        config.validate()
+        providers = config.provider_configs()
+        self.bot = bot
+        self.config = config
+        self.env = self._environment(bot)
+        # Fail start-up now, with the file named, if a template is missing or broken.
+        for name in (config.system_prompt_template, "reset_done.j2", "unavailable.j2",
+                     "no_provider.j2", "truncated_note.j2", "content_filter.j2"):
+            self.env.get_template(name)
+        session = getattr(bot, "http", None)
+        if session is None:
+            if self._own_session is None or self._own_session.closed:
+                self._own_session = aiohttp.ClientSession()
+            session = self._own_session
+        self.client = LLMClient(
+            providers, session,
+            breaker_failures=config.circuit_breaker_failures,
+            breaker_reset_seconds=config.circuit_breaker_reset_seconds,
+            max_retry_after=config.max_retry_after_seconds,
+            total_timeout=config.total_timeout,
+        )
+        for name, reason in self.client.disabled.items():
+            log.warning("llm provider %s is disabled: %s", name, reason)
+        if not self.client.configured:
+            log.warning("no LLM provider configured: messages no skill answers get the "
+                        "no_provider.j2 reply (add [[plugins.llm.providers]] to settings.toml)")
+        else:
+            log.info("llm providers in order: %s",
+                     ", ".join(f"{p.name} ({p.config.model})" for p in self.client.chain))
+
+    @hookimpl
+    async def skillbot_shutdown(self, bot: Any) -> None:
+        if self._own_session is not None:
+            await self._own_session.close()
+            self._own_session = None
+        self.client = None
+
+    @hookimpl
+    def skillbot_intents(self) -> list:
+        return [Intent(RESET_INTENT,
+                       patterns=[reset_pattern(c) for c in self.config.reset_commands],
+                       priority=100)]
+
+    # ---- the reset command -------------------------------------------------------------------
+
+    @hookimpl
+    async def skillbot_handle(self, ctx: Any, candidate: Any) -> Any:
+        if candidate.intent.name != RESET_INTENT:
+            return None
+        await ctx.bot.conversations.clear(ctx.user)
+        ctx.history = []
+        return TextReply(self._render("reset_done.j2"), record=False)
+
+    # ---- the fallback ------------------------------------------------------------------------
+
+    @hookimpl(trylast=True)
+    async def skillbot_fallback(self, ctx: Any) -> Any:
+        message = ctx.message
+        if message.is_event or message.msg_type not in TEXT_TYPES:
+            return None
+        text = (message.text or "").strip()
+        if not text:
+            return None
+        if self.client is None or not self.client.configured:
+            return TextReply(self._render("no_provider.j2"), record=False)
+        messages = self.messages_for(ctx, text)
+        try:
+            completion = await self.client.complete(messages)
+        except LLMError as exc:
+            ctx.log.warning("llm: no answer: %s", exc)
+            ctx.extra["llm"] = {"error": type(exc).__name__,
+                                "attempts": [f"{a.provider}:{a.outcome}" for a in exc.attempts]}
+            return TextReply(self._render("unavailable.j2"), record=False)
+        except Exception:
+            ctx.log.exception("llm: the fallback failed")
+            return TextReply(self._render("unavailable.j2"), record=False)
+        ctx.extra["llm"] = completion.metrics()
+        return self.reply_for(completion)
+
+    def messages_for(self, ctx: Any, text: str) -> list[dict[str, str]]:
+        """The messages array for the model: system prompt, bounded history, ``text``."""
+        config = self.config
+        system = self._render(config.system_prompt_template, **prompt_variables(
+            persona=config.persona, account_name=config.account_name,
+            nickname=ctx.extra.get("nickname")))
+        history = history_messages(
+            ctx.history, max_turns=config.max_history_turns, max_chars=config.max_history_chars,
+            idle_seconds=config.history_idle_seconds, reset_commands=config.reset_commands)
+        return build_messages(system, history, text)
+
+    def reply_for(self, completion: Completion) -> TextReply:
+        if completion.filtered:
+            return TextReply(self._render("content_filter.j2"), record=False)
+        answer = markdown_to_text(completion.text)
+        if not answer.strip():
+            return TextReply(self._render("unavailable.j2"), record=False)
+        if completion.truncated:
+            answer = f"{answer}\n{self._render('truncated_note.j2')}"
+        return TextReply(answer)
+
+    # ---- helpers -----------------------------------------------------------------------------
+
+    def _environment(self, bot: Any) -> jinja2.Environment:
+        templates = getattr(bot, "templates", None)
+        if callable(templates):
+            return templates(PLUGIN_DIR)
+        return text_environment(PLUGIN_DIR / "templates")
+
+    def _render(self, name: str, **variables: Any) -> str:
+        if self.env is None:
+            self.env = text_environment(PLUGIN_DIR / "templates")
+        return self.env.get_template(name).render(**variables).strip()
