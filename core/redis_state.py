@@ -13,6 +13,8 @@ import time
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from .conversation import Turn, trim_turns
@@ -42,8 +44,11 @@ return allowed
 
 def connect(url: str) -> aioredis.Redis:
     """A client with short timeouts: a sick Redis must not eat WeChat's 5-second window."""
+    # One immediate retry (a pooled connection may have died with a restarted server), no
+    # back-off: a failing call falls over to memory at once and the health check sees Redis return.
     return aioredis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5,
-                                   health_check_interval=10, decode_responses=True)
+                                   retry=Retry(NoBackoff(), 1), health_check_interval=10,
+                                   decode_responses=True)
 
 
 class RedisConversationStore:

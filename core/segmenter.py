@@ -242,7 +242,7 @@ class Segmenter:
             w = weight(token)
             if w > out.get(token, 0.0):
                 out[token] = w
-            if len(token) < 2 or token[0] < "\u3400":
+            if len(token) < 2 or token[0] < "\u3400" or token in FILLER_WORDS:
                 continue
             for sub in self.subwords(token):
                 w = weight(sub)

@@ -74,6 +74,8 @@ class RedisHealth:
                 await self.client.ping()
             except REDIS_FAILURES:
                 continue
+            # Connections pooled before the outage are dead: drop them before using Redis again.
+            await self.client.connection_pool.disconnect()
             self.mark_up()
 
     async def stop(self) -> None:
@@ -106,6 +108,45 @@ class Failover:
 
         call.__name__ = name
         return call
+
+
+class AnswerFailover(Failover):
+    """Answer records also keep a local copy of every result this process produces.
+
+    A result is waited for on both sides, so a try on the worker that did the work is answered
+    even when Redis drops out (or comes back) between the work finishing and the try asking.
+    """
+
+    async def finish(self, key: str, payload: dict, ttl: float) -> None:
+        await self._fallback.finish(key, payload, ttl)
+        if self._health.up:
+            try:
+                await self._primary.finish(key, payload, ttl)
+            except REDIS_FAILURES as exc:
+                self._health.mark_down(exc)
+
+    async def wait_result(self, key: str, timeout: float) -> dict | None:
+        local = asyncio.ensure_future(self._fallback.wait_result(key, timeout))
+        if not self._health.up:
+            return await local
+        shared = asyncio.ensure_future(self._primary.wait_result(key, timeout))
+        pending = {local, shared}
+        try:
+            while pending:
+                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    if task is shared and task.exception() is not None:
+                        exc = task.exception()
+                        if isinstance(exc, REDIS_FAILURES):
+                            self._health.mark_down(exc)
+                            continue
+                        raise exc
+                    if task.result() is not None:
+                        return task.result()
+            return None
+        finally:
+            for task in pending:
+                task.cancel()
 
 
 @dataclass
@@ -163,7 +204,8 @@ def build_state(settings: Settings) -> State:
         token_store=rs.RedisTokenStore(client, prefix),
         rate_limiter=rs.RedisRateLimiter(client, prefix, rate.rate, rate.burst),
     )
-    wrapped = {name: Failover(shared[name], memory[name], health) for name in shared}
+    wrapped = {name: (AnswerFailover if name == "answers" else Failover)(shared[name], memory[name], health)
+               for name in shared}
 
     def cache_factory(name: str, size: int, ttl: float) -> Any:
         return Failover(rs.RedisCache(client, prefix, name, ttl), MemoryCache(name, size, ttl), health)
