@@ -78,19 +78,24 @@ class Bot:
     # ---- lifecycle ----------------------------------------------------------------------------
 
     async def start(self) -> None:
+        """Open shared clients, start every plugin, build the router. On failure, undo and raise."""
         from .segmenter import Segmenter
 
         self.http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
-        await self.state.start()
-        self.segmenter = Segmenter()
-        self.segmenter.initialize()
-        for impl in self.hooks.impls("skillbot_startup"):
-            ok, _ = await self.hooks.call_one(impl, "skillbot_startup",
-                                              {"bot": self, "config": self.configs.get(impl.plugin_name)},
-                                              timeout=60)
-            if not ok:
-                raise RuntimeError(f"plugin {impl.plugin_name} failed to start (see the log above)")
-        await self.build_router()
+        try:
+            await self.state.start()
+            self.segmenter = Segmenter()
+            self.segmenter.initialize()
+            for impl in self.hooks.impls("skillbot_startup"):
+                ok, _ = await self.hooks.call_one(
+                    impl, "skillbot_startup", {"bot": self, "config": self.configs.get(impl.plugin_name)},
+                    timeout=60)
+                if not ok:
+                    raise RuntimeError(f"plugin {impl.plugin_name} failed to start (see the log above)")
+            await self.build_router()
+        except BaseException:
+            await self.stop()
+            raise
         self.started = True
 
     async def build_router(self) -> None:
