@@ -12,6 +12,7 @@ import time
 from typing import Any
 
 from aiohttp import web
+from cachetools import TTLCache
 
 from .answers import ANSWER, HOLD, DeliveryCoordinator
 from .bot import Bot
@@ -51,7 +52,8 @@ class Gateway:
                                                self.delivery.try_budget, self.delivery.record_ttl)
         #: Sends answers through the customer-service API (set when that mode is configured).
         self.push_sender: Any = None
-        self.explanations: dict[str, dict] = {}
+        #: Recent routing explanations by message key, for the simulators (bounded).
+        self.explanations: TTLCache[str, dict] = TTLCache(maxsize=2048, ttl=600)
         self.counters: dict[str, int] = {}
 
     def count(self, name: str) -> None:

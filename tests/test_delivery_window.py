@@ -12,33 +12,31 @@ from aiohttp import web
 
 from core import TextReply, hookimpl
 from core.simulator import deliver_like_wechat, text_xml
+from tests.standins.openai_server import OpenAIStandIn
 from tests.standins.wechat_api_server import WeChatAPIState, create_wechat_api_app
 
 TRY_TIMEOUT = 1.0  # WeChat's 5 s, scaled down
 WINDOW = {"delivery": {"try_budget": 0.7, "hold_seconds": 1.5}}
 
 
-class SlowModel:
-    """A fallback standing in for a model with a fixed latency; counts its calls per message."""
-
-    def __init__(self, latency: float) -> None:
-        self.latency = latency
-        self.calls: list[str] = []
-
-    @hookimpl
-    async def skillbot_fallback(self, ctx):
-        self.calls.append(ctx.message.msg_id)
-        await asyncio.sleep(self.latency)
-        return TextReply(f"答：{ctx.message.text}")
+@pytest.fixture
+async def llm():
+    """The real LLM plugin talks to this local OpenAI-compatible stand-in (answers "回声：<text>")."""
+    async with OpenAIStandIn() as server:
+        yield server
 
 
-async def harness(wechat, latency: float, overrides: dict | None = None):
-    model = SlowModel(latency)
-    settings = {**WINDOW, "pipeline": {"plugin_timeout": 30}}
+def model_calls(llm) -> list[str]:
+    """The user text of every request the model received (one per model call)."""
+    return [call.messages[-1]["content"] for call in llm.state.calls]
+
+
+async def harness(wechat, llm, latency: float, overrides: dict | None = None):
+    llm.state.delay = latency
+    settings = {**WINDOW, "plugins": {"llm": {"providers": [llm.provider(timeout=10.0)]}}}
     for key, value in (overrides or {}).items():
         settings[key] = {**settings.get(key, {}), **value}
-    h = await wechat(enabled=["welcome"], plugins={"model": model}, overrides=settings)
-    return h, model
+    return await wechat(enabled=["welcome", "llm"], overrides=settings)
 
 
 def answered(results):
@@ -46,38 +44,38 @@ def answered(results):
 
 
 @pytest.mark.parametrize("latency,answered_on", [(0.05, 1), (1.3, 2), (2.3, 3)])
-async def test_answer_lands_on_the_try_it_can(wechat, latency, answered_on):
-    h, model = await harness(wechat, latency)
+async def test_answer_lands_on_the_try_it_can(wechat, llm, latency, answered_on):
+    h = await harness(wechat, llm, latency)
     url = str(h.client.make_url(h.path))
     results = await deliver_like_wechat(h.client.session, url, h.signer, text_xml("你好", msg_id=9001),
                                         try_timeout=TRY_TIMEOUT)
     assert [r.status for r in results] == [None] * (answered_on - 1) + [200]
-    assert h.signer.open_reply(results[-1].body)["Content"] == "答：你好"
-    assert model.calls == ["9001"]  # retries joined the work in flight
+    assert h.signer.open_reply(results[-1].body)["Content"] == "回声：你好"
+    assert model_calls(llm) == ["你好"]  # retries joined the work in flight: one model call
 
 
-async def test_answer_after_the_third_try_comes_with_the_next_message(wechat):
-    h, model = await harness(wechat, 3.5)
+async def test_answer_after_the_third_try_comes_with_the_next_message(wechat, llm):
+    h = await harness(wechat, llm, 3.5)
     url = str(h.client.make_url(h.path))
     results = await deliver_like_wechat(h.client.session, url, h.signer,
                                         text_xml("慢问题", msg_id=9100, from_user="o_slow"), try_timeout=TRY_TIMEOUT)
     assert [r.status for r in results] == [None, None, 200]
     assert h.signer.open_reply(results[-1].body)["Content"] == "正在思考中，请稍候发送任意消息获取回答。"
     await asyncio.sleep(1.0)  # the model finishes meanwhile
-    model.latency = 0.0
+    llm.state.delay = 0.0
     results = await deliver_like_wechat(h.client.session, url, h.signer,
                                         text_xml("好了吗", msg_id=9101, from_user="o_slow"), try_timeout=TRY_TIMEOUT)
     content = h.signer.open_reply(results[-1].body)["Content"]
-    assert content.startswith("答：慢问题") and content.endswith("答：好了吗")
+    assert content == "回声：慢问题\n\n回声：好了吗"
     # and never again
     results = await deliver_like_wechat(h.client.session, url, h.signer,
                                         text_xml("再来", msg_id=9102, from_user="o_slow"), try_timeout=TRY_TIMEOUT)
-    assert h.signer.open_reply(results[-1].body)["Content"] == "答：再来"
-    assert model.calls == ["9100", "9101", "9102"]
+    assert h.signer.open_reply(results[-1].body)["Content"] == "回声：再来"
+    assert model_calls(llm) == ["慢问题", "好了吗", "再来"]
 
 
-async def test_hundred_concurrent_users_each_answered_once(wechat):
-    h, model = await harness(wechat, 1.3)
+async def test_hundred_concurrent_users_each_answered_once(wechat, llm):
+    h = await harness(wechat, llm, 1.3)
     url = str(h.client.make_url(h.path))
 
     async def one(i: int):
@@ -91,8 +89,8 @@ async def test_hundred_concurrent_users_each_answered_once(wechat):
         got = answered(results)
         assert len(got) == 1, f"user {i}: {[r.status for r in results]}"
         contents.append(h.signer.open_reply(got[0].body)["Content"])
-    assert sorted(contents) == sorted(f"答：问题{i}" for i in range(100))
-    assert sorted(model.calls) == sorted(str(20000 + i) for i in range(100))
+    assert sorted(contents) == sorted(f"回声：问题{i}" for i in range(100))
+    assert sorted(model_calls(llm)) == sorted(f"问题{i}" for i in range(100))
 
 
 async def test_long_answer_is_split_and_continued(wechat):
@@ -127,10 +125,10 @@ async def wechat_api(aiohttp_server, monkeypatch):
     return state, str(server.make_url("")).rstrip("/")
 
 
-async def cs_harness(wechat, wechat_api, latency: float, endpoint: str = "stable"):
+async def cs_harness(wechat, llm, wechat_api, latency: float, endpoint: str = "stable"):
     state, base = wechat_api
-    return await harness(wechat, latency, {"delivery": {"mode": "customer_service", "api_base": base,
-                                                        "token_endpoint": endpoint}})
+    return await harness(wechat, llm, latency, {"delivery": {"mode": "customer_service", "api_base": base,
+                                                             "token_endpoint": endpoint}})
 
 
 async def wait_for(predicate, timeout: float = 5.0):
@@ -141,35 +139,51 @@ async def wait_for(predicate, timeout: float = 5.0):
     raise AssertionError("condition not met in time")
 
 
-@pytest.mark.parametrize("endpoint", ["stable", "classic"])
-async def test_customer_service_acks_then_pushes_once(wechat, wechat_api, endpoint):
+@pytest.mark.parametrize("endpoint,latency", [("stable", 0.05), ("stable", 1.3), ("classic", 2.3), ("stable", 3.5)])
+async def test_customer_service_acks_then_pushes_once(wechat, llm, wechat_api, endpoint, latency):
     state, _ = wechat_api
-    (h, model) = await cs_harness(wechat, wechat_api, 1.3, endpoint)
+    h = await cs_harness(wechat, llm, wechat_api, latency, endpoint)
     url = str(h.client.make_url(h.path))
     results = await deliver_like_wechat(h.client.session, url, h.signer,
                                         text_xml("客服问题", msg_id=7001, from_user="o_cs"), try_timeout=TRY_TIMEOUT)
     assert [(r.status, r.body) for r in results] == [(200, "success")]
     await wait_for(lambda: state.sent)
     await asyncio.sleep(0.3)
-    assert state.sent == [{"touser": "o_cs", "msgtype": "text", "text": {"content": "答：客服问题"}}]
-    assert model.calls == ["7001"]
+    assert state.sent == [{"touser": "o_cs", "msgtype": "text", "text": {"content": "回声：客服问题"}}]
+    assert model_calls(llm) == ["客服问题"]
     assert (state.stable_calls, state.classic_calls) == ((1, 0) if endpoint == "stable" else (0, 1))
 
 
-async def test_customer_service_refetches_token_once_on_40001(wechat, wechat_api):
+async def test_customer_service_hundred_concurrent_users(wechat, llm, wechat_api):
     state, _ = wechat_api
-    h, model = await cs_harness(wechat, wechat_api, 0.0)
+    h = await cs_harness(wechat, llm, wechat_api, 1.3)
+    url = str(h.client.make_url(h.path))
+    all_results = await asyncio.gather(*(
+        deliver_like_wechat(h.client.session, url, h.signer, text_xml(f"客服{i}", msg_id=30000 + i, from_user=f"o_c{i}"),
+                            try_timeout=TRY_TIMEOUT) for i in range(100)))
+    assert all([(r.status, r.body) for r in results] == [(200, "success")] for results in all_results)
+    await wait_for(lambda: len(state.sent) >= 100, timeout=15)
+    await asyncio.sleep(0.3)
+    assert sorted((m["touser"], m["text"]["content"]) for m in state.sent) == \
+        sorted((f"o_c{i}", f"回声：客服{i}") for i in range(100))
+    assert sorted(model_calls(llm)) == sorted(f"客服{i}" for i in range(100))
+    assert state.token_fetches == 1
+
+
+async def test_customer_service_refetches_token_once_on_40001(wechat, llm, wechat_api):
+    state, _ = wechat_api
+    h = await cs_harness(wechat, llm, wechat_api, 0.0)
     state.send_errors = [40001]
     await h.say("第一条", user="o_t")
     await wait_for(lambda: state.sent)
-    assert state.sent[0]["text"]["content"] == "答：第一条"
+    assert state.sent[0]["text"]["content"] == "回声：第一条"
     assert state.token_fetches == 2 and [code for code, _ in state.rejected] == [40001]
 
 
 @pytest.mark.parametrize("code", [45015, 45047, 48001])
-async def test_customer_service_failure_falls_back_to_next_message(wechat, wechat_api, code, caplog):
+async def test_customer_service_failure_falls_back_to_next_message(wechat, llm, wechat_api, code, caplog):
     state, _ = wechat_api
-    h, model = await cs_harness(wechat, wechat_api, 0.0)
+    h = await cs_harness(wechat, llm, wechat_api, 0.0)
     state.send_errors = [code]
     await h.say("问一下", user="o_f")
     await wait_for(lambda: state.rejected)
@@ -178,7 +192,7 @@ async def test_customer_service_failure_falls_back_to_next_message(wechat, wecha
     # the answer was kept: the next message's push carries it
     await h.say("在吗", user="o_f")
     await wait_for(lambda: state.sent)
-    assert state.sent[0]["text"]["content"] == "答：问一下\n\n答：在吗"
+    assert state.sent[0]["text"]["content"] == "回声：问一下\n\n回声：在吗"
 
 
 async def test_customer_service_sends_long_answer_in_ordered_parts(wechat, wechat_api):
