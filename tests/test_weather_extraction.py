@@ -159,6 +159,20 @@ def test_followup_shape(text, followup):
     assert understand(text, default_index(), TODAY).followup is followup
 
 
+@pytest.mark.parametrize("text,topical,off_topic", [
+    ("今天外面冷吗", True, False), ("明天要不要带伞", True, False), ("后天气温多少度", True, False),
+    ("明天降温吗，要穿秋裤不", True, False), ("今天出门要戴口罩吗雾霾大不大", True, False),
+    ("外面现在还在下雨吗", True, False), ("今天紫外线强吗", True, False),
+    ("雨衣尺码偏大吗", False, False), ("今天天气真好，适合出去逛街", False, False),
+    ("台风天还发货吗", True, True), ("下雨天快递会延迟吗", False, True),
+    ("买的雨伞坏了能保修吗", False, True), ("天气预报这个APP怎么退款", False, True),
+    ("明天下雨的话还送货吗", True, True),
+])
+def test_weather_topic_or_another(text, topical, off_topic):
+    q = understand(text, default_index(), TODAY)
+    assert (q.topical, q.off_topic) == (topical, off_topic)
+
+
 @pytest.mark.parametrize("text,past,beyond", [
     ("昨天北京天气", True, []),
     ("前天", True, []),

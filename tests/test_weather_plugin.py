@@ -89,6 +89,27 @@ async def test_weather_remark_without_place_goes_to_the_fallback(weather_bot):
         assert reply.plugin != "weather"
 
 
+@pytest.mark.parametrize("text", ["台风天还发货吗", "下雨天快递会延迟吗", "雨衣尺码偏大吗",
+                                  "今天天气真好，适合出去逛街", "上海能包邮吗"])
+async def test_other_topics_that_mention_weather_are_declined(weather_bot, standin, text):
+    async with weather_bot() as (bot, _):
+        reply = await bot.send(text, user="u2b")
+        assert reply.plugin != "weather"
+    assert standin.calls == []
+
+
+async def test_router_scorer_reads_follow_ups_and_glued_words(weather_bot):
+    async with weather_bot() as (bot, _):
+        plugin = bot.pm.get_plugin("weather")
+        assert plugin.score("广州", ["广州"])[0] == 0.7
+        assert plugin.score("那上海呢？", [])[0] == 0.7
+        assert plugin.score("青岛明天风大吗", ["青岛", "明天", "风大", "吗"])[0] == 0.6
+        assert plugin.score("你好", ["你好"])[0] == 0.0
+        assert plugin.score("台风天还发货吗", [])[0] == 0.0
+        route = bot.router.route(None, "大连这周末晴不晴")
+        assert route.chosen and route.chosen[0].name == "weather"
+
+
 async def test_follow_up_shape_without_a_weather_answer_is_declined(weather_bot, standin):
     async with weather_bot() as (bot, _):
         reply = await bot.send("那上海呢？", user="u3")
@@ -173,7 +194,7 @@ async def test_stale_answer_shows_its_age(weather_bot, standin):
         standin.mode = "malformed"
         clock.now += timedelta(minutes=30)
         content = assert_weather(await bot.send("明天北京天气", user="u12"))
-        assert "小雨" in content and "（数据更新于30分钟前）" in content
+        assert "小雨" in content and "30分钟前的数据" in content
 
 
 async def test_qweather_provider_end_to_end(weather_bot, standin, monkeypatch):

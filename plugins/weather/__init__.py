@@ -1,0 +1,291 @@
+"""Weather skill: "明天北京会下雨吗", "上海天气", "那广州呢？", "周末杭州冷不冷", or a location.
+
+Pieces: ``places`` (Chinese place names -> coordinates, bundled table), ``dates`` (which day),
+``understand`` (question or remark, follow-up or not), ``providers`` (Open-Meteo, QWeather, and a
+registry for more), ``service`` (cache, single flight, timeout, stale-on-error), templates for
+every word the user reads. How the pieces decide is described in docs/weather.md.
+
+Decision rules in ``skillbot_handle``:
+
+1. LOCATION event: remember the coordinates silently (``success``).
+2. Location message: current conditions and today's forecast there.
+3. Text without a weather word is declined unless it is a follow-up shape (那上海呢, 后天呢,
+   广州) right after a weather answer (or the skill's own "which city?"); so is a shop topic
+   that mentions weather ("台风天还发货吗").
+4. No place in the text: a remark ("天气太冷了我不想上班") or a question about something else
+   ("雨衣尺码偏大吗") is declined so the fallback or another skill can answer; a weather
+   question uses the remembered place (last asked, else last shared location) or asks which city.
+5. No day in the text: a follow-up keeps the previous day(s); a new question means today with
+   current conditions.
+"""
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any, Callable
+
+import aiohttp
+import jinja2
+
+from core import (
+    Intent, LocationEvent, LocationMessage, MessageContext, SuccessReply, TextReply, hookimpl,
+)
+from core.cache import MemoryCache
+from core.templating import text_environment
+
+from .config import Config
+from .dates import DayQuery, china_now
+from .places import PlaceIndex, default_index
+from .providers import create_provider
+from .service import Report, Spot, WeatherService
+from .understand import Question, understand
+
+PLUGIN_DIR = Path(__file__).parent
+INTENT = "weather"
+
+KEYWORDS = {"天气": ["气温", "温度", "下雨", "下雪", "冷", "热", "闷热", "刮风", "风", "晴", "晴天",
+                   "阴", "阴天", "雾", "雾霾", "带伞", "预报", "几度", "多少度", "降温", "升温",
+                   "暴雨", "台风", "湿度", "风力", "雨", "雪", "天气预报", "紫外线", "空气质量",
+                   "pm2.5",
+                   # glued forms jieba keeps whole, where the single-character word is hidden
+                   "冷不冷", "热不热", "晴不晴", "有雨", "有雪", "有风", "风大", "雨大", "雪大"]}
+EXAMPLES = ["明天北京会下雨吗", "上海天气", "周末杭州冷不冷", "广州今天多少度", "后天深圳天气怎么样",
+            "成都这周末会下雪吗", "海淀区明天刮风吗", "现在武汉气温多少", "下周三南京天气",
+            "未来三天重庆天气预报", "明天出门要带伞吗", "今天冷不冷"]
+#: Score of a message that is only places and/or days ("那上海呢？", "后天呢", "广州"): enough to
+#: reach the skill, which keeps it only right after its own answer.
+FOLLOWUP_SCORE = 0.7
+#: Score of a weather question the skill's own reading recognises (weather word, place or day,
+#: question, no shop topic), whatever jieba made of its words.
+QUESTION_SCORE = 0.6
+
+
+def make_templates(bot: Any) -> jinja2.Environment:
+    """The operator's override folder first (``bot.templates``), else the bundled templates."""
+    factory = getattr(bot, "templates", None)
+    if callable(factory):
+        return factory(PLUGIN_DIR)
+    return text_environment(PLUGIN_DIR / "templates")
+
+
+def make_cache(bot: Any, name: str, maxsize: int, ttl: float) -> Any:
+    factory = getattr(bot, "cache", None)
+    if callable(factory):
+        return factory(name, maxsize=maxsize, ttl=ttl)
+    return MemoryCache(name, maxsize=maxsize, ttl=ttl)
+
+
+def _day_info(d: date, today: date) -> dict[str, Any]:
+    return {"date": d.isoformat(), "offset": (d - today).days, "weekday": d.weekday(),
+            "month": d.month, "day": d.day}
+
+
+class Plugin:
+    """One instance per bot; state (index, service, templates) lives here."""
+
+    def __init__(self) -> None:
+        self.config = Config()
+        self.index: PlaceIndex | None = None
+        self.service: WeatherService | None = None
+        self.env: jinja2.Environment | None = None
+        self.now: Callable[[], datetime] = china_now
+        self._own_session: aiohttp.ClientSession | None = None
+
+    # ---- set-up ----------------------------------------------------------------------------
+
+    @hookimpl
+    def skillbot_config_schema(self) -> type:
+        return Config
+
+    @hookimpl
+    async def skillbot_startup(self, bot: Any, config: Any) -> None:
+        if not isinstance(config, Config):
+            config = Config(**(config or {}))
+        config.validate()
+        self.config = config
+        self.index = default_index()  # loaded once per process, at start-up
+        self.env = make_templates(bot)
+        session = getattr(bot, "http", None)
+        if session is None:
+            if self._own_session is None or self._own_session.closed:
+                self._own_session = aiohttp.ClientSession()
+            session = self._own_session
+        provider = create_provider(config.provider, config, session)
+        self.service = WeatherService(
+            provider,
+            make_cache(bot, "weather", config.cache_size, config.cache_ttl),
+            make_cache(bot, "weather_stale", config.cache_size, config.stale_ttl),
+            timeout=config.timeout, cache_ttl=config.cache_ttl, stale_ttl=config.stale_ttl,
+            now=lambda: self.now())
+
+    @hookimpl
+    async def skillbot_shutdown(self, bot: Any) -> None:
+        if self._own_session is not None and not self._own_session.closed:
+            await self._own_session.close()
+        self._own_session = None
+
+    @hookimpl
+    def skillbot_jieba_words(self) -> list:
+        return default_index().words(min_length=2)
+
+    @hookimpl
+    def skillbot_intents(self) -> list:
+        return [Intent(name=INTENT, keywords=KEYWORDS, examples=EXAMPLES, priority=10,
+                       msg_types=["location"], events=["LOCATION"], scorer=self.score)]
+
+    def score(self, text: str, tokens: list[str]) -> tuple[float, dict[str, Any]]:
+        """The router's scorer, from the skill's own reading of the text.
+
+        Follow-up shapes carry no weather word ("那上海呢？"), and jieba may glue a one-character
+        weather word to its neighbour ("风大", "晴不晴"), which keywords then miss. Context-free
+        (the router has no user): ``skillbot_handle`` still decides.
+        """
+        q = understand(text, self.index or default_index(), self.now().date(),
+                       self.config.forecast_days)
+        if q.off_topic:
+            return 0.0, {}
+        if q.followup and not q.weather_word:
+            return FOLLOWUP_SCORE, {"followup": True}
+        if q.weather_word and q.question and (q.spots or (q.days.found and q.topical)):
+            return QUESTION_SCORE, {}
+        return 0.0, {}
+
+    # ---- answering ---------------------------------------------------------------------------
+
+    @hookimpl
+    async def skillbot_handle(self, ctx: MessageContext, candidate: Any) -> Any:
+        if getattr(candidate, "name", None) != INTENT or self.service is None:
+            return None
+        message = ctx.message
+        if isinstance(message, LocationEvent):
+            await ctx.remember(weather_location=Spot.at(message.latitude, message.longitude).to_dict())
+            return SuccessReply(record=False)
+        today = self.now().date()
+        if isinstance(message, LocationMessage):
+            return await self._answer_location(ctx, message, today)
+        text = (message.text or "").strip()
+        if not text:
+            return None
+        question = understand(text, self.index, today, self.config.forecast_days)
+        reply = await self._answer_text(ctx, question, today)
+        if reply is not None:
+            await ctx.remember(weather_answered_at=time.time())
+        return reply
+
+    async def _answer_location(self, ctx: MessageContext, message: LocationMessage,
+                               today: date) -> TextReply:
+        label = (message.label or "").strip()
+        name = label[:20]
+        mentions = self.index.find(label) if label else []
+        if mentions:
+            name = self.index.display_name(mentions[-1].place)
+        spot = Spot.at(message.latitude, message.longitude, name)
+        await ctx.remember(weather_place=spot.to_dict(), weather_location=spot.to_dict(),
+                           weather_days={"current": True, "dates": [today.isoformat()]},
+                           weather_answered_at=time.time())
+        return await self._forecast_reply([spot], [today], True, today, [], "current.j2")
+
+    async def _answer_text(self, ctx: MessageContext, q: Question, today: date) -> Any:
+        after_weather = self._after_weather(ctx)
+        if q.off_topic or not (q.weather_word or (q.followup and after_weather)):
+            return None
+        framed = bool(re.match(r"^(那么|那|还有)", q.text)) or q.text.rstrip("？?。.!！ ").endswith("呢")
+        # "那上海呢" / "后天呢" / "广州" continue the last answer; "上海天气" is a new question.
+        is_followup = after_weather and (framed or (q.followup and not q.weather_word))
+        spots = q.spots
+        if not spots:
+            if not (is_followup or (q.question and q.topical)):
+                return None  # a remark, or another topic: leave it to the chat fallback
+            remembered = (Spot.from_dict(ctx.slots.get("weather_place"))
+                          or Spot.from_dict(ctx.slots.get("weather_location")))
+            if remembered is None:
+                await ctx.remember(weather_days=self._days_slot(q.days) if q.days.found else None)
+                return self._text("ask_city.j2")
+            spots = [remembered]
+
+        current, dates = self._pick_days(ctx, q.days, is_followup, today)
+        if not dates and not current:
+            if q.spots:
+                await ctx.remember(weather_place=q.spots[0].to_dict())
+            first = q.days.beyond[0] if q.days.beyond else None
+            return self._text("out_of_range.j2", past=q.days.past and not q.days.beyond,
+                              first=_day_info(first, today) if first else None,
+                              max_days=self.config.forecast_days)
+        await ctx.remember(weather_place=spots[0].to_dict(),
+                           weather_days={"current": current, "dates": [d.isoformat() for d in dates]})
+        template = "current.j2" if q.days.current else "forecast.j2"
+        return await self._forecast_reply(spots, dates, current, today, q.days.beyond, template)
+
+    def _pick_days(self, ctx: MessageContext, days: DayQuery, is_followup: bool,
+                   today: date) -> tuple[bool, list[date]]:
+        if days.found:
+            dates = list(days.dates)
+            if days.current and today not in dates:
+                dates.insert(0, today)
+            return days.current, dates
+        if is_followup:
+            stored = ctx.slots.get("weather_days")
+            if isinstance(stored, dict):
+                last = today + timedelta(days=self.config.forecast_days - 1)
+                kept = []
+                for iso in stored.get("dates") or []:
+                    try:
+                        d = date.fromisoformat(iso)
+                    except (TypeError, ValueError):
+                        continue
+                    if today <= d <= last:
+                        kept.append(d)
+                if kept or stored.get("current"):
+                    return bool(stored.get("current")), kept or [today]
+        return True, [today]
+
+    @staticmethod
+    def _days_slot(days: DayQuery) -> dict[str, Any]:
+        return {"current": days.current, "dates": [d.isoformat() for d in days.dates]}
+
+    @staticmethod
+    def _after_weather(ctx: MessageContext) -> bool:
+        """Was the bot's previous answer this skill's (a forecast or its "which city?")?
+
+        The history holds text exchanges; answers to location messages are not in it, so the
+        skill also stamps ``weather_answered_at`` and compares it with the last assistant turn.
+        """
+        stamp = ctx.slots.get("weather_answered_at")
+        stamp = stamp if isinstance(stamp, (int, float)) else None
+        for turn in reversed(ctx.history):
+            if turn.role == "assistant":
+                return turn.intent == INTENT or (stamp is not None and stamp > turn.at)
+        return stamp is not None
+
+    async def _forecast_reply(self, spots: list[Spot], dates: list[date], current: bool,
+                              today: date, beyond: list[date], template: str) -> TextReply:
+        assert self.service is not None
+        reports: list[Report] = await asyncio.gather(
+            *(self.service.report(spot, dates, current) for spot in spots))
+        if all(r.empty for r in reports):
+            return self._text("apology.j2", place=spots[0].name if len(spots) == 1 else "")
+        rendered = []
+        for r in reports:
+            if r.empty:
+                continue
+            days = []
+            for day in r.days:
+                info = _day_info(date.fromisoformat(day["date"]), today)
+                days.append({**day, **info})
+            rendered.append({
+                "place": r.spot.name, "current": r.current, "days": days,
+                "missing": [_day_info(date.fromisoformat(m), today) for m in r.missing],
+                "stale_age": r.stale_age, "failed": r.failed,
+            })
+        return self._text(template, reports=rendered,
+                          beyond=[_day_info(d, today) for d in beyond],
+                          max_days=self.config.forecast_days)
+
+    def _text(self, template: str, **values: Any) -> TextReply:
+        assert self.env is not None
+        text = self.env.get_template(template).render(**values)
+        text = re.sub(r"\n{3,}", "\n\n", text).strip()
+        return TextReply(text)

