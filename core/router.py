@@ -26,7 +26,9 @@ Decision: candidates with a score at or above ``threshold`` are ``chosen`` and t
 score. When the best two chosen candidates are less than ``margin`` apart, the result is
 ``ambiguous`` and the near-tie group (every chosen candidate within ``margin`` of the best) is
 tried in order of priority first (higher first), then score; candidates below the group follow
-by score. So noise between near-equal scores never decides: the declared priority does.
+by score. So noise between near-equal scores never decides between skills of different
+priority; between equal priorities the score order stands. Every skill in ``chosen`` may still
+decline, and the pipeline then tries the next one, and finally the fallback.
 """
 from __future__ import annotations
 
@@ -74,7 +76,9 @@ class SimilarityIndex:
         self.alpha = alpha
         self.keys: list[Hashable] = []
         self.totals: list[float] = []
-        self.postings: dict[str, list[tuple[int, float]]] = {}
+        #: term -> [(weight in the stored texts, [their indexes])]: a term has few distinct
+        #: weights (word, sub-word, character), so a query adds one number per group.
+        self.postings: dict[str, list[tuple[float, list[int]]]] = {}
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -88,19 +92,45 @@ class SimilarityIndex:
         self.keys.append(key)
         self.totals.append(total)
         for term, weight in features.items():
-            self.postings.setdefault(term, []).append((doc, weight))
+            groups = self.postings.setdefault(term, [])
+            for group_weight, docs in groups:
+                if group_weight == weight:
+                    docs.append(doc)
+                    break
+            else:
+                groups.append((weight, [doc]))
 
-    def overlaps(self, query: dict[str, float]) -> dict[int, float]:
-        """Shared weight per stored text that shares at least one term with the query."""
+    def overlaps(self, query: dict[str, float], min_weight: float = 0.0) -> dict[int, float]:
+        """Shared weight per stored text that shares at least one term with the query.
+
+        Query terms lighter than ``min_weight`` are not walked (they still count in the query's
+        total, so skipping them only ever lowers a score).
+        """
         acc: dict[int, float] = {}
         get = acc.get
         postings = self.postings
         for term, weight in query.items():
-            docs = postings.get(term)
-            if docs:
-                for doc, doc_weight in docs:
-                    acc[doc] = get(doc, 0.0) + (weight if weight < doc_weight else doc_weight)
+            if weight < min_weight:
+                continue
+            groups = postings.get(term)
+            if groups:
+                for doc_weight, docs in groups:
+                    add = weight if weight < doc_weight else doc_weight
+                    for doc in docs:
+                        acc[doc] = get(doc, 0.0) + add
         return acc
+
+    def bounds(self, threshold: float, query_total: float) -> tuple[float, float]:
+        """(shared >= a, shared >= b * total(d)) must both hold for a score >= threshold.
+
+        Since contained and explained are at most 1, score >= t needs explained >= t ** (1 / (1 -
+        alpha)) and contained >= t ** (1 / alpha): a cheap filter before computing scores.
+        """
+        if threshold <= 0:
+            return 0.0, 0.0
+        need_explained = threshold ** (1.0 / (1.0 - self.alpha)) if self.alpha < 1 else 0.0
+        need_contained = threshold ** (1.0 / self.alpha) if self.alpha > 0 else 0.0
+        return need_explained * query_total, need_contained
 
     def score(self, shared: float, query_total: float, doc: int) -> float:
         contained = min(1.0, shared / self.totals[doc])
@@ -161,7 +191,6 @@ class _CompiledIntent:
         self.msg_types = {t.lower() for t in intent.msg_types}
         self.events = {e.lower() for e in intent.events}
         self.event_keys = set(intent.event_keys)
-        self.has_text_features = bool(self.single or self.multi or self.patterns or len(self.examples))
         self.nudge = max(-PRIORITY_CAP, min(PRIORITY_CAP, PRIORITY_STEP * intent.priority))
 
     def type_match(self, message: Any) -> str | None:

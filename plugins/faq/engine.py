@@ -1,0 +1,269 @@
+"""The FAQ engine: the operator's TOML file, its validation, and retrieval over jieba tokens.
+
+Retrieval (details and the reasoning in docs/faq.md): every stored phrasing and every keyword of
+every entry is a weighted term set (``Segmenter.features``: tokens, their dictionary sub-words and
+characters, IDF weights from jieba's table). A message is compared with each of them by
+``SimilarityIndex`` (containment and coverage of IDF mass, in [0, 1], independent of how many
+entries exist); an entry's score is that of its best phrasing or keyword. Synonyms from the file's
+``[synonyms]`` table are folded into their canonical word on both sides. An entry keyword found
+in the message is also evidence on its own, of the strength the router gives a skill's keyword
+(``KEYWORD_STRENGTH``); the two combine as a noisy OR, like the router's evidence. The result
+stays in [0, 1] and still depends only on the message and the entry.
+"""
+from __future__ import annotations
+
+import hashlib
+import heapq
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import ahocorasick
+import jinja2
+import jinja2.meta
+
+from core.router import KEYWORD_BASE, SimilarityIndex, noisy_or
+
+#: Evidence strength of an entry keyword found in the message (the router's keyword strength).
+KEYWORD_STRENGTH = KEYWORD_BASE
+#: Query terms lighter than this are not looked up (see ``SimilarityIndex.overlaps``).
+MIN_QUERY_WEIGHT = 0.0
+
+#: Template variables that change per message; answers using them are never cached rendered.
+PER_MESSAGE_VARIABLES = frozenset({"user", "nickname", "now", "date"})
+ENTRY_KEYS = {"id", "questions", "answer", "keywords"}
+TOP_KEYS = {"entry", "variables", "synonyms"}
+ID_RE = re.compile(r"^[A-Za-z0-9_.\-]+$")
+
+
+class FaqError(ValueError):
+    """The FAQ file cannot be used; the message says where and why."""
+
+
+@dataclass
+class Entry:
+    id: str
+    questions: list[str]
+    answer: str
+    keywords: list[str]
+    template: jinja2.Template = field(repr=False)
+    #: The answer uses a per-message variable (user, nickname, now, date).
+    dynamic: bool = False
+
+
+@dataclass
+class FaqData:
+    entries: dict[str, Entry]
+    #: variant -> canonical word
+    synonyms: dict[str, str]
+    variables: dict[str, str]
+    #: Content hash of the file: cache keys include it, so an edited file never serves old answers.
+    version: str
+    source: str = ""
+
+    def jieba_words(self) -> list[str]:
+        """Keywords and synonyms, to keep whole when segmenting."""
+        words: dict[str, None] = {}
+        for entry in self.entries.values():
+            for kw in entry.keywords:
+                if len(kw) > 1:
+                    words.setdefault(kw)
+        for variant, canon in self.synonyms.items():
+            for w in (variant, canon):
+                if len(w) > 1:
+                    words.setdefault(w)
+        return list(words)
+
+
+def _str_list(value: Any, where: str, allow_empty: bool = True) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise FaqError(f"{where}: expected a list of strings")
+    items = [v.strip() for v in value if v.strip()]
+    if not items and not allow_empty:
+        raise FaqError(f"{where}: must not be empty")
+    return items
+
+
+def parse_faq(raw: bytes, env: jinja2.Environment, source: str = "faq.toml") -> FaqData:
+    """Validate and compile a FAQ file's content. Raises ``FaqError`` naming the problem."""
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise FaqError(f"{source}: not UTF-8 ({exc})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise FaqError(f"{source}: not valid TOML: {exc}") from None
+    unknown = sorted(set(data) - TOP_KEYS)
+    if unknown:
+        raise FaqError(f"{source}: unknown key {unknown[0]!r} (known: {', '.join(sorted(TOP_KEYS))})")
+    variables = data.get("variables", {})
+    if not isinstance(variables, dict) or not all(isinstance(v, (str, int, float)) for v in variables.values()):
+        raise FaqError(f"{source}: [variables] must map names to strings or numbers")
+    synonyms: dict[str, str] = {}
+    table = data.get("synonyms", {})
+    if not isinstance(table, dict):
+        raise FaqError(f"{source}: [synonyms] must be a table of word = [variants]")
+    for canon, variants in table.items():
+        for variant in _str_list(variants, f"{source}: synonyms.{canon}"):
+            variant = variant.lower()
+            if variant in synonyms and synonyms[variant] != canon.lower():
+                raise FaqError(f"{source}: synonym {variant!r} listed under both "
+                               f"{synonyms[variant]!r} and {canon!r}")
+            synonyms[variant] = canon.lower()
+    raw_entries = data.get("entry", [])
+    if not isinstance(raw_entries, list) or not raw_entries:
+        raise FaqError(f"{source}: no [[entry]] tables")
+    entries: dict[str, Entry] = {}
+    for n, item in enumerate(raw_entries, 1):
+        where = f"{source}: entry #{n}"
+        if not isinstance(item, dict):
+            raise FaqError(f"{where}: expected a table")
+        entry_id = item.get("id")
+        if not isinstance(entry_id, str) or not ID_RE.match(entry_id):
+            raise FaqError(f"{where}: id must be letters, digits, '_', '-' or '.' (got {entry_id!r})")
+        where = f"{source}: entry {entry_id!r}"
+        if entry_id in entries:
+            raise FaqError(f"{where}: duplicate id")
+        extra = sorted(set(item) - ENTRY_KEYS)
+        if extra:
+            raise FaqError(f"{where}: unknown key {extra[0]!r} (known: {', '.join(sorted(ENTRY_KEYS))})")
+        questions = _str_list(item.get("questions"), f"{where}: questions", allow_empty=False)
+        keywords = [k.lower() for k in _str_list(item.get("keywords", []), f"{where}: keywords")]
+        answer = item.get("answer")
+        if not isinstance(answer, str) or not answer.strip():
+            raise FaqError(f"{where}: answer is missing or empty")
+        try:
+            parsed = env.parse(answer)
+            template = env.from_string(parsed)
+        except jinja2.TemplateSyntaxError as exc:
+            raise FaqError(f"{where}: answer template line {exc.lineno}: {exc.message}") from None
+        used = jinja2.meta.find_undeclared_variables(parsed)
+        entries[entry_id] = Entry(entry_id, questions, answer.strip(), keywords, template,
+                                  dynamic=bool(used & PER_MESSAGE_VARIABLES))
+    return FaqData(entries=entries, synonyms=synonyms,
+                   variables={k: str(v) for k, v in variables.items()},
+                   version=hashlib.sha1(raw).hexdigest()[:12], source=source)
+
+
+def load_faq(path: Path, env: jinja2.Environment) -> FaqData:
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise FaqError(f"cannot read {path}: {exc.strerror or exc}") from None
+    return parse_faq(raw, env, source=path.name)
+
+
+@dataclass
+class Match:
+    """One entry's score for a message."""
+
+    entry_id: str
+    score: float
+    #: The stored phrasing that matched best (the entry's first one when a keyword did).
+    question: str
+    #: Entry keywords found in the message.
+    keywords: list[str]
+
+
+class FaqIndex:
+    """Retrieval over one loaded FAQ, built with the bot's segmenter (after plugin words are added)."""
+
+    def __init__(self, data: FaqData, segmenter: Any) -> None:
+        self.data = data
+        self.segmenter = segmenter
+        self._multi = ahocorasick.Automaton()
+        self._single_syn: dict[str, str] = {}
+        self._keyword_entries: dict[str, list[str]] = {}
+        for variant, canon in data.synonyms.items():
+            if len(variant) == 1:
+                self._single_syn[variant] = canon
+            else:
+                self._multi.add_word(variant, ("syn", variant, canon))
+        for entry in data.entries.values():
+            for kw in entry.keywords:
+                self._keyword_entries.setdefault(kw, []).append(entry.id)
+        for kw, ids in self._keyword_entries.items():
+            if len(kw) > 1:
+                if self._multi.exists(kw):
+                    kind, variant, canon = self._multi.get(kw)
+                    self._multi.add_word(kw, ("both", variant, canon))
+                else:
+                    self._multi.add_word(kw, ("kw", kw, kw))
+        self._has_multi = len(self._multi) > 0
+        if self._has_multi:
+            self._multi.make_automaton()
+        # Every phrasing is a stored text; so is every keyword (a message containing the keyword
+        # then contains that whole "text", and how much of the message it explains decides).
+        self.index = SimilarityIndex()
+        self._questions: list[str] = []
+        for entry in data.entries.values():
+            for text in (*entry.questions, *entry.keywords):
+                features, _ = self.features(text, segmenter.tokenize(text))
+                before = len(self.index)
+                self.index.add(entry.id, features)
+                if len(self.index) > before:
+                    self._questions.append(text if text in entry.questions else entry.questions[0])
+
+    def features(self, text: str, tokens: list[str]) -> tuple[dict[str, float], dict[str, list[str]]]:
+        """Weighted terms of a text after folding synonyms, and the entry keywords it contains."""
+        norm = self.segmenter.normalize(text)
+        folded = [self.data.synonyms.get(t, t) for t in tokens]
+        hits: dict[str, list[str]] = {}
+
+        def hit(word: str) -> None:
+            for entry_id in self._keyword_entries.get(word, ()):
+                words = hits.setdefault(entry_id, [])
+                if word not in words:
+                    words.append(word)
+
+        if self._has_multi:
+            spans: list[tuple[int, int, str]] = []
+            for end, (kind, word, canon) in self._multi.iter(norm):
+                if kind != "kw" and canon not in folded:
+                    folded.append(canon)
+                if kind != "syn":
+                    spans.append((end - len(word) + 1, end, word))
+            for start, end, word in spans:
+                # a keyword inside a longer matched keyword (运费 in 免运费) does not count
+                if not any(s <= start and end <= e and (e - s) > (end - start) for s, e, _ in spans):
+                    hit(word)
+        for i, token in enumerate(folded):
+            if token in self._single_syn:
+                folded[i] = token = self._single_syn[token]
+            if token in self._keyword_entries:
+                hit(token)
+        return self.segmenter.features(folded), hits
+
+    def search(self, text: str, tokens: list[str], limit: int = 3, min_score: float = 0.0) -> list[Match]:
+        """The best ``limit`` entries scoring at least ``min_score``, best first.
+
+        With a ``min_score`` the stored texts that cannot reach it are skipped before scoring
+        (``SimilarityIndex.bounds``), which is what keeps a 1,000-entry FAQ fast.
+        """
+        features, hits = self.features(text, tokens)
+        query_total = sum(features.values())
+        sims: dict[str, tuple[float, int]] = {}
+        if query_total > 0:
+            index = self.index
+            # texts that cannot reach min_score are skipped before scoring; an entry with a
+            # keyword in the message may get there with less similarity, so its texts never are
+            floor_shared, floor_contained = index.bounds(min_score, query_total)
+            totals, keys, score = index.totals, index.keys, index.score
+            for doc, shared in index.overlaps(features, MIN_QUERY_WEIGHT).items():
+                key = keys[doc]
+                if (shared < floor_shared or shared < floor_contained * totals[doc]) and key not in hits:
+                    continue
+                s = score(shared, query_total, doc)
+                if s > sims.get(key, (0.0, -1))[0]:
+                    sims[key] = (s, doc)
+        matches = []
+        for entry_id in sims.keys() | hits.keys():
+            sim, doc = sims.get(entry_id, (0.0, -1))
+            kws = hits.get(entry_id, [])
+            total = noisy_or((sim, KEYWORD_STRENGTH if kws else 0.0))
+            if total <= 0 or total < min_score:
+                continue
+            question = self._questions[doc] if doc >= 0 else self.data.entries[entry_id].questions[0]
+            matches.append(Match(entry_id, total, question, kws))
+        return heapq.nsmallest(limit, matches, key=lambda m: (-m.score, m.entry_id))
