@@ -194,7 +194,7 @@ async def test_workers_flag_serves_on_one_port(tmp_path, redis_url, llm):
     port = free_port()
     proc = subprocess.Popen([sys.executable, str(PROJECT_ROOT / "run.py"), "--settings", str(settings),
                              "--workers", "2", "--port", str(port)], cwd=PROJECT_ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     signer = WeChatSigner(TOKEN)
     try:
         async with aiohttp.ClientSession() as session:
@@ -213,7 +213,13 @@ async def test_workers_flag_serves_on_one_port(tmp_path, redis_url, llm):
             assert answered == 5
     finally:
         proc.send_signal(signal.SIGTERM)
-        out, _ = proc.communicate(timeout=20)
+        try:
+            out, _ = proc.communicate(timeout=30)
+        finally:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)  # nothing of this test may outlive it
+            except ProcessLookupError:
+                pass
     assert out.count("Skillbot listening") == 2
 
 
