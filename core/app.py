@@ -30,22 +30,16 @@ async def never_500(request: web.Request, handler: Any) -> web.StreamResponse:
         return web.Response(status=503, text="temporarily unavailable", content_type="text/plain")
 
 
-async def healthz(request: web.Request) -> web.Response:
-    """Liveness plus the state backend: "ok", or "degraded" while Redis is away (still 200)."""
-    bot = request.app[BOT_KEY]
-    state = bot.state.status
-    if not bot.started:
-        status = "starting"
-    else:
-        status = "degraded" if state == "down" else "ok"
-    return web.json_response({"status": status, "state": state}, status=200 if bot.started else 503)
-
-
 def setup_routes(app: web.Application, settings: Settings) -> None:
+    from . import metrics, webui
+    from .health import healthz
+
     gateway = app[GATEWAY_KEY]
     app.router.add_get(settings.server.path, gateway.handle_get)
     app.router.add_post(settings.server.path, gateway.handle_post)
     app.router.add_get("/healthz", healthz)
+    metrics.setup_routes(app)  # /metrics, /readyz
+    webui.setup_routes(app)  # /simulator (answers 404 unless [simulator] enabled)
 
 
 def check_customer_service(settings: Settings) -> str:
@@ -82,8 +76,12 @@ def create_app(settings: Settings, extra_plugins: dict[str, Any] | None = None,
             app[GATEWAY_KEY].push_sender = customer_service_sender(bot)
         yield
         await app[GATEWAY_KEY].coordinator.drain()
-        await bot.stop()
+        # The running bot is gateway.bot: a settings reload may have replaced app[BOT_KEY].
+        await app[GATEWAY_KEY].bot.stop()
 
     app.cleanup_ctx.append(lifecycle)
     setup_routes(app, settings)
+    from .reload import setup_reload
+
+    setup_reload(app)  # watch the settings file (server.reload_interval)
     return app

@@ -34,15 +34,21 @@ class Bot:
     ``cache(name, ...)``, ``templates(plugin_dir)``, ``tokenize(text)``, ``configs``.
     """
 
-    def __init__(self, settings: Settings, extra_plugins: dict[str, Any] | None = None) -> None:
+    def __init__(self, settings: Settings, extra_plugins: dict[str, Any] | None = None,
+                 state: Any = None) -> None:
         self.settings = settings
+        #: Plugin objects given in code (tests, embedding); a settings reload registers them again.
+        self.extra_plugins = dict(extra_plugins or {})
         self.pm, self.available_plugins = create_plugin_manager(settings, extra_plugins)
         self.configs = plugin_configs(self.pm, settings, self.available_plugins)
         order = list(settings.plugins.enabled) + list(extra_plugins or {})
         trace = settings.logging.trace_hooks or os.environ.get("SKILLBOT_TRACE") == "1"
         self.hooks = HookCaller(self.pm, order, settings.pipeline.plugin_timeout, trace)
         self.http: aiohttp.ClientSession | None = None
-        self.state = build_state(settings)
+        #: A bot given another bot's ``state`` (a settings reload) shares it and neither starts
+        #: nor stops it until it is handed over (``owns_state``).
+        self.owns_state = state is None
+        self.state = state if state is not None else build_state(settings)
         self.conversations: ConversationStore = self.state.conversations
         self.token_store = self.state.token_store
         self._caches: dict[str, Cache] = {}
@@ -83,7 +89,8 @@ class Bot:
 
         self.http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
         try:
-            await self.state.start()
+            if self.owns_state:
+                await self.state.start()
             self.segmenter = Segmenter()
             self.segmenter.initialize()
             for impl in self.hooks.impls("skillbot_startup"):
@@ -118,7 +125,8 @@ class Bot:
         if self.http is not None:
             await self.http.close()
             self.http = None
-        await self.state.stop()
+        if self.owns_state:
+            await self.state.stop()
         self.started = False
 
     # ---- the pipeline -------------------------------------------------------------------------
@@ -201,6 +209,9 @@ class Bot:
 
     def explain(self, ctx: MessageContext) -> dict[str, Any]:
         route: RouteResult | None = ctx.route
+        reply = ctx.extra.get("reply")
         return {"id": ctx.id, "timings_ms": {k: round(v, 3) for k, v in ctx.timings.items()},
                 "route": route.explain() if route else None,
-                "filter_hits": [str(h) for h in ctx.filter_hits]}
+                "filter_hits": [str(h) for h in ctx.filter_hits],
+                "plugin": getattr(reply, "plugin", None), "intent": getattr(reply, "intent", None),
+                "llm": ctx.extra.get("llm")}

@@ -19,6 +19,7 @@ from .bot import Bot
 from .context import MessageContext, new_message_id
 from .crypto import CryptoError, MessageCrypto, verify_signature
 from .messages import Message, MessageFieldError, build_message
+from .metrics import Metrics, hash_user
 from .replies import Reply, SuccessReply, TextReply, reply_from_dict, reply_to_dict
 from .textsplit import split_for_wechat, utf8_len
 from .wechat_xml import MAX_TEXT_BYTES, ReplyRenderer, XMLRejected, parse_xml
@@ -55,6 +56,8 @@ class Gateway:
         #: Recent routing explanations by message key, for the simulators (bounded).
         self.explanations: TTLCache[str, dict] = TTLCache(maxsize=2048, ttl=600)
         self.counters: dict[str, int] = {}
+        self.metrics = Metrics()
+        self.metrics.gateway = self
 
     def count(self, name: str) -> None:
         self.counters[name] = self.counters.get(name, 0) + 1
@@ -137,8 +140,10 @@ class Gateway:
         outcome = await self.coordinator.on_try(
             message.dedup_key, lambda: self.work(message, log_id),
             lambda payload: self.deliver_later(message, payload))
-        log.info("msg=%s key=%s try=%d action=%s", log_id, message.dedup_key, outcome.try_number,
-                 outcome.action, extra={"msg_id": log_id})
+        # The message's own line comes from work(); a plain first-try answer needs no second one.
+        routine = outcome.action == ANSWER and outcome.try_number == 1
+        log.log(logging.DEBUG if routine else logging.INFO, "msg=%s key=%s try=%d action=%s", log_id,
+                message.dedup_key, outcome.try_number, outcome.action, extra={"msg_id": log_id})
         if outcome.action == HOLD:
             return await self.hold(request)
         if outcome.action == ANSWER and outcome.payload is not None:
@@ -151,9 +156,13 @@ class Gateway:
         response = self.render(request, message, reply, encrypted)
         timings["render"] = (time.perf_counter() - t) * 1000
         timings["total"] = (time.perf_counter() - started) * 1000
+        self.metrics.observe_try(timings)
         if outcome.payload:
             explain = outcome.payload.get("explain", {})
             explain.setdefault("timings_ms", {}).update({k: round(v, 3) for k, v in timings.items()})
+            explain.setdefault("plugin", outcome.payload.get("plugin"))
+            explain.setdefault("intent", outcome.payload.get("intent"))
+            explain["try"] = outcome.try_number
             self.explanations[message.dedup_key] = explain
         return response
 
@@ -174,6 +183,27 @@ class Gateway:
 
     async def work(self, message: Message, log_id: str) -> dict:
         """Runs once per message (not per try). Returns the reply payload."""
+        ctx = MessageContext(bot=self.bot, message=message, id=log_id)
+        payload = await self.answer(ctx)
+        self.message_done(ctx, payload)
+        return payload
+
+    def message_done(self, ctx: MessageContext, payload: dict) -> None:
+        """Metrics and the message's log line: id, hashed user, intent, plugin, status, time."""
+        try:
+            status = self.metrics.message_done(ctx, payload)
+            user, total = hash_user(ctx.user), round(ctx.elapsed_ms, 1)
+            intent, plugin = payload.get("intent") or "-", payload.get("plugin") or "-"
+            log.info("msg=%s user=%s type=%s intent=%s plugin=%s status=%s total_ms=%.1f", ctx.id, user,
+                     ctx.message.kind, intent, plugin, status, total,
+                     extra={"msg_id": ctx.id, "user": user, "intent": intent, "plugin": plugin,
+                            "status": status, "total_ms": total})
+        except Exception:  # observing must never cost an answer
+            log.exception("msg=%s: recording metrics failed", ctx.id, extra={"msg_id": ctx.id})
+
+    async def answer(self, ctx: MessageContext) -> dict:
+        """The reply payload for one message: continuation, rate limit, or the bot's pipeline."""
+        message, bot, log_id = ctx.message, ctx.bot, ctx.id
         user = message.from_user
         text = message.text.strip()
         if text and text in self.delivery.continue_words:
@@ -181,18 +211,17 @@ class Gateway:
             if part is not None:
                 content = part + (self.delivery.continue_hint if remaining else "")
                 return reply_to_dict(TextReply(content, plugin="core", intent="continue"))
-        ctx = MessageContext(bot=self.bot, message=message, id=log_id)
-        limits = self.bot.settings.ratelimit
-        if limits.enabled and not message.is_event and not await self.bot.state.rate_limiter.allow(user):
+        limits = bot.settings.ratelimit
+        if limits.enabled and not message.is_event and not await bot.state.rate_limiter.allow(user):
             self.count("rate_limited")
             log.info("msg=%s user over the rate limit", log_id, extra={"msg_id": log_id})
             return reply_to_dict(TextReply(limits.reply, plugin="core", intent="rate_limited"))
         pending = [reply_from_dict(p) for p in await self.answers.pop_pending(user)] if not message.is_event else []
-        reply = await self.bot.process(message, ctx)
+        reply = await bot.process(message, ctx)
         if pending:
             reply = self.merge_pending(pending, reply)
         payload = reply_to_dict(reply)
-        payload["explain"] = self.bot.explain(ctx)
+        payload["explain"] = bot.explain(ctx)
         return payload
 
     def merge_pending(self, pending: list[Reply], reply: Reply) -> Reply:

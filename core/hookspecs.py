@@ -34,8 +34,10 @@ def skillbot_startup(bot: Any, config: Any) -> None:
     """Prepare the plugin: open clients, load data, build indexes. May be async.
 
     ``config`` is this plugin's validated settings (an instance of its schema, or ``{}``).
-    Called once per plugin at start-up and again with the new config after settings reload.
-    A plugin that raises here stops start-up with its name in the message.
+    Called once per plugin instance at start-up. A settings reload builds fresh plugin instances:
+    the new ones start with the new config before the old ones shut down, so keep state on
+    ``self``, not in module globals. A plugin that raises here stops start-up (or rejects the
+    reload) with its name in the message.
     """
 
 
@@ -110,3 +112,18 @@ def skillbot_outbound_filter(ctx: Any, reply: Any) -> Any:
 @hookspec
 def skillbot_message_done(ctx: Any, reply: Any) -> None:
     """Observe a finished message (metrics, audit). Every implementation is called; results ignored."""
+
+
+# ---- operations ----------------------------------------------------------------------------------
+
+@hookspec
+def skillbot_health(bot: Any, probe: bool) -> Any:
+    """Report the services this plugin depends on (model providers, weather APIs...).
+
+    Return a list of ``core.health.Check`` (name, ok, detail), or None when there is nothing to
+    report. ``probe=False`` is asked on every ``GET /readyz``: answer from what the plugin already
+    knows (circuit breakers, the last error) without any I/O. ``probe=True`` is asked by
+    ``run.py check``: reach each service now with a small request (``core.health.probe_http``)
+    and report what happened. Every implementation is called; one that raises or times out is
+    reported as a failed check named after its plugin.
+    """

@@ -9,6 +9,8 @@ import importlib
 import importlib.util
 import inspect
 import logging
+import os
+import reprlib
 import sys
 import time
 from dataclasses import dataclass
@@ -24,6 +26,16 @@ from .settings import PROJECT_ROOT, Settings
 
 log = logging.getLogger("skillbot.plugins")
 ENTRY_POINT_GROUP = "skillbot.plugins"
+
+#: Results in trace lines are shortened (a plugin may return thousands of jieba words).
+_trace_repr = reprlib.Repr()
+_trace_repr.maxstring = _trace_repr.maxother = 300
+_trace_repr.maxlist = _trace_repr.maxdict = _trace_repr.maxtuple = 12
+
+
+def tracing(settings: Settings) -> bool:
+    """Log every hook call and its result: ``logging.trace_hooks`` or ``SKILLBOT_TRACE=1``."""
+    return settings.logging.trace_hooks or os.environ.get("SKILLBOT_TRACE") == "1"
 
 
 @dataclass
@@ -147,16 +159,20 @@ class HookCaller:
             self.failures[impl.plugin_name] = self.failures.get(impl.plugin_name, 0) + 1
             logger.warning("plugin %s: %s exceeded its %.1fs budget; skipped",
                            impl.plugin_name, hook_name, timeout if timeout is not None else self.timeout)
+            if self.trace:
+                logger.info("trace %s.%s -> timed out", impl.plugin_name, hook_name)
             return False, None
         except asyncio.CancelledError:
             raise
-        except Exception:
+        except Exception as exc:
             self.failures[impl.plugin_name] = self.failures.get(impl.plugin_name, 0) + 1
             logger.exception("plugin %s: %s raised; skipped", impl.plugin_name, hook_name)
+            if self.trace:
+                logger.info("trace %s.%s -> raised %s", impl.plugin_name, hook_name, type(exc).__name__)
             return False, None
         if self.trace:
-            logger.info("trace %s.%s -> %r (%.2f ms)", impl.plugin_name, hook_name, result,
-                        (time.perf_counter() - start) * 1000)
+            logger.info("trace %s.%s -> %s (%.2f ms)", impl.plugin_name, hook_name,
+                        _trace_repr.repr(result), (time.perf_counter() - start) * 1000)
         return True, result
 
     async def first_result(self, hook_name: str, kwargs: dict[str, Any], plugin: str | None = None,
@@ -193,8 +209,12 @@ def plugin_configs(pm: pluggy.PluginManager, settings: Settings,
             raise ConfigError(f"plugins.{name}: no plugin of that name "
                               f"(available: {', '.join(sorted(available))})")
     schemas: dict[str, type] = {}
+    trace = tracing(settings)
     for impl in pm.hook.skillbot_config_schema.get_hookimpls():
         schema = impl.function()
+        if trace:
+            log.info("trace %s.skillbot_config_schema -> %s", impl.plugin_name, _trace_repr.repr(schema),
+                     extra={"msg_id": "-"})
         if schema is not None:
             schemas[impl.plugin_name] = schema
     configs: dict[str, Any] = {}

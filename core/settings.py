@@ -21,12 +21,16 @@ class ServerSettings:
     max_body_bytes: int = 64 * 1024
     #: Token protecting /healthz details and /metrics ("" = open).
     admin_token: str = ""
+    #: Seconds between checks of the settings file for changes (0 = no hot reload).
+    reload_interval: float = 2.0
 
     def validate(self) -> None:
         if not self.path.startswith("/"):
             raise ValueError("path must start with '/'")
         if not 0 < self.port < 65536:
             raise ValueError("port must be 1..65535")
+        if self.reload_interval < 0:
+            raise ValueError("reload_interval must be >= 0 (0 = off)")
 
 
 @dataclass
@@ -125,6 +129,13 @@ class LoggingSettings:
 
 
 @dataclass
+class SimulatorSettings:
+    #: Serve the web simulator at /simulator and its debug endpoints (development only: anyone
+    #: who reaches it can talk to the bot as any user).
+    enabled: bool = False
+
+
+@dataclass
 class PluginsSettings:
     #: Plugins to load, in priority order (earlier = called earlier within the same stage).
     enabled: list[str] = field(default_factory=lambda: ["filter", "welcome", "faq", "weather", "llm"])
@@ -145,12 +156,15 @@ class Settings:
     state: StateSettings = field(default_factory=StateSettings)
     ratelimit: RateLimitSettings = field(default_factory=RateLimitSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
+    simulator: SimulatorSettings = field(default_factory=SimulatorSettings)
     plugins: PluginsSettings = field(default_factory=PluginsSettings)
     #: Each enabled plugin's raw table; validated by the plugin's schema when plugins load.
     plugin_tables: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: Where the settings came from (relative paths in settings resolve against its folder).
     source: Path | None = None
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
+    #: The overrides applied over the file (command line, tests), re-applied on a hot reload.
+    overrides: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
     def base_dir(self) -> Path:
@@ -165,6 +179,7 @@ CORE_SECTIONS = {
     "server": ServerSettings, "wechat": WeChatSettings, "pipeline": PipelineSettings,
     "delivery": DeliverySettings, "conversation": ConversationSettings, "router": RouterSettings,
     "state": StateSettings, "ratelimit": RateLimitSettings, "logging": LoggingSettings,
+    "simulator": SimulatorSettings,
 }
 PLUGINS_KEYS = {"enabled", "paths", "entry_points"}
 
@@ -216,4 +231,6 @@ def load_settings(path: str | Path | None = None, overrides: dict[str, Any] | No
             raise ConfigError(f"{source.name}: not valid TOML: {exc}") from None
     if overrides:
         data = deep_merge(data, overrides)
-    return settings_from_dict(data, source)
+    settings = settings_from_dict(data, source)
+    settings.overrides = copy.deepcopy(overrides or {})
+    return settings

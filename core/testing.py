@@ -94,6 +94,63 @@ async def running_bot(settings_overrides: dict[str, Any] | None = None,
         await bot.stop()
 
 
+def toml_text(data: dict[str, Any]) -> str:
+    """``data`` as TOML (tables, strings, numbers, booleans, lists), for writing settings files."""
+    import json
+    import re
+
+    def key(k: str) -> str:
+        return k if re.fullmatch(r"[A-Za-z0-9_-]+", k) else json.dumps(k, ensure_ascii=False)
+
+    def value(v: Any) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, (int, float)):
+            return repr(v)
+        if isinstance(v, str):
+            return json.dumps(v, ensure_ascii=False)
+        if isinstance(v, (list, tuple)):
+            return "[" + ", ".join(value(x) for x in v) + "]"
+        if isinstance(v, dict):
+            return "{" + ", ".join(f"{key(str(k))} = {value(x)}" for k, x in v.items()) + "}"
+        raise TypeError(f"cannot write {type(v).__name__} as TOML")
+
+    lines: list[str] = []
+
+    def table(path: list[str], items: dict[str, Any]) -> None:
+        # Non-empty dicts become [tables]; empty ones stay inline "{}".
+        scalars = {k: v for k, v in items.items() if not (isinstance(v, dict) and v)}
+        if path and (scalars or not items):
+            lines.append("[" + ".".join(key(p) for p in path) + "]")
+        lines.extend(f"{key(k)} = {value(v)}" for k, v in scalars.items())
+        if path and (scalars or not items):
+            lines.append("")
+        for k, v in items.items():
+            if isinstance(v, dict) and v:
+                table(path + [k], v)
+
+    table([], data)
+    return "\n".join(lines) + "\n"
+
+
+def write_settings(path: str | Path, overrides: dict[str, Any] | None = None,
+                   base: str | Path | None | bool = True) -> Path:
+    """Write a settings file: the test settings (or ``base``) merged with ``overrides``."""
+    import tomllib
+
+    from .settings import deep_merge
+
+    base_path = default_test_settings_path() if base is True else (base or None)
+    data: dict[str, Any] = {}
+    if base_path is not None:
+        with open(base_path, "rb") as fh:
+            data = tomllib.load(fh)
+    data = deep_merge(data, overrides or {})
+    path = Path(path)
+    path.write_text(toml_text(data), encoding="utf-8")
+    return path
+
+
 try:  # pytest fixtures, when pytest is installed
     import pytest
 

@@ -46,6 +46,31 @@ class Plugin:
     # ---- set-up ------------------------------------------------------------------------------
 
     @hookimpl
+    async def skillbot_health(self, bot: Any, probe: bool) -> list:
+        """Each provider: its circuit breaker (for /readyz) or GET {base_url}/models (run.py check)."""
+        from core.health import Check, probe_http
+
+        if self.client is None:
+            return []
+        checks = [Check(f"model provider {name}", False, reason)
+                  for name, reason in self.client.disabled.items()]
+        if not self.client.chain and not checks:
+            return [Check("model provider", True, "none configured (unmatched text gets no_provider.j2)")]
+        for provider in self.client.chain:
+            name = f"model provider {provider.name}"
+            if probe:
+                url = provider.config.url.removesuffix("/chat/completions") + "/models"
+                headers = {"Authorization": f"Bearer {provider.api_key}"} if provider.api_key else None
+                checks.append(await probe_http(bot.http, url, name=name, headers=headers,
+                                               timeout=min(provider.config.timeout, 10)))
+            else:
+                state = provider.breaker.state
+                detail = f"circuit {state}" + (
+                    f", next trial in {provider.breaker.retry_in:.0f}s" if state == "open" else "")
+                checks.append(Check(name, state != "open", detail))
+        return checks
+
+    @hookimpl
     def skillbot_config_schema(self) -> type:
         return Config
 

@@ -97,6 +97,22 @@ class Plugin:
     # ---- set-up ----------------------------------------------------------------------------
 
     @hookimpl
+    async def skillbot_health(self, bot: Any, probe: bool) -> list | None:
+        """run.py check: a one-day forecast for Beijing from the configured provider."""
+        from core.health import Check
+
+        if not probe or self.service is None:
+            return None
+        name = f"weather provider {self.config.provider}"
+        try:
+            await asyncio.wait_for(self.service.provider.fetch(39.9042, 116.4074), self.config.timeout + 1)
+        except asyncio.TimeoutError:
+            return [Check(name, False, f"no forecast within {self.config.timeout + 1:g}s")]
+        except Exception as exc:
+            return [Check(name, False, f"{type(exc).__name__}: {exc}")]
+        return [Check(name, True, f"a forecast from {getattr(self.service.provider, 'base_url', '?')}")]
+
+    @hookimpl
     def skillbot_config_schema(self) -> type:
         return Config
 

@@ -1,0 +1,263 @@
+"""Hot settings: edit settings.toml and the running bot follows, after validation; a bad file is
+rejected with the reason and the running settings stay."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from core import TextReply, hookimpl
+from core.app import create_app
+from core.appkeys import GATEWAY_KEY
+from core.chat import signer_for
+from core.reload import RELOADER_KEY
+from core.settings import load_settings
+from core.simulator import text_xml
+from core.testing import write_settings
+
+# A plugin folder the tests enable and disable by editing the settings file. Its name is unique to
+# this file (folder plugins are imported once per process under their name).
+GREETER = '''
+import asyncio
+from dataclasses import dataclass
+from core import TextReply, hookimpl
+
+
+@dataclass
+class Config:
+    prefix: str = "默认"
+    delay: float = 0.0
+
+    def validate(self):
+        if self.prefix == "":
+            raise ValueError("prefix must not be empty")
+
+
+class Plugin:
+    def __init__(self):
+        self.config = Config()
+        self.stopped = False
+
+    @hookimpl
+    def skillbot_config_schema(self):
+        return Config
+
+    @hookimpl
+    def skillbot_startup(self, bot, config):
+        if config.prefix == "崩溃":
+            raise RuntimeError("cannot start with this prefix")
+        self.config = config
+
+    @hookimpl
+    def skillbot_shutdown(self, bot):
+        self.stopped = True
+
+    @hookimpl
+    async def skillbot_fallback(self, ctx):
+        if self.config.delay:
+            await asyncio.sleep(self.config.delay)
+        return TextReply(f"{self.config.prefix}：{ctx.message.text}")
+'''
+
+
+class Turns:
+    """Given in code (not from a folder): counts the history the bot kept for the user."""
+
+    def __init__(self):
+        self.shutdowns = 0
+
+    @hookimpl
+    def skillbot_shutdown(self, bot):
+        self.shutdowns += 1
+
+    @hookimpl(trylast=True)
+    def skillbot_fallback(self, ctx):
+        return TextReply(f"第{len(ctx.history) // 2 + 1}轮")
+
+
+@pytest.fixture
+def plugin_dir(tmp_path):
+    folder = tmp_path / "plugins" / "reload_greeter"
+    folder.mkdir(parents=True)
+    (folder / "__init__.py").write_text(textwrap.dedent(GREETER), encoding="utf-8")
+    return tmp_path / "plugins"
+
+
+class Harness:
+    def __init__(self, path: Path, plugin_dir: Path):
+        self.path = path
+        self.plugin_dir = plugin_dir
+        self.client = self.app = self.signer = None
+
+    @property
+    def reloader(self):
+        return self.app[RELOADER_KEY]
+
+    @property
+    def bot(self):
+        return self.app[GATEWAY_KEY].bot
+
+    def write(self, enabled: list[str], extra: dict | None = None) -> None:
+        data = {"server": {"reload_interval": 0}, "plugins": {"enabled": enabled, "paths": [str(self.plugin_dir)]}}
+        for key, value in (extra or {}).items():
+            data[key] = {**data.get(key, {}), **value}
+        write_settings(self.path, data)
+
+    async def say(self, text: str, user: str = "o_reload") -> str:
+        request = self.signer.sign(text_xml(text, from_user=user))
+        response = await self.client.post("/wechat", params=request.params, data=request.body)
+        assert response.status == 200
+        fields = self.signer.open_reply(await response.text())
+        return fields["Content"] if fields else ""
+
+
+@pytest.fixture
+def start(aiohttp_client, tmp_path, plugin_dir):
+    async def make(enabled: list[str], extra: dict | None = None, plugins: dict | None = None) -> Harness:
+        path = tmp_path / "settings.toml"
+        h = Harness(path, plugin_dir)
+        h.write(enabled, extra)
+        app = create_app(load_settings(path), plugins)
+        h.app = app
+        h.client = await aiohttp_client(app)
+        h.signer = signer_for(app[GATEWAY_KEY].bot.settings)
+        return h
+    return make
+
+
+NO_ANSWER = "抱歉，我暂时没有理解您的意思，可以换个说法试试。"
+
+
+async def test_enable_change_and_disable_a_plugin_without_restart(start):
+    h = await start(["welcome"])
+    assert await h.say("你好") == NO_ANSWER
+    assert (await h.reloader.check()).outcome == "unchanged"
+
+    h.write(["welcome", "reload_greeter"], {"plugins": {"reload_greeter": {"prefix": "甲"}}})
+    result = await h.reloader.check()
+    assert result.outcome == "applied" and "plugins.enabled" in result.changed
+    assert await h.say("你好") == "甲：你好"
+
+    first = h.bot.pm.get_plugin("reload_greeter")
+    h.write(["welcome", "reload_greeter"], {"plugins": {"reload_greeter": {"prefix": "乙"}}})
+    assert (await h.reloader.check()).outcome == "applied"
+    assert await h.say("你好") == "乙：你好"
+    await h.reloader.drain()
+    assert first.stopped  # the replaced plugin instance was shut down
+
+    h.write(["welcome"])
+    assert (await h.reloader.check()).outcome == "applied"
+    assert await h.say("你好") == NO_ANSWER
+    assert h.reloader.generation == 3
+
+
+@pytest.mark.parametrize("breakage,reason", [
+    ("[server\nport = 1", "not valid TOML"),
+    ({"pipeline": {"plugin_timout": 3}}, "pipeline.plugin_timout"),
+    ({"plugins": {"enabled": ["welcome", "reload_greeter", "nosuch"]}}, "nosuch"),
+    ({"plugins": {"reload_greeter": {"prefix": 7}}}, "plugins.reload_greeter.prefix"),
+    ({"plugins": {"reload_greeter": {"prefix": ""}}}, "prefix must not be empty"),
+    ({"plugins": {"reload_greeter": {"prefix": "崩溃"}}}, "reload_greeter failed to start"),
+])
+async def test_invalid_file_is_rejected_and_the_running_settings_stay(start, breakage, reason, caplog):
+    h = await start(["welcome", "reload_greeter"], {"plugins": {"reload_greeter": {"prefix": "甲"}}})
+    running = h.bot
+    if isinstance(breakage, str):
+        h.path.write_text(breakage, encoding="utf-8")
+    else:
+        data = {"plugins": {"enabled": ["welcome", "reload_greeter"], "reload_greeter": {"prefix": "甲"}}}
+        for key, value in breakage.items():
+            data[key] = {**data.get(key, {}), **value}
+        h.write(data["plugins"].pop("enabled"), data)
+    caplog.set_level(logging.ERROR, logger="skillbot.reload")
+    result = await h.reloader.check()
+    assert result.outcome == "rejected" and reason in result.reason
+    assert h.bot is running and await h.say("你好") == "甲：你好"
+    assert any(reason in r.getMessage() for r in caplog.records if r.name == "skillbot.reload")
+    health = await (await h.client.get("/healthz")).json()
+    assert reason in health["reload"]["last_error"]
+    assert (await h.reloader.check()).outcome == "unchanged"  # reported once, not every interval
+
+    h.write(["welcome", "reload_greeter"], {"plugins": {"reload_greeter": {"prefix": "丙"}}})
+    assert (await h.reloader.check()).outcome == "applied"
+    assert await h.say("你好") == "丙：你好"
+    assert (await (await h.client.get("/healthz")).json())["reload"]["last_error"] is None
+    metrics = await (await h.client.get("/metrics")).text()
+    assert 'skillbot_settings_reloads_total{result="rejected"} 1' in metrics
+    assert 'skillbot_settings_reloads_total{result="applied"} 1' in metrics
+
+
+async def test_settings_that_need_a_restart_keep_their_running_value(start, caplog):
+    h = await start(["welcome", "reload_greeter"])
+    port = h.bot.settings.server.port
+    caplog.set_level(logging.WARNING, logger="skillbot.reload")
+    h.write(["welcome", "reload_greeter"], {
+        "server": {"port": port + 1}, "conversation": {"max_turns": 4},
+        "pipeline": {"no_answer_reply": "换了"}, "plugins": {"reload_greeter": {"prefix": "新"}}})
+    result = await h.reloader.check()
+    assert result.outcome == "applied"
+    assert result.restart_needed == ["server.port", "conversation.max_turns"]
+    assert h.bot.settings.server.port == port and h.bot.settings.conversation.max_turns == 10
+    assert h.bot.settings.pipeline.no_answer_reply == "换了"  # live
+    assert await h.say("你好") == "新：你好"
+    assert any("server.port" in r.getMessage() and "restart" in r.getMessage() for r in caplog.records)
+    health = await (await h.client.get("/healthz")).json()
+    assert health["reload"]["restart_needed"] == ["server.port", "conversation.max_turns"]
+
+
+async def test_conversations_and_plugins_given_in_code_survive_a_reload(start):
+    turns = Turns()
+    h = await start(["welcome"], plugins={"turns": turns})
+    assert await h.say("一", user="o_keep") == "第1轮"
+    h.write(["welcome"], {"pipeline": {"no_answer_reply": "换了"}})
+    assert (await h.reloader.check()).outcome == "applied"
+    await h.reloader.drain()
+    assert await h.say("二", user="o_keep") == "第2轮"  # the history is shared state, kept
+    assert turns.shutdowns == 0  # still in use by the new bot: not shut down with the old one
+
+
+async def test_a_message_in_flight_finishes_on_the_old_settings(start):
+    h = await start(["welcome", "reload_greeter"], {"plugins": {"reload_greeter": {"prefix": "旧", "delay": 0.5}}})
+    old_plugin = h.bot.pm.get_plugin("reload_greeter")
+    in_flight = asyncio.ensure_future(h.say("慢", user="o_flight"))
+    await asyncio.sleep(0.1)
+    h.write(["welcome", "reload_greeter"], {"plugins": {"reload_greeter": {"prefix": "新"}}})
+    assert (await h.reloader.check()).outcome == "applied"
+    assert not old_plugin.stopped  # still answering
+    assert await in_flight == "旧：慢"
+    await h.reloader.drain()
+    assert old_plugin.stopped
+    assert await h.say("快", user="o_flight") == "新：快"
+
+
+async def test_the_watcher_applies_an_edit_by_itself(start):
+    h = await start(["welcome"], {"server": {"reload_interval": 0.05}})
+    h.write(["welcome", "reload_greeter"], {"server": {"reload_interval": 0.05},
+                                            "plugins": {"reload_greeter": {"prefix": "自动"}}})
+    for _ in range(200):  # wait for the event, not for a time
+        if h.reloader.generation:
+            break
+        await asyncio.sleep(0.05)
+    assert h.reloader.generation == 1
+    assert await h.say("你好") == "自动：你好"
+
+
+async def test_the_shipped_plugins_reload_cleanly(start):
+    shipped = ["filter", "welcome", "faq", "weather", "llm"]
+    h = await start(shipped)
+    blocked = await h.say("傻逼")
+    welcome_before = h.bot.pm.get_plugin("welcome")
+    h.write(shipped, {"plugins": {"welcome": {"click_replies": {"K": "新菜单"}}}})
+    assert (await h.reloader.check()).outcome == "applied"
+    await h.reloader.drain()
+    assert h.bot.pm.get_plugin("welcome") is not welcome_before
+    assert await h.say("傻逼") == blocked  # the filter of the new bot works
+    request = h.signer.sign(
+        '<xml><ToUserName>gh</ToUserName><FromUserName>o_k</FromUserName><CreateTime>1700000000</CreateTime>'
+        '<MsgType>event</MsgType><Event>CLICK</Event><EventKey>K</EventKey></xml>',
+        timestamp=None)
+    response = await h.client.post("/wechat", params=request.params, data=request.body)
+    assert h.signer.open_reply(await response.text())["Content"] == "新菜单"
