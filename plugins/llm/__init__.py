@@ -76,9 +76,6 @@ class Plugin:
 
     @hookimpl
     async def skillbot_startup(self, bot: Any, config: Any) -> None:
-        if not isinstance(config, Config):
-            config = Config(**(config or {}))
-        config.validate()
         providers = config.provider_configs()
         self.bot = bot
         self.config = config

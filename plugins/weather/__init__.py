@@ -118,9 +118,6 @@ class Plugin:
 
     @hookimpl
     async def skillbot_startup(self, bot: Any, config: Any) -> None:
-        if not isinstance(config, Config):
-            config = Config(**(config or {}))
-        config.validate()
         self.config = config
         self.index = default_index()  # loaded once per process, at start-up
         self.env = make_templates(bot)
