@@ -150,7 +150,11 @@ class DeliveryCoordinator:
         await self.store.finish(key, payload, self.record_ttl)
 
     async def on_try(self, key: str, work: Callable[[], Awaitable[dict]],
-                     deliver_later: Callable[[dict], Awaitable[None]]) -> TryOutcome:
+                     deliver_later: Callable[[dict], Awaitable[None]],
+                     connected: Callable[[], bool] = lambda: True) -> TryOutcome:
+        """``connected()`` says whether WeChat still waits on this try: an answer is only claimed
+        for a try that can still carry it, so one ready just after WeChat hung up is left for the
+        next try (or, after the last, for the user's next message)."""
         started = time.monotonic()
         n = await self.store.begin(key, self.record_ttl)
         if n == 1:
@@ -164,6 +168,11 @@ class DeliveryCoordinator:
             return TryOutcome(ACK, try_number=n)
         payload = await self.store.wait_result(key, self.try_budget)
         waited = time.monotonic() - started
+        if payload is not None and not connected():
+            self.stats["held"] += 1
+            if n >= self.max_tries:
+                self._spawn(self._deliver_when_ready(key, deliver_later))
+            return TryOutcome(HOLD, try_number=n, waited=waited)
         if payload is not None:
             if await self.store.claim_delivery(key, self.record_ttl):
                 self.stats["first_try" if n == 1 else "retry"] += 1

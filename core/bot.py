@@ -87,7 +87,9 @@ class Bot:
         """Open shared clients, start every plugin, build the router. On failure, undo and raise."""
         from .segmenter import Segmenter
 
-        self.http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
+        # No connection cap: a slow model must not make the 101st user's request queue behind it.
+        self.http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30),
+                                          connector=aiohttp.TCPConnector(limit=0, limit_per_host=0))
         try:
             if self.owns_state:
                 await self.state.start()

@@ -76,6 +76,15 @@ def serve_overrides(args: argparse.Namespace) -> dict:
     return overrides
 
 
+async def freeze_startup_heap(app: object) -> None:
+    """Move everything built at start-up (jieba's ~500,000-entry dictionary, indexes) out of the
+    garbage collector's view: full collections then take milliseconds instead of ~400 ms."""
+    import gc
+
+    gc.collect()
+    gc.freeze()
+
+
 def run_worker(settings_path: str, overrides: dict, reuse_port: bool) -> int:
     from aiohttp import web
 
@@ -92,6 +101,7 @@ def run_worker(settings_path: str, overrides: dict, reuse_port: bool) -> int:
     log.info("Skillbot listening on http://%s:%d%s (mode %s, state %s, plugins %s)", settings.server.host,
              settings.server.port, settings.server.path, settings.wechat.mode, settings.state.backend,
              ", ".join(settings.plugins.enabled))
+    app.on_startup.append(freeze_startup_heap)  # runs after the bot has started
     web.run_app(app, host=settings.server.host, port=settings.server.port, print=None,
                 access_log=None, reuse_port=reuse_port or None)
     return 0

@@ -139,7 +139,8 @@ class Gateway:
         self.count(f"messages_{message.kind}")
         outcome = await self.coordinator.on_try(
             message.dedup_key, lambda: self.work(message, log_id),
-            lambda payload: self.deliver_later(message, payload))
+            lambda payload: self.deliver_later(message, payload),
+            connected=lambda: request.transport is not None and not request.transport.is_closing())
         # The message's own line comes from work(); a plain first-try answer needs no second one.
         routine = outcome.action == ANSWER and outcome.try_number == 1
         log.log(logging.DEBUG if routine else logging.INFO, "msg=%s key=%s try=%d action=%s", log_id,

@@ -46,9 +46,12 @@ def connect(url: str) -> aioredis.Redis:
     """A client with short timeouts: a sick Redis must not eat WeChat's 5-second window."""
     # One immediate retry (a pooled connection may have died with a restarted server), no
     # back-off: a failing call falls over to memory at once and the health check sees Redis return.
-    return aioredis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5,
-                                   retry=Retry(NoBackoff(), 1), health_check_interval=10,
-                                   decode_responses=True)
+    # A blocking pool: under a burst a call waits briefly for a free connection instead of
+    # failing, which the failover would take for Redis being down (and split the workers' state).
+    pool = aioredis.BlockingConnectionPool.from_url(
+        url, max_connections=256, timeout=1.0, socket_timeout=0.5, socket_connect_timeout=0.5,
+        retry=Retry(NoBackoff(), 1), health_check_interval=10, decode_responses=True)
+    return aioredis.Redis.from_pool(pool)  # the client owns the pool: aclose() closes it
 
 
 class RedisConversationStore:

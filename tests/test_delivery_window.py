@@ -219,3 +219,28 @@ async def test_customer_service_without_secret_refuses_to_start(wechat, monkeypa
     with pytest.raises(Exception) as info:
         await wechat(enabled=["welcome"], overrides={"delivery": {"mode": "customer_service"}})
     assert "app_secret_env" in str(info.value)
+
+
+async def test_answer_ready_after_wechat_hung_up_is_kept_for_the_next_try():
+    """In production aiohttp does not cancel a handler whose client left; such a try must not
+    claim the answer (it could not carry it), so the next try delivers it."""
+    from core.answers import ANSWER, HOLD, DeliveryCoordinator, MemoryAnswerStore
+
+    coordinator = DeliveryCoordinator(MemoryAnswerStore(), "passive", try_budget=0.5, record_ttl=60)
+    later: list[dict] = []
+
+    async def work():
+        return {"type": "text", "content": "答案"}
+
+    async def deliver_later(payload):
+        later.append(payload)
+
+    first = await coordinator.on_try("msg:1", work, deliver_later, connected=lambda: False)
+    second = await coordinator.on_try("msg:1", work, deliver_later, connected=lambda: True)
+    assert (first.action, second.action) == (HOLD, ANSWER)
+    assert second.payload["content"] == "答案"
+    # after the last try the answer goes to the next-message path instead
+    for _ in range(3):
+        last = await coordinator.on_try("msg:2", work, deliver_later, connected=lambda: False)
+    await coordinator.drain()
+    assert last.action == HOLD and later == [{"type": "text", "content": "答案"}]
