@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Protocol
 
 from cachetools import TTLCache
@@ -38,23 +38,35 @@ class AnswerStore(Protocol):
         """Take the next kept part; returns (part, how many remain after it)."""
 
 
-@dataclass
 class _Record:
-    tries: int = 0
-    result: dict | None = None
-    delivered: bool = False
-    done: asyncio.Event = field(default_factory=asyncio.Event)
+    """A message in flight: its tries, its result once ready, and an event for waiters."""
+
+    __slots__ = ("tries", "result", "done")
+
+    def __init__(self) -> None:
+        self.tries = 0
+        self.result: dict | None = None
+        self.done: asyncio.Event | None = None  # made only when someone has to wait
+
+
+#: What a later try of an already delivered message finds (it acknowledges with ``success``).
+DELIVERED = {"type": "success"}
 
 
 class MemoryAnswerStore:
-    """One process's answer records (bounded, expiring)."""
+    """One process's answer records (bounded, expiring).
+
+    A delivered message shrinks to a one-int tuple (its try count): at thousands of messages a
+    second, kept ``record_ttl`` seconds, full answers and events would give the garbage collector
+    millions of objects to walk; tuples of ints it does not track at all.
+    """
 
     def __init__(self, max_records: int = 100_000, ttl: float = 300) -> None:
-        self._records: TTLCache[str, _Record] = TTLCache(maxsize=max_records, ttl=ttl)
+        self._records: TTLCache[str, _Record | tuple[int]] = TTLCache(maxsize=max_records, ttl=ttl)
         self._pending: TTLCache[str, list[dict]] = TTLCache(maxsize=max_records, ttl=86400)
         self._parts: TTLCache[str, list[str]] = TTLCache(maxsize=max_records, ttl=86400)
 
-    def _record(self, key: str) -> _Record:
+    def _record(self, key: str) -> _Record | tuple[int]:
         record = self._records.get(key)
         if record is None:
             record = self._records[key] = _Record()
@@ -62,17 +74,27 @@ class MemoryAnswerStore:
 
     async def begin(self, key: str, ttl: float) -> int:
         record = self._record(key)
+        if isinstance(record, tuple):
+            self._records[key] = (record[0] + 1,)
+            return record[0] + 1
         record.tries += 1
         return record.tries
 
     async def finish(self, key: str, payload: dict, ttl: float) -> None:
         record = self._record(key)
+        if isinstance(record, tuple):
+            return  # already delivered (a duplicate finish)
         record.result = payload
-        record.done.set()
+        if record.done is not None:
+            record.done.set()
 
     async def wait_result(self, key: str, timeout: float) -> dict | None:
         record = self._record(key)
+        if isinstance(record, tuple):
+            return DELIVERED
         if record.result is None and timeout > 0:
+            if record.done is None:
+                record.done = asyncio.Event()
             try:
                 await asyncio.wait_for(record.done.wait(), timeout)
             except asyncio.TimeoutError:
@@ -81,9 +103,11 @@ class MemoryAnswerStore:
 
     async def claim_delivery(self, key: str, ttl: float) -> bool:
         record = self._record(key)
-        if record.delivered:
+        if isinstance(record, tuple):
             return False
-        record.delivered = True
+        self._records[key] = (record.tries,)
+        if record.done is not None:
+            record.done.set()  # wake any waiter: it will find the message delivered
         return True
 
     async def push_pending(self, user: str, payload: dict, ttl: float) -> None:

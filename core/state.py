@@ -125,6 +125,15 @@ class AnswerFailover(Failover):
             except REDIS_FAILURES as exc:
                 self._health.mark_down(exc)
 
+    async def claim_delivery(self, key: str, ttl: float) -> bool:
+        local = await self._fallback.claim_delivery(key, ttl)  # also shrinks the local copy
+        if self._health.up:
+            try:
+                return await self._primary.claim_delivery(key, ttl)
+            except REDIS_FAILURES as exc:
+                self._health.mark_down(exc)
+        return local
+
     async def wait_result(self, key: str, timeout: float) -> dict | None:
         local = asyncio.ensure_future(self._fallback.wait_result(key, timeout))
         if not self._health.up:
