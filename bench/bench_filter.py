@@ -18,7 +18,7 @@ Measured in the same run, one process (one core):
   pyahocorasick's scan time as the list's number of distinct first characters grows;
 - traditional -> simplified: OpenCC per message vs the precomputed per-character table;
 - list build time and memory.
-Prints markdown tables (docs/notes/bench-filter.md is made from them).
+Prints markdown tables (docs/benchmarks.md shows them).
 """
 from __future__ import annotations
 
