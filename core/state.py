@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 from redis.exceptions import RedisError
 
-from .answers import MemoryAnswerStore
+from .answers import DELIVERED, MemoryAnswerStore
 from .cache import MemoryCache
 from .conversation import MemoryConversationStore
 from .ratelimit import MemoryRateLimiter
@@ -140,19 +140,24 @@ class AnswerFailover(Failover):
             return await local
         shared = asyncio.ensure_future(self._primary.wait_result(key, timeout))
         pending = {local, shared}
+        fallback_result: dict | None = None
         try:
             while pending:
                 done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-                for task in done:
+                for task in sorted(done, key=lambda t: t is not shared):  # Redis's answer first
                     if task is shared and task.exception() is not None:
                         exc = task.exception()
                         if isinstance(exc, REDIS_FAILURES):
                             self._health.mark_down(exc)
                             continue
                         raise exc
-                    if task.result() is not None:
-                        return task.result()
-            return None
+                    result = task.result()
+                    if result is DELIVERED and shared in pending:
+                        fallback_result = result
+                        continue  # the local copy was shrunk; Redis still has the full answer
+                    if result is not None:
+                        return result
+            return fallback_result
         finally:
             for task in pending:
                 task.cancel()

@@ -111,9 +111,12 @@ async def test_explain_with_the_admin_token_when_the_simulator_is_off(served):
     assert response.status == 404 and (await response.json())["error"] == "unknown key"
 
 
-async def test_explanation_is_found_with_the_answer_record_too(served):
-    """With several workers another process may have answered: its record holds the explanation."""
-    client = await served(ON)
+async def test_explanation_is_found_with_the_answer_record_too(served, redis_url):
+    """With several workers another process may have answered: its record in Redis holds the
+    explanation."""
+    import uuid
+    client = await served({**ON, "state": {"backend": "redis", "redis_url": redis_url,
+                                           "key_prefix": f"webui:{uuid.uuid4().hex[:8]}:"}})
     result = await (await client.post("/simulator/api/send", json={"kind": "text", "text": "在吗"})).json()
     client.gateway.explanations.clear()  # as if a different worker had answered
     response = await client.get("/simulator/api/explain", params={"key": result["key"]})
