@@ -81,6 +81,41 @@ def _ping(url: str) -> bool:
         return False
 
 
+class PrivateRedis:
+    """A redis-server of the test's own on a free port, which the test may stop and start."""
+
+    def __init__(self, binary: str) -> None:
+        self.binary = binary
+        self.port = _free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen([self.binary, "--port", str(self.port), "--bind", "127.0.0.1",
+                                      "--save", "", "--appendonly", "no"],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(50):
+            if _ping(self.url):
+                return
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+            self.proc = None
+
+
+def redis_binary(why: str) -> str:
+    """The redis-server binary, or fail (when CI requires Redis) or skip, saying why."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        if os.environ.get("SKILLBOT_REQUIRE_REDIS"):
+            pytest.fail(f"redis-server is required here (SKILLBOT_REQUIRE_REDIS): {why}")
+        pytest.skip(f"no redis-server binary: {why}")
+    return binary
+
+
 @pytest.fixture(scope="session")
 def redis_url():
     """REDIS_URL if it answers; else a private redis-server on a free port; else skip with the reason."""
@@ -88,19 +123,16 @@ def redis_url():
     if url and _ping(url):
         yield url
         return
-    binary = shutil.which("redis-server")
-    if binary is None:
-        if os.environ.get("SKILLBOT_REQUIRE_REDIS"):
-            pytest.fail("Redis is required here (SKILLBOT_REQUIRE_REDIS) but neither REDIS_URL nor redis-server works")
-        pytest.skip("no Redis: set REDIS_URL or install redis-server to run the Redis-backed tests")
-    port = _free_port()
-    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                             "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"redis://127.0.0.1:{port}/0"
-    for _ in range(50):
-        if _ping(url):
-            break
-        time.sleep(0.1)
-    yield url
-    proc.terminate()
-    proc.wait(timeout=10)
+    server = PrivateRedis(redis_binary("set REDIS_URL or install redis-server to run the Redis-backed tests"))
+    server.start()
+    yield server.url
+    server.stop()
+
+
+@pytest.fixture
+def private_redis():
+    """A private redis-server the test can stop and start (never the shared one)."""
+    server = PrivateRedis(redis_binary("the test stops and starts its own Redis"))
+    server.start()
+    yield server
+    server.stop()

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from aiohttp import web
 
 from core import TextReply, hookimpl
 from core.simulator import deliver_like_wechat, text_xml

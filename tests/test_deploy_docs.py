@@ -1,6 +1,5 @@
 """docs/deploy: the Kubernetes manifests are valid YAML of the right shape, and the settings in them load."""
 import tomllib
-from pathlib import Path
 
 import yaml
 

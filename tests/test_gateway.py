@@ -8,7 +8,7 @@ import pytest
 
 from core import Intent, TextReply, hookimpl
 from core.crypto import MessageCrypto, sha1_signature
-from core.simulator import cdata, event_xml, text_xml
+from core.simulator import cdata, text_xml
 from core.wechat_xml import parse_xml
 
 ONLY_WELCOME = ["welcome"]

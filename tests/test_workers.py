@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -224,40 +223,6 @@ async def test_workers_flag_serves_on_one_port(tmp_path, redis_url, llm):
 
 
 # ---- Redis stopped and started in the middle of a run -------------------------------------------
-
-@pytest.fixture
-def private_redis():
-    binary = shutil.which("redis-server")
-    if binary is None:
-        if os.environ.get("SKILLBOT_REQUIRE_REDIS"):
-            pytest.fail("redis-server binary required for the stop/start test")
-        pytest.skip("no redis-server binary: cannot stop and start a private Redis")
-    port = free_port()
-
-    class Server:
-        url = f"redis://127.0.0.1:{port}/0"
-        proc: subprocess.Popen | None = None
-
-        def start(self) -> None:
-            self.proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                                          "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            for _ in range(50):
-                with socket.socket() as s:
-                    if s.connect_ex(("127.0.0.1", port)) == 0:
-                        return
-                time.sleep(0.1)
-
-        def stop(self) -> None:
-            if self.proc is not None:
-                self.proc.terminate()
-                self.proc.wait(timeout=10)
-                self.proc = None
-
-    server = Server()
-    server.start()
-    yield server
-    server.stop()
-
 
 async def test_redis_stopped_and_started_mid_run_every_message_answered(wechat, private_redis, caplog):
     from core import TextReply, hookimpl
