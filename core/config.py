@@ -73,6 +73,10 @@ def from_table(cls: type, table: dict[str, Any] | None, where: str) -> Any:
     unknown = sorted(set(table) - set(fields))
     if unknown:
         raise ConfigError(f"{where}.{unknown[0]}: unknown setting (known: {', '.join(sorted(fields))})")
+    for name, f in fields.items():
+        required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        if required and name not in table:
+            raise ConfigError(f"{where}.{name}: required")
     values = {name: _check(value, hints[name], f"{where}.{name}") for name, value in table.items()}
     try:
         instance = cls(**values)
@@ -83,5 +87,9 @@ def from_table(cls: type, table: dict[str, Any] | None, where: str) -> Any:
         try:
             validate()
         except ValueError as exc:
-            raise ConfigError(f"{where}: {exc}") from None
+            message = str(exc)
+            # "timeout: must be > 0" from validate() reads best as "where.timeout: must be > 0"
+            head = message.split(":", 1)[0]
+            joiner = "." if head.split("[", 1)[0].split(".", 1)[0] in fields else ": "
+            raise ConfigError(f"{where}{joiner}{message}") from None
     return instance

@@ -250,7 +250,7 @@ async def test_operator_templates_override_the_plugins(tmp_path):
 async def test_bad_provider_settings_stop_start_up_naming_the_key():
     from core.config import ConfigError
 
-    with pytest.raises(ConfigError, match=r"plugins\.llm: providers\[0\]\.base_url"):
+    with pytest.raises(ConfigError, match=r"plugins\.llm\.providers\[0\]\.base_url"):
         async with running_bot(llm_settings({"name": "x", "base_url": "api.example.com",
                                              "model": "m"})):
             pass

@@ -9,6 +9,7 @@ import pytest
 from core.conversation import Turn
 from core.templating import text_environment
 from plugins.llm import PLUGIN_DIR
+from core.config import from_table
 from plugins.llm.config import Config, ProviderConfig
 from plugins.llm.prompt import (
     bound_exchanges, build_messages, china_timezone, exchanges_from_history, history_messages,
@@ -178,7 +179,7 @@ def test_provider_table_is_checked():
     ({"base_url": "http://h/v1", "model": "m"}, "providers[0].name"),
     ({"name": "a", "base_url": "ftp://h", "model": "m"}, "providers[0].base_url"),
     ({"name": "a", "base_url": "http://h/v1"}, "providers[0].model"),
-    ({"name": "a", "base_url": "http://h/v1", "model": "m", "api_key": "sk-1"}, "unknown key 'api_key'"),
+    ({"name": "a", "base_url": "http://h/v1", "model": "m", "api_key": "sk-1"}, "providers[0].api_key: unknown setting"),
     ({"name": "a", "base_url": "http://h/v1", "model": "m", "api_key_env": "sk-abc"}, "api_key_env"),
     ({"name": "a", "base_url": "http://h/v1", "model": "m", "temperature": 3}, "temperature"),
     ({"name": "a", "base_url": "http://h/v1", "model": "m", "timeout": 0}, "timeout"),
@@ -188,13 +189,13 @@ def test_provider_table_is_checked():
 ])
 def test_bad_provider_tables_name_the_key(table, message):
     with pytest.raises(ValueError, match=re.escape(message)):
-        Config(providers=[table]).validate()
+        from_table(Config, {"providers": [table]}, "plugins.llm")
 
 
 def test_duplicate_provider_names_are_rejected():
     table = {"name": "a", "base_url": "http://h/v1", "model": "m"}
     with pytest.raises(ValueError, match="used twice"):
-        Config(providers=[table, dict(table)]).validate()
+        from_table(Config, {"providers": [table, dict(table)]}, "plugins.llm")
 
 
 @pytest.mark.parametrize("field, value", [

@@ -14,9 +14,11 @@ by putting a file of the same name in the override folder.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
+
+from core.config import from_table
 
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -55,59 +57,39 @@ class ProviderConfig:
         return base + "/chat/completions"
 
     @classmethod
-    def from_table(cls, table: Any, index: int) -> "ProviderConfig":
+    def from_table(cls, table: Any, index: int = 0) -> "ProviderConfig":
         """Build and check one ``[[plugins.llm.providers]]`` table; errors name the key."""
-        where = f"providers[{index}]"
-        if not isinstance(table, dict):
-            raise ValueError(f"{where}: expected a table, got {type(table).__name__}")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(table) - known)
-        if unknown:
-            raise ValueError(f"{where}: unknown key {unknown[0]!r} (known: {', '.join(sorted(known))})")
+        return from_table(cls, table, f"providers[{index}]")
+
+    def validate(self) -> None:
+        """Checks beyond the types (which the core's settings loader already enforces)."""
         for key in ("name", "base_url", "model"):
-            value = table.get(key)
-            if not isinstance(value, str) or not value.strip():
-                raise ValueError(f"{where}.{key}: required, a non-empty string")
-        name = table["name"].strip()
-        if not _NAME.match(name):
-            raise ValueError(f"{where}.name: {name!r} may use letters, digits, '_', '-' and '.' only")
-        base_url = table["base_url"].strip()
-        parts = urlsplit(base_url)
+            if not getattr(self, key).strip():
+                raise ValueError(f"{key}: required, a non-empty string")
+        if not _NAME.match(self.name):
+            raise ValueError(f"name: {self.name!r} may use letters, digits, '_', '-' and '.' only")
+        parts = urlsplit(self.base_url.strip())
         if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ValueError(f"{where}.base_url: {base_url!r} is not an http(s) URL")
-        api_key_env = table.get("api_key_env", "")
-        if not isinstance(api_key_env, str):
-            raise ValueError(f"{where}.api_key_env: expected a string")
-        api_key_env = api_key_env.strip()
-        if api_key_env and not _ENV_NAME.match(api_key_env):
-            raise ValueError(f"{where}.api_key_env: {api_key_env!r} is not an environment variable "
+            raise ValueError(f"base_url: {self.base_url!r} is not an http(s) URL")
+        if self.api_key_env and not _ENV_NAME.match(self.api_key_env):
+            raise ValueError(f"api_key_env: {self.api_key_env!r} is not an environment variable "
                              "name (put the key itself in the environment, not in settings)")
-        temperature = table.get("temperature", cls.temperature)
-        if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) \
-                or not 0 <= temperature <= 2:
-            raise ValueError(f"{where}.temperature: a number from 0 to 2")
-        max_tokens = table.get("max_tokens", cls.max_tokens)
-        if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 0:
-            raise ValueError(f"{where}.max_tokens: a whole number >= 0 (0 = provider default)")
-        timeout = table.get("timeout", cls.timeout)
-        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
-            raise ValueError(f"{where}.timeout: a number of seconds > 0")
-        extra_body = table.get("extra_body", {})
-        if not isinstance(extra_body, dict):
-            raise ValueError(f"{where}.extra_body: expected a table")
-        reserved = {"model", "messages", "stream"} & set(extra_body)
+        if not 0 <= self.temperature <= 2:
+            raise ValueError("temperature: a number from 0 to 2")
+        if self.max_tokens < 0:
+            raise ValueError("max_tokens: a whole number >= 0 (0 = provider default)")
+        if self.timeout <= 0:
+            raise ValueError("timeout: a number of seconds > 0")
+        reserved = {"model", "messages", "stream"} & set(self.extra_body)
         if reserved:
-            raise ValueError(f"{where}.extra_body: may not set {sorted(reserved)[0]!r}")
-        return cls(name=name, base_url=base_url, model=table["model"].strip(),
-                   api_key_env=api_key_env, temperature=float(temperature), max_tokens=max_tokens,
-                   timeout=float(timeout), extra_body=dict(extra_body))
+            raise ValueError(f"extra_body: may not set {sorted(reserved)[0]!r}")
 
 
 @dataclass
 class Config:
     #: OpenAI-compatible endpoints tried in order (see ``ProviderConfig``). Empty: no model; the
     #: fallback answers with templates/no_provider.j2.
-    providers: list[dict[str, Any]] = field(default_factory=list)
+    providers: list[ProviderConfig] = field(default_factory=list)
     #: Consecutive failures after which a provider is skipped ...
     circuit_breaker_failures: int = 3
     #: ... for this many seconds; then one trial request decides (half-open).
@@ -154,13 +136,10 @@ class Config:
             raise ValueError("reset_commands: every command must be a non-empty string")
 
     def provider_configs(self) -> list[ProviderConfig]:
-        """The checked provider list (raises ``ValueError`` naming the bad key)."""
-        if not isinstance(self.providers, list):
-            raise ValueError("providers: expected a list of tables ([[plugins.llm.providers]])")
-        result = [ProviderConfig.from_table(table, i) for i, table in enumerate(self.providers)]
+        """The provider list, each checked, names unique (raises ``ValueError`` naming the key)."""
         seen: set[str] = set()
-        for i, provider in enumerate(result):
+        for i, provider in enumerate(self.providers):
             if provider.name in seen:
                 raise ValueError(f"providers[{i}].name: {provider.name!r} is used twice")
             seen.add(provider.name)
-        return result
+        return list(self.providers)
