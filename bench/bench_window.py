@@ -44,7 +44,7 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 
-from common import (AES_KEY, APP_ID, ROOT, TOKEN, Server, free_port, md_table, report_header, rss_kib,
+from common import (APP_ID, ROOT, WECHAT_TOML, Server, free_port, md_table, report_header, rss_kib,
                     signer)
 from core.simulator import deliver_like_wechat, text_xml
 from tests.standins.openai_server import OpenAIStandIn, StandInState, answer
@@ -77,14 +77,7 @@ class SpreadState(StandInState):
 
 def settings_toml(llm_url: str, scale: float, mode: str, api_base: str) -> str:
     return f"""
-[wechat]
-token = "{TOKEN}"
-token_env = ""
-app_id = "{APP_ID}"
-encoding_aes_key = "{AES_KEY}"
-encoding_aes_key_env = ""
-mode = "plain"
-
+{WECHAT_TOML}
 [delivery]
 mode = "{mode}"
 try_budget = {4.5 * scale}

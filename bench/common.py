@@ -30,6 +30,15 @@ if str(ROOT) not in sys.path:
 TOKEN = "benchtoken"
 APP_ID = "wx_bench_app_id"
 AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
+#: The [wechat] table of that account (plain mode, nothing taken from the environment).
+WECHAT_TOML = f"""[wechat]
+token = "{TOKEN}"
+token_env = ""
+app_id = "{APP_ID}"
+encoding_aes_key = "{AES_KEY}"
+encoding_aes_key_env = ""
+mode = "plain"
+"""
 
 
 # ---- machine and report ------------------------------------------------------------------------

@@ -46,7 +46,7 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 
-from common import (AES_KEY, APP_ID, ROOT, TOKEN, RedisServer, Server, free_port, md_table, percentile,
+from common import (ROOT, WECHAT_TOML, RedisServer, Server, free_port, md_table, percentile,
                     report_header, rss_kib, signer)
 from core.simulator import deliver_like_wechat, event_xml, text_xml
 from tests.standins.openai_server import OpenAIStandIn, StandInState, answer, server_error, slow
@@ -79,14 +79,7 @@ class PhasedModel(StandInState):
 
 def settings_toml(redis_url: str, llm_url: str, weather_url: str, record_ttl: float) -> str:
     return f"""
-[wechat]
-token = "{TOKEN}"
-token_env = ""
-app_id = "{APP_ID}"
-encoding_aes_key = "{AES_KEY}"
-encoding_aes_key_env = ""
-mode = "plain"
-
+{WECHAT_TOML}
 [delivery]
 record_ttl = {record_ttl}
 
