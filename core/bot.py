@@ -5,6 +5,7 @@ Rendering to XML and delivery inside WeChat's window belong to the gateway (core
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from pathlib import Path
@@ -18,6 +19,7 @@ from .context import MessageContext
 from .conversation import ConversationStore, Turn
 from .intents import Intent, RouteResult
 from .messages import Message
+from .normalizer import normalize_text
 from .plugin_manager import HookCaller, create_plugin_manager, plugin_configs
 from .replies import Reply, SuccessReply, TextReply, reply_text
 from .settings import Settings
@@ -31,7 +33,9 @@ class Bot:
     """One configured bot. Plugins see it as ``ctx.bot`` / the ``bot`` hook argument.
 
     Attributes for plugins: ``settings``, ``http`` (shared aiohttp session), ``conversations``,
-    ``cache(name, ...)``, ``templates(plugin_dir)``, ``tokenize(text)``, ``configs``.
+    ``cache(name, ...)``, ``templates(plugin_dir)``, ``tokenize(text)``, ``configs``,
+    ``embeddings`` (``core.embeddings.EmbeddingService``: ``await embed_query(text)``,
+    ``await embed_set(texts, kind)``), ``cache_dir`` (where computed data may be kept).
     """
 
     def __init__(self, settings: Settings, extra_plugins: dict[str, Any] | None = None,
@@ -56,6 +60,10 @@ class Bot:
         self.intents: list[Intent] = []
         self.segmenter: Any = None
         self.router: Any = None
+        self.cache_dir = settings.cache_dir
+        from .embeddings import EmbeddingService
+
+        self.embeddings = EmbeddingService(settings.semantic, self.cache_dir, lambda: self.http)
         self.started = False
 
     # ---- services for plugins ---------------------------------------------------------------
@@ -119,8 +127,29 @@ class Bot:
                 intent.plugin = impl.plugin_name
                 intents.append(intent)
         self.intents = intents
-        self.router = IntentRouter(intents, self.segmenter, self.settings.router.threshold,
-                                   self.settings.router.margin)
+        router = IntentRouter(intents, self.segmenter, self.settings.router.threshold,
+                              self.settings.router.margin)
+        await router.embed(self.embeddings)
+        self.router = router
+
+    async def understand(self, message: Message, text: str | None) -> tuple[list[str], RouteResult]:
+        """Tokens and route of a message: lexical first, then with its embedding unless the
+        lexical route is already sure (``semantic.skip_above``) or no provider answers in time."""
+        norm = normalize_text(text or "")
+        tokens = self.tokenize(norm)
+        route = self.router.route(message, text, tokens)
+        semantic = self.settings.semantic
+        if (norm and self.embeddings.enabled and self.router.needs_vectors
+                and not any(c.evidence.get("type") for c in route.candidates)
+                and (not route.candidates or route.candidates[0].score < semantic.skip_above)):
+            try:
+                query = await asyncio.wait_for(self.embeddings.embed_query(norm), semantic.query_timeout)
+            except asyncio.TimeoutError:
+                log.warning("embedding took over %.1f s; routed lexically", semantic.query_timeout)
+                query = None
+            if query is not None:
+                route = self.router.route(message, text, tokens, query=query)
+        return tokens, route
 
     async def stop(self) -> None:
         await self.hooks.each("skillbot_shutdown", {"bot": self}, timeout=10)
@@ -166,8 +195,7 @@ class Bot:
             reply.intent = reply.intent or "filtered"
             return reply
         with ctx.timed("route"):
-            ctx.tokens = self.tokenize(ctx.message.text)
-            ctx.route = self.router.route(ctx.message, ctx.message.text, ctx.tokens)
+            ctx.tokens, ctx.route = await self.understand(ctx.message, ctx.message.text)
         ctx.log.debug("route %s", ctx.route.explain())
         with ctx.timed("skill"):
             for candidate in ctx.route.chosen:

@@ -6,6 +6,9 @@ from typing import Any, Callable
 
 #: A skill's own scorer: ``scorer(text, tokens) -> (score 0..1, slots)``; sync and fast.
 IntentScorer = Callable[[str, list[str]], tuple[float, dict[str, Any]]]
+#: The same with the message's embedding (``core.embeddings.Embedded``):
+#: ``semantic_scorer(text, tokens, query) -> (score 0..1, slots)``.
+SemanticScorer = Callable[[str, list[str], Any], tuple[float, dict[str, Any]]]
 
 
 @dataclass
@@ -24,6 +27,10 @@ class Intent:
         as ``scorer(text, tokens)`` for every text message, it returns ``(score 0..1, slots)``.
         It must be synchronous and fast (it runs for every message). Alone it is the intent's
         text score; with keywords/patterns/examples the router combines them (see core/router.py).
+    semantic_scorer: used instead of ``scorer`` when the router has the message's embedding
+        (``semantic_scorer(text, tokens, query)``, ``query.model`` / ``query.vector``). A slot
+        ``similarity`` (the best cosine against the skill's own stored texts) lets the router
+        compare the skill with general questions meant for the model.
     """
 
     name: str
@@ -35,6 +42,7 @@ class Intent:
     events: list[str] = field(default_factory=list)
     event_keys: list[str] = field(default_factory=list)
     scorer: IntentScorer | None = field(default=None, repr=False, compare=False)
+    semantic_scorer: SemanticScorer | None = field(default=None, repr=False, compare=False)
     #: Filled in by the core: the plugin that declared the intent.
     plugin: str = ""
 
@@ -65,12 +73,21 @@ class RouteResult:
     #: Candidates above the threshold, in the order they will be tried.
     chosen: list[Candidate] = field(default_factory=list)
     ambiguous: bool = False
+    #: The normalised text the scores were computed on.
+    normalized: str = ""
+    #: The embedding model used ("" = lexical only).
+    model: str = ""
+    #: Best cosine of the message against the general-question anchors (None without embedding).
+    general: float | None = None
 
     def explain(self) -> dict[str, Any]:
         return {
             "tokens": self.tokens,
             "threshold": self.threshold,
             "ambiguous": self.ambiguous,
+            "normalized": self.normalized,
+            "model": self.model,
+            "general": None if self.general is None else round(self.general, 4),
             "candidates": [
                 {"intent": c.name, "plugin": c.intent.plugin, "score": round(c.score, 4),
                  "slots": c.slots, "evidence": c.evidence, "chosen": c in self.chosen}

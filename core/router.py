@@ -21,6 +21,23 @@ Scoring (every feature is precomputed when the router is built; see docs/routing
   The strengths are combined as a noisy OR, ``1 - prod(1 - s)``: any one piece of evidence
   counts alone and agreeing evidence adds up, never past 1.
 * Priority nudges a score that is already above 0 by ``0.01 * priority`` (at most +-0.05).
+* With the message's embedding (second pass, see below), two more pieces of evidence:
+
+  - example similarity: the best cosine between the message and the intent's examples (all
+    embedded once when the router is built), rescaled to ``(cos - DENSE_FLOOR) / (DENSE_CEIL -
+    DENSE_FLOOR)``: e5's cosines between unrelated Chinese sentences sit around 0.80-0.85;
+  - a ``semantic_scorer`` replaces the intent's ``scorer`` (the FAQ fuses its lexical and dense
+    scores there) and may report its best cosine as the slot ``similarity``.
+
+  General questions: the router also embeds a list of questions meant for the model
+  (``core/data/general_questions.txt``: science, history, how-to, chit-chat, many of them with a
+  weather or shopping word in them). A skill whose own best cosine is below the message's best
+  cosine with those anchors by ``GENERAL_MARGIN`` or more is not chosen, unless a pattern or
+  a message type matched: 台风是怎么形成的 holds the weather word 台风, but it is far closer to
+  彩虹是怎么形成的 than to any weather example.
+
+Two passes: the bot routes lexically first; when the best score is below ``semantic.skip_above``
+it embeds the message (off the event loop, cached) and routes again with the vector.
 
 Decision: candidates with a score at or above ``threshold`` are ``chosen`` and tried in order of
 score. When the best two chosen candidates are less than ``margin`` apart, the result is
@@ -36,7 +53,12 @@ import logging
 import re
 from typing import Any, Hashable, Iterable
 
+from pathlib import Path
+
+import numpy as np
+
 from .intents import Candidate, Intent, RouteResult
+from .normalizer import normalize_text
 
 log = logging.getLogger("skillbot.router")
 
@@ -47,6 +69,21 @@ PATTERN_SCORE = 0.7
 EXAMPLE_FLOOR = 0.3
 PRIORITY_STEP = 0.01
 PRIORITY_CAP = 0.05
+#: Cosines (e5, "query: " on both sides) mapped to strength 0 and 1.
+DENSE_FLOOR = 0.86
+DENSE_CEIL = 0.95
+#: A skill this much less similar to the message than the general-question anchors is not chosen.
+GENERAL_MARGIN = 0.02
+GENERAL_QUESTIONS = Path(__file__).parent / "data" / "general_questions.txt"
+
+
+def dense_strength(cos: float) -> float:
+    return min(1.0, max(0.0, (cos - DENSE_FLOOR) / (DENSE_CEIL - DENSE_FLOOR)))
+
+
+def load_general_questions(path: Path = GENERAL_QUESTIONS) -> list[str]:
+    return [line.strip() for line in path.read_text(encoding="utf-8").splitlines()
+            if line.strip() and not line.startswith("#")]
 
 
 class SimilarityIndex:
@@ -188,6 +225,8 @@ class _CompiledIntent:
         self.examples = SimilarityIndex()
         for i, example in enumerate(intent.examples):
             self.examples.add(i, segmenter.features(segmenter.tokenize(example)))
+        #: model -> matrix of the examples' embeddings (filled by ``IntentRouter.embed``).
+        self.example_vectors: dict[str, np.ndarray] = {}
         self.msg_types = {t.lower() for t in intent.msg_types}
         self.events = {e.lower() for e in intent.events}
         self.event_keys = set(intent.event_keys)
@@ -234,13 +273,47 @@ class IntentRouter:
         self.margin = margin
         self.intents = list(intents)
         self._compiled = [_CompiledIntent(intent, segmenter) for intent in self.intents]
+        #: model -> matrix of the general-question anchors' embeddings.
+        self.general_vectors: dict[str, np.ndarray] = {}
 
-    def route(self, message: Any, text: str | None, tokens: list[str] | None = None) -> RouteResult:
-        text = text or ""
+    async def embed(self, embeddings: Any, general_questions: list[str] | None = None) -> None:
+        """Embed every intent's examples and the general-question anchors (disk-cached)."""
+        if embeddings is None or not embeddings.enabled:
+            return
+        texts: list[str] = []
+        spans: list[tuple[_CompiledIntent, int, int]] = []
+        for ci in self._compiled:
+            if ci.intent.examples:
+                spans.append((ci, len(texts), len(texts) + len(ci.intent.examples)))
+                texts.extend(ci.intent.examples)
+        if texts:
+            matrices = await embeddings.embed_set(texts, "query")
+            for ci, start, end in spans:
+                ci.example_vectors = {model: m[start:end] for model, m in matrices.items()}
+        general = load_general_questions() if general_questions is None else general_questions
+        if general:
+            self.general_vectors = await embeddings.embed_set(general, "query")
+
+    @property
+    def needs_vectors(self) -> bool:
+        return bool(self.general_vectors) or any(
+            ci.example_vectors or ci.intent.semantic_scorer for ci in self._compiled)
+
+    def route(self, message: Any, text: str | None, tokens: list[str] | None = None,
+              query: Any = None) -> RouteResult:
+        """Rank the intents for a message; ``query`` is its embedding (``Embedded``) if computed."""
+        raw = text or ""
+        text = normalize_text(raw)
         if tokens is None:
             tokens = self.segmenter.tokenize(text) if text else []
         candidates: list[Candidate] = []
         norm = self.segmenter.normalize(text) if text else ""
+        vector = getattr(query, "vector", None)
+        model = getattr(query, "model", "")
+        general: float | None = None
+        if vector is not None and model in self.general_vectors:
+            general = float(np.max(self.general_vectors[model] @ vector))
+        demoted: set[int] = set()
         token_set = set(tokens)
         features: dict[str, float] | None = None
         for ci in self._compiled:
@@ -258,12 +331,18 @@ class IntentRouter:
                     evidence["keywords"] = hits
                     strengths.append(min(KEYWORD_MAX, KEYWORD_BASE + KEYWORD_STEP * (len(hits) - 1)))
                 for pattern in ci.patterns:
-                    match = pattern.search(text)
+                    match = pattern.search(raw)
                     if match:
                         evidence["pattern"] = pattern.pattern
                         slots.update({k: v for k, v in match.groupdict().items() if v is not None})
                         strengths.append(PATTERN_SCORE)
                         break
+                similarity: float | None = None
+                if vector is not None and model in ci.example_vectors:
+                    similarity = float(np.max(ci.example_vectors[model] @ vector))
+                    evidence["example_similarity"] = round(similarity, 4)
+                    if dense_strength(similarity) > 0:
+                        strengths.append(dense_strength(similarity))
                 if len(ci.examples):
                     if features is None:
                         features = self.segmenter.features(tokens)
@@ -273,18 +352,30 @@ class IntentRouter:
                         evidence["example_score"] = round(sim, 4)
                         if sim > EXAMPLE_FLOOR:
                             strengths.append((sim - EXAMPLE_FLOOR) / (1.0 - EXAMPLE_FLOOR))
-                if intent.scorer is not None:
+                scorer = intent.scorer
+                args: tuple = (text, tokens)
+                if vector is not None and intent.semantic_scorer is not None:
+                    scorer, args = intent.semantic_scorer, (text, tokens, query)
+                if scorer is not None:
                     try:
-                        own, own_slots = intent.scorer(text, tokens)
+                        own, own_slots = scorer(*args)
                     except Exception:
                         log.exception("intent %s (plugin %s): scorer raised; scored 0",
                                       intent.name, intent.plugin)
                         own, own_slots = 0.0, {}
                     own = min(1.0, max(0.0, float(own)))
                     evidence["scorer"] = round(own, 4)
+                    own_slots = dict(own_slots or {})
+                    if isinstance(own_slots.get("similarity"), (int, float)):
+                        cos = float(own_slots["similarity"])
+                        similarity = cos if similarity is None else max(similarity, cos)
                     if own > 0:
                         strengths.append(own)
-                        slots.update(own_slots or {})
+                        slots.update(own_slots)
+                if (general is not None and similarity is not None and "pattern" not in evidence
+                        and general - similarity >= GENERAL_MARGIN):
+                    evidence["general_wins"] = round(general - similarity, 4)
+                    demoted.add(id(intent))
             score = noisy_or(strengths)
             if score <= 0:
                 continue
@@ -293,8 +384,9 @@ class IntentRouter:
             candidates.append(Candidate(intent=intent, score=score, slots=slots, evidence=evidence))
         candidates.sort(key=lambda c: -c.score)
         result = RouteResult(tokens=tokens, candidates=candidates, threshold=self.threshold,
-                             margin=self.margin)
-        chosen = [c for c in candidates if c.score >= self.threshold]
+                             margin=self.margin, normalized=text, model=model if vector is not None else "",
+                             general=general)
+        chosen = [c for c in candidates if c.score >= self.threshold and id(c.intent) not in demoted]
         if len(chosen) >= 2 and chosen[0].score - chosen[1].score < self.margin:
             result.ambiguous = True
             top = chosen[0].score

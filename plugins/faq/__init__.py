@@ -27,7 +27,7 @@ from core import Intent, TextReply, hookimpl
 from core.templating import text_environment
 
 from .config import Config
-from .engine import FaqData, FaqError, FaqIndex, load_faq
+from .engine import ANSWER_SHIFT, DenseFaq, FaqData, FaqError, FaqIndex, load_faq
 
 HERE = Path(__file__).parent
 INTENT = "faq"
@@ -41,6 +41,8 @@ class Plugin:
         self.env: jinja2.Environment | None = None
         self.data: FaqData | None = None
         self.index: FaqIndex | None = None
+        #: Embeddings of the loaded version (None: lexical only, or not computed yet).
+        self.dense: DenseFaq | None = None
         self.lookups: TTLCache = TTLCache(maxsize=self.config.cache_size, ttl=self.config.cache_ttl)
         self.last_error: str | None = None
         self._file_state: tuple[int, int] | None = None
@@ -68,6 +70,7 @@ class Plugin:
                 raise RuntimeError(f"FAQ file unusable: {exc}") from None
             self.last_error = str(exc)
             log.error("FAQ file %s not reloaded, keeping %d entries: %s", path, len(self.data.entries), exc)
+        await self._embed()
         self._stop_watcher()
         if self.config.reload_interval > 0:
             self._watcher = asyncio.get_running_loop().create_task(self._watch(), name="faq-reload")
@@ -86,7 +89,8 @@ class Plugin:
         # so stored questions are cut exactly as messages will be.
         if self.data is not None and (self.index is None or self.index.data is not self.data):
             self._build_index(self.data)
-        return [Intent(INTENT, scorer=self.score, priority=self.config.priority)]
+        return [Intent(INTENT, scorer=self.score, semantic_scorer=self.semantic_score,
+                       priority=self.config.priority)]
 
     @hookimpl
     async def skillbot_handle(self, ctx: Any, candidate: Any) -> TextReply | None:
@@ -146,6 +150,62 @@ class Plugin:
         return best.score, {"faq_id": best.entry_id, "question": best.question,
                             "alternatives": alternatives}
 
+    def semantic_score(self, text: str, tokens: list[str], query: Any) -> tuple[float, dict[str, Any]]:
+        """The router's scorer when the message's embedding is known: lexical and dense fused."""
+        index, dense = self.index, self.dense
+        if index is None:
+            return 0.0, {}
+        if dense is None or dense.version != index.data.version:
+            return self.score(text, tokens)
+        key = f"{index.data.version}:{query.model}:{text}"
+        found = self.lookups.get(key)
+        if found is None:
+            found = self.hybrid_lookup(index, dense, text, tokens, query)
+            self.lookups[key] = found
+        return found[0], dict(found[1])
+
+    def rank(self, index: FaqIndex, dense: DenseFaq, text: str, tokens: list[str],
+             query: Any) -> list[tuple[float, str, float, float, str]]:
+        """Every entry with any evidence, best first: (fused, id, lexical, dense cosine, question)."""
+        lexical = {m.entry_id: m for m in index.search(text, tokens, limit=len(index.data.entries))}
+        cfg = self.config
+        ranked = []
+        for entry_id, (q_cos, a_cos) in dense.similarities(query.model, query.vector).items():
+            cos = max(q_cos, a_cos - ANSWER_SHIFT)
+            match = lexical.get(entry_id)
+            lex = match.score if match else 0.0
+            strength = min(1.0, max(0.0, (cos - cfg.dense_floor) / (cfg.dense_ceil - cfg.dense_floor)))
+            fused = 1.0 - (1.0 - lex) * (1.0 - strength)
+            question = match.question if match else index.data.entries[entry_id].questions[0]
+            ranked.append((fused, entry_id, lex, cos, question))
+        ranked.sort(key=lambda r: (-r[0], r[1]))
+        return ranked
+
+    def hybrid_lookup(self, index: FaqIndex, dense: DenseFaq, text: str, tokens: list[str],
+                      query: Any) -> tuple[float, dict[str, Any]]:
+        ranked = self.rank(index, dense, text, tokens, query)
+        if not ranked:
+            return 0.0, {}
+        fused, entry_id, lex, cos, question = ranked[0]
+        slots = {"faq_id": entry_id, "question": question, "lexical": round(lex, 4),
+                 "dense": round(cos, 4), "similarity": cos,
+                 "alternatives": [r[1] for r in ranked[1:3] if r[0] >= self.config.threshold]}
+        if fused < self.config.threshold:
+            return 0.0, {"similarity": cos, "lexical": round(lex, 4), "dense": round(cos, 4),
+                         "nearest": entry_id}
+        return fused, slots
+
+    async def _embed(self) -> None:
+        """Embed the loaded FAQ's questions and answers (disk-cached by content)."""
+        data = self.data
+        embeddings = getattr(self.bot, "embeddings", None)
+        if data is None or embeddings is None or not embeddings.enabled:
+            return
+        if self.dense is not None and self.dense.version == data.version:
+            return
+        self.dense = await DenseFaq.build(data, embeddings)
+        self.lookups = TTLCache(maxsize=self.config.cache_size, ttl=self.config.cache_ttl)
+
     # ---- loading and reloading --------------------------------------------------------------
 
     def _file_signature(self, path: Path) -> tuple[int, int] | None:
@@ -202,7 +262,8 @@ class Plugin:
         while True:
             await asyncio.sleep(self.config.reload_interval)
             try:
-                await asyncio.to_thread(self.reload_if_changed)
+                if await asyncio.to_thread(self.reload_if_changed):
+                    await self._embed()
             except Exception:  # never let the watcher die silently
                 log.exception("FAQ reload check failed")
 

@@ -14,6 +14,12 @@ class Config:
     path: str = "plugins/faq/data/faq.toml"
     #: Minimum normalised score (0..1) for the FAQ to claim a message; below it the FAQ scores 0.
     threshold: float = 0.45
+    #: Dense (embedding) cosine of a message with an entry's best question (or its answer, less
+    #: a small shift) that counts as no evidence ...
+    dense_floor: float = 0.86
+    #: ... and as full evidence; in between it grows linearly and is fused with the lexical
+    #: score as a noisy OR (see docs/faq.md).
+    dense_ceil: float = 0.95
     #: Router priority of the FAQ intent: nudges its score (0.01 per point, at most 0.05) and
     #: orders near-ties. 10 = the weather skill's, so a near-tie between them goes by score.
     priority: int = 10
@@ -33,6 +39,8 @@ class Config:
             raise ValueError("path is empty")
         if not 0.0 <= self.threshold <= 1.0:
             raise ValueError("threshold must be between 0 and 1")
+        if not 0.0 <= self.dense_floor < self.dense_ceil <= 1.0:
+            raise ValueError("dense_floor and dense_ceil: 0 <= dense_floor < dense_ceil <= 1")
         if self.cache_size < 1:
             raise ValueError("cache_size must be at least 1")
         if self.cache_ttl <= 0:

@@ -267,3 +267,52 @@ class FaqIndex:
             question = self._questions[doc] if doc >= 0 else self.data.entries[entry_id].questions[0]
             matches.append(Match(entry_id, total, question, kws))
         return heapq.nsmallest(limit, matches, key=lambda m: (-m.score, m.entry_id))
+
+
+#: An answer's cosine (passage side) counts this much less than a question's (both sides
+#: "query: "): e5 scores a question against an answer lower than against a paraphrase.
+ANSWER_SHIFT = 0.03
+_JINJA_MARKUP = re.compile(r"\{[{%#].*?[}%#]\}", re.S)
+
+
+def answer_text(entry: Entry) -> str:
+    """An answer as a passage to embed: its template markup removed."""
+    return _JINJA_MARKUP.sub(" ", entry.answer)
+
+
+@dataclass
+class DenseFaq:
+    """Embeddings of one FAQ version: every stored question ("query: ") and every answer
+    ("passage: "), one matrix per model, and which entry each row belongs to."""
+
+    version: str
+    question_entries: list[str]
+    question_vectors: dict[str, Any]
+    answer_entries: list[str]
+    answer_vectors: dict[str, Any]
+
+    @classmethod
+    async def build(cls, data: FaqData, embeddings: Any) -> "DenseFaq":
+        q_entries = [e.id for e in data.entries.values() for _ in e.questions]
+        questions = [q for e in data.entries.values() for q in e.questions]
+        a_entries = [e.id for e in data.entries.values()]
+        answers = [answer_text(e) for e in data.entries.values()]
+        return cls(data.version, q_entries, await embeddings.embed_set(questions, "query"),
+                   a_entries, await embeddings.embed_set(answers, "passage"))
+
+    def similarities(self, model: str, vector: Any) -> dict[str, tuple[float, float]]:
+        """entry id -> (best question cosine, answer cosine) for a query vector of ``model``."""
+        out: dict[str, tuple[float, float]] = {}
+        qm = self.question_vectors.get(model)
+        if qm is None:
+            return out
+        for entry_id, cos in zip(self.question_entries, (qm @ vector).tolist()):
+            best = out.get(entry_id)
+            if best is None or cos > best[0]:
+                out[entry_id] = (cos, -1.0)
+        am = self.answer_vectors.get(model)
+        if am is not None:
+            for entry_id, cos in zip(self.answer_entries, (am @ vector).tolist()):
+                q = out.get(entry_id, (-1.0, -1.0))[0]
+                out[entry_id] = (q, cos)
+        return out
