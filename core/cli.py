@@ -5,6 +5,8 @@
     plugins      every plugin found, where from, enabled or not, its priority and hooks
     check        validate settings.toml and reach each configured service
     new-plugin   create a new skill folder with a test (core/scaffold.py)
+    faq test     accuracy and confusions of the FAQ on a labelled question list (core/understanding_cli.py)
+    route        every intent's and FAQ entry's score for one message
 """
 from __future__ import annotations
 
@@ -60,11 +62,51 @@ def build_parser() -> argparse.ArgumentParser:
     _common(check)
     check.add_argument("--timeout", type=float, default=10.0, help="seconds per service (default 10)")
 
+    _add_understanding_commands(sub)
     new = sub.add_parser("new-plugin", help="create a skill folder with a hook, config, template and test")
     new.add_argument("name", help="the plugin's name (lower case letters, digits, _)")
     new.add_argument("--dir", default=str(PROJECT_ROOT / "plugins"), help="where plugin folders live (default plugins/)")
     new.add_argument("--tests-dir", default=str(PROJECT_ROOT / "tests"), help="where to put its test (default tests/)")
     return parser
+
+
+def _add_understanding_commands(sub: Any) -> None:
+    faq = sub.add_parser("faq", help="FAQ tools: 'faq test QUESTIONS.tsv'")
+    faq_sub = faq.add_subparsers(dest="faq_command", required=True)
+    test = faq_sub.add_parser("test", help="accuracy and confusions on a labelled list "
+                              "(message<TAB>faq:<entry id> | fallback | weather, one per line)")
+    _common(test)
+    test.add_argument("questions", help="tab-separated file of labelled questions")
+    test.add_argument("--show", type=int, default=40, help="most confusions and misses printed (default 40)")
+    route = sub.add_parser("route", help="every intent's and FAQ entry's score for one message")
+    _common(route)
+    route.add_argument("text", help="the message")
+    route.add_argument("--json", action="store_true", help="print JSON")
+
+
+def faq_command(args: argparse.Namespace) -> int:
+    from .understanding_cli import faq_test, run
+
+    settings = _load(args)
+    if settings is None:
+        return 2
+    if not Path(args.questions).is_file():
+        print(f"faq test: no such file: {args.questions}", file=sys.stderr)
+        return 2
+    try:
+        return run(faq_test(settings, Path(args.questions), show=args.show))
+    except ValueError as exc:
+        print(f"faq test: {exc}", file=sys.stderr)
+        return 2
+
+
+def route_command(args: argparse.Namespace) -> int:
+    from .understanding_cli import route_text, run
+
+    settings = _load(args)
+    if settings is None:
+        return 2
+    return run(route_text(settings, args.text, as_json=args.json))
 
 
 def serve_overrides(args: argparse.Namespace) -> dict:
@@ -345,7 +387,8 @@ def new_plugin(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"serve": serve, "chat": chat, "plugins": list_plugins, "check": check, "new-plugin": new_plugin}
+COMMANDS = {"serve": serve, "chat": chat, "plugins": list_plugins, "check": check, "new-plugin": new_plugin,
+            "faq": faq_command, "route": route_command}
 
 
 def main(argv: Sequence[str]) -> int:

@@ -24,7 +24,8 @@ class Intent:
         ``CLICK``, ``LOCATION``...) the intent takes whatever their text.
     event_keys: for CLICK events, the menu keys this intent answers (all when empty).
     scorer: the skill scores text itself (the FAQ retrieves its best entry): called by the router
-        as ``scorer(text, tokens)`` for every text message, it returns ``(score 0..1, slots)``.
+        as ``scorer(text, tokens)`` for every text message (``text`` normalised by
+        ``core.normalizer.normalize_text``: simplified, half-width, lower case, no emoji), it returns ``(score 0..1, slots)``.
         It must be synchronous and fast (it runs for every message). Alone it is the intent's
         text score; with keywords/patterns/examples the router combines them (see core/router.py).
     semantic_scorer: used instead of ``scorer`` when the router has the message's embedding

@@ -73,7 +73,7 @@ PRIORITY_CAP = 0.05
 DENSE_FLOOR = 0.86
 DENSE_CEIL = 0.95
 #: A skill this much less similar to the message than the general-question anchors is not chosen.
-GENERAL_MARGIN = 0.02
+GENERAL_MARGIN = 0.01
 GENERAL_QUESTIONS = Path(__file__).parent / "data" / "general_questions.txt"
 
 

@@ -150,7 +150,7 @@ def test_examples_score_paraphrases_and_ignore_shared_time_words(seg):
     assert candidate.score == pytest.approx((sim - EXAMPLE_FLOOR) / (1 - EXAMPLE_FLOOR), abs=1e-3)
 
 
-def test_scorer_is_called_with_text_and_tokens_and_its_slots_are_kept(seg):
+def test_scorer_is_called_with_normalised_text_and_tokens_and_its_slots_are_kept(seg):
     seen = []
 
     def scorer(content, tokens):
@@ -159,8 +159,9 @@ def test_scorer_is_called_with_text_and_tokens_and_its_slots_are_kept(seg):
 
     faq = Intent("faq", scorer=scorer, plugin="faq")
     router = IntentRouter([WEATHER, faq], seg, 0.35, 0.05)
-    result = route(router, seg, "天气预报这个APP怎么退款")
-    assert seen[-1] == ("天气预报这个APP怎么退款", ["天气预报", "这个", "app", "怎么", "退款"])
+    result = router.route(text("天氣預報這個ＡＰＰ怎麼退款😀"), "天氣預報這個ＡＰＰ怎麼退款😀")
+    # scorers read the normalised text: simplified, half-width, lower case, no emoji
+    assert seen[-1] == ("天气预报这个app怎么退款", ["天气预报", "这个", "app", "怎么", "退款"])
     assert [c.name for c in result.chosen] == ["faq", "weather"]
     assert result.chosen[0].slots == {"faq_id": "refund"}
     assert result.chosen[0].evidence["scorer"] == 0.8

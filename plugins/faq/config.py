@@ -14,12 +14,28 @@ class Config:
     path: str = "plugins/faq/data/faq.toml"
     #: Minimum normalised score (0..1) for the FAQ to claim a message; below it the FAQ scores 0.
     threshold: float = 0.45
-    #: Dense (embedding) cosine of a message with an entry's best question (or its answer, less
-    #: a small shift) that counts as no evidence ...
-    dense_floor: float = 0.86
-    #: ... and as full evidence; in between it grows linearly and is fused with the lexical
-    #: score as a noisy OR (see docs/faq.md).
-    dense_ceil: float = 0.95
+    #: With embeddings: how far an entry's cosine (mean of its best question's and its answer's) must stand
+    #: above the median entry's for the message to count as evidence at all ...
+    dense_floor: float = 0.02
+    #: ... and to count fully; in between it grows linearly and is fused with the lexical score
+    #: as a noisy OR (see docs/faq.md). Calibrated on tests/data/tuning/.
+    dense_ceil: float = 0.06
+    #: With embeddings: minimum fused score for the FAQ to claim a message (below it the
+    #: message goes on to other skills or the model).
+    semantic_threshold: float = 0.55
+    #: Questions declined within this much below ``semantic_threshold``, or answered within this
+    #: much above it, are recorded in <paths.cache_dir>/faq/questions.tsv ...
+    question_log_band: float = 0.2
+    #: ... which keeps about this many lines (0 = no record).
+    question_log_size: int = 1000
+    #: Model assist (needs the llm plugin with a provider): when the best entries' fused scores
+    #: are closer than ``assist_margin``, the model picks among the best ``assist_candidates``
+    #: or none (the message then goes on to the fallback). Off by default.
+    assist: bool = False
+    assist_margin: float = 0.15
+    assist_candidates: int = 3
+    #: Seconds the model may take to pick; after that the best-scored entry answers.
+    assist_timeout: float = 1.5
     #: Router priority of the FAQ intent: nudges its score (0.01 per point, at most 0.05) and
     #: orders near-ties. 10 = the weather skill's, so a near-tie between them goes by score.
     priority: int = 10
@@ -39,8 +55,20 @@ class Config:
             raise ValueError("path is empty")
         if not 0.0 <= self.threshold <= 1.0:
             raise ValueError("threshold must be between 0 and 1")
+        if not 0.0 <= self.semantic_threshold <= 1.0:
+            raise ValueError("semantic_threshold must be between 0 and 1")
         if not 0.0 <= self.dense_floor < self.dense_ceil <= 1.0:
             raise ValueError("dense_floor and dense_ceil: 0 <= dense_floor < dense_ceil <= 1")
+        if not 0.0 <= self.question_log_band <= 1.0:
+            raise ValueError("question_log_band must be between 0 and 1")
+        if not 0.0 <= self.assist_margin <= 1.0:
+            raise ValueError("assist_margin must be between 0 and 1")
+        if not 2 <= self.assist_candidates <= 5:
+            raise ValueError("assist_candidates must be 2 to 5")
+        if self.assist_timeout <= 0:
+            raise ValueError("assist_timeout must be positive")
+        if self.question_log_size < 0:
+            raise ValueError("question_log_size must be 0 (off) or more")
         if self.cache_size < 1:
             raise ValueError("cache_size must be at least 1")
         if self.cache_ttl <= 0:

@@ -269,9 +269,6 @@ class FaqIndex:
         return heapq.nsmallest(limit, matches, key=lambda m: (-m.score, m.entry_id))
 
 
-#: An answer's cosine (passage side) counts this much less than a question's (both sides
-#: "query: "): e5 scores a question against an answer lower than against a paraphrase.
-ANSWER_SHIFT = 0.03
 _JINJA_MARKUP = re.compile(r"\{[{%#].*?[}%#]\}", re.S)
 
 
