@@ -68,7 +68,7 @@ async def route_text(settings: Settings, text: str, out: Any = sys.stdout, as_js
     from .bot import Bot
     from .messages import build_message
 
-    bot = Bot(_quiet_settings(settings))
+    bot = Bot(settings)  # routing calls no model: the llm plugin only declares its intents
     await bot.start()
     try:
         message = build_message({"ToUserName": "gh_route", "FromUserName": "o_route", "CreateTime": "1",
@@ -103,7 +103,7 @@ async def route_text(settings: Settings, text: str, out: Any = sys.stdout, as_js
         print(f" {mark} {c.name:<20} {c.score:.4f}  {json.dumps(_jsonable(c.evidence), ensure_ascii=False)}",
               file=out)
     for intent in bot.intents:
-        if intent.name not in listed and not intent.msg_types and not intent.events:
+        if intent.name not in listed:
             print(f"   {intent.name:<20} 0", file=out)
     for name, (score, slots) in scorers.items():
         ranking = slots.get("ranking")

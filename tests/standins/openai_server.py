@@ -156,6 +156,10 @@ class StandInState:
     api_key: str | None = None
     #: Makes the answer text for "answer" behaviours with ``text=None``.
     responder: Callable[[list[dict[str, Any]]], str] | None = None
+    #: /v1/embeddings: the inputs of every request, and what the next requests do (HTTP status
+    #: codes to answer with instead of vectors; empty = answer).
+    embedding_calls: list[list[str]] = field(default_factory=list)
+    embedding_script: deque = field(default_factory=deque)
 
     @property
     def call_count(self) -> int:
@@ -244,6 +248,46 @@ async def _chat_completions(request: web.Request) -> web.StreamResponse:
     raise AssertionError(f"unknown stand-in behaviour {behaviour.kind!r}")
 
 
+EMBEDDING_DIM = 64
+
+
+def hashed_embedding(text: str) -> list[float]:
+    """A deterministic stand-in embedding: character bigrams hashed into 64 buckets.
+
+    Texts sharing characters get similar vectors, which is all the tests of providers, failover
+    and caches need (the real model is tested through the local provider).
+    """
+    import zlib
+
+    vector = [0.0] * EMBEDDING_DIM
+    grams = [text[i:i + 2] for i in range(max(1, len(text) - 1))]
+    for gram in grams:
+        vector[zlib.crc32(gram.encode()) % EMBEDDING_DIM] += 1.0
+    return vector
+
+
+async def _embeddings(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    try:
+        body = json.loads(await request.read())
+    except ValueError:
+        body = None
+    if not isinstance(body, dict) or not isinstance(body.get("input"), (list, str)):
+        return web.json_response({"error": {"message": "'input' is a required property"}}, status=400)
+    inputs = [body["input"]] if isinstance(body["input"], str) else list(body["input"])
+    state.embedding_calls.append(inputs)
+    if state.embedding_script:
+        status = state.embedding_script.popleft()
+        if isinstance(status, (int, float)) and status < 100:  # a delay in seconds, then answer
+            await asyncio.sleep(status)
+        else:
+            return web.json_response({"error": {"message": "stand-in failure"}}, status=int(status))
+    data = [{"object": "embedding", "index": i, "embedding": hashed_embedding(t)}
+            for i, t in enumerate(inputs)]
+    return web.json_response({"object": "list", "data": data, "model": body.get("model") or state.model,
+                              "usage": {"prompt_tokens": 0, "total_tokens": 0}})
+
+
 async def _models(request: web.Request) -> web.Response:
     state = request.app[STATE]
     return web.json_response({"object": "list", "data": [
@@ -256,6 +300,7 @@ def make_app(state: StandInState | None = None) -> web.Application:
     app[STATE] = state or StandInState()
     app.router.add_post("/v1/chat/completions", _chat_completions)
     app.router.add_get("/v1/models", _models)
+    app.router.add_post("/v1/embeddings", _embeddings)
     return app
 
 

