@@ -42,7 +42,7 @@ def weather_cases(path: Path) -> list[LabelledMessage]:
 
 
 async def run_set(faq_path: Path | None, cases: list[LabelledMessage], weather_url: str,
-                  semantic: bool = True) -> Evaluation:
+                  semantic: bool = True, skip_above: float | None = None) -> Evaluation:
     from plugins.weather.dates import CHINA_TZ
 
     faq: dict[str, Any] = {"reload_interval": 0}
@@ -51,6 +51,8 @@ async def run_set(faq_path: Path | None, cases: list[LabelledMessage], weather_u
     overrides = {"plugins": {"enabled": ["faq", "weather"],
                              "weather": {"base_url": weather_url, "timeout": 2.0}, "faq": faq},
                  "semantic": {"enabled": semantic}}
+    if skip_above is not None:
+        overrides["semantic"]["skip_above"] = skip_above
     async with running_bot(overrides, plugins={"chat": ChatRecorder()}) as bot:
         bot.pm.get_plugin("weather").now = lambda: datetime(2025, 11, 26, 9, 30, tzinfo=CHINA_TZ)
         return await evaluate(bot, cases)
@@ -76,12 +78,13 @@ def tuning_sets() -> dict[str, tuple[Path | None, list[LabelledMessage]]]:
     return sets
 
 
-async def run_all(sets: dict, semantic: bool = True) -> dict[str, Evaluation]:
+async def run_all(sets: dict, semantic: bool = True, skip_above: float | None = None) -> dict[str, Evaluation]:
     server = TestServer(WeatherStandIn(today=TODAY).app())
     await server.start_server()
     try:
         url = str(server.make_url("")).rstrip("/")
-        return {name: await run_set(faq, cases, url, semantic) for name, (faq, cases) in sets.items()}
+        return {name: await run_set(faq, cases, url, semantic, skip_above)
+                for name, (faq, cases) in sets.items()}
     finally:
         await server.close()
 
@@ -107,9 +110,10 @@ def main() -> None:
     parser.add_argument("--tuning", action="store_true", help="the tuning sets instead of the held-out ones")
     parser.add_argument("--lexical", action="store_true", help="embeddings off")
     parser.add_argument("--misses", action="store_true")
+    parser.add_argument("--skip-above", type=float, help="semantic.skip_above for this run")
     args = parser.parse_args()
     sets = tuning_sets() if args.tuning else heldout_sets()
-    results = asyncio.run(run_all(sets, semantic=not args.lexical))
+    results = asyncio.run(run_all(sets, semantic=not args.lexical, skip_above=args.skip_above))
     if args.misses:
         for name, ev in results.items():
             print(f"== {name}")
