@@ -105,9 +105,13 @@ class LocalProvider:
         return _unit(np.atleast_2d(out))
 
     async def embed(self, texts: Sequence[str], kind: Kind) -> np.ndarray:
-        _, executor = await asyncio.to_thread(local_model, self.threads)
-        return await asyncio.get_running_loop().run_in_executor(
-            executor, self.embed_sync, list(texts), kind)
+        try:
+            _, executor = await asyncio.to_thread(local_model, self.threads)
+            return await asyncio.get_running_loop().run_in_executor(
+                executor, self.embed_sync, list(texts), kind)
+        except (ImportError, OSError, RuntimeError, ValueError) as exc:
+            # no wheel for this platform, a broken install: understand lexically, do not stop
+            raise EmbeddingError(f"local model unavailable: {type(exc).__name__}: {exc}") from None
 
 
 class _Breaker:
@@ -308,21 +312,5 @@ class EmbeddingService:
                                 provider.name, len(texts), exc)
                     continue
                 await asyncio.to_thread(self.vectors.save, provider.model, kind, texts, matrix)
-            out[provider.model] = matrix
-        return out
-
-    def embed_set_sync(self, texts: Sequence[str], kind: Kind = "query") -> dict[str, np.ndarray]:
-        """``embed_set`` for threads and command-line tools: the local model only."""
-        texts = [normalize_text(t) for t in texts]
-        out: dict[str, np.ndarray] = {}
-        for provider in self.providers:
-            if not isinstance(provider, LocalProvider) or not texts:
-                continue
-            matrix = self.vectors.load(provider.model, kind, texts)
-            if matrix is None:
-                size = self.settings.batch_size
-                matrix = np.vstack([provider.embed_sync(texts[i:i + size], kind)
-                                    for i in range(0, len(texts), size)])
-                self.vectors.save(provider.model, kind, texts, matrix)
             out[provider.model] = matrix
         return out

