@@ -39,7 +39,10 @@ class EscapeControlCharacters(logging.Filter):
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
+        try:
+            message = record.getMessage()
+        except Exception:  # arguments that do not fit: the handler reports it (handleError)
+            return True
         record.msg, record.args = escape_control(message), ()
         for key, value in vars(record).items():
             if key not in _STANDARD and isinstance(value, str):
