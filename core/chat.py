@@ -40,6 +40,7 @@ from typing import Any, AsyncIterator, Awaitable, Callable, TextIO
 import aiohttp
 from yarl import URL
 
+from .messages import event_key, message_key
 from .simulator import TryResult, WeChatSigner, cdata, deliver_like_wechat
 from .settings import Settings
 
@@ -136,12 +137,13 @@ class Composer:
     def message(self, msg_type: str, fields: dict[str, Any], kind: str | None = None) -> Inbound:
         msg_id = next(_msg_ids)
         xml = _xml(msg_type, fields, self.user, int(time.time()), msg_id)
-        return Inbound(xml, f"msg:{msg_id}", kind or msg_type)
+        return Inbound(xml, message_key(self.user, str(msg_id)), kind or msg_type)
 
     def event(self, event: str, fields: dict[str, Any] | None = None) -> Inbound:
         create_time = self._time()
         xml = _xml("event", {"Event": event, **(fields or {})}, self.user, create_time, None)
-        return Inbound(xml, f"evt:{self.user}:{create_time}", f"event.{event}")
+        key = event_key(self.user, create_time, event, str((fields or {}).get("EventKey", "")).strip())
+        return Inbound(xml, key, f"event.{event}")
 
     def text(self, content: str) -> Inbound:
         return self.message("text", {"Content": content})

@@ -86,9 +86,7 @@ async def freeze_startup_heap(app: object) -> None:
 
 
 def run_worker(settings_path: str, overrides: dict, reuse_port: bool) -> int:
-    from aiohttp import web
-
-    from .app import create_app
+    from .app import create_app, run_webhook
     from .logs import setup_logging
 
     try:
@@ -102,8 +100,7 @@ def run_worker(settings_path: str, overrides: dict, reuse_port: bool) -> int:
              settings.server.port, settings.server.path, settings.wechat.mode, settings.state.backend,
              ", ".join(settings.plugins.enabled))
     app.on_startup.append(freeze_startup_heap)  # runs after the bot has started
-    web.run_app(app, host=settings.server.host, port=settings.server.port, print=None,
-                access_log=None, reuse_port=reuse_port or None)
+    run_webhook(app, settings.server.host, settings.server.port, reuse_port=reuse_port or None)
     return 0
 
 

@@ -19,7 +19,7 @@ from .bot import Bot
 from .context import MessageContext, new_message_id
 from .crypto import CryptoError, MessageCrypto, verify_signature
 from .messages import Message, MessageFieldError, build_message
-from .metrics import Metrics, hash_user
+from .metrics import Metrics, hash_user, kind_label
 from .replies import Reply, SuccessReply, TextReply, reply_from_dict, reply_to_dict
 from .textsplit import split_for_wechat, utf8_len
 from .wechat_xml import MAX_TEXT_BYTES, ReplyRenderer, XMLRejected, parse_xml
@@ -136,7 +136,7 @@ class Gateway:
             timings["parse"] = (time.perf_counter() - t) * 1000
         except Rejected as exc:
             return self.reject(request, exc, log_id)
-        self.count(f"messages_{message.kind}")
+        self.count(f"messages_{kind_label(message.kind)}")
         outcome = await self.coordinator.on_try(
             message.dedup_key, lambda: self.work(message, log_id),
             lambda payload: self.deliver_later(message, payload),
@@ -144,7 +144,7 @@ class Gateway:
         # The message's own line comes from work(); a plain first-try answer needs no second one.
         routine = outcome.action == ANSWER and outcome.try_number == 1
         log.log(logging.DEBUG if routine else logging.INFO, "msg=%s key=%s try=%d action=%s", log_id,
-                message.dedup_key, outcome.try_number, outcome.action, extra={"msg_id": log_id})
+                message.log_key, outcome.try_number, outcome.action, extra={"msg_id": log_id})
         if outcome.action == HOLD:
             return await self.hold(request)
         if outcome.action == ANSWER and outcome.payload is not None:

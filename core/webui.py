@@ -141,7 +141,8 @@ def _composer(app: web.Application, user: str) -> Composer:
 
 
 async def explain(request: web.Request) -> web.Response:
-    """A recent message's explanation, by WeChat retry key (``msg:<MsgId>``, ``evt:<user>:<time>``)."""
+    """A recent message's explanation, by its record key (``Message.dedup_key``:
+    ``msg:<user>:<MsgId>``, ``evt:<user>:<time>:<event>:<EventKey>``)."""
     settings = request.app[GATEWAY_KEY].bot.settings
     allowed = settings.simulator.enabled or (settings.server.admin_token and authorized(request))
     if not allowed:
