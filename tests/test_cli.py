@@ -218,7 +218,7 @@ async def test_plugins_lists_every_plugin_found(settings_file):
 async def test_plugins_names_an_unknown_enabled_plugin(settings_file):
     path = settings_file(enabled=("welcome", "no_such_plugin"))
     code, out, err = await run_py("plugins", "--settings", str(path))
-    assert code == 1 and "no_such_plugin" in err
+    assert code == 2 and "plugins.enabled[1]: no plugin of that name" in err
     assert "missing" in out
 
 
@@ -267,11 +267,11 @@ async def test_check_reports_what_does_not_work(aiohttp_server, settings_file):
 async def test_check_names_the_bad_setting(settings_file):
     path = settings_file(plugins={"welcome": {"mesage": "typo"}})
     code, out, _ = await run_py("check", "--settings", str(path))
-    assert code == 1 and "FAIL  plugins: plugins.welcome.mesage" in out
+    assert code == 2 and "FAIL  plugins: plugins.welcome.mesage" in out
 
     path.write_text("not = [valid", encoding="utf-8")
     code, out, _ = await run_py("check", "--settings", str(path))
-    assert code == 1 and out.startswith("FAIL  settings:")
+    assert code == 2 and out.startswith("FAIL  settings:")
 
 
 async def test_check_reaches_the_model_provider_through_the_llm_plugin(settings_file):
