@@ -105,6 +105,7 @@ def run_worker(settings_path: str, overrides: dict, reuse_port: bool) -> int:
     from aiohttp import web
 
     from .app import create_app
+    from .appkeys import GATEWAY_KEY
     from .logs import setup_logging
 
     try:
@@ -118,8 +119,19 @@ def run_worker(settings_path: str, overrides: dict, reuse_port: bool) -> int:
              settings.server.port, settings.server.path, settings.wechat.mode, settings.state.backend,
              ", ".join(settings.plugins.enabled))
     app.on_startup.append(freeze_startup_heap)  # runs after the bot has started
-    web.run_app(app, host=settings.server.host, port=settings.server.port, print=None,
-                access_log=None, reuse_port=reuse_port or None)
+    try:
+        web.run_app(app, host=settings.server.host, port=settings.server.port, print=None,
+                    access_log=None, reuse_port=reuse_port or None)
+    except OSError as exc:  # the port is taken, the address is not this machine's...
+        print(f"cannot listen on {settings.server.host}:{settings.server.port}: {exc.strerror or exc}",
+              file=sys.stderr)
+        return 1
+    except Exception as exc:
+        if app[GATEWAY_KEY].bot.started:  # not a start-up failure: a defect, keep its traceback
+            raise
+        # A plugin could not start (what it said is in the log above): no traceback of ours.
+        print(f"start-up failed: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -208,6 +220,12 @@ def chat(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         report_settings_error(exc)
         return 2
+    except RuntimeError as exc:
+        # core/bot.py's "plugin X failed to start": the plugin's reason is already in the log.
+        if "failed to start" not in str(exc):
+            raise
+        print(f"start-up failed: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
 

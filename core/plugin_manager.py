@@ -195,7 +195,15 @@ class HookCaller:
             raise
         except Exception as exc:
             self.failures[impl.plugin_name] = self.failures.get(impl.plugin_name, 0) + 1
-            logger.exception("plugin %s: %s raised; skipped", impl.plugin_name, hook_name)
+            if hook_name == "skillbot_startup":
+                # Start-up fails mostly on what settings point at (a missing file, a bad URL): one
+                # line for the operator; the traceback for the plugin's author at DEBUG level.
+                first = (str(exc).splitlines() or [""])[0]
+                logger.error("plugin %s failed to start: %s%s", impl.plugin_name, type(exc).__name__,
+                             f": {first}" if first else "")
+                logger.debug("plugin %s: skillbot_startup raised", impl.plugin_name, exc_info=exc)
+            else:
+                logger.exception("plugin %s: %s raised; skipped", impl.plugin_name, hook_name)
             if self.trace:
                 logger.info("trace %s.%s -> raised %s", impl.plugin_name, hook_name, type(exc).__name__)
             return False, None
