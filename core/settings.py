@@ -75,8 +75,8 @@ class WeChatSettings:
             key = self.resolved_aes_key()
             if len(key) != 43:
                 raise ValueError(f"encoding_aes_key must have 43 characters in {self.mode} mode")
-        if self.timestamp_window < 1:
-            raise ValueError("timestamp_window must be at least 1 second")
+        if self.timestamp_window < 0:
+            raise ValueError("timestamp_window must be >= 0 seconds (0 = off)")
 
 
 @dataclass

@@ -119,7 +119,7 @@ def test_run_py_reports_bad_settings(tmp_path):
     ("[server]\nmax_body_bytes = 0", "server.max_body_bytes"),
     ("[server]\nport = 0", "server.port"),
     ("[server]\nreload_import_timeout = 0", "server.reload_import_timeout"),
-    ("[wechat]\ntimestamp_window = 0", "wechat.timestamp_window"),
+    ("[wechat]\ntimestamp_window = -1", "wechat.timestamp_window"),
     ("[pipeline]\nplugin_timeout = 0", "pipeline.plugin_timeout"),
     ("[pipeline]\nfallback_timeout = -1", "pipeline.fallback_timeout"),
     ("[delivery]\ntry_budget = 6", "delivery.try_budget"),
