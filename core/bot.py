@@ -120,7 +120,7 @@ class Bot:
                 intents.append(intent)
         self.intents = intents
         self.router = IntentRouter(intents, self.segmenter, self.settings.router.threshold,
-                                   self.settings.router.margin)
+                                   self.settings.router.margin, self.settings.router.max_text_chars)
 
     async def stop(self) -> None:
         await self.hooks.each("skillbot_shutdown", {"bot": self}, timeout=10)
@@ -166,8 +166,9 @@ class Bot:
             reply.intent = reply.intent or "filtered"
             return reply
         with ctx.timed("route"):
-            ctx.tokens = self.tokenize(ctx.message.text)
-            ctx.route = self.router.route(ctx.message, ctx.message.text, ctx.tokens)
+            # Off the event loop and bounded (core/router.py): a long message stalls nobody.
+            ctx.route = await self.router.route_off_loop(ctx.message, ctx.message.text)
+            ctx.tokens = ctx.route.tokens
         ctx.log.debug("route %s", ctx.route.explain())
         with ctx.timed("skill"):
             for candidate in ctx.route.chosen:

@@ -100,6 +100,7 @@ class ConversationSettings:
 class RouterSettings:
     threshold: float = 0.35
     margin: float = 0.05
+    max_text_chars: int = 500
 
 
 @dataclass
