@@ -139,7 +139,7 @@ class SimulatorSettings:
 @dataclass
 class PluginsSettings:
     #: Plugins to load, in priority order (earlier = called earlier within the same stage).
-    enabled: list[str] = field(default_factory=lambda: ["filter", "welcome", "faq", "weather", "llm"])
+    enabled: list[str] = field(default_factory=lambda: ["filter", "welcome", "smalltalk", "faq", "weather", "llm"])
     #: Extra folders to search for plugin folders, besides the project's plugins/.
     paths: list[str] = field(default_factory=list)
     #: Also load plugins advertised by installed packages (entry point group skillbot.plugins).
