@@ -5,6 +5,7 @@ Rendering to XML and delivery inside WeChat's window belong to the gateway (core
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from pathlib import Path
@@ -25,6 +26,13 @@ from .state import build_state
 from .templating import text_environment
 
 log = logging.getLogger("skillbot.bot")
+
+
+def explain_hit(hit: Any) -> dict[str, Any]:
+    """A filter hit as plain JSON fields (a dataclass's fields; anything else as its text)."""
+    if dataclasses.is_dataclass(hit) and not isinstance(hit, type):
+        return {k: v for k, v in dataclasses.asdict(hit).items() if isinstance(v, (str, int, float, bool))}
+    return {"text": str(hit)}
 
 
 class Bot:
@@ -215,6 +223,6 @@ class Bot:
         reply = ctx.extra.get("reply")
         return {"id": ctx.id, "timings_ms": {k: round(v, 3) for k, v in ctx.timings.items()},
                 "route": route.explain() if route else None,
-                "filter_hits": [str(h) for h in ctx.filter_hits],
+                "filter_hits": [explain_hit(h) for h in ctx.filter_hits],
                 "plugin": getattr(reply, "plugin", None), "intent": getattr(reply, "intent", None),
                 "llm": ctx.extra.get("llm")}
