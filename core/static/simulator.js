@@ -146,9 +146,10 @@
       const stages = STAGES.filter((s) => s in timings);
       const body = el("tbody", {}, stages.map((s) => row([
         STAGE_NAMES[s] || s, { class: "num", text: timings[s].toFixed(2) },
-        el("span", { class: "bar-ms", style: "width:" + Math.max(1, Math.round(160 * timings[s] / total)) + "px" }),
+        el("span", { class: "bar-ms", style: "width:" + Math.max(1, Math.min(100, Math.round(100 * timings[s] / total))) + "%" }),
       ])));
-      explainBox.appendChild(el("table", {}, [body]));
+      const cols = el("colgroup", {}, ["stage", "ms", "bar"].map((c) => el("col", { class: c })));
+      explainBox.appendChild(el("table", { class: "timings" }, [cols, body]));
     }
     const route = ex.route;
     if (route) {
