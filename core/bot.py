@@ -5,6 +5,7 @@ Rendering to XML and delivery inside WeChat's window belong to the gateway (core
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from pathlib import Path
@@ -25,6 +26,13 @@ from .state import build_state
 from .templating import text_environment
 
 log = logging.getLogger("skillbot.bot")
+
+
+def explain_hit(hit: Any) -> dict[str, Any]:
+    """A filter hit as plain JSON fields (a dataclass's fields; anything else as its text)."""
+    if dataclasses.is_dataclass(hit) and not isinstance(hit, type):
+        return {k: v for k, v in dataclasses.asdict(hit).items() if isinstance(v, (str, int, float, bool))}
+    return {"text": str(hit)}
 
 
 class Bot:
@@ -120,7 +128,7 @@ class Bot:
                 intents.append(intent)
         self.intents = intents
         self.router = IntentRouter(intents, self.segmenter, self.settings.router.threshold,
-                                   self.settings.router.margin)
+                                   self.settings.router.margin, self.settings.router.max_text_chars)
 
     async def stop(self) -> None:
         await self.hooks.each("skillbot_shutdown", {"bot": self}, timeout=10)
@@ -166,8 +174,9 @@ class Bot:
             reply.intent = reply.intent or "filtered"
             return reply
         with ctx.timed("route"):
-            ctx.tokens = self.tokenize(ctx.message.text)
-            ctx.route = self.router.route(ctx.message, ctx.message.text, ctx.tokens)
+            # Off the event loop and bounded (core/router.py): a long message stalls nobody.
+            ctx.route = await self.router.route_off_loop(ctx.message, ctx.message.text)
+            ctx.tokens = ctx.route.tokens
         ctx.log.debug("route %s", ctx.route.explain())
         with ctx.timed("skill"):
             for candidate in ctx.route.chosen:
@@ -214,6 +223,6 @@ class Bot:
         reply = ctx.extra.get("reply")
         return {"id": ctx.id, "timings_ms": {k: round(v, 3) for k, v in ctx.timings.items()},
                 "route": route.explain() if route else None,
-                "filter_hits": [str(h) for h in ctx.filter_hits],
+                "filter_hits": [explain_hit(h) for h in ctx.filter_hits],
                 "plugin": getattr(reply, "plugin", None), "intent": getattr(reply, "intent", None),
                 "llm": ctx.extra.get("llm")}

@@ -149,6 +149,7 @@ class ConversationSettings:
 class RouterSettings:
     threshold: float = 0.35
     margin: float = 0.05
+    max_text_chars: int = 500
 
     def validate(self) -> None:
         if not 0 <= self.threshold <= 1:
@@ -203,7 +204,7 @@ class SimulatorSettings:
 @dataclass
 class PluginsSettings:
     #: Plugins to load, in priority order (earlier = called earlier within the same stage).
-    enabled: list[str] = field(default_factory=lambda: ["filter", "welcome", "faq", "weather", "llm"])
+    enabled: list[str] = field(default_factory=lambda: ["filter", "welcome", "smalltalk", "faq", "weather", "llm"])
     #: Extra folders to search for plugin folders, besides the project's plugins/.
     paths: list[str] = field(default_factory=list)
     #: Also load plugins advertised by installed packages (entry point group skillbot.plugins).
