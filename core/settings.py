@@ -156,6 +156,8 @@ class RouterSettings:
             raise ValueError("threshold must be a number from 0 to 1")
         if not 0 <= self.margin <= 1:
             raise ValueError("margin must be a number from 0 to 1")
+        if self.max_text_chars < 1:
+            raise ValueError("max_text_chars must be at least 1")
 
 
 @dataclass

@@ -116,6 +116,7 @@ def test_run_py_reports_bad_settings(tmp_path):
 @pytest.mark.parametrize("toml,where", [
     ("[router]\nthreshold = 7", "router.threshold"),
     ("[router]\nmargin = -0.1", "router.margin"),
+    ("[router]\nmax_text_chars = 0", "router.max_text_chars"),
     ("[server]\nmax_body_bytes = 0", "server.max_body_bytes"),
     ("[server]\nport = 0", "server.port"),
     ("[server]\nreload_import_timeout = 0", "server.reload_import_timeout"),
