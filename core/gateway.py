@@ -118,12 +118,7 @@ class Gateway:
         started = time.perf_counter()
         timings: dict[str, float] = {}
         try:
-            limit = self.bot.settings.server.max_body_bytes
-            if request.content_length is not None and request.content_length > limit:
-                raise Rejected(413, f"body of {request.content_length} bytes exceeds {limit}")
-            body = await request.content.read(limit + 1)
-            if len(body) > limit:
-                raise Rejected(413, f"body exceeds {limit} bytes")
+            body = await read_whole_body(request, self.bot.settings.server.max_body_bytes)
             t = time.perf_counter()
             self.check_signature(request.query)
             timings["verify"] = (time.perf_counter() - t) * 1000
@@ -270,6 +265,26 @@ class Gateway:
             xml = self.renderer.render_encrypted(cipher, self.crypto.sign(timestamp, nonce, cipher),
                                                  timestamp, nonce)
         return web.Response(text=xml, content_type="application/xml")
+
+
+async def read_whole_body(request: web.Request, limit: int) -> bytes:
+    """The whole request body, however many TCP segments (or chunks) it arrives in.
+
+    ``content.read(n)`` returns whatever has arrived so far, so it is called until the end of the
+    body; more than ``limit`` bytes (declared or received) is refused with 413.
+    """
+    if request.content_length is not None and request.content_length > limit:
+        raise Rejected(413, f"body of {request.content_length} bytes exceeds {limit}")
+    parts: list[bytes] = []
+    size = 0
+    while True:
+        part = await request.content.read(65536)
+        if not part:
+            return b"".join(parts)
+        size += len(part)
+        if size > limit:
+            raise Rejected(413, f"body exceeds {limit} bytes")
+        parts.append(part)
 
 
 _REASONS = {400: "bad request", 403: "forbidden", 405: "method not allowed", 413: "payload too large"}

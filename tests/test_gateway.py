@@ -9,6 +9,7 @@ import pytest
 from core import Intent, TextReply, hookimpl
 from core.crypto import MessageCrypto, sha1_signature
 from core.simulator import cdata, text_xml
+from core.testing import send_in_pieces
 from core.wechat_xml import parse_xml
 
 ONLY_WELCOME = ["welcome"]
@@ -283,3 +284,50 @@ async def test_healthz(wechat):
     h = await wechat(enabled=ONLY_WELCOME)
     response = await h.client.get("/healthz")
     assert response.status == 200 and (await response.json())["status"] == "ok"
+
+
+# ---- bodies arriving in pieces over a real socket ------------------------------------------------
+
+class Counts:
+    """Answers with the length of the text it got, so a truncated body cannot pass unnoticed."""
+
+    @hookimpl
+    def skillbot_fallback(self, ctx):
+        return TextReply(f"收到{len(ctx.message.text)}字")
+
+
+def _text_of_body_size(mode: str, size: int) -> str:
+    """A Chinese text whose signed request body is close to ``size`` bytes in ``mode``."""
+    per_char = 3 if mode == "plain" else 4  # base64 of AES adds a third
+    return "长" * max(1, (size - 300) // per_char)
+
+
+@pytest.mark.parametrize("mode", ["plain", "safe"])
+@pytest.mark.parametrize("size", [1200, 3000, 20_000, 60_000])
+@pytest.mark.parametrize("chunked", [False, True])
+async def test_body_in_tcp_pieces_is_read_whole(wechat, mode, size, chunked):
+    h = await wechat(mode=mode, enabled=ONLY_WELCOME, plugins={"counts": Counts()})
+    text = _text_of_body_size(mode, size)
+    request = h.signer.sign(text_xml(text))
+    assert size * 0.8 < len(request.body) <= 65536
+    server = h.client.server
+    response = await send_in_pieces(server.host, server.port, h.path, request.body, request.params,
+                                    chunked=chunked)
+    assert response.status == 200, response.text
+    assert h.signer.open_reply(response.text)["Content"] == f"收到{len(text)}字"
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+async def test_body_over_the_limit_in_pieces_is_413(wechat, chunked):
+    h = await wechat(enabled=ONLY_WELCOME, plugins={"counts": Counts()},
+                     overrides={"server": {"max_body_bytes": 4096}})
+    request = h.signer.sign(text_xml("长" * 3000))
+    server = h.client.server
+    response = await send_in_pieces(server.host, server.port, h.path, request.body, request.params,
+                                    chunked=chunked)
+    assert response.status == 413 and response.text == "payload too large"
+    # a body just under the limit, in pieces, is still answered
+    request = h.signer.sign(text_xml("长" * 1200))
+    response = await send_in_pieces(server.host, server.port, h.path, request.body, request.params,
+                                    chunked=chunked)
+    assert response.status == 200 and h.signer.open_reply(response.text)["Content"] == "收到1200字"
