@@ -14,7 +14,7 @@ from typing import Any
 from aiohttp import web
 from cachetools import TTLCache
 
-from .answers import ANSWER, HOLD, DeliveryCoordinator
+from .answers import ANSWER, HOLD, PENDING, DeliveryCoordinator
 from .bot import Bot
 from .context import MessageContext, new_message_id
 from .crypto import CryptoError, MessageCrypto, verify_signature
@@ -144,7 +144,7 @@ class Gateway:
             return await self.hold(request)
         if outcome.action == ANSWER and outcome.payload is not None:
             reply = await self.passive_reply(message, outcome.payload)
-        elif outcome.try_number >= self.coordinator.max_tries and self.delivery.mode == "passive":
+        elif outcome.action == PENDING:
             reply = TextReply(self.delivery.pending_reply, plugin="core", intent="pending")
         else:
             reply = SuccessReply()
