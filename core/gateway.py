@@ -20,6 +20,7 @@ from .context import MessageContext, new_message_id
 from .crypto import CryptoError, MessageCrypto, verify_signature
 from .messages import Message, MessageFieldError, build_message
 from .metrics import Metrics, hash_user
+from .replay import message_digest, remember_seconds, signed_query_key
 from .replies import Reply, SuccessReply, TextReply, reply_from_dict, reply_to_dict
 from .textsplit import split_for_wechat, utf8_len
 from .wechat_xml import MAX_TEXT_BYTES, ReplyRenderer, XMLRejected, parse_xml
@@ -76,6 +77,14 @@ class Gateway:
         if window > 0 and skew > window:
             raise Rejected(403, f"stale timestamp (skew {skew:.0f}s > {window}s): possible replay")
 
+    async def check_replay(self, query: Any, fields: dict[str, Any]) -> None:
+        """A signed query already seen with another message is a replay (core/replay.py)."""
+        digest = message_digest(fields)
+        kept = await self.bot.state.signed_queries.first_message(
+            signed_query_key(query), digest, remember_seconds(self.wechat.timestamp_window))
+        if kept != digest:
+            raise Rejected(403, "signed query already used for another message: replay")
+
     def open_body(self, query: Any, body: bytes) -> tuple[dict[str, Any], bool]:
         """Parse (and decrypt) the body; returns (fields, was_encrypted)."""
         try:
@@ -124,6 +133,7 @@ class Gateway:
             timings["verify"] = (time.perf_counter() - t) * 1000
             t = time.perf_counter()
             fields, encrypted = self.open_body(request.query, body)
+            await self.check_replay(request.query, fields)
             try:
                 message = build_message(fields)
             except MessageFieldError as exc:

@@ -270,6 +270,22 @@ class RedisAnswerStore:
         return part, int(remaining)
 
 
+class RedisSignedQueryStore:
+    """Signed queries shared by every worker (see core/replay.py): one ``SET NX`` and a ``GET``."""
+
+    def __init__(self, client: aioredis.Redis, prefix: str) -> None:
+        self.r = client
+        self.prefix = f"{prefix}signed:"
+
+    async def first_message(self, query_key: str, digest: str, ttl: float) -> str:
+        key = self.prefix + query_key
+        async with self.r.pipeline(transaction=True) as pipe:
+            pipe.set(key, digest, nx=True, ex=max(1, int(ttl)))
+            pipe.get(key)
+            _, kept = await pipe.execute()
+        return kept if kept is not None else digest
+
+
 class RedisTokenStore:
     def __init__(self, client: aioredis.Redis, prefix: str) -> None:
         self.r = client

@@ -21,6 +21,7 @@ from .answers import BY_REPLY, DELIVERED, MemoryAnswerStore
 from .cache import MemoryCache
 from .conversation import MemoryConversationStore
 from .ratelimit import MemoryRateLimiter
+from .replay import MemorySignedQueryStore, remember_seconds
 from .settings import Settings
 from .wechat_api import MemoryTokenStore
 
@@ -236,6 +237,7 @@ class State:
     token_store: Any
     rate_limiter: Any
     cache_factory: Callable[[str, int, float], Any]
+    signed_queries: Any = None
     health: RedisHealth | None = None
     closers: list[Callable[[], Any]] = field(default_factory=list)
 
@@ -267,6 +269,7 @@ def build_state(settings: Settings) -> State:
         answers=MemoryAnswerStore(ttl=delivery.record_ttl),
         token_store=MemoryTokenStore(),
         rate_limiter=MemoryRateLimiter(rate.rate, rate.burst),
+        signed_queries=MemorySignedQueryStore(remember_seconds(settings.wechat.timestamp_window)),
     )
     if settings.state.backend == "memory":
         return State("memory", cache_factory=lambda name, size, ttl: MemoryCache(name, size, ttl), **memory)
@@ -282,6 +285,7 @@ def build_state(settings: Settings) -> State:
         answers=answers,
         token_store=rs.RedisTokenStore(client, prefix),
         rate_limiter=rs.RedisRateLimiter(client, prefix, rate.rate, rate.burst),
+        signed_queries=rs.RedisSignedQueryStore(client, prefix),
     )
     wrapped = {name: Failover(shared[name], memory[name], health) for name in shared}
     wrapped["answers"] = AnswerFailover(answers, memory["answers"], health, delivery.record_ttl)

@@ -332,3 +332,57 @@ async def test_body_over_the_limit_in_pieces_is_413(wechat, chunked):
     response = await send_in_pieces(server.host, server.port, h.path, request.body, request.params,
                                     chunked=chunked)
     assert response.status == 200 and h.signer.open_reply(response.text)["Content"] == "收到1200字"
+
+
+# ---- a signed query carries one message ----------------------------------------------------------
+
+def _state(request, store: str) -> dict:
+    if store == "memory":
+        return {}
+    return {"state": {"backend": "redis", "redis_url": request.getfixturevalue("redis_url"),
+                      "key_prefix": f"replay{id(request)}:"}}
+
+
+def _signed(h, xml: str, timestamp: str, nonce: str, encrypt: bool) -> tuple[dict, bytes]:
+    """``xml`` posted under one fixed query (timestamp, nonce), encrypted afresh when ``encrypt``."""
+    params = h.signer.query(int(timestamp), nonce)
+    if not encrypt:
+        return params, xml.encode()
+    cipher = h.signer.crypto.encrypt(xml)
+    params.update(encrypt_type="aes", msg_signature=h.signer.crypto.sign(timestamp, nonce, cipher))
+    return params, f"<xml><ToUserName>{cdata('gh')}</ToUserName><Encrypt>{cdata(cipher)}</Encrypt></xml>".encode()
+
+
+@pytest.mark.parametrize("store", ["memory", "redis"])
+@pytest.mark.parametrize("mode", ["plain", "safe"])
+async def test_signed_query_with_another_message_is_403_and_with_the_same_a_retry(wechat, request, store, mode):
+    h = await wechat(mode=mode, enabled=ONLY_WELCOME, plugins={"echo": Echo()}, overrides=_state(request, store))
+    timestamp, nonce = str(int(time.time())), "20261126"
+    original = text_xml("查天气", from_user="o_victim", msg_id=5001)
+    params, body = _signed(h, original, timestamp, nonce, mode == "safe")
+    first = await h.client.post(h.path, params=params, data=body)
+    assert first.status == 200
+    for forged in (text_xml("转账", from_user="o_victim", msg_id=5002),
+                   text_xml("查天气", from_user="o_someone_else", msg_id=5001)):
+        params, body = _signed(h, forged, timestamp, nonce, mode == "safe")
+        response = await h.client.post(h.path, params=params, data=body)
+        assert response.status == 403 and await response.text() == "forbidden"
+    # WeChat's retry of the same message (encrypted again in safe mode) is answered
+    params, body = _signed(h, original, timestamp, nonce, mode == "safe")
+    retry = await h.client.post(h.path, params=params, data=body)
+    assert retry.status == 200
+    assert h.signer.open_reply(await retry.text())["Content"] == "回声：查天气"
+    if store == "redis":  # remembered where every worker sees it
+        import redis as sync_redis
+        client = sync_redis.Redis.from_url(request.getfixturevalue("redis_url"))
+        assert client.exists(f"replay{id(request)}:signed:{timestamp}:{nonce}:{params['signature']}")
+        client.close()
+
+
+async def test_captured_encrypted_query_cannot_carry_a_plaintext_body(wechat):
+    h = await wechat(mode="compatible", enabled=ONLY_WELCOME, plugins={"echo": Echo()})
+    request = h.signer.sign(text_xml("你好", from_user="o_victim"))
+    assert (await h.client.post(h.path, params=request.params, data=request.body)).status == 200
+    captured = {k: request.params[k] for k in ("signature", "timestamp", "nonce")}
+    response = await h.client.post(h.path, params=captured, data=text_xml("别的", from_user="o_victim").encode())
+    assert response.status == 403
