@@ -66,7 +66,7 @@ class MemoryAnswerStore:
     """One process's answer records (bounded, expiring).
 
     A delivered message shrinks to a tuple of its try count, how it was delivered and (delivered
-    as a reply) the answer as JSON text: at thousands of messages a second, kept ``record_ttl``
+    as a reply) the reply as JSON text, without its explanation: at thousands of messages a second, kept ``record_ttl``
     seconds, full answers and events would give the garbage collector millions of objects to walk;
     tuples of ints and strings it stops tracking.
     """
@@ -115,7 +115,9 @@ class MemoryAnswerStore:
         record = self._record(key)
         if isinstance(record, tuple):
             return False
-        kept = json.dumps(record.result, ensure_ascii=False) if how == BY_REPLY and record.result else ""
+        kept = ""
+        if how == BY_REPLY and record.result:  # the reply itself, for a retry; not its explanation
+            kept = json.dumps({k: v for k, v in record.result.items() if k != "explain"}, ensure_ascii=False)
         self._records[key] = (record.tries, how, kept)
         if record.done is not None:
             record.done.set()  # wake any waiter: it will find the message delivered
@@ -168,6 +170,8 @@ class TryOutcome:
     payload: dict | None = None
     try_number: int = 1
     waited: float = 0.0
+    #: The answer a previous try already carried, sent again (its explanation is not re-recorded).
+    repeated: bool = False
 
 
 class DeliveryCoordinator:
@@ -231,7 +235,7 @@ class DeliveryCoordinator:
             # reply is that reply again; one pushed or kept for the next message is not repeated.
             if payload.get("type") != "success" and await self.store.delivery_of(key) == BY_REPLY:
                 self.stats["repeated"] += 1
-                return TryOutcome(ANSWER, payload, n, waited)
+                return TryOutcome(ANSWER, payload, n, waited, repeated=True)
             self.stats["duplicates_suppressed"] += 1
             return TryOutcome(ACK, try_number=n, waited=waited)
         if n < self.max_tries:

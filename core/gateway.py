@@ -163,7 +163,7 @@ class Gateway:
         timings["render"] = (time.perf_counter() - t) * 1000
         timings["total"] = (time.perf_counter() - started) * 1000
         self.metrics.observe_try(timings)
-        if outcome.payload:
+        if outcome.payload and not outcome.repeated:  # a repeated reply keeps the first's
             explain = outcome.payload.get("explain", {})
             explain.setdefault("timings_ms", {}).update({k: round(v, 3) for k, v in timings.items()})
             explain.setdefault("plugin", outcome.payload.get("plugin"))

@@ -215,7 +215,8 @@ class AnswerFailover(Failover):
                             continue
                         raise exc
                     result = task.result()
-                    if result is DELIVERED and shared in pending:
+                    if task is not shared and shared in pending and (result is DELIVERED or (
+                            result is not None and "explain" not in result)):
                         fallback_result = result
                         continue  # the local copy was shrunk; Redis still has the full answer
                     if result is not None:

@@ -287,3 +287,24 @@ async def test_answer_ready_after_wechat_hung_up_is_kept_for_the_next_try():
         last = await coordinator.on_try("msg:2", work, deliver_later, connected=lambda: False)
     await coordinator.drain()
     assert last.action == HOLD and later == [{"type": "text", "content": "答案"}]
+
+
+async def test_repeated_reply_is_kept_without_its_explanation():
+    """A retry of an answered try gets the reply again; the record keeps the reply, not the
+    (large) routing explanation, and the first try's explanation is not overwritten."""
+    from core.answers import ANSWER, DeliveryCoordinator, MemoryAnswerStore
+
+    coordinator = DeliveryCoordinator(MemoryAnswerStore(), "passive", try_budget=0.5, record_ttl=60)
+
+    async def work():
+        return {"type": "text", "content": "答案", "explain": {"tokens": ["答案"] * 500}}
+
+    async def deliver_later(payload):
+        raise AssertionError("an answered message is never delivered later")
+
+    first = await coordinator.on_try("msg:3", work, deliver_later)
+    second = await coordinator.on_try("msg:3", work, deliver_later)
+    assert (first.action, first.repeated, "explain" in first.payload) == (ANSWER, False, True)
+    assert (second.action, second.repeated) == (ANSWER, True)
+    assert second.payload == {"type": "text", "content": "答案"}
+    assert coordinator.stats["repeated"] == 1
