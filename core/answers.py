@@ -17,6 +17,8 @@ from typing import Any, Awaitable, Callable, Protocol
 
 from cachetools import TTLCache
 
+from .logs import hash_user
+
 log = logging.getLogger("skillbot.answers")
 
 
@@ -251,7 +253,7 @@ class DeliveryCoordinator:
                                   timeout: float = 600) -> None:
         payload = await self.store.wait_result(key, timeout)
         if payload is None:
-            log.warning("answer %s never finished; nothing to deliver", key)
+            log.warning("answer record %s (hashed) never finished; nothing to deliver", hash_user(key))
             return
         if await self.store.claim_delivery(key, self.record_ttl, BY_LATER):
             await deliver_later(payload)
