@@ -9,12 +9,15 @@ in memory here or in Redis (core/redis_state.py) so that retries may land on any
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Protocol
 
 from cachetools import TTLCache
+
+from .logs import hash_user
 
 log = logging.getLogger("skillbot.answers")
 
@@ -26,8 +29,12 @@ class AnswerStore(Protocol):
         """Store the result of ``key`` and wake everyone waiting for it."""
     async def wait_result(self, key: str, timeout: float) -> dict | None:
         """The result of ``key`` if it is (or becomes) ready within ``timeout`` seconds."""
-    async def claim_delivery(self, key: str, ttl: float) -> bool:
-        """True for exactly one caller per key: the one that may deliver the answer."""
+    async def claim_delivery(self, key: str, ttl: float, how: str = "reply") -> bool:
+        """True for exactly one caller per key: the one that may deliver the answer. ``how`` is
+        ``"reply"`` (a try's HTTP reply, which a retry may carry again) or ``"later"`` (pushed or
+        kept for the next message: never again)."""
+    async def delivery_of(self, key: str) -> str | None:
+        """How ``key``'s answer was delivered (``"reply"``/``"later"``), None if it was not."""
     async def push_pending(self, user: str, payload: dict, ttl: float) -> None:
         """Keep an answer for the user's next message."""
     async def pop_pending(self, user: str) -> list[dict]:
@@ -49,24 +56,29 @@ class _Record:
         self.done: asyncio.Event | None = None  # made only when someone has to wait
 
 
-#: What a later try of an already delivered message finds (it acknowledges with ``success``).
+#: What a later try finds of a message whose answer was pushed or kept (it acknowledges with
+#: ``success``); an answer delivered as a reply is kept whole, for retries of that try.
 DELIVERED = {"type": "success"}
+
+#: How an answer was delivered: as a try's reply (a retry gets it again), or pushed/kept for later.
+BY_REPLY, BY_LATER = "reply", "later"
 
 
 class MemoryAnswerStore:
     """One process's answer records (bounded, expiring).
 
-    A delivered message shrinks to a one-int tuple (its try count): at thousands of messages a
-    second, kept ``record_ttl`` seconds, full answers and events would give the garbage collector
-    millions of objects to walk; tuples of ints it does not track at all.
+    A delivered message shrinks to a tuple of its try count, how it was delivered and (delivered
+    as a reply) the reply as JSON text, without its explanation: at thousands of messages a second, kept ``record_ttl``
+    seconds, full answers and events would give the garbage collector millions of objects to walk;
+    tuples of ints and strings it stops tracking.
     """
 
     def __init__(self, max_records: int = 100_000, ttl: float = 300) -> None:
-        self._records: TTLCache[str, _Record | tuple[int]] = TTLCache(maxsize=max_records, ttl=ttl)
+        self._records: TTLCache[str, _Record | tuple] = TTLCache(maxsize=max_records, ttl=ttl)
         self._pending: TTLCache[str, list[dict]] = TTLCache(maxsize=max_records, ttl=86400)
         self._parts: TTLCache[str, list[str]] = TTLCache(maxsize=max_records, ttl=86400)
 
-    def _record(self, key: str) -> _Record | tuple[int]:
+    def _record(self, key: str) -> _Record | tuple:
         record = self._records.get(key)
         if record is None:
             record = self._records[key] = _Record()
@@ -75,7 +87,7 @@ class MemoryAnswerStore:
     async def begin(self, key: str, ttl: float) -> int:
         record = self._record(key)
         if isinstance(record, tuple):
-            self._records[key] = (record[0] + 1,)
+            self._records[key] = (record[0] + 1, *record[1:])
             return record[0] + 1
         record.tries += 1
         return record.tries
@@ -91,7 +103,7 @@ class MemoryAnswerStore:
     async def wait_result(self, key: str, timeout: float) -> dict | None:
         record = self._record(key)
         if isinstance(record, tuple):
-            return DELIVERED
+            return json.loads(record[2]) if record[1] == BY_REPLY and record[2] else DELIVERED
         if record.result is None and timeout > 0:
             if record.done is None:
                 record.done = asyncio.Event()
@@ -101,14 +113,31 @@ class MemoryAnswerStore:
                 pass
         return record.result
 
-    async def claim_delivery(self, key: str, ttl: float) -> bool:
+    async def claim_delivery(self, key: str, ttl: float, how: str = BY_REPLY) -> bool:
         record = self._record(key)
         if isinstance(record, tuple):
             return False
-        self._records[key] = (record.tries,)
+        kept = ""
+        if how == BY_REPLY and record.result:  # the reply itself, for a retry; not its explanation
+            kept = json.dumps({k: v for k, v in record.result.items() if k != "explain"}, ensure_ascii=False)
+        self._records[key] = (record.tries, how, kept)
         if record.done is not None:
             record.done.set()  # wake any waiter: it will find the message delivered
         return True
+
+    async def delivery_of(self, key: str) -> str | None:
+        record = self._records.get(key)
+        return record[1] if isinstance(record, tuple) else None
+
+    def export(self, key: str) -> tuple[int, dict | None, str | None] | None:
+        """(tries, result, how it was delivered) of a record, for copying it to Redis; None if unknown."""
+        record = self._records.get(key)
+        if record is None:
+            return None
+        if isinstance(record, tuple):
+            result = json.loads(record[2]) if record[2] else None
+            return record[0], result, record[1]
+        return record.tries, record.result, None
 
     async def push_pending(self, user: str, payload: dict, ttl: float) -> None:
         self._pending[user] = self._pending.get(user, []) + [payload]
@@ -132,8 +161,9 @@ class MemoryAnswerStore:
         return part, len(parts)
 
 
-#: What the gateway does with a try: answer with a payload, acknowledge, or leave it unanswered.
-ANSWER, ACK, HOLD = "answer", "ack", "hold"
+#: What the gateway does with a try: answer with a payload, acknowledge (``success``), leave it
+#: unanswered, or (the last try of a message still being worked on) say the answer will follow.
+ANSWER, ACK, HOLD, PENDING = "answer", "ack", "hold", "pending"
 
 
 @dataclass
@@ -142,6 +172,8 @@ class TryOutcome:
     payload: dict | None = None
     try_number: int = 1
     waited: float = 0.0
+    #: The answer a previous try already carried, sent again (its explanation is not re-recorded).
+    repeated: bool = False
 
 
 class DeliveryCoordinator:
@@ -160,8 +192,8 @@ class DeliveryCoordinator:
         self.record_ttl = record_ttl
         self.max_tries = max_tries
         self.tasks: set[asyncio.Task] = set()
-        self.stats = {"first_try": 0, "retry": 0, "deferred": 0, "duplicates_suppressed": 0,
-                      "held": 0, "acked": 0}
+        self.stats = {"first_try": 0, "retry": 0, "repeated": 0, "deferred": 0,
+                      "duplicates_suppressed": 0, "held": 0, "acked": 0}
 
     def _spawn(self, coro: Awaitable[Any]) -> asyncio.Task:
         task = asyncio.ensure_future(coro)
@@ -198,9 +230,14 @@ class DeliveryCoordinator:
                 self._spawn(self._deliver_when_ready(key, deliver_later))
             return TryOutcome(HOLD, try_number=n, waited=waited)
         if payload is not None:
-            if await self.store.claim_delivery(key, self.record_ttl):
+            if await self.store.claim_delivery(key, self.record_ttl, BY_REPLY):
                 self.stats["first_try" if n == 1 else "retry"] += 1
                 return TryOutcome(ANSWER, payload, n, waited)
+            # WeChat retries only a try whose reply it did not get: an answer delivered as a
+            # reply is that reply again; one pushed or kept for the next message is not repeated.
+            if payload.get("type") != "success" and await self.store.delivery_of(key) == BY_REPLY:
+                self.stats["repeated"] += 1
+                return TryOutcome(ANSWER, payload, n, waited, repeated=True)
             self.stats["duplicates_suppressed"] += 1
             return TryOutcome(ACK, try_number=n, waited=waited)
         if n < self.max_tries:
@@ -210,15 +247,15 @@ class DeliveryCoordinator:
         # real answer for later.
         self.stats["deferred"] += 1
         self._spawn(self._deliver_when_ready(key, deliver_later))
-        return TryOutcome(ACK, try_number=n, waited=waited)
+        return TryOutcome(PENDING, try_number=n, waited=waited)
 
     async def _deliver_when_ready(self, key: str, deliver_later: Callable[[dict], Awaitable[None]],
                                   timeout: float = 600) -> None:
         payload = await self.store.wait_result(key, timeout)
         if payload is None:
-            log.warning("answer %s never finished; nothing to deliver", key)
+            log.warning("answer record %s (hashed) never finished; nothing to deliver", hash_user(key))
             return
-        if await self.store.claim_delivery(key, self.record_ttl):
+        if await self.store.claim_delivery(key, self.record_ttl, BY_LATER):
             await deliver_later(payload)
 
     async def drain(self, grace: float = 10.0) -> None:

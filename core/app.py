@@ -1,10 +1,13 @@
-"""The aiohttp application factory: ``create_app(settings) -> web.Application``."""
+"""The aiohttp application factory ``create_app(settings) -> web.Application``, and the runner
+that serves it (``run_webhook``) with HTTP the parser refuses answered quietly."""
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any, AsyncIterator
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from .appkeys import BOT_KEY, GATEWAY_KEY
 from .bot import Bot
@@ -16,13 +19,36 @@ from .wechat_api import AccessTokenManager, CustomerServiceSender, app_secret_fr
 log = logging.getLogger("skillbot.app")
 
 
+#: A client's malformed HTTP: aiohttp's parser refusing it, or a body that cannot be decoded.
+CLIENT_HTTP_ERRORS = (HttpProcessingError, web.RequestPayloadError)
+#: What a malformed request gets: never the parser's text, which quotes the request's bytes.
+MALFORMED_BODY = "bad request"
+
+
+def log_malformed(remote: str | None, exc: BaseException) -> None:
+    """One warning line for a client's malformed HTTP (no traceback: it is not our bug), once per
+    error: aiohttp meets an undecodable body again when it drains the connection."""
+    if getattr(exc, "skillbot_logged", False):
+        return
+    exc.skillbot_logged = True  # type: ignore[attr-defined]
+    log.warning("malformed HTTP request from %s refused: %s", remote, type(exc).__name__)
+
+
 @web.middleware
 async def never_500(request: web.Request, handler: Any) -> web.StreamResponse:
-    """A bug must not show WeChat users an error: log it and acknowledge with ``success``."""
+    """A bug must not show WeChat users an error: log it and acknowledge with ``success``.
+
+    A body that cannot be decoded (a broken ``Content-Encoding``) is the client's mistake: 400.
+    """
     try:
         return await handler(request)
     except web.HTTPException:
         raise
+    except CLIENT_HTTP_ERRORS as exc:
+        log_malformed(request.remote, exc)
+        response = web.Response(status=400, text=MALFORMED_BODY, content_type="text/plain")
+        response.force_close()  # the rest of the body cannot be read either
+        return response
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         if request.method == "POST" and request.path == request.app[BOT_KEY].settings.server.path:
@@ -85,3 +111,60 @@ def create_app(settings: Settings, extra_plugins: dict[str, Any] | None = None,
 
     setup_reload(app)  # watch the settings file (server.reload_interval)
     return app
+
+
+# ---- serving --------------------------------------------------------------------------------------
+
+class WebhookRequestHandler(web.RequestHandler):
+    """aiohttp's connection handler, with requests its HTTP parser refuses (a request line over
+    8 KiB, a bad header, an unknown ``Content-Encoding``) logged as one warning line and answered
+    with a fixed body: aiohttp's own logs them at ERROR with a traceback and echoes its parser's
+    text, which quotes the request."""
+
+    def log_exception(self, *args: Any, **kw: Any) -> None:
+        exc = kw.get("exc_info")
+        if isinstance(exc, CLIENT_HTTP_ERRORS):
+            peer = self.transport.get_extra_info("peername") if self.transport is not None else None
+            log_malformed(peer[0] if isinstance(peer, (list, tuple)) and peer else None, exc)
+            return
+        super().log_exception(*args, **kw)
+
+    def handle_error(self, request: Any, status: int = 500, exc: BaseException | None = None,
+                     message: str | None = None) -> web.StreamResponse:
+        if 400 <= status < 500:
+            message = MALFORMED_BODY
+        return super().handle_error(request, status, exc, message)
+
+
+class WebhookServer(web.Server):
+    """``web.Server`` whose connections are handled by ``WebhookRequestHandler``."""
+
+    def __call__(self) -> web.RequestHandler:
+        return WebhookRequestHandler(self, loop=self._loop, **self._kwargs)
+
+
+class WebhookRunner(web.AppRunner):
+    """``web.AppRunner`` serving through ``WebhookServer`` (same settings, same life cycle)."""
+
+    async def _make_server(self) -> web.Server:
+        server = await super()._make_server()
+        server.__class__ = WebhookServer  # the server aiohttp built, with our connection handler
+        return server
+
+
+def run_webhook(app: web.Application, host: str, port: int, reuse_port: bool | None = None) -> None:
+    """Serve ``app`` until SIGINT/SIGTERM, like ``web.run_app`` but through ``WebhookRunner``."""
+
+    async def serve() -> None:
+        runner = WebhookRunner(app, handle_signals=True, access_log=None)
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, host, port, reuse_port=reuse_port).start()
+            await asyncio.Event().wait()  # SIGINT/SIGTERM raise GracefulExit out of the loop
+        finally:
+            await runner.cleanup()
+
+    try:
+        asyncio.run(serve())
+    except (web.GracefulExit, KeyboardInterrupt):
+        pass

@@ -6,6 +6,7 @@ Rendering to XML and delivery inside WeChat's window belong to the gateway (core
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 from pathlib import Path
@@ -19,7 +20,6 @@ from .context import MessageContext
 from .conversation import ConversationStore, Turn
 from .intents import Intent, RouteResult
 from .messages import Message
-from .normalizer import normalize_text
 from .plugin_manager import HookCaller, create_plugin_manager, plugin_configs
 from .replies import Reply, SuccessReply, TextReply, reply_text
 from .settings import Settings
@@ -27,6 +27,13 @@ from .state import build_state
 from .templating import text_environment
 
 log = logging.getLogger("skillbot.bot")
+
+
+def explain_hit(hit: Any) -> dict[str, Any]:
+    """A filter hit as plain JSON fields (a dataclass's fields; anything else as its text)."""
+    if dataclasses.is_dataclass(hit) and not isinstance(hit, type):
+        return {k: v for k, v in dataclasses.asdict(hit).items() if isinstance(v, (str, int, float, bool))}
+    return {"text": str(hit)}
 
 
 class Bot:
@@ -128,16 +135,16 @@ class Bot:
                 intents.append(intent)
         self.intents = intents
         router = IntentRouter(intents, self.segmenter, self.settings.router.threshold,
-                              self.settings.router.margin)
+                              self.settings.router.margin, self.settings.router.max_text_chars)
         await router.embed(self.embeddings)
         self.router = router
 
     async def understand(self, message: Message, text: str | None) -> tuple[list[str], RouteResult]:
         """Tokens and route of a message: lexical first, then with its embedding unless the
         lexical route is already sure (``semantic.skip_above``) or no provider answers in time."""
-        norm = normalize_text(text or "")
-        tokens = self.tokenize(norm)
-        route = self.router.route(message, text, tokens)
+        # Off the event loop and bounded (core/router.py): a long message stalls nobody.
+        route = await self.router.route_off_loop(message, text)
+        tokens, norm = route.tokens, route.normalized
         semantic = self.settings.semantic
         if (norm and self.embeddings.enabled and self.router.needs_vectors
                 and not any(c.evidence.get("type") for c in route.candidates)
@@ -148,7 +155,7 @@ class Bot:
                 log.warning("embedding took over %.1f s; routed lexically", semantic.query_timeout)
                 query = None
             if query is not None:
-                route = self.router.route(message, text, tokens, query=query)
+                route = await self.router.route_off_loop(message, text, tokens, query)
         return tokens, route
 
     async def stop(self) -> None:
@@ -242,6 +249,6 @@ class Bot:
         reply = ctx.extra.get("reply")
         return {"id": ctx.id, "timings_ms": {k: round(v, 3) for k, v in ctx.timings.items()},
                 "route": route.explain() if route else None,
-                "filter_hits": [str(h) for h in ctx.filter_hits],
+                "filter_hits": [explain_hit(h) for h in ctx.filter_hits],
                 "plugin": getattr(reply, "plugin", None), "intent": getattr(reply, "intent", None),
                 "llm": ctx.extra.get("llm")}

@@ -40,6 +40,8 @@ from typing import Any, AsyncIterator, Awaitable, Callable, TextIO
 import aiohttp
 from yarl import URL
 
+from .crypto import sha1_signature
+from .messages import event_key, message_key
 from .simulator import TryResult, WeChatSigner, cdata, deliver_like_wechat
 from .settings import Settings
 
@@ -136,12 +138,13 @@ class Composer:
     def message(self, msg_type: str, fields: dict[str, Any], kind: str | None = None) -> Inbound:
         msg_id = next(_msg_ids)
         xml = _xml(msg_type, fields, self.user, int(time.time()), msg_id)
-        return Inbound(xml, f"msg:{msg_id}", kind or msg_type)
+        return Inbound(xml, message_key(self.user, str(msg_id)), kind or msg_type)
 
     def event(self, event: str, fields: dict[str, Any] | None = None) -> Inbound:
         create_time = self._time()
         xml = _xml("event", {"Event": event, **(fields or {})}, self.user, create_time, None)
-        return Inbound(xml, f"evt:{self.user}:{create_time}", f"event.{event}")
+        key = event_key(self.user, create_time, event, str((fields or {}).get("EventKey", "")).strip())
+        return Inbound(xml, key, f"event.{event}")
 
     def text(self, content: str) -> Inbound:
         return self.message("text", {"Content": content})
@@ -266,13 +269,23 @@ class ChatClient:
         return exchange
 
 
-def remote_explainer(session: aiohttp.ClientSession, webhook_url: str, token: str = "") -> ExplainSource:
-    """Explanations from a running bot's ``/simulator/api/explain`` endpoint."""
+def remote_explainer(session: aiohttp.ClientSession, webhook_url: str, token: str = "",
+                     signer: WeChatSigner | None = None) -> ExplainSource:
+    """Explanations from a running bot's ``/simulator/api/explain`` endpoint.
+
+    With a signer each request is signed with the account's WeChat token over the key, which the
+    bot accepts while its simulator is on (core/webui.py); ``token`` is ``server.admin_token``.
+    """
     base = str(URL(webhook_url).origin())
     headers = {"Authorization": f"Bearer {token}"} if token else {}
 
     async def fetch(key: str) -> dict[str, Any] | None:
-        async with session.get(f"{base}/simulator/api/explain", params={"key": key}, headers=headers,
+        params = {"key": key}
+        if signer is not None:
+            query = signer.query()
+            params.update(timestamp=query["timestamp"], nonce=query["nonce"],
+                          signature=sha1_signature(signer.token, query["timestamp"], query["nonce"], key))
+        async with session.get(f"{base}/simulator/api/explain", params=params, headers=headers,
                                timeout=aiohttp.ClientTimeout(total=5)) as response:
             if response.status == 404:
                 data = await response.json(content_type=None) if response.content_type == "application/json" else {}
@@ -428,7 +441,7 @@ async def chat_main(args: argparse.Namespace, settings: Settings) -> int:
     async with aiohttp.ClientSession() as session:
         if args.url:
             token = args.token or os.environ.get("SKILLBOT_ADMIN_TOKEN", "")
-            client = ChatClient(session, args.url, signer, remote_explainer(session, args.url, token))
+            client = ChatClient(session, args.url, signer, remote_explainer(session, args.url, token, signer))
             return await converse(client, composer, lines, sys.stdout, sys.stdin, args.json, args.verbose)
         async with local_bot(settings) as (url, app):
             from .appkeys import GATEWAY_KEY

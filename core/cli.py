@@ -1,5 +1,8 @@
 """``python run.py [serve] [--settings PATH] [--host H] [--port P]`` and the other sub-commands.
 
+``--settings`` works for every sub-command, before or after its name. Bad settings end any command
+with one ``settings error: <key>: <what it expects>`` line per problem and exit code 2.
+
     serve        the WeChat webhook (the default)
     chat         talk to the bot through the real webhook (core/chat.py)
     plugins      every plugin found, where from, enabled or not, its priority and hooks
@@ -25,21 +28,34 @@ if TYPE_CHECKING:
 log = logging.getLogger("skillbot")
 
 
-def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--settings", default=str(PROJECT_ROOT / "settings.toml"),
+DEFAULT_SETTINGS = str(PROJECT_ROOT / "settings.toml")
+
+
+def _common(parser: argparse.ArgumentParser, top: bool = False) -> None:
+    # Given on the top-level parser and on each sub-command, before or after the sub-command's
+    # name. A sub-parser's default would overwrite what the top level parsed
+    # (``run.py --settings X check``), so only the top level has one.
+    parser.add_argument("--settings", default=DEFAULT_SETTINGS if top else argparse.SUPPRESS,
                         help="settings file (default: ./settings.toml)")
+
+
+def _listening(parser: argparse.ArgumentParser, top: bool = False) -> None:
+    parser.add_argument("--host", default=None if top else argparse.SUPPRESS,
+                        help="listen address (overrides server.host)")
+    parser.add_argument("--port", type=int, default=None if top else argparse.SUPPRESS,
+                        help="listen port (overrides server.port)")
+    parser.add_argument("--workers", type=int, default=1 if top else argparse.SUPPRESS,
+                        help="worker processes sharing the port (needs state.backend = \"redis\")")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="run.py", description="Skillbot: a WeChat Official Account bot")
+    _common(parser, top=True)
+    _listening(parser, top=True)
     sub = parser.add_subparsers(dest="command")
     serve = sub.add_parser("serve", help="serve the WeChat webhook (the default)")
-    for p in (parser, serve):
-        _common(p)
-        p.add_argument("--host", help="listen address (overrides server.host)")
-        p.add_argument("--port", type=int, help="listen port (overrides server.port)")
-        p.add_argument("--workers", type=int, default=1,
-                       help="worker processes sharing the port (needs state.backend = \"redis\")")
+    _common(serve)
+    _listening(serve)
 
     chat = sub.add_parser("chat", help="talk to the bot as a WeChat user, through the real webhook",
                           description="Sends real signed (and encrypted) WeChat XML through the HTTP "
@@ -128,9 +144,8 @@ async def freeze_startup_heap(app: object) -> None:
 
 
 def run_worker(settings_path: str, overrides: dict, reuse_port: bool) -> int:
-    from aiohttp import web
-
-    from .app import create_app
+    from .app import create_app, run_webhook
+    from .appkeys import GATEWAY_KEY
     from .logs import setup_logging
 
     try:
@@ -138,14 +153,24 @@ def run_worker(settings_path: str, overrides: dict, reuse_port: bool) -> int:
         setup_logging(settings.logging.level, settings.logging.json)
         app = create_app(settings)
     except ConfigError as exc:
-        print(f"settings error: {exc}", file=sys.stderr)
+        report_settings_error(exc)
         return 2
     log.info("Skillbot listening on http://%s:%d%s (mode %s, state %s, plugins %s)", settings.server.host,
              settings.server.port, settings.server.path, settings.wechat.mode, settings.state.backend,
              ", ".join(settings.plugins.enabled))
     app.on_startup.append(freeze_startup_heap)  # runs after the bot has started
-    web.run_app(app, host=settings.server.host, port=settings.server.port, print=None,
-                access_log=None, reuse_port=reuse_port or None)
+    try:
+        run_webhook(app, settings.server.host, settings.server.port, reuse_port=reuse_port or None)
+    except OSError as exc:  # the port is taken, the address is not this machine's...
+        print(f"cannot listen on {settings.server.host}:{settings.server.port}: {exc.strerror or exc}",
+              file=sys.stderr)
+        return 1
+    except Exception as exc:
+        if app[GATEWAY_KEY].bot.started:  # not a start-up failure: a defect, keep its traceback
+            raise
+        # A plugin could not start (what it said is in the log above): no traceback of ours.
+        print(f"start-up failed: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -156,7 +181,7 @@ def serve(args: argparse.Namespace) -> int:
     try:
         settings = load_settings(args.settings, overrides)
     except ConfigError as exc:
-        print(f"settings error: {exc}", file=sys.stderr)
+        report_settings_error(exc)
         return 2
     if settings.state.backend == "memory":
         print(f"refusing to start {args.workers} workers with state.backend = \"memory\": each worker "
@@ -203,11 +228,17 @@ def run_workers(settings_path: str, overrides: dict, count: int, stop_grace: flo
     return max((w.exitcode or 0) for w in workers)
 
 
+def report_settings_error(exc: ConfigError) -> None:
+    """One line per problem, no traceback: the operator fixes the file, not the code."""
+    for line in exc.errors:
+        print(f"settings error: {line}", file=sys.stderr)
+
+
 def _load(args: argparse.Namespace) -> Settings | None:
     try:
         return load_settings(args.settings)
     except ConfigError as exc:
-        print(f"settings error: {exc}", file=sys.stderr)
+        report_settings_error(exc)
         return None
 
 
@@ -226,8 +257,14 @@ def chat(args: argparse.Namespace) -> int:
     try:
         return asyncio.run(chat_main(args, settings))
     except ConfigError as exc:
-        print(f"settings error: {exc}", file=sys.stderr)
+        report_settings_error(exc)
         return 2
+    except RuntimeError as exc:
+        # core/bot.py's "plugin X failed to start": the plugin's reason is already in the log.
+        if "failed to start" not in str(exc):
+            raise
+        print(f"start-up failed: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
 
@@ -253,7 +290,7 @@ def list_plugins(args: argparse.Namespace) -> int:
                 for caller in pm.get_hookcallers(plugin) or [] for impl in caller.get_hookimpls()
                 if impl.plugin is plugin)
     except ConfigError as exc:
-        error = str(exc)
+        error = "\n".join(exc.errors)
     rows = []
     for name in sorted(set(available) | set(enabled), key=lambda n: (enabled.index(n) if n in enabled else len(enabled), n)):
         source = available.get(name)
@@ -272,9 +309,9 @@ def list_plugins(args: argparse.Namespace) -> int:
                   f"{', '.join(row['hooks']) or '-'}")
         print(f"\nsettings: {settings.source or '(defaults)'}; priority = position in plugins.enabled "
               "(1 is called first within a stage; tryfirst/trylast hooks go before/after the rest)")
-        if error:
-            print(f"error: {error}", file=sys.stderr)
-    return 1 if error else 0
+        for line in error.splitlines():
+            print(f"error: {line}", file=sys.stderr)
+    return 2 if error else 0
 
 
 def _short(location: str) -> str:
@@ -309,14 +346,16 @@ async def run_checks(settings_path: str, timeout: float = 10.0, out: Any = None)
     try:
         settings = load_settings(settings_path)
     except ConfigError as exc:
-        report(Check("settings", False, str(exc)))
-        return 1
+        for line in exc.errors:
+            report(Check("settings", False, line))
+        return 2
     report(Check("settings", True, f"{settings.source} is valid"))
     try:
         bot = Bot(settings)
     except ConfigError as exc:
-        report(Check("plugins", False, str(exc)))
-        return 1
+        for line in exc.errors:
+            report(Check("plugins", False, line))
+        return 2
     report(Check("plugins", True, f"loaded and validated: {', '.join(settings.plugins.enabled) or 'none'}"))
     report(await check_state(settings, timeout))
     try:

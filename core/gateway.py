@@ -14,12 +14,13 @@ from typing import Any
 from aiohttp import web
 from cachetools import TTLCache
 
-from .answers import ANSWER, HOLD, DeliveryCoordinator
+from .answers import ANSWER, HOLD, PENDING, DeliveryCoordinator
 from .bot import Bot
 from .context import MessageContext, new_message_id
 from .crypto import CryptoError, MessageCrypto, verify_signature
 from .messages import Message, MessageFieldError, build_message
-from .metrics import Metrics, hash_user
+from .metrics import Metrics, hash_user, kind_label
+from .replay import message_digest, remember_seconds, signed_query_key
 from .replies import Reply, SuccessReply, TextReply, reply_from_dict, reply_to_dict
 from .textsplit import split_for_wechat, utf8_len
 from .wechat_xml import MAX_TEXT_BYTES, ReplyRenderer, XMLRejected, parse_xml
@@ -76,6 +77,14 @@ class Gateway:
         if window > 0 and skew > window:
             raise Rejected(403, f"stale timestamp (skew {skew:.0f}s > {window}s): possible replay")
 
+    async def check_replay(self, query: Any, fields: dict[str, Any]) -> None:
+        """A signed query already seen with another message is a replay (core/replay.py)."""
+        digest = message_digest(fields)
+        kept = await self.bot.state.signed_queries.first_message(
+            signed_query_key(query), digest, remember_seconds(self.wechat.timestamp_window))
+        if kept != digest:
+            raise Rejected(403, "signed query already used for another message: replay")
+
     def open_body(self, query: Any, body: bytes) -> tuple[dict[str, Any], bool]:
         """Parse (and decrypt) the body; returns (fields, was_encrypted)."""
         try:
@@ -118,17 +127,13 @@ class Gateway:
         started = time.perf_counter()
         timings: dict[str, float] = {}
         try:
-            limit = self.bot.settings.server.max_body_bytes
-            if request.content_length is not None and request.content_length > limit:
-                raise Rejected(413, f"body of {request.content_length} bytes exceeds {limit}")
-            body = await request.content.read(limit + 1)
-            if len(body) > limit:
-                raise Rejected(413, f"body exceeds {limit} bytes")
+            body = await read_whole_body(request, self.bot.settings.server.max_body_bytes)
             t = time.perf_counter()
             self.check_signature(request.query)
             timings["verify"] = (time.perf_counter() - t) * 1000
             t = time.perf_counter()
             fields, encrypted = self.open_body(request.query, body)
+            await self.check_replay(request.query, fields)
             try:
                 message = build_message(fields)
             except MessageFieldError as exc:
@@ -136,7 +141,7 @@ class Gateway:
             timings["parse"] = (time.perf_counter() - t) * 1000
         except Rejected as exc:
             return self.reject(request, exc, log_id)
-        self.count(f"messages_{message.kind}")
+        self.count(f"messages_{kind_label(message.kind)}")
         outcome = await self.coordinator.on_try(
             message.dedup_key, lambda: self.work(message, log_id),
             lambda payload: self.deliver_later(message, payload),
@@ -144,12 +149,12 @@ class Gateway:
         # The message's own line comes from work(); a plain first-try answer needs no second one.
         routine = outcome.action == ANSWER and outcome.try_number == 1
         log.log(logging.DEBUG if routine else logging.INFO, "msg=%s key=%s try=%d action=%s", log_id,
-                message.dedup_key, outcome.try_number, outcome.action, extra={"msg_id": log_id})
+                message.log_key, outcome.try_number, outcome.action, extra={"msg_id": log_id})
         if outcome.action == HOLD:
             return await self.hold(request)
         if outcome.action == ANSWER and outcome.payload is not None:
             reply = await self.passive_reply(message, outcome.payload)
-        elif outcome.try_number >= self.coordinator.max_tries and self.delivery.mode == "passive":
+        elif outcome.action == PENDING:
             reply = TextReply(self.delivery.pending_reply, plugin="core", intent="pending")
         else:
             reply = SuccessReply()
@@ -158,7 +163,7 @@ class Gateway:
         timings["render"] = (time.perf_counter() - t) * 1000
         timings["total"] = (time.perf_counter() - started) * 1000
         self.metrics.observe_try(timings)
-        if outcome.payload:
+        if outcome.payload and not outcome.repeated:  # a repeated reply keeps the first's
             explain = outcome.payload.get("explain", {})
             explain.setdefault("timings_ms", {}).update({k: round(v, 3) for k, v in timings.items()})
             explain.setdefault("plugin", outcome.payload.get("plugin"))
@@ -270,6 +275,26 @@ class Gateway:
             xml = self.renderer.render_encrypted(cipher, self.crypto.sign(timestamp, nonce, cipher),
                                                  timestamp, nonce)
         return web.Response(text=xml, content_type="application/xml")
+
+
+async def read_whole_body(request: web.Request, limit: int) -> bytes:
+    """The whole request body, however many TCP segments (or chunks) it arrives in.
+
+    ``content.read(n)`` returns whatever has arrived so far, so it is called until the end of the
+    body; more than ``limit`` bytes (declared or received) is refused with 413.
+    """
+    if request.content_length is not None and request.content_length > limit:
+        raise Rejected(413, f"body of {request.content_length} bytes exceeds {limit}")
+    parts: list[bytes] = []
+    size = 0
+    while True:
+        part = await request.content.read(65536)
+        if not part:
+            return b"".join(parts)
+        size += len(part)
+        if size > limit:
+            raise Rejected(413, f"body exceeds {limit} bytes")
+        parts.append(part)
 
 
 _REASONS = {400: "bad request", 403: "forbidden", 405: "method not allowed", 413: "payload too large"}

@@ -1,8 +1,29 @@
 """Typed inbound WeChat messages and events, and the parser that builds them from XML fields."""
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
+
+from .logs import hash_user
+
+
+def _key_part(value: Any) -> str:
+    """One part of a record key, with ``:`` (the separator) and ``%`` escaped so parts cannot run
+    into each other (a user ``a:b`` never shares a key with user ``a``)."""
+    return str(value).replace("%", "%25").replace(":", "%3A")
+
+
+def message_key(user: str, msg_id: str) -> str:
+    """The record key of a message: WeChat's MsgId is unique per user, not across users."""
+    return f"msg:{_key_part(user)}:{_key_part(msg_id)}"
+
+
+def event_key(user: str, create_time: int, event: str, key: str = "") -> str:
+    """The record key of an event (events have no MsgId): two events in the same second differ by
+    their type or EventKey (a LOCATION report and a subscribe often share a CreateTime)."""
+    return f"evt:{_key_part(user)}:{create_time}:{_key_part(event)}:{_key_part(key)}"
 
 
 @dataclass
@@ -22,10 +43,19 @@ class Message:
 
     @property
     def dedup_key(self) -> str:
-        """WeChat's retry identity: MsgId for messages, FromUserName + CreateTime for events."""
+        """WeChat's retry identity, which keys the answer record: the user and MsgId for messages;
+        the user, CreateTime, type and EventKey for events (and messages without a MsgId)."""
+        return self._key(self.from_user)
+
+    @property
+    def log_key(self) -> str:
+        """``dedup_key`` with the user hashed, for log lines."""
+        return self._key(hash_user(self.from_user))
+
+    def _key(self, user: str) -> str:
         if self.msg_id:
-            return f"msg:{self.msg_id}"
-        return f"evt:{self.from_user}:{self.create_time}"
+            return message_key(user, self.msg_id)
+        return event_key(user, self.create_time, self.msg_type)
 
     @property
     def kind(self) -> str:
@@ -95,6 +125,9 @@ class Event(Message):
     def kind(self) -> str:
         return f"event.{self.event}"
 
+    def _key(self, user: str) -> str:
+        return event_key(user, self.create_time, self.event, _s(self.fields, "EventKey"))
+
 
 @dataclass
 class SubscribeEvent(Event):
@@ -153,6 +186,11 @@ class UnknownEvent(Event):
     """An event type this version does not know; every field is in ``fields``."""
 
 
+#: Sanity bounds: map zoom levels stop near 20; a position error beyond Earth's size is no position.
+MAX_SCALE = 30
+MAX_PRECISION_METRES = 20_000_000.0
+
+
 class MessageFieldError(ValueError):
     """A required field is missing or has the wrong type."""
 
@@ -168,13 +206,24 @@ def _int(value: Any, name: str, default: int | None = None) -> int | None:
         raise MessageFieldError(f"{name} is not an integer") from None
 
 
-def _float(value: Any, name: str) -> float:
-    if value in (None, ""):
-        return 0.0
-    try:
-        return float(str(value).strip())
-    except ValueError:
-        raise MessageFieldError(f"{name} is not a number") from None
+_DECIMAL = re.compile(r"[+-]?[0-9]{1,12}(?:\.[0-9]{0,20})?")
+
+
+def _decimal(value: Any, low: float, high: float) -> float | None:
+    """A plain decimal number within [low, high]; None for anything else (``nan``, ``inf``,
+    ``1e308``, words, a nested element, nothing)."""
+    if not isinstance(value, str) or not _DECIMAL.fullmatch(value.strip()):
+        return None
+    number = float(value)
+    return number if math.isfinite(number) and low <= number <= high else None
+
+
+def _coordinates(fields: dict[str, Any], lat_name: str, lon_name: str) -> tuple[float, float] | None:
+    """Latitude and longitude when both are usable, else None: the message is then treated as
+    carrying no location (see docs/operators.md, "Malformed messages")."""
+    lat = _decimal(fields.get(lat_name), -90.0, 90.0)
+    lon = _decimal(fields.get(lon_name), -180.0, 180.0)
+    return None if lat is None or lon is None else (lat, lon)
 
 
 def _s(fields: dict[str, Any], name: str) -> str:
@@ -210,9 +259,12 @@ def build_message(fields: dict[str, Any]) -> Message:
         cls = VideoMessage if msg_type == "video" else ShortVideoMessage
         return cls(**base, media_id=_s(fields, "MediaId"), thumb_media_id=_s(fields, "ThumbMediaId"))
     if msg_type == "location":
-        return LocationMessage(**base, latitude=_float(fields.get("Location_X"), "Location_X"),
-                               longitude=_float(fields.get("Location_Y"), "Location_Y"),
-                               scale=_int(fields.get("Scale"), "Scale", 0), label=_s(fields, "Label"))
+        where = _coordinates(fields, "Location_X", "Location_Y")
+        if where is None:
+            return UnknownMessage(**base)
+        scale = _decimal(fields.get("Scale"), 0, MAX_SCALE)  # a map zoom level
+        return LocationMessage(**base, latitude=where[0], longitude=where[1],
+                               scale=int(scale) if scale is not None else 0, label=_s(fields, "Label"))
     if msg_type == "link":
         return LinkMessage(**base, title=_s(fields, "Title"), description=_s(fields, "Description"),
                            url=_s(fields, "Url"))
@@ -235,9 +287,11 @@ def _build_event(fields: dict[str, Any], base: dict[str, Any]) -> Event:
     if upper == "SCAN":
         return ScanEvent(**base, scene=key, ticket=ticket or "")
     if upper == "LOCATION":
-        return LocationEvent(**base, latitude=_float(fields.get("Latitude"), "Latitude"),
-                             longitude=_float(fields.get("Longitude"), "Longitude"),
-                             precision=_float(fields.get("Precision"), "Precision"))
+        where = _coordinates(fields, "Latitude", "Longitude")
+        if where is None:
+            return UnknownEvent(**base)
+        precision = _decimal(fields.get("Precision"), 0.0, MAX_PRECISION_METRES)
+        return LocationEvent(**base, latitude=where[0], longitude=where[1], precision=precision or 0.0)
     if upper == "CLICK":
         return ClickEvent(**base, key=key)
     if upper == "VIEW":

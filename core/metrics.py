@@ -10,7 +10,6 @@ scrape each worker (or sum over the ``instance`` label your scraper adds).
 """
 from __future__ import annotations
 
-import hashlib
 import math
 import time
 from typing import Any, Callable, Iterable, Sequence
@@ -18,6 +17,7 @@ from typing import Any, Callable, Iterable, Sequence
 from aiohttp import web
 
 from .appkeys import GATEWAY_KEY
+from .logs import hash_user
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -148,9 +148,36 @@ class Registry:
 
 # ---- what Skillbot measures ------------------------------------------------------------------------
 
-def hash_user(openid: str) -> str:
-    """A short stable pseudonym for a user in logs (the first 10 hex digits of SHA-256)."""
-    return hashlib.sha256(openid.encode("utf-8")).hexdigest()[:10]
+#: WeChat's message types and event names, as documented (官方文档: 接收普通消息, 接收事件推送,
+#: 自定义菜单事件, 卡券事件, 客服事件, 门店/审核事件...). A label is one of these or ``other``: the
+#: values come from whoever signs a request, and every distinct label is a series kept forever.
+KNOWN_MESSAGE_TYPES = ("text", "image", "voice", "video", "shortvideo", "location", "link", "file",
+                       "miniprogrampage", "device_text", "device_event")
+KNOWN_EVENTS = (
+    "subscribe", "unsubscribe", "SCAN", "LOCATION", "CLICK", "VIEW", "view_miniprogram",
+    "scancode_push", "scancode_waitmsg", "pic_sysphoto", "pic_photo_or_album", "pic_weixin",
+    "location_select", "TEMPLATESENDJOBFINISH", "MASSSENDJOBFINISH", "PUBLISHJOBFINISH",
+    "subscribe_msg_popup_event", "subscribe_msg_change_event", "subscribe_msg_sent_event",
+    "kf_create_session", "kf_close_session", "kf_switch_session",
+    "card_pass_check", "card_not_pass_check", "user_get_card", "user_gifting_card", "user_del_card",
+    "user_consume_card", "user_pay_from_pay_cell", "user_view_card", "user_enter_session_from_card",
+    "update_member_card", "card_sku_remind", "card_pay_order", "submit_membercard_user_info",
+    "poi_check_notify", "WifiConnected", "ShakearoundUserShake", "user_scan_product",
+    "user_scan_product_enter_session", "user_scan_product_async", "user_scan_product_verify_action",
+    "qualification_verify_success", "qualification_verify_fail", "naming_verify_success",
+    "naming_verify_fail", "annual_renew", "verify_expired", "user_authorize_invoice",
+    "submit_invoice_title", "update_invoice_status",
+    "merchant_order", "giftcard_pay_done", "giftcard_send_to_friend", "giftcard_user_accept",
+    "weapp_audit_success", "weapp_audit_fail", "weapp_audit_delay")
+_KNOWN_KINDS = {kind.lower(): kind for kind in
+                KNOWN_MESSAGE_TYPES + tuple(f"event.{event}" for event in KNOWN_EVENTS)}
+OTHER = "other"
+
+
+def kind_label(kind: str) -> str:
+    """The metric label of a message kind (``text``, ``event.CLICK``...): a known kind in its
+    documented spelling, else ``other``."""
+    return _KNOWN_KINDS.get(kind.lower(), OTHER)
 
 
 def outcome_of(payload: dict) -> str:
@@ -235,7 +262,7 @@ class Metrics:
         message = ctx.message
         plugin = payload.get("plugin") or "-"
         intent = payload.get("intent") or "-"
-        self.messages.inc(message.kind, intent, plugin)
+        self.messages.inc(kind_label(message.kind), intent, plugin)
         outcome = outcome_of(payload)
         self.outcomes.inc(outcome)
         for stage, ms in ctx.timings.items():
@@ -289,7 +316,11 @@ class Metrics:
         return [((k[len(prefix):],), v) for k, v in list(counters.items()) if k.startswith(prefix)]
 
     def _requests(self) -> list[tuple[Labels, float]]:
-        return self._prefixed("messages_")
+        totals: dict[Labels, float] = {}
+        for (kind,), value in self._prefixed("messages_"):
+            label = (kind_label(kind),)
+            totals[label] = totals.get(label, 0) + value
+        return list(totals.items())
 
     def _rejected(self) -> list[tuple[Labels, float]]:
         return self._prefixed("rejected_")
@@ -351,4 +382,4 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_get("/readyz", readyz)
 
 
-__all__ = ["Metrics", "Counter", "Histogram", "Registry", "hash_user", "outcome_of"]
+__all__ = ["Metrics", "Counter", "Histogram", "Registry", "hash_user", "kind_label", "outcome_of"]

@@ -12,6 +12,7 @@ import logging
 import os
 import reprlib
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from importlib.metadata import entry_points
@@ -46,22 +47,54 @@ class PluginSource:
     load: Callable[[], Any]
 
 
+#: One lock per folder plugin module: an import still running in a thread that a hot reload gave
+#: up on must finish (or fail) before anyone else may see its module.
+_folder_locks: dict[str, threading.Lock] = {}
+_folder_locks_guard = threading.Lock()
+
+
 def _load_folder(name: str, folder: Path) -> Callable[[], Any]:
     def load() -> Any:
         if folder.parent == PROJECT_ROOT / "plugins":
             return importlib.import_module(f"plugins.{name}")
         module_name = f"skillbot_plugin_{name}"
-        if module_name in sys.modules:
-            return sys.modules[module_name]
-        spec = importlib.util.spec_from_file_location(module_name, folder / "__init__.py",
-                                                      submodule_search_locations=[str(folder)])
-        if spec is None or spec.loader is None:
-            raise ImportError(f"cannot import plugin folder {folder}")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[module_name] = module
-        spec.loader.exec_module(module)
-        return module
+        with _folder_locks_guard:
+            lock = _folder_locks.setdefault(module_name, threading.Lock())
+        with lock:
+            if module_name in sys.modules:
+                return sys.modules[module_name]
+            spec = importlib.util.spec_from_file_location(module_name, folder / "__init__.py",
+                                                          submodule_search_locations=[str(folder)])
+            if spec is None or spec.loader is None:
+                raise ImportError(f"cannot import plugin folder {folder}")
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[module_name] = module
+            try:
+                spec.loader.exec_module(module)
+            except BaseException:
+                # As the import system does: a module that failed is forgotten, so the next load
+                # runs it again (and fails again) instead of handing out the half-made module.
+                for loaded in [m for m in sys.modules if m == module_name or m.startswith(module_name + ".")]:
+                    del sys.modules[loaded]
+                raise
+            return module
     return load
+
+
+def load_plugin(source: PluginSource) -> Any:
+    """Import a plugin and instantiate it; any failure, ``sys.exit()`` included, is a ``ConfigError``.
+
+    The reason names the plugin and gives the first line of the exception (plugin code raised it
+    at import, before any setting reached the plugin); the traceback goes to the log.
+    """
+    try:
+        return instantiate(source.load())
+    except (Exception, SystemExit, KeyboardInterrupt) as exc:  # a plugin must not end the process
+        log.error("plugin %s (%s) failed to load", source.name, source.location, exc_info=exc,
+                  extra={"msg_id": "-"})
+        detail = (str(exc).splitlines() or [""])[0][:200]
+        raise ConfigError(f"plugins.{source.name}: failed to load: {type(exc).__name__}"
+                          + (f": {detail}" if detail else "")) from None
 
 
 def discover_plugins(settings: Settings) -> dict[str, PluginSource]:
@@ -100,16 +133,12 @@ def create_plugin_manager(settings: Settings, extra: dict[str, Any] | None = Non
     pm = pluggy.PluginManager(hookspecs.PROJECT)
     pm.add_hookspecs(hookspecs)
     available = discover_plugins(settings)
+    unknown = [f"plugins.enabled[{i}]: no plugin of that name (available: {', '.join(sorted(available)) or 'none'})"
+               for i, name in enumerate(settings.plugins.enabled) if name not in available]
+    if unknown:
+        raise ConfigError(*unknown)
     for name in settings.plugins.enabled:
-        source = available.get(name)
-        if source is None:
-            raise ConfigError(f"plugins.enabled: unknown plugin {name!r} "
-                              f"(available: {', '.join(sorted(available)) or 'none'})")
-        try:
-            plugin = instantiate(source.load())
-        except Exception as exc:  # a broken plugin must name itself
-            raise ConfigError(f"plugins.{name}: failed to load: {exc!r}") from exc
-        pm.register(plugin, name=name)
+        pm.register(load_plugin(available[name]), name=name)
     for name, plugin in (extra or {}).items():
         pm.register(instantiate(plugin), name=name)
     for name in available:
@@ -166,7 +195,15 @@ class HookCaller:
             raise
         except Exception as exc:
             self.failures[impl.plugin_name] = self.failures.get(impl.plugin_name, 0) + 1
-            logger.exception("plugin %s: %s raised; skipped", impl.plugin_name, hook_name)
+            if hook_name == "skillbot_startup":
+                # Start-up fails mostly on what settings point at (a missing file, a bad URL): one
+                # line for the operator; the traceback for the plugin's author at DEBUG level.
+                first = (str(exc).splitlines() or [""])[0]
+                logger.error("plugin %s failed to start: %s%s", impl.plugin_name, type(exc).__name__,
+                             f": {first}" if first else "")
+                logger.debug("plugin %s: skillbot_startup raised", impl.plugin_name, exc_info=exc)
+            else:
+                logger.exception("plugin %s: %s raised; skipped", impl.plugin_name, hook_name)
             if self.trace:
                 logger.info("trace %s.%s -> raised %s", impl.plugin_name, hook_name, type(exc).__name__)
             return False, None
@@ -200,14 +237,14 @@ def plugin_configs(pm: pluggy.PluginManager, settings: Settings,
                    available: dict[str, PluginSource]) -> dict[str, Any]:
     """Validate each registered plugin's ``[plugins.<name>]`` table with the schema it declares.
 
-    A table for a plugin that exists but is disabled is accepted untouched; a table for a plugin
-    that does not exist at all (a typo) stops start-up.
+    A table for a plugin that exists but is disabled is validated too (the plugin is imported to
+    read its schema, not registered), so enabling it later cannot fail on a table that was already
+    there; a table for a plugin that does not exist at all (a typo) stops start-up. Every table's
+    problems are reported together.
     """
     names = [name for name, plugin in pm.list_name_plugin() if plugin is not None]
-    for name in settings.plugin_tables:
-        if name not in available and name not in names:
-            raise ConfigError(f"plugins.{name}: no plugin of that name "
-                              f"(available: {', '.join(sorted(available))})")
+    errors = [f"plugins.{name}: no plugin of that name (available: {', '.join(sorted(available))})"
+              for name in settings.plugin_tables if name not in available and name not in names]
     schemas: dict[str, type] = {}
     trace = tracing(settings)
     for impl in pm.hook.skillbot_config_schema.get_hookimpls():
@@ -220,11 +257,30 @@ def plugin_configs(pm: pluggy.PluginManager, settings: Settings,
     configs: dict[str, Any] = {}
     for name in names:
         table = settings.plugin_tables.get(name)
-        schema = schemas.get(name)
-        if schema is None:
-            if table:
-                raise ConfigError(f"plugins.{name}: this plugin takes no settings")
-            configs[name] = {}
-        else:
-            configs[name] = from_table(schema, table, f"plugins.{name}")
+        try:
+            configs[name] = _validate_table(name, schemas.get(name), table)
+        except ConfigError as exc:
+            errors.extend(exc.errors)
+    for name, table in settings.plugin_tables.items():
+        if name in available and name not in names:  # disabled, but its table must be right
+            try:
+                _validate_table(name, _declared_schema(load_plugin(available[name])), table)
+            except ConfigError as exc:
+                errors.extend(exc.errors)
+    if errors:
+        raise ConfigError(*errors)
     return configs
+
+
+def _validate_table(name: str, schema: type | None, table: dict[str, Any] | None) -> Any:
+    if schema is None:
+        if table:
+            raise ConfigError(f"plugins.{name}: this plugin takes no settings")
+        return {}
+    return from_table(schema, table, f"plugins.{name}")
+
+
+def _declared_schema(plugin: Any) -> type | None:
+    """The schema a plugin object declares, read without registering it."""
+    declare = getattr(plugin, "skillbot_config_schema", None)
+    return declare() if callable(declare) else None

@@ -217,8 +217,25 @@ class RedisAnswerStore:
         finally:
             self.notifier.discard(key, future)
 
-    async def claim_delivery(self, key: str, ttl: float) -> bool:
-        return bool(await self.r.set(self._k(key, "delivered"), "1", nx=True, ex=int(ttl)))
+    async def claim_delivery(self, key: str, ttl: float, how: str = "reply") -> bool:
+        return bool(await self.r.set(self._k(key, "delivered"), how, nx=True, ex=int(ttl)))
+
+    async def delivery_of(self, key: str) -> str | None:
+        return await self.r.get(self._k(key, "delivered"))
+
+    async def adopt(self, key: str, tries: int, result: dict | None, how: str | None, ttl: float) -> None:
+        """Copy a record made in local memory while Redis was away, never overwriting what Redis
+        has (another worker's record of the same message wins)."""
+        ex = int(ttl)
+        async with self.r.pipeline(transaction=True) as pipe:
+            pipe.set(self._k(key, "tries"), tries, nx=True, ex=ex)
+            if result is not None:
+                pipe.set(self._k(key, "result"), json.dumps(result, ensure_ascii=False), nx=True, ex=ex)
+            if how is not None:
+                pipe.set(self._k(key, "delivered"), how, nx=True, ex=ex)
+            await pipe.execute()
+        if result is not None:
+            await self.r.publish(self.notifier.channel, key)
 
     async def push_pending(self, user: str, payload: dict, ttl: float) -> None:
         key = f"{self.prefix}pending:{user}"
@@ -251,6 +268,22 @@ class RedisAnswerStore:
             pipe.llen(key)
             part, remaining = await pipe.execute()
         return part, int(remaining)
+
+
+class RedisSignedQueryStore:
+    """Signed queries shared by every worker (see core/replay.py): one ``SET NX`` and a ``GET``."""
+
+    def __init__(self, client: aioredis.Redis, prefix: str) -> None:
+        self.r = client
+        self.prefix = f"{prefix}signed:"
+
+    async def first_message(self, query_key: str, digest: str, ttl: float) -> str:
+        key = self.prefix + query_key
+        async with self.r.pipeline(transaction=True) as pipe:
+            pipe.set(key, digest, nx=True, ex=max(1, int(ttl)))
+            pipe.get(key)
+            _, kept = await pipe.execute()
+        return kept if kept is not None else digest
 
 
 class RedisTokenStore:

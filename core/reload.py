@@ -11,6 +11,11 @@ The new bot shares the old one's state (conversations, answer records, rate limi
 connection), so users notice nothing. Settings that are wired into that state or into the
 listening socket cannot change this way (``RESTART_ONLY``): they keep their running values and
 the log says that they need a restart. Plugin *code* is not reloaded either.
+
+Plugins are imported and their tables validated in a thread, within ``server.reload_import_timeout``
+seconds, so a slow import never stalls the event loop and a hung one rejects the new set. A plugin
+that fails to import (``sys.exit()`` at import included) rejects the set, and so does every later
+edit until it is fixed: each reload loads and validates the whole file, never a difference.
 """
 from __future__ import annotations
 
@@ -18,10 +23,11 @@ import asyncio
 import dataclasses
 import hashlib
 import logging
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Callable
 
 from aiohttp import web
 
@@ -145,15 +151,23 @@ class SettingsReloader:
             try:
                 settings = load_settings(self.path, old.settings.overrides)
             except ConfigError as exc:
-                return self._reject(str(exc))
+                return self._reject("; ".join(exc.errors))
             held = hold_restart_only(old.settings, settings)
+            limit = settings.server.reload_import_timeout
+            # Importing plugins and validating their tables runs plugin code of any speed: in a
+            # thread, so the loop keeps answering, and bounded, so a hung import rejects the set.
+            # A thread cannot be stopped: one past the limit finishes on its own and is dropped.
             try:
-                new = Bot(settings, old.extra_plugins, state=old.state)
+                new = await asyncio.wait_for(
+                    run_in_daemon_thread(Bot, settings, old.extra_plugins, state=old.state), limit)
+            except asyncio.TimeoutError:
+                return self._reject(f"loading the plugins took longer than server.reload_import_timeout "
+                                    f"({limit:g} s)")
             except ConfigError as exc:
-                return self._reject(str(exc))
-            except Exception as exc:  # a plugin that fails to import, say
-                log.exception("building a bot from the new settings failed")
-                return self._reject(f"{type(exc).__name__}: {exc}")
+                return self._reject("; ".join(exc.errors))
+            except Exception as exc:  # a plugin's schema hook that raises, say
+                log.error("building a bot from the new settings failed", exc_info=exc)
+                return self._reject(f"building the bot failed ({type(exc).__name__}; the log has the traceback)")
             try:
                 await new.start()
             except Exception as exc:
@@ -250,6 +264,40 @@ class SettingsReloader:
         return {"file": str(self.path), "generation": self.generation,
                 "last_applied": iso(self.last_applied), "last_error": self.last_error,
                 "last_error_at": iso(self.last_error_at), "restart_needed": self.restart_needed}
+
+
+def run_in_daemon_thread(function: Callable[..., Any], *args: Any, **kwargs: Any) -> asyncio.Future:
+    """``function(*args, **kwargs)`` in a thread of its own; the future gets its result.
+
+    Not the loop's default executor: a hung plugin import would hold one of its few workers for
+    good and, joined at exit, keep the process from stopping. A daemon thread does neither. If
+    the future was cancelled (the time limit passed), the late result is dropped.
+    """
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future = loop.create_future()
+
+    def settle(result: Any, error: BaseException | None) -> None:
+        if future.done():
+            return
+        if error is None:
+            future.set_result(result)
+        elif isinstance(error, Exception):
+            future.set_exception(error)
+        else:  # SystemExit or KeyboardInterrupt from plugin code must not reach the loop
+            future.set_exception(RuntimeError(f"{type(error).__name__} raised"))
+
+    def run() -> None:
+        try:
+            outcome: tuple[Any, BaseException | None] = (function(*args, **kwargs), None)
+        except BaseException as exc:  # handed to the loop, which decides
+            outcome = (None, exc)
+        try:
+            loop.call_soon_threadsafe(settle, *outcome)
+        except RuntimeError:  # the loop has closed meanwhile: nobody waits for this any more
+            pass
+
+    threading.Thread(target=run, name="skillbot-reload-build", daemon=True).start()
+    return future
 
 
 RELOADER_KEY: web.AppKey[SettingsReloader] = web.AppKey("reloader", SettingsReloader)

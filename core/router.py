@@ -39,6 +39,13 @@ Scoring (every feature is precomputed when the router is built; see docs/routing
 Two passes: the bot routes lexically first; when the best score is below ``semantic.skip_above``
 it embeds the message (off the event loop, cached) and routes again with the vector.
 
+Bounds: routing reads only the first ``max_text_chars`` characters of a text (``[router]
+max_text_chars``), so a 60 KB message costs what a 500-character one does. ``route_off_loop``
+runs tokenising and scoring of a text in the process's single routing thread, never on the event
+loop: jieba's HMM is pure Python and grows faster than linearly with the length of a run of
+characters, and even bounded work must not hold every other user's request. One thread (not a
+pool) keeps the skills' scorers single-threaded, as they were written.
+
 Decision: candidates with a score at or above ``threshold`` are ``chosen`` and tried in order of
 score. When the best two chosen candidates are less than ``margin`` apart, the result is
 ``ambiguous`` and the near-tie group (every chosen candidate within ``margin`` of the best) is
@@ -49,11 +56,12 @@ decline, and the pipeline then tries the next one, and finally the fallback.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
-from typing import Any, Hashable, Iterable
-
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any, Hashable, Iterable
 
 import numpy as np
 
@@ -84,6 +92,9 @@ def dense_strength(cos: float) -> float:
 def load_general_questions(path: Path = GENERAL_QUESTIONS) -> list[str]:
     return [line.strip() for line in path.read_text(encoding="utf-8").splitlines()
             if line.strip() and not line.startswith("#")]
+
+#: The one thread that tokenises and scores texts for every router in the process (see above).
+_ROUTING_THREAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="skillbot-routing")
 
 
 class SimilarityIndex:
@@ -263,11 +274,14 @@ class IntentRouter:
     """Ranks every declared intent for a message (see the module docstring for the scoring)."""
 
     def __init__(self, intents: list[Intent], segmenter: Any, threshold: float = 0.35,
-                 margin: float = 0.05) -> None:
+                 margin: float = 0.05, max_text_chars: int = 500) -> None:
         if not 0.0 <= threshold <= 1.0:
             raise ValueError("router threshold must be in [0, 1]")
         if not 0.0 <= margin <= 1.0:
             raise ValueError("router margin must be in [0, 1]")
+        if max_text_chars < 1:
+            raise ValueError("router max_text_chars must be at least 1")
+        self.max_text_chars = max_text_chars
         self.segmenter = segmenter
         self.threshold = threshold
         self.margin = margin
@@ -299,10 +313,31 @@ class IntentRouter:
         return bool(self.general_vectors) or any(
             ci.example_vectors or ci.intent.semantic_scorer for ci in self._compiled)
 
+    def bounded(self, text: str | None) -> str:
+        """The part of a text that routing reads: its first ``max_text_chars`` characters."""
+        return (text or "")[:self.max_text_chars]
+
+    async def route_off_loop(self, message: Any, text: str | None, tokens: list[str] | None = None,
+                             query: Any = None) -> RouteResult:
+        """``route`` of the bounded text, tokenised and scored in the routing thread.
+
+        Messages without text (events, media) are routed here directly: matching a type costs
+        nothing. The result's ``tokens`` are those of the bounded, normalised text.
+        """
+        text = self.bounded(text)
+        if not text:
+            return self.route(message, "", [])
+        return await asyncio.get_running_loop().run_in_executor(
+            _ROUTING_THREAD, self.route, message, text, tokens, query)
+
     def route(self, message: Any, text: str | None, tokens: list[str] | None = None,
               query: Any = None) -> RouteResult:
-        """Rank the intents for a message; ``query`` is its embedding (``Embedded``) if computed."""
-        raw = text or ""
+        """Rank the intents for a message; ``query`` is its embedding (``Embedded``) if computed.
+
+        The text is cut to ``max_text_chars`` first, then normalised (``normalize_text``);
+        patterns search the cut raw text, everything else the normalised one.
+        """
+        raw = self.bounded(text)
         text = normalize_text(raw)
         if tokens is None:
             tokens = self.segmenter.tokenize(text) if text else []

@@ -2,7 +2,9 @@
 
 With Redis, every call goes to Redis while it answers; when it stops answering the bot logs it
 once, carries on with local memory (no 500, no lost reply), reports "degraded" on /healthz and
-pings in the background until Redis is back, then uses it again for new state.
+pings in the background until Redis is back, then uses it again for new state. Answer records
+(retry dedup) are kept on both sides so that no transition runs a message twice: see
+``AnswerFailover``.
 """
 from __future__ import annotations
 
@@ -12,12 +14,14 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from cachetools import TTLCache
 from redis.exceptions import RedisError
 
-from .answers import DELIVERED, MemoryAnswerStore
+from .answers import BY_REPLY, DELIVERED, MemoryAnswerStore
 from .cache import MemoryCache
 from .conversation import MemoryConversationStore
 from .ratelimit import MemoryRateLimiter
+from .replay import MemorySignedQueryStore, remember_seconds
 from .settings import Settings
 from .wechat_api import MemoryTokenStore
 
@@ -34,6 +38,8 @@ class RedisHealth:
         self.up = False
         self.known = False
         self.changes = 0
+        #: Called (awaited) each time Redis comes back after an outage.
+        self.on_recovery: list[Callable[[], Any]] = []
         self._task: asyncio.Task | None = None
 
     @property
@@ -77,6 +83,11 @@ class RedisHealth:
             # Connections pooled before the outage are dead: drop them before using Redis again.
             await self.client.connection_pool.disconnect()
             self.mark_up()
+            for recovered in self.on_recovery:
+                try:
+                    await recovered()
+                except Exception:  # a failed catch-up must not stop the health loop
+                    log.exception("catching Redis up after the outage failed")
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -111,28 +122,80 @@ class Failover:
 
 
 class AnswerFailover(Failover):
-    """Answer records also keep a local copy of every result this process produces.
+    """Answer records are kept on both sides, so retry dedup holds across Redis transitions.
 
-    A result is waited for on both sides, so a try on the worker that did the work is answered
-    even when Redis drops out (or comes back) between the work finishing and the try asking.
+    Every try, result and delivery is also recorded in local memory (results fetched from Redis
+    too). When Redis goes away, the local records carry on: a retry of a message seen before is
+    joined, not run again. While Redis is back, a try counts on both sides and takes the larger
+    count, and a delivery needs both sides' claim, so a message answered during the outage is
+    neither run nor delivered again; on recovery the records made during the outage are copied
+    to Redis (never over Redis's own) for the other workers.
     """
+
+    def __init__(self, primary: Any, fallback: Any, health: RedisHealth, ttl: float) -> None:
+        super().__init__(primary, fallback, health)
+        self._ttl = ttl
+        #: Messages recorded while Redis was away, to copy there when it returns.
+        self._unshared: TTLCache[str, bool] = TTLCache(maxsize=100_000, ttl=max(1.0, ttl))
+        health.on_recovery.append(self.share_outage_records)
+
+    async def begin(self, key: str, ttl: float) -> int:
+        local = await self._fallback.begin(key, ttl)
+        if self._health.up:
+            try:
+                return max(local, await self._primary.begin(key, ttl))
+            except REDIS_FAILURES as exc:
+                self._health.mark_down(exc)
+        self._unshared[key] = True
+        return local
 
     async def finish(self, key: str, payload: dict, ttl: float) -> None:
         await self._fallback.finish(key, payload, ttl)
         if self._health.up:
             try:
                 await self._primary.finish(key, payload, ttl)
+                return
             except REDIS_FAILURES as exc:
                 self._health.mark_down(exc)
+        self._unshared[key] = True
 
-    async def claim_delivery(self, key: str, ttl: float) -> bool:
-        local = await self._fallback.claim_delivery(key, ttl)  # also shrinks the local copy
+    async def claim_delivery(self, key: str, ttl: float, how: str = BY_REPLY) -> bool:
+        local = await self._fallback.claim_delivery(key, ttl, how)  # also shrinks the local copy
+        if not local:
+            return False  # delivered here already (perhaps while Redis was away)
         if self._health.up:
             try:
-                return await self._primary.claim_delivery(key, ttl)
+                return await self._primary.claim_delivery(key, ttl, how)
             except REDIS_FAILURES as exc:
                 self._health.mark_down(exc)
+        self._unshared[key] = True
         return local
+
+    async def delivery_of(self, key: str) -> str | None:
+        if self._health.up:
+            try:
+                shared = await self._primary.delivery_of(key)
+                if shared is not None:
+                    return shared
+            except REDIS_FAILURES as exc:
+                self._health.mark_down(exc)
+        return await self._fallback.delivery_of(key)
+
+    async def share_outage_records(self) -> None:
+        """Copy the answer records made while Redis was away to Redis, now that it is back."""
+        keys = list(self._unshared)
+        for key in keys:
+            record = self._fallback.export(key)
+            if record is None:
+                continue
+            try:
+                await self._primary.adopt(key, *record, self._ttl)
+            except REDIS_FAILURES as exc:
+                self._health.mark_down(exc)
+                return  # the rest stay listed for the next recovery
+            self._unshared.pop(key, None)
+        if keys:
+            log.info("Redis caught up with %d answer record(s) made during the outage", len(keys))
 
     async def wait_result(self, key: str, timeout: float) -> dict | None:
         local = asyncio.ensure_future(self._fallback.wait_result(key, timeout))
@@ -152,10 +215,14 @@ class AnswerFailover(Failover):
                             continue
                         raise exc
                     result = task.result()
-                    if result is DELIVERED and shared in pending:
+                    if task is not shared and shared in pending and (result is DELIVERED or (
+                            result is not None and "explain" not in result)):
                         fallback_result = result
                         continue  # the local copy was shrunk; Redis still has the full answer
                     if result is not None:
+                        if task is shared and result.get("type") != "success":
+                            # kept locally too, so the answer outlives an outage of Redis
+                            await self._fallback.finish(key, result, self._ttl)
                         return result
             return fallback_result
         finally:
@@ -171,6 +238,7 @@ class State:
     token_store: Any
     rate_limiter: Any
     cache_factory: Callable[[str, int, float], Any]
+    signed_queries: Any = None
     health: RedisHealth | None = None
     closers: list[Callable[[], Any]] = field(default_factory=list)
 
@@ -202,6 +270,7 @@ def build_state(settings: Settings) -> State:
         answers=MemoryAnswerStore(ttl=delivery.record_ttl),
         token_store=MemoryTokenStore(),
         rate_limiter=MemoryRateLimiter(rate.rate, rate.burst),
+        signed_queries=MemorySignedQueryStore(remember_seconds(settings.wechat.timestamp_window)),
     )
     if settings.state.backend == "memory":
         return State("memory", cache_factory=lambda name, size, ttl: MemoryCache(name, size, ttl), **memory)
@@ -217,9 +286,10 @@ def build_state(settings: Settings) -> State:
         answers=answers,
         token_store=rs.RedisTokenStore(client, prefix),
         rate_limiter=rs.RedisRateLimiter(client, prefix, rate.rate, rate.burst),
+        signed_queries=rs.RedisSignedQueryStore(client, prefix),
     )
-    wrapped = {name: (AnswerFailover if name == "answers" else Failover)(shared[name], memory[name], health)
-               for name in shared}
+    wrapped = {name: Failover(shared[name], memory[name], health) for name in shared}
+    wrapped["answers"] = AnswerFailover(answers, memory["answers"], health, delivery.record_ttl)
 
     def cache_factory(name: str, size: int, ttl: float) -> Any:
         return Failover(rs.RedisCache(client, prefix, name, ttl), MemoryCache(name, size, ttl), health)

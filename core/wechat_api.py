@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 import aiohttp
 
+from .logs import hash_user
 from .replies import NewsReply, Reply, TextReply, reply_text
 from .textsplit import split_for_wechat
 
@@ -155,7 +156,7 @@ class CustomerServiceSender:
             for body in bodies:
                 await self._post(body)
         except WeChatAPIError as exc:
-            log.warning("customer-service message to %s failed: %s", openid[:6] + "…", exc)
+            log.warning("customer-service message to user %s failed: %s", hash_user(openid), exc)
             return False
         except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
             log.warning("customer-service message failed: %s", type(exc).__name__)

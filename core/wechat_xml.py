@@ -24,14 +24,26 @@ class XMLRejected(ValueError):
     """Inbound XML that is malformed or hostile (DTD, entities)."""
 
 
-def _element_value(element: Element) -> Any:
+#: WeChat's deepest documented message nests four elements under <xml> (SendPicsInfo > PicList >
+#: item > PicMd5Sum); deeper input is refused before recursing into it.
+MAX_DEPTH = 8
+
+
+def _element_value(element: Element, depth: int = 1) -> Any:
     children = list(element)
     if not children:
-        return element.text or ""
+        # Whitespace around a CDATA section is layout, not value (WeChat's own 卡券 samples
+        # write <MsgType> <![CDATA[event]]> </MsgType>); wechatpy and WeRoBot strip it too.
+        return (element.text or "").strip()
+    if depth >= MAX_DEPTH:
+        raise XMLRejected(f"elements nested deeper than {MAX_DEPTH}")
     value: dict[str, Any] = {}
     for child in children:
-        item = _element_value(child)
+        item = _element_value(child, depth + 1)
         if child.tag in value:
+            if depth == 1:
+                # Which value would be the message? A parser differential waiting to happen.
+                raise XMLRejected(f"duplicated field <{child.tag}>")
             existing = value[child.tag]
             value[child.tag] = existing + [item] if isinstance(existing, list) else [existing, item]
         else:
@@ -42,7 +54,9 @@ def _element_value(element: Element) -> Any:
 def parse_xml(body: bytes | str) -> dict[str, Any]:
     """Parse a WeChat XML document into a dict of its top-level fields.
 
-    DTDs, entity declarations and external references are refused (XXE, billion laughs).
+    DTDs, entity declarations and external references are refused (XXE, billion laughs), and so
+    are a top-level field given twice and elements nested deeper than ``MAX_DEPTH``. Text values
+    are stripped of surrounding whitespace; repeated nested elements (``<item>`` lists) become lists.
     """
     try:
         root = safe_et.fromstring(body, forbid_dtd=True, forbid_entities=True, forbid_external=True)

@@ -194,7 +194,7 @@ def test_bad_provider_tables_name_the_key(table, message):
 
 def test_duplicate_provider_names_are_rejected():
     table = {"name": "a", "base_url": "http://h/v1", "model": "m"}
-    with pytest.raises(ValueError, match="used twice"):
+    with pytest.raises(ValueError, match=r"providers\[1\].name: already used by an earlier provider"):
         from_table(Config, {"providers": [table, dict(table)]}, "plugins.llm")
 
 

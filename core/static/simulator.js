@@ -10,6 +10,8 @@
   const sendButton = $("send");
   const userInput = $("user");
   const explainBox = $("explain");
+  const tokenMeta = document.querySelector('meta[name="simulator-token"]');
+  const pageToken = tokenMeta ? tokenMeta.content : "";
   const STAGES = ["verify", "parse", "inbound", "route", "skill", "fallback", "outbound", "render", "total"];
 
   function el(tag, attrs, children) {
@@ -68,7 +70,7 @@
       (result.explain && result.explain.timings_ms && result.explain.timings_ms.total !== undefined
         ? " · " + result.explain.timings_ms.total.toFixed(1) + " ms" : "");
     const item = el("li", { class: "msg bot", "data-plugin": result.plugin || "", "data-intent": result.intent || "" }, [
-      el("div", { class: "avatar", text: "Bot" }),
+      el("div", { class: "avatar", text: "助手" }),
       el("div", { class: "body" }, [replyNode(result), el("div", { class: "meta", text: meta })]),
     ]);
     item.addEventListener("click", () => select(item, result));
@@ -84,58 +86,94 @@
   }
 
   function row(cells, cls) {
-    return el("tr", cls ? { class: cls } : {}, cells.map((c) => el("td", typeof c === "object" ? c : { text: String(c) })));
+    return el("tr", cls ? { class: cls } : {}, cells.map((c) => {
+      if (c instanceof Node) return el("td", {}, [c]);
+      return el("td", typeof c === "object" ? c : { text: String(c) });
+    }));
+  }
+
+  const STAGE_NAMES = { verify: "验签", parse: "解析", inbound: "入站过滤", route: "路由", skill: "技能",
+    fallback: "兜底", outbound: "出站过滤", render: "渲染", total: "合计" };
+  const ACTIONS = { block: "拦截", mask: "打码", log: "仅记录" };
+  const DIRECTIONS = { inbound: "用户消息", outbound: "回复" };
+
+  function short(value) {
+    const text = typeof value === "string" ? value : JSON.stringify(value);
+    return text.length > 120 ? text.slice(0, 120) + "…" : text;
+  }
+
+  // One line per piece of evidence, in words rather than JSON.
+  function evidenceList(evidence) {
+    if (!evidence || typeof evidence !== "object") return el("span", { text: evidence ? String(evidence) : "" });
+    const lines = [];
+    const seen = new Set(["example_score"]);
+    if (evidence.type) { lines.push("消息类型：" + evidence.type); seen.add("type"); }
+    if (evidence.keywords) { lines.push("关键词：" + [].concat(evidence.keywords).join("、")); seen.add("keywords"); }
+    if (evidence.pattern) { lines.push("正则：" + short(evidence.pattern)); seen.add("pattern"); }
+    if (evidence.example) {
+      lines.push("最像的例句：「" + short(evidence.example) + "」" +
+        (evidence.example_score !== undefined ? "，相似度 " + Number(evidence.example_score).toFixed(2) : ""));
+      seen.add("example");
+    }
+    if (evidence.scorer !== undefined) { lines.push("技能自评：" + Number(evidence.scorer).toFixed(2)); seen.add("scorer"); }
+    for (const [key, value] of Object.entries(evidence)) if (!seen.has(key)) lines.push(key + "：" + short(value));
+    return el("ul", { class: "evidence" }, lines.map((line) => el("li", { text: line })));
+  }
+
+  function hitText(hit) {
+    if (!hit || typeof hit !== "object") return String(hit);
+    const parts = [DIRECTIONS[hit.direction] || hit.direction, ACTIONS[hit.action] || hit.action,
+      hit.category ? "类别 " + hit.category : ""].filter(Boolean);
+    const word = hit.word ? "「" + hit.word + "」" : (hit.text || "");
+    return word + (parts.length ? "（" + parts.join("，") + "）" : "");
   }
 
   function showExplanation(result) {
     explainBox.replaceChildren();
     const ex = result.explain || {};
-    explainBox.appendChild(el("h2", { text: "Answered by" }));
+    explainBox.appendChild(el("h2", { text: "由谁回答" }));
     explainBox.appendChild(el("p", {}, [
-      el("code", { text: "plugin " + (result.plugin || "-") }), document.createTextNode(" "),
-      el("code", { text: "intent " + (result.intent || "-") }), document.createTextNode(" "),
-      el("code", { text: "key " + result.key }),
+      el("code", { text: "插件 " + (result.plugin || "-") }), document.createTextNode(" "),
+      el("code", { text: "意图 " + (result.intent || "-") }), document.createTextNode(" "),
+      el("code", { text: "消息键 " + result.key }),
     ]));
-    const tries = (result.tries || []).map((t) => "try " + t.try + ": " + (t.status === null ? "no answer" : t.status) + " (" + t.ms + " ms)");
-    explainBox.appendChild(el("p", { class: "hint", text: tries.join(", ") }));
+    const tries = (result.tries || []).map((t) => "第 " + t.try + " 次：" + (t.status === null ? "未在时限内回答" : t.status) + "（" + t.ms + " 毫秒）");
+    explainBox.appendChild(el("p", { class: "hint", text: tries.join("；") }));
     const timings = ex.timings_ms || {};
     const total = timings.total || Math.max(1, ...Object.values(timings));
     if (Object.keys(timings).length) {
-      explainBox.appendChild(el("h2", { text: "Time per stage (ms)" }));
-      const body = el("tbody", {}, STAGES.filter((s) => s in timings).map((s) => row([
-        s, { class: "num", text: timings[s].toFixed(2) },
-        { class: "", text: "" },
+      explainBox.appendChild(el("h2", { text: "各阶段耗时（毫秒）" }));
+      const stages = STAGES.filter((s) => s in timings);
+      const body = el("tbody", {}, stages.map((s) => row([
+        STAGE_NAMES[s] || s, { class: "num", text: timings[s].toFixed(2) },
+        el("span", { class: "bar-ms", style: "width:" + Math.max(1, Math.min(100, Math.round(100 * timings[s] / total))) + "%" }),
       ])));
-      // draw proportional bars in the third column
-      Array.from(body.children).forEach((tr, i) => {
-        const stage = STAGES.filter((s) => s in timings)[i];
-        const width = Math.max(1, Math.round(160 * timings[stage] / total));
-        tr.lastChild.appendChild(el("span", { class: "bar-ms", style: "width:" + width + "px" }));
-      });
-      explainBox.appendChild(el("table", {}, [body]));
+      const cols = el("colgroup", {}, ["stage", "ms", "bar"].map((c) => el("col", { class: c })));
+      explainBox.appendChild(el("table", { class: "timings" }, [cols, body]));
     }
     const route = ex.route;
     if (route) {
-      explainBox.appendChild(el("h2", { text: "Route (threshold " + route.threshold + (route.ambiguous ? ", ambiguous" : "") + ")" }));
-      explainBox.appendChild(el("p", { class: "hint", text: "tokens: " + (route.tokens || []).join(" | ") }));
-      const head = el("tr", {}, ["intent", "plugin", "score", "evidence"].map((h) => el("th", { text: h })));
+      explainBox.appendChild(el("h2", { text: "路由（阈值 " + route.threshold + (route.ambiguous ? "，分数接近，按优先级" : "") + "）" }));
+      explainBox.appendChild(el("p", { class: "hint tokens", text: "分词：" + (route.tokens || []).join(" | ") }));
+      const head = el("tr", {}, ["意图", "插件", "得分", "依据"].map((h) => el("th", { text: h })));
       const rows = (route.candidates || []).map((c) => row([
         c.intent + (c.chosen ? " ✓" : ""), c.plugin || "-", { class: "num", text: c.score.toFixed(3) },
-        typeof c.evidence === "string" ? c.evidence : JSON.stringify(c.evidence || ""),
+        evidenceList(c.evidence),
       ], c.chosen ? "chosen" : ""));
-      explainBox.appendChild(el("table", {}, [el("thead", {}, [head]), el("tbody", {}, rows)]));
-      if (!rows.length) explainBox.appendChild(el("p", { class: "hint", text: "No intent scored: the fallback answered." }));
+      const cols = el("colgroup", {}, ["name", "plugin", "score", "evidence"].map((c) => el("col", { class: c })));
+      explainBox.appendChild(el("table", { class: "route" }, [cols, el("thead", {}, [head]), el("tbody", {}, rows)]));
+      if (!rows.length) explainBox.appendChild(el("p", { class: "hint", text: "没有意图得分：由兜底回答。" }));
     }
     if (ex.llm) {
-      explainBox.appendChild(el("h2", { text: "Model" }));
+      explainBox.appendChild(el("h2", { text: "大模型" }));
       explainBox.appendChild(el("pre", { text: JSON.stringify(ex.llm, null, 2) }));
     }
     if (ex.filter_hits && ex.filter_hits.length) {
-      explainBox.appendChild(el("h2", { text: "Filter hits" }));
-      explainBox.appendChild(el("pre", { text: ex.filter_hits.join("\n") }));
+      explainBox.appendChild(el("h2", { text: "敏感词命中" }));
+      explainBox.appendChild(el("ul", { class: "hits" }, ex.filter_hits.map((h) => el("li", { text: hitText(h) }))));
     }
     if (!result.explain) {
-      explainBox.appendChild(el("p", { class: "hint", text: "No explanation: the answer was not ready on an answered try." }));
+      explainBox.appendChild(el("p", { class: "hint", text: "没有路由说明：回答在已应答的那次尝试中还没有准备好。" }));
     }
   }
 
@@ -145,7 +183,7 @@
     try {
       const response = await fetch(base + "/api/send", {
         method: "POST",
-        headers: { "Content-Type": "application/json" },
+        headers: { "Content-Type": "application/json", "X-Simulator-Token": pageToken },
         body: JSON.stringify(Object.assign({ kind: kind, user: userId() }, fields)),
       });
       const result = await response.json();
@@ -175,7 +213,11 @@
     send("text", { text: text }, text);
   });
 
-  $("more").addEventListener("click", () => { $("tools").hidden = !$("tools").hidden; });
+  $("more").addEventListener("click", () => {
+    const tools = $("tools");
+    tools.hidden = !tools.hidden;
+    $("more").setAttribute("aria-expanded", String(!tools.hidden));
+  });
 
   for (const button of document.querySelectorAll("#tools button")) {
     button.addEventListener("click", () => {

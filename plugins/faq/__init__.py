@@ -18,6 +18,7 @@ import logging
 import re
 import threading
 import time
+from collections import OrderedDict
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,8 @@ from .engine import DenseFaq, FaqData, FaqError, FaqIndex, load_faq
 from .question_log import QuestionLog
 
 HERE = Path(__file__).parent
+#: Recent hybrid decisions kept for the question log (messages in flight at once, with margin).
+UNSURE_KEPT = 1024
 INTENT = "faq"
 log = logging.getLogger("skillbot.plugins.faq")
 
@@ -47,6 +50,10 @@ class Plugin:
         #: Embeddings of the loaded version (None: lexical only, or not computed yet).
         self.dense: DenseFaq | None = None
         self.question_log: QuestionLog | None = None
+        #: Unsure decisions of recent messages, by route key, for ``skillbot_message_done``:
+        #: written in the router's thread, read on the event loop, hence the lock.
+        self._unsure: OrderedDict[str, tuple[float, dict[str, Any]]] = OrderedDict()
+        self._unsure_lock = threading.Lock()
         self.lookups: TTLCache = TTLCache(maxsize=self.config.cache_size, ttl=self.config.cache_ttl)
         self.last_error: str | None = None
         self._file_state: tuple[int, int] | None = None
@@ -145,7 +152,8 @@ class Plugin:
         route, index, qlog = ctx.route, self.index, self.question_log
         if qlog is None or route is None or not route.model or index is None:
             return
-        found = self.lookups.get(f"{index.data.version}:{route.model}:{route.normalized}")
+        with self._unsure_lock:
+            found = self._unsure.pop(f"{index.data.version}:{route.model}:{route.normalized}", None)
         if not found:
             return
         score, slots = found
@@ -228,6 +236,11 @@ class Plugin:
         if found is None:
             found = self.hybrid_lookup(index, dense, text, tokens, query)
             self.lookups[key] = found
+        if self.question_log is not None:
+            with self._unsure_lock:
+                self._unsure[key] = found
+                while len(self._unsure) > UNSURE_KEPT:
+                    self._unsure.popitem(last=False)
         return found[0], dict(found[1])
 
     def rank(self, index: FaqIndex, dense: DenseFaq, text: str, tokens: list[str],

@@ -179,7 +179,8 @@ class Plugin:
         today = self.now().date()
         if isinstance(message, LocationMessage):
             return await self._answer_location(ctx, message, today)
-        text = (message.text or "").strip()
+        # The router's bound ([router] max_text_chars): reading a 60 KB text takes seconds.
+        text = (message.text or "")[:ctx.bot.settings.router.max_text_chars].strip()
         if not text:
             return None
         question = understand(text, self.index, today, self.config.forecast_days)
