@@ -72,7 +72,7 @@ def tuning_sets() -> dict[str, tuple[Path | None, list[LabelledMessage]]]:
     for faq in sorted(TUNING.glob("*_faq.toml")):
         name = faq.name[:-len("_faq.toml")]
         sets[name] = (faq, load_labelled(TUNING / f"{name}_messages.tsv"))
-    general = TUNING / "general_messages.tsv"
+    general = TUNING / "semantic_general_messages.tsv"
     if general.is_file():
         sets["general"] = (None, load_labelled(general))
     return sets
