@@ -221,7 +221,7 @@ class _CompiledIntent:
             for word in words:
                 if not isinstance(word, str):
                     raise ValueError(f"{where}: keyword {word!r} is not a string")
-                norm = segmenter.normalize(word).strip()
+                norm = normalize_text(word)
                 if norm:
                     (self.single if len(norm) == 1 else self.multi)[norm] = canon
         self.patterns: list[re.Pattern[str]] = []
@@ -235,7 +235,7 @@ class _CompiledIntent:
                 raise ValueError(f"{where}: bad pattern {pattern!r}: {exc}") from None
         self.examples = SimilarityIndex()
         for i, example in enumerate(intent.examples):
-            self.examples.add(i, segmenter.features(segmenter.tokenize(example)))
+            self.examples.add(i, segmenter.features(segmenter.tokenize(normalize_text(example))))
         #: model -> matrix of the examples' embeddings (filled by ``IntentRouter.embed``).
         self.example_vectors: dict[str, np.ndarray] = {}
         self.msg_types = {t.lower() for t in intent.msg_types}

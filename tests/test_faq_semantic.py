@@ -171,3 +171,18 @@ async def test_model_assist_is_off_by_default():
             await bot.send("洁牙收费多少")
             assert "faq_assist" not in bot.last_context.extra
             assert standin.state.call_count == 0
+
+
+async def test_a_faq_written_in_traditional_characters_meets_simplified_messages(tmp_path):
+    faq = tmp_path / "hk_faq.toml"
+    faq.write_text('[[entry]]\nid = "hours"\nquestions = ["營業時間是幾點"]\nkeywords = ["營業時間"]\n'
+                   'answer = "每天 10:00-22:00。"\n\n[[entry]]\nid = "parking"\nquestions = ["有冇停車場"]\n'
+                   'answer = "商場地庫有停車場。"\n', encoding="utf-8")
+    data = {"plugins": {"enabled": ["faq"], "faq": {"path": str(faq), "reload_interval": 0}},
+            "semantic": {"enabled": False}}  # the lexical path alone must already match
+    async with running_bot(data, plugins={"rec": Recorder()}) as bot:
+        await bot.send("你们营业时间是几点")
+        assert bot.last_context.extra.get("faq_id") == "hours"
+        route = bot.last_context.route.explain()
+        faq_candidate = next(c for c in route["candidates"] if c["intent"] == "faq")
+        assert faq_candidate["score"] > 0.9  # the stored question itself, and its keyword

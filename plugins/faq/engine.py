@@ -24,6 +24,7 @@ import ahocorasick
 import jinja2
 import jinja2.meta
 
+from core.normalizer import normalize_text
 from core.router import KEYWORD_BASE, SimilarityIndex, noisy_or
 
 #: Evidence strength of an entry keyword found in the message (the router's keyword strength).
@@ -106,11 +107,11 @@ def parse_faq(raw: bytes, env: jinja2.Environment, source: str = "faq.toml") -> 
         raise FaqError(f"{source}: [synonyms] must be a table of word = [variants]")
     for canon, variants in table.items():
         for variant in _str_list(variants, f"{source}: synonyms.{canon}"):
-            variant = variant.lower()
-            if variant in synonyms and synonyms[variant] != canon.lower():
+            variant = normalize_text(variant)
+            if variant in synonyms and synonyms[variant] != normalize_text(canon):
                 raise FaqError(f"{source}: synonym {variant!r} listed under both "
                                f"{synonyms[variant]!r} and {canon!r}")
-            synonyms[variant] = canon.lower()
+            synonyms[variant] = normalize_text(canon)
     raw_entries = data.get("entry", [])
     if not isinstance(raw_entries, list) or not raw_entries:
         raise FaqError(f"{source}: no [[entry]] tables")
@@ -129,7 +130,7 @@ def parse_faq(raw: bytes, env: jinja2.Environment, source: str = "faq.toml") -> 
         if extra:
             raise FaqError(f"{where}: unknown key {extra[0]!r} (known: {', '.join(sorted(ENTRY_KEYS))})")
         questions = _str_list(item.get("questions"), f"{where}: questions", allow_empty=False)
-        keywords = [k.lower() for k in _str_list(item.get("keywords", []), f"{where}: keywords")]
+        keywords = [normalize_text(k) for k in _str_list(item.get("keywords", []), f"{where}: keywords")]
         answer = item.get("answer")
         if not isinstance(answer, str) or not answer.strip():
             raise FaqError(f"{where}: answer is missing or empty")
@@ -199,7 +200,9 @@ class FaqIndex:
         self._questions: list[str] = []
         for entry in data.entries.values():
             for text in (*entry.questions, *entry.keywords):
-                features, _ = self.features(text, segmenter.tokenize(text))
+                # stored texts are read like messages: 營業時間 in the file meets 营业时间 typed
+                norm = normalize_text(text)
+                features, _ = self.features(norm, segmenter.tokenize(norm))
                 before = len(self.index)
                 self.index.add(entry.id, features)
                 if len(self.index) > before:
