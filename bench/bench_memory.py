@@ -30,7 +30,15 @@ import sys
 import tomllib
 import tracemalloc
 
-from common import BENCH_DIR, ROOT, RedisServer, md_table, report_header, rss_kib, signer
+from common import (
+    BENCH_DIR,
+    ROOT,
+    RedisServer,
+    md_table,
+    report_header,
+    rss_kib,
+    signer,
+)
 
 #: Messages in flight at once (the HTTP benchmark's 32 connections).
 CONCURRENCY = 32
@@ -72,7 +80,7 @@ def settings(backend: str, redis_url: str = ""):
 
 
 async def fill_store(store, users: int, turns: int) -> None:
-    from core.conversation import Turn
+    from core.state.conversation import Turn
 
     batch = []
     for user, texts in conversation_texts(users, turns):
@@ -91,10 +99,10 @@ async def append_all(store, user: str, turns) -> None:
 
 
 async def run_bot(bot, users: int, per_user: int) -> None:
-    from core.gateway import Gateway
-    from core.simulator import text_xml
-    from core.wechat_xml import parse_xml
-    from core.messages import build_message
+    from core.access.messages import build_message
+    from core.access.webhook import Gateway
+    from core.access.wechat_xml import parse_xml
+    from core.operations.wechat_client import text_xml
 
     gateway = Gateway(bot)
     sign = signer("plain")
@@ -137,8 +145,8 @@ async def traced_growth(fn, trace: bool) -> int:
 
 async def measure_case(case: str, trace: bool, users: int, turns: int, per_user: int) -> dict:
     """One measurement, in this (fresh) process: {"grown": bytes, "redis": bytes or None}."""
-    from core.bot import Bot
-    from core.state import build_state
+    from core.processing.bot import Bot
+    from core.state.stores import build_state
 
     backend, what = case.split("-")
     redis = RedisServer().start() if backend == "redis" else None

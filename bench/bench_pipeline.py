@@ -4,7 +4,7 @@
     .venv/bin/python bench/bench_pipeline.py             # 5,000 FAQ messages, plain and safe mode
 
 Each message goes through the same pieces, in the same order, as a webhook POST does in
-core/gateway.py, minus the socket: signature check, XML parsing, decryption (safe mode), message
+core/access/webhook.py, minus the socket: signature check, XML parsing, decryption (safe mode), message
 building, the delivery coordinator running the bot's work (rate limit, pending answers, history,
 then the pipeline stages inbound filter / routing / skill / fallback / outbound filter and the
 record of the exchange) and rendering (plus encryption and signing in safe mode).
@@ -35,14 +35,14 @@ STAGES = ["verify", "parse", "decrypt", "filter", "route", "skill", "outbound", 
 
 
 async def measure(mode: str, count: int, users: int, profile: cProfile.Profile | None) -> dict[str, list[float]]:
-    from core.bot import Bot
-    from core.crypto import verify_signature
-    from core.gateway import Gateway
-    from core.messages import build_message
-    from core.replies import SuccessReply
+    from core.access.crypto import verify_signature
+    from core.access.messages import build_message
+    from core.access.replies import SuccessReply
+    from core.access.webhook import Gateway
+    from core.access.wechat_xml import parse_xml
+    from core.operations.wechat_client import text_xml
+    from core.processing.bot import Bot
     from core.settings import load_settings
-    from core.simulator import text_xml
-    from core.wechat_xml import parse_xml
 
     name = "settings.bench.safe.toml" if mode == "safe" else "settings.bench.toml"
     bot = Bot(load_settings(BENCH_DIR / name))

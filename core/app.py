@@ -9,12 +9,16 @@ from typing import Any, AsyncIterator
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
+from .access.webhook import Gateway
+from .access.wechat_api import (
+    AccessTokenManager,
+    CustomerServiceSender,
+    app_secret_from_env,
+)
 from .appkeys import BOT_KEY, GATEWAY_KEY
-from .bot import Bot
-from .gateway import Gateway
-from .config import ConfigError
+from .processing.bot import Bot
 from .settings import Settings
-from .wechat_api import AccessTokenManager, CustomerServiceSender, app_secret_from_env
+from .settings_schema import ConfigError
 
 log = logging.getLogger("skillbot.app")
 
@@ -57,8 +61,9 @@ async def never_500(request: web.Request, handler: Any) -> web.StreamResponse:
 
 
 def setup_routes(app: web.Application, settings: Settings) -> None:
-    from . import metrics, webui
-    from .health import healthz
+    from .operations import metrics
+    from .operations import simulator as webui
+    from .operations.health import healthz
 
     gateway = app[GATEWAY_KEY]
     app.router.add_get(settings.server.path, gateway.handle_get)
@@ -107,7 +112,7 @@ def create_app(settings: Settings, extra_plugins: dict[str, Any] | None = None,
 
     app.cleanup_ctx.append(lifecycle)
     setup_routes(app, settings)
-    from .reload import setup_reload
+    from .operations.reload import setup_reload
 
     setup_reload(app)  # watch the settings file (server.reload_interval)
     return app

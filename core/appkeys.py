@@ -6,8 +6,8 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 if TYPE_CHECKING:
-    from .bot import Bot
-    from .gateway import Gateway
+    from .access.webhook import Gateway
+    from .processing.bot import Bot
 
 BOT_KEY: web.AppKey["Bot"] = web.AppKey("bot")
 GATEWAY_KEY: web.AppKey["Gateway"] = web.AppKey("gateway")

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from .config import ConfigError, from_table
+from .settings_schema import ConfigError, from_table
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 #: The smallest ``server.max_body_bytes`` accepted: below it ordinary messages would get 413.

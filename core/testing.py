@@ -15,14 +15,14 @@ import socket
 import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from urllib.parse import urlencode
 from pathlib import Path
 from typing import Any, AsyncIterator
+from urllib.parse import urlencode
 
-from .bot import Bot
-from .context import MessageContext
-from .messages import Message, build_message
-from .replies import Reply
+from .access.messages import Message, build_message
+from .access.replies import Reply
+from .processing.bot import Bot
+from .processing.context import MessageContext
 from .settings import PROJECT_ROOT, Settings, load_settings
 
 _ids = itertools.count(1)

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from core.access.messages import build_message
+from core.access.wechat_xml import parse_xml
 from core.appkeys import GATEWAY_KEY
-from core.messages import build_message
-from core.metrics import kind_label
-from core.wechat_xml import parse_xml
+from core.operations.metrics import kind_label
 
 SAMPLES_FILE = Path(__file__).parent / "data" / "peer_inbound_samples.txt"
 HEADER = re.compile(r"^--- (\S+) (\w+) \((.+)\)$")

@@ -12,10 +12,10 @@ import pytest
 from core import TextReply, hookimpl
 from core.app import create_app
 from core.appkeys import GATEWAY_KEY
-from core.chat import signer_for
-from core.reload import RELOADER_KEY
+from core.operations.chat_console import signer_for
+from core.operations.reload import RELOADER_KEY
+from core.operations.wechat_client import text_xml
 from core.settings import load_settings
-from core.simulator import text_xml
 from core.testing import write_settings
 
 # A plugin folder the tests enable and disable by editing the settings file. Its name is unique to

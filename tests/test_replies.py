@@ -1,9 +1,18 @@
 """Every reply type renders to XML that parses back to the same values."""
 import pytest
 
-from core.replies import (Article, ImageReply, MusicReply, NewsReply, TextReply, VideoReply, VoiceReply,
-                          reply_from_dict, reply_to_dict)
-from core.wechat_xml import ReplyRenderer, cdata, parse_xml, truncate_utf8
+from core.access.replies import (
+    Article,
+    ImageReply,
+    MusicReply,
+    NewsReply,
+    TextReply,
+    VideoReply,
+    VoiceReply,
+    reply_from_dict,
+    reply_to_dict,
+)
+from core.access.wechat_xml import ReplyRenderer, cdata, parse_xml, truncate_utf8
 
 MARKER = "…（截断）"
 

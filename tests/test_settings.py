@@ -8,9 +8,9 @@ import time
 
 import pytest
 
-from core.bot import Bot
-from core.config import ConfigError
+from core.processing.bot import Bot
 from core.settings import PROJECT_ROOT, load_settings, settings_from_dict
+from core.settings_schema import ConfigError
 
 SHIPPED = PROJECT_ROOT / "settings.toml"
 

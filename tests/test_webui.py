@@ -10,13 +10,13 @@ import time
 import pytest
 
 from core import TextReply, hookimpl
+from core.access.crypto import sha1_signature
+from core.access.messages import message_key
 from core.app import create_app
 from core.appkeys import GATEWAY_KEY
-from core.messages import message_key
-from core.testing import build_settings
-from core.crypto import sha1_signature
+from core.operations.wechat_client import WeChatSigner, text_xml
 from core.settings import deep_merge
-from core.simulator import WeChatSigner, text_xml
+from core.testing import build_settings
 
 ON = {"simulator": {"enabled": True}}
 
@@ -174,7 +174,11 @@ async def test_send_refuses_cross_site_and_non_json_and_tokenless_requests(serve
 
 
 async def test_page_tokens_expire_and_belong_to_this_bot(served):
-    from core.webui import PAGE_TOKEN_SECONDS, issue_page_token, page_token_nonce
+    from core.operations.simulator import (
+        PAGE_TOKEN_SECONDS,
+        issue_page_token,
+        page_token_nonce,
+    )
 
     client = await served(ON)
     settings = client.gateway.bot.settings

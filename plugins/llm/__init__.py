@@ -20,7 +20,7 @@ import aiohttp
 import jinja2
 
 from core import Intent, TextReply, hookimpl
-from core.templating import text_environment
+from core.processing.templating import text_environment
 
 from .client import Completion, LLMClient, LLMError
 from .config import Config
@@ -61,7 +61,7 @@ class Plugin:
     @hookimpl
     async def skillbot_health(self, bot: Any, probe: bool) -> list:
         """Each provider: its circuit breaker (for /readyz) or GET {base_url}/models (run.py check)."""
-        from core.health import Check, probe_http
+        from core.operations.health import Check, probe_http
 
         if self.client is None:
             return []

@@ -31,10 +31,16 @@ import aiohttp
 import jinja2
 
 from core import (
-    Intent, LocationEvent, LocationMessage, MessageContext, SuccessReply, TextReply, hookimpl,
+    Intent,
+    LocationEvent,
+    LocationMessage,
+    MessageContext,
+    SuccessReply,
+    TextReply,
+    hookimpl,
 )
-from core.cache import MemoryCache
-from core.templating import text_environment
+from core.processing.templating import text_environment
+from core.state.cache import MemoryCache
 
 from .config import Config
 from .dates import DayQuery, china_now
@@ -99,7 +105,7 @@ class Plugin:
     @hookimpl
     async def skillbot_health(self, bot: Any, probe: bool) -> list | None:
         """run.py check: a one-day forecast for Beijing from the configured provider."""
-        from core.health import Check
+        from core.operations.health import Check
 
         if not probe or self.service is None:
             return None

@@ -21,9 +21,9 @@ from typing import Any, Callable
 
 import pluggy
 
+from ..settings import PROJECT_ROOT, Settings
+from ..settings_schema import ConfigError, from_table
 from . import hookspecs
-from .config import ConfigError, from_table
-from .settings import PROJECT_ROOT, Settings
 
 log = logging.getLogger("skillbot.plugins")
 ENTRY_POINT_GROUP = "skillbot.plugins"
@@ -149,7 +149,7 @@ def create_plugin_manager(settings: Settings, extra: dict[str, Any] | None = Non
 
 
 class HookCaller:
-    """Walks hook implementations in a fixed order, awaiting async ones (see core/hookspecs.py).
+    """Walks hook implementations in a fixed order, awaiting async ones (see core/processing/hookspecs.py).
 
     Order: ``tryfirst`` implementations, then the rest, then ``trylast``; within each group the
     plugin order of ``plugins.enabled`` (extra plugins after). A failing or slow implementation is

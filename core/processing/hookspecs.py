@@ -120,10 +120,10 @@ def skillbot_message_done(ctx: Any, reply: Any) -> None:
 def skillbot_health(bot: Any, probe: bool) -> Any:
     """Report the services this plugin depends on (model providers, weather APIs...).
 
-    Return a list of ``core.health.Check`` (name, ok, detail), or None when there is nothing to
+    Return a list of ``core.operations.health.Check`` (name, ok, detail), or None when there is nothing to
     report. ``probe=False`` is asked on every ``GET /readyz``: answer from what the plugin already
     knows (circuit breakers, the last error) without any I/O. ``probe=True`` is asked by
-    ``run.py check``: reach each service now with a small request (``core.health.probe_http``)
+    ``run.py check``: reach each service now with a small request (``core.operations.health.probe_http``)
     and report what happened. Every implementation is called; one that raises or times out is
     reported as a failed check named after its plugin.
     """

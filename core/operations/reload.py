@@ -31,10 +31,10 @@ from typing import Any, AsyncIterator, Callable
 
 from aiohttp import web
 
-from .appkeys import GATEWAY_KEY
-from .bot import Bot
-from .config import ConfigError
-from .settings import Settings, load_settings
+from ..appkeys import GATEWAY_KEY
+from ..processing.bot import Bot
+from ..settings import Settings, load_settings
+from ..settings_schema import ConfigError
 
 log = logging.getLogger("skillbot.reload")
 
@@ -210,13 +210,13 @@ class SettingsReloader:
         settings = new.settings
         if (before.pipeline.truncation_marker, before.pipeline.templates_dir) != (
                 settings.pipeline.truncation_marker, settings.pipeline.templates_dir):
-            from .wechat_xml import ReplyRenderer
+            from ..access.wechat_xml import ReplyRenderer
 
             gateway.renderer = ReplyRenderer(
                 truncation_marker=settings.pipeline.truncation_marker,
                 template_dirs=[settings.resolve_path(settings.pipeline.templates_dir) / "reply"])
         if gateway.push_sender is not None:  # it used the old bot's HTTP session
-            from .app import customer_service_sender
+            from ..app import customer_service_sender
 
             gateway.push_sender = customer_service_sender(new)
 

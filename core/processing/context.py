@@ -8,9 +8,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Iterator
 
-from .conversation import Turn
+from ..access.messages import Message
+from ..state.conversation import Turn
 from .intents import RouteResult
-from .messages import Message
 
 if TYPE_CHECKING:
     from .bot import Bot

@@ -32,7 +32,8 @@ log = logging.getLogger("skillbot.segmenter")
 logging.getLogger("jieba").setLevel(logging.WARNING)
 jieba.setLogLevel(logging.WARNING)
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+from ..settings import PROJECT_ROOT
+
 DEFAULT_CACHE_DIR = PROJECT_ROOT / ".cache" / "jieba"
 IDF_PATH = Path(jieba.__file__).resolve().parent / "analyse" / "idf.txt"
 

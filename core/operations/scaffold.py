@@ -11,7 +11,7 @@ import os
 import re
 from pathlib import Path
 
-from .settings import PROJECT_ROOT
+from ..settings import PROJECT_ROOT
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]{1,39}$")
 

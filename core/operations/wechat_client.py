@@ -11,8 +11,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from .crypto import MessageCrypto, sha1_signature, verify_signature
-from .wechat_xml import parse_xml
+from ..access.crypto import MessageCrypto, sha1_signature, verify_signature
+from ..access.wechat_xml import parse_xml
 
 _msg_ids = itertools.count(int(time.time() * 1000) * 1000)
 

@@ -40,9 +40,9 @@ from aiohttp import web
 from cachetools import TTLCache
 from yarl import URL
 
-from .appkeys import GATEWAY_KEY
-from .chat import ChatClient, CommandError, Composer, reply_text, signer_for
-from .crypto import verify_signature
+from ..access.crypto import verify_signature
+from ..appkeys import GATEWAY_KEY
+from .chat_console import ChatClient, CommandError, Composer, reply_text, signer_for
 from .health import authorized
 
 log = logging.getLogger("skillbot.simulator")
@@ -222,7 +222,7 @@ def _composer(app: web.Application, user: str) -> Composer:
 
 def signed_by_the_account(request: web.Request, key: str) -> bool:
     """The query carries WeChat's signature over (token, timestamp, nonce, key), within the
-    timestamp window: what ``core.chat.remote_explainer`` sends."""
+    timestamp window: what ``core.operations.chat_console.remote_explainer`` sends."""
     settings = request.app[GATEWAY_KEY].bot.settings
     query = request.query
     timestamp, nonce = query.get("timestamp", ""), query.get("nonce", "")

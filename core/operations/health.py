@@ -16,7 +16,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from .appkeys import GATEWAY_KEY
+from ..appkeys import GATEWAY_KEY
 
 
 @dataclass
@@ -41,7 +41,7 @@ def as_check(item: Any, plugin: str) -> Check:
     if isinstance(item, dict) and "name" in item and "ok" in item:
         return Check(str(item["name"]), bool(item["ok"]), str(item.get("detail", "")), plugin)
     return Check(f"plugin {plugin}", False, f"skillbot_health returned {type(item).__name__}, "
-                 "expected a list of core.health.Check", plugin)
+                 "expected a list of core.operations.health.Check", plugin)
 
 
 async def probe_http(session: aiohttp.ClientSession, url: str, *, name: str,

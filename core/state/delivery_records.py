@@ -4,7 +4,7 @@ WeChat waits 5 s for each try; any answer within 5 s (``success`` too) ends the 
 an unanswered try is followed by another (three in all, ~5 s apart). So a retry joins the work
 already in flight, and a try whose budget runs out is left unanswered on purpose, except the last.
 The state behind this (tries, results, deliveries, pending answers) sits in an ``AnswerStore``,
-in memory here or in Redis (core/redis_state.py) so that retries may land on any worker.
+in memory here or in Redis (core/state/redis_store.py) so that retries may land on any worker.
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from typing import Any, Awaitable, Callable, Protocol
 
 from cachetools import TTLCache
 
-from .logs import hash_user
+from ..operations.logs import hash_user
 
 log = logging.getLogger("skillbot.answers")
 

@@ -17,13 +17,13 @@ from typing import Any, Callable
 from cachetools import TTLCache
 from redis.exceptions import RedisError
 
-from .answers import BY_REPLY, DELIVERED, MemoryAnswerStore
+from ..access.replay_guard import MemorySignedQueryStore, remember_seconds
+from ..access.wechat_api import MemoryTokenStore
+from ..settings import Settings
 from .cache import MemoryCache
 from .conversation import MemoryConversationStore
+from .delivery_records import BY_REPLY, DELIVERED, MemoryAnswerStore
 from .ratelimit import MemoryRateLimiter
-from .replay import MemorySignedQueryStore, remember_seconds
-from .settings import Settings
-from .wechat_api import MemoryTokenStore
 
 log = logging.getLogger("skillbot.state")
 REDIS_FAILURES = (RedisError, OSError, asyncio.TimeoutError)
@@ -275,7 +275,7 @@ def build_state(settings: Settings) -> State:
     if settings.state.backend == "memory":
         return State("memory", cache_factory=lambda name, size, ttl: MemoryCache(name, size, ttl), **memory)
 
-    from . import redis_state as rs
+    from . import redis_store as rs
 
     client = rs.connect(settings.state.redis_url)
     prefix = settings.state.key_prefix

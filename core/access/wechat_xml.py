@@ -90,7 +90,7 @@ def truncate_utf8(text: str, limit: int = MAX_TEXT_BYTES, marker: str = "") -> s
 
 
 class ReplyRenderer:
-    """Renders ``Reply`` objects into passive-reply XML with the templates in core/templates/reply."""
+    """Renders ``Reply`` objects into passive-reply XML with the templates in core/access/templates/reply."""
 
     def __init__(self, truncation_marker: str = "", template_dirs: list[str | Path] | None = None) -> None:
         folders = [str(p) for p in (template_dirs or []) if Path(p).is_dir()]

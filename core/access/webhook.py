@@ -14,13 +14,13 @@ from typing import Any
 from aiohttp import web
 from cachetools import TTLCache
 
-from .answers import ANSWER, HOLD, PENDING, DeliveryCoordinator
-from .bot import Bot
-from .context import MessageContext, new_message_id
+from ..operations.metrics import Metrics, hash_user, kind_label
+from ..processing.bot import Bot
+from ..processing.context import MessageContext, new_message_id
+from ..state.delivery_records import ANSWER, HOLD, PENDING, DeliveryCoordinator
 from .crypto import CryptoError, MessageCrypto, verify_signature
 from .messages import Message, MessageFieldError, build_message
-from .metrics import Metrics, hash_user, kind_label
-from .replay import message_digest, remember_seconds, signed_query_key
+from .replay_guard import message_digest, remember_seconds, signed_query_key
 from .replies import Reply, SuccessReply, TextReply, reply_from_dict, reply_to_dict
 from .textsplit import split_for_wechat, utf8_len
 from .wechat_xml import MAX_TEXT_BYTES, ReplyRenderer, XMLRejected, parse_xml
@@ -78,7 +78,7 @@ class Gateway:
             raise Rejected(403, f"stale timestamp (skew {skew:.0f}s > {window}s): possible replay")
 
     async def check_replay(self, query: Any, fields: dict[str, Any]) -> None:
-        """A signed query already seen with another message is a replay (core/replay.py)."""
+        """A signed query already seen with another message is a replay (core/access/replay_guard.py)."""
         digest = message_digest(fields)
         kept = await self.bot.state.signed_queries.first_message(
             signed_query_key(query), digest, remember_seconds(self.wechat.timestamp_window))

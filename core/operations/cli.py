@@ -4,10 +4,10 @@
 with one ``settings error: <key>: <what it expects>`` line per problem and exit code 2.
 
     serve        the WeChat webhook (the default)
-    chat         talk to the bot through the real webhook (core/chat.py)
+    chat         talk to the bot through the real webhook (core/operations/chat_console.py)
     plugins      every plugin found, where from, enabled or not, its priority and hooks
     check        validate settings.toml and reach each configured service
-    new-plugin   create a new skill folder with a test (core/scaffold.py)
+    new-plugin   create a new skill folder with a test (core/operations/scaffold.py)
 """
 from __future__ import annotations
 
@@ -17,11 +17,11 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
-from .config import ConfigError
-from .settings import PROJECT_ROOT, load_settings
+from ..settings import PROJECT_ROOT, load_settings
+from ..settings_schema import ConfigError
 
 if TYPE_CHECKING:
-    from .settings import Settings
+    from ..settings import Settings
 
 log = logging.getLogger("skillbot")
 
@@ -102,8 +102,8 @@ async def freeze_startup_heap(app: object) -> None:
 
 
 def run_worker(settings_path: str, overrides: dict, reuse_port: bool) -> int:
-    from .app import create_app, run_webhook
-    from .appkeys import GATEWAY_KEY
+    from ..app import create_app, run_webhook
+    from ..appkeys import GATEWAY_KEY
     from .logs import setup_logging
 
     try:
@@ -203,9 +203,9 @@ def _load(args: argparse.Namespace) -> Settings | None:
 def chat(args: argparse.Namespace) -> int:
     import asyncio
 
-    from .chat import chat_main
+    from ..processing.plugin_manager import tracing
+    from .chat_console import chat_main
     from .logs import setup_logging
-    from .plugin_manager import tracing
 
     settings = _load(args)
     if settings is None:
@@ -218,7 +218,7 @@ def chat(args: argparse.Namespace) -> int:
         report_settings_error(exc)
         return 2
     except RuntimeError as exc:
-        # core/bot.py's "plugin X failed to start": the plugin's reason is already in the log.
+        # core/processing/bot.py's "plugin X failed to start": the plugin's reason is already in the log.
         if "failed to start" not in str(exc):
             raise
         print(f"start-up failed: {exc}", file=sys.stderr)
@@ -230,7 +230,7 @@ def chat(args: argparse.Namespace) -> int:
 def list_plugins(args: argparse.Namespace) -> int:
     import json
 
-    from .plugin_manager import create_plugin_manager, discover_plugins
+    from ..processing.plugin_manager import create_plugin_manager, discover_plugins
 
     settings = _load(args)
     if settings is None:
@@ -290,7 +290,7 @@ def check(args: argparse.Namespace) -> int:
 
 async def run_checks(settings_path: str, timeout: float = 10.0, out: Any = None) -> int:
     """Settings, plugins, state backend and every plugin's services; prints OK/FAIL lines."""
-    from .bot import Bot
+    from ..processing.bot import Bot
     from .health import Check, plugin_checks
 
     out = out or sys.stdout

@@ -1,7 +1,7 @@
 """The bot: plugins, stores and the message pipeline, independent of HTTP.
 
 Pipeline stages, in order: inbound filter -> routing -> skills -> fallback -> outbound filter.
-Rendering to XML and delivery inside WeChat's window belong to the gateway (core/gateway.py).
+Rendering to XML and delivery inside WeChat's window belong to the gateway (core/access/webhook.py).
 """
 from __future__ import annotations
 
@@ -14,15 +14,15 @@ from typing import Any
 import aiohttp
 import jinja2
 
-from .cache import Cache
+from ..access.messages import Message
+from ..access.replies import Reply, SuccessReply, TextReply, reply_text
+from ..settings import Settings
+from ..state.cache import Cache
+from ..state.conversation import ConversationStore, Turn
+from ..state.stores import build_state
 from .context import MessageContext
-from .conversation import ConversationStore, Turn
 from .intents import Intent, RouteResult
-from .messages import Message
 from .plugin_manager import HookCaller, create_plugin_manager, plugin_configs
-from .replies import Reply, SuccessReply, TextReply, reply_text
-from .settings import Settings
-from .state import build_state
 from .templating import text_environment
 
 log = logging.getLogger("skillbot.bot")
@@ -174,7 +174,7 @@ class Bot:
             reply.intent = reply.intent or "filtered"
             return reply
         with ctx.timed("route"):
-            # Off the event loop and bounded (core/router.py): a long message stalls nobody.
+            # Off the event loop and bounded (core/processing/router.py): a long message stalls nobody.
             ctx.route = await self.router.route_off_loop(ctx.message, ctx.message.text)
             ctx.tokens = ctx.route.tokens
         ctx.log.debug("route %s", ctx.route.explain())

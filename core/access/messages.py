@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from .logs import hash_user
+from ..operations.logs import hash_user
 
 
 def _key_part(value: Any) -> str:

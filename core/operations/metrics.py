@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 from aiohttp import web
 
-from .appkeys import GATEWAY_KEY
+from ..appkeys import GATEWAY_KEY
 from .logs import hash_user
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"

@@ -23,7 +23,7 @@ class Intent:
     scorer: the skill scores text itself (the FAQ retrieves its best entry): called by the router
         as ``scorer(text, tokens)`` for every text message, it returns ``(score 0..1, slots)``.
         It must be synchronous and fast (it runs for every message). Alone it is the intent's
-        text score; with keywords/patterns/examples the router combines them (see core/router.py).
+        text score; with keywords/patterns/examples the router combines them (see core/processing/router.py).
     """
 
     name: str

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 import aiohttp
 
-from .logs import hash_user
+from ..operations.logs import hash_user
 from .replies import NewsReply, Reply, TextReply, reply_text
 from .textsplit import split_for_wechat
 

@@ -40,10 +40,10 @@ from typing import Any, AsyncIterator, Awaitable, Callable, TextIO
 import aiohttp
 from yarl import URL
 
-from .crypto import sha1_signature
-from .messages import event_key, message_key
-from .simulator import TryResult, WeChatSigner, cdata, deliver_like_wechat
-from .settings import Settings
+from ..access.crypto import sha1_signature
+from ..access.messages import event_key, message_key
+from ..settings import Settings
+from .wechat_client import TryResult, WeChatSigner, cdata, deliver_like_wechat
 
 DEFAULT_USER = "o_chat_user"
 ACCOUNT = "gh_skillbot"
@@ -274,7 +274,7 @@ def remote_explainer(session: aiohttp.ClientSession, webhook_url: str, token: st
     """Explanations from a running bot's ``/simulator/api/explain`` endpoint.
 
     With a signer each request is signed with the account's WeChat token over the key, which the
-    bot accepts while its simulator is on (core/webui.py); ``token`` is ``server.admin_token``.
+    bot accepts while its simulator is on (core/operations/simulator.py); ``token`` is ``server.admin_token``.
     """
     base = str(URL(webhook_url).origin())
     headers = {"Authorization": f"Bearer {token}"} if token else {}
@@ -375,7 +375,7 @@ async def local_bot(settings: Settings) -> AsyncIterator[tuple[str, Any]]:
     """The bot served on a free loopback port in this process: yields (webhook URL, app)."""
     from aiohttp import web
 
-    from .app import create_app
+    from ..app import create_app
 
     app = create_app(settings)
     runner = web.AppRunner(app, access_log=None)
@@ -444,7 +444,7 @@ async def chat_main(args: argparse.Namespace, settings: Settings) -> int:
             client = ChatClient(session, args.url, signer, remote_explainer(session, args.url, token, signer))
             return await converse(client, composer, lines, sys.stdout, sys.stdin, args.json, args.verbose)
         async with local_bot(settings) as (url, app):
-            from .appkeys import GATEWAY_KEY
+            from ..appkeys import GATEWAY_KEY
 
             gateway = app[GATEWAY_KEY]
 

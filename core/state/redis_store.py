@@ -271,7 +271,7 @@ class RedisAnswerStore:
 
 
 class RedisSignedQueryStore:
-    """Signed queries shared by every worker (see core/replay.py): one ``SET NX`` and a ``GET``."""
+    """Signed queries shared by every worker (see core/access/replay_guard.py): one ``SET NX`` and a ``GET``."""
 
     def __init__(self, client: aioredis.Redis, prefix: str) -> None:
         self.r = client
