@@ -48,13 +48,16 @@ _pip() {
   local status=0
   : > "$LOG"
   .venv/bin/python -m pip "$@" --progress-bar off >>"$LOG" 2>&1 &
-  local pid=$! shown=0 line
+  local pid=$! shown=0
+  # A background job ignores Ctrl-C in a script: stop pip with the script.
+  trap "kill $pid 2>/dev/null; echo 'skillbot: install interrupted' >&2; exit 130" INT TERM
   # Follow the log while pip runs: Collecting / Downloading / Building / Installing lines.
   while kill -0 "$pid" 2>/dev/null; do
     sleep 1
     _show_new_lines
   done
   wait "$pid" || status=$?
+  trap - INT TERM
   _show_new_lines
   return "$status"
 }

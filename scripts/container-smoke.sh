@@ -10,7 +10,8 @@
 # Not part of ./scripts/test.sh. Needs root (debootstrap, podman). Prints PASS/FAIL per check.
 #
 # Environment: BASE_IMAGE, SKILLBOT_IMAGE, REDIS_IMAGE (image names), DEBIAN_MIRROR,
-# SKILLBOT_ROOTFS_DIR (where debootstrap unpacks), KEEP=1 (leave the containers running).
+# SKILLBOT_ROOTFS_DIR (where debootstrap unpacks), KEEP=1 (leave the containers running),
+# USE_COMPOSE=0 (the pod variant of step 4 even where podman-compose is installed).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -192,7 +193,7 @@ print(sum(1 for p in os.listdir("/proc") if p.isdigit() and p != str(os.getpid()
 }
 
 COMPOSE_PORT="$(free_port)"
-if command -v podman-compose >/dev/null; then
+if [ "${USE_COMPOSE:-1}" != 0 ] && command -v podman-compose >/dev/null; then
   step "compose.yaml with podman-compose (project $PROJECT)"
   export BASE_IMAGE SKILLBOT_IMAGE REDIS_IMAGE SKILLBOT_PORT="$COMPOSE_PORT" WECHAT_TOKEN="$TOKEN"
   CLEANUP+=("podman network rm -f '${PROJECT}_default'")
@@ -204,7 +205,7 @@ if command -v podman-compose >/dev/null; then
   CLEANUP+=("podman rm -f -v '$BOT' '$REDIS'")  # with their anonymous volumes (down -v keeps them)
   MODE="compose"
 else
-  step "no podman-compose: a pod with Redis and Skillbot (the same settings as compose.yaml)"
+  step "a pod with Redis and Skillbot, the settings of compose.yaml (no podman-compose, or USE_COMPOSE=0)"
   POD="$PROJECT"
   podman pod create --name "$POD" --add-host redis:127.0.0.1 -p "127.0.0.1:$COMPOSE_PORT:8080" >/dev/null
   CLEANUP+=("podman pod rm -f '$POD'")
