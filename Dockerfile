@@ -1,7 +1,7 @@
 # Skillbot container image: the webhook on port 8080, run as an unprivileged user.
 #
-#   podman build --format docker -t skillbot:latest .                     # base from a registry
-#   podman build --format docker --build-arg BASE_IMAGE=skillbot-base:bookworm -t skillbot:latest .
+#   podman build --format docker -t localhost/skillbot:latest .           # base from a registry
+#   podman build --format docker --build-arg BASE_IMAGE=skillbot-base:bookworm -t localhost/skillbot:latest .
 #
 # BASE_IMAGE is any Debian-like image with python3 (3.11 or newer) and its venv module
 # (python:3.11-slim-bookworm, or the debootstrapped base that scripts/container-smoke.sh makes).
