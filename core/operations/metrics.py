@@ -221,6 +221,10 @@ class Metrics:
         self.filter_hits = r.add(Counter(
             "skillbot_filter_hits_total", "Filter list hits, by direction, action and category.",
             ("direction", "action", "category")))
+        self.provider_failures = r.add(Counter(
+            "skillbot_provider_failures_total", "Messages during which a plugin's upstream service "
+            "failed (the plugin answered from stale data or apologised), by plugin and provider; "
+            "plugins report them in ctx.extra[\"provider_failures\"].", ("plugin", "provider")))
         self.reloads = r.add(Counter(
             "skillbot_settings_reloads_total", "Settings reloads, by result (applied, rejected).",
             ("result",)))
@@ -274,6 +278,10 @@ class Metrics:
         llm = ctx.extra.get("llm")
         if isinstance(llm, dict):
             self._model(llm)
+        for failure in ctx.extra.get("provider_failures") or []:
+            if isinstance(failure, dict):
+                self.provider_failures.inc(str(failure.get("plugin") or "-"),
+                                           str(failure.get("provider") or "-"))
         return outcome
 
     def _model(self, llm: dict) -> None:

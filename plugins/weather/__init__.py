@@ -206,7 +206,7 @@ class Plugin:
         await ctx.remember(weather_place=spot.to_dict(), weather_location=spot.to_dict(),
                            weather_days={"current": True, "dates": [today.isoformat()]},
                            weather_answered_at=time.time())
-        return await self._forecast_reply([spot], [today], True, today, [], "current.j2")
+        return await self._forecast_reply([spot], [today], True, today, [], "current.j2", ctx=ctx)
 
     async def _answer_text(self, ctx: MessageContext, q: Question, today: date) -> Any:
         after_weather = self._after_weather(ctx)
@@ -237,7 +237,7 @@ class Plugin:
         await ctx.remember(weather_place=spots[0].to_dict(),
                            weather_days={"current": current, "dates": [d.isoformat() for d in dates]})
         template = "current.j2" if q.days.current else "forecast.j2"
-        return await self._forecast_reply(spots, dates, current, today, q.days.beyond, template)
+        return await self._forecast_reply(spots, dates, current, today, q.days.beyond, template, ctx=ctx)
 
     def _pick_days(self, ctx: MessageContext, days: DayQuery, is_followup: bool,
                    today: date) -> tuple[bool, list[date]]:
@@ -281,10 +281,14 @@ class Plugin:
         return stamp is not None
 
     async def _forecast_reply(self, spots: list[Spot], dates: list[date], current: bool,
-                              today: date, beyond: list[date], template: str) -> TextReply:
+                              today: date, beyond: list[date], template: str,
+                              ctx: MessageContext | None = None) -> TextReply:
         assert self.service is not None
         reports: list[Report] = await asyncio.gather(
             *(self.service.report(spot, dates, current) for spot in spots))
+        if ctx is not None and any(r.failed for r in reports):  # counted by core.metrics
+            ctx.extra.setdefault("provider_failures", []).append(
+                {"plugin": "weather", "provider": self.service.provider.name})
         if all(r.empty for r in reports):
             return self._text("apology.j2", place=spots[0].name if len(spots) == 1 else "")
         rendered = []
