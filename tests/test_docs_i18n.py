@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from core.cli import build_parser
+from core.operations.cli import build_parser
 from core.settings import PROJECT_ROOT
 
 #: English page -> its Chinese counterpart, and the English heading where the translation stops

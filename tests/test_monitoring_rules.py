@@ -14,9 +14,9 @@ import yaml
 
 from core import hookimpl
 from core.app import create_app
-from core.reload import RELOADER_KEY
+from core.operations.reload import RELOADER_KEY
 from core.settings import PROJECT_ROOT, load_settings
-from core.simulator import WeChatSigner, text_xml
+from core.operations.wechat_client import WeChatSigner, text_xml
 from core.testing import write_settings
 from tests.standins.openai_server import OpenAIStandIn, server_error
 from tests.standins.weather_server import WeatherStandIn

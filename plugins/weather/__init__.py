@@ -286,7 +286,7 @@ class Plugin:
         assert self.service is not None
         reports: list[Report] = await asyncio.gather(
             *(self.service.report(spot, dates, current) for spot in spots))
-        if ctx is not None and any(r.failed for r in reports):  # counted by core.metrics
+        if ctx is not None and any(r.failed for r in reports):  # counted by core.operations.metrics
             ctx.extra.setdefault("provider_failures", []).append(
                 {"plugin": "weather", "provider": self.service.provider.name})
         if all(r.empty for r in reports):
