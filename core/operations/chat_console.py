@@ -444,12 +444,12 @@ async def chat_main(args: argparse.Namespace, settings: Settings) -> int:
             client = ChatClient(session, args.url, signer, remote_explainer(session, args.url, token, signer))
             return await converse(client, composer, lines, sys.stdout, sys.stdin, args.json, args.verbose)
         async with local_bot(settings) as (url, app):
-            from ..appkeys import GATEWAY_KEY
+            from ..appkeys import DELIVERY_KEY
 
-            gateway = app[GATEWAY_KEY]
+            delivery = app[DELIVERY_KEY]
 
             async def local_explain(key: str) -> dict[str, Any] | None:
-                return gateway.explanations.get(key)
+                return delivery.explanations.get(key)
 
             client = ChatClient(session, url, signer, local_explain)
             return await converse(client, composer, lines, sys.stdout, sys.stdin, args.json, args.verbose)

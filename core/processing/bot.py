@@ -1,13 +1,13 @@
 """The bot: plugins, stores and the message pipeline, independent of HTTP.
 
-Pipeline stages, in order: inbound filter -> routing -> skills -> fallback -> outbound filter.
-Rendering to XML and delivery inside WeChat's window belong to the gateway (core/access/webhook.py).
+Pipeline stages, in order: continuation (「继续」) -> rate limit -> inbound filter -> routing ->
+skills -> fallback -> outbound filter. Rendering to XML belongs to the webhook
+(core/access/webhook.py), delivery inside WeChat's window to core/access/delivery.py.
 """
 from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
@@ -15,14 +15,23 @@ import aiohttp
 import jinja2
 
 from ..access.messages import Message
-from ..access.replies import Reply, SuccessReply, TextReply, reply_text
+from ..access.replies import (
+    CONTINUATION,
+    PIPELINE,
+    RATE_LIMIT,
+    Answer,
+    Reply,
+    SuccessReply,
+    TextReply,
+    reply_text,
+)
 from ..settings import Settings
 from ..state.cache import Cache
 from ..state.conversation import ConversationStore, Turn
 from ..state.stores import build_state
 from .context import MessageContext
 from .intents import Intent, RouteResult
-from .plugin_manager import HookCaller, create_plugin_manager, plugin_configs
+from .plugin_manager import HookCaller, create_plugin_manager, plugin_configs, tracing
 from .templating import text_environment
 
 log = logging.getLogger("skillbot.bot")
@@ -50,8 +59,7 @@ class Bot:
         self.pm, self.available_plugins = create_plugin_manager(settings, extra_plugins)
         self.configs = plugin_configs(self.pm, settings, self.available_plugins)
         order = list(settings.plugins.enabled) + list(extra_plugins or {})
-        trace = settings.logging.trace_hooks or os.environ.get("SKILLBOT_TRACE") == "1"
-        self.hooks = HookCaller(self.pm, order, settings.pipeline.plugin_timeout, trace)
+        self.hooks = HookCaller(self.pm, order, settings.pipeline.plugin_timeout, tracing(settings))
         self.http: aiohttp.ClientSession | None = None
         #: A bot given another bot's ``state`` (a settings reload) shares it and neither starts
         #: nor stops it until it is handed over (``owns_state``).
@@ -73,6 +81,16 @@ class Bot:
         if name not in self._caches:
             self._caches[name] = self.cache_factory(name, maxsize, ttl)
         return self._caches[name]
+
+    def caches(self) -> dict[str, Cache]:
+        """Every named cache made so far, by name (for metrics)."""
+        return dict(self._caches)
+
+    def release_plugin(self, plugin: Any) -> None:
+        """Unregister a plugin object another bot now runs (a settings reload), so stopping this
+        bot does not shut it down."""
+        self.pm.unregister(plugin)
+        self.hooks.forget_implementations()
 
     def cache_factory(self, name: str, maxsize: int, ttl: float) -> Cache:
         return self.state.cache_factory(name, maxsize, ttl)
@@ -141,9 +159,44 @@ class Bot:
 
     # ---- the pipeline -------------------------------------------------------------------------
 
+    async def answer(self, message: Message, ctx: MessageContext | None = None) -> Answer:
+        """Run one message through every stage: its reply, explanation and the stage that answered."""
+        ctx = ctx or MessageContext(bot=self, message=message)
+        early = await self.answer_early(ctx)
+        if early is not None:
+            ctx.extra["reply"] = early.reply
+            early.explanation = self.explain(ctx)
+            return early
+        reply = await self.process_pipeline(ctx)
+        return Answer(reply, self.explain(ctx), PIPELINE)
+
     async def process(self, message: Message, ctx: MessageContext | None = None) -> Reply:
         """Run one message through every stage; always returns a Reply (never raises)."""
-        ctx = ctx or MessageContext(bot=self, message=message)
+        return (await self.answer(message, ctx)).reply
+
+    async def answer_early(self, ctx: MessageContext) -> Answer | None:
+        """The stages before the plugins: 「继续」 takes the next part of a long answer, and a user
+        over the rate limit is told so. Neither is recorded in the history or seen by plugins."""
+        message, user = ctx.message, ctx.user
+        delivery = self.settings.delivery
+        text = message.text.strip()
+        try:
+            if text and text in delivery.continue_words:
+                part, remaining = await self.state.answers.pop_part(user)
+                if part is not None:
+                    content = part + (delivery.continue_hint if remaining else "")
+                    return Answer(TextReply(content, plugin="core", intent="continue"), stage=CONTINUATION)
+            limits = self.settings.ratelimit
+            if limits.enabled and not message.is_event and not await self.state.rate_limiter.allow(user):
+                ctx.log.info("user over the rate limit")
+                return Answer(TextReply(limits.reply, plugin="core", intent="rate_limited"), stage=RATE_LIMIT)
+        except Exception:
+            ctx.log.exception("continuation or rate limit failed; answering with the error reply")
+            return Answer(TextReply(self.settings.pipeline.error_reply, plugin="core", intent="error"))
+        return None
+
+    async def process_pipeline(self, ctx: MessageContext) -> Reply:
+        """The plugins' stages: inbound filter -> routing -> skills -> fallback -> outbound filter."""
         extra = {"msg_id": ctx.id}
         try:
             ctx.history = await self.conversations.history(ctx.user)
