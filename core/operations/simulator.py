@@ -42,7 +42,7 @@ from yarl import URL
 
 from ..access.crypto import verify_signature
 from ..appkeys import DELIVERY_KEY, GATEWAY_KEY
-from .chat_console import ChatClient, CommandError, Composer, reply_text, signer_for
+from .chat_console import ChatClient, CommandError, Composer, shown_text, signer_for
 from .health import authorized
 
 log = logging.getLogger("skillbot.simulator")
@@ -193,7 +193,7 @@ async def send(request: web.Request) -> web.Response:
         exchange = await client.send(inbound)
     request.app[_PAGE_KEYS][inbound.key] = nonce
     result = exchange.to_dict()
-    result["text"] = reply_text(exchange.reply)
+    result["text"] = shown_text(exchange.reply)
     result["user"] = user
     return web.json_response(result)
 
