@@ -70,3 +70,28 @@ async def test_bot_answer_gives_the_reply_its_explanation_and_stage():
     record = answered.to_record()
     assert record["explain"] == answered.explanation and "stage" not in record
     assert type(answered).from_record(record).reply == answered.reply
+
+
+async def test_through_the_webhook_a_refused_message_keeps_answers_waiting_for_the_user(wechat):
+    """The webhook path goes through the same stages; an answer kept for the user's next message
+    is not spent on a message the rate limit refuses (or on 「继续」), but on the next answered one."""
+    from core.access.replies import Answer
+    from core.appkeys import BOTS_KEY
+
+    echo = Echo()
+    h = await wechat(overrides={"ratelimit": {"enabled": True, "burst": 1, "rate": 0.0001}},
+                     plugins={"echo": echo}, enabled=[])
+    bot = h.client.app[BOTS_KEY].bot
+    kept = Answer(TextReply("早先的回答", plugin="echo", intent="fallback")).to_record()
+    await bot.state.answers.push_pending("o_user_1", kept, 60)
+    await bot.state.answers.set_parts("o_user_1", ["后半段"], 60)
+    _, continued, _ = await h.say("继续")
+    _, first, _ = await h.say("第一条")
+    _, refused, _ = await h.say("第二条")
+    scraped = await (await h.client.get("/metrics")).text()
+    assert continued["Content"] == "后半段"
+    assert first["Content"] == "早先的回答\n\n回声：第一条"
+    assert refused["Content"] == bot.settings.ratelimit.reply
+    assert echo.seen == ["第一条"]
+    assert "skillbot_rate_limited_total 1\n" in scraped
+    assert 'skillbot_message_outcomes_total{outcome="continue"} 1' in scraped

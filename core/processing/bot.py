@@ -160,11 +160,18 @@ class Bot:
     # ---- the pipeline -------------------------------------------------------------------------
 
     async def answer(self, message: Message, ctx: MessageContext | None = None) -> Answer:
-        """Run one message through every stage: its reply, explanation and the stage that answered."""
+        """Run one message through every stage: its reply, explanation and the stage that answered.
+
+        Two stages come before the plugins' and, when they answer, end the message there: the
+        user's history is not touched and no plugin hook runs (``skillbot_message_done`` neither).
+        """
         ctx = ctx or MessageContext(bot=self, message=message)
-        early = await self.answer_early(ctx)
+        try:
+            early = await self.continuation(ctx) or await self.rate_limit(ctx)
+        except Exception:
+            ctx.log.exception("continuation or rate limit failed; answering with the error reply")
+            early = Answer(TextReply(self.settings.pipeline.error_reply, plugin="core", intent="error"))
         if early is not None:
-            ctx.extra["reply"] = early.reply
             early.explanation = self.explain(ctx)
             return early
         reply = await self.process_pipeline(ctx)
@@ -174,26 +181,26 @@ class Bot:
         """Run one message through every stage; always returns a Reply (never raises)."""
         return (await self.answer(message, ctx)).reply
 
-    async def answer_early(self, ctx: MessageContext) -> Answer | None:
-        """The stages before the plugins: 「继续」 takes the next part of a long answer, and a user
-        over the rate limit is told so. Neither is recorded in the history or seen by plugins."""
-        message, user = ctx.message, ctx.user
+    async def continuation(self, ctx: MessageContext) -> Answer | None:
+        """Stage 「继续」: a continue word (``delivery.continue_words``) takes the next part of a
+        long answer kept for the user (the delivery keeps them); None when nothing is kept."""
         delivery = self.settings.delivery
-        text = message.text.strip()
-        try:
-            if text and text in delivery.continue_words:
-                part, remaining = await self.state.answers.pop_part(user)
-                if part is not None:
-                    content = part + (delivery.continue_hint if remaining else "")
-                    return Answer(TextReply(content, plugin="core", intent="continue"), stage=CONTINUATION)
-            limits = self.settings.ratelimit
-            if limits.enabled and not message.is_event and not await self.state.rate_limiter.allow(user):
-                ctx.log.info("user over the rate limit")
-                return Answer(TextReply(limits.reply, plugin="core", intent="rate_limited"), stage=RATE_LIMIT)
-        except Exception:
-            ctx.log.exception("continuation or rate limit failed; answering with the error reply")
-            return Answer(TextReply(self.settings.pipeline.error_reply, plugin="core", intent="error"))
-        return None
+        text = ctx.message.text.strip()
+        if not text or text not in delivery.continue_words:
+            return None
+        part, remaining = await self.state.answers.pop_part(ctx.user)
+        if part is None:
+            return None
+        content = part + (delivery.continue_hint if remaining else "")
+        return Answer(TextReply(content, plugin="core", intent="continue"), stage=CONTINUATION)
+
+    async def rate_limit(self, ctx: MessageContext) -> Answer | None:
+        """Stage rate limit: a user over ``[ratelimit]`` gets its reply (events are never limited)."""
+        limits = self.settings.ratelimit
+        if not limits.enabled or ctx.message.is_event or await self.state.rate_limiter.allow(ctx.user):
+            return None
+        ctx.log.info("user over the rate limit")
+        return Answer(TextReply(limits.reply, plugin="core", intent="rate_limited"), stage=RATE_LIMIT)
 
     async def process_pipeline(self, ctx: MessageContext) -> Reply:
         """The plugins' stages: inbound filter -> routing -> skills -> fallback -> outbound filter."""
