@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from cachetools import TTLCache
 
+from ..operations.logs import hash_user
+from ..processing.context import MessageContext
 from ..settings import Settings
 from ..settings_schema import ConfigError
 from ..state.delivery_records import DeliveryCoordinator, TryOutcome
@@ -26,7 +28,6 @@ if TYPE_CHECKING:
     from ..appkeys import BotHolder
     from ..operations.metrics import Metrics
     from ..processing.bot import Bot
-    from ..processing.context import MessageContext
 
 # The message's log line keeps the logger name operators already filter on.
 log = logging.getLogger("skillbot.gateway")
@@ -90,8 +91,6 @@ class Delivery:
 
     async def work(self, message: Message, log_id: str) -> dict:
         """The message's answer record: the bot's answer, after any answers kept for the user."""
-        from ..processing.context import MessageContext
-
         bot = self.bots.bot
         ctx = MessageContext(bot=bot, message=message, id=log_id)
         answer = await bot.answer(message, ctx)
@@ -104,8 +103,6 @@ class Delivery:
 
     def message_done(self, ctx: MessageContext, answer: Answer) -> None:
         """Metrics and the message's log line: id, hashed user, intent, plugin, status, time."""
-        from ..operations.logs import hash_user
-
         try:
             status = self.metrics.message_done(ctx, answer)
             user, total = hash_user(ctx.user), round(ctx.elapsed_ms, 1)
