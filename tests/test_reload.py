@@ -179,6 +179,32 @@ async def test_after_a_reload_every_reader_sees_the_new_bot(start):
     assert all(v is not old for v in h.app.values())
 
 
+async def test_after_a_reload_the_webhook_renders_with_the_new_reply_templates(start, tmp_path):
+    shipped = Path(__file__).parent.parent / "core" / "access" / "templates" / "reply" / "text.xml.j2"
+    folder = tmp_path / "operator_templates" / "reply"
+    folder.mkdir(parents=True)
+    (folder / "text.xml.j2").write_text(
+        shipped.read_text(encoding="utf-8").replace("{{ content|cdata }}", "{{ (content ~ '【新模板】')|cdata }}"),
+        encoding="utf-8")
+    h = await start(["welcome"])
+    assert await h.say("你好") == NO_ANSWER
+    h.write(["welcome"], {"pipeline": {"templates_dir": str(tmp_path / "operator_templates")}})
+    assert (await h.reloader.check()).outcome == "applied"
+    assert await h.say("你好") == NO_ANSWER + "【新模板】"
+
+
+async def test_after_a_reload_answers_are_pushed_on_the_new_bots_session(start, monkeypatch):
+    monkeypatch.setenv("WECHAT_APP_SECRET", "test-secret")
+    h = await start(["welcome"], {"delivery": {"mode": "customer_service"}})
+    delivery = h.app[DELIVERY_KEY]
+    first = delivery.push_sender()
+    assert first.http is h.bot.http and delivery.push_sender() is first
+    h.write(["welcome", "reload_greeter"], {"delivery": {"mode": "customer_service"}})
+    assert (await h.reloader.check()).outcome == "applied"
+    second = delivery.push_sender()
+    assert second is not first and second.http is h.bot.http and not second.http.closed
+
+
 @pytest.mark.parametrize("breakage,reason", [
     ("[server\nport = 1", "not valid TOML"),
     ({"pipeline": {"plugin_timout": 3}}, "pipeline.plugin_timout"),
