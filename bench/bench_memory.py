@@ -100,26 +100,25 @@ async def append_all(store, user: str, turns) -> None:
 
 async def run_bot(bot, users: int, per_user: int) -> None:
     from core.access.messages import build_message
-    from core.access.webhook import Gateway
+    from core.app import build_webhook
     from core.access.wechat_xml import parse_xml
     from core.operations.wechat_client import text_xml
 
-    gateway = Gateway(bot)
+    gateway = build_webhook(bot)
     sign = signer("plain")
 
     async def one(i: int, k: int) -> None:
         request = sign.sign(text_xml(FAQ_QUESTIONS[(i + k) % len(FAQ_QUESTIONS)], from_user=f"o_mem_{i:06d}"))
         gateway.check_signature(request.params)
         message = build_message(parse_xml(request.body))
-        outcome = await gateway.coordinator.on_try(message.dedup_key, lambda: gateway.work(message, "mem"),
-                                                   lambda payload: gateway.deliver_later(message, payload))
+        outcome = await gateway.delivery.on_try(message, "mem", connected=lambda: True)
         if outcome.payload is None or outcome.payload.get("plugin") != "faq":
             raise SystemExit(f"message of user {i} not answered by the FAQ: {outcome}")
 
     for k in range(per_user):
         for start in range(0, users, CONCURRENCY):
             await asyncio.gather(*(one(i, k) for i in range(start, min(users, start + CONCURRENCY))))
-    await gateway.coordinator.drain()
+    await gateway.delivery.drain()
     if bot.state.health is not None and (bot.state.status != "up" or bot.state.health.changes != 1):
         raise SystemExit("Redis was reported unreachable during the run (see the log): the figures "
                          "would mix backends")

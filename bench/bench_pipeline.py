@@ -38,7 +38,8 @@ async def measure(mode: str, count: int, users: int, profile: cProfile.Profile |
     from core.access.crypto import verify_signature
     from core.access.messages import build_message
     from core.access.replies import SuccessReply
-    from core.access.webhook import Gateway
+    from core.access.replies import Answer
+    from core.app import build_webhook
     from core.access.wechat_xml import parse_xml
     from core.operations.wechat_client import text_xml
     from core.processing.bot import Bot
@@ -47,7 +48,7 @@ async def measure(mode: str, count: int, users: int, profile: cProfile.Profile |
     name = "settings.bench.safe.toml" if mode == "safe" else "settings.bench.toml"
     bot = Bot(load_settings(BENCH_DIR / name))
     await bot.start()
-    gateway = Gateway(bot)
+    gateway = build_webhook(bot)
     sign = signer(mode)
     # Prepared before timing: signed (and encrypted) requests, each with its own MsgId.
     requests = [sign.sign(text_xml(FAQ_QUESTIONS[i % len(FAQ_QUESTIONS)], from_user=f"o_p_{i % users:05d}"))
@@ -98,12 +99,11 @@ async def measure(mode: str, count: int, users: int, profile: cProfile.Profile |
             message = build_message(fields)
             t6 = perf()
             parse += t6 - t5
-            outcome = await gateway.coordinator.on_try(message.dedup_key, lambda: gateway.work(message, "bench"),
-                                                       lambda payload: gateway.deliver_later(message, payload))
+            outcome = await gateway.delivery.on_try(message, "bench", connected=lambda: True)
             t7 = perf()
             if outcome.payload is None:
                 raise SystemExit(f"message {n} was not answered on its first try: {outcome}")
-            reply = await gateway.passive_reply(message, outcome.payload)
+            reply = await gateway.delivery.passive_reply(message, Answer.from_record(outcome.payload))
             if isinstance(reply, SuccessReply) or reply.plugin != "faq":
                 raise SystemExit(f"message {n} was answered by {reply.plugin!r}, not the FAQ plugin")
             xml = gateway.renderer.render(reply, to_user=message.from_user, from_user=message.to_user)
@@ -131,7 +131,7 @@ async def measure(mode: str, count: int, users: int, profile: cProfile.Profile |
         gc.callbacks.remove(gc_watch)
         if profile is not None:
             profile.disable()
-        await gateway.coordinator.drain()
+        await gateway.delivery.drain()
         await bot.stop()
     return timings
 

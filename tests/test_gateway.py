@@ -8,8 +8,8 @@ import pytest
 
 from core import Intent, TextReply, hookimpl
 from core.access.crypto import MessageCrypto, sha1_signature
-from core.access.wechat_xml import parse_xml
-from core.operations.wechat_client import cdata, text_xml
+from core.access.wechat_xml import cdata, parse_xml
+from core.operations.wechat_client import text_xml
 from core.testing import send_in_pieces
 
 ONLY_WELCOME = ["welcome"]

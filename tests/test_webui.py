@@ -13,7 +13,7 @@ from core import TextReply, hookimpl
 from core.access.crypto import sha1_signature
 from core.access.messages import message_key
 from core.app import create_app
-from core.appkeys import GATEWAY_KEY
+from core.appkeys import DELIVERY_KEY, GATEWAY_KEY
 from core.operations.wechat_client import WeChatSigner, text_xml
 from core.settings import deep_merge
 from core.testing import build_settings
@@ -42,6 +42,7 @@ def served(aiohttp_server, aiohttp_client):
         server = await aiohttp_server(create_app(settings, {"echo": Echo()}))
         client = await aiohttp_client(server)
         client.gateway = server.app[GATEWAY_KEY]
+        client.delivery = server.app[DELIVERY_KEY]
         client.page_token = None
         if client.gateway.bot.settings.simulator.enabled:
             client.page_token = await page_token(client)
@@ -140,7 +141,7 @@ async def test_explanation_is_found_with_the_answer_record_too(served, redis_url
     client = await served({**ON, "state": {"backend": "redis", "redis_url": redis_url,
                                            "key_prefix": f"webui:{uuid.uuid4().hex[:8]}:"}})
     result = await (await client.sim_send({"kind": "text", "text": "在吗"})).json()
-    client.gateway.explanations.clear()  # as if a different worker had answered
+    client.delivery.explanations.clear()  # as if a different worker had answered
     response = await client.get("/simulator/api/explain", params={"key": result["key"]},
                                 headers={"X-Simulator-Token": client.page_token})
     found = await response.json()
@@ -201,7 +202,7 @@ async def test_explain_shows_a_real_users_message_to_nobody_but_the_owner(served
     real = signer.sign(text_xml("我的电话是13800138000，住在幸福路8号", from_user="o_real", msg_id=4242))
     assert (await client.post(settings.server.path, params=real.params, data=real.body)).status == 200
     key = message_key("o_real", "4242")
-    assert key in client.gateway.explanations
+    assert key in client.delivery.explanations
 
     async def explain(key, headers=None, params=None):
         return await client.get("/simulator/api/explain", params={"key": key, **(params or {})},

@@ -1,7 +1,9 @@
-"""Reply types a plugin returns; the gateway renders them to WeChat's passive-reply XML."""
+"""Reply types a plugin returns (the webhook renders them to WeChat's passive-reply XML), and the
+``Answer`` the pipeline gives a message: its reply with the explanation of how it was reached."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass
@@ -105,3 +107,60 @@ def reply_from_dict(data: dict) -> Reply:
     if cls is NewsReply:
         data["articles"] = [Article(**a) for a in data["articles"]]
     return cls(**data)
+
+
+#: The field of an answer record (``Answer.to_record``) that holds the explanation.
+EXPLANATION_FIELD = "explain"
+
+#: Which stage gave the answer: the full pipeline, or a stage that answers before it.
+PIPELINE, CONTINUATION, RATE_LIMIT = "pipeline", "continuation", "rate_limit"
+
+
+@dataclass
+class Answer:
+    """What the bot answers one message with: the reply, how it was reached (the explanation the
+    simulators show) and the stage that gave it. Stored in answer records as ``to_record()``."""
+
+    reply: Reply
+    explanation: dict[str, Any] = field(default_factory=dict)
+    stage: str = PIPELINE
+
+    @property
+    def plugin(self) -> str | None:
+        return self.reply.plugin
+
+    @property
+    def intent(self) -> str | None:
+        return self.reply.intent
+
+    def to_record(self, explained: bool = True) -> dict:
+        """The storable (JSON) form: the reply's fields, plus its explanation unless ``explained``
+        is False."""
+        record = reply_to_dict(self.reply)
+        if explained and self.explanation:
+            record[EXPLANATION_FIELD] = self.explanation
+        return record
+
+    @classmethod
+    def from_record(cls, record: dict) -> Answer:
+        record = dict(record)
+        explanation = record.pop(EXPLANATION_FIELD, None) or {}
+        return cls(reply_from_dict(record), explanation)
+
+    def explained_try(self, try_number: int | None, timings_ms: dict[str, float]) -> dict[str, Any]:
+        """The explanation of this answer as one try carried it: who answered, the pipeline's
+        timings and the try's own (verify, parse, render, total); ``try_number`` None when the try
+        is not known (an explanation read back from an answer record)."""
+        explanation = dict(self.explanation)
+        explanation["timings_ms"] = {**explanation.get("timings_ms", {}),
+                                     **{k: round(v, 3) for k, v in timings_ms.items()}}
+        explanation["plugin"] = explanation.get("plugin") or self.plugin
+        explanation["intent"] = explanation.get("intent") or self.intent
+        if try_number is not None:
+            explanation["try"] = try_number
+        return explanation
+
+
+def record_without_explanation(record: dict) -> dict:
+    """An answer record without its explanation (what a retry or a later delivery needs)."""
+    return {k: v for k, v in record.items() if k != EXPLANATION_FIELD}

@@ -42,8 +42,9 @@ from yarl import URL
 
 from ..access.crypto import sha1_signature
 from ..access.messages import event_key, message_key
+from ..access.replies import reply_text
 from ..settings import Settings
-from .wechat_client import TryResult, WeChatSigner, cdata, deliver_like_wechat
+from .wechat_client import TryResult, WeChatSigner, deliver_like_wechat, message_xml, reply_from_fields
 
 DEFAULT_USER = "o_chat_user"
 ACCOUNT = "gh_skillbot"
@@ -89,7 +90,7 @@ class Exchange:
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.inbound.kind, "key": self.inbound.key, "status": self.status,
                 "ok": self.ok, "error": self.error, "reply": self.reply,
-                "text": reply_text(self.reply), "explain": self.explain,
+                "text": shown_text(self.reply), "explain": self.explain,
                 "plugin": (self.explain or {}).get("plugin"), "intent": (self.explain or {}).get("intent"),
                 "elapsed_ms": round(self.elapsed_ms, 1),
                 "tries": [{"try": t.try_number, "status": t.status,
@@ -97,20 +98,6 @@ class Exchange:
 
 
 # ---- building messages -----------------------------------------------------------------------------
-
-def _xml(msg_type: str, fields: dict[str, Any], user: str, create_time: int,
-         msg_id: int | None) -> str:
-    parts = [f"<ToUserName>{cdata(ACCOUNT)}</ToUserName>", f"<FromUserName>{cdata(user)}</FromUserName>",
-             f"<CreateTime>{create_time}</CreateTime>", f"<MsgType>{cdata(msg_type)}</MsgType>"]
-    for name, value in fields.items():
-        if isinstance(value, (int, float)):
-            parts.append(f"<{name}>{value}</{name}>")
-        else:
-            parts.append(f"<{name}>{cdata(str(value))}</{name}>")
-    if msg_id is not None:
-        parts.append(f"<MsgId>{msg_id}</MsgId>")
-    return "<xml>" + "".join(parts) + "</xml>"
-
 
 def _number(value: str, what: str) -> float:
     try:
@@ -137,12 +124,14 @@ class Composer:
 
     def message(self, msg_type: str, fields: dict[str, Any], kind: str | None = None) -> Inbound:
         msg_id = next(_msg_ids)
-        xml = _xml(msg_type, fields, self.user, int(time.time()), msg_id)
+        xml = message_xml(msg_type, fields, to_user=ACCOUNT, from_user=self.user,
+                          create_time=int(time.time()), msg_id=msg_id)
         return Inbound(xml, message_key(self.user, str(msg_id)), kind or msg_type)
 
     def event(self, event: str, fields: dict[str, Any] | None = None) -> Inbound:
         create_time = self._time()
-        xml = _xml("event", {"Event": event, **(fields or {})}, self.user, create_time, None)
+        xml = message_xml("event", {"Event": event, **(fields or {})}, to_user=ACCOUNT,
+                          from_user=self.user, create_time=create_time)
         key = event_key(self.user, create_time, event, str((fields or {}).get("EventKey", "")).strip())
         return Inbound(xml, key, f"event.{event}")
 
@@ -302,25 +291,13 @@ def remote_explainer(session: aiohttp.ClientSession, webhook_url: str, token: st
 
 # ---- printing -------------------------------------------------------------------------------------
 
-def reply_text(fields: dict[str, Any] | None) -> str:
-    """What the user would see, in one string."""
+def shown_text(fields: dict[str, Any] | None) -> str:
+    """What the user would see of a reply's fields, in one string: its words
+    (``replies.reply_text``), or ``[image]`` and the like for a reply without any."""
     if fields is None:
         return ""
-    msg_type = fields.get("MsgType")
-    if msg_type == "text":
-        return str(fields.get("Content", ""))
-    if msg_type == "news":
-        articles = fields.get("Articles", {})
-        items = articles.get("item", []) if isinstance(articles, dict) else articles
-        if isinstance(items, dict):
-            items = [items]
-        lines = []
-        for item in items or []:
-            lines.append(f"[{item.get('Title', '')}] {item.get('Description', '')} {item.get('Url', '')}".strip())
-        return "\n".join(lines)
-    if msg_type in ("image", "voice", "video", "music"):
-        return f"[{msg_type}]"
-    return f"[{msg_type}]"
+    reply = reply_from_fields(fields)
+    return (reply_text(reply) if reply is not None else "") or f"[{fields.get('MsgType')}]"
 
 
 STAGES = ("verify", "parse", "inbound", "route", "skill", "fallback", "outbound", "render", "total")
@@ -334,7 +311,7 @@ def describe(exchange: Exchange, verbose: bool = False) -> list[str]:
     elif exchange.reply is None:
         lines.append("bot> (no reply: the bot acknowledged with \"success\")")
     else:
-        text = reply_text(exchange.reply)
+        text = shown_text(exchange.reply)
         first, *rest = text.split("\n") or [""]
         lines.append(f"bot> {first}")
         lines.extend(f"     {line}" for line in rest)
@@ -444,16 +421,16 @@ async def chat_main(args: argparse.Namespace, settings: Settings) -> int:
             client = ChatClient(session, args.url, signer, remote_explainer(session, args.url, token, signer))
             return await converse(client, composer, lines, sys.stdout, sys.stdin, args.json, args.verbose)
         async with local_bot(settings) as (url, app):
-            from ..appkeys import GATEWAY_KEY
+            from ..appkeys import DELIVERY_KEY
 
-            gateway = app[GATEWAY_KEY]
+            delivery = app[DELIVERY_KEY]
 
             async def local_explain(key: str) -> dict[str, Any] | None:
-                return gateway.explanations.get(key)
+                return delivery.explanations.get(key)
 
             client = ChatClient(session, url, signer, local_explain)
             return await converse(client, composer, lines, sys.stdout, sys.stdin, args.json, args.verbose)
 
 
 __all__ = ["Composer", "ChatClient", "Exchange", "Inbound", "CommandError", "describe", "local_bot",
-           "signer_for", "remote_explainer", "reply_text"]
+           "signer_for", "remote_explainer", "shown_text"]

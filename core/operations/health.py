@@ -16,7 +16,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from ..appkeys import GATEWAY_KEY
+from ..appkeys import BOTS_KEY
 
 
 @dataclass
@@ -102,8 +102,8 @@ async def plugin_checks(bot: Any, probe: bool, timeout: float = 2.0) -> list[Che
 # ---- HTTP ------------------------------------------------------------------------------------------
 
 def current_bot(app: web.Application) -> Any:
-    """The running bot (a settings reload replaces it; the gateway always holds the current one)."""
-    return app[GATEWAY_KEY].bot
+    """The running bot (a settings reload swaps it in the app's one ``BotHolder``)."""
+    return app[BOTS_KEY].bot
 
 
 def authorized(request: web.Request) -> bool:

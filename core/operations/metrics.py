@@ -1,9 +1,11 @@
 """Metrics in the Prometheus text format (``GET /metrics``) and the one-line-per-message log.
 
 A small registry of our own (counters and fixed-bucket histograms; no dependency): a message
-costs a few dictionary updates. Counters that other parts already keep (the gateway's request
-counters, the delivery coordinator's try statistics, cache hits, plugin failures) are read when
-``/metrics`` is scraped rather than counted twice.
+costs a few dictionary updates. Counters that other parts already keep (the delivery
+coordinator's try statistics, cache hits, plugin failures) are read when ``/metrics`` is scraped
+rather than counted twice. Dependencies point one way: the webhook and delivery record into
+``Metrics``; ``Metrics`` reads the running bots through the ``BotHolder`` and the try
+statistics it was handed, and knows neither the webhook nor the delivery.
 
 Each worker process has its own registry: with ``--workers N`` a scrape reaches one worker, so
 scrape each worker (or sum over the ``instance`` label your scraper adds).
@@ -12,12 +14,16 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
 
 from aiohttp import web
 
-from ..appkeys import GATEWAY_KEY
+from ..appkeys import METRICS_KEY
 from .logs import hash_user
+
+if TYPE_CHECKING:
+    from ..access.replies import Answer
+    from ..appkeys import BotHolder
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -180,9 +186,8 @@ def kind_label(kind: str) -> str:
     return _KNOWN_KINDS.get(kind.lower(), OTHER)
 
 
-def outcome_of(payload: dict) -> str:
-    """How a message ended, for the message log line and metrics."""
-    plugin, intent = payload.get("plugin"), payload.get("intent")
+def outcome_of(plugin: str | None, intent: str | None) -> str:
+    """How a message ended (by who answered it), for the message log line and metrics."""
     if plugin == "core" and intent in ("error", "rate_limited", "continue", "none"):
         return {"none": "no_answer"}.get(intent, intent)
     if intent == "filtered":
@@ -191,11 +196,16 @@ def outcome_of(payload: dict) -> str:
 
 
 class Metrics:
-    """The bot's metrics. One per gateway, so counts survive a settings reload."""
+    """The bot's metrics. One per application, so counts survive a settings reload.
 
-    def __init__(self) -> None:
+    ``bots`` gives the running bot and those a reload is retiring (caches, plugin failures,
+    state backend); ``read_tries_from`` hands over the delivery coordinator's try statistics.
+    """
+
+    def __init__(self, bots: BotHolder | None = None) -> None:
         self.registry = r = Registry()
-        self.gateway: Any = None  # set by the gateway that owns this
+        self.bots = bots
+        self.try_stats: Mapping[str, int] = {}
         self.started = time.time()
         self.messages = r.add(Counter(
             "skillbot_messages_total", "Messages answered (once per message, retries not counted), "
@@ -228,15 +238,14 @@ class Metrics:
         self.reloads = r.add(Counter(
             "skillbot_settings_reloads_total", "Settings reloads, by result (applied, rejected).",
             ("result",)))
-        #: Counts kept from bots a settings reload replaced, and bots still finishing their work.
+        #: Counts kept from bots a settings reload replaced.
         self.retired_caches: dict[tuple[str, str], float] = {}
         self.retired_failures: dict[str, float] = {}
-        self.retiring: list[Any] = []
-        r.add(Collected("skillbot_requests_total", "HTTP tries received on the webhook that passed "
-                        "the checks, by message type (WeChat retries included).", "counter",
-                        ("type",), self._requests))
-        r.add(Collected("skillbot_rejected_total", "Webhook requests rejected, by HTTP status.",
-                        "counter", ("status",), self._rejected))
+        self.requests = r.add(Counter(
+            "skillbot_requests_total", "HTTP tries received on the webhook that passed the checks, "
+            "by message type (WeChat retries included).", ("type",)))
+        self.rejected = r.add(Counter(
+            "skillbot_rejected_total", "Webhook requests rejected, by HTTP status.", ("status",)))
         r.add(Collected("skillbot_tries_total", "WeChat tries by what the gateway did: first_try and "
                         "retry (answered), held (left unanswered for the next try), acked, "
                         "duplicates_suppressed, deferred.", "counter", ("result",), self._tries))
@@ -247,7 +256,7 @@ class Metrics:
                         "try: delivered later (customer-service push or with the next message).",
                         "counter", (), lambda: self._stat("deferred")))
         r.add(Collected("skillbot_rate_limited_total", "Messages refused by the per-user rate limit.",
-                        "counter", (), lambda: [((), self._counter("rate_limited"))]))
+                        "counter", (), lambda: [((), self.outcomes.value("rate_limited"))]))
         r.add(Collected("skillbot_cache_hits_total", "Named cache hits.", "counter", ("cache",),
                         lambda: self._caches("hits")))
         r.add(Collected("skillbot_cache_misses_total", "Named cache misses.", "counter", ("cache",),
@@ -259,15 +268,19 @@ class Metrics:
         r.add(Collected("skillbot_start_time_seconds", "Unix time this process started serving.",
                         "gauge", (), lambda: [((), self.started)]))
 
-    # ---- recording (called by the gateway) ----------------------------------------------------
+    def read_tries_from(self, stats: Mapping[str, int]) -> None:
+        """Report these try statistics (the delivery coordinator's, kept up to date by it)."""
+        self.try_stats = stats
 
-    def message_done(self, ctx: Any, payload: dict) -> str:
+    # ---- recording (called by the webhook and the delivery) -----------------------------------
+
+    def message_done(self, ctx: Any, answer: Answer) -> str:
         """Count one finished message; returns its outcome."""
         message = ctx.message
-        plugin = payload.get("plugin") or "-"
-        intent = payload.get("intent") or "-"
+        plugin = answer.plugin or "-"
+        intent = answer.intent or "-"
         self.messages.inc(kind_label(message.kind), intent, plugin)
-        outcome = outcome_of(payload)
+        outcome = outcome_of(answer.plugin, answer.intent)
         self.outcomes.inc(outcome)
         for stage, ms in ctx.timings.items():
             self.stages.observe(ms / 1000, stage)
@@ -305,9 +318,7 @@ class Metrics:
 
     def retire(self, bot: Any) -> None:
         """Keep the counts of a bot replaced by a settings reload (its caches go with it)."""
-        if bot in self.retiring:
-            self.retiring.remove(bot)
-        for name, cache in getattr(bot, "_caches", {}).items():
+        for name, cache in bot.caches().items():
             for kind in ("hits", "misses"):
                 key = (name, kind)
                 self.retired_caches[key] = self.retired_caches.get(key, 0) + getattr(cache, kind, 0)
@@ -316,40 +327,19 @@ class Metrics:
 
     # ---- read at scrape time ------------------------------------------------------------------
 
-    def _counter(self, name: str) -> float:
-        return self.gateway.counters.get(name, 0) if self.gateway is not None else 0
-
-    def _prefixed(self, prefix: str) -> list[tuple[Labels, float]]:
-        counters = self.gateway.counters if self.gateway is not None else {}
-        return [((k[len(prefix):],), v) for k, v in list(counters.items()) if k.startswith(prefix)]
-
-    def _requests(self) -> list[tuple[Labels, float]]:
-        totals: dict[Labels, float] = {}
-        for (kind,), value in self._prefixed("messages_"):
-            label = (kind_label(kind),)
-            totals[label] = totals.get(label, 0) + value
-        return list(totals.items())
-
-    def _rejected(self) -> list[tuple[Labels, float]]:
-        return self._prefixed("rejected_")
-
     def _tries(self) -> list[tuple[Labels, float]]:
-        if self.gateway is None:
-            return []
-        return [((k,), v) for k, v in self.gateway.coordinator.stats.items()]
+        return [((k,), v) for k, v in list(self.try_stats.items())]
 
     def _stat(self, name: str) -> list[tuple[Labels, float]]:
-        if self.gateway is None:
-            return [((), 0)]
-        return [((), self.gateway.coordinator.stats.get(name, 0))]
+        return [((), self.try_stats.get(name, 0))]
 
     def _live_bots(self) -> list[Any]:
-        return ([self.gateway.bot] if self.gateway is not None else []) + list(self.retiring)
+        return self.bots.live() if self.bots is not None else []
 
     def _caches(self, kind: str) -> list[tuple[Labels, float]]:
         totals = {name: v for (name, k), v in self.retired_caches.items() if k == kind}
         for bot in self._live_bots():
-            for name, cache in list(getattr(bot, "_caches", {}).items()):
+            for name, cache in bot.caches().items():
                 value = getattr(cache, kind, None)
                 if isinstance(value, (int, float)):
                     totals[name] = totals.get(name, 0) + value
@@ -363,9 +353,9 @@ class Metrics:
         return [((plugin,), v) for plugin, v in totals.items()]
 
     def _state(self) -> list[tuple[Labels, float]]:
-        if self.gateway is None:
+        if self.bots is None:
             return []
-        state = self.gateway.bot.state
+        state = self.bots.bot.state
         return [((state.backend,), 0 if state.status == "down" else 1)]
 
     def render(self) -> str:
@@ -378,7 +368,7 @@ async def metrics_handler(request: web.Request) -> web.Response:
 
     if not authorized(request):
         return web.Response(status=401, text="unauthorized", headers={"WWW-Authenticate": "Bearer"})
-    text = request.app[GATEWAY_KEY].metrics.render()
+    text = request.app[METRICS_KEY].render()
     return web.Response(body=text.encode("utf-8"), headers={"Content-Type": CONTENT_TYPE})
 
 

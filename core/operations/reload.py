@@ -31,7 +31,7 @@ from typing import Any, AsyncIterator, Callable
 
 from aiohttp import web
 
-from ..appkeys import GATEWAY_KEY
+from ..appkeys import BOTS_KEY, DELIVERY_KEY, METRICS_KEY
 from ..processing.bot import Bot
 from ..settings import Settings, load_settings
 from ..settings_schema import ConfigError
@@ -111,7 +111,7 @@ class SettingsReloader:
 
     @property
     def bot(self) -> Bot:
-        return self.app[GATEWAY_KEY].bot
+        return self.app[BOTS_KEY].bot
 
     def start(self) -> None:
         if self.bot.settings.server.reload_interval > 0 and self._task is None:
@@ -178,7 +178,7 @@ class SettingsReloader:
             self.last_applied = time.time()
             self.last_error = None
             self.restart_needed = held
-            self.app[GATEWAY_KEY].metrics.reloads.inc("applied")
+            self.app[METRICS_KEY].reloads.inc("applied")
             log.info("settings reloaded from %s (changed: %s); plugins: %s", self.path.name,
                      ", ".join(changed) or "nothing that matters", ", ".join(settings.plugins.enabled))
             if held:
@@ -189,36 +189,21 @@ class SettingsReloader:
     def _reject(self, reason: str) -> ReloadResult:
         self.last_error = reason
         self.last_error_at = time.time()
-        self.app[GATEWAY_KEY].metrics.reloads.inc("rejected")
+        self.app[METRICS_KEY].reloads.inc("rejected")
         log.error("settings reload rejected, the running settings stay: %s", reason)
         return ReloadResult("rejected", reason=reason)
 
     def _swap(self, old: Bot, new: Bot) -> None:
-        gateway = self.app[GATEWAY_KEY]
-        in_flight = set(gateway.coordinator.tasks)
+        """Make ``new`` the running bot in the app's one holder; the webhook, the delivery, the
+        metrics and the operator pages read it there (what they build from settings that may
+        change live, such as the reply renderer, they make again when they see a new bot)."""
+        in_flight = set(self.app[DELIVERY_KEY].coordinator.tasks)
         new.owns_state, old.owns_state = old.owns_state, False
-        gateway.bot = new
-        self._refresh_gateway(gateway, old.settings, new)
+        self.app[BOTS_KEY].swap(new)
         self._apply_logging(old.settings, new.settings)
-        gateway.metrics.retiring.append(old)
         task = asyncio.ensure_future(self._retire(old, new, in_flight))
         self._retiring.add(task)
         task.add_done_callback(self._retiring.discard)
-
-    def _refresh_gateway(self, gateway: Any, before: Settings, new: Bot) -> None:
-        """What the gateway built from settings that may change live."""
-        settings = new.settings
-        if (before.pipeline.truncation_marker, before.pipeline.templates_dir) != (
-                settings.pipeline.truncation_marker, settings.pipeline.templates_dir):
-            from ..access.wechat_xml import ReplyRenderer
-
-            gateway.renderer = ReplyRenderer(
-                truncation_marker=settings.pipeline.truncation_marker,
-                template_dirs=[settings.resolve_path(settings.pipeline.templates_dir) / "reply"])
-        if gateway.push_sender is not None:  # it used the old bot's HTTP session
-            from ..app import customer_service_sender
-
-            gateway.push_sender = customer_service_sender(new)
 
     @staticmethod
     def _apply_logging(before: Settings, after: Settings) -> None:
@@ -235,15 +220,14 @@ class SettingsReloader:
         # Plugin objects handed to both bots in code live on in the new one: do not shut them down.
         for name, plugin in list(old.pm.list_name_plugin()):
             if plugin is not None and new.pm.is_registered(plugin):
-                old.pm.unregister(plugin)
-                old.hooks._cache.clear()
-        metrics = self.app[GATEWAY_KEY].metrics
+                old.release_plugin(plugin)
         try:
             await old.stop()
         except Exception:
             log.exception("stopping the replaced bot failed")
         finally:
-            metrics.retire(old)
+            self.app[METRICS_KEY].retire(old)
+            self.app[BOTS_KEY].retired(old)
 
     async def drain(self) -> None:
         """Wait until every replaced bot has been stopped."""
@@ -305,7 +289,7 @@ RELOADER_KEY: web.AppKey[SettingsReloader] = web.AppKey("reloader", SettingsRelo
 
 def setup_reload(app: web.Application) -> SettingsReloader | None:
     """Attach a reloader to the app when its settings came from a file; polling starts with the app."""
-    settings = app[GATEWAY_KEY].bot.settings
+    settings = app[BOTS_KEY].bot.settings
     if settings.source is None:
         return None
     reloader = SettingsReloader(app, settings.source)

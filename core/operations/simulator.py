@@ -41,8 +41,8 @@ from cachetools import TTLCache
 from yarl import URL
 
 from ..access.crypto import verify_signature
-from ..appkeys import GATEWAY_KEY
-from .chat_console import ChatClient, CommandError, Composer, reply_text, signer_for
+from ..appkeys import DELIVERY_KEY, GATEWAY_KEY
+from .chat_console import ChatClient, CommandError, Composer, shown_text, signer_for
 from .health import authorized
 
 log = logging.getLogger("skillbot.simulator")
@@ -139,17 +139,9 @@ async def info(request: web.Request) -> web.Response:
                               "kinds": list(SEND_KINDS)})
 
 
-async def find_explanation(gateway: Any, key: str) -> dict[str, Any] | None:
-    """This process's explanation of a message, else the one kept with its answer record (with
-    ``--workers`` and Redis the message may have been answered by another worker)."""
-    found = gateway.explanations.get(key)
-    if found is None:
-        payload = await gateway.answers.wait_result(key, 0)
-        found = payload.get("explain") if isinstance(payload, dict) else None
-        if found is not None:
-            found = {**found, "plugin": found.get("plugin") or payload.get("plugin"),
-                     "intent": found.get("intent") or payload.get("intent")}
-    return found
+async def find_explanation(app: web.Application, key: str) -> dict[str, Any] | None:
+    """The explanation of a message (core/access/delivery.py: ``Delivery.explanation_of``)."""
+    return await app[DELIVERY_KEY].explanation_of(key)
 
 
 def own_webhook_url(request: web.Request) -> str:
@@ -192,7 +184,7 @@ async def send(request: web.Request) -> web.Response:
         return web.json_response({"error": str(exc)}, status=400)
 
     async def explain(key: str) -> dict[str, Any] | None:
-        return await find_explanation(gateway, key)
+        return await find_explanation(request.app, key)
 
     settings = gateway.bot.settings
     signer = signer_for(settings)
@@ -201,7 +193,7 @@ async def send(request: web.Request) -> web.Response:
         exchange = await client.send(inbound)
     request.app[_PAGE_KEYS][inbound.key] = nonce
     result = exchange.to_dict()
-    result["text"] = reply_text(exchange.reply)
+    result["text"] = shown_text(exchange.reply)
     result["user"] = user
     return web.json_response(result)
 
@@ -251,7 +243,7 @@ async def explain(request: web.Request) -> web.Response:
     else:
         nonce = page_token_nonce(settings, request.headers.get(TOKEN_HEADER, ""))
         allowed = nonce is not None and request.app[_PAGE_KEYS].get(key) == nonce
-    found = await find_explanation(request.app[GATEWAY_KEY], key) if key and allowed else None
+    found = await find_explanation(request.app, key) if key and allowed else None
     if found is None:
         return web.json_response({"error": "unknown key"}, status=404)
     return web.json_response(found)

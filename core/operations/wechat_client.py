@@ -12,13 +12,19 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..access.crypto import MessageCrypto, sha1_signature, verify_signature
-from ..access.wechat_xml import parse_xml
+from ..access.replies import (
+    Article,
+    ImageReply,
+    MusicReply,
+    NewsReply,
+    Reply,
+    TextReply,
+    VideoReply,
+    VoiceReply,
+)
+from ..access.wechat_xml import cdata, parse_xml
 
 _msg_ids = itertools.count(int(time.time() * 1000) * 1000)
-
-
-def cdata(text: str) -> str:
-    return "<![CDATA[" + str(text).replace("]]>", "]]]]><![CDATA[>") + "]]>"
 
 
 def message_xml(msg_type: str, fields: dict[str, Any], to_user: str = "gh_skillbot",
@@ -98,7 +104,40 @@ class WeChatSigner:
         return fields
 
 
-__all__ = ["message_xml", "text_xml", "event_xml", "WeChatSigner", "SignedRequest"]
+def reply_from_fields(fields: dict[str, Any]) -> Reply | None:
+    """The typed reply a passive-reply XML carries (its fields as ``open_reply`` gives them);
+    None for a type this does not know."""
+    msg_type = fields.get("MsgType")
+
+    def part(name: str) -> dict[str, Any]:
+        value = fields.get(name)
+        return value if isinstance(value, dict) else {}
+
+    if msg_type == "text":
+        return TextReply(str(fields.get("Content", "")))
+    if msg_type == "image":
+        return ImageReply(str(part("Image").get("MediaId", "")))
+    if msg_type == "voice":
+        return VoiceReply(str(part("Voice").get("MediaId", "")))
+    if msg_type == "video":
+        video = part("Video")
+        return VideoReply(str(video.get("MediaId", "")), str(video.get("Title", "")),
+                          str(video.get("Description", "")))
+    if msg_type == "music":
+        music = part("Music")
+        return MusicReply(str(music.get("ThumbMediaId", "")), str(music.get("Title", "")),
+                          str(music.get("Description", "")), str(music.get("MusicUrl", "")),
+                          str(music.get("HQMusicUrl", "")))
+    if msg_type == "news":
+        items = part("Articles").get("item", [])
+        items = [items] if isinstance(items, dict) else items
+        return NewsReply([Article(str(i.get("Title", "")), str(i.get("Description", "")),
+                                  str(i.get("PicUrl", "")), str(i.get("Url", "")))
+                          for i in items if isinstance(i, dict)])
+    return None
+
+
+__all__ = ["message_xml", "text_xml", "event_xml", "reply_from_fields", "WeChatSigner", "SignedRequest"]
 
 
 @dataclass

@@ -1,13 +1,13 @@
 """The bot: plugins, stores and the message pipeline, independent of HTTP.
 
-Pipeline stages, in order: inbound filter -> routing -> skills -> fallback -> outbound filter.
-Rendering to XML and delivery inside WeChat's window belong to the gateway (core/access/webhook.py).
+Pipeline stages, in order: continuation (「继续」) -> rate limit -> inbound filter -> routing ->
+skills -> fallback -> outbound filter. Rendering to XML belongs to the webhook
+(core/access/webhook.py), delivery inside WeChat's window to core/access/delivery.py.
 """
 from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
@@ -15,14 +15,23 @@ import aiohttp
 import jinja2
 
 from ..access.messages import Message
-from ..access.replies import Reply, SuccessReply, TextReply, reply_text
+from ..access.replies import (
+    CONTINUATION,
+    PIPELINE,
+    RATE_LIMIT,
+    Answer,
+    Reply,
+    SuccessReply,
+    TextReply,
+    reply_text,
+)
 from ..settings import Settings
 from ..state.cache import Cache
 from ..state.conversation import ConversationStore, Turn
 from ..state.stores import build_state
 from .context import MessageContext
 from .intents import Intent, RouteResult
-from .plugin_manager import HookCaller, create_plugin_manager, plugin_configs
+from .plugin_manager import HookCaller, create_plugin_manager, plugin_configs, tracing
 from .templating import text_environment
 
 log = logging.getLogger("skillbot.bot")
@@ -50,8 +59,7 @@ class Bot:
         self.pm, self.available_plugins = create_plugin_manager(settings, extra_plugins)
         self.configs = plugin_configs(self.pm, settings, self.available_plugins)
         order = list(settings.plugins.enabled) + list(extra_plugins or {})
-        trace = settings.logging.trace_hooks or os.environ.get("SKILLBOT_TRACE") == "1"
-        self.hooks = HookCaller(self.pm, order, settings.pipeline.plugin_timeout, trace)
+        self.hooks = HookCaller(self.pm, order, settings.pipeline.plugin_timeout, tracing(settings))
         self.http: aiohttp.ClientSession | None = None
         #: A bot given another bot's ``state`` (a settings reload) shares it and neither starts
         #: nor stops it until it is handed over (``owns_state``).
@@ -73,6 +81,16 @@ class Bot:
         if name not in self._caches:
             self._caches[name] = self.cache_factory(name, maxsize, ttl)
         return self._caches[name]
+
+    def caches(self) -> dict[str, Cache]:
+        """Every named cache made so far, by name (for metrics)."""
+        return dict(self._caches)
+
+    def release_plugin(self, plugin: Any) -> None:
+        """Unregister a plugin object another bot now runs (a settings reload), so stopping this
+        bot does not shut it down."""
+        self.pm.unregister(plugin)
+        self.hooks.forget_implementations()
 
     def cache_factory(self, name: str, maxsize: int, ttl: float) -> Cache:
         return self.state.cache_factory(name, maxsize, ttl)
@@ -141,9 +159,51 @@ class Bot:
 
     # ---- the pipeline -------------------------------------------------------------------------
 
+    async def answer(self, message: Message, ctx: MessageContext | None = None) -> Answer:
+        """Run one message through every stage: its reply, explanation and the stage that answered.
+
+        Two stages come before the plugins' and, when they answer, end the message there: the
+        user's history is not touched and no plugin hook runs (``skillbot_message_done`` neither).
+        """
+        ctx = ctx or MessageContext(bot=self, message=message)
+        try:
+            early = await self.continuation(ctx) or await self.rate_limit(ctx)
+        except Exception:
+            ctx.log.exception("continuation or rate limit failed; answering with the error reply")
+            early = Answer(TextReply(self.settings.pipeline.error_reply, plugin="core", intent="error"))
+        if early is not None:
+            early.explanation = self.explain(ctx)
+            return early
+        reply = await self.process_pipeline(ctx)
+        return Answer(reply, self.explain(ctx), PIPELINE)
+
     async def process(self, message: Message, ctx: MessageContext | None = None) -> Reply:
         """Run one message through every stage; always returns a Reply (never raises)."""
-        ctx = ctx or MessageContext(bot=self, message=message)
+        return (await self.answer(message, ctx)).reply
+
+    async def continuation(self, ctx: MessageContext) -> Answer | None:
+        """Stage 「继续」: a continue word (``delivery.continue_words``) takes the next part of a
+        long answer kept for the user (the delivery keeps them); None when nothing is kept."""
+        delivery = self.settings.delivery
+        text = ctx.message.text.strip()
+        if not text or text not in delivery.continue_words:
+            return None
+        part, remaining = await self.state.answers.pop_part(ctx.user)
+        if part is None:
+            return None
+        content = part + (delivery.continue_hint if remaining else "")
+        return Answer(TextReply(content, plugin="core", intent="continue"), stage=CONTINUATION)
+
+    async def rate_limit(self, ctx: MessageContext) -> Answer | None:
+        """Stage rate limit: a user over ``[ratelimit]`` gets its reply (events are never limited)."""
+        limits = self.settings.ratelimit
+        if not limits.enabled or ctx.message.is_event or await self.state.rate_limiter.allow(ctx.user):
+            return None
+        ctx.log.info("user over the rate limit")
+        return Answer(TextReply(limits.reply, plugin="core", intent="rate_limited"), stage=RATE_LIMIT)
+
+    async def process_pipeline(self, ctx: MessageContext) -> Reply:
+        """The plugins' stages: inbound filter -> routing -> skills -> fallback -> outbound filter."""
         extra = {"msg_id": ctx.id}
         try:
             ctx.history = await self.conversations.history(ctx.user)

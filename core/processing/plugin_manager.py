@@ -165,6 +165,10 @@ class HookCaller:
         self._cache: dict[str, list[Any]] = {}
         self.failures: dict[str, int] = {}
 
+    def forget_implementations(self) -> None:
+        """Drop the ordered implementation lists (after a plugin was unregistered)."""
+        self._cache.clear()
+
     def impls(self, hook_name: str, plugin: str | None = None) -> list[Any]:
         if hook_name not in self._cache:
             hook = getattr(self.pm.hook, hook_name)

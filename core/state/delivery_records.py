@@ -17,6 +17,7 @@ from typing import Any, Awaitable, Callable, Protocol
 
 from cachetools import TTLCache
 
+from ..access.replies import record_without_explanation
 from ..operations.logs import hash_user
 
 log = logging.getLogger("skillbot.answers")
@@ -119,7 +120,7 @@ class MemoryAnswerStore:
             return False
         kept = ""
         if how == BY_REPLY and record.result:  # the reply itself, for a retry; not its explanation
-            kept = json.dumps({k: v for k, v in record.result.items() if k != "explain"}, ensure_ascii=False)
+            kept = json.dumps(record_without_explanation(record.result), ensure_ascii=False)
         self._records[key] = (record.tries, how, kept)
         if record.done is not None:
             record.done.set()  # wake any waiter: it will find the message delivered
@@ -161,7 +162,7 @@ class MemoryAnswerStore:
         return part, len(parts)
 
 
-#: What the gateway does with a try: answer with a payload, acknowledge (``success``), leave it
+#: What the webhook does with a try: answer with a payload, acknowledge (``success``), leave it
 #: unanswered, or (the last try of a message still being worked on) say the answer will follow.
 ANSWER, ACK, HOLD, PENDING = "answer", "ack", "hold", "pending"
 
@@ -179,8 +180,8 @@ class TryOutcome:
 class DeliveryCoordinator:
     """Decides, for each try of a message, whether and what to answer (see module docstring).
 
-    ``work`` is started once per message key (on its first try) and must return a reply payload
-    (``replies.reply_to_dict``). ``deliver_later(user, payload)`` is called for answers that missed
+    ``work`` is started once per message key (on its first try) and must return an answer record
+    (``replies.Answer.to_record``). ``deliver_later(user, payload)`` is called for answers that missed
     every try (customer-service push, or keeping them for the user's next message).
     """
 
@@ -243,7 +244,7 @@ class DeliveryCoordinator:
         if n < self.max_tries:
             self.stats["held"] += 1
             return TryOutcome(HOLD, try_number=n, waited=waited)
-        # The last try: answer it now (the gateway sends the "still thinking" text) and keep the
+        # The last try: answer it now (the webhook sends the "still thinking" text) and keep the
         # real answer for later.
         self.stats["deferred"] += 1
         self._spawn(self._deliver_when_ready(key, deliver_later))
