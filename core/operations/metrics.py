@@ -296,7 +296,11 @@ class Metrics:
                 self.retired_caches[key] = self.retired_caches.get(key, 0) + getattr(cache, kind, 0)
         for plugin, n in bot.hooks.failures.items():
             self.retired_failures[plugin] = self.retired_failures.get(plugin, 0) + n
+        # A plugin object given in code is registered again by the new bot: its families live on.
+        live = {id(family) for other in self._live_bots() for family in getattr(other, "metric_families", [])}
         for family in getattr(bot, "metric_families", []):
+            if id(family) in live:
+                continue
             kept = self.retired_families.get(family.name)
             if kept is None and hasattr(family, "copy"):
                 self.retired_families[family.name] = family.copy()
@@ -362,10 +366,12 @@ class Metrics:
         retiring bots added to the running bot's. A name the core uses is left out."""
         taken = {metric.name for metric in self.registry.metrics}
         merged: dict[str, Any] = {name: family.copy() for name, family in self.retired_families.items()}
+        seen: set[int] = set()
         for bot in self._live_bots():
             for family in getattr(bot, "metric_families", []):
-                if family.name in taken:
+                if family.name in taken or id(family) in seen:
                     continue
+                seen.add(id(family))
                 kept = merged.get(family.name)
                 if kept is None:
                     merged[family.name] = family.copy() if hasattr(family, "copy") else family

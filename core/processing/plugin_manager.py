@@ -318,9 +318,16 @@ class HookCaller:
         return intents
 
     async def metrics(self) -> list[Any]:
-        """The metric families every plugin keeps."""
-        return [family for _plugin, families in await self._values("skillbot_metrics", {})
-                for family in (families or [])]
+        """The metric families every plugin keeps; anything that cannot be rendered is left out."""
+        kept = []
+        for plugin, families in await self._values("skillbot_metrics", {}):
+            for family in families or []:
+                if all(hasattr(family, a) for a in ("name", "help", "kind", "samples")):
+                    kept.append(family)
+                else:
+                    log.warning("plugin %s: skillbot_metrics returned %s, not a metric family (core.Counter, "
+                                "core.Histogram); left out", plugin, type(family).__name__, extra={"msg_id": "-"})
+        return kept
 
     # ---- the pipeline ------------------------------------------------------------------------
 
