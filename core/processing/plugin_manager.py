@@ -210,6 +210,7 @@ class HookCaller:
         self.fallback_timeout = fallback_timeout if fallback_timeout is not None else timeout
         self.trace = trace
         self._cache: dict[str, list[Any]] = {}
+        self._firstresult: dict[str, bool] = {}
         self.failures: dict[str, int] = {}
 
     def impls(self, hook_name: str, plugin: str | None = None) -> list[Any]:
@@ -224,19 +225,22 @@ class HookCaller:
 
     def stops_at_first(self, hook_name: str) -> bool:
         """The spec's stop rule: ``@hookspec(firstresult=True)``."""
-        spec = getattr(self.pm.hook, hook_name).spec
-        return bool(spec is not None and spec.opts.get("firstresult"))
+        first = self._firstresult.get(hook_name)
+        if first is None:
+            spec = getattr(self.pm.hook, hook_name).spec
+            first = self._firstresult[hook_name] = bool(spec is not None and spec.opts.get("firstresult"))
+        return first
 
     async def call_one(self, impl: Any, hook_name: str, kwargs: dict[str, Any],
                        timeout: float | None = None, log_extra: dict | None = None) -> tuple[bool, Any]:
         """Call one implementation; returns (ok, result)."""
-        logger = logging.LoggerAdapter(log, log_extra or {"msg_id": "-"})
         start = time.perf_counter()
         try:
             result = impl.function(*[kwargs[arg] for arg in impl.argnames])
             if inspect.isawaitable(result):
                 result = await asyncio.wait_for(result, timeout if timeout is not None else self.timeout)
         except asyncio.TimeoutError:
+            logger = logging.LoggerAdapter(log, log_extra or {"msg_id": "-"})
             self.failures[impl.plugin_name] = self.failures.get(impl.plugin_name, 0) + 1
             logger.warning("plugin %s: %s exceeded its %.1fs budget; skipped",
                            impl.plugin_name, hook_name, timeout if timeout is not None else self.timeout)
@@ -246,6 +250,7 @@ class HookCaller:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
+            logger = logging.LoggerAdapter(log, log_extra or {"msg_id": "-"})
             self.failures[impl.plugin_name] = self.failures.get(impl.plugin_name, 0) + 1
             if hook_name == "skillbot_startup":
                 # Start-up fails mostly on what settings point at (a missing file, a bad URL): one
@@ -260,8 +265,9 @@ class HookCaller:
                 logger.info("trace %s.%s -> raised %s", impl.plugin_name, hook_name, type(exc).__name__)
             return False, None
         if self.trace:
-            logger.info("trace %s.%s -> %s (%.2f ms)", impl.plugin_name, hook_name,
-                        _trace_repr.repr(result), (time.perf_counter() - start) * 1000)
+            log.info("trace %s.%s -> %s (%.2f ms)", impl.plugin_name, hook_name,
+                     _trace_repr.repr(result), (time.perf_counter() - start) * 1000,
+                     extra=log_extra or {"msg_id": "-"})
         return True, result
 
     async def call(self, hook_name: str, kwargs: dict[str, Any], *, plugin: str | None = None,
