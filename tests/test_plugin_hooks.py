@@ -2,7 +2,7 @@
 skillbot_explain, skillbot_metrics and skillbot_add_hookspecs, and the stop rule read from the spec."""
 from __future__ import annotations
 
-import logging
+import json
 
 import pytest
 
@@ -91,7 +91,8 @@ class Explainer:
         seen = ctx.extra.get("explainer")
         if seen is None:
             return None
-        return Explanation("explainer", "looked at one message", items=[seen["looked_at"]], data=seen)
+        return Explanation("explainer", "looked at one message", items=[seen["looked_at"]],
+                           data={**seen, "not json": {1: {"a set"}}})
 
 
 class WrongExplainer:
@@ -109,7 +110,8 @@ async def test_skillbot_explain_blocks_reach_the_explanation_and_the_chat_consol
     assert set(by_plugin) == {"filter", "explainer"}  # the dict from "wrong" is left out, with a warning
     assert by_plugin["explainer"] == {"plugin": "explainer", "title": "explainer",
                                       "summary": "looked at one message", "items": ["你这个**在看什么"],
-                                      "data": {"looked_at": "你这个**在看什么"}}
+                                      "data": {"looked_at": "你这个**在看什么", "not json": {"1": "{'a set'}"}}}
+    json.dumps(explain)  # stored with the answer record: plain JSON whatever a plugin put in data
     assert by_plugin["filter"]["title"] == "敏感词命中" and by_plugin["filter"]["data"]["hits"][0]["word"] == "脑残"
     assert "plugin wrong: skillbot_explain returned dict, not an Explanation" in caplog.text
     exchange = Exchange(Inbound(xml="<xml/>", key="k", kind="text"), [], reply={"MsgType": "text", "Content": "解释过了"},

@@ -5,7 +5,6 @@ Rendering to XML and delivery inside WeChat's window belong to the gateway (core
 """
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 from pathlib import Path
@@ -200,5 +199,5 @@ class Bot:
         return {"id": ctx.id, "timings_ms": {k: round(v, 3) for k, v in ctx.timings.items()},
                 "route": route.explain() if route else None,
                 "plugin": getattr(reply, "plugin", None), "intent": getattr(reply, "intent", None),
-                "blocks": [{"plugin": plugin, **dataclasses.asdict(block)}
+                "blocks": [{"plugin": plugin, **block.to_dict()}
                            for plugin, block in ctx.explanations]}

@@ -38,6 +38,22 @@ class Explanation:
     items: list[str] = field(default_factory=list)
     data: dict[str, Any] = field(default_factory=dict)
 
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON values only (the explanation is stored with the answer record, in Redis
+        too): anything else a plugin put in ``data`` becomes its text."""
+        return {"title": str(self.title), "summary": str(self.summary),
+                "items": [str(item) for item in self.items], "data": _plain(self.data)}
+
+
+def _plain(value: Any) -> Any:
+    if value is None or isinstance(value, (str, bool, int, float)):
+        return value
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return str(value)
+
 
 @dataclass
 class MessageContext:
