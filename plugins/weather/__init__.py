@@ -11,7 +11,8 @@ Decision rules in ``skillbot_handle``:
 2. Location message: current conditions and today's forecast there.
 3. Text without a weather word is declined unless it is a follow-up shape (那上海呢, 后天呢,
    广州) right after a weather answer (or the skill's own "which city?"); so is a shop topic
-   that mentions weather ("台风天还发货吗").
+   that mentions weather ("台风天还发货吗") and a question about weather as a subject
+   ("台风是怎么形成的", "天气预报是怎么做出来的").
 4. No place in the text: a remark ("天气太冷了我不想上班") or a question about something else
    ("雨衣尺码偏大吗") is declined so the fallback or another skill can answer; a weather
    question uses the remembered place (last asked, else last shared location) or asks which city.
@@ -41,7 +42,7 @@ from .dates import DayQuery, china_now
 from .places import PlaceIndex, default_index
 from .providers import create_provider
 from .service import Report, Spot, WeatherService
-from .understand import Question, understand
+from .understand import Question, understand, word_cutter
 
 PLUGIN_DIR = Path(__file__).parent
 INTENT = "weather"
@@ -120,6 +121,7 @@ class Plugin:
     async def skillbot_startup(self, bot: Any, config: Any) -> None:
         self.config = config
         self.index = default_index()  # loaded once per process, at start-up
+        await asyncio.to_thread(word_cutter)  # jieba's plain dictionary, off the event loop
         self.env = make_templates(bot)
         session = getattr(bot, "http", None)
         if session is None:
@@ -158,7 +160,7 @@ class Plugin:
         """
         q = understand(text, self.index or default_index(), self.now().date(),
                        self.config.forecast_days)
-        if q.off_topic:
+        if q.off_topic or q.about_weather:
             return 0.0, {}
         if q.followup and not q.weather_word:
             return FOLLOWUP_SCORE, {"followup": True}
@@ -203,7 +205,7 @@ class Plugin:
 
     async def _answer_text(self, ctx: MessageContext, q: Question, today: date) -> Any:
         after_weather = self._after_weather(ctx)
-        if q.off_topic or not (q.weather_word or (q.followup and after_weather)):
+        if q.off_topic or q.about_weather or not (q.weather_word or (q.followup and after_weather)):
             return None
         framed = bool(re.match(r"^(那么|那|还有)", q.text)) or q.text.rstrip("？?。.!！ ").endswith("呢")
         # "那上海呢" / "后天呢" / "广州" continue the last answer; "上海天气" is a new question.

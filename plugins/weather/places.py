@@ -13,6 +13,11 @@ Finding places in a sentence:
   only count when one of their ancestors is named too (天津和平, 马鞍山和县);
 * an ambiguous name is resolved first by ancestors named in the same sentence (辽宁朝阳 -> the
   city, 北京朝阳 -> the district), then by prominence (see build_places.py), then adcode.
+
+Latin names (pinyin generated at build time, English exonyms: beijing, Shang Hai, xi'an, Peking,
+Hong Kong, Taipei) are not matched here: ``latin_word(key)`` gives the Chinese name a latin key
+stands for, and the weather skill's text normaliser writes it in before the Chinese finder runs,
+so 朝阳/chaoyang and 辽宁 chaoyang resolve by the same rules.
 """
 from __future__ import annotations
 
@@ -42,6 +47,9 @@ class Place:
     prominence: int
     flags: str = ""
     aliases: tuple[str, ...] = ()
+    #: Latin keys for ``short`` (pinyin, exonyms) and for ``name`` (beijing / beijingshi).
+    latin: tuple[str, ...] = ()
+    latin_full: tuple[str, ...] = ()
 
     @property
     def key(self) -> str:
@@ -72,6 +80,8 @@ class PlaceIndex:
     places: dict[str, Place]
     _automaton: ahocorasick.Automaton = field(repr=False)
     _entries: dict[str, list[_Entry]] = field(repr=False)
+    #: latin key -> the Chinese name it stands for (of the most prominent place having the key).
+    _latin: dict[str, str] = field(default_factory=dict, repr=False)
 
     # ---- construction -------------------------------------------------------------------------
 
@@ -102,7 +112,13 @@ class PlaceIndex:
         for word in entries:
             automaton.add_word(word, word)
         automaton.make_automaton()
-        return cls(places=by_code, _automaton=automaton, _entries=entries)
+        latin: dict[str, str] = {}
+        for place in sorted(by_code.values(), key=lambda p: (-p.prominence, p.adcode)):
+            for key in place.latin:
+                latin.setdefault(key, place.short)
+            for key in place.latin_full:
+                latin.setdefault(key, place.name)
+        return cls(places=by_code, _automaton=automaton, _entries=entries, _latin=latin)
 
     @classmethod
     def load(cls, path: Path = DATA) -> "PlaceIndex":
@@ -126,6 +142,12 @@ class PlaceIndex:
         """The most prominent place called exactly ``name`` (restricted names included)."""
         bucket = self._entries.get(name.strip())
         return bucket[0].place if bucket else None
+
+    def latin_word(self, key: str) -> str | None:
+        """The Chinese name a latin key (lower case, letters only) stands for: shanghai -> 上海,
+        chaoyangqu -> 朝阳区, peking -> 北京. Of several places sharing a key the most prominent
+        one's name is given (taizhou -> 泰州, as the Chinese finder would rank them)."""
+        return self._latin.get(key)
 
     def words(self, min_length: int = 2) -> list[str]:
         """Names worth teaching a tokenizer: everything usable without a qualifier."""
@@ -210,7 +232,9 @@ def read_table(path: Path = DATA) -> list[Place]:
                 adcode=row["adcode"], name=row["name"], short=row["short"], level=row["level"],
                 parent=row["parent"], lat=float(row["lat"]), lon=float(row["lon"]),
                 prominence=int(row["prominence"]), flags=row["flags"] or "",
-                aliases=tuple(a for a in (row["aliases"] or "").split(",") if a)))
+                aliases=tuple(a for a in (row["aliases"] or "").split(",") if a),
+                latin=tuple(k for k in (row.get("latin") or "").split(",") if k),
+                latin_full=tuple(k for k in (row.get("latin_full") or "").split(",") if k)))
     return places
 
 
