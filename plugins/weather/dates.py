@@ -16,7 +16,8 @@
   month's, or next month's once it has passed;
 * spans: 未来N天, 接下来N天, 最近N天, 这N天, N天内, 这几天 (3 days), 这周/本周 (until Sunday),
   下周 (next Monday to Sunday); N天后 is one day;
-* 现在/此刻/目前/当前/这会儿/实时/此时: current conditions.
+* 现在/此刻/目前/当前/这会儿/实时/此时, Cantonese 而家/宜家, and the progressive 在下雨 /
+  正在下雪 / 落紧雨: current conditions.
 
 Days beyond the forecast range are reported in ``beyond`` (the caller answers what it can and
 says the rest is out of range); nothing is silently shifted.
@@ -90,7 +91,8 @@ _PATTERNS: list[tuple[str, re.Pattern]] = [
     ("day", re.compile(r"(?:(?<![\d月/\-年周期拜])(?P<d>\d{1,2})\s*[号日]"
                        rf"|(?<![\d月周期拜零〇一二两三四五六七八九十])(?P<cd>{_NUM})号)"
                        r"(?![线楼院门口房车位床路元])")),
-    ("now", re.compile(r"现在|此刻|目前|当前|这会儿|实时|此时|眼下|当下")),
+    ("now", re.compile(r"现在|此刻|目前|当前|这会儿|实时|此时|眼下|当下|而家|宜家|落紧"
+                       r"|正在(?=下[雨雪]|刮风|落雨|打雷)|(?<![现存正])在(?=下[雨雪]|刮风|落雨|打雷)")),
 ]
 _REL = {"大后天": [3], "明后天": [1, 2], "明后两天": [1, 2], "后天": [2], "明天": [1], "明日": [1],
         "明儿": [1], "明早": [1], "明晚": [1], "今天": [0], "今日": [0], "今儿": [0], "今早": [0],

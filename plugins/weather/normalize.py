@@ -27,6 +27,7 @@ from .places import PlaceIndex
 
 #: Latin day and weather words (pinyin and English) and what they mean in Chinese. Keys are lower
 #: case, letters only; several words are written joined ("day after tomorrow" -> dayaftertomorrow).
+#: The English progressive means now: "is it raining" -> 在下雨 (read as current conditions).
 LATIN_WORDS = {
     # days
     "jintian": "今天", "jinri": "今日", "today": "今天", "mingtian": "明天", "mingri": "明日",
@@ -38,8 +39,8 @@ LATIN_WORDS = {
     "wednesday": "周三", "thursday": "周四", "friday": "周五", "saturday": "周六", "sunday": "周日",
     # weather
     "tianqi": "天气", "weather": "天气", "tianqiyubao": "天气预报", "weatherforecast": "天气预报",
-    "forecast": "预报", "yubao": "预报", "rain": "下雨", "rains": "下雨", "raining": "下雨",
-    "rainy": "下雨", "xiayu": "下雨", "xiabuxiayu": "下不下雨", "snow": "下雪", "snowing": "下雪",
+    "forecast": "预报", "yubao": "预报", "rain": "下雨", "rains": "下雨", "raining": "在下雨",
+    "rainy": "下雨", "xiayu": "下雨", "xiabuxiayu": "下不下雨", "snow": "下雪", "snowing": "在下雪",
     "snowy": "下雪", "xiaxue": "下雪", "temperature": "气温", "temperatures": "气温", "temp": "气温",
     "qiwen": "气温", "wendu": "温度", "hot": "热", "cold": "冷", "leng": "冷", "lengbuleng": "冷不冷",
     "warm": "暖和", "wind": "风", "windy": "风", "sunny": "晴", "cloudy": "多云", "fog": "雾",
@@ -48,6 +49,9 @@ LATIN_WORDS = {
     "thunderstorm": "雷阵雨", "degrees": "度", "duoshaodu": "多少度", "jidu": "几度",
     "zenmeyang": "怎么样",
 }
+_WEEKDAYS = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
+LATIN_WORDS.update({f"next{day}": f"下周{'一二三四五六日'[i]}" for i, day in enumerate(_WEEKDAYS)})
+LATIN_WORDS.update({f"this{day}": f"这周{'一二三四五六日'[i]}" for i, day in enumerate(_WEEKDAYS)})
 #: Weather emoji and the word each shows; other emoji and symbols are dropped.
 EMOJI_WORDS = {"☀": "晴", "🌞": "晴", "☁": "多云", "⛅": "多云", "🌤": "多云", "🌥": "多云",
                "🌦": "雨", "🌧": "雨", "☔": "雨", "☂": "雨", "⛈": "雷阵雨", "🌩": "雷阵雨",

@@ -21,8 +21,10 @@ emoji, pinyin and English place, day and weather words). Three rules keep ordina
   weather-shaped word (好冷, 风大, 冷不冷), not inside another word (热门, 风险, 雪糕, 冷笑话);
 * a place name counts only at jieba word boundaries (上高速 holds no 上高县, 去看牡丹花 no
   牡丹区), unless a weather cue follows it (上高会下雨吗, 晴隆明天天气);
-* a typed neighbour of 天气 (天汽, 天器, 天起: any two common characters that sound tian qi, see
-  data/sound_alikes.tsv) is a weather word only when the message also names a place or a day.
+* a typed neighbour of 天气 or 下雨 (天汽, 天器, 下鱼: any two common characters that sound tian
+  qi or xia yu, see data/sound_alikes.tsv) is a weather word only when the message also names a
+  place or a day; a province or city name typed by sound (深证, 杭洲) is a place only in a
+  message with a weather word, and with a weather cue right after it (深证天气, 广洲会下雨吗).
 
 The Chinese words below are what the skill *reads*; everything it says is in templates.
 """
@@ -95,6 +97,12 @@ _ABOUT_WEATHER_RE = re.compile(
     r"|是如何|原理|成因|原因|什么是|什么叫|啥是|啥叫|什么意思|区别|危害|科普|定义|含义"
     r"|做出来|怎么预测|如何预测|准不准|准确率|英文|英语|怎么说|怎么读|分几级|等级|世界上|全世界"
     r"|全球|地球上|历史上|有史以来|纪录")
+#: A weather condition named as a kind of day (下雨天, 雾霾天, 台风天): without a place or a day
+#: the question is what to do on such days ("雾霾天戴什么口罩好"), not a forecast.
+_CONDITION_DAY_RE = re.compile(r"(?:下雨|下雪|雾霾|台风|刮风|大风|暴雨|雨|雪|霾)天(?!气)")
+#: Verbs whose object is a thing, not a place: a place name right after one (看牡丹, 买长安,
+#: 喝青岛) is that thing unless a weather or day word follows it directly (看北京明天天气).
+_THING_VERBS = frozenset("看赏买卖吃喝种养拍摘采送玩听唱读写画学穿戴用开")
 #: What may follow a place name that jieba does not cut as a word, for it to count anyway
 #: (上高会下雨吗, 晴隆明天天气): the end, punctuation, a question word, or the start of a weather
 #: word or a day word (checked separately).
@@ -138,8 +146,16 @@ def understand(text: str, index: PlaceIndex, today: date, max_days: int = 7) -> 
     cue_starts = {start for start, _ in weather_spans + loose_days}
 
     def grounded(mentions: list[Mention]) -> list[Mention]:
-        return [m for m in mentions
-                if m.qualified or cuts.whole(m.start, m.end) or _cue_after(text, m.end, cue_starts)]
+        kept = []
+        for m in mentions:
+            if m.qualified:
+                kept.append(m)
+            elif m.start > 0 and text[m.start - 1] in _THING_VERBS:
+                if _strong_cue_after(text, m.end, cue_starts):
+                    kept.append(m)
+            elif cuts.whole(m.start, m.end) or _cue_after(text, m.end, cue_starts):
+                kept.append(m)
+        return kept
 
     # Places first, so a day word cannot start inside one (昆明天气); then places again with the
     # days masked, so a place cannot borrow a day word's character (今天水温 holds no 天水).
@@ -148,7 +164,16 @@ def understand(text: str, index: PlaceIndex, today: date, max_days: int = 7) -> 
     q.mentions = grounded(index.find(text, mask=q.days.spans + masked))
     if q.mentions or q.days.found:
         taken = q.days.spans + [(m.start, m.end) for m in q.mentions] + weather_spans
-        weather_spans += [span for span in _sound_alikes(text) if not _overlaps(span, taken)]
+        alikes = [span for span in _sound_alikes(text) if not _overlaps(span, taken)]
+        weather_spans += alikes
+        cue_starts |= {start for start, _ in alikes}
+    if weather_spans:
+        # A place name typed by sound (深证天气) counts only with a weather cue right after it.
+        taken = q.days.spans + masked + [(m.start, m.end) for m in q.mentions]
+        q.mentions = sorted(q.mentions + [
+            m for m in index.find_alikes(text, mask=taken)
+            if not _overlaps((m.start, m.end), weather_spans) and _cue_after(text, m.end, cue_starts)],
+            key=lambda m: m.start)
     q.weather_word = bool(weather_spans)
     seen: set[str] = set()
     for mention in q.mentions:
@@ -162,7 +187,9 @@ def understand(text: str, index: PlaceIndex, today: date, max_days: int = 7) -> 
     q.followup = _is_followup(text, q)
     q.question = _is_question(text, q, weather_spans)
     q.off_topic = bool(_OFF_TOPIC_RE.search(text))
-    q.about_weather = bool(q.weather_word and _ABOUT_WEATHER_RE.search(text))
+    q.about_weather = bool(q.weather_word and (
+        _ABOUT_WEATHER_RE.search(text)
+        or (not q.spots and not q.days.found and _CONDITION_DAY_RE.search(text))))
     rest = _blank(text, weather_spans + q.days.spans + [(m.start, m.end) for m in q.mentions])
     rest = _FILLER_RE.sub("", _PUNCT.sub("", _FILLER_EXTRA_RE.sub("", rest)))
     q.topical = len(rest) <= TOPICAL_REST
@@ -180,6 +207,14 @@ def _cue_after(text: str, end: int, cue_starts: set[int]) -> bool:
     while pos < len(text) and text[pos] in _SPACES + "的":
         pos += 1
     return pos in cue_starts or bool(_CUE_AFTER.match(text, pos))
+
+
+def _strong_cue_after(text: str, end: int, cue_starts: set[int]) -> bool:
+    """A weather word or a day word right after a place name (spaces and 的 skipped)."""
+    pos = end
+    while pos < len(text) and text[pos] in _SPACES + "的":
+        pos += 1
+    return pos in cue_starts
 
 
 @functools.lru_cache(maxsize=1)
