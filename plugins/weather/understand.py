@@ -57,14 +57,14 @@ WEATHER_WORDS = (
     "雾霾", "带伞", "打伞", "雨伞", "几度", "多少度", "湿度", "冰雹", "雷阵雨", "沙尘", "紫外线",
     "寒潮", "空气质量", "空气", "pm2.5", "aqi",
     # Cantonese (after traditional -> simplified): 落雨 rain, 凍/冻 cold, 打风 typhoon signal
-    "落雨", "落雪", "冻", "打风", "翻风", "天文台", "回南天",
+    "落雨", "落雪", "冻", "打风", "翻风", "天文台", "回南天", "几多度",
 )
 #: One-character weather words; inside a longer jieba token they count only when every other
 #: character of the token is one of ``WEATHER_SHAPE`` (好冷, 风大, 冷不冷, 有雨), so 热门, 风险,
 #: 雪糕 and 冷笑话 are not weather.
 SINGLE_WEATHER = frozenset(w for w in WEATHER_WORDS if len(w) == 1)
 WEATHER_SHAPE = frozenset("好很太真超挺蛮巨贼特最更不没有大小中暴阵下刮降变转多少吗了啊吧呢么嘛呀"
-                          "天气冷热凉风雨雪晴雾霾阴寒炎闷冰微强快死空浪朗夹雷冻湿干爽暖会")
+                          "天气冷热凉风雨雪晴雾霾阴寒炎闷冰微强快死空浪朗夹雷冻湿干爽暖会落紧")
 _WEATHER_RE = re.compile("|".join(sorted(map(re.escape, WEATHER_WORDS), key=len, reverse=True)),
                          re.IGNORECASE)
 #: Topics a shop's customers ask about that merely mention weather ("台风天还发货吗",
