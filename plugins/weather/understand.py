@@ -91,12 +91,13 @@ _FILLER_EXTRA_RE = re.compile(
     r"|\b(?:is|are|it|in|at|for|of|the|a|an|will|be|there|what|whats|how|hows|like|does|do|i|"
     r"need|should|going|to|get|any|s|me|tell|check|please|outside|out|very|so)\b")
 #: A question about weather as a subject, not about the forecast: how it forms, why, what it
-#: means, how forecasts are made, records. The chat model answers those.
+#: means, how forecasts are made, records, what to do about it. The chat model answers those.
 _ABOUT_WEATHER_RE = re.compile(
     r"为什么|为啥|为何|怎么形成|如何形成|形成的|怎么产生|如何产生|产生的|怎么来的|是怎么(?!样)"
     r"|是如何|原理|成因|原因|什么是|什么叫|啥是|啥叫|什么意思|区别|危害|科普|定义|含义"
     r"|做出来|怎么预测|如何预测|准不准|准确率|英文|英语|怎么说|怎么读|分几级|等级|世界上|全世界"
-    r"|全球|地球上|历史上|有史以来|纪录")
+    r"|全球|地球上|历史上|有史以来|纪录"
+    r"|注意什么|注意事项|怎么办|如何预防|怎么预防|怎么防")  # advice: what to do about the weather
 #: A weather condition named as a kind of day (下雨天, 雾霾天, 台风天): without a place or a day
 #: the question is what to do on such days ("雾霾天戴什么口罩好"), not a forecast.
 _CONDITION_DAY_RE = re.compile(r"(?:下雨|下雪|雾霾|台风|刮风|大风|暴雨|雨|雪|霾)天(?!气)")
@@ -104,9 +105,14 @@ _CONDITION_DAY_RE = re.compile(r"(?:下雨|下雪|雾霾|台风|刮风|大风|�
 #: 喝青岛) is that thing unless a weather or day word follows it directly (看北京明天天气).
 _THING_VERBS = frozenset("看赏买卖吃喝种养拍摘采送玩听唱读写画学穿戴用开")
 #: What may follow a place name that jieba does not cut as a word, for it to count anyway
-#: (上高会下雨吗, 晴隆明天天气): the end, punctuation, a question word, or the start of a weather
-#: word or a day word (checked separately).
-_CUE_AFTER = re.compile(r"[\s的]*(?:$|[?？!！。.,，、~～…呢吗会有要冷热])")
+#: (上高会下雨吗, 晴隆明天天气, 凤凰古城): the end, punctuation, a question word, a word that
+#: continues a place (古城, 机场, 附近...), or the start of a weather word or a day word (checked
+#: separately). The name must still start where jieba starts a word (凤凰古城 holds no 古城区).
+_CUE_AFTER = re.compile(r"[\s的]*(?:$|[?？!！。.,，、~～…呢吗会有要冷热]"
+                        r"|古城|古镇|机场|景区|火车站|高铁站|市区|县城|城区|那边|这边|一带|附近|地区)")
+#: What may stand between places named together (北京和上海天气): one weather word after the
+#: last of them is about all of them.
+_TOGETHER = " \t\u3000的和跟与、,，及还有"
 #: Skipped between a place name and its cue.
 _SPACES = " \t\u3000"
 #: Remarks rather than questions: exclamations, complaints, past events.
@@ -153,7 +159,8 @@ def understand(text: str, index: PlaceIndex, today: date, max_days: int = 7) -> 
             elif m.start > 0 and text[m.start - 1] in _THING_VERBS:
                 if _strong_cue_after(text, m.end, cue_starts):
                     kept.append(m)
-            elif cuts.whole(m.start, m.end) or _cue_after(text, m.end, cue_starts):
+            elif cuts.whole(m.start, m.end) or (cuts.starts(m.start)
+                                                 and _cue_after(text, m.end, cue_starts)):
                 kept.append(m)
         return kept
 
@@ -175,6 +182,7 @@ def understand(text: str, index: PlaceIndex, today: date, max_days: int = 7) -> 
             if not _overlaps((m.start, m.end), weather_spans) and _cue_after(text, m.end, cue_starts)],
             key=lambda m: m.start)
     q.weather_word = bool(weather_spans)
+    q.mentions = _asked(text, q.mentions, {start for start, _ in weather_spans})
     seen: set[str] = set()
     for mention in q.mentions:
         if mention.place.adcode in seen:
@@ -194,6 +202,28 @@ def understand(text: str, index: PlaceIndex, today: date, max_days: int = 7) -> 
     rest = _FILLER_RE.sub("", _PUNCT.sub("", _FILLER_EXTRA_RE.sub("", rest)))
     q.topical = len(rest) <= TOPICAL_REST
     return q
+
+
+def _asked(text: str, mentions: list[Mention], weather_starts: set[int]) -> list[Mention]:
+    """The places the weather is asked for: when some places are followed by a weather word
+    (alone or named together: 北京和上海天气) and others are not, the others are context
+    ("明天从上海飞成都，成都天气怎么样" asks for 成都)."""
+    if len(mentions) < 2:
+        return mentions
+    spans = {m.start: m.end for m in mentions}
+    asked = []
+    for m in mentions:
+        pos = m.end
+        while pos < len(text):
+            if text[pos] in _TOGETHER:
+                pos += 1
+            elif pos in spans:
+                pos = spans[pos]
+            else:
+                break
+        if pos in weather_starts:
+            asked.append(m)
+    return asked if asked else mentions
 
 
 def _overlaps(span: tuple[int, int], others: list[tuple[int, int]]) -> bool:
@@ -274,6 +304,9 @@ class _WordCuts:
                     self._tokens.append((pos, pos + len(piece)))
                     pos += len(piece)
         return self._tokens
+
+    def starts(self, start: int) -> bool:
+        return start in {s for s, _ in self.tokens}
 
     def whole(self, start: int, end: int) -> bool:
         """Does a word boundary fall at ``start`` and at ``end``?"""
