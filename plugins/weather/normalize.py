@@ -70,6 +70,8 @@ MAX_JOINED = 4
 MAX_PIECES = 3
 #: Shortest piece of a glued word that may be a place (pinyin names have 2 syllables or more).
 MIN_PLACE_PIECE = 4
+#: Longer latin words are not split into pieces (no name and day glued together is this long).
+MAX_GLUED = 40
 
 
 @functools.lru_cache(maxsize=1)
@@ -109,6 +111,8 @@ def _meaning(key: str, index: PlaceIndex) -> str | None:
 
 def _split_glued(key: str, index: PlaceIndex) -> list[str] | None:
     """A glued word made of known pieces (beijingtianqi -> 北京, 天气), or None."""
+    if len(key) > MAX_GLUED:
+        return None
     best: dict[int, list[str]] = {0: []}
     for end in range(1, len(key) + 1):
         for start in range(max(0, end - 24), end):
