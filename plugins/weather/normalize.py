@@ -2,7 +2,8 @@
 
 ``normalize(text, index)``:
 
-* NFKC: full-width letters, digits and marks become ASCII (ＨＩ -> HI, ？ -> ?);
+* NFKD, accents dropped: full-width letters, digits and marks become ASCII (ＨＩ -> HI, ？ -> ?),
+  pinyin with tone marks loses them (Běijīng -> Beijing);
 * traditional -> simplified, character by character, from OpenCC's TSCharacters table
   (opencc-python-reimplemented ships it): 香港今日天氣點樣 -> 香港今日天气点样, 臺北 -> 台北;
 * weather emoji become the word they show (🌧 -> 雨, ☀ -> 晴); other symbols and emoji go;
@@ -31,7 +32,7 @@ from .places import PlaceIndex
 LATIN_WORDS = {
     # days
     "jintian": "今天", "jinri": "今日", "today": "今天", "mingtian": "明天", "mingri": "明日",
-    "tomorrow": "明天", "houtian": "后天", "dayaftertomorrow": "后天", "dahoutian": "大后天",
+    "tomorrow": "明天", "tmr": "明天", "tmrw": "明天", "tmw": "明天", "houtian": "后天", "dayaftertomorrow": "后天", "dahoutian": "大后天",
     "tonight": "今晚", "jinwan": "今晚", "thismorning": "今早", "tomorrowmorning": "明早",
     "yesterday": "昨天", "zuotian": "昨天", "now": "现在", "rightnow": "现在", "currently": "现在",
     "xianzai": "现在", "weekend": "周末", "thisweekend": "周末", "zhoumo": "周末",
@@ -102,6 +103,8 @@ def _symbols(text: str) -> str:
 
 
 def _key(word: str) -> str:
+    if word.endswith("'s"):  # hangzhou's weather
+        word = word[:-2]
     return word.replace("'", "")
 
 
@@ -165,6 +168,6 @@ def read_latin(text: str, index: PlaceIndex) -> str:
 
 def normalize(text: str, index: PlaceIndex) -> str:
     """The canonical form of a weather message (see the module docstring)."""
-    text = unicodedata.normalize("NFKC", text)
-    text = _symbols(text.translate(t2s_table())).lower()
+    text = unicodedata.normalize("NFKD", text).replace("\u2019", "'")
+    text = unicodedata.normalize("NFC", _symbols(text.translate(t2s_table()))).lower()
     return read_latin(text, index).strip()

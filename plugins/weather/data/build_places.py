@@ -174,8 +174,13 @@ SUPPLEMENT_PLACES = [
 #: Prominence of the supplement: Hong Kong's and Macau's districts rank like the districts of
 #: the municipalities (400); Taiwan's cities like prefecture-level cities (400).
 SUPPLEMENT_PROMINENCE = 400
-#: Traditional names that differ from the simplified ones and are typed in latin too.
-ALIASES.update({"710100": ["臺北"], "810000": ["香江"], "820004": ["路氹城"]})
+#: Other names of places: 香江 for Hong Kong, and famous scenic towns and mountains people ask
+#: the weather of by name, given to the county they lie in (public geographic facts).
+ALIASES.update({"810000": ["香江"], "820004": ["路氹城"],
+                "330483": ["乌镇"], "330127": ["千岛湖"], "320583": ["周庄"], "350203": ["鼓浪屿"],
+                "330421": ["西塘"], "433123": ["凤凰古城"], "370900": ["泰山"], "610582": ["华山"],
+                "420381": ["武当山"], "330903": ["普陀山"], "450500": ["涠洲岛"], "341023": ["宏村", "西递"],
+                "341723": ["九华山"], "520423": ["黄果树"], "140922": ["五台山"]})
 
 #: English exonyms and other romanisations people type (Wade-Giles, Cantonese, postal): the
 #: pinyin keys are generated, these are not pinyin. Keys: lower case, letters only.
