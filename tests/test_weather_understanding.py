@@ -43,6 +43,8 @@ CASES = [
     ("beijingtianqi", ["北京"], [], False),
     ("Xiamen next Monday weather", ["厦门"], [5], False),
     ("lvliang tianqi", ["吕梁"], [], False),
+    ("Běijīng tiānqì", ["北京"], [], False),
+    ("Hangzhou's weather tmr", ["杭州"], [1], False),
     ("luliang tianqi", ["吕梁"], [], False),
     # traditional characters, Cantonese day words, full-width letters, emoji
     ("香港今日天氣點樣", ["香港"], [0], False),
@@ -72,6 +74,12 @@ CASES = [
     ("周末去洛阳看牡丹会下雨吗", ["洛阳"], [3, 4], False),
     ("牡丹区明天天气", ["菏泽牡丹区"], [1], False),
     ("深证股票今天涨了吗天气也不错", NONE, [0], False),
+    # the places asked for, and famous places by their own name
+    ("明天从上海飞成都，成都天气怎么样", ["成都"], [1], False),
+    ("北京和上海明天哪个冷", ["北京", "上海"], [1], False),
+    ("上海和北京天气", ["上海", "北京"], [], False),
+    ("凤凰古城后天天气", ["湘西凤凰县"], [2], False),
+    ("千岛湖明天会下雨吗", ["杭州淳安县"], [1], False),
 ]
 
 
@@ -82,6 +90,13 @@ def test_place_and_day(text, places, offsets, current):
     assert [(d - TODAY).days for d in q.days.dates] == offsets
     assert q.days.current is current
     assert q.weather_word or not places or q.followup
+
+
+@pytest.mark.parametrize("text,followup", [
+    ("what about Shanghai?", True), ("and tomorrow?", True), ("那台北呢", True), ("and you?", False),
+])
+def test_follow_ups_in_other_scripts(text, followup):
+    assert read(text).followup is followup
 
 
 @pytest.mark.parametrize("text", [

@@ -117,7 +117,7 @@ _TOGETHER = " \t\u3000的和跟与、,，及还有"
 _SPACES = " \t\u3000"
 #: Remarks rather than questions: exclamations, complaints, past events.
 _REMARK_RE = re.compile(r"[了啊呀哦哇吧！!]|太|真|好[冷热晒闷]|死了|受不了|讨厌|不想")
-_FOLLOWUP_HEAD = re.compile(r"^(?:那么|那|还有|再看看|再查查?|看看|查查?|换成|换)\s*")
+_FOLLOWUP_HEAD = re.compile(r"^(?:那么|那|还有|再看看|再查查?|看看|查查?|换成|换|and|what about|how about)\s*")
 _FOLLOWUP_TAIL = re.compile(r"(?:的?呢|怎么样|咋样|如何|的?天气|天气如何|会怎样|会怎么样)?"
                             r"[\s？?。.!！~～…,，]*$")
 _PUNCT = re.compile(r"[\s？?。.!！~～…,，、:：;；\"'“”‘’()（）]+")
