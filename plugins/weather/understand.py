@@ -59,10 +59,9 @@ WEATHER_WORDS = (
     # Cantonese (after traditional -> simplified): 落雨 rain, 凍/冻 cold, 打风 typhoon signal
     "落雨", "落雪", "冻", "打风", "翻风", "天文台", "回南天", "几多度",
 )
-#: One-character weather words; inside a longer jieba token they count only when every other
-#: character of the token is one of ``WEATHER_SHAPE`` (好冷, 风大, 冷不冷, 有雨), so 热门, 风险,
-#: 雪糕 and 冷笑话 are not weather.
-SINGLE_WEATHER = frozenset(w for w in WEATHER_WORDS if len(w) == 1)
+#: One-character weather words inside a longer jieba token count only when every other
+#: character of the token is one of these (好冷, 风大, 冷不冷, 有雨), so 热门, 风险, 雪糕 and 冷笑话
+#: are not weather.
 WEATHER_SHAPE = frozenset("好很太真超挺蛮巨贼特最更不没有大小中暴阵下刮降变转多少吗了啊吧呢么嘛呀"
                           "天气冷热凉风雨雪晴雾霾阴寒炎闷冰微强快死空浪朗夹雷冻湿干爽暖会落紧")
 _WEATHER_RE = re.compile("|".join(sorted(map(re.escape, WEATHER_WORDS), key=len, reverse=True)),
@@ -95,7 +94,7 @@ _FILLER_EXTRA_RE = re.compile(
 _ABOUT_WEATHER_RE = re.compile(
     r"为什么|为啥|为何|怎么形成|如何形成|形成的|怎么产生|如何产生|产生的|怎么来的|是怎么(?!样)"
     r"|是如何|原理|成因|原因|什么是|什么叫|啥是|啥叫|什么意思|区别|危害|科普|定义|含义"
-    r"|做出来|怎么预测|如何预测|准不准|准确率|英文|英语|怎么说|怎么读|分几级|等级|世界上|全世界"
+    r"|做出来|怎么预测|如何预测|准不准|准确率|英文|英语|怎么说|怎么读|分几级|几个等级|等级划分|世界上|全世界"
     r"|全球|地球上|历史上|有史以来|纪录"
     r"|注意什么|注意事项|怎么办|如何预防|怎么预防|怎么防")  # advice: what to do about the weather
 #: A weather condition named as a kind of day (下雨天, 雾霾天, 台风天): without a place or a day
