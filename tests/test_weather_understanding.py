@@ -74,6 +74,8 @@ CASES = [
     ("周末去洛阳看牡丹会下雨吗", ["洛阳"], [3, 4], False),
     ("牡丹区明天天气", ["菏泽牡丹区"], [1], False),
     ("深证股票今天涨了吗天气也不错", NONE, [0], False),
+    ("湖州明天天气好吗，打算去竹海骑车", ["湖州"], [1], False),  # a place typed right: no 珠海
+    ("后儿北京冷不冷", ["北京"], [2], False),
     # the places asked for, and famous places by their own name
     ("明天从上海飞成都，成都天气怎么样", ["成都"], [1], False),
     ("北京和上海明天哪个冷", ["北京", "上海"], [1], False),
@@ -119,10 +121,25 @@ def test_ordinary_words_are_not_weather(text):
     ("台风是怎么形成的", True), ("天气预报是怎么做出来的", True), ("为什么会下雨", True),
     ("雷阵雨和阵雨有什么区别", True), ("雾霾天戴什么口罩好", True), ("天气预报准不准", True),
     ("明天天气怎么样", False), ("北京明天会下雨吗", False), ("下雨天北京冷不冷", False),
-    ("明天天气是怎么样的", False),
+    ("明天天气是怎么样的", False), ("把明天会下雨翻译成英语", True), ("写一首关于台风的诗", True),
 ])
 def test_questions_about_weather_as_a_subject(text, about):
     assert read(text).about_weather is about
+
+
+@pytest.mark.parametrize("text,measure_only", [
+    ("人的正常体温是多少度", True), ("白酒一般多少度", True), ("今天几度", False), ("北京多少度", False),
+    ("外面几度", False), ("多少度啊今天冷不冷", False),
+])
+def test_temperature_measures_alone(text, measure_only):
+    assert read(text).measure_only is measure_only
+
+
+async def test_a_measure_alone_is_weather_only_after_a_weather_answer(weather_bot):  # noqa: F811
+    async with weather_bot() as (bot, _):
+        assert (await bot.send("人的正常体温是多少度", user="m1")).plugin != "weather"
+        assert_weather(await bot.send("北京明天天气", user="m2"))
+        assert assert_weather(await bot.send("多少度？", user="m2")).startswith("北京")
 
 
 async def test_the_plugin_answers_other_scripts_and_declines_the_subject(weather_bot):  # noqa: F811

@@ -32,7 +32,9 @@ def read_rows(path: Path) -> list[list[str]]:
     with path.open(encoding="utf-8") as f:
         lines = [line for line in f if line.strip() and not line.startswith("#")]
     rows = list(csv.reader(lines, delimiter="\t", quoting=csv.QUOTE_NONE))
-    return [row for row in rows[1:]]  # the first row names the columns
+    if rows and rows[0][0] == "utterance":  # a first row naming the columns (tuning sets)
+        rows = rows[1:]
+    return rows
 
 
 def resolve(expected: str, index: PlaceIndex) -> Place | None:

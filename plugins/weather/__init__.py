@@ -12,7 +12,8 @@ Decision rules in ``skillbot_handle``:
 3. Text without a weather word is declined unless it is a follow-up shape (那上海呢, 后天呢,
    广州) right after a weather answer (or the skill's own "which city?"); so is a shop topic
    that mentions weather ("台风天还发货吗") and a question about weather as a subject
-   ("台风是怎么形成的", "天气预报是怎么做出来的").
+   ("台风是怎么形成的", "天气预报是怎么做出来的"), and 多少度/几度 with no place, day or
+   weather answer before ("水的沸点是多少度").
 4. No place in the text: a remark ("天气太冷了我不想上班") or a question about something else
    ("雨衣尺码偏大吗") is declined so the fallback or another skill can answer; a weather
    question uses the remembered place (last asked, else last shared location) or asks which city.
@@ -207,6 +208,8 @@ class Plugin:
         after_weather = self._after_weather(ctx)
         if q.off_topic or q.about_weather or not (q.weather_word or (q.followup and after_weather)):
             return None
+        if q.measure_only and not after_weather:
+            return None  # 水的沸点是多少度
         framed = bool(re.match(r"^(那么|那|还有)", q.text)) or q.text.rstrip("？?。.!！ ").endswith("呢")
         # "那上海呢" / "后天呢" / "广州" continue the last answer; "上海天气" is a new question.
         is_followup = after_weather and (framed or (q.followup and not q.weather_word))

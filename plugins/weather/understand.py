@@ -59,6 +59,10 @@ WEATHER_WORDS = (
     # Cantonese (after traditional -> simplified): 落雨 rain, 凍/冻 cold, 打风 typhoon signal
     "落雨", "落雪", "冻", "打风", "翻风", "天文台", "回南天", "几多度",
 )
+#: Weather words that measure anything (水的沸点是多少度): alone they ask the weather only with a
+#: place, a day or the open air (外面几度) named, or right after a weather answer.
+MEASURES = frozenset({"几度", "多少度", "几多度"})
+_MEASURE_CONTEXT_RE = re.compile(r"外面|室外|户外|出门|外头")
 #: One-character weather words inside a longer jieba token count only when every other
 #: character of the token is one of these (好冷, 风大, 冷不冷, 有雨), so 热门, 风险, 雪糕 and 冷笑话
 #: are not weather.
@@ -90,13 +94,15 @@ _FILLER_EXTRA_RE = re.compile(
     r"|\b(?:is|are|it|in|at|for|of|the|a|an|will|be|there|what|whats|how|hows|like|does|do|i|"
     r"need|should|going|to|get|any|s|me|tell|check|please|outside|out|very|so)\b")
 #: A question about weather as a subject, not about the forecast: how it forms, why, what it
-#: means, how forecasts are made, records, what to do about it. The chat model answers those.
+#: means, how forecasts are made, records, what to do about it; or a language task on weather
+#: words (translate, write a poem). The chat model answers those.
 _ABOUT_WEATHER_RE = re.compile(
     r"为什么|为啥|为何|怎么形成|如何形成|形成的|怎么产生|如何产生|产生的|怎么来的|是怎么(?!样)"
     r"|是如何|原理|成因|原因|什么是|什么叫|啥是|啥叫|什么意思|区别|危害|科普|定义|含义"
     r"|做出来|怎么预测|如何预测|准不准|准确率|英文|英语|怎么说|怎么读|分几级|几个等级|等级划分|世界上|全世界"
     r"|全球|地球上|历史上|有史以来|纪录"
-    r"|注意什么|注意事项|怎么办|如何预防|怎么预防|怎么防")  # advice: what to do about the weather
+    r"|注意什么|注意事项|怎么办|如何预防|怎么预防|怎么防"  # advice: what to do about the weather
+    r"|翻译|translate|写一[首篇段句个]|造句|作文|诗|歌词|成语|谚语|俗语")  # language tasks
 #: A weather condition named as a kind of day (下雨天, 雾霾天, 台风天): without a place or a day
 #: the question is what to do on such days ("雾霾天戴什么口罩好"), not a forecast.
 _CONDITION_DAY_RE = re.compile(r"(?:下雨|下雪|雾霾|台风|刮风|大风|暴雨|雨|雪|霾)天(?!气)")
@@ -137,6 +143,9 @@ class Question:
     off_topic: bool = False
     #: A question about weather as a subject (台风是怎么形成的), not a forecast.
     about_weather: bool = False
+    #: The only weather words are measures (几度, 多少度) with no place, day or open air named:
+    #: weather only right after a weather answer (水的沸点是多少度 is not).
+    measure_only: bool = False
 
 
 def understand(text: str, index: PlaceIndex, today: date, max_days: int = 7) -> Question:
@@ -173,14 +182,20 @@ def understand(text: str, index: PlaceIndex, today: date, max_days: int = 7) -> 
         alikes = [span for span in _sound_alikes(text) if not _overlaps(span, taken)]
         weather_spans += alikes
         cue_starts |= {start for start, _ in alikes}
-    if weather_spans:
-        # A place name typed by sound (深证天气) counts only with a weather cue right after it.
-        taken = q.days.spans + masked + [(m.start, m.end) for m in q.mentions]
+    if weather_spans and not q.mentions:
+        # A place name typed by sound (深证天气) counts only with a weather word in the message, a
+        # weather cue right after it, and no place typed right (安吉...想去竹海 is not 珠海).
+        taken = q.days.spans + masked
         q.mentions = sorted(q.mentions + [
             m for m in index.find_alikes(text, mask=taken)
             if not _overlaps((m.start, m.end), weather_spans) and _cue_after(text, m.end, cue_starts)],
             key=lambda m: m.start)
     q.weather_word = bool(weather_spans)
+    # 多少度 alone measures anything (水的沸点是多少度): it asks the weather of a place, a day,
+    # the open air, or right after a weather answer (the plugin knows that).
+    q.measure_only = bool(weather_spans) and not (
+        q.mentions or q.days.found or _MEASURE_CONTEXT_RE.search(text)
+        or any(text[a:b] not in MEASURES for a, b in weather_spans))
     q.mentions = _asked(text, q.mentions, {start for start, _ in weather_spans})
     seen: set[str] = set()
     for mention in q.mentions:
