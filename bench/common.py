@@ -138,8 +138,9 @@ class Server:
     """A server in its own process (``python run.py ...`` or bench/serve_bare.py)."""
 
     def __init__(self, argv: list[str], ready_url: str, log_path: Path | None = None,
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, cwd: Path | None = None) -> None:
         self.argv = argv
+        self.cwd = cwd or ROOT
         self.ready_url = ready_url
         self.log_path = log_path
         self.env = env
@@ -149,7 +150,7 @@ class Server:
     def start(self, timeout: float = 90.0) -> "Server":
         self._log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
         env = dict(os.environ, PYTHONUNBUFFERED="1", **(self.env or {}))
-        self.proc = subprocess.Popen(self.argv, cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT, env=env)
+        self.proc = subprocess.Popen(self.argv, cwd=self.cwd, stdout=self._log, stderr=subprocess.STDOUT, env=env)
         wait_http(self.ready_url, timeout, self.proc)
         return self
 
@@ -178,10 +179,11 @@ class Server:
         self.stop()
 
 
-def bot_server(settings: Path, port: int, log_path: Path | None = None) -> Server:
-    """The whole bot exactly as operators run it: ``python run.py --settings ... --port ...``."""
-    return Server([sys.executable, str(ROOT / "run.py"), "--settings", str(settings), "--host", "127.0.0.1",
-                   "--port", str(port)], f"http://127.0.0.1:{port}/healthz", log_path)
+def bot_server(settings: Path, port: int, log_path: Path | None = None, root: Path = ROOT) -> Server:
+    """The whole bot exactly as operators run it: ``python run.py --settings ... --port ...``
+    (``root``: another checkout, e.g. an older commit exported with ``git archive``)."""
+    return Server([sys.executable, str(root / "run.py"), "--settings", str(settings), "--host", "127.0.0.1",
+                   "--port", str(port)], f"http://127.0.0.1:{port}/healthz", log_path, cwd=root)
 
 
 def bare_server(port: int) -> Server:
@@ -240,7 +242,7 @@ class RedisServer:
 # ---- signed requests ---------------------------------------------------------------------------
 
 def signer(mode: str):
-    from core.simulator import WeChatSigner
+    from core.operations.wechat_client import WeChatSigner
 
     return WeChatSigner(TOKEN, mode, AES_KEY, APP_ID)
 

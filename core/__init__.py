@@ -2,20 +2,43 @@
 
     from core import hookimpl, Intent, TextReply
 """
-from .context import MessageContext
-from .conversation import Turn
-from .hookspecs import hookimpl
-from .intents import Candidate, Intent, RouteResult
-from .messages import (
-    ClickEvent, Event, ImageMessage, LinkMessage, LocationEvent, LocationMessage,
-    MassSendJobFinishEvent, Message, ScanEvent, ShortVideoMessage, SubscribeEvent,
-    TemplateSendJobFinishEvent, TextMessage, UnknownEvent, UnknownMessage, UnsubscribeEvent,
-    VideoMessage, ViewEvent, VoiceMessage,
+from .access.messages import (
+    ClickEvent,
+    Event,
+    ImageMessage,
+    LinkMessage,
+    LocationEvent,
+    LocationMessage,
+    MassSendJobFinishEvent,
+    Message,
+    ScanEvent,
+    ShortVideoMessage,
+    SubscribeEvent,
+    TemplateSendJobFinishEvent,
+    TextMessage,
+    UnknownEvent,
+    UnknownMessage,
+    UnsubscribeEvent,
+    VideoMessage,
+    ViewEvent,
+    VoiceMessage,
 )
-from .replies import (
-    Article, ImageReply, MusicReply, NewsReply, Reply, SuccessReply, TextReply, VideoReply,
-    VoiceReply, reply_text,
+from .access.replies import (
+    Article,
+    ImageReply,
+    MusicReply,
+    NewsReply,
+    Reply,
+    SuccessReply,
+    TextReply,
+    VideoReply,
+    VoiceReply,
+    reply_text,
 )
+from .processing.context import MessageContext
+from .processing.hookspecs import hookimpl
+from .processing.intents import Candidate, Intent, RouteResult
+from .state.conversation import Turn
 
 __all__ = [
     "hookimpl", "MessageContext", "Turn", "Intent", "Candidate", "RouteResult",

@@ -1,38 +1,65 @@
-"""The aiohttp application factory: ``create_app(settings) -> web.Application``."""
+"""The aiohttp application factory ``create_app(settings) -> web.Application``, and the runner
+that serves it (``run_webhook``) with HTTP the parser refuses answered quietly."""
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any, AsyncIterator
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
-from .appkeys import BOT_KEY, GATEWAY_KEY
-from .bot import Bot
-from .gateway import Gateway
-from .config import ConfigError
+from .access.delivery import Delivery, check_customer_service
+from .access.webhook import Gateway
+from .appkeys import BOTS_KEY, DELIVERY_KEY, GATEWAY_KEY, METRICS_KEY, BotHolder
+from .operations.metrics import Metrics
+from .processing.bot import Bot
 from .settings import Settings
-from .wechat_api import AccessTokenManager, CustomerServiceSender, app_secret_from_env
 
 log = logging.getLogger("skillbot.app")
 
 
+#: A client's malformed HTTP: aiohttp's parser refusing it, or a body that cannot be decoded.
+CLIENT_HTTP_ERRORS = (HttpProcessingError, web.RequestPayloadError)
+#: What a malformed request gets: never the parser's text, which quotes the request's bytes.
+MALFORMED_BODY = "bad request"
+
+
+def log_malformed(remote: str | None, exc: BaseException) -> None:
+    """One warning line for a client's malformed HTTP (no traceback: it is not our bug), once per
+    error: aiohttp meets an undecodable body again when it drains the connection."""
+    if getattr(exc, "skillbot_logged", False):
+        return
+    exc.skillbot_logged = True  # type: ignore[attr-defined]
+    log.warning("malformed HTTP request from %s refused: %s", remote, type(exc).__name__)
+
+
 @web.middleware
 async def never_500(request: web.Request, handler: Any) -> web.StreamResponse:
-    """A bug must not show WeChat users an error: log it and acknowledge with ``success``."""
+    """A bug must not show WeChat users an error: log it and acknowledge with ``success``.
+
+    A body that cannot be decoded (a broken ``Content-Encoding``) is the client's mistake: 400.
+    """
     try:
         return await handler(request)
     except web.HTTPException:
         raise
+    except CLIENT_HTTP_ERRORS as exc:
+        log_malformed(request.remote, exc)
+        response = web.Response(status=400, text=MALFORMED_BODY, content_type="text/plain")
+        response.force_close()  # the rest of the body cannot be read either
+        return response
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
-        if request.method == "POST" and request.path == request.app[BOT_KEY].settings.server.path:
+        if request.method == "POST" and request.path == request.app[BOTS_KEY].bot.settings.server.path:
             return web.Response(text="success", content_type="text/plain")
         return web.Response(status=503, text="temporarily unavailable", content_type="text/plain")
 
 
 def setup_routes(app: web.Application, settings: Settings) -> None:
-    from . import metrics, webui
-    from .health import healthz
+    from .operations import metrics
+    from .operations import simulator as webui
+    from .operations.health import healthz
 
     gateway = app[GATEWAY_KEY]
     app.router.add_get(settings.server.path, gateway.handle_get)
@@ -42,22 +69,16 @@ def setup_routes(app: web.Application, settings: Settings) -> None:
     webui.setup_routes(app)  # /simulator (answers 404 unless [simulator] enabled)
 
 
-def check_customer_service(settings: Settings) -> str:
-    """The AppSecret for ``delivery.mode = "customer_service"``; stops start-up when it is missing."""
-    secret = app_secret_from_env(settings.wechat.app_secret_env)
-    if not settings.wechat.app_id or not secret:
-        raise ConfigError("delivery.mode: customer_service needs wechat.app_id and the AppSecret in "
-                          f"the environment variable named by wechat.app_secret_env ({settings.wechat.app_secret_env})")
-    return secret
-
-
-def customer_service_sender(bot: Bot) -> CustomerServiceSender:
-    """The 客服 sender used when an answer misses WeChat's window."""
-    settings = bot.settings
-    secret = check_customer_service(settings)
-    tokens = AccessTokenManager(bot.http, settings.delivery.api_base, settings.wechat.app_id, secret,
-                                settings.delivery.token_endpoint, store=bot.token_store)
-    return CustomerServiceSender(bot.http, tokens)
+def build_webhook(bot: Bot) -> Gateway:
+    """The webhook for ``bot`` with its delivery and metrics (``.bots``, ``.delivery``,
+    ``.metrics``). Wiring, one way: the webhook uses the delivery and the metrics, the delivery
+    uses the metrics, and all of them read the running bot from one ``BotHolder``, which a
+    settings reload swaps."""
+    bots = BotHolder(bot)
+    metrics = Metrics(bots)
+    delivery = Delivery(bots, metrics)
+    metrics.read_tries_from(delivery.coordinator.stats)
+    return Gateway(bots, delivery, metrics)
 
 
 def create_app(settings: Settings, extra_plugins: dict[str, Any] | None = None,
@@ -66,22 +87,76 @@ def create_app(settings: Settings, extra_plugins: dict[str, Any] | None = None,
     if settings.delivery.mode == "customer_service":
         check_customer_service(settings)
     app = web.Application(middlewares=[never_500], client_max_size=settings.server.max_body_bytes + 1)
-    bot = bot or Bot(settings, extra_plugins)
-    app[BOT_KEY] = bot
-    app[GATEWAY_KEY] = Gateway(bot)
+    webhook = app[GATEWAY_KEY] = build_webhook(bot or Bot(settings, extra_plugins))
+    bots, delivery = app[BOTS_KEY], app[DELIVERY_KEY] = webhook.bots, webhook.delivery
+    app[METRICS_KEY] = webhook.metrics
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
-        await bot.start()
-        if settings.delivery.mode == "customer_service":
-            app[GATEWAY_KEY].push_sender = customer_service_sender(bot)
+        await bots.bot.start()
         yield
-        await app[GATEWAY_KEY].coordinator.drain()
-        # The running bot is gateway.bot: a settings reload may have replaced app[BOT_KEY].
-        await app[GATEWAY_KEY].bot.stop()
+        await delivery.drain()
+        await bots.bot.stop()  # the running one: a settings reload may have replaced the first
 
     app.cleanup_ctx.append(lifecycle)
     setup_routes(app, settings)
-    from .reload import setup_reload
+    from .operations.reload import setup_reload
 
     setup_reload(app)  # watch the settings file (server.reload_interval)
     return app
+
+
+# ---- serving --------------------------------------------------------------------------------------
+
+class WebhookRequestHandler(web.RequestHandler):
+    """aiohttp's connection handler, with requests its HTTP parser refuses (a request line over
+    8 KiB, a bad header, an unknown ``Content-Encoding``) logged as one warning line and answered
+    with a fixed body: aiohttp's own logs them at ERROR with a traceback and echoes its parser's
+    text, which quotes the request."""
+
+    def log_exception(self, *args: Any, **kw: Any) -> None:
+        exc = kw.get("exc_info")
+        if isinstance(exc, CLIENT_HTTP_ERRORS):
+            peer = self.transport.get_extra_info("peername") if self.transport is not None else None
+            log_malformed(peer[0] if isinstance(peer, (list, tuple)) and peer else None, exc)
+            return
+        super().log_exception(*args, **kw)
+
+    def handle_error(self, request: Any, status: int = 500, exc: BaseException | None = None,
+                     message: str | None = None) -> web.StreamResponse:
+        if 400 <= status < 500:
+            message = MALFORMED_BODY
+        return super().handle_error(request, status, exc, message)
+
+
+class WebhookServer(web.Server):
+    """``web.Server`` whose connections are handled by ``WebhookRequestHandler``."""
+
+    def __call__(self) -> web.RequestHandler:
+        return WebhookRequestHandler(self, loop=self._loop, **self._kwargs)
+
+
+class WebhookRunner(web.AppRunner):
+    """``web.AppRunner`` serving through ``WebhookServer`` (same settings, same life cycle)."""
+
+    async def _make_server(self) -> web.Server:
+        server = await super()._make_server()
+        server.__class__ = WebhookServer  # the server aiohttp built, with our connection handler
+        return server
+
+
+def run_webhook(app: web.Application, host: str, port: int, reuse_port: bool | None = None) -> None:
+    """Serve ``app`` until SIGINT/SIGTERM, like ``web.run_app`` but through ``WebhookRunner``."""
+
+    async def serve() -> None:
+        runner = WebhookRunner(app, handle_signals=True, access_log=None)
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, host, port, reuse_port=reuse_port).start()
+            await asyncio.Event().wait()  # SIGINT/SIGTERM raise GracefulExit out of the loop
+        finally:
+            await runner.cleanup()
+
+    try:
+        asyncio.run(serve())
+    except (web.GracefulExit, KeyboardInterrupt):
+        pass

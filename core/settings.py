@@ -1,6 +1,8 @@
 """Loading ``settings.toml`` into typed, validated settings (core sections and each plugin's table)."""
 from __future__ import annotations
 
+import base64
+import binascii
 import copy
 import os
 import tomllib
@@ -8,9 +10,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from .config import ConfigError, from_table
+from .settings_schema import ConfigError, from_table
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+#: The smallest ``server.max_body_bytes`` accepted: below it ordinary messages would get 413.
+MIN_BODY_BYTES = 1024
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+#: Longest reply window WeChat gives a passive reply, in seconds.
+WECHAT_WINDOW = 5.0
 
 
 @dataclass
@@ -23,14 +30,32 @@ class ServerSettings:
     admin_token: str = ""
     #: Seconds between checks of the settings file for changes (0 = no hot reload).
     reload_interval: float = 2.0
+    #: Seconds a hot reload may spend importing plugins and validating their tables (in a
+    #: thread, off the event loop); past it the reload is rejected and the running bot stays.
+    reload_import_timeout: float = 10.0
 
     def validate(self) -> None:
         if not self.path.startswith("/"):
             raise ValueError("path must start with '/'")
         if not 0 < self.port < 65536:
-            raise ValueError("port must be 1..65535")
+            raise ValueError("port must be an integer from 1 to 65535")
+        if not self.host.strip():
+            raise ValueError("host must not be empty")
+        if self.max_body_bytes < MIN_BODY_BYTES:
+            raise ValueError(f"max_body_bytes must be at least {MIN_BODY_BYTES} (a WeChat message "
+                             "is several hundred bytes, more when encrypted)")
         if self.reload_interval < 0:
             raise ValueError("reload_interval must be >= 0 (0 = off)")
+        if self.reload_import_timeout <= 0:
+            raise ValueError("reload_import_timeout must be > 0 seconds")
+
+
+def _is_aes_key(key: str) -> bool:
+    """An EncodingAESKey: 43 base64 characters that decode to 32 bytes."""
+    try:
+        return len(key) == 43 and len(base64.b64decode(key + "=", validate=True)) == 32
+    except (binascii.Error, ValueError):
+        return False
 
 
 @dataclass
@@ -57,9 +82,16 @@ class WeChatSettings:
         if self.mode != "plain":
             if not self.app_id:
                 raise ValueError(f"app_id is required in {self.mode} mode")
-            key = self.resolved_aes_key()
-            if len(key) != 43:
-                raise ValueError(f"encoding_aes_key must have 43 characters in {self.mode} mode")
+        key = self.resolved_aes_key()
+        if self.mode != "plain" and not key:
+            raise ValueError(f"encoding_aes_key is required in {self.mode} mode")
+        if key and not _is_aes_key(key):
+            # Checked in plain mode too: the webhook still decrypts messages that arrive encrypted.
+            source = f" (from ${self.encoding_aes_key_env})" if os.environ.get(self.encoding_aes_key_env or "") else ""
+            raise ValueError(f"encoding_aes_key{source} must be 43 characters of base64 "
+                             "(the EncodingAESKey from WeChat's console)")
+        if self.timestamp_window < 0:
+            raise ValueError("timestamp_window must be >= 0 seconds (0 = off)")
 
 
 @dataclass
@@ -71,6 +103,14 @@ class PipelineSettings:
     truncation_marker: str = "…（内容过长，已截断）"
     unsupported_reply: str = "收到啦！目前我只能看懂文字和位置消息哦。"
     templates_dir: str = "templates"
+
+    def validate(self) -> None:
+        if self.plugin_timeout <= 0:
+            raise ValueError("plugin_timeout must be > 0 seconds")
+        if self.fallback_timeout <= 0:
+            raise ValueError("fallback_timeout must be > 0 seconds")
+        if not self.templates_dir.strip():
+            raise ValueError("templates_dir must not be empty")
 
 
 @dataclass
@@ -87,6 +127,20 @@ class DeliverySettings:
     token_endpoint: Literal["stable", "classic"] = "stable"
     api_base: str = "https://api.weixin.qq.com"
 
+    def validate(self) -> None:
+        if not 0 < self.try_budget < WECHAT_WINDOW:
+            raise ValueError(f"try_budget must be between 0 and {WECHAT_WINDOW:g} seconds (WeChat's window)")
+        if self.hold_seconds <= 0:
+            raise ValueError("hold_seconds must be > 0 seconds")
+        if self.record_ttl <= 0:
+            raise ValueError("record_ttl must be > 0 seconds")
+        if self.pending_ttl <= 0:
+            raise ValueError("pending_ttl must be > 0 seconds")
+        if not all(word.strip() for word in self.continue_words):
+            raise ValueError("continue_words must not contain empty words")
+        if not self.api_base.startswith(("http://", "https://")):
+            raise ValueError("api_base must be an http(s) URL")
+
 
 @dataclass
 class ConversationSettings:
@@ -95,11 +149,30 @@ class ConversationSettings:
     idle_seconds: float = 1800.0
     max_users: int = 100_000
 
+    def validate(self) -> None:
+        if self.max_turns < 0:
+            raise ValueError("max_turns must be >= 0 (0 = keep no history)")
+        if self.max_chars < 0:
+            raise ValueError("max_chars must be >= 0")
+        if self.idle_seconds <= 0:
+            raise ValueError("idle_seconds must be > 0 seconds")
+        if self.max_users < 1:
+            raise ValueError("max_users must be at least 1")
+
 
 @dataclass
 class RouterSettings:
     threshold: float = 0.35
     margin: float = 0.05
+    max_text_chars: int = 500
+
+    def validate(self) -> None:
+        if not 0 <= self.threshold <= 1:
+            raise ValueError("threshold must be a number from 0 to 1")
+        if not 0 <= self.margin <= 1:
+            raise ValueError("margin must be a number from 0 to 1")
+        if self.max_text_chars < 1:
+            raise ValueError("max_text_chars must be at least 1")
 
 
 @dataclass
@@ -107,6 +180,10 @@ class StateSettings:
     backend: Literal["memory", "redis"] = "memory"
     redis_url: str = "redis://127.0.0.1:6379/0"
     key_prefix: str = "skillbot:"
+
+    def validate(self) -> None:
+        if self.backend == "redis" and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("redis_url must start with redis://, rediss:// or unix://")
 
 
 @dataclass
@@ -117,8 +194,10 @@ class RateLimitSettings:
     reply: str = "您发送消息太频繁了，请稍后再试。"
 
     def validate(self) -> None:
-        if self.rate <= 0 or self.burst < 1:
-            raise ValueError("rate must be > 0 and burst >= 1")
+        if self.rate <= 0:
+            raise ValueError("rate must be > 0 messages per second")
+        if self.burst < 1:
+            raise ValueError("burst must be at least 1")
 
 
 @dataclass
@@ -126,6 +205,10 @@ class LoggingSettings:
     level: str = "INFO"
     json: bool = False
     trace_hooks: bool = False
+
+    def validate(self) -> None:
+        if self.level.upper() not in LOG_LEVELS:
+            raise ValueError(f"level must be one of {', '.join(LOG_LEVELS)}")
 
 
 @dataclass
@@ -138,11 +221,20 @@ class SimulatorSettings:
 @dataclass
 class PluginsSettings:
     #: Plugins to load, in priority order (earlier = called earlier within the same stage).
-    enabled: list[str] = field(default_factory=lambda: ["filter", "welcome", "faq", "weather", "llm"])
+    enabled: list[str] = field(default_factory=lambda: ["filter", "welcome", "smalltalk", "faq", "weather", "llm"])
     #: Extra folders to search for plugin folders, besides the project's plugins/.
     paths: list[str] = field(default_factory=list)
     #: Also load plugins advertised by installed packages (entry point group skillbot.plugins).
     entry_points: bool = True
+
+    def validate(self) -> None:
+        seen: set[str] = set()
+        for i, name in enumerate(self.enabled):
+            if not name.strip():
+                raise ValueError(f"enabled[{i}]: empty plugin name")
+            if name in seen:
+                raise ValueError(f"enabled[{i}]: a plugin listed twice")
+            seen.add(name)
 
 
 @dataclass
@@ -195,24 +287,35 @@ def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]
 
 
 def settings_from_dict(data: dict[str, Any], source: Path | None = None) -> Settings:
-    """Validate the core sections; plugin tables are kept raw for their plugins to validate."""
-    unknown = sorted(set(data) - set(CORE_SECTIONS) - {"plugins"})
-    if unknown:
-        raise ConfigError(f"{unknown[0]}: unknown section (known: {', '.join(sorted(CORE_SECTIONS))}, plugins)")
+    """Validate the core sections; plugin tables are kept raw for their plugins to validate.
+
+    Every section is checked and every problem reported (``ConfigError.errors``), not just the first.
+    """
+    errors = [f"{name}: unknown section (known: {', '.join(sorted(CORE_SECTIONS))}, plugins)"
+              for name in sorted(set(data) - set(CORE_SECTIONS) - {"plugins"})]
     values: dict[str, Any] = {}
     for name, cls in CORE_SECTIONS.items():
         if name in data and not isinstance(data[name], dict):
-            raise ConfigError(f"{name}: expected a table")
-        values[name] = from_table(cls, data.get(name), name)
+            errors.append(f"{name}: expected a table")
+            continue
+        try:
+            values[name] = from_table(cls, data.get(name), name)
+        except ConfigError as exc:
+            errors.extend(exc.errors)
     plugins_table = data.get("plugins", {})
     if not isinstance(plugins_table, dict):
-        raise ConfigError("plugins: expected a table")
+        errors.append("plugins: expected a table")
+        plugins_table = {}
     core_keys = {k: v for k, v in plugins_table.items() if k in PLUGINS_KEYS}
     tables = {k: v for k, v in plugins_table.items() if k not in PLUGINS_KEYS}
-    for name, table in tables.items():
-        if not isinstance(table, dict):
-            raise ConfigError(f"plugins.{name}: expected a table")
-    values["plugins"] = from_table(PluginsSettings, core_keys, "plugins")
+    errors.extend(f"plugins.{name}: expected a table" for name, table in tables.items()
+                  if not isinstance(table, dict))
+    try:
+        values["plugins"] = from_table(PluginsSettings, core_keys, "plugins")
+    except ConfigError as exc:
+        errors.extend(exc.errors)
+    if errors:
+        raise ConfigError(*errors)
     return Settings(**values, plugin_tables=tables, source=source, raw=data)
 
 

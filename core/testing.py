@@ -8,17 +8,21 @@ Also available as pytest fixtures (``make_bot``) when ``pytest_plugins = ["core.
 """
 from __future__ import annotations
 
+import asyncio
 import itertools
 import os
+import socket
 import time
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, AsyncIterator
+from urllib.parse import urlencode
 
-from .bot import Bot
-from .context import MessageContext
-from .messages import Message, build_message
-from .replies import Reply
+from .access.messages import Message, build_message
+from .access.replies import Reply
+from .processing.bot import Bot
+from .processing.context import MessageContext
 from .settings import PROJECT_ROOT, Settings, load_settings
 
 _ids = itertools.count(1)
@@ -52,13 +56,18 @@ class TestBot:
         base.update({k: str(v) for k, v in fields.items()})
         return base
 
+    def text_message(self, text: str, user: str = "test_user") -> Message:
+        """A text message as WeChat would send it (for ``bot.answer(...)``)."""
+        return build_message(self._fields(user, "text", Content=text))
+
     async def send_message(self, message: Message) -> Reply:
+        """Run ``message`` through every stage of the pipeline (「继续」 and the rate limit too)."""
         ctx = MessageContext(bot=self.bot, message=message)
         self.last_context = ctx
         return await self.bot.process(message, ctx)
 
     async def send(self, text: str, user: str = "test_user") -> Reply:
-        return await self.send_message(build_message(self._fields(user, "text", Content=text)))
+        return await self.send_message(self.text_message(text, user))
 
     async def send_event(self, event: str, user: str = "test_user", **fields: Any) -> Reply:
         return await self.send_message(build_message(self._fields(user, "event", Event=event, **fields)))
@@ -71,6 +80,83 @@ class TestBot:
     async def send_voice(self, recognition: str, user: str = "test_user") -> Reply:
         return await self.send_message(build_message(self._fields(
             user, "voice", MediaId="media", Format="amr", Recognition=recognition)))
+
+
+@dataclass
+class RawResponse:
+    """What ``send_in_pieces`` read back: status, headers (lower-case names) and body."""
+
+    status: int
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes = b""
+
+    @property
+    def text(self) -> str:
+        return self.body.decode("utf-8", "replace")
+
+
+#: A TCP segment's payload on a typical Ethernet path (1500-byte MTU less IP, TCP and options).
+SEGMENT_BYTES = 1448
+
+
+async def send_in_pieces(host: str, port: int, path: str, body: bytes, params: dict[str, str] | None = None,
+                         *, method: str = "POST", chunked: bool = False, segment: int = SEGMENT_BYTES,
+                         pause: float = 0.005, headers: dict[str, str] | None = None,
+                         timeout: float = 10.0) -> RawResponse:
+    """Write one HTTP/1.1 request through a real TCP socket in ``segment``-byte pieces with a pause
+    after each (TCP_NODELAY on), as a request crosses a real network, and read the response.
+
+    ``chunked`` sends the body with ``Transfer-Encoding: chunked`` (no Content-Length), one chunk
+    per segment. Loopback tests through an HTTP client deliver a body in one read; this does not.
+    """
+    target = path + ("?" + urlencode(params) if params else "")
+    head = {"Host": f"{host}:{port}", "Content-Type": "text/xml", "Connection": "close", **(headers or {})}
+    pieces = [body[i:i + segment] for i in range(0, len(body), segment)]
+    if chunked:
+        head["Transfer-Encoding"] = "chunked"
+        payload = b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in pieces) + b"0\r\n\r\n"
+    else:
+        head.setdefault("Content-Length", str(len(body)))
+        payload = body
+    raw = (f"{method} {target} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in head.items())
+           + "\r\n").encode("latin-1") + payload
+    reader, writer = await asyncio.open_connection(host, port)
+    try:
+        writer.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for i in range(0, len(raw), segment):
+            writer.write(raw[i:i + segment])
+            await writer.drain()
+            await asyncio.sleep(pause)
+        response = await asyncio.wait_for(reader.read(), timeout)  # until the server closes
+    finally:
+        writer.close()
+        try:
+            await writer.wait_closed()
+        except OSError:
+            pass
+    return _parse_response(response)
+
+
+def _parse_response(raw: bytes) -> RawResponse:
+    head, _, body = raw.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split()[1])
+    headers = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    if headers.get("transfer-encoding", "").lower() == "chunked":
+        decoded, rest = b"", body
+        while rest:
+            size_line, _, rest = rest.partition(b"\r\n")
+            size = int(size_line.split(b";")[0], 16)
+            if size == 0:
+                break
+            decoded, rest = decoded + rest[:size], rest[size + 2:]
+        body = decoded
+    elif "content-length" in headers:
+        body = body[:int(headers["content-length"])]
+    return RawResponse(status, headers, body)
 
 
 def build_settings(settings_overrides: dict[str, Any] | None = None,

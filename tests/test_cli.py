@@ -51,7 +51,7 @@ class Plugin:
 PROBE = '''
 from dataclasses import dataclass, field
 from core import hookimpl
-from core.health import Check, probe_http
+from core.operations.health import Check, probe_http
 
 
 @dataclass
@@ -218,7 +218,7 @@ async def test_plugins_lists_every_plugin_found(settings_file):
 async def test_plugins_names_an_unknown_enabled_plugin(settings_file):
     path = settings_file(enabled=("welcome", "no_such_plugin"))
     code, out, err = await run_py("plugins", "--settings", str(path))
-    assert code == 1 and "no_such_plugin" in err
+    assert code == 2 and "plugins.enabled[1]: no plugin of that name" in err
     assert "missing" in out
 
 
@@ -267,11 +267,11 @@ async def test_check_reports_what_does_not_work(aiohttp_server, settings_file):
 async def test_check_names_the_bad_setting(settings_file):
     path = settings_file(plugins={"welcome": {"mesage": "typo"}})
     code, out, _ = await run_py("check", "--settings", str(path))
-    assert code == 1 and "FAIL  plugins: plugins.welcome.mesage" in out
+    assert code == 2 and "FAIL  plugins: plugins.welcome.mesage" in out
 
     path.write_text("not = [valid", encoding="utf-8")
     code, out, _ = await run_py("check", "--settings", str(path))
-    assert code == 1 and out.startswith("FAIL  settings:")
+    assert code == 2 and out.startswith("FAIL  settings:")
 
 
 async def test_check_reaches_the_model_provider_through_the_llm_plugin(settings_file):
@@ -285,3 +285,50 @@ async def test_check_reaches_the_model_provider_through_the_llm_plugin(settings_
         code, out, err = await run_py("check", "--settings", str(path))
     assert code == 0, out + err
     assert any(line.startswith("OK    llm:") and "standin" in line for line in out.splitlines())
+
+
+# ---- --settings for every sub-command; bad settings without tracebacks (issue 12, items 17, 18) ----------
+
+def test_settings_host_and_port_are_taken_before_or_after_the_sub_command():
+    from core.operations.cli import build_parser
+
+    for argv in (["--settings", "x.toml", "check"], ["check", "--settings", "x.toml"],
+                 ["--settings", "x.toml", "chat", "hi"], ["--settings", "x.toml", "plugins", "--json"],
+                 ["--settings", "x.toml", "serve"], ["serve", "--settings", "x.toml"], ["--settings", "x.toml"]):
+        assert build_parser().parse_args(argv).settings == "x.toml", argv
+    assert build_parser().parse_args(["check"]).settings == str(PROJECT_ROOT / "settings.toml")
+    for argv in (["--port", "9001", "--host", "127.0.0.2", "serve"], ["serve", "--port", "9001", "--host", "127.0.0.2"],
+                 ["--port", "9001", "--host", "127.0.0.2"]):
+        args = build_parser().parse_args(argv)
+        assert (args.port, args.host, args.workers) == (9001, "127.0.0.2", 1), argv
+
+
+async def test_settings_given_before_the_sub_command_is_the_file_used(settings_file):
+    path = settings_file(enabled=("welcome", "cli_echo"))  # cli_echo exists only with this file
+    code, out, err = await run_py("--settings", str(path), "plugins", "--json")
+    assert code == 0, err
+    assert {row["name"]: row for row in json.loads(out)["plugins"]}["cli_echo"]["enabled"]
+    code, out, err = await run_py("--settings", str(path), "chat", "你好")
+    assert code == 0 and "回声：你好" in out, out + err
+    code, out, err = await run_py("--settings", str(path), "check")
+    assert code == 0 and out.startswith(f"OK    settings: {path} is valid"), out + err
+
+
+@pytest.mark.parametrize("command", [["serve"], ["check"], ["chat", "hi"], ["plugins"]])
+async def test_bad_settings_end_every_command_with_one_line_per_problem(settings_file, command):
+    path = settings_file(router={"threshold": 7}, server={"max_body_bytes": 0, "host": "127.0.0.1",
+                                                          "port": closed_port()})
+    code, out, err = await run_py(*command, "--settings", str(path))
+    assert code == 2, out + err
+    problems = [line for line in (out + err).splitlines() if "router.threshold" in line or "server.max_body_bytes" in line]
+    assert len(problems) == 2 and "Traceback" not in out + err, out + err
+
+
+async def test_a_plugin_that_cannot_start_ends_serve_and_chat_without_a_traceback(settings_file, tmp_path):
+    path = settings_file(enabled=("faq",), server={"host": "127.0.0.1", "port": closed_port()},
+                         plugins={"faq": {"path": str(tmp_path / "missing.toml")}})
+    for command in (["serve"], ["chat", "hi"]):
+        code, out, err = await run_py(*command, "--settings", str(path))
+        assert code == 1, out + err
+        assert "plugin faq failed to start: RuntimeError: FAQ file unusable" in err
+        assert "start-up failed" in err and "Traceback" not in out + err, err

@@ -10,7 +10,7 @@ import asyncio
 import pytest
 
 from core import TextReply, hookimpl
-from core.simulator import deliver_like_wechat, text_xml
+from core.operations.wechat_client import deliver_like_wechat, text_xml
 from tests.standins.openai_server import OpenAIStandIn
 from tests.standins.wechat_api_server import WeChatAPIState, create_wechat_api_app
 
@@ -71,6 +71,50 @@ async def test_answer_after_the_third_try_comes_with_the_next_message(wechat, ll
                                         text_xml("再来", msg_id=9102, from_user="o_slow"), try_timeout=TRY_TIMEOUT)
     assert h.signer.open_reply(results[-1].body)["Content"] == "回声：再来"
     assert model_calls(llm) == ["慢问题", "好了吗", "再来"]
+
+
+def backend(request, name: str) -> dict:
+    """Settings for the answer records' backend: local memory, or a real Redis."""
+    if name == "memory":
+        return {}
+    url = request.getfixturevalue("redis_url")
+    return {"state": {"backend": "redis", "redis_url": url, "key_prefix": f"retry{id(request)}:"}}
+
+
+@pytest.mark.parametrize("store", ["memory", "redis"])
+async def test_retries_of_an_answered_message_get_the_same_answer(wechat, llm, request, store):
+    """WeChat retries a message only when our reply did not reach it in time: each retry of an
+    answered try gets that answer again (not ``success``, not the "still thinking" text)."""
+    h = await harness(wechat, llm, 0.0, backend(request, store))
+    xml = text_xml("你好", msg_id=9300, from_user="o_lost")
+    contents = []
+    for _ in range(3):  # three tries whose replies were all lost on the way back
+        status, fields, body = await _post(h, xml)
+        assert status == 200, body
+        contents.append(fields["Content"] if fields else body)
+    assert contents == ["回声：你好"] * 3
+    assert model_calls(llm) == ["你好"]
+
+
+@pytest.mark.parametrize("store", ["memory", "redis"])
+async def test_retry_of_an_answer_kept_for_the_next_message_is_not_delivered_twice(wechat, llm, request, store):
+    h = await harness(wechat, llm, 3.5, backend(request, store))
+    url = str(h.client.make_url(h.path))
+    xml = text_xml("慢问题", msg_id=9400, from_user="o_kept")
+    results = await deliver_like_wechat(h.client.session, url, h.signer, xml, try_timeout=TRY_TIMEOUT)
+    assert h.signer.open_reply(results[-1].body)["Content"] == "正在思考中，请稍候发送任意消息获取回答。"
+    await asyncio.sleep(1.0)  # the model finishes: the answer is kept for the next message
+    llm.state.delay = 0.0
+    assert await _post(h, xml) == (200, None, "success")  # a stray retry does not take it
+    status, fields, _ = await _post(h, text_xml("好了吗", msg_id=9401, from_user="o_kept"))
+    assert fields["Content"] == "回声：慢问题\n\n回声：好了吗"
+    assert model_calls(llm) == ["慢问题", "好了吗"]
+
+
+async def _post(h, xml: str) -> tuple[int, dict | None, str]:
+    response = await h.post_xml(xml)
+    body = await response.text()
+    return response.status, (h.signer.open_reply(body) if response.status == 200 else None), body
 
 
 async def test_hundred_concurrent_users_each_answered_once(wechat, llm):
@@ -223,7 +267,12 @@ async def test_customer_service_without_secret_refuses_to_start(wechat, monkeypa
 async def test_answer_ready_after_wechat_hung_up_is_kept_for_the_next_try():
     """In production aiohttp does not cancel a handler whose client left; such a try must not
     claim the answer (it could not carry it), so the next try delivers it."""
-    from core.answers import ANSWER, HOLD, DeliveryCoordinator, MemoryAnswerStore
+    from core.state.delivery_records import (
+        ANSWER,
+        HOLD,
+        DeliveryCoordinator,
+        MemoryAnswerStore,
+    )
 
     coordinator = DeliveryCoordinator(MemoryAnswerStore(), "passive", try_budget=0.5, record_ttl=60)
     later: list[dict] = []
@@ -243,3 +292,28 @@ async def test_answer_ready_after_wechat_hung_up_is_kept_for_the_next_try():
         last = await coordinator.on_try("msg:2", work, deliver_later, connected=lambda: False)
     await coordinator.drain()
     assert last.action == HOLD and later == [{"type": "text", "content": "答案"}]
+
+
+async def test_repeated_reply_is_kept_without_its_explanation():
+    """A retry of an answered try gets the reply again; the record keeps the reply, not the
+    (large) routing explanation, and the first try's explanation is not overwritten."""
+    from core.state.delivery_records import (
+        ANSWER,
+        DeliveryCoordinator,
+        MemoryAnswerStore,
+    )
+
+    coordinator = DeliveryCoordinator(MemoryAnswerStore(), "passive", try_budget=0.5, record_ttl=60)
+
+    async def work():
+        return {"type": "text", "content": "答案", "explain": {"tokens": ["答案"] * 500}}
+
+    async def deliver_later(payload):
+        raise AssertionError("an answered message is never delivered later")
+
+    first = await coordinator.on_try("msg:3", work, deliver_later)
+    second = await coordinator.on_try("msg:3", work, deliver_later)
+    assert (first.action, first.repeated, "explain" in first.payload) == (ANSWER, False, True)
+    assert (second.action, second.repeated) == (ANSWER, True)
+    assert second.payload == {"type": "text", "content": "答案"}
+    assert coordinator.stats["repeated"] == 1

@@ -76,4 +76,4 @@ def test_installed_skill_is_listed_and_answers(installed, settings):
 
 def test_without_the_package_the_name_is_unknown(settings):
     result = run_py("chat", "掷骰子", site=None, settings=settings)
-    assert result.returncode == 2 and "unknown plugin 'dice'" in result.stderr
+    assert result.returncode == 2 and "plugins.enabled[1]: no plugin of that name" in result.stderr

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from core import Article, Intent, NewsReply, TextReply, hookimpl
-from core.config import ConfigError
+from core.settings_schema import ConfigError
 from core.testing import running_bot
 from plugins.filter import Plugin, resolve_list_path
 from plugins.filter.config import Config

@@ -6,14 +6,20 @@ from datetime import datetime
 
 import pytest
 
-from core.conversation import Turn
-from core.templating import text_environment
+from core.processing.templating import text_environment
+from core.settings_schema import from_table
+from core.state.conversation import Turn
 from plugins.llm import PLUGIN_DIR
-from core.config import from_table
 from plugins.llm.config import Config, ProviderConfig
 from plugins.llm.prompt import (
-    bound_exchanges, build_messages, china_timezone, exchanges_from_history, history_messages,
-    is_reset_command, prompt_variables, reset_pattern,
+    bound_exchanges,
+    build_messages,
+    china_timezone,
+    exchanges_from_history,
+    history_messages,
+    is_reset_command,
+    prompt_variables,
+    reset_pattern,
 )
 
 NOW = 1_700_000_000.0
@@ -194,7 +200,7 @@ def test_bad_provider_tables_name_the_key(table, message):
 
 def test_duplicate_provider_names_are_rejected():
     table = {"name": "a", "base_url": "http://h/v1", "model": "m"}
-    with pytest.raises(ValueError, match="used twice"):
+    with pytest.raises(ValueError, match=r"providers\[1\].name: already used by an earlier provider"):
         from_table(Config, {"providers": [table, dict(table)]}, "plugins.llm")
 
 

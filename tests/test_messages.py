@@ -1,9 +1,9 @@
 """Every inbound type parses into its typed object; hostile XML is refused."""
 import pytest
 
-from core import messages as m
-from core.simulator import event_xml, message_xml
-from core.wechat_xml import XMLRejected, parse_xml
+from core.access import messages as m
+from core.access.wechat_xml import XMLRejected, parse_xml
+from core.operations.wechat_client import event_xml, message_xml, text_xml
 
 
 def parse(xml: str) -> m.Message:
@@ -15,7 +15,7 @@ def test_text():
     assert isinstance(msg, m.TextMessage)
     assert msg.content == msg.text == "明天北京天气 ]]> 😀"
     assert msg.msg_id == "6054768590064713728"
-    assert msg.dedup_key == "msg:6054768590064713728"
+    assert msg.dedup_key == "msg:o_simulator_user:6054768590064713728"
 
 
 def test_text_with_msgdataid_and_idx():
@@ -56,7 +56,7 @@ def test_subscribe_plain_and_scan_subscribe():
     msg = parse(event_xml("subscribe", {"EventKey": "qrscene_store_12", "Ticket": "TICKET"},
                           from_user="u1", create_time=1700000000))
     assert msg.scene == "store_12" and msg.ticket == "TICKET"
-    assert msg.dedup_key == "evt:u1:1700000000"
+    assert msg.dedup_key == "evt:u1:1700000000:subscribe:qrscene_store_12"
     assert msg.kind == "event.subscribe"
 
 
@@ -109,8 +109,6 @@ def test_missing_required_fields(fields):
 def test_wrong_types_are_field_errors():
     with pytest.raises(m.MessageFieldError):
         m.build_message({"ToUserName": "a", "FromUserName": "b", "MsgType": "text", "CreateTime": "soon"})
-    with pytest.raises(m.MessageFieldError):
-        m.build_message({"ToUserName": "a", "FromUserName": "b", "MsgType": "location", "Location_X": "north"})
 
 
 XXE = b"""<?xml version="1.0"?><!DOCTYPE xml [<!ENTITY xxe SYSTEM "file:///etc/passwd">]>
@@ -131,3 +129,91 @@ def test_hostile_xml_is_refused(body):
 def test_malformed_xml_is_refused(body):
     with pytest.raises(XMLRejected):
         parse_xml(body)
+
+
+# ---- record keys (issue 12, items 2 and 4) -------------------------------------------------------
+
+def test_same_msgid_from_two_users_are_two_records():
+    first = parse(text_xml("北京天气", from_user="o_alice", msg_id=42))
+    second = parse(text_xml("上海天气", from_user="o_bob", msg_id=42))
+    assert first.dedup_key != second.dedup_key
+    assert parse(text_xml("again", from_user="o_alice", msg_id=42)).dedup_key == first.dedup_key
+
+
+def test_users_cannot_run_into_the_msgid_part_of_a_key():
+    assert (parse(text_xml("x", from_user="o_a:1", msg_id=2)).dedup_key
+            != parse(text_xml("x", from_user="o_a", msg_id="1:2")).dedup_key)
+
+
+def test_events_in_the_same_second_differ_by_type_and_key():
+    same = {"from_user": "o_alice", "create_time": 1700000000}
+    location = parse(event_xml("LOCATION", {"Latitude": "23.1", "Longitude": "113.3"}, **same))
+    subscribe = parse(event_xml("subscribe", **same))
+    click_a = parse(event_xml("CLICK", {"EventKey": "A"}, **same))
+    click_b = parse(event_xml("CLICK", {"EventKey": "B"}, **same))
+    keys = {e.dedup_key for e in (location, subscribe, click_a, click_b)}
+    assert len(keys) == 4
+    assert parse(event_xml("CLICK", {"EventKey": "A"}, **same)).dedup_key == click_a.dedup_key
+    assert parse(event_xml("subscribe", from_user="o_bob", create_time=1700000000)).dedup_key not in keys
+
+
+def test_log_key_hashes_the_user():
+    msg = parse(text_xml("x", from_user="o_secret_openid", msg_id=7))
+    assert "o_secret_openid" not in msg.log_key and msg.log_key.endswith(":7")
+    evt = parse(event_xml("subscribe", from_user="o_secret_openid"))
+    assert "o_secret_openid" not in evt.log_key
+
+
+# ---- structure: depth, duplicates, whitespace (items 7 and 12) ----------------------------------
+
+def test_deep_nesting_is_refused_not_a_recursion_error():
+    xml = "<xml><ToUserName>a</ToUserName>" + "<a>" * 1000 + "</a>" * 1000 + "</xml>"
+    with pytest.raises(XMLRejected, match="nested"):
+        parse_xml(xml)
+
+
+@pytest.mark.parametrize("name", ["Content", "FromUserName", "MsgType", "MsgId"])
+def test_a_duplicated_field_is_refused(name):
+    xml = message_xml("text", {"Content": "我是谁"}, msg_id=1)
+    value = "o_other" if name == "FromUserName" else "1"
+    xml = xml.replace("</xml>", f"<{name}><![CDATA[{value}]]></{name}></xml>")
+    with pytest.raises(XMLRejected, match=f"duplicated field <{name}>"):
+        parse_xml(xml)
+
+
+def test_whitespace_around_cdata_is_layout():
+    """WeChat's 卡券 documentation writes its samples this way."""
+    xml = ("<xml> <ToUserName> <![CDATA[gh_a]]> </ToUserName>\n <FromUserName> <![CDATA[o_u]]> "
+           "</FromUserName> <CreateTime> 1472549042 </CreateTime> <MsgType> <![CDATA[event]]> "
+           "</MsgType>\n <Event> <![CDATA[user_get_card]]> </Event> <CardId> <![CDATA[pX]]> </CardId></xml>")
+    evt = parse(xml)
+    assert isinstance(evt, m.Event) and evt.kind == "event.user_get_card"
+    assert (evt.from_user, evt.create_time, evt.fields["CardId"]) == ("o_u", 1472549042, "pX")
+
+
+# ---- location sanity (item 8) --------------------------------------------------------------------
+
+BAD_COORDINATES = [("nan", "116.4"), ("39.9", "inf"), ("1e308", "116.4"), ("-Infinity", "0"),
+                   ("91", "116.4"), ("39.9", "-180.5"), ("", "116.4"), ("north", "116.4"), ("0x10", "1"),
+                   ("١٢", "116.4")]
+
+
+@pytest.mark.parametrize("lat,lon", BAD_COORDINATES)
+def test_a_location_message_with_unusable_coordinates_has_no_location(lat, lon):
+    msg = parse(message_xml("location", {"Location_X": lat, "Location_Y": lon, "Scale": "15", "Label": "某地"}))
+    assert not isinstance(msg, m.LocationMessage)
+    assert isinstance(msg, m.UnknownMessage) and msg.kind == "location"
+
+
+@pytest.mark.parametrize("lat,lon", BAD_COORDINATES)
+def test_a_location_event_with_unusable_coordinates_has_no_location(lat, lon):
+    evt = parse(event_xml("LOCATION", {"Latitude": lat, "Longitude": lon, "Precision": "30"}))
+    assert not isinstance(evt, m.LocationEvent)
+    assert isinstance(evt, m.UnknownEvent) and evt.kind == "event.LOCATION"
+
+
+def test_edges_are_places_and_odd_scale_or_precision_mean_unknown():
+    msg = parse(message_xml("location", {"Location_X": "-90", "Location_Y": "180.000000", "Scale": "1e9"}))
+    assert isinstance(msg, m.LocationMessage) and (msg.latitude, msg.longitude, msg.scale) == (-90, 180, 0)
+    evt = parse(event_xml("LOCATION", {"Latitude": "23.137466", "Longitude": "113.352425", "Precision": "nan"}))
+    assert isinstance(evt, m.LocationEvent) and evt.precision == 0.0 and evt.latitude == 23.137466

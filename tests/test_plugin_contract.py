@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from core import TextReply, hookimpl, hookspecs
-from core.health import plugin_checks
+from core import TextReply, hookimpl
+from core.operations.health import plugin_checks
+from core.processing import hookspecs
 from core.settings import PROJECT_ROOT
 
 DOC = PROJECT_ROOT / "docs" / "plugins.md"

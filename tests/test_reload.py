@@ -11,11 +11,13 @@ import pytest
 
 from core import TextReply, hookimpl
 from core.app import create_app
-from core.appkeys import GATEWAY_KEY
-from core.chat import signer_for
-from core.reload import RELOADER_KEY
+from core.appkeys import BOTS_KEY, DELIVERY_KEY, GATEWAY_KEY, METRICS_KEY
+from core.operations.health import current_bot
+from core.processing.bot import Bot
+from core.operations.chat_console import signer_for
+from core.operations.reload import RELOADER_KEY
+from core.operations.wechat_client import text_xml
 from core.settings import load_settings
-from core.simulator import text_xml
 from core.testing import write_settings
 
 # A plugin folder the tests enable and disable by editing the settings file. Its name is unique to
@@ -154,10 +156,59 @@ async def test_enable_change_and_disable_a_plugin_without_restart(start):
     assert h.reloader.generation == 3
 
 
+async def test_after_a_reload_every_reader_sees_the_new_bot(start):
+    """One holder keeps the running bot; the webhook, the delivery, the metrics, the health pages
+    and the reloader read it there, and no part of the app keeps the replaced one."""
+    h = await start(["welcome"])
+    old = h.app[BOTS_KEY].bot
+    h.write(["welcome", "reload_greeter"], {"plugins": {"reload_greeter": {"prefix": "新"}}})
+    assert (await h.reloader.check()).outcome == "applied"
+    new = h.app[BOTS_KEY].bot
+    assert new is not old
+    assert h.app[GATEWAY_KEY].bot is new and h.reloader.bot is new and current_bot(h.app) is new
+    assert h.app[DELIVERY_KEY].bots.bot is new and h.app[METRICS_KEY].bots.bot is new
+    assert await h.say("你好") == "新：你好"  # the delivery's work ran on the new bot
+    # The metrics read the new bot's caches.
+    await new.cache("reload_probe").get("missing")
+    scraped = await (await h.client.get("/metrics")).text()
+    assert 'skillbot_cache_misses_total{cache="reload_probe"} 1' in scraped
+    await h.reloader.drain()
+    # Once stopped, the replaced bot is held by nothing the app keeps.
+    assert not old.started and h.app[BOTS_KEY].retiring == []
+    assert [k for k, v in h.app.items() if isinstance(v, Bot)] == []
+    assert all(v is not old for v in h.app.values())
+
+
+async def test_after_a_reload_the_webhook_renders_with_the_new_reply_templates(start, tmp_path):
+    shipped = Path(__file__).parent.parent / "core" / "access" / "templates" / "reply" / "text.xml.j2"
+    folder = tmp_path / "operator_templates" / "reply"
+    folder.mkdir(parents=True)
+    (folder / "text.xml.j2").write_text(
+        shipped.read_text(encoding="utf-8").replace("{{ content|cdata }}", "{{ (content ~ '【新模板】')|cdata }}"),
+        encoding="utf-8")
+    h = await start(["welcome"])
+    assert await h.say("你好") == NO_ANSWER
+    h.write(["welcome"], {"pipeline": {"templates_dir": str(tmp_path / "operator_templates")}})
+    assert (await h.reloader.check()).outcome == "applied"
+    assert await h.say("你好") == NO_ANSWER + "【新模板】"
+
+
+async def test_after_a_reload_answers_are_pushed_on_the_new_bots_session(start, monkeypatch):
+    monkeypatch.setenv("WECHAT_APP_SECRET", "test-secret")
+    h = await start(["welcome"], {"delivery": {"mode": "customer_service"}})
+    delivery = h.app[DELIVERY_KEY]
+    first = delivery.push_sender()
+    assert first.http is h.bot.http and delivery.push_sender() is first
+    h.write(["welcome", "reload_greeter"], {"delivery": {"mode": "customer_service"}})
+    assert (await h.reloader.check()).outcome == "applied"
+    second = delivery.push_sender()
+    assert second is not first and second.http is h.bot.http and not second.http.closed
+
+
 @pytest.mark.parametrize("breakage,reason", [
     ("[server\nport = 1", "not valid TOML"),
     ({"pipeline": {"plugin_timout": 3}}, "pipeline.plugin_timout"),
-    ({"plugins": {"enabled": ["welcome", "reload_greeter", "nosuch"]}}, "nosuch"),
+    ({"plugins": {"enabled": ["welcome", "reload_greeter", "nosuch"]}}, "plugins.enabled[2]"),
     ({"plugins": {"reload_greeter": {"prefix": 7}}}, "plugins.reload_greeter.prefix"),
     ({"plugins": {"reload_greeter": {"prefix": ""}}}, "prefix must not be empty"),
     ({"plugins": {"reload_greeter": {"prefix": "崩溃"}}}, "reload_greeter failed to start"),
@@ -261,3 +312,123 @@ async def test_the_shipped_plugins_reload_cleanly(start):
         timestamp=None)
     response = await h.client.post("/wechat", params=request.params, data=request.body)
     assert h.signer.open_reply(await response.text())["Content"] == "新菜单"
+
+
+# ---- plugin imports during a reload (issue 12, items 14-16) -----------------------------------------
+
+def write_plugin(plugin_dir: Path, name: str, code: str) -> None:
+    folder = plugin_dir / name
+    folder.mkdir(exist_ok=True)
+    (folder / "__init__.py").write_text(textwrap.dedent(code), encoding="utf-8")
+
+
+# Imports until a file appears (the test decides when), so nothing here depends on a duration.
+WAITING = '''
+import pathlib, time
+RELEASE = pathlib.Path({release!r})
+for _ in range({spins}):
+    if RELEASE.exists():
+        break
+    time.sleep(0.01)
+else:
+    raise RuntimeError("never released")
+from core import TextReply, hookimpl
+
+
+@hookimpl
+def skillbot_fallback(ctx):
+    return TextReply("慢插件")
+'''
+
+
+async def test_a_plugin_calling_sys_exit_at_import_is_rejected_and_the_bot_keeps_serving(start, caplog):
+    h = await start(["welcome", "reload_greeter"], {"plugins": {"reload_greeter": {"prefix": "甲"}}})
+    running = h.bot
+    write_plugin(h.plugin_dir, "reload_exits", "import sys\nsys.exit(3)\n")
+    h.write(["welcome", "reload_exits", "reload_greeter"], {"plugins": {"reload_greeter": {"prefix": "乙"}}})
+    caplog.set_level(logging.ERROR)
+    result = await h.reloader.check()
+    assert result.outcome == "rejected"
+    assert result.reason.startswith("plugins.reload_exits: failed to load: SystemExit")
+    assert h.bot is running and await h.say("你好") == "甲：你好"
+
+
+async def test_a_slow_plugin_import_does_not_hold_up_other_messages(start, tmp_path):
+    release = tmp_path / "release-slow"
+    write_plugin(tmp_path / "plugins", "reload_slow",
+                 WAITING.format(release=str(release), spins=1000))
+    h = await start(["welcome"])
+    h.write(["welcome", "reload_slow"])  # the default time limit (10 s) is far off
+    checking = asyncio.ensure_future(h.reloader.check())
+    await asyncio.sleep(0)  # the reload has begun importing
+    # Answered while the import is still waiting: the import does not run on the event loop.
+    # (Run on the loop, the import would wait out its 1,000 spins, fail, and be rejected.)
+    assert await h.say("你好") == NO_ANSWER
+    assert not checking.done()
+    release.touch()
+    result = await checking
+    assert result.outcome == "applied", result.reason
+    assert await h.say("你好") == "慢插件"
+
+
+async def test_a_plugin_import_past_the_time_limit_is_rejected(start, tmp_path):
+    release = tmp_path / "release-hung"
+    write_plugin(tmp_path / "plugins", "reload_hung", WAITING.format(release=str(release), spins=500))
+    h = await start(["welcome", "reload_greeter"], {"plugins": {"reload_greeter": {"prefix": "甲"}}})
+    running = h.bot
+    try:
+        h.write(["welcome", "reload_hung", "reload_greeter"], {"server": {"reload_import_timeout": 0.2},
+                                                               "plugins": {"reload_greeter": {"prefix": "甲"}}})
+        result = await h.reloader.check()
+        assert result.outcome == "rejected"
+        assert "server.reload_import_timeout (0.2 s)" in result.reason
+        assert h.bot is running and await h.say("你好") == "甲：你好"
+    finally:
+        release.touch()
+    # The abandoned import finishes in its thread; the next edit waits for it and then loads it.
+    h.write(["welcome", "reload_hung"], {"server": {"reload_import_timeout": 60}})
+    assert (await h.reloader.check()).outcome == "applied"
+    assert await h.say("你好") == "慢插件"
+
+
+async def test_a_plugin_that_failed_to_import_stays_rejected_until_it_is_fixed(start, tmp_path):
+    write_plugin(tmp_path / "plugins", "reload_broken", "raise RuntimeError('missing dependency')\n")
+    h = await start(["welcome", "reload_greeter"], {"plugins": {"reload_greeter": {"prefix": "甲"}}})
+    running = h.bot
+    enabled = ["welcome", "reload_broken", "reload_greeter"]
+    h.write(enabled, {"plugins": {"reload_greeter": {"prefix": "甲"}}})
+    first = await h.reloader.check()
+    assert first.outcome == "rejected" and "plugins.reload_broken" in first.reason
+
+    h.write(enabled, {"plugins": {"reload_greeter": {"prefix": "乙"}}})  # an unrelated edit
+    again = await h.reloader.check()
+    assert again.outcome == "rejected" and again.reason == first.reason
+    assert h.bot is running and await h.say("你好") == "甲：你好"
+    health = await (await h.client.get("/healthz")).json()
+    assert "plugins.reload_broken" in health["reload"]["last_error"]
+
+    write_plugin(tmp_path / "plugins", "reload_broken", GREETER)  # fixed
+    h.write(enabled, {"plugins": {"reload_greeter": {"prefix": "丙"}}})
+    assert (await h.reloader.check()).outcome == "applied"
+    assert set(h.bot.settings.plugins.enabled) >= {"reload_broken", "reload_greeter"}
+
+
+async def test_reload_errors_name_the_key_but_never_show_the_value(start, caplog):
+    secret = "8123456789012345"
+    h = await start(["welcome", "reload_greeter"])
+    h.write(["welcome", "reload_greeter"], {"wechat": {"token": int(secret)},
+                                             "plugins": {"reload_greeter": {"prefix": int(secret)}}})
+    caplog.set_level(logging.INFO)
+    result = await h.reloader.check()
+    assert result.outcome == "rejected"
+    assert "wechat.token: expected a string, got an integer" in result.reason
+    assert "plugins.reload_greeter.prefix" not in result.reason  # core sections fail first
+    health = await (await h.client.get("/healthz")).text()
+    assert "wechat.token" in health and secret not in health
+    assert all(secret not in record.getMessage() for record in caplog.records)
+
+    h.write(["welcome", "reload_greeter"], {"plugins": {"reload_greeter": {"prefix": int(secret)}}})
+    result = await h.reloader.check()
+    assert result.reason == "plugins.reload_greeter.prefix: expected a string, got an integer"
+    assert secret not in await (await h.client.get("/healthz")).text()
+    assert all(secret not in record.getMessage() for record in caplog.records)

@@ -8,9 +8,9 @@ import time
 
 import pytest
 
-from core.bot import Bot
-from core.config import ConfigError
+from core.processing.bot import Bot
 from core.settings import PROJECT_ROOT, load_settings, settings_from_dict
+from core.settings_schema import ConfigError
 
 SHIPPED = PROJECT_ROOT / "settings.toml"
 
@@ -40,7 +40,7 @@ def test_every_shipped_key_has_a_comment_with_its_default():
     ({"wechat": {"mode": "safe", "app_id": "wx1", "encoding_aes_key": "short"}}, "wechat"),
     ({"delivery": {"try_budget": "fast"}}, "delivery.try_budget"),
     ({"serverr": {}}, "serverr"),
-    ({"plugins": {"enabled": ["welcome", "nosuchplugin"]}}, "nosuchplugin"),
+    ({"plugins": {"enabled": ["welcome", "nosuchplugin"]}}, "plugins.enabled[1]: no plugin of that name"),
     ({"plugins": {"enabled": ["welcome"], "welcome": {"mesage": "hi"}}}, "plugins.welcome.mesage"),
     ({"plugins": {"enabled": ["welcome"], "welcome": {"click_replies": {"A": 1}}}}, "plugins.welcome.click_replies.A"),
     ({"plugins": {"enabled": ["welcome"], "wetaher": {}}}, "plugins.wetaher"),
@@ -109,3 +109,100 @@ def test_run_py_reports_bad_settings(tmp_path):
     result = subprocess.run([sys.executable, "run.py", "--settings", str(settings)], cwd=PROJECT_ROOT,
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and "server.port" in result.stderr and "Traceback" not in result.stderr
+
+
+# ---- ranges, messages without values, every error at once (issue 12, items 16 and 18) ------------
+
+@pytest.mark.parametrize("toml,where", [
+    ("[router]\nthreshold = 7", "router.threshold"),
+    ("[router]\nmargin = -0.1", "router.margin"),
+    ("[router]\nmax_text_chars = 0", "router.max_text_chars"),
+    ("[server]\nmax_body_bytes = 0", "server.max_body_bytes"),
+    ("[server]\nport = 0", "server.port"),
+    ("[server]\nreload_import_timeout = 0", "server.reload_import_timeout"),
+    ("[wechat]\ntimestamp_window = -1", "wechat.timestamp_window"),
+    ("[pipeline]\nplugin_timeout = 0", "pipeline.plugin_timeout"),
+    ("[pipeline]\nfallback_timeout = -1", "pipeline.fallback_timeout"),
+    ("[delivery]\ntry_budget = 6", "delivery.try_budget"),
+    ("[delivery]\nrecord_ttl = 0", "delivery.record_ttl"),
+    ("[conversation]\nmax_users = 0", "conversation.max_users"),
+    ("[conversation]\nmax_turns = -1", "conversation.max_turns"),
+    ("[ratelimit]\nrate = nan", "ratelimit.rate"),
+    ("[ratelimit]\nburst = 0", "ratelimit.burst"),
+    ("[logging]\nlevel = \"LOUD\"", "logging.level"),
+    ("[state]\nbackend = \"redis\"\nredis_url = \"localhost:6379\"", "state.redis_url"),
+    ("[plugins]\nenabled = [\"welcome\", \"welcome\"]", "plugins.enabled[1]"),
+    ("[plugins.faq]\nthreshold = 7", "plugins.faq.threshold"),
+    ("[plugins.weather]\ncache_ttl = -inf", "plugins.weather.cache_ttl"),
+    ("[plugins.weather]\nbase_url = \"api.example.com\"", "plugins.weather.base_url"),
+    ("[plugins.llm]\nmax_history_chars = nan", "plugins.llm.max_history_chars"),
+])
+def test_out_of_range_values_are_refused_naming_the_key(tmp_path, toml, where):
+    path = tmp_path / "s.toml"
+    path.write_text(toml + "\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        Bot(load_settings(path))
+    assert str(info.value).startswith(where), str(info.value)
+
+
+def test_a_disabled_plugins_table_is_validated_too():
+    for table, where in (({"timeout": 99}, "plugins.weather.timeout"), ({"timout": 1}, "plugins.weather.timout")):
+        with pytest.raises(ConfigError) as info:
+            Bot(settings_from_dict({"plugins": {"enabled": ["welcome"], "weather": table}}))
+        assert str(info.value).startswith(where)
+
+
+def test_every_problem_is_reported_on_a_line_of_its_own(tmp_path):
+    data = {"router": {"threshold": 7}, "server": {"max_body_bytes": 0, "port": "x"},
+            "plugins": {"enabled": ["welcome", "weather"], "weather": {"timeout": 0}, "faq": {"threshold": 2}}}
+    with pytest.raises(ConfigError) as info:
+        Bot(settings_from_dict(data))
+    assert [re.split(r"[\s:]", line)[0] for line in info.value.errors] == ["server.port", "router.threshold"]
+    data["server"]["port"], data["router"]["threshold"] = 80, 0.3
+    with pytest.raises(ConfigError) as info:
+        Bot(settings_from_dict(data))
+    assert info.value.errors[0].startswith("server.max_body_bytes")
+    del data["server"]["max_body_bytes"]
+    with pytest.raises(ConfigError) as info:
+        Bot(settings_from_dict(data))
+    assert [re.split(r"[\s:]", line)[0] for line in info.value.errors] == [
+        "plugins.weather.timeout", "plugins.faq.threshold"]
+
+
+SECRET = 9876543210123
+
+
+@pytest.mark.parametrize("data", [
+    {"wechat": {"token": SECRET}},
+    {"wechat": {"mode": f"s{SECRET}"}},
+    {"server": {"admin_token": [f"{SECRET}"]}},
+    {"server": {"port": f"{SECRET}"}},
+    {"ratelimit": {"rate": f"{SECRET}"}},
+    {"plugins": {"enabled": ["welcome", f"{SECRET}"]}},
+    {"plugins": {"enabled": ["welcome"], "welcome": {"message": SECRET}}},
+    {"plugins": {"enabled": ["llm"], "llm": {"providers": [
+        {"name": "m", "base_url": "https://x.example/v1", "model": "m", "api_key_env": f"sk-{SECRET}"}]}}},
+    {"plugins": {"enabled": ["llm"], "llm": {"providers": [
+        {"name": "m", "base_url": f"sk-{SECRET}", "model": "m"}]}}},
+    {"plugins": {"enabled": ["llm"], "llm": {"providers": [
+        {"name": f"sk-{SECRET}!", "base_url": "https://x.example/v1", "model": "m"}]}}},
+    {"plugins": {"enabled": ["filter"], "filter": {"hard_separators": f"{SECRET}"}}},
+])
+def test_validation_messages_name_the_key_never_the_value(data):
+    """A secret typed into the wrong key (a token written as a number) must not reach the log."""
+    with pytest.raises(ConfigError) as info:
+        Bot(settings_from_dict(data))
+    assert str(SECRET) not in str(info.value) and str(SECRET)[:6] not in str(info.value)
+    assert "." in re.split(r"[\s:]", info.value.errors[0])[0]  # names the key, e.g. wechat.token
+
+
+def test_a_bad_encoding_aes_key_from_the_environment_is_a_settings_error_in_plain_mode_too(monkeypatch):
+    """A broken WECHAT_ENCODING_AES_KEY used to crash every worker with a traceback at start-up."""
+    monkeypatch.setenv("WECHAT_ENCODING_AES_KEY", "not-a-key")
+    with pytest.raises(ConfigError) as info:
+        settings_from_dict({"wechat": {"mode": "plain"}})
+    message = "\n".join(info.value.errors)
+    assert "wechat.encoding_aes_key" in message and "WECHAT_ENCODING_AES_KEY" in message
+    assert "not-a-key" not in message
+    monkeypatch.setenv("WECHAT_ENCODING_AES_KEY", "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG")
+    settings_from_dict({"wechat": {"mode": "plain"}})  # a well-formed key is fine

@@ -8,8 +8,17 @@ import pytest
 
 from plugins.weather.config import Config
 from plugins.weather.providers import (
-    Forecast, OpenMeteoProvider, ProviderError, ProviderTimeout, QWeatherProvider, WeatherProvider,
-    beaufort, create_provider, provider_names, register_provider, wind_sector,
+    Forecast,
+    OpenMeteoProvider,
+    ProviderError,
+    ProviderTimeout,
+    QWeatherProvider,
+    WeatherProvider,
+    beaufort,
+    create_provider,
+    provider_names,
+    register_provider,
+    wind_sector,
 )
 from tests.standins.weather_server import WeatherStandIn
 

@@ -9,6 +9,7 @@ dependency): no browser download, no driver package. The browser is Debian's ``c
 from __future__ import annotations
 
 import asyncio
+import base64
 import itertools
 import json
 import os
@@ -20,7 +21,7 @@ from typing import Any, AsyncIterator
 import aiohttp
 import pytest
 
-from core import TextReply, hookimpl
+from core import Intent, TextReply, hookimpl
 from core.app import create_app
 from core.testing import build_settings
 
@@ -153,11 +154,29 @@ class Echo:
         return TextReply("回声：" + ctx.message.text) if ctx.message.text else None
 
 
+class Keyword:
+    """A skill with a keyword, so the panel shows evidence for a routed reply."""
+
+    @hookimpl
+    def skillbot_intents(self):
+        return [Intent("cake.order", keywords=["蛋糕"], patterns=[r"(?P<size>\d+)寸"])]
+
+    @hookimpl
+    def skillbot_handle(self, ctx, candidate):
+        return TextReply("好的，蛋糕已记下") if candidate.name == "cake.order" else None
+
+
+def style(selector: str, prop: str) -> str:
+    return f"getComputedStyle(document.querySelector({json.dumps(selector)})).{prop}"
+
+
 async def test_type_a_message_in_the_simulator_and_read_the_reply(aiohttp_server, tmp_path, chromium_path):
     settings = build_settings({"simulator": {"enabled": True}, "wechat": {"mode": "safe"},
-                               "plugins": {"enabled": ["welcome"]}})
-    server = await aiohttp_server(create_app(settings, {"echo": Echo()}))
+                               "plugins": {"enabled": ["filter", "welcome"]}})
+    server = await aiohttp_server(create_app(settings, {"echo": Echo(), "cake": Keyword()}))
     async with headless_chromium(chromium_path, tmp_path / "profile") as page:
+        await page.call("Emulation.setDeviceMetricsOverride", width=1000, height=820, deviceScaleFactor=1,
+                        mobile=False)
         await page.call("Page.navigate", url=str(server.make_url("/simulator")))
         await page.wait_for("document.readyState === 'complete' && !!document.getElementById('input')")
         await page.evaluate("document.getElementById('input').focus()")
@@ -175,8 +194,21 @@ async def test_type_a_message_in_the_simulator_and_read_the_reply(aiohttp_server
         meta = await page.evaluate("document.querySelector('.msg.bot .meta').textContent")
         assert meta.startswith("echo / fallback")
         panel = await page.evaluate("document.getElementById('explain').textContent")
-        assert "plugin echo" in panel and "intent fallback" in panel and "Time per stage" in panel
+        assert "插件 echo" in panel and "意图 fallback" in panel and "各阶段耗时" in panel
         assert await page.evaluate("document.getElementById('mode').textContent") == "safe"
+
+        # The user's own bubble is laid out as a chat row (right-aligned, green), not as the
+        # OpenID label of the side panel.
+        assert await page.evaluate(style(".msg.user", "flexDirection")) == "row-reverse"
+        assert await page.evaluate(style(".msg.user .bubble", "backgroundColor")) == "rgb(149, 236, 105)"
+        assert await page.evaluate(style(".msg.user", "fontSize")) != "13px"
+
+        # The ＋ button shows the tools row and hides it again.
+        assert await page.evaluate(style("#tools", "display")) == "none"
+        await page.evaluate("document.getElementById('more').click()")
+        assert await page.evaluate(style("#tools", "display")) == "grid"
+        await page.evaluate("document.getElementById('more').click()")
+        assert await page.evaluate(style("#tools", "display")) == "none"
 
         # An event from the tools row: follow the account.
         await page.evaluate("document.getElementById('more').click()")
@@ -185,5 +217,34 @@ async def test_type_a_message_in_the_simulator_and_read_the_reply(aiohttp_server
             "(() => { const r = document.querySelectorAll('.msg.bot .bubble'); "
             "return r.length > 1 ? r[r.length - 1].textContent : null; })()")
         assert "欢迎关注" in welcome
+        await page.evaluate("document.getElementById('more').click()")
+
+        # A routed reply's evidence reads as words, and filter hits as words, inside the card.
+        async def say(text: str) -> None:
+            count = await page.evaluate("document.querySelectorAll('.msg.bot').length")
+            await page.evaluate(f"document.getElementById('input').value = {json.dumps(text)}; "
+                                "document.getElementById('send').click()")
+            await page.wait_for(f"document.querySelectorAll('.msg.bot').length > {count}")
+
+        await say("我要一个8寸蛋糕")
+        evidence = await page.evaluate("document.querySelector('.explain ul.evidence').textContent")
+        assert "关键词：蛋糕" in evidence and "正则" in evidence and "{" not in evidence
+        await say("你是傻逼")
+        hits = await page.evaluate("document.querySelector('.explain ul.hits').textContent")
+        assert "「傻逼」" in hits and "拦截" in hits and "Hit(" not in hits
+        await page.evaluate("document.querySelectorAll('.msg.bot')[2].click()")  # back to the cake
+        shot = await page.call("Page.captureScreenshot", format="png")
+        png = base64.b64decode(shot["data"])
+        (tmp_path / "simulator.png").write_bytes(png)
+        if os.environ.get("SKILLBOT_SCREENSHOT"):  # to look at it: SKILLBOT_SCREENSHOT=/tmp/x.png
+            Path(os.environ["SKILLBOT_SCREENSHOT"]).write_bytes(png)
+        assert png.startswith(b"\x89PNG")
+        overflow = await page.evaluate(
+            "(() => { const p = document.querySelector('.panel'); return p.scrollWidth - p.clientWidth; })()")
+        assert overflow <= 0
+        english = await page.evaluate("document.querySelector('.panel').textContent")
+        for word in ("Answered by", "Time per stage", "Route", "No reply", "Filter hits", "evidence"):
+            assert word not in english
+
         errors = [e for e in page.events if e["method"] in ("Runtime.exceptionThrown",)]
         assert not errors, errors

@@ -24,7 +24,7 @@ import jinja2
 from cachetools import TTLCache
 
 from core import Intent, TextReply, hookimpl
-from core.templating import text_environment
+from core.processing.templating import text_environment
 
 from .config import Config
 from .engine import FaqData, FaqError, FaqIndex, load_faq

@@ -11,9 +11,14 @@ from pathlib import Path
 from typing import Any
 
 from core import (
-    MusicReply, NewsReply, Reply, TextReply, VideoReply, hookimpl,
+    MusicReply,
+    NewsReply,
+    Reply,
+    TextReply,
+    VideoReply,
+    hookimpl,
 )
-from core.health import Check
+from core.operations.health import Check
 from core.settings import PROJECT_ROOT
 
 from .config import Config

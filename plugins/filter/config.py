@@ -45,6 +45,5 @@ class Config:
             raise ValueError("mask_char must be exactly one character")
         if self.reload_interval < 0:
             raise ValueError("reload_interval must be 0 (off) or a positive number of seconds")
-        for ch in self.hard_separators:
-            if unicodedata.category(ch)[0] in "LN":
-                raise ValueError(f"hard_separators: {ch!r} is a letter or digit")
+        if any(unicodedata.category(ch)[0] in "LN" for ch in self.hard_separators):
+            raise ValueError("hard_separators: must not contain letters or digits")

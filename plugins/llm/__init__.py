@@ -5,7 +5,7 @@
   the user's recent turns, and answers with the model's text turned into WeChat plain text.
 - The ``llm.reset`` intent ("重新开始", "清除上下文", configurable) clears the user's context.
 - Failures (every provider down, time out, refused) give a polite reply from a template; with no
-  provider configured the plugin warns at start-up and answers with ``no_provider.j2``.
+  provider configured the plugin says so once at start-up (INFO) and answers with ``no_provider.j2``.
 
 The answer's provider, model, token counts and latency are left in ``ctx.extra["llm"]`` for
 metrics.
@@ -20,7 +20,7 @@ import aiohttp
 import jinja2
 
 from core import Intent, TextReply, hookimpl
-from core.templating import text_environment
+from core.processing.templating import text_environment
 
 from .client import Completion, LLMClient, LLMError
 from .config import Config
@@ -33,6 +33,19 @@ PLUGIN_DIR = Path(__file__).parent
 RESET_INTENT = "llm.reset"
 #: Message types whose ``message.text`` is the user's words.
 TEXT_TYPES = ("text", "voice")
+
+
+#: Running without a model is a normal set-up (small talk, FAQ, weather answer without one), so it
+#: is said once per process at INFO, not warned at every start or settings reload.
+_SAID_NO_PROVIDER = False
+
+
+def _say_no_provider() -> None:
+    global _SAID_NO_PROVIDER
+    if not _SAID_NO_PROVIDER:
+        _SAID_NO_PROVIDER = True
+        log.info("no model configured: messages no skill answers get the no_provider.j2 reply; to add "
+                 "one, add a [[plugins.llm.providers]] table to settings.toml (docs/llm.md)")
 
 
 class Plugin:
@@ -48,7 +61,7 @@ class Plugin:
     @hookimpl
     async def skillbot_health(self, bot: Any, probe: bool) -> list:
         """Each provider: its circuit breaker (for /readyz) or GET {base_url}/models (run.py check)."""
-        from core.health import Check, probe_http
+        from core.operations.health import Check, probe_http
 
         if self.client is None:
             return []
@@ -99,8 +112,7 @@ class Plugin:
         for name, reason in self.client.disabled.items():
             log.warning("llm provider %s is disabled: %s", name, reason)
         if not self.client.configured:
-            log.warning("no LLM provider configured: messages no skill answers get the "
-                        "no_provider.j2 reply (add [[plugins.llm.providers]] to settings.toml)")
+            _say_no_provider()
         else:
             log.info("llm providers in order: %s",
                      ", ".join(f"{p.name} ({p.config.model})" for p in self.client.chain))

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from core.config import from_table
+from core.settings_schema import from_table
 
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -67,13 +67,13 @@ class ProviderConfig:
             if not getattr(self, key).strip():
                 raise ValueError(f"{key}: required, a non-empty string")
         if not _NAME.match(self.name):
-            raise ValueError(f"name: {self.name!r} may use letters, digits, '_', '-' and '.' only")
+            raise ValueError("name: 1 to 64 letters, digits, '_', '-' or '.'")
         parts = urlsplit(self.base_url.strip())
         if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ValueError(f"base_url: {self.base_url!r} is not an http(s) URL")
+            raise ValueError("base_url: expected an http(s) URL")
         if self.api_key_env and not _ENV_NAME.match(self.api_key_env):
-            raise ValueError(f"api_key_env: {self.api_key_env!r} is not an environment variable "
-                             "name (put the key itself in the environment, not in settings)")
+            raise ValueError("api_key_env: expected the name of an environment variable (put the "
+                             "key itself in the environment, not in settings)")
         if not 0 <= self.temperature <= 2:
             raise ValueError("temperature: a number from 0 to 2")
         if self.max_tokens < 0:
@@ -140,6 +140,6 @@ class Config:
         seen: set[str] = set()
         for i, provider in enumerate(self.providers):
             if provider.name in seen:
-                raise ValueError(f"providers[{i}].name: {provider.name!r} is used twice")
+                raise ValueError(f"providers[{i}].name: already used by an earlier provider")
             seen.add(provider.name)
         return list(self.providers)

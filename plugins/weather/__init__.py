@@ -33,10 +33,16 @@ import aiohttp
 import jinja2
 
 from core import (
-    Intent, LocationEvent, LocationMessage, MessageContext, SuccessReply, TextReply, hookimpl,
+    Intent,
+    LocationEvent,
+    LocationMessage,
+    MessageContext,
+    SuccessReply,
+    TextReply,
+    hookimpl,
 )
-from core.cache import MemoryCache
-from core.templating import text_environment
+from core.processing.templating import text_environment
+from core.state.cache import MemoryCache
 
 from .config import Config
 from .dates import DayQuery, china_now
@@ -101,7 +107,7 @@ class Plugin:
     @hookimpl
     async def skillbot_health(self, bot: Any, probe: bool) -> list | None:
         """run.py check: a one-day forecast for Beijing from the configured provider."""
-        from core.health import Check
+        from core.operations.health import Check
 
         if not probe or self.service is None:
             return None
@@ -182,7 +188,8 @@ class Plugin:
         today = self.now().date()
         if isinstance(message, LocationMessage):
             return await self._answer_location(ctx, message, today)
-        text = (message.text or "").strip()
+        # The router's bound ([router] max_text_chars): reading a 60 KB text takes seconds.
+        text = (message.text or "")[:ctx.bot.settings.router.max_text_chars].strip()
         if not text:
             return None
         question = understand(text, self.index, today, self.config.forecast_days)
@@ -202,7 +209,7 @@ class Plugin:
         await ctx.remember(weather_place=spot.to_dict(), weather_location=spot.to_dict(),
                            weather_days={"current": True, "dates": [today.isoformat()]},
                            weather_answered_at=time.time())
-        return await self._forecast_reply([spot], [today], True, today, [], "current.j2")
+        return await self._forecast_reply([spot], [today], True, today, [], "current.j2", ctx=ctx)
 
     async def _answer_text(self, ctx: MessageContext, q: Question, today: date) -> Any:
         after_weather = self._after_weather(ctx)
@@ -235,7 +242,7 @@ class Plugin:
         await ctx.remember(weather_place=spots[0].to_dict(),
                            weather_days={"current": current, "dates": [d.isoformat() for d in dates]})
         template = "current.j2" if q.days.current else "forecast.j2"
-        return await self._forecast_reply(spots, dates, current, today, q.days.beyond, template)
+        return await self._forecast_reply(spots, dates, current, today, q.days.beyond, template, ctx=ctx)
 
     def _pick_days(self, ctx: MessageContext, days: DayQuery, is_followup: bool,
                    today: date) -> tuple[bool, list[date]]:
@@ -279,10 +286,14 @@ class Plugin:
         return stamp is not None
 
     async def _forecast_reply(self, spots: list[Spot], dates: list[date], current: bool,
-                              today: date, beyond: list[date], template: str) -> TextReply:
+                              today: date, beyond: list[date], template: str,
+                              ctx: MessageContext | None = None) -> TextReply:
         assert self.service is not None
         reports: list[Report] = await asyncio.gather(
             *(self.service.report(spot, dates, current) for spot in spots))
+        if ctx is not None and any(r.failed for r in reports):  # counted by core.operations.metrics
+            ctx.extra.setdefault("provider_failures", []).append(
+                {"plugin": "weather", "provider": self.service.provider.name})
         if all(r.empty for r in reports):
             return self._text("apology.j2", place=spots[0].name if len(spots) == 1 else "")
         rendered = []

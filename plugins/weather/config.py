@@ -36,3 +36,5 @@ class Config:
             raise ValueError("forecast_days must be between 1 and 16")
         if self.cache_size < 1:
             raise ValueError("cache_size must be at least 1")
+        if self.base_url and not self.base_url.startswith(("http://", "https://")):
+            raise ValueError("base_url must be empty (the provider's default) or an http(s) URL")

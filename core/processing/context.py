@@ -1,0 +1,77 @@
+"""The per-message context every hook receives: the message, its id, tokens, route and timings."""
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Iterator
+
+from ..access.messages import Message
+from ..state.conversation import Turn
+from .intents import RouteResult
+
+if TYPE_CHECKING:
+    from .bot import Bot
+
+log = logging.getLogger("skillbot.message")
+
+
+def new_message_id() -> str:
+    return secrets.token_hex(4)
+
+
+@dataclass
+class MessageContext:
+    """Everything a plugin needs about the message being answered.
+
+    bot: the running ``Bot`` (settings, HTTP session, stores, templates).
+    message: the typed inbound message; ``message.text`` is what skills should read.
+    id: a short id that appears in every log line about this message.
+    tokens: jieba tokens of ``message.text``, computed once by the router and shared.
+    route: the router's ``RouteResult`` (None for messages the router did not see).
+    history: the user's recent turns, oldest first, loaded before the pipeline runs.
+    slots: the user's skill memory (``await ctx.remember(place="北京")`` to update it).
+    extra: free space for plugins to pass data along the pipeline.
+    """
+
+    bot: "Bot"
+    message: Message
+    id: str = field(default_factory=new_message_id)
+    tokens: list[str] = field(default_factory=list)
+    route: RouteResult | None = None
+    history: list[Turn] = field(default_factory=list)
+    slots: dict[str, Any] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+    filter_hits: list[Any] = field(default_factory=list)
+    started: float = field(default_factory=time.perf_counter)
+    #: The stage the pipeline is in ("inbound", "route", "skill"...), for logs.
+    stage: str = ""
+
+    @property
+    def user(self) -> str:
+        return self.message.from_user
+
+    @property
+    def log(self) -> logging.LoggerAdapter:
+        return logging.LoggerAdapter(log, {"msg_id": self.id})
+
+    async def remember(self, **values: Any) -> None:
+        """Store skill memory for this user (e.g. the last place asked about)."""
+        self.slots.update(values)
+        await self.bot.conversations.update_slots(self.user, **values)
+
+    @contextmanager
+    def timed(self, stage: str) -> Iterator[None]:
+        start = time.perf_counter()
+        self.stage = stage
+        try:
+            yield
+        finally:
+            self.timings[stage] = self.timings.get(stage, 0.0) + (time.perf_counter() - start) * 1000
+
+    @property
+    def elapsed_ms(self) -> float:
+        return (time.perf_counter() - self.started) * 1000
