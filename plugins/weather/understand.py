@@ -291,7 +291,7 @@ def word_cutter():
     global _SEGMENTER
     with _SEGMENTER_LOCK:
         if _SEGMENTER is None:
-            from core.segmenter import Segmenter
+            from core.processing.segmenter import Segmenter
 
             segmenter = Segmenter()
             segmenter.initialize()
