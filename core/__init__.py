@@ -1,6 +1,11 @@
 """Skillbot core: everything a plugin author imports comes from here.
 
     from core import hookimpl, Intent, TextReply
+
+Plugins import nothing else from ``core`` (tests/test_plugin_contract.py checks the built-in ones):
+the contract (``hookimpl``, ``hookspec`` for hooks of a plugin's own, ``BotServices``), messages
+and replies, routing types, the context and its ``Explanation`` blocks, health checks, metric
+families, and the few helpers a skill needs (settings tables, similarity scoring).
 """
 from .access.messages import (
     ClickEvent,
@@ -35,13 +40,22 @@ from .access.replies import (
     VoiceReply,
     reply_text,
 )
-from .processing.context import MessageContext
-from .processing.hookspecs import hookimpl
+from .operations.health import Check, probe_http
+from .operations.metrics import Counter, Histogram
+from .processing.context import Explanation, MessageContext
+from .processing.hookspecs import BotServices, hookimpl, hookspec
 from .processing.intents import Candidate, Intent, RouteResult
+from .processing.router import KEYWORD_BASE, SimilarityIndex, noisy_or
+from .settings import PROJECT_ROOT
+from .settings_schema import ConfigError, from_table
+from .state.cache import Cache
 from .state.conversation import Turn
 
 __all__ = [
-    "hookimpl", "MessageContext", "Turn", "Intent", "Candidate", "RouteResult",
+    "hookimpl", "hookspec", "BotServices", "MessageContext", "Explanation", "Turn",
+    "Intent", "Candidate", "RouteResult",
+    "Check", "probe_http", "Counter", "Histogram", "Cache",
+    "from_table", "ConfigError", "PROJECT_ROOT", "SimilarityIndex", "noisy_or", "KEYWORD_BASE",
     "Message", "Event", "TextMessage", "ImageMessage", "VoiceMessage", "VideoMessage",
     "ShortVideoMessage", "LocationMessage", "LinkMessage", "UnknownMessage", "SubscribeEvent",
     "UnsubscribeEvent", "ScanEvent", "LocationEvent", "ClickEvent", "ViewEvent",

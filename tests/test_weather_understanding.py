@@ -6,10 +6,12 @@ words that merely look like a place or a weather word.
 """
 from __future__ import annotations
 
+import functools
 from datetime import date
 
 import pytest
 
+from core.processing.segmenter import Segmenter
 from plugins.weather.normalize import normalize
 from plugins.weather.places import default_index
 from plugins.weather.understand import understand
@@ -19,8 +21,17 @@ TODAY = date(2025, 11, 26)
 NONE: list[str] = []
 
 
+@functools.lru_cache(maxsize=1)
+def segmenter() -> Segmenter:
+    """A segmenter like the bot's: jieba's dictionary plus the place names the plugin gives."""
+    seg = Segmenter()
+    seg.initialize()
+    seg.add_words(default_index().words(min_length=2))
+    return seg
+
+
 def read(text: str):
-    return understand(text, default_index(), TODAY)
+    return understand(text, default_index(), TODAY, cut=segmenter().cut)
 
 
 # (text, places (display names), day offsets, current conditions asked)

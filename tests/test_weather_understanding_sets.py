@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.weather_measure import measure_general, measure_weather
+from tests.weather_measure import measure
 
 DATA = Path(__file__).parent / "data"
 
@@ -23,19 +23,13 @@ FLOORS = {
 
 
 @pytest.mark.parametrize("folder", sorted(FLOORS))
-def test_weather_messages_place_and_day(folder):
-    figures = measure_weather(DATA / folder / "weather_messages.tsv")
+async def test_place_and_day_and_general_messages(folder):
+    weather, general = await measure(DATA / folder)
     floors = FLOORS[folder]
-    assert figures.total >= 50
-    report = figures.line() + "\n" + "\n".join(figures.misses)
-    assert figures.percent(figures.place) >= floors["place"], report
-    assert figures.percent(figures.day) >= floors["day"], report
-    assert figures.percent(figures.both) >= floors["both"], report
-
-
-@pytest.mark.parametrize("folder", sorted(FLOORS))
-async def test_general_messages_are_not_taken_as_weather(folder):
-    figures = await measure_general(DATA / folder / "general_messages.tsv")
-    assert figures.total >= 50
-    percent = 100.0 * figures.not_weather / figures.total
-    assert percent >= FLOORS[folder]["general"], figures.line() + "\n" + "\n".join(figures.misses)
+    assert weather.total >= 50 and general.total >= 50
+    report = weather.line() + "\n" + "\n".join(weather.misses)
+    assert weather.percent(weather.place) >= floors["place"], report
+    assert weather.percent(weather.day) >= floors["day"], report
+    assert weather.percent(weather.both) >= floors["both"], report
+    percent = 100.0 * general.not_weather / general.total
+    assert percent >= floors["general"], general.line() + "\n" + "\n".join(general.misses)

@@ -243,7 +243,10 @@ async def test_start_up_log_gives_the_url_and_says_it_is_open(served, caplog):
 async def test_filter_hits_are_explained_as_fields_not_python_reprs(served):
     client = await served(deep_merge(ON, {"plugins": {"enabled": ["filter", "welcome"]}}))
     result = await (await client.sim_send({"kind": "text", "text": "你是傻逼", "user": "o_f"})).json()
-    hits = result["explain"]["filter_hits"]
+    [block] = [b for b in result["explain"]["blocks"] if b["plugin"] == "filter"]  # skillbot_explain
+    assert block["title"] == "敏感词命中" and block["summary"] == "1 处"
+    assert block["items"] == ["「傻逼」（用户消息，拦截）"]
+    hits = block["data"]["hits"]
     assert hits and all(isinstance(h, dict) for h in hits)
     assert {"word", "category", "action", "direction"} <= set(hits[0])
-    assert "Hit(" not in json.dumps(hits, ensure_ascii=False)
+    assert "Hit(" not in json.dumps(result["explain"], ensure_ascii=False)

@@ -1,7 +1,8 @@
 """Measuring the weather skill's understanding on a message set (issue 14).
 
 Weather sets (``utterance<TAB>place<TAB>day``, see tests/data/heldout/README.md): every line is
-read by ``understand`` with the plugin's own place index, exactly as the plugin reads it, and the
+read by the weather plugin of a running bot (``Plugin.read``: the reading its router scorer and
+``skillbot_handle`` use, with the bot's segmenter), today being Wednesday 2025-11-26, and the
 place and the day found are compared with the line's. General sets (``utterance``): every line is
 sent, each from a new user, through a running bot whose only skill is the weather plugin (the
 router, the plugin's scorer and ``skillbot_handle`` all take part); a line counts as right when
@@ -18,11 +19,12 @@ import asyncio
 import csv
 import sys
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime
 from pathlib import Path
+from typing import Any
 
-from plugins.weather.places import Place, PlaceIndex, default_index
-from plugins.weather.understand import understand
+from plugins.weather.dates import CHINA_TZ
+from plugins.weather.places import Place, PlaceIndex
 
 TODAY = date(2025, 11, 26)  # a Wednesday, as in the other weather tests
 DAY_OFFSETS = {"今天": [0], "明天": [1], "后天": [2], "大后天": [3]}
@@ -81,12 +83,14 @@ def day_matches(expected: str, q) -> bool:
     return not q.days.current and requested == DAY_OFFSETS[expected]
 
 
-def measure_weather(path: Path, index: PlaceIndex | None = None) -> WeatherFigures:
-    index = index or default_index()
+def measure_weather(path: Path, plugin: Any) -> WeatherFigures:
+    """``plugin``: the weather plugin of a running bot."""
+    index = plugin.index
+    plugin.now = lambda: datetime(TODAY.year, TODAY.month, TODAY.day, 9, 30, tzinfo=CHINA_TZ)
     figures = WeatherFigures()
     for utterance, place, day in read_rows(path):
         figures.total += 1
-        q = understand(utterance, index, TODAY)
+        q = plugin.read(utterance)
         got = [s.key for s in q.spots]
         if place == "-":
             place_ok = got == []
@@ -116,30 +120,38 @@ class GeneralFigures:
         return f"general lines {self.total}: not answered as weather {percent:.1f} %"
 
 
-async def measure_general(path: Path) -> GeneralFigures:
-    """Each line from a new user through a bot with the weather plugin as its only skill. The
-    provider's address is unreachable on purpose: a line wrongly taken gets the skill's apology,
-    which still counts as answered by the weather skill."""
+async def measure_general(path: Path, bot: Any) -> GeneralFigures:
+    """Each line from a new user through ``bot`` (weather as its only skill)."""
+    figures = GeneralFigures()
+    for i, (utterance, *_rest) in enumerate(read_rows(path)):
+        figures.total += 1
+        reply = await bot.send(utterance, user=f"general{i}")
+        if getattr(reply, "plugin", None) == "weather":
+            figures.misses.append(f"{utterance}\t-> {getattr(reply, 'content', reply)!r}"[:160])
+        else:
+            figures.not_weather += 1
+    return figures
+
+
+#: A bot whose only skill is the weather plugin. The provider's address is unreachable on
+#: purpose: a general line wrongly taken gets the skill's apology, still counted as taken.
+WEATHER_ONLY = {"plugins": {"enabled": ["weather"],
+                            "weather": {"base_url": "http://127.0.0.1:9", "timeout": 0.2}}}
+
+
+async def measure(folder: Path) -> tuple[WeatherFigures, GeneralFigures]:
     from core.testing import running_bot
 
-    figures = GeneralFigures()
-    overrides = {"plugins": {"enabled": ["weather"],
-                             "weather": {"base_url": "http://127.0.0.1:9", "timeout": 0.2}}}
-    async with running_bot(overrides) as bot:
-        for i, (utterance, *_rest) in enumerate(read_rows(path)):
-            figures.total += 1
-            reply = await bot.send(utterance, user=f"general{i}")
-            if getattr(reply, "plugin", None) == "weather":
-                figures.misses.append(f"{utterance}\t-> {getattr(reply, 'content', reply)!r}"[:160])
-            else:
-                figures.not_weather += 1
-    return figures
+    async with running_bot(WEATHER_ONLY) as bot:
+        weather = measure_weather(folder / "weather_messages.tsv", bot.pm.get_plugin("weather"))
+    async with running_bot(WEATHER_ONLY) as bot:
+        general = await measure_general(folder / "general_messages.tsv", bot)
+    return weather, general
 
 
 def main(argv: list[str]) -> int:
     folder = Path(argv[1]) if len(argv) > 1 else Path("tests/data/heldout")
-    weather = measure_weather(folder / "weather_messages.tsv")
-    general = asyncio.run(measure_general(folder / "general_messages.tsv"))
+    weather, general = asyncio.run(measure(folder))
     for miss in weather.misses:
         print("MISS", miss)
     for miss in general.misses:

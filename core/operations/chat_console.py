@@ -329,16 +329,10 @@ def describe(exchange: Exchange, verbose: bool = False) -> list[str]:
             shown = candidates if verbose else candidates[:3]
             lines.append("     route: " + ", ".join(
                 f"{c['intent']} {c['score']:.2f}{' *' if c.get('chosen') else ''}" for c in shown))
-        llm = explain.get("llm")
-        if llm:
-            if llm.get("error"):
-                lines.append(f"     model: failed ({llm['error']})")
-            else:
-                lines.append(f"     model: {llm.get('provider')} {llm.get('model', '')} "
-                             f"{llm.get('latency_ms', 0):.0f} ms, tokens {llm.get('prompt_tokens', 0)}+"
-                             f"{llm.get('completion_tokens', 0)}")
-        if explain.get("filter_hits"):
-            lines.append(f"     filter: {len(explain['filter_hits'])} hit(s)")
+        for block in explain.get("blocks") or []:  # the plugins' own (skillbot_explain)
+            lines.append(f"     {block.get('title') or block.get('plugin')}: {block.get('summary', '')}".rstrip())
+            if verbose:
+                lines.extend(f"       - {item}" for item in block.get("items") or [])
     else:
         reason = (explain or {}).get("unavailable") or "no explanation (the answer was not ready on an answered try)"
         lines.append(f"     [{reason}] ({tries})")

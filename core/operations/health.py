@@ -41,7 +41,7 @@ def as_check(item: Any, plugin: str) -> Check:
     if isinstance(item, dict) and "name" in item and "ok" in item:
         return Check(str(item["name"]), bool(item["ok"]), str(item.get("detail", "")), plugin)
     return Check(f"plugin {plugin}", False, f"skillbot_health returned {type(item).__name__}, "
-                 "expected a list of core.operations.health.Check", plugin)
+                 "expected a list of core.Check", plugin)
 
 
 async def probe_http(session: aiohttp.ClientSession, url: str, *, name: str,
@@ -85,17 +85,15 @@ def state_check(bot: Any) -> Check:
 async def plugin_checks(bot: Any, probe: bool, timeout: float = 2.0) -> list[Check]:
     """Every plugin's ``skillbot_health`` answer; a failing implementation is a failed check."""
     checks: list[Check] = []
-    for impl in bot.hooks.impls("skillbot_health"):
-        ok, value = await bot.hooks.call_one(impl, "skillbot_health", {"bot": bot, "probe": probe},
-                                             timeout=timeout)
-        if not ok:
-            checks.append(Check(f"plugin {impl.plugin_name}", False,
-                                "skillbot_health failed or timed out (see the log)", impl.plugin_name))
+    for result in await bot.hooks.health(bot, probe, timeout):
+        if not result.ok:
+            checks.append(Check(f"plugin {result.plugin}", False,
+                                "skillbot_health failed or timed out (see the log)", result.plugin))
             continue
-        if value is None:
+        if result.value is None:
             continue
-        items = value if isinstance(value, (list, tuple)) else [value]
-        checks.extend(as_check(item, impl.plugin_name) for item in items)
+        items = result.value if isinstance(result.value, (list, tuple)) else [result.value]
+        checks.extend(as_check(item, result.plugin) for item in items)
     return checks
 
 

@@ -30,8 +30,6 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 #: Seconds; a stage of the pipeline or one HTTP try.
 STAGE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
                  4.5, 5.0, 10.0, 30.0)
-#: Seconds; one model request.
-MODEL_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 4.5, 6.0, 10.0, 15.0, 20.0, 30.0, 60.0)
 
 Labels = tuple[str, ...]
 _LE_INF = 'le="+Inf"'
@@ -73,6 +71,16 @@ class Counter:
     def value(self, *labels: str) -> float:
         return self.values.get(labels, 0.0)
 
+    def absorb(self, other: "Counter") -> None:
+        """Add another family's counts (a bot replaced by a settings reload) to these."""
+        for labels, value in other.values.items():
+            self.inc(*labels, amount=value)
+
+    def copy(self) -> "Counter":
+        twin = Counter(self.name, self.help, self.label_names)
+        twin.absorb(self)
+        return twin
+
     def samples(self) -> Iterable[str]:
         for labels, value in sorted(self.values.items()):
             yield f"{self.name}{_labels(self.label_names, labels)} {_number(value)}"
@@ -106,6 +114,23 @@ class Histogram:
     def count(self, *labels: str) -> int:
         entry = self.data.get(labels)
         return entry[2] if entry else 0
+
+    def absorb(self, other: "Histogram") -> None:
+        """Add another family's observations (same buckets) to these."""
+        if other.buckets != self.buckets:
+            return
+        for labels, (counts, total, count) in other.data.items():
+            entry = self.data.get(labels)
+            if entry is None:
+                entry = self.data[labels] = [[0] * len(self.buckets), 0.0, 0]
+            entry[0] = [a + b for a, b in zip(entry[0], counts)]
+            entry[1] += total
+            entry[2] += count
+
+    def copy(self) -> "Histogram":
+        twin = Histogram(self.name, self.help, self.label_names, self.buckets)
+        twin.absorb(self)
+        return twin
 
     def samples(self) -> Iterable[str]:
         for labels, (counts, total, count) in sorted(self.data.items()):
@@ -143,9 +168,9 @@ class Registry:
         self.metrics.append(metric)
         return metric
 
-    def render(self) -> str:
+    def render(self, more: Iterable[Any] = ()) -> str:
         lines: list[str] = []
-        for metric in self.metrics:
+        for metric in [*self.metrics, *more]:
             lines.append(f"# HELP {metric.name} {metric.help}")
             lines.append(f"# TYPE {metric.name} {metric.kind}")
             lines.extend(metric.samples())
@@ -217,20 +242,6 @@ class Metrics:
             "skillbot_stage_seconds", "Time per stage: verify, parse (per try); inbound, route, skill, "
             "fallback, outbound, pipeline (per message); render, request (per answered try).",
             ("stage",), STAGE_BUCKETS))
-        self.model_latency = r.add(Histogram(
-            "skillbot_model_latency_seconds", "Latency of the model request that answered, by "
-            "provider.", ("provider",), MODEL_BUCKETS))
-        self.model_attempts = r.add(Counter(
-            "skillbot_model_attempts_total", "Model provider attempts by outcome (ok, timeout, "
-            "rate_limited, server_error, skipped...).", ("provider", "outcome")))
-        self.model_errors = r.add(Counter(
-            "skillbot_model_errors_total", "Messages the model could not answer, by error.", ("error",)))
-        self.model_tokens = r.add(Counter(
-            "skillbot_model_tokens_total", "Model tokens used, by provider and kind (prompt, "
-            "completion).", ("provider", "kind")))
-        self.filter_hits = r.add(Counter(
-            "skillbot_filter_hits_total", "Filter list hits, by direction, action and category.",
-            ("direction", "action", "category")))
         self.provider_failures = r.add(Counter(
             "skillbot_provider_failures_total", "Messages during which a plugin's upstream service "
             "failed (the plugin answered from stale data or apologised), by plugin and provider; "
@@ -241,6 +252,7 @@ class Metrics:
         #: Counts kept from bots a settings reload replaced.
         self.retired_caches: dict[tuple[str, str], float] = {}
         self.retired_failures: dict[str, float] = {}
+        self.retired_families: dict[str, Any] = {}
         self.requests = r.add(Counter(
             "skillbot_requests_total", "HTTP tries received on the webhook that passed the checks, "
             "by message type (WeChat retries included).", ("type",)))
@@ -285,32 +297,11 @@ class Metrics:
         for stage, ms in ctx.timings.items():
             self.stages.observe(ms / 1000, stage)
         self.stages.observe(ctx.elapsed_ms / 1000, "pipeline")
-        for hit in ctx.filter_hits:
-            self.filter_hits.inc(str(getattr(hit, "direction", "-")), str(getattr(hit, "action", "-")),
-                                 str(getattr(hit, "category", "-")))
-        llm = ctx.extra.get("llm")
-        if isinstance(llm, dict):
-            self._model(llm)
         for failure in ctx.extra.get("provider_failures") or []:
             if isinstance(failure, dict):
                 self.provider_failures.inc(str(failure.get("plugin") or "-"),
                                            str(failure.get("provider") or "-"))
         return outcome
-
-    def _model(self, llm: dict) -> None:
-        for attempt in llm.get("attempts") or []:
-            provider, _, outcome = str(attempt).partition(":")
-            self.model_attempts.inc(provider, outcome or "-")
-        if llm.get("error"):
-            self.model_errors.inc(str(llm["error"]))
-            return
-        provider = str(llm.get("provider") or "-")
-        if isinstance(llm.get("latency_ms"), (int, float)):
-            self.model_latency.observe(llm["latency_ms"] / 1000, provider)
-        for kind in ("prompt", "completion"):
-            tokens = llm.get(f"{kind}_tokens")
-            if isinstance(tokens, int) and tokens > 0:
-                self.model_tokens.inc(provider, kind, amount=tokens)
 
     def observe_try(self, timings_ms: dict[str, float]) -> None:
         for stage, ms in timings_ms.items():
@@ -324,6 +315,17 @@ class Metrics:
                 self.retired_caches[key] = self.retired_caches.get(key, 0) + getattr(cache, kind, 0)
         for plugin, n in bot.hooks.failures.items():
             self.retired_failures[plugin] = self.retired_failures.get(plugin, 0) + n
+        # A plugin object given in code is registered again by the new bot: its families live on.
+        live = {id(family) for other in self._live_bots() if other is not bot
+                for family in getattr(other, "metric_families", [])}
+        for family in getattr(bot, "metric_families", []):
+            if id(family) in live:
+                continue
+            kept = self.retired_families.get(family.name)
+            if kept is None and hasattr(family, "copy"):
+                self.retired_families[family.name] = family.copy()
+            elif kept is not None and type(kept) is type(family):
+                kept.absorb(family)
 
     # ---- read at scrape time ------------------------------------------------------------------
 
@@ -358,8 +360,26 @@ class Metrics:
         state = self.bots.bot.state
         return [((state.backend,), 0 if state.status == "down" else 1)]
 
+    def _plugin_families(self) -> list[Any]:
+        """The plugins' families (``skillbot_metrics``): one per name, the counts of retired and
+        retiring bots added to the running bot's. A name the core uses is left out."""
+        taken = {metric.name for metric in self.registry.metrics}
+        merged: dict[str, Any] = {name: family.copy() for name, family in self.retired_families.items()}
+        seen: set[int] = set()
+        for bot in self._live_bots():
+            for family in getattr(bot, "metric_families", []):
+                if family.name in taken or id(family) in seen:
+                    continue
+                seen.add(id(family))
+                kept = merged.get(family.name)
+                if kept is None:
+                    merged[family.name] = family.copy() if hasattr(family, "copy") else family
+                elif type(kept) is type(family) and hasattr(kept, "absorb"):
+                    kept.absorb(family)
+        return list(merged.values())
+
     def render(self) -> str:
-        return self.registry.render()
+        return self.registry.render(self._plugin_families())
 
 
 async def metrics_handler(request: web.Request) -> web.Response:

@@ -6,7 +6,6 @@ skills -> fallback -> outbound filter. Rendering to XML belongs to the webhook
 """
 from __future__ import annotations
 
-import dataclasses
 import logging
 from pathlib import Path
 from typing import Any
@@ -37,13 +36,6 @@ from .templating import text_environment
 log = logging.getLogger("skillbot.bot")
 
 
-def explain_hit(hit: Any) -> dict[str, Any]:
-    """A filter hit as plain JSON fields (a dataclass's fields; anything else as its text)."""
-    if dataclasses.is_dataclass(hit) and not isinstance(hit, type):
-        return {k: v for k, v in dataclasses.asdict(hit).items() if isinstance(v, (str, int, float, bool))}
-    return {"text": str(hit)}
-
-
 class Bot:
     """One configured bot. Plugins see it as ``ctx.bot`` / the ``bot`` hook argument.
 
@@ -59,7 +51,8 @@ class Bot:
         self.pm, self.available_plugins = create_plugin_manager(settings, extra_plugins)
         self.configs = plugin_configs(self.pm, settings, self.available_plugins)
         order = list(settings.plugins.enabled) + list(extra_plugins or {})
-        self.hooks = HookCaller(self.pm, order, settings.pipeline.plugin_timeout, tracing(settings))
+        self.hooks = HookCaller(self.pm, order, settings.pipeline.plugin_timeout, tracing(settings),
+                                fallback_timeout=settings.pipeline.fallback_timeout)
         self.http: aiohttp.ClientSession | None = None
         #: A bot given another bot's ``state`` (a settings reload) shares it and neither starts
         #: nor stops it until it is handed over (``owns_state``).
@@ -72,6 +65,8 @@ class Bot:
         self.intents: list[Intent] = []
         self.segmenter: Any = None
         self.router: Any = None
+        #: Metric families the plugins keep (``skillbot_metrics``), rendered by ``GET /metrics``.
+        self.metric_families: list[Any] = []
         self.started = False
 
     # ---- services for plugins ---------------------------------------------------------------
@@ -121,13 +116,9 @@ class Bot:
                 await self.state.start()
             self.segmenter = Segmenter()
             self.segmenter.initialize()
-            for impl in self.hooks.impls("skillbot_startup"):
-                ok, _ = await self.hooks.call_one(
-                    impl, "skillbot_startup", {"bot": self, "config": self.configs.get(impl.plugin_name)},
-                    timeout=60)
-                if not ok:
-                    raise RuntimeError(f"plugin {impl.plugin_name} failed to start (see the log above)")
+            await self.hooks.startup(self, self.configs)
             await self.build_router()
+            self.metric_families = await self.hooks.metrics()
         except BaseException:
             await self.stop()
             raise
@@ -136,20 +127,13 @@ class Bot:
     async def build_router(self) -> None:
         from .router import IntentRouter
 
-        for _name, words in await self.hooks.each("skillbot_jieba_words", {}):
-            self.segmenter.add_words(words or [])
-        intents: list[Intent] = []
-        for impl in self.hooks.impls("skillbot_intents"):
-            ok, declared = await self.hooks.call_one(impl, "skillbot_intents", {})
-            for intent in (declared or []) if ok else []:
-                intent.plugin = impl.plugin_name
-                intents.append(intent)
-        self.intents = intents
-        self.router = IntentRouter(intents, self.segmenter, self.settings.router.threshold,
+        self.segmenter.add_words(await self.hooks.jieba_words())
+        self.intents = await self.hooks.intents()
+        self.router = IntentRouter(self.intents, self.segmenter, self.settings.router.threshold,
                                    self.settings.router.margin, self.settings.router.max_text_chars)
 
     async def stop(self) -> None:
-        await self.hooks.each("skillbot_shutdown", {"bot": self}, timeout=10)
+        await self.hooks.shutdown(self)
         if self.http is not None:
             await self.http.close()
             self.http = None
@@ -204,31 +188,24 @@ class Bot:
 
     async def process_pipeline(self, ctx: MessageContext) -> Reply:
         """The plugins' stages: inbound filter -> routing -> skills -> fallback -> outbound filter."""
-        extra = {"msg_id": ctx.id}
         try:
             ctx.history = await self.conversations.history(ctx.user)
             ctx.slots = await self.conversations.slots(ctx.user)
-            reply = await self._answer(ctx, extra)
+            reply = await self._answer(ctx)
             with ctx.timed("outbound"):
-                for impl in self.hooks.impls("skillbot_outbound_filter"):
-                    ok, replaced = await self.hooks.call_one(
-                        impl, "skillbot_outbound_filter", {"ctx": ctx, "reply": reply}, log_extra=extra)
-                    if ok and replaced is not None:
-                        replaced.plugin = replaced.plugin or reply.plugin
-                        replaced.intent = replaced.intent or reply.intent
-                        reply = replaced
+                reply = await self.hooks.outbound_filter(ctx, reply)
             await self._record(ctx, reply)
         except Exception:
             ctx.log.exception("pipeline failed; answering with the error reply")
             reply = TextReply(self.settings.pipeline.error_reply, plugin="core", intent="error")
         ctx.extra["reply"] = reply
-        await self.hooks.each("skillbot_message_done", {"ctx": ctx, "reply": reply}, log_extra=extra)
+        await self.hooks.message_done(ctx, reply)
+        ctx.explanations = await self.hooks.explain(ctx)
         return reply
 
-    async def _answer(self, ctx: MessageContext, extra: dict) -> Reply:
+    async def _answer(self, ctx: MessageContext) -> Reply:
         with ctx.timed("inbound"):
-            reply, plugin = await self.hooks.first_result("skillbot_inbound_filter", {"ctx": ctx},
-                                                          log_extra=extra)
+            reply, plugin = await self.hooks.inbound_filter(ctx)
         if reply is not None:
             reply.plugin = reply.plugin or plugin
             reply.intent = reply.intent or "filtered"
@@ -240,17 +217,13 @@ class Bot:
         ctx.log.debug("route %s", ctx.route.explain())
         with ctx.timed("skill"):
             for candidate in ctx.route.chosen:
-                reply, plugin = await self.hooks.first_result(
-                    "skillbot_handle", {"ctx": ctx, "candidate": candidate},
-                    plugin=candidate.intent.plugin, log_extra=extra)
+                reply, plugin = await self.hooks.handle(ctx, candidate)
                 if reply is not None:
                     reply.plugin = reply.plugin or plugin
                     reply.intent = reply.intent or candidate.name
                     return reply
         with ctx.timed("fallback"):
-            reply, plugin = await self.hooks.first_result(
-                "skillbot_fallback", {"ctx": ctx}, log_extra=extra,
-                timeout=self.settings.pipeline.fallback_timeout)
+            reply, plugin = await self.hooks.fallback(ctx)
         if reply is not None:
             reply.plugin = reply.plugin or plugin
             reply.intent = reply.intent or "fallback"
@@ -279,10 +252,12 @@ class Bot:
         await self.conversations.append(ctx.user, *turns)
 
     def explain(self, ctx: MessageContext) -> dict[str, Any]:
+        """The message's explanation as JSON: timings, routing, who answered, and the plugins'
+        own blocks (``skillbot_explain``) as they gave them."""
         route: RouteResult | None = ctx.route
         reply = ctx.extra.get("reply")
         return {"id": ctx.id, "timings_ms": {k: round(v, 3) for k, v in ctx.timings.items()},
                 "route": route.explain() if route else None,
-                "filter_hits": [explain_hit(h) for h in ctx.filter_hits],
                 "plugin": getattr(reply, "plugin", None), "intent": getattr(reply, "intent", None),
-                "llm": ctx.extra.get("llm")}
+                "blocks": [{"plugin": plugin, **block.to_dict()}
+                           for plugin, block in ctx.explanations]}

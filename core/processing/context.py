@@ -1,4 +1,5 @@
-"""The per-message context every hook receives: the message, its id, tokens, route and timings."""
+"""The per-message context every hook receives (message, id, tokens, route, timings), and the
+explanation block a plugin adds to a message's explanation."""
 from __future__ import annotations
 
 import logging
@@ -23,6 +24,38 @@ def new_message_id() -> str:
 
 
 @dataclass
+class Explanation:
+    """A plugin's block in a message's explanation, shown by ``run.py chat`` and the simulator.
+
+    title: a short heading ("model", "filter"); summary: one line for the terminal; items: one
+    line each, listed under the heading in the simulator (and by ``run.py chat --verbose``);
+    data: plain JSON values (str, int, float, bool, lists and dicts of them) shown as JSON.
+    The core renders every block alike and never reads what is inside.
+    """
+
+    title: str
+    summary: str = ""
+    items: list[str] = field(default_factory=list)
+    data: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON values only (the explanation is stored with the answer record, in Redis
+        too): anything else a plugin put in ``data`` becomes its text."""
+        return {"title": str(self.title), "summary": str(self.summary),
+                "items": [str(item) for item in self.items], "data": _plain(self.data)}
+
+
+def _plain(value: Any) -> Any:
+    if value is None or isinstance(value, (str, bool, int, float)):
+        return value
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return str(value)
+
+
+@dataclass
 class MessageContext:
     """Everything a plugin needs about the message being answered.
 
@@ -33,7 +66,9 @@ class MessageContext:
     route: the router's ``RouteResult`` (None for messages the router did not see).
     history: the user's recent turns, oldest first, loaded before the pipeline runs.
     slots: the user's skill memory (``await ctx.remember(place="北京")`` to update it).
-    extra: free space for plugins to pass data along the pipeline.
+    extra: free space for plugins to pass data along the pipeline (key it by your plugin's name).
+    explanations: the plugins' ``Explanation`` blocks (plugin name, block), collected after the
+        reply through ``skillbot_explain``.
     """
 
     bot: "Bot"
@@ -45,7 +80,7 @@ class MessageContext:
     slots: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
-    filter_hits: list[Any] = field(default_factory=list)
+    explanations: list[tuple[str, Explanation]] = field(default_factory=list)
     started: float = field(default_factory=time.perf_counter)
     #: The stage the pipeline is in ("inbound", "route", "skill"...), for logs.
     stage: str = ""

@@ -23,8 +23,7 @@ from typing import Any
 import jinja2
 from cachetools import TTLCache
 
-from core import Intent, TextReply, hookimpl
-from core.processing.templating import text_environment
+from core import BotServices, Candidate, Intent, MessageContext, TextReply, hookimpl
 
 from .config import Config
 from .engine import FaqData, FaqError, FaqIndex, load_faq
@@ -37,7 +36,7 @@ log = logging.getLogger("skillbot.plugins.faq")
 class Plugin:
     def __init__(self) -> None:
         self.config = Config()
-        self.bot: Any = None
+        self.bot: BotServices | None = None
         self.env: jinja2.Environment | None = None
         self.data: FaqData | None = None
         self.index: FaqIndex | None = None
@@ -54,11 +53,10 @@ class Plugin:
         return Config
 
     @hookimpl
-    async def skillbot_startup(self, bot: Any, config: Config) -> None:
+    async def skillbot_startup(self, bot: BotServices, config: Config) -> None:
         self.bot = bot
-        self.config = config if isinstance(config, Config) else Config()
-        templates = getattr(bot, "templates", None)
-        self.env = templates(HERE) if callable(templates) else text_environment()
+        self.config = config
+        self.env = bot.templates(HERE)
         self.lookups = TTLCache(maxsize=self.config.cache_size, ttl=self.config.cache_ttl)
         path = self.config.resolved_path()
         try:
@@ -73,7 +71,7 @@ class Plugin:
             self._watcher = asyncio.get_running_loop().create_task(self._watch(), name="faq-reload")
 
     @hookimpl
-    async def skillbot_shutdown(self, bot: Any) -> None:
+    async def skillbot_shutdown(self, bot: BotServices) -> None:
         self._stop_watcher()
 
     @hookimpl
@@ -89,7 +87,7 @@ class Plugin:
         return [Intent(INTENT, scorer=self.score, priority=self.config.priority)]
 
     @hookimpl
-    async def skillbot_handle(self, ctx: Any, candidate: Any) -> TextReply | None:
+    async def skillbot_handle(self, ctx: MessageContext, candidate: Candidate) -> TextReply | None:
         data = self.data
         entry = data.entries.get(candidate.slots.get("faq_id", "")) if data else None
         if entry is None:  # the file changed between routing and now: let the next one try
@@ -162,7 +160,7 @@ class Plugin:
         self._file_state = signature
         self.data = data
         self.last_error = None
-        if self.index is not None and self.bot is not None and getattr(self.bot, "segmenter", None):
+        if self.index is not None and self.bot is not None:
             self._add_words(data)
             self._build_index(data)
         log.info("FAQ loaded: %d entries from %s (version %s)", len(data.entries), path, data.version)

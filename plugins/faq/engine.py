@@ -24,7 +24,7 @@ import ahocorasick
 import jinja2
 import jinja2.meta
 
-from core.processing.router import KEYWORD_BASE, SimilarityIndex, noisy_or
+from core import KEYWORD_BASE, SimilarityIndex, noisy_or
 
 #: Evidence strength of an entry keyword found in the message (the router's keyword strength).
 KEYWORD_STRENGTH = KEYWORD_BASE

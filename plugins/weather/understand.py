@@ -33,10 +33,10 @@ from __future__ import annotations
 import csv
 import functools
 import re
-import threading
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
+from typing import Callable
 
 from .dates import DayQuery, parse_days
 from .normalize import normalize
@@ -148,10 +148,13 @@ class Question:
     measure_only: bool = False
 
 
-def understand(text: str, index: PlaceIndex, today: date, max_days: int = 7) -> Question:
+def understand(text: str, index: PlaceIndex, today: date, max_days: int = 7,
+               cut: Callable[[str], list[str]] | None = None) -> Question:
+    """Read ``text``. ``cut`` is a jieba cut (the plugin gives the bot's segmenter's): without
+    one, word boundaries are not checked (every name and one-character weather word counts)."""
     text = normalize(text, index)
     q = Question(text=text)
-    cuts = _WordCuts(text)
+    cuts = _WordCuts(text, cut)
     weather_spans = [m.span() for m in _WEATHER_RE.finditer(text)
                      if m.end() - m.start() > 1 or cuts.weather_char(m.start())]
     # Multi-character weather words never hold a place name; single ones may (凉山, 雨城, 晴隆).
@@ -281,55 +284,42 @@ def _sound_alikes(text: str) -> list[tuple[int, int]]:
     return [m.span() for m in _sound_alike_re().finditer(text)]
 
 
-_SEGMENTER = None
-_SEGMENTER_LOCK = threading.Lock()
-
-
-def word_cutter():
-    """A private jieba segmenter with jieba's own dictionary only (the bot's adds every place
-    name, which would make 上高 a word in 上高速); created once per process."""
-    global _SEGMENTER
-    with _SEGMENTER_LOCK:
-        if _SEGMENTER is None:
-            from core.processing.segmenter import Segmenter
-
-            segmenter = Segmenter()
-            segmenter.initialize()
-            _SEGMENTER = segmenter
-        return _SEGMENTER
-
-
 class _WordCuts:
     """Where jieba cuts ``text`` into words, computed on first use."""
 
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, cut: Callable[[str], list[str]] | None) -> None:
         self.text = text
+        self.cut = cut
         self._tokens: list[tuple[int, int]] | None = None
 
     @property
-    def tokens(self) -> list[tuple[int, int]]:
-        if self._tokens is None:
-            pieces = word_cutter().cut(self.text)
+    def tokens(self) -> list[tuple[int, int]] | None:
+        if self._tokens is None and self.cut is not None:
+            pieces = self.cut(self.text)
             if "".join(pieces) != self.text.lower():  # a character changed length: trust no cut
-                self._tokens = [(i, i + 1) for i in range(len(self.text))]
-            else:
-                self._tokens, pos = [], 0
-                for piece in pieces:
-                    self._tokens.append((pos, pos + len(piece)))
-                    pos += len(piece)
+                self.cut = None
+                return None
+            self._tokens, pos = [], 0
+            for piece in pieces:
+                self._tokens.append((pos, pos + len(piece)))
+                pos += len(piece)
         return self._tokens
 
     def starts(self, start: int) -> bool:
-        return start in {s for s, _ in self.tokens}
+        tokens = self.tokens
+        return tokens is None or start in {s for s, _ in tokens}
 
     def whole(self, start: int, end: int) -> bool:
         """Does a word boundary fall at ``start`` and at ``end``?"""
-        starts = {s for s, _ in self.tokens}
+        tokens = self.tokens
+        if tokens is None:
+            return True
+        starts = {s for s, _ in tokens}
         return start in starts and (end == len(self.text) or end in starts)
 
     def weather_char(self, pos: int) -> bool:
         """Is the one-character weather word at ``pos`` a word of its own or weather-shaped?"""
-        for start, end in self.tokens:
+        for start, end in self.tokens or ():
             if start <= pos < end:
                 return all(ch in WEATHER_SHAPE for ch in self.text[start:end])
         return True

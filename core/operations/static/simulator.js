@@ -94,8 +94,6 @@
 
   const STAGE_NAMES = { verify: "验签", parse: "解析", inbound: "入站过滤", route: "路由", skill: "技能",
     fallback: "兜底", outbound: "出站过滤", render: "渲染", total: "合计" };
-  const ACTIONS = { block: "拦截", mask: "打码", log: "仅记录" };
-  const DIRECTIONS = { inbound: "用户消息", outbound: "回复" };
 
   function short(value) {
     const text = typeof value === "string" ? value : JSON.stringify(value);
@@ -118,14 +116,6 @@
     if (evidence.scorer !== undefined) { lines.push("技能自评：" + Number(evidence.scorer).toFixed(2)); seen.add("scorer"); }
     for (const [key, value] of Object.entries(evidence)) if (!seen.has(key)) lines.push(key + "：" + short(value));
     return el("ul", { class: "evidence" }, lines.map((line) => el("li", { text: line })));
-  }
-
-  function hitText(hit) {
-    if (!hit || typeof hit !== "object") return String(hit);
-    const parts = [DIRECTIONS[hit.direction] || hit.direction, ACTIONS[hit.action] || hit.action,
-      hit.category ? "类别 " + hit.category : ""].filter(Boolean);
-    const word = hit.word ? "「" + hit.word + "」" : (hit.text || "");
-    return word + (parts.length ? "（" + parts.join("，") + "）" : "");
   }
 
   function showExplanation(result) {
@@ -164,13 +154,16 @@
       explainBox.appendChild(el("table", { class: "route" }, [cols, el("thead", {}, [head]), el("tbody", {}, rows)]));
       if (!rows.length) explainBox.appendChild(el("p", { class: "hint", text: "没有意图得分：由兜底回答。" }));
     }
-    if (ex.llm) {
-      explainBox.appendChild(el("h2", { text: "大模型" }));
-      explainBox.appendChild(el("pre", { text: JSON.stringify(ex.llm, null, 2) }));
-    }
-    if (ex.filter_hits && ex.filter_hits.length) {
-      explainBox.appendChild(el("h2", { text: "敏感词命中" }));
-      explainBox.appendChild(el("ul", { class: "hits" }, ex.filter_hits.map((h) => el("li", { text: hitText(h) }))));
+    // The plugins' own blocks (skillbot_explain), all rendered alike: heading, summary, items, data.
+    for (const block of ex.blocks || []) {
+      explainBox.appendChild(el("h2", { text: (block.title || block.plugin) + "（插件 " + block.plugin + "）" }));
+      if (block.summary) explainBox.appendChild(el("p", { text: block.summary }));
+      if (block.items && block.items.length) {
+        explainBox.appendChild(el("ul", { class: "items" }, block.items.map((item) => el("li", { text: String(item) }))));
+      }
+      if (block.data && Object.keys(block.data).length) {
+        explainBox.appendChild(el("pre", { text: JSON.stringify(block.data, null, 2) }));
+      }
     }
     if (!result.explain) {
       explainBox.appendChild(el("p", { class: "hint", text: "没有路由说明：回答在已应答的那次尝试中还没有准备好。" }));
