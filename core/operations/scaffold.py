@@ -30,7 +30,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from core import Intent, TextReply, hookimpl
+from core import BotServices, Candidate, Intent, MessageContext, Reply, TextReply, hookimpl
 
 from .config import Config
 
@@ -50,7 +50,7 @@ class Plugin:
         return Config
 
     @hookimpl
-    def skillbot_startup(self, bot: Any, config: Config) -> None:
+    def skillbot_startup(self, bot: BotServices, config: Config) -> None:
         self.config = config
         # The operator's templates/{name}/reply.j2 wins over the plugin's own.
         self.template = bot.templates(HERE).get_template("reply.j2")
@@ -60,7 +60,7 @@ class Plugin:
         return [Intent(INTENT, keywords=list(self.config.keywords), priority=5)]
 
     @hookimpl
-    def skillbot_handle(self, ctx: Any, candidate: Any) -> Any:
+    def skillbot_handle(self, ctx: MessageContext, candidate: Candidate) -> Reply | None:
         if candidate.name != INTENT:
             return None  # not ours: let the next candidate answer
         text = self.template.render(greeting=self.config.greeting, text=ctx.message.text)

@@ -18,6 +18,7 @@ from cachetools import TTLCache
 from redis.exceptions import RedisError
 
 from ..access.replay_guard import MemorySignedQueryStore, remember_seconds
+from ..access.replies import EXPLANATION_FIELD
 from ..access.wechat_api import MemoryTokenStore
 from ..settings import Settings
 from .cache import MemoryCache
@@ -216,7 +217,7 @@ class AnswerFailover(Failover):
                         raise exc
                     result = task.result()
                     if task is not shared and shared in pending and (result is DELIVERED or (
-                            result is not None and "explain" not in result)):
+                            result is not None and EXPLANATION_FIELD not in result)):
                         fallback_result = result
                         continue  # the local copy was shrunk; Redis still has the full answer
                     if result is not None:
