@@ -38,6 +38,9 @@ class ProviderConfig:
         leaves the field out (the provider's default applies).
     timeout: seconds one request may take, connection to last byte.
     extra_body: extra JSON fields merged into each request (``{enable_thinking = false}``).
+    stream: ask for a streamed answer (server-sent events); false for a server that cannot
+        stream (one that answers a stream request with a plain JSON body works either way).
+    vision: the model understands images: image messages are sent to it (``image_url`` parts).
     """
 
     name: str
@@ -48,6 +51,8 @@ class ProviderConfig:
     max_tokens: int = 800
     timeout: float = 20.0
     extra_body: dict[str, Any] = field(default_factory=dict)
+    stream: bool = True
+    vision: bool = False
 
     @property
     def url(self) -> str:
