@@ -130,13 +130,14 @@ _ASCII_SENTENCE_ENDS = ".!?;"
 _CLOSERS = "”’」』）】》〉)\"'"
 
 
-def sentence_cuts(text: str) -> list[int]:
+def sentence_cuts(text: str, at_end: bool = False) -> list[int]:
     """Positions just after each sentence end in ``text`` whose following character is known.
 
     A sentence ends at ``。！？；…`` or at ``.!?;`` followed by whitespace (a ``.`` not after a
     digit, so a list's "1. " is not a sentence), together with the
     closing quotes or brackets right after it. A cut is only reported when a character after it
-    has arrived (so a closing quote still to come is not separated from its sentence).
+    has arrived (so a closing quote still to come is not separated from its sentence), unless
+    ``at_end``: then a ``。！？；…`` (or a closer) ending ``text`` is a cut too.
     """
     cuts: list[int] = []
     i, n = 0, len(text)
@@ -147,7 +148,7 @@ def sentence_cuts(text: str) -> list[int]:
             j = i + 1
             while j < n and (text[j] in _CJK_SENTENCE_ENDS or text[j] in _CLOSERS):
                 j += 1
-            if j < n:
+            if j < n or (at_end and ch in _CJK_SENTENCE_ENDS):
                 cuts.append(j)
             i = j
             continue
@@ -350,7 +351,9 @@ class MarkdownStream:
         else:
             head, start = None, self._early_from
         segment = line[start:]
-        for cut in reversed(sentence_cuts(segment)):
+        # A sentence end that ends the text so far is let out at once: a closing quote after it
+        # would simply start the next piece.
+        for cut in reversed(sentence_cuts(segment, at_end=True)):
             if _inline_closed(segment[:cut]):
                 break
         else:

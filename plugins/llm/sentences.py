@@ -67,6 +67,8 @@ class SentenceAssembler:
             spaces = text[cut:end]
             if "\n" in spaces:
                 end = cut + spaces.rindex("\n") + 1  # the next line's indentation is its own
+            elif text[cut - 1] == "\n":
+                end = cut
             if not text[start:end].strip():
                 continue  # leading whitespace stays with the next sentence
             out.append(Sentence(text[start:end], "\n\n" in text[cut - 1:end]))

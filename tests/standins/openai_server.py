@@ -210,6 +210,10 @@ class StandInState:
     responder: Callable[[list[dict[str, Any]]], str] | None = None
     #: False: answer stream requests with a plain JSON body (a server that cannot stream).
     can_stream: bool = True
+    #: Streams sent to the end (``data: [DONE]`` written).
+    streams_done: int = 0
+    #: Streams whose client went away while they were being written.
+    streams_aborted: int = 0
 
     @property
     def call_count(self) -> int:
@@ -269,12 +273,15 @@ async def _stream(request: web.Request, state: StandInState, behaviour: Behaviou
 
     async def send(event: str) -> None:
         raw = event.encode("utf-8")
-        if behaviour.split_bytes <= 0:
-            await response.write(raw)
-            return
-        for i in range(0, len(raw), behaviour.split_bytes):
-            await response.write(raw[i:i + behaviour.split_bytes])
-            await asyncio.sleep(0.002)
+        size = behaviour.split_bytes if behaviour.split_bytes > 0 else len(raw)
+        try:
+            for i in range(0, len(raw), size):
+                if i:
+                    await asyncio.sleep(0.002)
+                await response.write(raw[i:i + size])
+        except ConnectionResetError:
+            state.streams_aborted += 1
+            raise
 
     def data(payload: dict[str, Any]) -> str:
         return "data: " + json.dumps(payload, ensure_ascii=False) + behaviour.separator
@@ -331,6 +338,7 @@ async def _stream(request: web.Request, state: StandInState, behaviour: Behaviou
         await send(data(_chunk(flavour, chunk_id, model, created, None, None, usage,
                                include_usage=True)))
     await send("data: [DONE]" + behaviour.separator)
+    state.streams_done += 1
     await response.write_eof()
     return response
 
