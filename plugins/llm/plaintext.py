@@ -126,6 +126,8 @@ def markdown_to_text(text: str) -> str:
 _CJK_SENTENCE_ENDS = "。！？；…"
 #: Characters that end a sentence when whitespace follows (not "3.14", "e.g.x", "![img]").
 _ASCII_SENTENCE_ENDS = ".!?;"
+#: How many of the latest sentence ends of an unfinished line are tried for letting it out early.
+_EARLY_TRIES = 4
 #: Closing quotes and brackets that stay with the sentence before them.
 _CLOSERS = "”’」』）】》〉)\"'"
 
@@ -353,7 +355,9 @@ class MarkdownStream:
         segment = line[start:]
         # A sentence end that ends the text so far is let out at once: a closing quote after it
         # would simply start the next piece.
-        for cut in reversed(sentence_cuts(segment, at_end=True)):
+        # Only the last few sentence ends are tried: a construct left open before them keeps
+        # the earlier ones open too, and trying them all on every piece would cost O(n²).
+        for cut in reversed(sentence_cuts(segment, at_end=True)[-_EARLY_TRIES:]):
             if _inline_closed(segment[:cut]):
                 break
         else:
