@@ -143,6 +143,12 @@ async def test_reasoning_split_across_chunks_is_removed(session, primary):
     assert completion.text == "长城很长。"
 
 
+async def test_what_might_have_begun_a_tag_is_kept_at_the_end(session, primary):
+    primary.state.default = streamed(pieces=["1 ", "<"])
+    completion = await make_client(session, (primary, "main", {})).complete(MESSAGES)
+    assert completion.text == "1 <"
+
+
 async def test_an_answer_stream_is_read_once(session, primary):
     client = make_client(session, (primary, "main", {}))
     async with client.stream(MESSAGES) as answer_stream:

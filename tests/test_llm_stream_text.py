@@ -99,12 +99,15 @@ def test_reasoning_filter_matches_strip_reasoning(cuts):
     think = ReasoningFilter()
     points = sorted({c for c in cuts if 0 < c < len(text)})
     pieces = [text[a:b] for a, b in zip([0] + points, points + [len(text)])]
-    assert "".join(think.feed(p) for p in pieces) == strip_reasoning(text) == "长城很长。结束"
+    assert "".join(think.feed(p) for p in pieces) + think.finish() == strip_reasoning(text) == "长城很长。结束"
 
 
 def test_an_unclosed_reasoning_block_drops_the_rest():
     think = ReasoningFilter()
-    assert think.feed("<think>想了很") + think.feed("久") == strip_reasoning("<think>想了很久") == ""
+    assert think.feed("<think>想了很") + think.feed("久</thi") + think.finish() == \
+        strip_reasoning("<think>想了很久</thi") == ""
+    think = ReasoningFilter()
+    assert think.feed("a <thi") == "a " and think.finish() == "<thi"
 
 
 # ---- sentences ----------------------------------------------------------------------------------

@@ -446,7 +446,7 @@ class LLMClient:
                     else f"the stream stalled for {config.timeout:.1f}s")
                 raise ProviderFailure("deadline" if by_deadline and state.text_started else "timeout",
                                       what, by_deadline=by_deadline) from None
-            except aiohttp.ClientError as exc:
+            except (aiohttp.ClientError, OSError) as exc:
                 raise ProviderFailure("connection", f"{type(exc).__name__}: {exc}") from None
 
         response = await bounded(self.session.post(
@@ -506,6 +506,9 @@ class LLMClient:
                 if not chunk:
                     break
                 events = decoder.feed(chunk)
+            rest = think.finish()
+            if rest and state.text_started:
+                yield rest
             if not state.done and state.finish_reason is None:
                 raise ProviderFailure("connection", "the stream ended before the answer did",
                                       response.status)
@@ -832,6 +835,12 @@ class ReasoningFilter:
             out.append(text[:len(text) - len(self._held)])
             break
         return "".join(out)
+
+
+    def finish(self) -> str:
+        """Text held back because it might have begun a tag (``"<th"`` at the very end)."""
+        held, self._held = self._held, ""
+        return "" if self._inside else held
 
 
 def _partial_suffix(text: str, tag: str) -> str:
