@@ -186,8 +186,8 @@ async def test_a_stream_broken_after_text_ends_the_answer_there(session, primary
 
 
 async def test_a_stream_that_stalls_after_text_ends_the_answer(session, primary, backup):
-    primary.state.script.append(streamed(pieces=["第一句。", "第二句。"], gap=1.0))
-    client = make_client(session, (primary, "first", {"timeout": 0.3}), (backup, "second", {}))
+    primary.state.script.append(streamed(pieces=["第一句。", "第二句。"], gap=2.0))
+    client = make_client(session, (primary, "first", {"timeout": 0.8}), (backup, "second", {}))
     completion = await client.complete(MESSAGES)
     assert completion.interrupted and completion.text == "第一句。"
     assert completion.attempts[0].outcome == "interrupted" and "stalled" in completion.attempts[0].detail
@@ -195,9 +195,9 @@ async def test_a_stream_that_stalls_after_text_ends_the_answer(session, primary,
 
 
 async def test_the_answers_deadline_after_text_is_not_held_against_the_provider(session, primary, backup):
-    primary.state.script.append(streamed(pieces=["第一句。", "第二句。"], gap=1.0))
+    primary.state.script.append(streamed(pieces=["第一句。", "第二句。"], gap=2.0))
     client = make_client(session, (primary, "first", {"timeout": 5}), (backup, "second", {}))
-    completion = await client.complete(MESSAGES, timeout=0.4)
+    completion = await client.complete(MESSAGES, timeout=0.8)
     assert completion.interrupted and completion.text == "第一句。"
     assert client.breaker("first").failures == 0 and client.breaker("first").state == "closed"
 
