@@ -226,3 +226,32 @@ async def test_messages_longer_than_a_question_are_not_embedded():
         await bot.send("我想问一下洗牙的事情，" * 20)  # 220 characters
         assert bot.embeddings.stats["queries"] == 0
         assert bot.last_context.route.model == ""
+
+
+class PinyinParcels:
+    """A skill whose own reading understands pinyin, with Chinese examples only."""
+
+    @hookimpl
+    def skillbot_intents(self):
+        from core import Intent
+
+        def scorer(text, tokens):
+            return (0.65, {}) if "kuaidi" in text else (0.0, {})
+
+        return [Intent("parcels", examples=["我的快递到哪了", "快递什么时候到"], scorer=scorer)]
+
+    @hookimpl
+    def skillbot_handle(self, ctx, candidate):
+        if candidate.intent.name == "parcels":
+            return TextReply("快递")
+
+
+async def test_a_skill_sure_of_its_own_reading_is_not_overruled_by_the_general_anchors():
+    plugins = {"rec": Recorder(), "parcels": PinyinParcels()}
+    async with running_bot(overrides(), plugins=plugins) as bot:
+        reply = await bot.send("wo de kuaidi dao nali le")
+        route = bot.last_context.route
+        assert route.model  # the embedding was used ...
+        parcels = next(c for c in route.candidates if c.name == "parcels")
+        assert parcels.evidence["example_similarity"] < route.general  # ... the anchors were nearer ...
+        assert reply.content == "快递", route.explain()  # ... and did not take the message away
