@@ -101,7 +101,7 @@ class Bot:
         try:
             if self.owns_state:
                 await self.state.start()
-            self.segmenter = Segmenter()
+            self.segmenter = Segmenter(self.settings.cache_dir / "jieba")
             self.segmenter.initialize()
             for impl in self.hooks.impls("skillbot_startup"):
                 ok, _ = await self.hooks.call_one(

@@ -60,7 +60,7 @@ class Plugin:
         templates = getattr(bot, "templates", None)
         self.env = templates(HERE) if callable(templates) else text_environment()
         self.lookups = TTLCache(maxsize=self.config.cache_size, ttl=self.config.cache_ttl)
-        path = self.config.resolved_path()
+        path = self.config.resolved_path(getattr(bot, "settings", None))
         try:
             self._load(path)
         except FaqError as exc:
@@ -183,7 +183,7 @@ class Plugin:
         A file that fails to load keeps the current entries; the reason is logged (once per
         version of the file) and kept in ``last_error``.
         """
-        path = self.config.resolved_path()
+        path = self.config.resolved_path(getattr(getattr(self, "bot", None), "settings", None))
         with self._reload_lock:
             signature = self._file_signature(path)
             if signature == self._file_state:

@@ -19,7 +19,7 @@ from core import (
     hookimpl,
 )
 from core.operations.health import Check
-from core.settings import PROJECT_ROOT
+from core.settings import resolve_path
 
 from .config import Config
 from .engine import FilterEngine, Hit, ListError, WordFilter, strictest
@@ -30,21 +30,12 @@ log = logging.getLogger("skillbot.filter")
 __all__ = ["Plugin", "Config", "FilterEngine", "WordFilter", "Hit", "ListError", "resolve_list_path"]
 
 
-def resolve_list_path(value: str, settings: Any = None) -> Path:
-    """A list file path: absolute as is; relative against the settings folder, the project
-    root, then this plugin's folder (the first that exists; the first candidate if none does,
-    so the error names it)."""
-    path = Path(value)
-    if path.is_absolute():
-        return path
-    candidates = []
-    if settings is not None and getattr(settings, "source", None) is not None:
-        candidates.append(settings.resolve_path(value))
-    candidates += [PROJECT_ROOT / path, HERE / path]
-    for candidate in candidates:
-        if candidate.is_file():
-            return candidate
-    return candidates[0]
+def resolve_list_path(value: str, settings: Any = None, key: str = "word_files") -> Path:
+    """A list file path (core/settings.py, one rule): set in the settings, relative to the
+    settings file's folder; the plugin's default lists, relative to this plugin's folder."""
+    if settings is None:
+        return resolve_path(value, HERE)
+    return settings.plugin_path("filter", key, value, HERE)
 
 
 class Plugin:
@@ -63,8 +54,8 @@ class Plugin:
     def skillbot_startup(self, bot: Any, config: Config) -> None:
         settings = getattr(bot, "settings", None)
         word_filter = WordFilter(
-            [resolve_list_path(p, settings) for p in config.word_files],
-            [resolve_list_path(p, settings) for p in config.allow_files],
+            [resolve_list_path(p, settings, "word_files") for p in config.word_files],
+            [resolve_list_path(p, settings, "allow_files") for p in config.allow_files],
             actions=dict(config.categories), default_action=config.default_action,
             separators=config.hard_separators)
         try:
