@@ -79,3 +79,19 @@ def test_data_and_cache_folders_default_outside_the_project_and_follow_the_envir
     monkeypatch.setenv("SKILLBOT_DATA_DIR", str(tmp_path / "env-data"))
     monkeypatch.setenv("SKILLBOT_CACHE_DIR", str(tmp_path / "env-cache"))
     assert (configured.data_dir, configured.cache_dir) == (tmp_path / "env-data", tmp_path / "env-cache")
+
+
+def test_the_distribution_installs_no_top_level_core_or_plugins(source_copy, tmp_path):
+    """A wheel of the project carries its metadata (dependencies) only: no importable package named
+    ``core`` or ``plugins`` to collide with another distribution's in site-packages."""
+    wheels = tmp_path / "wheels"
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation", "--no-index",
+         "--disable-pip-version-check", "--wheel-dir", str(wheels), str(source_copy)],
+        capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    import zipfile
+
+    (wheel,) = wheels.glob("skillbot-*.whl")
+    tops = {name.split("/")[0] for name in zipfile.ZipFile(wheel).namelist()}
+    assert tops == {next(t for t in tops if t.endswith(".dist-info"))}, tops
