@@ -62,6 +62,18 @@ async def main_async(args: argparse.Namespace) -> dict:
         return original_pack(self, *args)
 
     Connection.pack_command = counted_pack
+    try:  # the auto-pipeline packs with hiredis (this checkout); earlier code with redis-py
+        import hiredis
+
+        original_hiredis_pack = hiredis.pack_command
+
+        def counted_hiredis_pack(command):
+            writes["commands"] += 1
+            return original_hiredis_pack(command)
+
+        hiredis.pack_command = counted_hiredis_pack
+    except ImportError:
+        pass
     import redis.asyncio.client as aclient
     original_pubsub_connect = aclient.PubSub.connect
 

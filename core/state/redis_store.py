@@ -21,11 +21,12 @@ import time
 import weakref
 from typing import Any
 
+import hiredis
 import redis.asyncio as aioredis
 from cachetools import TTLCache
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 from .conversation import Turn, trim_turns
 
@@ -129,15 +130,19 @@ return ARGV[1]
 
 
 class AutoPipeline:
-    """Sends the commands issued in one event-loop turn, by any caller, as one pipeline (no MULTI).
+    """Sends the commands issued by any caller as few pipelines as it can (no MULTI).
 
-    A caller awaits its own command's reply as usual; under load the messages in flight share
-    round trips instead of queueing for pooled connections one command at a time. Commands of one
-    pipeline are not a transaction: what must be atomic is one Lua script (``script``).
+    Commands queued in one turn of the event loop go out together; while ``max_in_flight``
+    pipelines await their replies, new commands wait for one of them to return and then all go out
+    in the next. Alone, a command leaves at once; under load the messages in flight share round
+    trips (every write and read to Redis is a system call, and those are what a busy worker
+    spends its time on). A caller awaits its own command's reply as usual. Commands of one pipeline
+    are not a transaction: what must be atomic is one Lua script (``script``).
     """
 
-    def __init__(self, client: aioredis.Redis) -> None:
+    def __init__(self, client: aioredis.Redis, max_in_flight: int = 2) -> None:
         self.r = client
+        self.max_in_flight = max_in_flight
         self._queue: list[tuple[tuple, asyncio.Future]] = []
         self._flushing: set[asyncio.Task] = set()
         self._scheduled = False
@@ -152,7 +157,7 @@ class AutoPipeline:
         future = loop.create_future()
         future.add_done_callback(_retrieve)  # an error nobody awaits (a cancelled caller) is no news
         self._queue.append((args, future))
-        if not self._scheduled:
+        if not self._scheduled and len(self._flushing) < self.max_in_flight:
             self._scheduled = True
             loop.call_soon(self._flush)
         return future
@@ -170,19 +175,24 @@ class AutoPipeline:
 
     def _flush(self) -> None:
         self._scheduled = False
+        if not self._queue or len(self._flushing) >= self.max_in_flight:
+            return
         batch, self._queue = self._queue, []
         task = asyncio.ensure_future(self._send(batch))
         self._flushing.add(task)
-        task.add_done_callback(self._flushing.discard)
+        task.add_done_callback(self._sent)
+
+    def _sent(self, task: asyncio.Task) -> None:
+        self._flushing.discard(task)
+        if self._queue and not self._scheduled:  # what queued up meanwhile goes out now
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
 
     async def _send(self, batch: list[tuple[tuple, asyncio.Future]]) -> None:
         self.round_trips += 1
         self.commands += len(batch)
         try:
-            async with self.r.pipeline(transaction=False) as pipe:
-                for args, _ in batch:
-                    pipe.execute_command(*args)
-                replies = await pipe.execute(raise_on_error=False)
+            replies = await self._round_trip([args for args, _ in batch])
         except BaseException as exc:  # the connection failed: every caller learns it
             error = exc if isinstance(exc, Exception) else RedisError("pipeline cancelled")
             for _, future in batch:
@@ -198,6 +208,37 @@ class AutoPipeline:
                 future.set_exception(reply)
             else:
                 future.set_result(reply)
+
+    async def _round_trip(self, commands: list[tuple]) -> list[Any]:
+        """One write of every command (packed by hiredis) and their replies, raw (no redis-py
+        reply callbacks: HGETALL is a flat list or a map); an error reply is returned as its
+        exception. A connection that fails is dropped and the batch sent once more on a new one,
+        as redis-py does (``connect``'s retry): a pooled connection may have died with a
+        restarted server."""
+        packed = b"".join(hiredis.pack_command(c) for c in commands)
+        pool = self.r.connection_pool
+        conn = await pool.get_connection()
+
+        async def attempt() -> list[Any]:
+            await conn.send_packed_command(packed)
+            replies: list[Any] = []
+            for _ in commands:
+                try:
+                    replies.append(await conn.read_response())
+                except ResponseError as exc:
+                    replies.append(exc)
+            return replies
+
+        async def dropped(_error: BaseException) -> None:
+            await conn.disconnect()
+
+        try:
+            return await conn.retry.call_with_retry(attempt, dropped)
+        except BaseException:
+            await conn.disconnect()  # replies may be left unread: never reuse this connection
+            raise
+        finally:
+            await pool.release(conn)
 
 
 def _retrieve(future: asyncio.Future) -> None:
@@ -272,7 +313,8 @@ class RedisConversationStore:
             raw = await read[1]
         else:
             raw = await self.cmd.call("HGETALL", self._k("slots", user))
-        return {k: json.loads(v) for k, v in raw.items()}
+        pairs = raw.items() if isinstance(raw, dict) else zip(raw[::2], raw[1::2])  # RESP3 map or RESP2 list
+        return {k: json.loads(v) for k, v in pairs}
 
     async def update_slots(self, user: str, **values: Any) -> None:
         if not values:
