@@ -134,7 +134,12 @@ def main() -> None:
     if "memory" in results:
         for t in ("redis", "redis_x2"):
             if t in results:
-                lines.append(f"- {t} / memory throughput: {med(t, 'rps') / med('memory', 'rps'):.2f}x")
+                per_round = [r["rps"] / m["rps"] for r, m in zip(results[t], results["memory"])]
+                lines.append(f"- {t} / memory throughput: {med(t, 'rps') / med('memory', 'rps'):.2f}x of the "
+                             f"medians; per round (runs next to each other) "
+                             f"{', '.join(f'{x:.2f}' for x in per_round)}x, median {statistics.median(per_round):.2f}x")
+    lines.append("Per round: " + "; ".join(
+        f"{t} " + "/".join(f"{r['rps']:.0f}" for r in results[t]) for t in targets) + " req/s")
     print("\n".join(lines))
     shutil.rmtree(workdir, ignore_errors=True)
 

@@ -134,6 +134,7 @@ def main() -> None:
     args = parser.parse_args()
     sys.path.insert(0, str(Path(args.root).resolve()))
     import core.app  # noqa: F401  (now, from --root: bench/common.py puts this checkout on the path)
+    import plugins  # noqa: F401  (likewise)
 
     result = asyncio.run(main_async(args))
     print("BENCHJSON " + json.dumps(result))

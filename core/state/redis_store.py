@@ -1,15 +1,17 @@
 """Redis implementations of the state interfaces, so several workers behave as one bot.
 
 Keys all start with ``state.key_prefix``. Results of answer records are announced on one pub/sub
-channel per bot; each process keeps a single subscription and wakes its local waiters, so a retry
-that lands on another worker waits for the work in flight without polling.
+channel per bot when a later try of the message exists; each process keeps a single subscription
+and wakes its local waiters, so a retry that lands on another worker waits for the work in flight
+without polling (the worker doing the work wakes its own waiters directly).
 
 Round trips: every store sends its commands through one ``AutoPipeline`` per client, which writes
-all the commands issued in one turn of the event loop (by every message in flight) to Redis in one
-pipeline, without MULTI. Each store operation is one command: what needs several keys or several
-steps at once (a try's count and result, trimming a history, popping kept answers, the token
-bucket) is a Lua script, loaded once and run with EVALSHA. bench/redis_calls.py counts both per
-message; docs/benchmarks.md has the figures.
+the commands issued meanwhile by every message in flight to Redis together, without MULTI. Each
+store operation is one command: what needs several keys or several steps at once (a try's count
+and result, trimming a history, popping kept answers, the token bucket) is a Lua script, loaded
+once and run with EVALSHA. A FAQ message costs 8 round trips of 9 commands when it is alone, and
+about one round trip when messages arrive together (bench/redis_calls.py, bench/bench_redis.py,
+tests/test_redis_round_trips.py; figures in docs/benchmarks.md).
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ import asyncio
 import hashlib
 import json
 import logging
+import math
 import time
 import weakref
 from typing import Any
@@ -222,11 +225,13 @@ class AutoPipeline:
         async def attempt() -> list[Any]:
             await conn.send_packed_command(packed)
             replies: list[Any] = []
-            for _ in commands:
-                try:
-                    replies.append(await conn.read_response())
-                except ResponseError as exc:
-                    replies.append(exc)
+            # One deadline for all the replies (the client's socket timeout), not one per reply.
+            async with asyncio.timeout(conn.socket_timeout):
+                for _ in commands:
+                    try:
+                        replies.append(await conn.read_response(timeout=math.inf))
+                    except ResponseError as exc:
+                        replies.append(exc)
             return replies
 
         async def dropped(_error: BaseException) -> None:
@@ -294,7 +299,8 @@ class RedisConversationStore:
         slots = self.cmd.call("HGETALL", self._k("slots", user))
         self._slots_read[user] = (id(asyncio.current_task()), slots)
         raw = await turns
-        return trim_turns([Turn(**json.loads(item)) for item in raw], self.max_turns, self.max_chars)
+        items = json.loads("[" + ",".join(raw) + "]") if raw else []  # one parse for every turn
+        return trim_turns([Turn(**item) for item in items], self.max_turns, self.max_chars)
 
     async def append(self, user: str, *turns: Turn) -> None:
         if not turns:
