@@ -89,3 +89,20 @@ async def test_messages_in_flight_share_round_trips(wechat, redis_url, prefix, w
     assert all(answers)
     await asyncio.sleep(0.05)
     assert (writes["writes"] - before) / messages <= 2
+
+
+async def test_a_redis_that_stops_answering_costs_one_deadline_then_memory_answers(wechat, private_redis, prefix):
+    """Replies of a batch share one deadline (the client's 0.5 s socket timeout): a frozen Redis
+    fails the batch, the worker falls over to memory and the message is still answered."""
+    import os
+    import signal
+
+    h = await faq_worker(wechat, private_redis.url, prefix)
+    assert await ask(h, 0)
+    os.kill(private_redis.proc.pid, signal.SIGSTOP)
+    try:
+        reply = await asyncio.wait_for(ask(h, 1), 5)
+        assert reply  # answered from local memory
+        assert (await (await h.client.get("/healthz")).json())["state"] == "down"
+    finally:
+        os.kill(private_redis.proc.pid, signal.SIGCONT)
