@@ -447,8 +447,8 @@ class RedisAnswerStore:
         self.cmd = auto_pipeline(client)
         self.prefix = prefix
         self.notifier = ResultNotifier(client, f"{prefix}answers")
-        #: What ``begin`` read for the ``wait_result`` that follows it: (result, a future armed
-        #: before the read, or None when the notifier was not listening yet).
+        #: What ``begin`` of a later try read for the ``wait_result`` that follows it: (result, a
+        #: future armed before the read, or None when the notifier was not listening yet).
         self._read_at_begin: TTLCache[str, tuple[dict | None, asyncio.Future | None]] = TTLCache(
             maxsize=100_000, ttl=60)
 
@@ -468,10 +468,11 @@ class RedisAnswerStore:
         earlier = self._read_at_begin.pop(key, None)
         if earlier is not None and earlier[1] is not None:
             self.notifier.discard(key, earlier[1])
-        if int(tries) == 1 and future is not None:
-            # The work runs here, and ``finish`` wakes this process's waiters itself.
-            self.notifier.discard(key, future)
-            future = None
+        if int(tries) == 1:
+            # No result yet; the work runs here, and ``finish`` wakes this process's waiters itself.
+            if future is not None:
+                self.notifier.discard(key, future)
+            return 1
         self._read_at_begin[key] = (json.loads(raw) if raw else None, future)
         return int(tries)
 
@@ -486,14 +487,9 @@ class RedisAnswerStore:
 
     async def wait_result(self, key: str, timeout: float) -> dict | None:
         read = self._read_at_begin.pop(key, None)
-        if read is not None:
+        if read is not None:  # what the try's ``begin`` just read, with a future armed before
             result, future = read
-            if result is not None or timeout <= 0 or future is None:
-                if future is not None:
-                    self.notifier.discard(key, future)
-                if result is not None or timeout <= 0:
-                    return result
-            else:
+            if result is None and future is not None and timeout > 0:
                 try:
                     await asyncio.wait_for(asyncio.shield(future), timeout)
                 except asyncio.TimeoutError:
@@ -501,6 +497,10 @@ class RedisAnswerStore:
                 finally:
                     self.notifier.discard(key, future)
                 return await self._get(key)
+            if future is not None:
+                self.notifier.discard(key, future)
+            if result is not None:
+                return result
         result = await self._get(key)
         if result is not None or timeout <= 0:
             return result

@@ -139,7 +139,8 @@ class AnswerFailover(Failover):
         #: Messages recorded while Redis was away, to copy there when it returns.
         self._unshared: TTLCache[str, bool] = TTLCache(maxsize=100_000, ttl=max(1.0, ttl))
         #: Whether the latest try of a message counted here was its first, so that its work runs
-        #: here and its result arrives in the local records first: that try waits on them alone.
+        #: here and its full result arrives in the local records first: until the answer is
+        #: claimed (which shrinks the local copy), waits read the local records alone.
         self._first_try_here: TTLCache[str, bool] = TTLCache(maxsize=100_000, ttl=max(1.0, ttl))
         health.on_recovery.append(self.share_outage_records)
 
@@ -168,6 +169,8 @@ class AnswerFailover(Failover):
         self._unshared[key] = True
 
     async def claim_delivery(self, key: str, ttl: float, how: str = BY_REPLY) -> bool:
+        # The local copy is shrunk now (no explanation): later reads ask Redis too.
+        self._first_try_here.pop(key, None)
         local = await self._fallback.claim_delivery(key, ttl, how)  # also shrinks the local copy
         if not local:
             return False  # delivered here already (perhaps while Redis was away)
