@@ -121,10 +121,12 @@ def main() -> None:
     for t in targets:
         rows.append([t, f"{med(t, 'rps'):.0f}", f"{med(t, 'p50_us') / 1000:.2f}", f"{med(t, 'p99_us') / 1000:.2f}",
                      f"{sum(r['answered'] for r in results[t])}/{sum(r['requests'] for r in results[t])}",
+                     " / ".join(str(sum(r[k] for r in results[t])) for k in ("success_only", "other"))
+                     + f" / {sum(r['connect_errors'] + r['read_errors'] + r['write_errors'] + r['timeouts'] for r in results[t])}",
                      f"{med(t, 'rt_per_msg'):.2f}" if t != "memory" else "-",
                      f"{med(t, 'cmd_per_msg'):.1f}" if t != "memory" else "-"])
-    lines += md_table(["target", "req/s", "p50 ms", "p99 ms", "answered", "Redis reads / msg (load)",
-                       "Redis commands / msg (load)"], rows)
+    lines += md_table(["target", "req/s", "p50 ms", "p99 ms", "answered", "success only / other / errors",
+                       "Redis reads / msg (load)", "Redis commands / msg (load)"], rows)
     lines.append("")
     m = one_by_one["messages"]
     lines.append(f"- One message at a time (bench/redis_calls.py, {m} FAQ messages, in-process): "
@@ -141,7 +143,10 @@ def main() -> None:
     lines.append("Per round: " + "; ".join(
         f"{t} " + "/".join(f"{r['rps']:.0f}" for r in results[t]) for t in targets) + " req/s")
     print("\n".join(lines))
-    shutil.rmtree(workdir, ignore_errors=True)
+    if all(r["answered"] == r["requests"] for rs in results.values() for r in rs):
+        shutil.rmtree(workdir, ignore_errors=True)
+    else:
+        print(f"- Not every request was answered: the bots' logs are kept in {workdir}", file=sys.stderr)
 
 
 if __name__ == "__main__":
