@@ -13,6 +13,8 @@ from typing import Any, Literal
 from .settings_schema import ConfigError, from_table
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+#: Environment variables that override ``[paths] data_dir`` and ``[paths] cache_dir``.
+DATA_DIR_ENV, CACHE_DIR_ENV = "SKILLBOT_DATA_DIR", "SKILLBOT_CACHE_DIR"
 #: The smallest ``server.max_body_bytes`` accepted: below it ordinary messages would get 413.
 MIN_BODY_BYTES = 1024
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -219,6 +221,40 @@ class SimulatorSettings:
 
 
 @dataclass
+class PathsSettings:
+    #: Where the bot keeps files it makes ("" = $SKILLBOT_DATA_DIR, else $XDG_DATA_HOME/skillbot,
+    #: i.e. ~/.local/share/skillbot). Never inside the source tree unless put there.
+    data_dir: str = ""
+    #: Where the bot keeps caches it can rebuild, e.g. jieba's dictionary cache ("" =
+    #: $SKILLBOT_CACHE_DIR, else $XDG_CACHE_HOME/skillbot, i.e. ~/.cache/skillbot).
+    cache_dir: str = ""
+
+
+def resolve_path(value: str | Path, base: Path) -> Path:
+    """The one rule for paths: ``~`` expanded, absolute paths kept, relative ones against ``base``.
+
+    ``base`` is the settings file's folder for every path written in the settings
+    (``Settings.resolve_path``) and a plugin's own folder for the plugin's default files
+    (``Settings.plugin_path``); see docs/operators.md, "Paths".
+    """
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else base / path
+
+
+def default_dir(env: str, xdg: str, fallback: str) -> Path:
+    """``$env``, else ``$xdg/skillbot``, else ``~/fallback/skillbot`` (the XDG base directories)."""
+    if os.environ.get(env):
+        return Path(os.environ[env]).expanduser().resolve()
+    base = os.environ.get(xdg) or str(Path.home() / fallback)
+    return Path(base).expanduser().resolve() / "skillbot"
+
+
+def default_cache_dir() -> Path:
+    """The cache folder when no settings say otherwise (``$SKILLBOT_CACHE_DIR`` or XDG)."""
+    return default_dir(CACHE_DIR_ENV, "XDG_CACHE_HOME", ".cache")
+
+
+@dataclass
 class PluginsSettings:
     #: Plugins to load, in priority order (earlier = called earlier within the same stage).
     enabled: list[str] = field(default_factory=lambda: ["filter", "welcome", "smalltalk", "faq", "weather", "llm"])
@@ -249,6 +285,7 @@ class Settings:
     ratelimit: RateLimitSettings = field(default_factory=RateLimitSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
     simulator: SimulatorSettings = field(default_factory=SimulatorSettings)
+    paths: PathsSettings = field(default_factory=PathsSettings)
     plugins: PluginsSettings = field(default_factory=PluginsSettings)
     #: Each enabled plugin's raw table; validated by the plugin's schema when plugins load.
     plugin_tables: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -263,15 +300,35 @@ class Settings:
         return self.source.parent if self.source else PROJECT_ROOT
 
     def resolve_path(self, value: str | Path) -> Path:
-        path = Path(value)
-        return path if path.is_absolute() else (self.base_dir / path)
+        """A path written in the settings: relative to the settings file's folder."""
+        return resolve_path(value, self.base_dir)
+
+    def plugin_path(self, plugin: str, key: str, value: str | Path, plugin_dir: Path) -> Path:
+        """A path from ``[plugins.<plugin>] <key>``: relative to the settings file's folder when
+        the settings set the key, to ``plugin_dir`` when it is the plugin's default (its own data)."""
+        given = key in (self.plugin_tables.get(plugin) or {})
+        return resolve_path(value, self.base_dir if given else plugin_dir)
+
+    @property
+    def data_dir(self) -> Path:
+        """``$SKILLBOT_DATA_DIR``, else ``[paths] data_dir``, else ``$XDG_DATA_HOME/skillbot``."""
+        if os.environ.get(DATA_DIR_ENV) or not self.paths.data_dir:
+            return default_dir(DATA_DIR_ENV, "XDG_DATA_HOME", ".local/share")
+        return self.resolve_path(self.paths.data_dir)
+
+    @property
+    def cache_dir(self) -> Path:
+        """``$SKILLBOT_CACHE_DIR``, else ``[paths] cache_dir``, else ``$XDG_CACHE_HOME/skillbot``."""
+        if os.environ.get(CACHE_DIR_ENV) or not self.paths.cache_dir:
+            return default_cache_dir()
+        return self.resolve_path(self.paths.cache_dir)
 
 
 CORE_SECTIONS = {
     "server": ServerSettings, "wechat": WeChatSettings, "pipeline": PipelineSettings,
     "delivery": DeliverySettings, "conversation": ConversationSettings, "router": RouterSettings,
     "state": StateSettings, "ratelimit": RateLimitSettings, "logging": LoggingSettings,
-    "simulator": SimulatorSettings,
+    "simulator": SimulatorSettings, "paths": PathsSettings,
 }
 PLUGINS_KEYS = {"enabled", "paths", "entry_points"}
 

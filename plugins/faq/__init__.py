@@ -58,7 +58,7 @@ class Plugin:
         self.config = config
         self.env = bot.templates(HERE)
         self.lookups = TTLCache(maxsize=self.config.cache_size, ttl=self.config.cache_ttl)
-        path = self.config.resolved_path()
+        path = self.config.resolved_path(bot.settings)
         try:
             self._load(path)
         except FaqError as exc:
@@ -181,7 +181,7 @@ class Plugin:
         A file that fails to load keeps the current entries; the reason is logged (once per
         version of the file) and kept in ``last_error``.
         """
-        path = self.config.resolved_path()
+        path = self.config.resolved_path(getattr(getattr(self, "bot", None), "settings", None))
         with self._reload_lock:
             signature = self._file_signature(path)
             if signature == self._file_state:
