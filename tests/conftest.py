@@ -24,6 +24,8 @@ AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
 # atomically, so runs never see each other's half-written files, and the source tree stays clean.
 os.environ.setdefault("SKILLBOT_CACHE_DIR",
                       os.path.join(tempfile.gettempdir(), f"skillbot-test-cache-{os.getuid()}"))
+# Files the bots make (the FAQ's question log) go to a folder of this run, not the user's home.
+os.environ.setdefault("SKILLBOT_DATA_DIR", tempfile.mkdtemp(prefix="skillbot-test-data-"))
 
 
 @dataclass

@@ -22,16 +22,13 @@ class Recorder:
         return TextReply("fallback")
 
 
-def overrides(cache_dir=None, semantic=True, **faq):
-    """Settings for a dental-clinic bot; without ``cache_dir`` the vectors come from the test
-    session's shared cache folder (tests/conftest.py), so only tests about the cache pay for
-    computing them."""
-    data = {"plugins": {"enabled": ["faq", "weather"],
+def overrides(semantic=True, **faq):
+    """Settings for a dental-clinic bot. The vectors come from the test session's shared cache
+    folder (tests/conftest.py), so only the tests about the cache, which point
+    ``$SKILLBOT_CACHE_DIR`` elsewhere, pay for computing them."""
+    return {"plugins": {"enabled": ["faq", "weather"],
                         "faq": {"path": str(DENTAL), "reload_interval": 0, **faq}},
             "semantic": {"enabled": semantic}}
-    if cache_dir is not None:
-        data["paths"] = {"cache_dir": str(cache_dir)}
-    return data
 
 
 @pytest.mark.parametrize("message, entry", [
@@ -87,18 +84,20 @@ async def test_a_strong_lexical_hit_needs_no_embedding():
         assert bot.embeddings.stats["queries"] == before + 1
 
 
-async def test_faq_vectors_are_computed_at_load_and_cached_on_disk(tmp_path):
-    async with running_bot(overrides(tmp_path), plugins={"rec": Recorder()}) as bot:
+async def test_faq_vectors_are_computed_at_load_and_cached_on_disk(tmp_path, monkeypatch):
+    monkeypatch.setenv("SKILLBOT_CACHE_DIR", str(tmp_path))
+    async with running_bot(overrides(), plugins={"rec": Recorder()}) as bot:
         assert bot.pm.get_plugin("faq").dense is not None
         files = {p.name for p in (tmp_path / "vectors").glob("*.npy")}
     assert len(files) >= 3  # questions, answers, intent examples (+ general anchors)
-    async with running_bot(overrides(tmp_path), plugins={"rec": Recorder()}) as bot:
+    async with running_bot(overrides(), plugins={"rec": Recorder()}) as bot:
         assert {p.name for p in (tmp_path / "vectors").glob("*.npy")} == files
         assert bot.pm.get_plugin("faq").dense is not None
 
 
-async def test_declined_and_low_confidence_questions_are_recorded(tmp_path):
-    async with running_bot(overrides(tmp_path), plugins={"rec": Recorder()}) as bot:
+async def test_declined_and_low_confidence_questions_are_recorded(tmp_path, monkeypatch):
+    monkeypatch.setenv("SKILLBOT_DATA_DIR", str(tmp_path))
+    async with running_bot(overrides(), plugins={"rec": Recorder()}) as bot:
         for message in ["鲨鱼有多少颗牙齿", "牙齿为什么会变黄", "洗个牙啥价位", "洗牙多少钱"]:
             await bot.send(message)
         log = bot.pm.get_plugin("faq").question_log
