@@ -23,8 +23,8 @@ class Recorder:
 
 
 def overrides(semantic=True, **faq):
-    """Settings for a dental-clinic bot. The vectors come from the test session's shared cache
-    folder (tests/conftest.py), so only the tests about the cache, which point
+    """Settings for a dental-clinic bot. The vectors come from the shared cache folder (computed
+    once, kept by content hash), so only the tests about the cache, which point
     ``$SKILLBOT_CACHE_DIR`` elsewhere, pay for computing them."""
     return {"plugins": {"enabled": ["faq", "weather"],
                         "faq": {"path": str(DENTAL), "reload_interval": 0, **faq}},
@@ -97,7 +97,7 @@ async def test_faq_vectors_are_computed_at_load_and_cached_on_disk(tmp_path, mon
 
 async def test_declined_and_low_confidence_questions_are_recorded(tmp_path, monkeypatch):
     monkeypatch.setenv("SKILLBOT_DATA_DIR", str(tmp_path))
-    async with running_bot(overrides(), plugins={"rec": Recorder()}) as bot:
+    async with running_bot(overrides(question_log_size=1000), plugins={"rec": Recorder()}) as bot:
         for message in ["鲨鱼有多少颗牙齿", "牙齿为什么会变黄", "洗个牙啥价位", "洗牙多少钱"]:
             await bot.send(message)
         log = bot.pm.get_plugin("faq").question_log
