@@ -62,6 +62,10 @@ class Bot:
         self.token_store = self.state.token_store
         self._caches: dict[str, Cache] = {}
         self._template_envs: dict[Path, jinja2.Environment] = {}
+        self._media: Any = None
+        #: The operator's services (status, reload, plugin switches), given by the app that runs
+        #: this bot; None for a bot without one (tests, ``run.py check``).
+        self.operator: Any = None
         self.intents: list[Intent] = []
         self.segmenter: Any = None
         self.router: Any = None
@@ -101,6 +105,24 @@ class Bot:
 
     def tokenize(self, text: str) -> list[str]:
         return self.segmenter.tokenize(text) if text else []
+
+    async def media_id(self, file: str | Path, kind: str = "image") -> str:
+        """The media_id of a file (relative to the settings file's folder) for an image, voice or
+        video reply: uploaded once as temporary media, then cached until shortly before it expires."""
+        from ..access.wechat_api import TEMPORARY_MEDIA_SECONDS, MediaLibrary, wechat_api_for
+
+        if self._media is None:
+            api = wechat_api_for(self.settings, self.http, self.token_store)
+            self._media = MediaLibrary(api, self.cache("wechat_media", 1024, TEMPORARY_MEDIA_SECONDS))
+        return await self._media.media_id(self.settings.resolve_path(file), kind)
+
+    async def send_template(self, openid: str, template_id: str, data: dict[str, str], url: str = "") -> int:
+        """Send a template message (WeChat's ``message/template/send``); returns its msgid.
+        Raises ``WeChatAPIError`` (``.meaning``, ``.action`` in Chinese) when WeChat refuses."""
+        from ..access.wechat_api import wechat_api_for
+
+        api = wechat_api_for(self.settings, self.http, self.token_store)
+        return await api.send_template(openid, template_id, data, url)
 
     # ---- lifecycle ----------------------------------------------------------------------------
 

@@ -66,6 +66,15 @@ class BotServices(Protocol):
         """jieba tokens of ``text`` as the router sees them."""
         ...
 
+    async def media_id(self, file: str | Path, kind: str = "image") -> str:
+        """The media_id for an ``ImageReply``/``VoiceReply``/``VideoReply`` from a file (relative
+        to the settings file's folder): uploaded once, cached until shortly before it expires."""
+        ...
+
+    async def send_template(self, openid: str, template_id: str, data: dict[str, str], url: str = "") -> int:
+        """Send a template message; returns WeChat's msgid, raises ``WeChatAPIError``."""
+        ...
+
 
 # ---- set-up ------------------------------------------------------------------------------------
 
