@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from ..access.replies import Reply
     from ..operations.health import Check
     from ..operations.metrics import Counter, Histogram
+    from ..operations.operator_desk import BotStatus, OperatorOutcome, PluginInfo
     from ..settings import Settings
     from ..state.cache import Cache
     from ..state.conversation import ConversationStore
@@ -37,6 +38,29 @@ hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
 
 
+class OperatorServices(Protocol):
+    """The operator's services (``bot.operator``; None when the bot runs without an app):
+    implemented by ``core/operations/operator_desk.py``, used by the admin plugin."""
+
+    def status(self) -> BotStatus:
+        """Uptime, settings file, reloads, enabled plugins, mode, state, messages answered."""
+        ...
+
+    def plugins(self) -> list[PluginInfo]:
+        """Every plugin found or enabled: name, enabled, priority, origin."""
+        ...
+
+    async def reload(self) -> OperatorOutcome:
+        """Apply the settings file now (validated first; refused settings leave the bot as it was)."""
+        ...
+
+    async def set_plugin_enabled(self, name: str, enabled: bool,
+                                 protected: tuple[str, ...] = ()) -> OperatorOutcome:
+        """Switch a plugin on (at the end of ``plugins.enabled``) or off in the settings file,
+        then reload; refused settings put the file back."""
+        ...
+
+
 class BotServices(Protocol):
     """What a plugin may use of the running bot (the ``bot`` argument, ``ctx.bot``).
 
@@ -44,7 +68,8 @@ class BotServices(Protocol):
     opens and closes it); ``conversations``: per-user history and slots; ``configs``: every
     plugin's validated settings by plugin name; ``segmenter``: the bot's jieba segmenter (term
     weights, ``add_words``); ``hooks``: the hook caller, for hooks a plugin added itself
-    (``await bot.hooks.call("skillbot_weather_providers", {})``).
+    (``await bot.hooks.call("skillbot_weather_providers", {})``); ``operator``: the operator's
+    services (status, reload, plugin switches) when the bot runs in an app, else None.
     """
 
     settings: Settings
@@ -53,6 +78,7 @@ class BotServices(Protocol):
     configs: dict[str, Any]
     segmenter: Segmenter
     hooks: HookCaller
+    operator: OperatorServices | None
 
     def cache(self, name: str, maxsize: int = 1024, ttl: float = 600) -> Cache:
         """A named cache shared by everything in this bot that asks for the same name."""
