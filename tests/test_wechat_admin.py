@@ -275,3 +275,28 @@ async def test_customer_service_log_carries_the_chinese_explanation(wechat, tmp_
         with caplog.at_level(logging.WARNING, logger="skillbot.wechat_api"):
             assert await sender.send("o_user", TextReply("你好")) is False
     assert "用户超过 48 小时没有与公众号互动" in caplog.text and "模板消息" in caplog.text
+
+
+async def test_media_and_template_commands_through_run_py(wechat, tmp_path):
+    state, base = wechat
+    path, _ = settings_for(tmp_path, base)
+    voice = tmp_path / "hello.mp3"
+    voice.write_bytes(b"ID3" + b"\0" * 32)
+    env = {**os.environ, SECRET_ENV: state.secret}
+
+    async def run_py(*args: str) -> tuple[int, str, str]:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, str(PROJECT_ROOT / "run.py"), *args, "--settings", str(path), env=env,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        out, err = await process.communicate()
+        return process.returncode, out.decode(), err.decode()
+
+    code, out, err = await run_py("media", "upload", str(voice), "--type", "voice")
+    assert code == 0 and "media_id = MEDIA_voice_1" in out, err
+    code, out, err = await run_py("template", "send", "--to", "o_user_9", "--template-id", "TPL",
+                                  "--data", "first=你好", "--data", "remark=谢谢")
+    assert code == 0 and "msgid = 200228333" in out, err
+    assert state.templates[0]["data"] == {"first": {"value": "你好"}, "remark": {"value": "谢谢"}}
+    state.api_errors["message/template/send"] = [45009]
+    code, _, err = await run_py("template", "send", "--to", "o_user_9", "--template-id", "TPL")
+    assert code == 1 and "微信错误 45009：接口调用次数超过每日限额" in err

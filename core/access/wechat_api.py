@@ -219,13 +219,15 @@ class WeChatAPI:
         self.timeout = aiohttp.ClientTimeout(total=timeout)
 
     async def call(self, method: str, path: str, *, json: Any = None, data: Any = None,
-                   params: dict[str, str] | None = None) -> dict[str, Any]:
+                   params: dict[str, str] | None = None,
+                   headers: dict[str, str] | None = None) -> dict[str, Any]:
         for attempt in (1, 2):
             token = await self.tokens.token(force=attempt == 2)
             query = {**(params or {}), "access_token": token}
             body = data() if callable(data) else data  # a multipart form can be sent only once
             async with self.http.request(method, f"{self.tokens.api_base}{path}", params=query,
-                                         json=json, data=body, timeout=self.timeout) as response:
+                                         json=json, data=body, headers=headers,
+                                         timeout=self.timeout) as response:
                 answer = await response.json(content_type=None)
             if not isinstance(answer, dict):
                 raise WeChatAPIError(-1, "answer is not a JSON object")
@@ -243,7 +245,8 @@ class WeChatAPI:
     async def create_menu(self, menu: dict[str, Any]) -> None:
         # WeChat wants the Chinese names as UTF-8, not as \u escapes.
         body = jsonlib.dumps(menu, ensure_ascii=False).encode("utf-8")
-        await self.call("POST", "/cgi-bin/menu/create", data=body)
+        await self.call("POST", "/cgi-bin/menu/create", data=body,
+                        headers={"Content-Type": "application/json; charset=utf-8"})
 
     async def get_menu(self) -> dict[str, Any]:
         """``{"button": [...]}``; ``WeChatAPIError`` 46003 when the account has no menu."""

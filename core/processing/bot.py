@@ -40,7 +40,8 @@ class Bot:
     """One configured bot. Plugins see it as ``ctx.bot`` / the ``bot`` hook argument.
 
     Attributes for plugins: ``settings``, ``http`` (shared aiohttp session), ``conversations``,
-    ``cache(name, ...)``, ``templates(plugin_dir)``, ``tokenize(text)``, ``configs``.
+    ``cache(name, ...)``, ``templates(plugin_dir)``, ``tokenize(text)``, ``configs``,
+    ``media_id(file, kind)``, ``send_template(...)``, ``operator`` (see ``BotServices``).
     """
 
     def __init__(self, settings: Settings, extra_plugins: dict[str, Any] | None = None,

@@ -51,6 +51,11 @@ class Plugin:
     def skillbot_startup(self, bot, config: Config) -> None:
         self.config = config
         self.templates = bot.templates(HERE)
+        enabled = list(bot.settings.plugins.enabled)
+        if config.openids and enabled and enabled[0] != OWN_NAME:
+            # Another plugin's early inbound filter (the word filter) would see commands first.
+            logging.getLogger("skillbot.admin").warning(
+                "put \"%s\" first in plugins.enabled so admin commands answer before %s", OWN_NAME, enabled[0])
 
     def parse(self, text: str) -> tuple[str, str] | None:
         """(command, argument) when ``text`` is one of the commands, else None."""
