@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from core import ImageReply, Intent, VoiceReply, hookimpl
 from core.access.wechat_api import WeChatAPIError, explain_error
 from core.operations import wechat_admin
 from core.operations.wechat_admin import MenuFileError, load_menu, validate_menu
@@ -300,3 +301,35 @@ async def test_media_and_template_commands_through_run_py(wechat, tmp_path):
     state.api_errors["message/template/send"] = [45009]
     code, _, err = await run_py("template", "send", "--to", "o_user_9", "--template-id", "TPL")
     assert code == 1 and "微信错误 45009：接口调用次数超过每日限额" in err
+
+
+class FileReplies:
+    """A skill whose replies name files instead of media_ids."""
+
+    @hookimpl
+    def skillbot_intents(self):
+        return [Intent("test.picture", keywords=["菜单图"]), Intent("test.missing", keywords=["丢失图"])]
+
+    @hookimpl
+    def skillbot_handle(self, ctx, candidate):
+        if candidate.name == "test.picture":
+            return ImageReply(file="menu.jpg")
+        return VoiceReply(file="no/such.mp3")
+
+
+async def test_a_reply_naming_a_file_is_sent_with_its_uploaded_media_id(wechat, tmp_path, caplog):
+    state, base = wechat
+    (tmp_path / "menu.jpg").write_bytes(b"\xff\xd8\xff" + b"\3" * 40)
+    path, _ = settings_for(tmp_path, base)
+    async with running_bot(settings_path=path, plugins={"file_replies": FileReplies()}) as bot:
+        first = await bot.send("菜单图")
+        assert isinstance(first, ImageReply) and first.media_id == "MEDIA_image_1"
+        assert (await bot.send("菜单图")).media_id == "MEDIA_image_1" and len(state.uploads) == 1
+        error_reply = bot.settings.pipeline.error_reply
+        with caplog.at_level(logging.WARNING, logger="skillbot.message"):
+            assert (await bot.send("丢失图")).content == error_reply  # no such file: no traceback
+            (tmp_path / "menu.jpg").write_bytes(b"\xff\xd8\xff" + b"\4" * 40)
+            state.api_errors["media/upload"] = [48001]
+            assert (await bot.send("菜单图")).content == error_reply
+    assert "FileNotFoundError" in caplog.text and "没有这个接口的权限" in caplog.text
+    assert "Traceback" not in caplog.text

@@ -6,6 +6,7 @@ skills -> fallback -> outbound filter. Rendering to XML belongs to the webhook
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 from pathlib import Path
 from typing import Any
@@ -19,9 +20,12 @@ from ..access.replies import (
     PIPELINE,
     RATE_LIMIT,
     Answer,
+    ImageReply,
     Reply,
     SuccessReply,
     TextReply,
+    VideoReply,
+    VoiceReply,
     reply_text,
 )
 from ..settings import Settings
@@ -217,6 +221,7 @@ class Bot:
             reply = await self._answer(ctx)
             with ctx.timed("outbound"):
                 reply = await self.hooks.outbound_filter(ctx, reply)
+            reply = await self.upload_reply_file(ctx, reply)
             await self._record(ctx, reply)
         except Exception:
             ctx.log.exception("pipeline failed; answering with the error reply")
@@ -225,6 +230,25 @@ class Bot:
         await self.hooks.message_done(ctx, reply)
         ctx.explanations = await self.hooks.explain(ctx)
         return reply
+
+    async def upload_reply_file(self, ctx: MessageContext, reply: Reply) -> Reply:
+        """A media reply naming a ``file`` gets its media_id (uploaded once, cached); when WeChat
+        or the file refuses, the user gets ``pipeline.error_reply`` and the log says why in Chinese."""
+        from ..access.wechat_api import WeChatAPIError
+
+        kind = {ImageReply: "image", VoiceReply: "voice", VideoReply: "video"}.get(type(reply))
+        if kind is None or reply.media_id or not reply.file:  # type: ignore[attr-defined]
+            return reply
+        file = reply.file  # type: ignore[attr-defined]
+        try:
+            with ctx.timed("media"):
+                reply.media_id = await self.media_id(file, kind)  # type: ignore[attr-defined]
+            return reply
+        except WeChatAPIError as exc:
+            ctx.log.warning("reply file %s was not uploaded: %s %s", file, exc, exc.action)
+        except (OSError, aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            ctx.log.warning("reply file %s was not uploaded: %s: %s", file, type(exc).__name__, exc)
+        return TextReply(self.settings.pipeline.error_reply, plugin=reply.plugin, intent=reply.intent)
 
     async def _answer(self, ctx: MessageContext) -> Reply:
         with ctx.timed("inbound"):
