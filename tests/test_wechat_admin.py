@@ -333,3 +333,21 @@ async def test_a_reply_naming_a_file_is_sent_with_its_uploaded_media_id(wechat, 
             assert (await bot.send("菜单图")).content == error_reply
     assert "FileNotFoundError" in caplog.text and "没有这个接口的权限" in caplog.text
     assert "Traceback" not in caplog.text
+
+
+async def test_an_unreachable_or_garbled_api_is_one_chinese_line(aiohttp_server, tmp_path, monkeypatch):
+    from aiohttp import web
+
+    async def gateway_error(request):
+        return web.Response(status=502, text="<html>502 Bad Gateway</html>", content_type="text/html")
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", gateway_error)
+    server = await aiohttp_server(app)
+    monkeypatch.setenv(SECRET_ENV, "s")
+    _, settings = settings_for(tmp_path, str(server.make_url("")).rstrip("/"))
+    status, _, err = await run(wechat_admin.menu_command, settings, "show")
+    assert status == 1 and err.startswith("无法连接微信接口") and "Traceback" not in err
+    await server.close()
+    status, _, err = await run(wechat_admin.menu_command, settings, "show")
+    assert status == 1 and "ClientConnectorError" in err

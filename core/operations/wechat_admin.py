@@ -159,7 +159,7 @@ async def _with_api(settings: Settings, work: Any, out: TextIO, err: TextIO) -> 
         except WeChatAPIError as exc:
             print(exc.explanation(), file=err)
             return 1
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:  # ValueError: not JSON
             print(say("common", "network", base=settings.delivery.api_base,
                       reason=type(exc).__name__), file=err)
             return 1

@@ -246,7 +246,7 @@ class Bot:
             return reply
         except WeChatAPIError as exc:
             ctx.log.warning("reply file %s was not uploaded: %s %s", file, exc, exc.action)
-        except (OSError, aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        except (OSError, aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
             ctx.log.warning("reply file %s was not uploaded: %s: %s", file, type(exc).__name__, exc)
         return TextReply(self.settings.pipeline.error_reply, plugin=reply.plugin, intent=reply.intent)
 
