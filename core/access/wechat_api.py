@@ -1,4 +1,5 @@
-"""WeChat's server API as the bot uses it: the access token and customer-service (客服) messages.
+"""WeChat's server API as the bot uses it: the access token, customer-service (客服) messages, and
+the management APIs (custom menu, media, template messages) with WeChat's errors in Chinese.
 
 One refresher per cluster: each fetch of a classic token invalidates the previous one, so the
 token is kept in the shared state and refreshed under a lock (``TokenStore``); the stable-token
