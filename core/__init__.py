@@ -3,10 +3,11 @@
     from core import hookimpl, Intent, TextReply
 
 Plugins import nothing else from ``core`` (tests/test_plugin_contract.py checks the built-in ones):
-the contract (``hookimpl``, ``hookspec`` for hooks of a plugin's own, ``BotServices``), messages
+the contract (``hookimpl``, ``hookspec`` for hooks of a plugin's own, ``BotServices`` and the
+``OperatorServices`` it may carry), WeChat's API errors (``WeChatAPIError``), messages
 and replies, routing types, the context and its ``Explanation`` blocks, health checks, metric
 families, and the few helpers a skill needs (settings tables, similarity scoring, the text
-normaliser).
+normaliser, ``hash_user`` for logs).
 """
 from .access.messages import (
     ClickEvent,
@@ -42,9 +43,12 @@ from .access.replies import (
     reply_text,
 )
 from .operations.health import Check, probe_http
+from .access.wechat_api import WeChatAPIError
+from .operations.logs import hash_user
 from .operations.metrics import Counter, Histogram
+from .operations.operator_desk import BotStatus, OperatorOutcome, PluginInfo
 from .processing.context import Explanation, MessageContext
-from .processing.hookspecs import BotServices, hookimpl, hookspec
+from .processing.hookspecs import BotServices, OperatorServices, hookimpl, hookspec
 from .processing.intents import Candidate, Intent, RouteResult
 from .processing.normalizer import normalize_text
 from .processing.router import KEYWORD_BASE, SimilarityIndex, noisy_or
@@ -54,7 +58,8 @@ from .state.cache import Cache
 from .state.conversation import Turn
 
 __all__ = [
-    "hookimpl", "hookspec", "BotServices", "MessageContext", "Explanation", "Turn",
+    "hookimpl", "hookspec", "BotServices", "OperatorServices", "BotStatus", "PluginInfo",
+    "OperatorOutcome", "WeChatAPIError", "hash_user", "MessageContext", "Explanation", "Turn",
     "Intent", "Candidate", "RouteResult",
     "Check", "probe_http", "Counter", "Histogram", "Cache",
     "from_table", "ConfigError", "PROJECT_ROOT", "resolve_path", "SimilarityIndex", "noisy_or", "KEYWORD_BASE",

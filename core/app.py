@@ -101,7 +101,10 @@ def create_app(settings: Settings, extra_plugins: dict[str, Any] | None = None,
     setup_routes(app, settings)
     from .operations.reload import setup_reload
 
-    setup_reload(app)  # watch the settings file (server.reload_interval)
+    reloader = setup_reload(app)  # watch the settings file (server.reload_interval)
+    from .operations.operator_desk import OperatorDesk
+
+    bots.bot.operator = OperatorDesk(bots, webhook.metrics, reloader)  # status, reload, plugins
     return app
 
 

@@ -24,23 +24,28 @@ class TextReply(Reply):
     reply_type = "text"
 
 
+#: ``file`` on a media reply: a file (relative to the settings file's folder) the pipeline uploads
+#: once for its media_id (``bot.media_id``) when ``media_id`` is empty: ``ImageReply(file="a.jpg")``.
 @dataclass
 class ImageReply(Reply):
-    media_id: str
+    media_id: str = ""
+    file: str = field(default="", kw_only=True)
     reply_type = "image"
 
 
 @dataclass
 class VoiceReply(Reply):
-    media_id: str
+    media_id: str = ""
+    file: str = field(default="", kw_only=True)
     reply_type = "voice"
 
 
 @dataclass
 class VideoReply(Reply):
-    media_id: str
+    media_id: str = ""
     title: str = ""
     description: str = ""
+    file: str = field(default="", kw_only=True)
     reply_type = "video"
 
 

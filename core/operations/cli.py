@@ -10,6 +10,9 @@ with one ``settings error: <key>: <what it expects>`` line per problem and exit 
     new-plugin   create a new skill folder with a test (core/operations/scaffold.py)
     faq test     accuracy and confusions of the FAQ on a labelled question list (core/operations/understanding_cli.py)
     route        every intent's and FAQ entry's score for one message
+    menu         push, show or delete the account's custom menu (core/operations/wechat_admin.py)
+    media        upload an image, voice, video or thumb file as temporary or permanent media
+    template     send a template message
 """
 from __future__ import annotations
 
@@ -83,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     new.add_argument("name", help="the plugin's name (lower case letters, digits, _)")
     new.add_argument("--dir", default=str(PROJECT_ROOT / "plugins"), help="where plugin folders live (default plugins/)")
     new.add_argument("--tests-dir", default=str(PROJECT_ROOT / "tests"), help="where to put its test (default tests/)")
+    _wechat_admin_commands(sub)
     return parser
 
 
@@ -123,6 +127,32 @@ def route_command(args: argparse.Namespace) -> int:
     if settings is None:
         return 2
     return run(route_text(settings, args.text, as_json=args.json))
+
+
+def _wechat_admin_commands(sub: Any) -> None:
+    menu = sub.add_parser("menu", help="push, show or delete the account's custom menu (WeChat's API)")
+    _common(menu)
+    menu.add_argument("action", choices=["push", "show", "delete"])
+    menu.add_argument("file", nargs="?", help="TOML menu file for push (see docs/examples/menu.toml)")
+    menu.add_argument("--json", action="store_true", help="show: print WeChat's JSON")
+
+    media = sub.add_parser("media", help="upload a file as WeChat media (image, voice, video, thumb)")
+    _common(media)
+    media.add_argument("action", choices=["upload"])
+    media.add_argument("file", help="the file to upload")
+    media.add_argument("--type", dest="kind", required=True, choices=["image", "voice", "video", "thumb"])
+    media.add_argument("--permanent", action="store_true", help="permanent material (default: temporary, 3 days)")
+    media.add_argument("--title", default="", help="permanent video: its title")
+    media.add_argument("--introduction", default="", help="permanent video: its description")
+
+    template = sub.add_parser("template", help="send a template message")
+    _common(template)
+    template.add_argument("action", choices=["send"])
+    template.add_argument("--to", required=True, help="the user's OpenID")
+    template.add_argument("--template-id", required=True, help="the template's ID from the WeChat console")
+    template.add_argument("--data", action="append", default=[], metavar="KEY=VALUE",
+                          help="a template field, repeated: --data first=您好 --data keyword1=...")
+    template.add_argument("--url", default="", help="page opened when the message is tapped")
 
 
 def serve_overrides(args: argparse.Namespace) -> dict:
@@ -426,8 +456,31 @@ def new_plugin(args: argparse.Namespace) -> int:
     return 0
 
 
+def wechat_admin(args: argparse.Namespace) -> int:
+    """``menu``, ``media`` and ``template``: WeChat's management APIs (core/operations/wechat_admin.py)."""
+    import asyncio
+
+    from . import wechat_admin as commands
+    from .logs import setup_logging
+
+    settings = _load(args)
+    if settings is None:
+        return 2
+    setup_logging("WARNING", settings.logging.json)
+    if args.command == "menu":
+        if args.action == "push" and not args.file:
+            print("run.py menu push FILE", file=sys.stderr)
+            return 2
+        return asyncio.run(commands.menu_command(settings, args.action, args.file, args.json))
+    if args.command == "media":
+        return asyncio.run(commands.media_command(settings, args.file, args.kind, args.permanent,
+                                                  args.title, args.introduction))
+    return asyncio.run(commands.template_command(settings, args.to, args.template_id, args.data, args.url))
+
+
 COMMANDS = {"serve": serve, "chat": chat, "plugins": list_plugins, "check": check, "new-plugin": new_plugin,
-            "faq": faq_command, "route": route_command}
+            "faq": faq_command, "route": route_command,
+            "menu": wechat_admin, "media": wechat_admin, "template": wechat_admin}
 
 
 def main(argv: Sequence[str]) -> int:

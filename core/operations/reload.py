@@ -142,6 +142,15 @@ class SettingsReloader:
         self.digest = digest  # a bad file is reported once, not every interval
         return await self.apply()
 
+    async def reload_now(self) -> ReloadResult:
+        """Apply the file as it is now, changed or not (the operator asked; ``bot.operator``)."""
+        self.digest = self._digest()
+        return await self.apply()
+
+    def note_file_running(self) -> None:
+        """The file as it is now is what runs (put back after a refused change): no reload for it."""
+        self.digest = self._digest()
+
     # ---- applying ---------------------------------------------------------------------------
 
     async def apply(self) -> ReloadResult:
@@ -168,6 +177,7 @@ class SettingsReloader:
             except Exception as exc:  # a plugin's schema hook that raises, say
                 log.error("building a bot from the new settings failed", exc_info=exc)
                 return self._reject(f"building the bot failed ({type(exc).__name__}; the log has the traceback)")
+            new.operator = old.operator  # the app's services go with the running bot
             try:
                 await new.start()
             except Exception as exc:

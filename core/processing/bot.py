@@ -20,9 +20,12 @@ from ..access.replies import (
     PIPELINE,
     RATE_LIMIT,
     Answer,
+    ImageReply,
     Reply,
     SuccessReply,
     TextReply,
+    VideoReply,
+    VoiceReply,
     reply_text,
 )
 from ..settings import Settings
@@ -43,7 +46,8 @@ class Bot:
     Attributes for plugins: ``settings``, ``http`` (shared aiohttp session), ``conversations``,
     ``cache(name, ...)``, ``templates(plugin_dir)``, ``tokenize(text)``, ``configs``,
     ``embeddings`` (``core.processing.embeddings.EmbeddingService``: ``await embed_query(text)``,
-    ``await embed_set(texts, kind)``), ``cache_dir`` (where computed data may be kept).
+    ``await embed_set(texts, kind)``), ``cache_dir`` (where computed data may be kept),
+    ``media_id(file, kind)``, ``send_template(...)``, ``operator`` (see ``BotServices``).
     """
 
     def __init__(self, settings: Settings, extra_plugins: dict[str, Any] | None = None,
@@ -65,6 +69,10 @@ class Bot:
         self.token_store = self.state.token_store
         self._caches: dict[str, Cache] = {}
         self._template_envs: dict[Path, jinja2.Environment] = {}
+        self._media: Any = None
+        #: The operator's services (status, reload, plugin switches), given by the app that runs
+        #: this bot; None for a bot without one (tests, ``run.py check``).
+        self.operator: Any = None
         self.intents: list[Intent] = []
         self.segmenter: Any = None
         self.router: Any = None
@@ -108,6 +116,24 @@ class Bot:
 
     def tokenize(self, text: str) -> list[str]:
         return self.segmenter.tokenize(text) if text else []
+
+    async def media_id(self, file: str | Path, kind: str = "image") -> str:
+        """The media_id of a file (relative to the settings file's folder) for an image, voice or
+        video reply: uploaded once as temporary media, then cached until shortly before it expires."""
+        from ..access.wechat_api import TEMPORARY_MEDIA_SECONDS, MediaLibrary, wechat_api_for
+
+        if self._media is None:
+            api = wechat_api_for(self.settings, self.http, self.token_store)
+            self._media = MediaLibrary(api, self.cache("wechat_media", 1024, TEMPORARY_MEDIA_SECONDS))
+        return await self._media.media_id(self.settings.resolve_path(file), kind)
+
+    async def send_template(self, openid: str, template_id: str, data: dict[str, str], url: str = "") -> int:
+        """Send a template message (WeChat's ``message/template/send``); returns its msgid.
+        Raises ``WeChatAPIError`` (``.meaning``, ``.action`` in Chinese) when WeChat refuses."""
+        from ..access.wechat_api import wechat_api_for
+
+        api = wechat_api_for(self.settings, self.http, self.token_store)
+        return await api.send_template(openid, template_id, data, url)
 
     # ---- lifecycle ----------------------------------------------------------------------------
 
@@ -224,6 +250,7 @@ class Bot:
             reply = await self._answer(ctx)
             with ctx.timed("outbound"):
                 reply = await self.hooks.outbound_filter(ctx, reply)
+            reply = await self.upload_reply_file(ctx, reply)
             await self._record(ctx, reply)
         except Exception:
             ctx.log.exception("pipeline failed; answering with the error reply")
@@ -232,6 +259,25 @@ class Bot:
         await self.hooks.message_done(ctx, reply)
         ctx.explanations = await self.hooks.explain(ctx)
         return reply
+
+    async def upload_reply_file(self, ctx: MessageContext, reply: Reply) -> Reply:
+        """A media reply naming a ``file`` gets its media_id (uploaded once, cached); when WeChat
+        or the file refuses, the user gets ``pipeline.error_reply`` and the log says why in Chinese."""
+        from ..access.wechat_api import WeChatAPIError
+
+        kind = {ImageReply: "image", VoiceReply: "voice", VideoReply: "video"}.get(type(reply))
+        if kind is None or reply.media_id or not reply.file:  # type: ignore[attr-defined]
+            return reply
+        file = reply.file  # type: ignore[attr-defined]
+        try:
+            with ctx.timed("media"):
+                reply.media_id = await self.media_id(file, kind)  # type: ignore[attr-defined]
+            return reply
+        except WeChatAPIError as exc:
+            ctx.log.warning("reply file %s was not uploaded: %s %s", file, exc, exc.action)
+        except (OSError, aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
+            ctx.log.warning("reply file %s was not uploaded: %s: %s", file, type(exc).__name__, exc)
+        return TextReply(self.settings.pipeline.error_reply, plugin=reply.plugin, intent=reply.intent)
 
     async def _answer(self, ctx: MessageContext) -> Reply:
         with ctx.timed("inbound"):

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from ..access.replies import Reply
     from ..operations.health import Check
     from ..operations.metrics import Counter, Histogram
+    from ..operations.operator_desk import BotStatus, OperatorOutcome, PluginInfo
     from ..settings import Settings
     from ..state.cache import Cache
     from ..state.conversation import ConversationStore
@@ -38,6 +39,29 @@ hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
 
 
+class OperatorServices(Protocol):
+    """The operator's services (``bot.operator``; None when the bot runs without an app):
+    implemented by ``core/operations/operator_desk.py``, used by the admin plugin."""
+
+    def status(self) -> BotStatus:
+        """Uptime, settings file, reloads, enabled plugins, mode, state, messages answered."""
+        ...
+
+    def plugins(self) -> list[PluginInfo]:
+        """Every plugin found or enabled: name, enabled, priority, origin."""
+        ...
+
+    async def reload(self) -> OperatorOutcome:
+        """Apply the settings file now (validated first; refused settings leave the bot as it was)."""
+        ...
+
+    async def set_plugin_enabled(self, name: str, enabled: bool,
+                                 protected: tuple[str, ...] = ()) -> OperatorOutcome:
+        """Switch a plugin on (at the end of ``plugins.enabled``) or off in the settings file,
+        then reload; refused settings put the file back."""
+        ...
+
+
 class BotServices(Protocol):
     """What a plugin may use of the running bot (the ``bot`` argument, ``ctx.bot``).
 
@@ -48,7 +72,8 @@ class BotServices(Protocol):
     (``await bot.hooks.call("skillbot_weather_providers", {})``); ``embeddings``: the embedding
     service (``await bot.embeddings.embed_query(text)``, ``await bot.embeddings.embed_set(texts,
     kind)``; core/processing/embeddings.py); ``cache_dir``: a folder for computed data
-    (``paths.cache_dir``).
+    (``paths.cache_dir``); ``operator``: the operator's services (status, reload, plugin
+    switches) when the bot runs in an app, else None.
     """
 
     settings: Settings
@@ -59,6 +84,7 @@ class BotServices(Protocol):
     hooks: HookCaller
     embeddings: EmbeddingService
     cache_dir: Path
+    operator: OperatorServices | None
 
     def cache(self, name: str, maxsize: int = 1024, ttl: float = 600) -> Cache:
         """A named cache shared by everything in this bot that asks for the same name."""
@@ -70,6 +96,15 @@ class BotServices(Protocol):
 
     def tokenize(self, text: str) -> list[str]:
         """jieba tokens of ``text`` as the router sees them."""
+        ...
+
+    async def media_id(self, file: str | Path, kind: str = "image") -> str:
+        """The media_id for an ``ImageReply``/``VoiceReply``/``VideoReply`` from a file (relative
+        to the settings file's folder): uploaded once, cached until shortly before it expires."""
+        ...
+
+    async def send_template(self, openid: str, template_id: str, data: dict[str, str], url: str = "") -> int:
+        """Send a template message; returns WeChat's msgid, raises ``WeChatAPIError``."""
         ...
 
 
