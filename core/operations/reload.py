@@ -159,8 +159,11 @@ class SettingsReloader:
         when no setting changed: an edit is how an operator asks for a reload). Each account is
         swapped in or keeps its old bot on its own; the result is the default account's."""
         async with self._lock:
+            running = self.bot.settings
             try:
-                settings = load_settings(self.path, self.bot.settings.overrides)
+                settings = load_settings(self.path, running.overrides)
+                if running.account:  # an application serving one account alone (run.py chat --account)
+                    settings = account_settings(settings, running.account)
             except ConfigError as exc:
                 return self._reject("; ".join(exc.errors))
             before, self.seen_raw = self.seen_raw, settings.raw
