@@ -6,13 +6,16 @@ Everything goes through real HTTP (aiohttp's test server on a socket), signed (a
 safe mode) the way WeChat does it."""
 from __future__ import annotations
 
+import re
+import tomllib
+
 import pytest
 
 from core.app import create_app
 from core.appkeys import ACCOUNTS_KEY, GATEWAY_KEY
 from core.operations.reload import RELOADER_KEY
 from core.operations.wechat_client import WeChatSigner, text_xml
-from core.settings import account_settings, load_settings
+from core.settings import PROJECT_ROOT, account_settings, load_settings, settings_from_dict
 from core.settings_schema import ConfigError
 
 SHOP_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
@@ -281,3 +284,22 @@ def test_a_deployment_without_accounts_is_unchanged(tmp_path):
     app = create_app(settings)
     assert settings.accounts == {} and app[ACCOUNTS_KEY].named == {}
     assert [name for name, _ in app[ACCOUNTS_KEY].served()] == ["default"]
+
+
+def test_the_example_account_in_settings_toml_is_valid_once_uncommented(monkeypatch):
+    """settings.toml's commented [accounts.shop] example is what the docs say it is."""
+    text = (PROJECT_ROOT / "settings.toml").read_text(encoding="utf-8")
+    example = text[text.index("# [accounts.shop.wechat]"):]
+    uncommented = "\n".join(re.sub(r"^# ?", "", line) for line in example.splitlines())
+    shipped = tomllib.loads(text)
+    data = {**shipped, **tomllib.loads(uncommented)}
+    monkeypatch.setenv("SHOP_WECHAT_TOKEN", "shop-token-from-env")
+    monkeypatch.setenv("SHOP_WECHAT_AES_KEY", SHOP_KEY)
+    monkeypatch.setenv("WECHAT_TOKEN", "the-default-accounts-token")
+    shop = account_settings(settings_from_dict(data, PROJECT_ROOT / "settings.toml"), "shop")
+    assert shop.server.path == "/wechat/shop" and shop.wechat.mode == "safe"
+    assert shop.wechat.resolved_token() == "shop-token-from-env"
+    assert shop.plugins.enabled == ["filter", "welcome", "faq", "llm"]
+    assert shop.plugin_tables["faq"]["path"] == "data/shop-faq.toml"
+    assert shop.plugin_tables["faq"]["threshold"] == shipped["plugins"]["faq"]["threshold"]
+    assert shop.plugin_tables["llm"]["persona"].startswith("你是小满优选")
