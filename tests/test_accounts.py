@@ -303,3 +303,15 @@ def test_the_example_account_in_settings_toml_is_valid_once_uncommented(monkeypa
     assert shop.plugin_tables["faq"]["path"] == "data/shop-faq.toml"
     assert shop.plugin_tables["faq"]["threshold"] == shipped["plugins"]["faq"]["threshold"]
     assert shop.plugin_tables["llm"]["persona"].startswith("你是小满优选")
+
+
+async def test_a_defect_inside_an_accounts_webhook_is_acknowledged_not_a_500(deployment):
+    client, app, _ = await deployment()
+
+    async def broken(*args, **kwargs):
+        raise RuntimeError("a defect")
+
+    app[ACCOUNTS_KEY].named["shop"].gateway.delivery.on_try = broken
+    status, body = await say(client, "shop", QUESTION)
+    assert (status, body) == (200, "success")  # WeChat shows the user nothing, retries nothing
+    assert await say(client, "clinic", QUESTION) == (200, CLINIC_ANSWER)

@@ -107,7 +107,7 @@ async def freeze_startup_heap(app: object) -> None:
 
 def run_worker(settings_path: str, overrides: dict, reuse_port: bool) -> int:
     from ..app import create_app, run_webhook
-    from ..appkeys import GATEWAY_KEY
+    from ..appkeys import ACCOUNTS_KEY, GATEWAY_KEY
     from .logs import setup_logging
 
     try:
@@ -120,6 +120,11 @@ def run_worker(settings_path: str, overrides: dict, reuse_port: bool) -> int:
     log.info("Skillbot listening on http://%s:%d%s (mode %s, state %s, plugins %s)", settings.server.host,
              settings.server.port, settings.server.path, settings.wechat.mode, settings.state.backend,
              ", ".join(settings.plugins.enabled))
+    for account in app[ACCOUNTS_KEY].named.values():
+        if account.gateway is not None and account.error is None:
+            own = account.gateway.bot.settings
+            log.info("account %s at %s (mode %s, plugins %s)", account.name, account.path,
+                     own.wechat.mode, ", ".join(own.plugins.enabled))
     app.on_startup.append(freeze_startup_heap)  # runs after the bot has started
     try:
         run_webhook(app, settings.server.host, settings.server.port, reuse_port=reuse_port or None)

@@ -16,6 +16,11 @@ Plugins are imported and their tables validated in a thread, within ``server.rel
 seconds, so a slow import never stalls the event loop and a hung one rejects the new set. A plugin
 that fails to import (``sys.exit()`` at import included) rejects the set, and so does every later
 edit until it is fixed: each reload loads and validates the whole file, never a difference.
+
+With several accounts (``[accounts.<name>]``) each is rebuilt on its own: only the accounts whose
+settings changed (all of them after a change of the top-level tables they inherit, or an edit
+that changed no setting); an account whose new settings fail keeps its running bot while the
+others take theirs; accounts added to the file are served from then on, removed ones retired.
 """
 from __future__ import annotations
 
