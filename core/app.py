@@ -110,6 +110,10 @@ def build_account(base: Settings, name: str) -> Account:
         error = "; ".join(exc.errors)
         log.error("account %s is not served: %s", name, error)
         return Account(name, account_path(base, name), error=error)
+    except Exception as exc:  # a plugin's schema hook that raises, say: this account only
+        log.error("account %s is not served: building its bot failed", name, exc_info=exc)
+        return Account(name, account_path(base, name),
+                       error=f"building the bot failed ({type(exc).__name__}; the log has the traceback)")
     return Account(name, settings.server.path, gateway=gateway)
 
 

@@ -315,3 +315,16 @@ async def test_a_defect_inside_an_accounts_webhook_is_acknowledged_not_a_500(dep
     status, body = await say(client, "shop", QUESTION)
     assert (status, body) == (200, "success")  # WeChat shows the user nothing, retries nothing
     assert await say(client, "clinic", QUESTION) == (200, CLINIC_ANSWER)
+
+
+async def test_a_plugin_that_breaks_while_an_account_is_built_stops_only_that_account(deployment, tmp_path):
+    folder = tmp_path / "extra_plugins" / "schema_crash"
+    folder.mkdir(parents=True)
+    (folder / "__init__.py").write_text(
+        "from core import hookimpl\n\n\nclass Plugin:\n    @hookimpl\n    def skillbot_config_schema(self):\n"
+        "        raise KeyError('a bug in the plugin')\n", encoding="utf-8")
+    client, app, _ = await deployment(extra=f'[accounts.shop.plugins]\nenabled = ["faq", "schema_crash"]\n'
+                                            f'paths = ["{tmp_path / "extra_plugins"}"]')
+    assert (await say(client, "shop", QUESTION))[0] == 503
+    assert "building the bot failed (KeyError" in app[ACCOUNTS_KEY].named["shop"].error
+    assert await say(client, "clinic", QUESTION) == (200, CLINIC_ANSWER)
