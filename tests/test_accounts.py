@@ -167,6 +167,10 @@ async def test_a_broken_account_is_reported_and_not_served_while_the_others_answ
     assert broken["status"] == "not served" and broken["path"] == "/wechat/broken"
     assert "accounts.broken.wechat.mode" in broken["error"]
     assert health["accounts"]["shop"]["status"] == health["accounts"]["clinic"]["status"] == "ok"
+    ready = await (await client.get("/readyz")).json()
+    assert ready["status"] == "degraded" and ready["accounts"]["broken"]["status"] == "not served"
+    assert ready["accounts"]["shop"]["checks"][0] == {"name": "state", "ok": True,
+                                                      "detail": "memory (one process)", "plugin": ""}
 
 
 async def test_a_plugin_table_broken_in_one_account_stops_only_that_account(deployment):
@@ -190,6 +194,8 @@ async def test_metrics_and_health_carry_the_account(deployment):
     health = await (await client.get("/healthz")).json()
     assert health["status"] == "ok"
     assert {name: a["path"] for name, a in health["accounts"].items()} == PATHS
+    ready = await (await client.get("/readyz")).json()
+    assert ready["status"] == "ok" and set(ready["accounts"]) == set(PATHS)
 
 
 async def test_reloading_one_accounts_table_rebuilds_only_that_account(deployment, tmp_path):

@@ -184,7 +184,8 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    """Readiness: the state backend and every plugin's services (``skillbot_health``, no I/O).
+    """Readiness: the state backend and every plugin's services (``skillbot_health``, no I/O);
+    with several accounts, each account's under ``accounts`` (one not served: "degraded").
 
     503 only while the bot is not started: a dead Redis or model provider makes the bot
     "degraded" (it still answers, from memory or with a polite apology), not unready.
@@ -195,7 +196,19 @@ async def readyz(request: web.Request) -> web.Response:
     checks = [state_check(bot)] + await plugin_checks(bot, probe=False)
     status = "ok" if all(c.ok for c in checks) else "degraded"
     body: dict[str, Any] = {"status": status}
-    if authorized(request):
+    details = authorized(request)
+    accounts = accounts_section(request.app, details)
+    if accounts is not None:
+        for name, gateway in request.app[ACCOUNTS_KEY].served()[1:]:
+            own = [state_check(gateway.bot)] + await plugin_checks(gateway.bot, probe=False)
+            if not all(c.ok for c in own) and accounts[name]["status"] == "ok":
+                accounts[name]["status"] = "degraded"
+            if details:
+                accounts[name]["checks"] = [c.to_dict() for c in own]
+        if any(a["status"] != "ok" for a in accounts.values()):
+            body["status"] = "degraded"
+        body["accounts"] = accounts
+    if details:
         body["checks"] = [c.to_dict() for c in checks]
         reload = reload_status(request.app)
         if reload is not None:
