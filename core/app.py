@@ -11,10 +11,11 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from .access.delivery import Delivery, check_customer_service
 from .access.webhook import Gateway
-from .appkeys import BOTS_KEY, DELIVERY_KEY, GATEWAY_KEY, METRICS_KEY, BotHolder
+from .appkeys import ACCOUNTS_KEY, BOTS_KEY, DELIVERY_KEY, GATEWAY_KEY, METRICS_KEY, Account, Accounts, BotHolder
 from .operations.metrics import Metrics
 from .processing.bot import Bot
-from .settings import Settings
+from .settings import Settings, account_path, account_settings, in_account
+from .settings_schema import ConfigError
 
 log = logging.getLogger("skillbot.app")
 
@@ -51,7 +52,9 @@ async def never_500(request: web.Request, handler: Any) -> web.StreamResponse:
         return response
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
-        if request.method == "POST" and request.path == request.app[BOTS_KEY].bot.settings.server.path:
+        on_webhook = (request.path == request.app[BOTS_KEY].bot.settings.server.path
+                      or "account" in request.match_info)
+        if request.method == "POST" and on_webhook:
             return web.Response(text="success", content_type="text/plain")
         return web.Response(status=503, text="temporarily unavailable", content_type="text/plain")
 
@@ -67,6 +70,71 @@ def setup_routes(app: web.Application, settings: Settings) -> None:
     app.router.add_get("/healthz", healthz)
     metrics.setup_routes(app)  # /metrics, /readyz
     webui.setup_routes(app)  # /simulator (answers 404 unless [simulator] enabled)
+    # Last, so that with server.path = "/" the accounts' route does not hide the pages above.
+    accounts_path = f"{settings.server.path.rstrip('/')}/{{account}}"
+    app.router.add_get(accounts_path, account_get)
+    app.router.add_post(accounts_path, account_post)
+
+
+def account_gateway(request: web.Request) -> Gateway:
+    """The webhook of the account named in the path; 404 for no such account, 503 for one that
+    is configured but not served (its settings or its start-up failed: see /healthz)."""
+    account = request.app[ACCOUNTS_KEY].named.get(request.match_info["account"])
+    if account is None:
+        raise web.HTTPNotFound(text="not found")
+    if not account.served or account.gateway is None:
+        raise web.HTTPServiceUnavailable(text="account not served")
+    return account.gateway
+
+
+async def account_get(request: web.Request) -> web.StreamResponse:
+    return await account_gateway(request).handle_get(request)
+
+
+async def account_post(request: web.Request) -> web.StreamResponse:
+    return await account_gateway(request).handle_post(request)
+
+
+def build_account(base: Settings, name: str) -> Account:
+    """Account ``name`` of ``base`` with its own bot (own plugin instances, own state under its
+    own key prefix) and webhook; a broken table gives an account with ``error`` set, logged."""
+    try:
+        settings = account_settings(base, name)
+        try:
+            if settings.delivery.mode == "customer_service":
+                check_customer_service(settings)
+            gateway = build_webhook(Bot(settings))
+        except ConfigError as exc:  # the plugins' schemas name keys of the account's tables
+            raise in_account(name, exc) from None
+    except ConfigError as exc:
+        error = "; ".join(exc.errors)
+        log.error("account %s is not served: %s", name, error)
+        return Account(name, account_path(base, name), error=error)
+    except Exception as exc:  # a plugin's schema hook that raises, say: this account only
+        log.error("account %s is not served: building its bot failed", name, exc_info=exc)
+        return Account(name, account_path(base, name),
+                       error=f"building the bot failed ({type(exc).__name__}; the log has the traceback)")
+    return Account(name, settings.server.path, gateway=gateway)
+
+
+async def start_account(account: Account) -> None:
+    """Start a served account's bot; a start-up failure leaves the account not served (logged)."""
+    if account.gateway is None:
+        return
+    try:
+        await account.gateway.bot.start()
+    except Exception as exc:
+        account.error = f"start-up failed: {exc}"
+        log.error("account %s is not served: %s", account.name, account.error)
+
+
+async def stop_account(account: Account) -> None:
+    """Let an account finish the messages it is answering, then stop its bot."""
+    if account.gateway is None:
+        return
+    await account.gateway.delivery.drain()
+    if account.gateway.bot.started:
+        await account.gateway.bot.stop()
 
 
 def build_webhook(bot: Bot) -> Gateway:
@@ -90,10 +158,15 @@ def create_app(settings: Settings, extra_plugins: dict[str, Any] | None = None,
     webhook = app[GATEWAY_KEY] = build_webhook(bot or Bot(settings, extra_plugins))
     bots, delivery = app[BOTS_KEY], app[DELIVERY_KEY] = webhook.bots, webhook.delivery
     app[METRICS_KEY] = webhook.metrics
+    accounts = app[ACCOUNTS_KEY] = Accounts(webhook)
+    for name in settings.accounts:
+        accounts.named[name] = build_account(settings, name)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         await bots.bot.start()
+        await asyncio.gather(*(start_account(account) for account in accounts.named.values()))
         yield
+        await asyncio.gather(*(stop_account(account) for account in list(accounts.named.values())))
         await delivery.drain()
         await bots.bot.stop()  # the running one: a settings reload may have replaced the first
 

@@ -1,6 +1,8 @@
-"""Typed keys for what the aiohttp application keeps, and the holder of the running bot."""
+"""Typed keys for what the aiohttp application keeps, the holder of the running bot, and the
+official accounts the application serves."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -37,7 +39,43 @@ class BotHolder:
         return [self.bot, *self.retiring]
 
 
+#: The default account's name in /metrics labels and the /healthz accounts section.
+DEFAULT_ACCOUNT = "default"
+
+
+@dataclass
+class Account:
+    """One ``[accounts.<name>]`` account: its webhook (with its own bot holder, delivery and
+    metrics) when it is served, else ``error`` says why not (its table or its start-up failed)."""
+
+    name: str
+    path: str
+    gateway: Gateway | None = None
+    error: str | None = None
+
+    @property
+    def served(self) -> bool:
+        return self.gateway is not None and self.error is None
+
+
+class Accounts:
+    """The accounts an application serves: the default one (top-level settings, at
+    ``server.path``) and the named ones (``[accounts.<name>]``, at ``<server.path>/<name>``).
+    A settings reload adds, replaces and removes named accounts here and nowhere else."""
+
+    def __init__(self, default: Gateway) -> None:
+        self.default = default
+        self.named: dict[str, Account] = {}
+
+    def served(self) -> list[tuple[str, Gateway]]:
+        """(name, webhook) of every account answering now, the default one first."""
+        return [(DEFAULT_ACCOUNT, self.default)] + [
+            (name, account.gateway) for name, account in self.named.items()
+            if account.served and account.gateway is not None]
+
+
 BOTS_KEY: web.AppKey[BotHolder] = web.AppKey("bots", BotHolder)
 GATEWAY_KEY: web.AppKey["Gateway"] = web.AppKey("gateway")
 DELIVERY_KEY: web.AppKey["Delivery"] = web.AppKey("delivery")
 METRICS_KEY: web.AppKey["Metrics"] = web.AppKey("metrics")
+ACCOUNTS_KEY: web.AppKey[Accounts] = web.AppKey("accounts", Accounts)

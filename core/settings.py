@@ -5,6 +5,7 @@ import base64
 import binascii
 import copy
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -381,6 +382,11 @@ class Settings:
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
     #: The overrides applied over the file (command line, tests), re-applied on a hot reload.
     overrides: dict[str, Any] = field(default_factory=dict, repr=False)
+    #: The ``[accounts.<name>]`` tables, raw: each is checked on its own by ``account_settings``,
+    #: so one broken account does not stop the others.
+    accounts: dict[str, Any] = field(default_factory=dict, repr=False)
+    #: The account these settings are for ("" = the default account, the top-level tables).
+    account: str = ""
 
     @property
     def base_dir(self) -> Path:
@@ -418,6 +424,16 @@ CORE_SECTIONS = {
     "simulator": SimulatorSettings, "paths": PathsSettings, "semantic": SemanticSettings,
 }
 PLUGINS_KEYS = {"enabled", "paths", "entry_points"}
+#: The sections an ``[accounts.<name>]`` table may override; the rest are the deployment's.
+ACCOUNT_SECTIONS = ("wechat", "pipeline", "delivery", "conversation", "router", "ratelimit", "plugins")
+#: An account's name is the last part of its webhook path and of its state keys.
+ACCOUNT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
+#: Names an account cannot take: the default account's label in /metrics and /healthz.
+RESERVED_ACCOUNT_NAMES = ("default",)
+#: ``[wechat]`` keys an account never inherits from the top level: its identity and secrets
+#: are its own (an inherited token would let one account's signer post to another).
+ACCOUNT_OWN_WECHAT_KEYS = ("token", "token_env", "app_id", "app_secret_env", "encoding_aes_key",
+                           "encoding_aes_key_env")
 
 
 def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
@@ -435,8 +451,12 @@ def settings_from_dict(data: dict[str, Any], source: Path | None = None) -> Sett
 
     Every section is checked and every problem reported (``ConfigError.errors``), not just the first.
     """
-    errors = [f"{name}: unknown section (known: {', '.join(sorted(CORE_SECTIONS))}, plugins)"
-              for name in sorted(set(data) - set(CORE_SECTIONS) - {"plugins"})]
+    errors = [f"{name}: unknown section (known: {', '.join(sorted(CORE_SECTIONS))}, plugins, accounts)"
+              for name in sorted(set(data) - set(CORE_SECTIONS) - {"plugins", "accounts"})]
+    accounts = data.get("accounts", {})
+    if not isinstance(accounts, dict):
+        errors.append("accounts: expected a table of [accounts.<name>] tables")
+        accounts = {}
     values: dict[str, Any] = {}
     for name, cls in CORE_SECTIONS.items():
         if name in data and not isinstance(data[name], dict):
@@ -460,7 +480,64 @@ def settings_from_dict(data: dict[str, Any], source: Path | None = None) -> Sett
         errors.extend(exc.errors)
     if errors:
         raise ConfigError(*errors)
-    return Settings(**values, plugin_tables=tables, source=source, raw=data)
+    return Settings(**values, plugin_tables=tables, source=source, raw=data, accounts=accounts)
+
+
+# ---- several official accounts ---------------------------------------------------------------------
+
+def account_path(base: Settings, name: str) -> str:
+    """Where account ``name``'s webhook is served: ``<server.path>/<name>``."""
+    return f"{base.server.path.rstrip('/')}/{name}"
+
+
+def in_account(name: str, exc: ConfigError) -> ConfigError:
+    """``exc`` about an account's merged settings (``plugins.faq.path: ...``, from its plugins'
+    schemas, say), with every line naming the account's key (``accounts.<name>.plugins.faq.path``)."""
+    where = f"accounts.{name}."
+    return ConfigError(*(line if line.startswith(where) else where + line for line in exc.errors))
+
+
+def account_settings(base: Settings, name: str) -> Settings:
+    """The settings of account ``name``: its ``[accounts.<name>]`` table over the top-level ones
+    (deep merge), validated like the top level, every error named ``accounts.<name>.<key>``.
+
+    Not inherited: the ``[wechat]`` identity (``ACCOUNT_OWN_WECHAT_KEYS``: token, AppID, key and
+    the names of their environment variables). Set for the account: its webhook path
+    (``account_path``) and its state key prefix (``<state.key_prefix>account:<name>:``), so its
+    conversations, rate limits and answer records never meet another account's.
+    """
+    where = f"accounts.{name}"
+    if not ACCOUNT_NAME.match(name) or name in RESERVED_ACCOUNT_NAMES:
+        raise ConfigError(f"{where}: an account name is 1-32 lower-case letters, digits, - or _ "
+                          f"(and not {', '.join(RESERVED_ACCOUNT_NAMES)})")
+    table = base.accounts.get(name)
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where}: expected a table")
+    errors = [f"{where}.{key}: not set per account (per account: {', '.join(ACCOUNT_SECTIONS)})"
+              for key in sorted(set(table) - set(ACCOUNT_SECTIONS))]
+    inherited = {key: value for key, value in base.raw.items() if key != "accounts"}
+    own_wechat = table.get("wechat", {}) if isinstance(table.get("wechat"), dict) else {}
+    wechat = {key: value for key, value in inherited.get("wechat", {}).items()
+              if key not in ACCOUNT_OWN_WECHAT_KEYS}
+    # Environment variable names default to none: the top level's (WECHAT_TOKEN...) are its own.
+    wechat.update({key: "" for key in ("token_env", "app_secret_env", "encoding_aes_key_env")
+                   if key not in own_wechat})
+    wechat.update({key: "" for key in ("token",) if key not in own_wechat})
+    inherited["wechat"] = wechat
+    data = deep_merge(inherited, {key: value for key, value in table.items() if key in ACCOUNT_SECTIONS})
+    try:
+        settings = settings_from_dict(data, base.source)
+    except ConfigError as exc:
+        errors.extend(f"{where}.{line}" for line in exc.errors)
+        raise ConfigError(*errors) from None
+    if errors:
+        raise ConfigError(*errors)
+    settings.server.path = account_path(base, name)
+    settings.state.key_prefix = f"{base.state.key_prefix}account:{name}:"
+    settings.overrides = copy.deepcopy(base.overrides)
+    settings.accounts = {}
+    settings.account = name
+    return settings
 
 
 def load_settings(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Settings:

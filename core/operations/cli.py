@@ -20,9 +20,9 @@ import argparse
 import logging
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
-from ..settings import PROJECT_ROOT, load_settings
+from ..settings import PROJECT_ROOT, account_settings, in_account, load_settings
 from ..settings_schema import ConfigError
 
 if TYPE_CHECKING:
@@ -72,10 +72,14 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument("--user", default="o_chat_user", help="the user's OpenID (default o_chat_user)")
     chat.add_argument("--json", action="store_true", help="one JSON object per reply")
     chat.add_argument("--verbose", "-v", action="store_true", help="every route candidate and the bot's INFO log")
+    chat.add_argument("--account", default="", help="talk to this [accounts.NAME] account (default: the "
+                      "top-level one)")
 
     plugins = sub.add_parser("plugins", help="list every plugin found, enabled or not, and its priority")
     _common(plugins)
     plugins.add_argument("--json", action="store_true", help="print JSON")
+    plugins.add_argument("--account", default="", help="the plugins of this [accounts.NAME] account "
+                         "(default: the top-level one)")
 
     check = sub.add_parser("check", help="validate the settings and reach each configured service")
     _common(check)
@@ -175,7 +179,7 @@ async def freeze_startup_heap(app: object) -> None:
 
 def run_worker(settings_path: str, overrides: dict, reuse_port: bool) -> int:
     from ..app import create_app, run_webhook
-    from ..appkeys import GATEWAY_KEY
+    from ..appkeys import ACCOUNTS_KEY, GATEWAY_KEY
     from .logs import setup_logging
 
     try:
@@ -188,6 +192,11 @@ def run_worker(settings_path: str, overrides: dict, reuse_port: bool) -> int:
     log.info("Skillbot listening on http://%s:%d%s (mode %s, state %s, plugins %s)", settings.server.host,
              settings.server.port, settings.server.path, settings.wechat.mode, settings.state.backend,
              ", ".join(settings.plugins.enabled))
+    for account in app[ACCOUNTS_KEY].named.values():
+        if account.gateway is not None and account.error is None:
+            own = account.gateway.bot.settings
+            log.info("account %s at %s (mode %s, plugins %s)", account.name, account.path,
+                     own.wechat.mode, ", ".join(own.plugins.enabled))
     app.on_startup.append(freeze_startup_heap)  # runs after the bot has started
     try:
         run_webhook(app, settings.server.host, settings.server.port, reuse_port=reuse_port or None)
@@ -265,8 +274,16 @@ def report_settings_error(exc: ConfigError) -> None:
 
 
 def _load(args: argparse.Namespace) -> Settings | None:
+    """The settings file, or the settings of account ``args.account`` in it when one is named."""
     try:
-        return load_settings(args.settings)
+        settings = load_settings(args.settings)
+        name = getattr(args, "account", "")
+        if not name:
+            return settings
+        if name not in settings.accounts:
+            raise ConfigError(f"accounts.{name}: no such account (accounts: "
+                              f"{', '.join(sorted(settings.accounts)) or 'none'})")
+        return account_settings(settings, name)
     except ConfigError as exc:
         report_settings_error(exc)
         return None
@@ -329,8 +346,10 @@ def list_plugins(args: argparse.Namespace) -> int:
                      "origin": source.origin if source else "missing",
                      "location": _short(source.location) if source else "-",
                      "hooks": hooks.get(name, [])})
+    others = sorted(settings.accounts)
     if args.json:
-        print(json.dumps({"plugins": rows, "error": error or None}, ensure_ascii=False, indent=2))
+        print(json.dumps({"account": settings.account or "default", "plugins": rows, "error": error or None,
+                          "accounts": others or None}, ensure_ascii=False, indent=2))
     else:
         print(f"{'PLUGIN':<14} {'ENABLED':<8} {'PRIORITY':<9} {'FROM':<12} {'LOCATION':<34} HOOKS")
         for row in rows:
@@ -339,6 +358,11 @@ def list_plugins(args: argparse.Namespace) -> int:
                   f"{', '.join(row['hooks']) or '-'}")
         print(f"\nsettings: {settings.source or '(defaults)'}; priority = position in plugins.enabled "
               "(1 is called first within a stage; tryfirst/trylast hooks go before/after the rest)")
+        if settings.account:
+            print(f"account: {settings.account} (served at {settings.server.path})")
+        elif others:
+            print(f"these are the default account's; accounts: {', '.join(others)} "
+                  "(run.py plugins --account NAME)")
         for line in error.splitlines():
             print(f"error: {line}", file=sys.stderr)
     return 2 if error else 0
@@ -361,17 +385,18 @@ def check(args: argparse.Namespace) -> int:
 
 
 async def run_checks(settings_path: str, timeout: float = 10.0, out: Any = None) -> int:
-    """Settings, plugins, state backend and every plugin's services; prints OK/FAIL lines."""
-    from ..processing.bot import Bot
-    from .health import Check, plugin_checks
+    """Settings, plugins, state backend and every plugin's services, for the default account and
+    each ``[accounts.<name>]`` (its lines start with ``[name]``); prints OK/FAIL lines."""
+    from .health import Check
 
     out = out or sys.stdout
     failures = 0
 
-    def report(check: Check) -> None:
+    def report(check: Check, account: str = "") -> None:
         nonlocal failures
         failures += 0 if check.ok else 1
-        print(f"{'OK' if check.ok else 'FAIL':<5} {check.name}: {check.detail}", file=out, flush=True)
+        where = f"[{account}] " if account else ""
+        print(f"{'OK' if check.ok else 'FAIL':<5} {where}{check.name}: {check.detail}", file=out, flush=True)
 
     try:
         settings = load_settings(settings_path)
@@ -380,32 +405,54 @@ async def run_checks(settings_path: str, timeout: float = 10.0, out: Any = None)
             report(Check("settings", False, line))
         return 2
     report(Check("settings", True, f"{settings.source} is valid"))
+    worst = await check_account(settings, timeout, report, out)
+    for name in settings.accounts:
+        try:
+            own = account_settings(settings, name)
+        except ConfigError as exc:
+            for line in exc.errors:
+                report(Check("settings", False, line), name)
+            worst = max(worst, 2)
+            continue
+        report(Check("settings", True, f"accounts.{name} is valid (served at {own.server.path})"), name)
+        worst = max(worst, await check_account(own, timeout, report, out, name))
+    print(f"{'all checks passed' if not failures else f'{failures} check(s) failed'}", file=out, flush=True)
+    return worst or (1 if failures else 0)
+
+
+async def check_account(settings: Settings, timeout: float, report: Callable[..., None], out: Any,
+                        account: str = "") -> int:
+    """One account's plugins, state backend and services; 2 for a settings error, 1 for a
+    start-up failure, else 0 (failed service checks are counted by ``report``)."""
+    from ..processing.bot import Bot
+    from .health import Check, plugin_checks
+
     try:
         bot = Bot(settings)
     except ConfigError as exc:
-        for line in exc.errors:
-            report(Check("plugins", False, line))
+        for line in (in_account(account, exc) if account else exc).errors:
+            report(Check("plugins", False, line), account)
         return 2
-    report(Check("plugins", True, f"loaded and validated: {', '.join(settings.plugins.enabled) or 'none'}"))
-    report(await check_state(settings, timeout))
+    report(Check("plugins", True, f"loaded and validated: {', '.join(settings.plugins.enabled) or 'none'}"), account)
+    report(await check_state(settings, timeout), account)
     try:
         await bot.start()
     except Exception as exc:
-        report(Check("plugins", False, f"start-up failed: {exc}"))
+        report(Check("plugins", False, f"start-up failed: {exc}"), account)
         return 1
     try:
-        report(Check("plugins", True, "every plugin started"))
+        report(Check("plugins", True, "every plugin started"), account)
         reporting = {impl.plugin_name for impl in bot.hooks.impls("skillbot_health")}
         for check in await plugin_checks(bot, probe=True, timeout=timeout + 1):
             check.name = f"{check.plugin}: {check.name}" if check.plugin and not check.name.startswith(check.plugin) else check.name
-            report(check)
+            report(check, account)
         silent = [name for name in settings.plugins.enabled if name not in reporting]
         if silent:
-            print(f"--    not checked (no skillbot_health): {', '.join(silent)}", file=out, flush=True)
+            where = f"[{account}] " if account else ""
+            print(f"--    {where}not checked (no skillbot_health): {', '.join(silent)}", file=out, flush=True)
     finally:
         await bot.stop()
-    print(f"{'all checks passed' if not failures else f'{failures} check(s) failed'}", file=out, flush=True)
-    return 1 if failures else 0
+    return 0
 
 
 async def check_state(settings: Settings, timeout: float) -> Any:

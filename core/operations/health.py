@@ -16,7 +16,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from ..appkeys import BOTS_KEY
+from ..appkeys import ACCOUNTS_KEY, BOTS_KEY, DEFAULT_ACCOUNT
 
 
 @dataclass
@@ -120,19 +120,62 @@ def reload_status(app: web.Application) -> dict[str, Any] | None:
     return reloader.status() if reloader is not None else None
 
 
+def bot_status(bot: Any) -> str:
+    """"starting", "degraded" (Redis away: answering from memory) or "ok"."""
+    if not bot.started:
+        return "starting"
+    return "degraded" if bot.state.status == "down" else "ok"
+
+
+def accounts_section(app: web.Application, details: bool) -> dict[str, Any] | None:
+    """Each account's path and status ("ok", "degraded", "starting" or "not served"); with
+    ``details`` also its state backend, why it is not served and its last reload. None when the
+    application serves the default account only."""
+    from .reload import RELOADER_KEY
+
+    accounts = app.get(ACCOUNTS_KEY)
+    if accounts is None or not accounts.named:
+        return None
+    reloader = app.get(RELOADER_KEY)
+    default_bot = accounts.default.bot
+    section: dict[str, Any] = {DEFAULT_ACCOUNT: {"path": default_bot.settings.server.path,
+                                                 "status": bot_status(default_bot)}}
+    if details:
+        section[DEFAULT_ACCOUNT]["state"] = default_bot.state.status
+    for name, account in accounts.named.items():
+        entry: dict[str, Any] = {"path": account.path}
+        bot = account.gateway.bot if account.gateway is not None else None
+        entry["status"] = bot_status(bot) if account.served and bot is not None else "not served"
+        if details:
+            if bot is not None:
+                entry["state"] = bot.state.status
+            if account.error:
+                entry["error"] = account.error
+            reload = reloader.account_reload_status(name) if reloader is not None else None
+            if reload is not None:
+                entry["reload"] = reload
+        section[name] = entry
+    return section
+
+
 async def healthz(request: web.Request) -> web.Response:
     """Liveness plus the state backend: "ok", or "degraded" while Redis is away (still 200).
 
-    With ``server.admin_token`` set, a request without the token gets the status only.
+    With ``server.admin_token`` set, a request without the token gets the status only. With
+    several accounts, ``accounts`` gives each one's status; an account not served (or degraded)
+    makes the whole "degraded", still 200: the others answer.
     """
     bot = current_bot(request.app)
     state = bot.state.status
-    if not bot.started:
-        status = "starting"
-    else:
-        status = "degraded" if state == "down" else "ok"
+    status = bot_status(bot)
     body: dict[str, Any] = {"status": status}
-    if authorized(request):
+    details = authorized(request)
+    accounts = accounts_section(request.app, details)
+    if accounts is not None:
+        if status == "ok" and any(a["status"] != "ok" for a in accounts.values()):
+            body["status"] = "degraded"
+        body["accounts"] = accounts
+    if details:
         body["state"] = state
         reload = reload_status(request.app)
         if reload is not None:
@@ -141,7 +184,8 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    """Readiness: the state backend and every plugin's services (``skillbot_health``, no I/O).
+    """Readiness: the state backend and every plugin's services (``skillbot_health``, no I/O);
+    with several accounts, each account's under ``accounts`` (one not served: "degraded").
 
     503 only while the bot is not started: a dead Redis or model provider makes the bot
     "degraded" (it still answers, from memory or with a polite apology), not unready.
@@ -152,7 +196,19 @@ async def readyz(request: web.Request) -> web.Response:
     checks = [state_check(bot)] + await plugin_checks(bot, probe=False)
     status = "ok" if all(c.ok for c in checks) else "degraded"
     body: dict[str, Any] = {"status": status}
-    if authorized(request):
+    details = authorized(request)
+    accounts = accounts_section(request.app, details)
+    if accounts is not None:
+        for name, gateway in request.app[ACCOUNTS_KEY].served()[1:]:
+            own = [state_check(gateway.bot)] + await plugin_checks(gateway.bot, probe=False)
+            if not all(c.ok for c in own) and accounts[name]["status"] == "ok":
+                accounts[name]["status"] = "degraded"
+            if details:
+                accounts[name]["checks"] = [c.to_dict() for c in own]
+        if any(a["status"] != "ok" for a in accounts.values()):
+            body["status"] = "degraded"
+        body["accounts"] = accounts
+    if details:
         body["checks"] = [c.to_dict() for c in checks]
         reload = reload_status(request.app)
         if reload is not None:

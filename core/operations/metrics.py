@@ -382,13 +382,45 @@ class Metrics:
         return self.registry.render(self._plugin_families())
 
 
+def with_label(sample: str, name: str, value: str) -> str:
+    """A sample line with one more label first (``m{a="1"} 2`` -> ``m{account="x",a="1"} 2``)."""
+    label = f'{name}="{_escape(value)}"'
+    cut = min(i for i in (sample.find("{"), sample.find(" "), len(sample)) if i >= 0)
+    if sample[cut:cut + 1] == "{":
+        return f"{sample[:cut + 1]}{label},{sample[cut + 1:]}"
+    return f"{sample[:cut]}{{{label}}}{sample[cut:]}"
+
+
+def render_accounts(accounts: Sequence[tuple[str, Metrics]]) -> str:
+    """Several accounts' metrics as one exposition: each family once, every sample labelled
+    with its ``account``."""
+    families: dict[str, tuple[Any, list[str]]] = {}
+    for account, metrics in accounts:
+        for family in [*metrics.registry.metrics, *metrics._plugin_families()]:
+            kept = families.setdefault(family.name, (family, []))
+            kept[1].extend(with_label(line, "account", account) for line in family.samples())
+    lines: list[str] = []
+    for name, (family, samples) in families.items():
+        lines.append(f"# HELP {name} {family.help}")
+        lines.append(f"# TYPE {name} {family.kind}")
+        lines.extend(samples)
+    return "\n".join(lines) + "\n"
+
+
 async def metrics_handler(request: web.Request) -> web.Response:
-    """``GET /metrics``: Prometheus text format; needs ``server.admin_token`` when one is set."""
+    """``GET /metrics``: Prometheus text format; needs ``server.admin_token`` when one is set.
+    With several accounts every sample carries an ``account`` label (``default`` for the
+    top-level one)."""
+    from ..appkeys import ACCOUNTS_KEY
     from .health import authorized
 
     if not authorized(request):
         return web.Response(status=401, text="unauthorized", headers={"WWW-Authenticate": "Bearer"})
-    text = request.app[METRICS_KEY].render()
+    accounts = request.app.get(ACCOUNTS_KEY)
+    if accounts is not None and accounts.named:
+        text = render_accounts([(name, gateway.metrics) for name, gateway in accounts.served()])
+    else:
+        text = request.app[METRICS_KEY].render()
     return web.Response(body=text.encode("utf-8"), headers={"Content-Type": CONTENT_TYPE})
 
 

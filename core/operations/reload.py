@@ -16,6 +16,11 @@ Plugins are imported and their tables validated in a thread, within ``server.rel
 seconds, so a slow import never stalls the event loop and a hung one rejects the new set. A plugin
 that fails to import (``sys.exit()`` at import included) rejects the set, and so does every later
 edit until it is fixed: each reload loads and validates the whole file, never a difference.
+
+With several accounts (``[accounts.<name>]``) each is rebuilt on its own: only the accounts whose
+settings changed (all of them after a change of the top-level tables they inherit, or an edit
+that changed no setting); an account whose new settings fail keeps its running bot while the
+others take theirs; accounts added to the file are served from then on, removed ones retired.
 """
 from __future__ import annotations
 
@@ -31,9 +36,10 @@ from typing import Any, AsyncIterator, Callable
 
 from aiohttp import web
 
-from ..appkeys import BOTS_KEY, DELIVERY_KEY, METRICS_KEY
+from ..access.webhook import Gateway
+from ..appkeys import ACCOUNTS_KEY, BOTS_KEY, GATEWAY_KEY, METRICS_KEY, Account, Accounts
 from ..processing.bot import Bot
-from ..settings import Settings, load_settings
+from ..settings import Settings, account_path, account_settings, in_account, load_settings
 from ..settings_schema import ConfigError
 
 log = logging.getLogger("skillbot.reload")
@@ -55,6 +61,8 @@ class ReloadResult:
     reason: str = ""
     changed: list[str] = field(default_factory=list)
     restart_needed: list[str] = field(default_factory=list)
+    #: Named accounts this reload touched: name -> "applied", "rejected" or "removed".
+    accounts: dict[str, str] = field(default_factory=dict)
 
 
 def hold_restart_only(running: Settings, new: Settings) -> list[str]:
@@ -100,6 +108,13 @@ class SettingsReloader:
         self._lock = asyncio.Lock()
         self._task: asyncio.Task | None = None
         self._retiring: set[asyncio.Task] = set()
+        #: The settings last read from the file (applied or not): what the next change is to.
+        self.seen_raw: dict[str, Any] = self.bot.settings.raw
+        self.account_status: dict[str, AccountReloadStatus] = {}
+
+    @property
+    def accounts(self) -> Accounts:
+        return self.app[ACCOUNTS_KEY]
 
     # ---- watching ---------------------------------------------------------------------------
 
@@ -154,47 +169,120 @@ class SettingsReloader:
     # ---- applying ---------------------------------------------------------------------------
 
     async def apply(self) -> ReloadResult:
-        """Load, validate and start the settings in the file; swap them in or keep the old ones."""
+        """Load and validate the file; rebuild the accounts whose settings changed (all of them
+        when no setting changed: an edit is how an operator asks for a reload). Each account is
+        swapped in or keeps its old bot on its own; the result is the default account's."""
         async with self._lock:
-            old = self.bot
+            running = self.bot.settings
             try:
-                settings = load_settings(self.path, old.settings.overrides)
+                settings = load_settings(self.path, running.overrides)
+                if running.account:  # an application serving one account alone (run.py chat --account)
+                    settings = account_settings(settings, running.account)
             except ConfigError as exc:
                 return self._reject("; ".join(exc.errors))
-            held = hold_restart_only(old.settings, settings)
-            limit = settings.server.reload_import_timeout
-            # Importing plugins and validating their tables runs plugin code of any speed: in a
-            # thread, so the loop keeps answering, and bounded, so a hung import rejects the set.
-            # A thread cannot be stopped: one past the limit finishes on its own and is dropped.
+            before, self.seen_raw = self.seen_raw, settings.raw
+            base_changed = _inherited(before) != _inherited(settings.raw)
+            old_tables, new_tables = before.get("accounts", {}), settings.accounts
+            touched = {name for name in set(old_tables) | set(new_tables)
+                       if base_changed or old_tables.get(name) != new_tables.get(name)}
+            everything = not base_changed and not touched
+            if everything:
+                touched = set(new_tables) | set(self.accounts.named)
+            outcomes = {name: await self._apply_account(settings, name) for name in sorted(touched)}
+            if base_changed or everything:
+                result = await self._apply_default(settings)
+            else:
+                result = ReloadResult("unchanged")
+            result.accounts = outcomes
+            return result
+
+    async def _apply_default(self, settings: Settings) -> ReloadResult:
+        old = self.bot
+        new, reason, held = await self._replace_bot(self.app[GATEWAY_KEY], settings)
+        if new is None:
+            return self._reject(reason)
+        changed = changed_keys(_inherited(old.settings.raw), _inherited(settings.raw))
+        self.generation += 1
+        self.last_applied = time.time()
+        self.last_error = None
+        self.restart_needed = held
+        self.app[METRICS_KEY].reloads.inc("applied")
+        log.info("settings reloaded from %s (changed: %s); plugins: %s", self.path.name,
+                 ", ".join(changed) or "nothing that matters", ", ".join(settings.plugins.enabled))
+        if held:
+            log.warning("settings changed that need a restart to take effect (still running "
+                        "with the old values): %s", ", ".join(held))
+        return ReloadResult("applied", changed=changed, restart_needed=held)
+
+    async def _apply_account(self, settings: Settings, name: str) -> str:
+        """Rebuild, add or remove account ``name``; returns "applied", "rejected" or "removed".
+        A rejected account keeps its running bot (or stays not served if it had none)."""
+        from ..app import build_account, start_account, stop_account
+
+        status = self.account_status.setdefault(name, AccountReloadStatus())
+        account = self.accounts.named.get(name)
+        if name not in settings.accounts:
+            if account is not None:
+                del self.accounts.named[name]
+                self.account_status.pop(name, None)
+                self._keep_task(stop_account(account))
+                log.info("account %s removed from the settings: no longer served", name)
+            return "removed"
+        if account is None or not account.served:  # new, or not served so far: built afresh
             try:
-                new = await asyncio.wait_for(
-                    run_in_daemon_thread(Bot, settings, old.extra_plugins, state=old.state), limit)
+                fresh = await asyncio.wait_for(run_in_daemon_thread(build_account, settings, name),
+                                               settings.server.reload_import_timeout)
             except asyncio.TimeoutError:
-                return self._reject(f"loading the plugins took longer than server.reload_import_timeout "
-                                    f"({limit:g} s)")
-            except ConfigError as exc:
-                return self._reject("; ".join(exc.errors))
-            except Exception as exc:  # a plugin's schema hook that raises, say
-                log.error("building a bot from the new settings failed", exc_info=exc)
-                return self._reject(f"building the bot failed ({type(exc).__name__}; the log has the traceback)")
-            new.operator = old.operator  # the app's services go with the running bot
-            try:
-                await new.start()
-            except Exception as exc:
-                return self._reject(str(exc))
-            changed = changed_keys(old.settings.raw, settings.raw)
-            self._swap(old, new)
-            self.generation += 1
-            self.last_applied = time.time()
-            self.last_error = None
-            self.restart_needed = held
-            self.app[METRICS_KEY].reloads.inc("applied")
-            log.info("settings reloaded from %s (changed: %s); plugins: %s", self.path.name,
-                     ", ".join(changed) or "nothing that matters", ", ".join(settings.plugins.enabled))
-            if held:
-                log.warning("settings changed that need a restart to take effect (still running "
-                            "with the old values): %s", ", ".join(held))
-            return ReloadResult("applied", changed=changed, restart_needed=held)
+                fresh = Account(name, account_path(settings, name), error="loading the plugins took "
+                                "longer than server.reload_import_timeout")
+            if fresh.served:
+                await start_account(fresh)
+            self.accounts.named[name] = fresh
+            if not fresh.served:
+                return status.rejected(name, fresh.error or "not served", None)
+            log.info("account %s served at %s", name, fresh.path)
+            return status.applied([], None)
+        gateway = account.gateway
+        assert gateway is not None
+        try:
+            own = account_settings(settings, name)
+        except ConfigError as exc:
+            return status.rejected(name, "; ".join(exc.errors), gateway.metrics)
+        new, reason, held = await self._replace_bot(gateway, own, name)
+        if new is None:
+            return status.rejected(name, reason, gateway.metrics)
+        log.info("account %s reloaded; plugins: %s", name, ", ".join(own.plugins.enabled))
+        return status.applied(held, gateway.metrics)
+
+    async def _replace_bot(self, gateway: Gateway, settings: Settings, account: str = ""
+                           ) -> tuple[Bot | None, str, list[str]]:
+        """Build and start a bot for ``settings`` and swap it into ``gateway``'s holder; returns
+        (the new bot, "", settings held for a restart) or (None, the reason it was refused, []).
+        Settings errors of a named ``account`` name its keys (``accounts.<name>.<key>``)."""
+        old = gateway.bots.bot
+        held = hold_restart_only(old.settings, settings)
+        limit = settings.server.reload_import_timeout
+        # Importing plugins and validating their tables runs plugin code of any speed: in a
+        # thread, so the loop keeps answering, and bounded, so a hung import rejects the set.
+        # A thread cannot be stopped: one past the limit finishes on its own and is dropped.
+        try:
+            new = await asyncio.wait_for(
+                run_in_daemon_thread(Bot, settings, old.extra_plugins, state=old.state), limit)
+        except asyncio.TimeoutError:
+            return None, (f"loading the plugins took longer than server.reload_import_timeout "
+                          f"({limit:g} s)"), []
+        except ConfigError as exc:
+            return None, "; ".join((in_account(account, exc) if account else exc).errors), []
+        except Exception as exc:  # a plugin's schema hook that raises, say
+            log.error("building a bot from the new settings failed", exc_info=exc)
+            return None, f"building the bot failed ({type(exc).__name__}; the log has the traceback)", []
+        new.operator = old.operator  # the app's services go with the running bot
+        try:
+            await new.start()
+        except Exception as exc:
+            return None, str(exc), []
+        self._swap(gateway, old, new)
+        return new, "", held
 
     def _reject(self, reason: str) -> ReloadResult:
         self.last_error = reason
@@ -203,15 +291,19 @@ class SettingsReloader:
         log.error("settings reload rejected, the running settings stay: %s", reason)
         return ReloadResult("rejected", reason=reason)
 
-    def _swap(self, old: Bot, new: Bot) -> None:
-        """Make ``new`` the running bot in the app's one holder; the webhook, the delivery, the
+    def _swap(self, gateway: Gateway, old: Bot, new: Bot) -> None:
+        """Make ``new`` the running bot in the account's one holder; its webhook, delivery,
         metrics and the operator pages read it there (what they build from settings that may
         change live, such as the reply renderer, they make again when they see a new bot)."""
-        in_flight = set(self.app[DELIVERY_KEY].coordinator.tasks)
+        in_flight = set(gateway.delivery.coordinator.tasks)
         new.owns_state, old.owns_state = old.owns_state, False
-        self.app[BOTS_KEY].swap(new)
-        self._apply_logging(old.settings, new.settings)
-        task = asyncio.ensure_future(self._retire(old, new, in_flight))
+        gateway.bots.swap(new)
+        if gateway is self.app[GATEWAY_KEY]:
+            self._apply_logging(old.settings, new.settings)
+        self._keep_task(self._retire(gateway, old, new, in_flight))
+
+    def _keep_task(self, work: Any) -> None:
+        task = asyncio.ensure_future(work)
         self._retiring.add(task)
         task.add_done_callback(self._retiring.discard)
 
@@ -222,7 +314,7 @@ class SettingsReloader:
 
             setup_logging(after.logging.level, after.logging.json)
 
-    async def _retire(self, old: Bot, new: Bot, in_flight: set[asyncio.Task]) -> None:
+    async def _retire(self, gateway: Gateway, old: Bot, new: Bot, in_flight: set[asyncio.Task]) -> None:
         """Let the old bot finish what it was answering, then stop it."""
         if in_flight:
             grace = old.settings.pipeline.fallback_timeout + 5
@@ -236,8 +328,8 @@ class SettingsReloader:
         except Exception:
             log.exception("stopping the replaced bot failed")
         finally:
-            self.app[METRICS_KEY].retire(old)
-            self.app[BOTS_KEY].retired(old)
+            gateway.metrics.retire(old)
+            gateway.bots.retired(old)
 
     async def drain(self) -> None:
         """Wait until every replaced bot has been stopped."""
@@ -258,6 +350,50 @@ class SettingsReloader:
         return {"file": str(self.path), "generation": self.generation,
                 "last_applied": iso(self.last_applied), "last_error": self.last_error,
                 "last_error_at": iso(self.last_error_at), "restart_needed": self.restart_needed}
+
+    def account_reload_status(self, name: str) -> dict[str, Any] | None:
+        """The last reload of account ``name`` (None before its first)."""
+        status = self.account_status.get(name)
+        return status.to_dict() if status is not None else None
+
+
+def _inherited(raw: dict[str, Any]) -> dict[str, Any]:
+    """The top-level settings every account inherits (the file without its accounts)."""
+    return {key: value for key, value in raw.items() if key != "accounts"}
+
+
+@dataclass
+class AccountReloadStatus:
+    """The last reload of one named account, for /healthz."""
+
+    generation: int = 0
+    last_applied: float | None = None
+    last_error: str | None = None
+    last_error_at: float | None = None
+    restart_needed: list[str] = field(default_factory=list)
+
+    def applied(self, held: list[str], metrics: Any) -> str:
+        self.generation += 1
+        self.last_applied, self.last_error, self.restart_needed = time.time(), None, held
+        if metrics is not None:
+            metrics.reloads.inc("applied")
+        return "applied"
+
+    def rejected(self, name: str, reason: str, metrics: Any) -> str:
+        self.last_error, self.last_error_at = reason, time.time()
+        if metrics is not None:
+            metrics.reloads.inc("rejected")
+        log.error("reload of account %s rejected, %s: %s", name,
+                  "its running settings stay" if metrics is not None else "it is not served", reason)
+        return "rejected"
+
+    def to_dict(self) -> dict[str, Any]:
+        def iso(t: float | None) -> str | None:
+            return time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(t)) if t else None
+
+        return {"generation": self.generation, "last_applied": iso(self.last_applied),
+                "last_error": self.last_error, "last_error_at": iso(self.last_error_at),
+                "restart_needed": self.restart_needed}
 
 
 def run_in_daemon_thread(function: Callable[..., Any], *args: Any, **kwargs: Any) -> asyncio.Future:
