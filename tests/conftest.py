@@ -1,6 +1,7 @@
 """Shared fixtures: bots built by the same factory run.py uses, and a WeChat stand-in client."""
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -14,9 +15,32 @@ import pytest
 from core.app import create_app
 from core.operations.wechat_client import WeChatSigner, event_xml, text_xml
 from core.settings import deep_merge
-from core.testing import build_settings, make_bot  # noqa: F401  (the plugin-author fixture)
+from core.testing import RawResponse, build_settings, make_bot, send_in_pieces  # noqa: F401  (make_bot: the plugin-author fixture)
 
 AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
+
+
+#: Small enough that an ordinary signed message (300-700 bytes) crosses the socket in pieces.
+POST_SEGMENT_BYTES = 256
+
+
+class SocketResponse:
+    """The parts of aiohttp's client response the tests read, over ``send_in_pieces``' answer."""
+
+    def __init__(self, raw: RawResponse) -> None:
+        self.raw = raw
+        self.status = raw.status
+        self.headers = raw.headers
+        self.content_type = raw.headers.get("content-type", "").split(";")[0].strip()
+
+    async def text(self) -> str:
+        return self.raw.text
+
+    async def read(self) -> bytes:
+        return self.raw.body
+
+    async def json(self) -> Any:
+        return json.loads(self.raw.text)
 
 
 @dataclass
@@ -27,9 +51,15 @@ class WeChatHarness:
     signer: WeChatSigner
     path: str
 
-    async def post_xml(self, xml: str, timestamp: int | None = None, **kw: Any):
+    async def post_xml(self, xml: str, timestamp: int | None = None, **kw: Any) -> "SocketResponse":
+        """Post as WeChat's servers do over a real network: through a TCP socket, the request
+        written in segments with pauses (core.testing.send_in_pieces), so the webhook never sees
+        a body that arrived in one read unless it really fits in one segment."""
         request = self.signer.sign(xml, timestamp)
-        return await self.client.post(self.path, params=request.params, data=request.body, **kw)
+        server = self.client.server
+        raw = await send_in_pieces(server.host, server.port, self.path, request.body, request.params,
+                                   segment=POST_SEGMENT_BYTES, pause=0.001, headers=kw.get("headers"))
+        return SocketResponse(raw)
 
     async def say(self, text: str, user: str = "o_user_1", **kw: Any) -> tuple[int, dict | None, str]:
         response = await self.post_xml(text_xml(text, from_user=user, **kw))
