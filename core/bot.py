@@ -141,12 +141,14 @@ class Bot:
 
     async def understand(self, message: Message, text: str | None) -> tuple[list[str], RouteResult]:
         """Tokens and route of a message: lexical first, then with its embedding unless the
-        lexical route is already sure (``semantic.skip_above``) or no provider answers in time."""
+        lexical route is already sure (``semantic.skip_above``), the message is longer than a
+        question (``semantic.max_chars``) or no provider answers in time."""
         # Off the event loop and bounded (core/router.py): a long message stalls nobody.
         route = await self.router.route_off_loop(message, text)
         tokens, norm = route.tokens, route.normalized
         semantic = self.settings.semantic
-        if (norm and self.embeddings.enabled and self.router.needs_vectors
+        if (norm and len(norm) <= semantic.max_chars and self.embeddings.enabled
+                and self.router.needs_vectors
                 and not any(c.evidence.get("type") for c in route.candidates)
                 and (not route.candidates or route.candidates[0].score < semantic.skip_above)):
             try:
@@ -155,7 +157,7 @@ class Bot:
                 log.warning("embedding took over %.1f s; routed lexically", semantic.query_timeout)
                 query = None
             if query is not None:
-                route = await self.router.route_off_loop(message, text, tokens, query)
+                route = await self.router.route_off_loop(message, text, tokens, query, route)
         return tokens, route
 
     async def stop(self) -> None:

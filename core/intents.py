@@ -80,6 +80,8 @@ class RouteResult:
     model: str = ""
     #: Best cosine of the message against the general-question anchors (None without embedding).
     general: float | None = None
+    #: Each lexical scorer's raw answer, reused by a second (semantic) pass over the same text.
+    scored: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def explain(self) -> dict[str, Any]:
         return {

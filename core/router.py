@@ -305,20 +305,21 @@ class IntentRouter:
             for ci, start, end in spans:
                 ci.example_vectors = {model: m[start:end] for model, m in matrices.items()}
         general = load_general_questions() if general_questions is None else general_questions
-        if general:
+        if general and self.needs_vectors:
             self.general_vectors = await embeddings.embed_set(general, "query")
 
     @property
     def needs_vectors(self) -> bool:
-        return bool(self.general_vectors) or any(
-            ci.example_vectors or ci.intent.semantic_scorer for ci in self._compiled)
+        """Whether a message's embedding can change a route: some intent has embedded examples
+        or a semantic scorer (the general-question anchors alone only ever demote those)."""
+        return any(ci.example_vectors or ci.intent.semantic_scorer for ci in self._compiled)
 
     def bounded(self, text: str | None) -> str:
         """The part of a text that routing reads: its first ``max_text_chars`` characters."""
         return (text or "")[:self.max_text_chars]
 
     async def route_off_loop(self, message: Any, text: str | None, tokens: list[str] | None = None,
-                             query: Any = None) -> RouteResult:
+                             query: Any = None, previous: RouteResult | None = None) -> RouteResult:
         """``route`` of the bounded text, tokenised and scored in the routing thread.
 
         Messages without text (events, media) are routed here directly: matching a type costs
@@ -328,11 +329,14 @@ class IntentRouter:
         if not text:
             return self.route(message, "", [])
         return await asyncio.get_running_loop().run_in_executor(
-            _ROUTING_THREAD, self.route, message, text, tokens, query)
+            _ROUTING_THREAD, self.route, message, text, tokens, query, previous)
 
     def route(self, message: Any, text: str | None, tokens: list[str] | None = None,
-              query: Any = None) -> RouteResult:
+              query: Any = None, previous: RouteResult | None = None) -> RouteResult:
         """Rank the intents for a message; ``query`` is its embedding (``Embedded``) if computed.
+
+        ``previous``: the lexical route of the same text, whose lexical scorers' answers are
+        reused (a second pass costs the dense part only).
 
         The text is cut to ``max_text_chars`` first, then normalised (``normalize_text``);
         patterns search the cut raw text, everything else the normalised one.
@@ -349,6 +353,7 @@ class IntentRouter:
         if vector is not None and model in self.general_vectors:
             general = float(np.max(self.general_vectors[model] @ vector))
         demoted: set[int] = set()
+        scored: dict[str, tuple[float, dict[str, Any]]] = {}
         token_set = set(tokens)
         features: dict[str, float] | None = None
         for ci in self._compiled:
@@ -392,12 +397,18 @@ class IntentRouter:
                 if vector is not None and intent.semantic_scorer is not None:
                     scorer, args = intent.semantic_scorer, (text, tokens, query)
                 if scorer is not None:
-                    try:
-                        own, own_slots = scorer(*args)
-                    except Exception:
-                        log.exception("intent %s (plugin %s): scorer raised; scored 0",
-                                      intent.name, intent.plugin)
-                        own, own_slots = 0.0, {}
+                    if scorer is intent.scorer and previous is not None and intent.name in previous.scored:
+                        # the second pass: a lexical scorer's answer cannot have changed
+                        own, own_slots = previous.scored[intent.name]
+                    else:
+                        try:
+                            own, own_slots = scorer(*args)
+                        except Exception:
+                            log.exception("intent %s (plugin %s): scorer raised; scored 0",
+                                          intent.name, intent.plugin)
+                            own, own_slots = 0.0, {}
+                        if scorer is intent.scorer:
+                            scored[intent.name] = (own, own_slots)
                     own = min(1.0, max(0.0, float(own)))
                     evidence["scorer"] = round(own, 4)
                     own_slots = dict(own_slots or {})
@@ -420,7 +431,7 @@ class IntentRouter:
         candidates.sort(key=lambda c: -c.score)
         result = RouteResult(tokens=tokens, candidates=candidates, threshold=self.threshold,
                              margin=self.margin, normalized=text, model=model if vector is not None else "",
-                             general=general)
+                             general=general, scored=scored)
         chosen = [c for c in candidates if c.score >= self.threshold and id(c.intent) not in demoted]
         if len(chosen) >= 2 and chosen[0].score - chosen[1].score < self.margin:
             result.ambiguous = True

@@ -280,6 +280,9 @@ class SemanticSettings:
     query_timeout: float = 2.0
     #: A lexical route at least this confident needs no embedding.
     skip_above: float = 0.8
+    #: Messages longer than this (normalised characters) are routed lexically: they are not
+    #: questions an FAQ answers, and embedding them would hold the model for others.
+    max_chars: int = 200
     #: Consecutive failures after which a remote provider is skipped for reset seconds.
     circuit_breaker_failures: int = 3
     circuit_breaker_reset_seconds: float = 30.0
@@ -296,6 +299,8 @@ class SemanticSettings:
             raise ValueError("query_cache_size must be >= 0 and batch_size >= 1")
         if self.query_timeout <= 0:
             raise ValueError("query_timeout: a number of seconds > 0")
+        if self.max_chars < 1:
+            raise ValueError("max_chars: at least 1")
         if not 0.0 <= self.skip_above <= 1.0:
             raise ValueError("skip_above: between 0 and 1")
         if self.circuit_breaker_failures < 1 or self.circuit_breaker_reset_seconds <= 0:

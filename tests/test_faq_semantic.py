@@ -186,3 +186,43 @@ async def test_a_faq_written_in_traditional_characters_meets_simplified_messages
         route = bot.last_context.route.explain()
         faq_candidate = next(c for c in route["candidates"] if c["intent"] == "faq")
         assert faq_candidate["score"] > 0.9  # the stored question itself, and its keyword
+
+
+async def test_a_bot_whose_skills_cannot_use_vectors_embeds_nothing():
+    # welcome and llm only: no examples, no semantic scorer, so no message waits for the model
+    async with running_bot({"plugins": {"enabled": ["welcome"]}}, plugins={"rec": Recorder()}) as bot:
+        await bot.send("台风是怎么形成的")
+        assert bot.embeddings.stats["queries"] == 0
+        assert not bot.router.general_vectors
+
+
+class CountingSkill:
+    """A skill with examples (so messages get a second, semantic pass) and a lexical scorer."""
+
+    def __init__(self):
+        self.calls = []
+
+    @hookimpl
+    def skillbot_intents(self):
+        from core import Intent
+
+        def scorer(text, tokens):
+            self.calls.append(text)
+            return 0.0, {}
+
+        return [Intent("counting", examples=["帮我查一下快递到哪了"], scorer=scorer)]
+
+
+async def test_the_semantic_pass_reuses_lexical_scorers_answers():
+    skill = CountingSkill()
+    async with running_bot(overrides(), plugins={"rec": Recorder(), "counting": skill}) as bot:
+        await bot.send("洗个牙啥价位")
+        assert bot.last_context.route.model  # routed twice: lexically, then with the vector
+        assert skill.calls == ["洗个牙啥价位"]  # the lexical scorer ran once
+
+
+async def test_messages_longer_than_a_question_are_not_embedded():
+    async with running_bot(overrides(), plugins={"rec": Recorder()}) as bot:
+        await bot.send("我想问一下洗牙的事情，" * 20)  # 220 characters
+        assert bot.embeddings.stats["queries"] == 0
+        assert bot.last_context.route.model == ""
