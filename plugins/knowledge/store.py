@@ -151,6 +151,8 @@ class SqliteStore(KnowledgeStore):
         self._matrix = np.zeros((0, 0), dtype=np.float32)
         self._centroid: np.ndarray | None = None
         self._model = ""
+        #: (mtime_ns, size) of the vector file as last read or written by this store.
+        self._stamp: tuple[int, int] | None = None
 
     # ---- plumbing ------------------------------------------------------------------------------
 
@@ -190,7 +192,15 @@ class SqliteStore(KnowledgeStore):
         self._model = row[0] if row else ""
         self._load_vectors(db)
 
+    def _file_stamp(self) -> tuple[int, int] | None:
+        try:
+            st = self.vectors_path.stat()
+        except OSError:
+            return None
+        return st.st_mtime_ns, st.st_size
+
     def _load_vectors(self, db: sqlite3.Connection) -> None:
+        self._stamp = self._file_stamp()
         try:
             ids = np.load(self.ids_path)
             matrix = np.load(self.vectors_path)
@@ -210,6 +220,7 @@ class SqliteStore(KnowledgeStore):
             tmp = path.with_suffix(".tmp.npy")
             np.save(tmp, array)
             os.replace(tmp, path)
+        self._stamp = self._file_stamp()
 
     async def close(self) -> None:
         def close() -> None:
@@ -223,6 +234,11 @@ class SqliteStore(KnowledgeStore):
 
     async def documents(self) -> dict[str, DocumentRecord]:
         def read(db: sqlite3.Connection) -> dict[str, DocumentRecord]:
+            # another process (run.py kb, the bot before a settings reload) may have written since
+            if self._file_stamp() != self._stamp:
+                row = db.execute("SELECT value FROM meta WHERE key = 'vector_model'").fetchone()
+                self._model = row[0] if row else ""
+                self._load_vectors(db)
             rows = db.execute("SELECT path, signature, title, chunks, indexed_at, error FROM documents")
             return {r[0]: DocumentRecord(*r) for r in rows}
         return await self._run(read)
