@@ -101,6 +101,40 @@ def test_a_file_that_is_not_what_its_name_says_raises_a_document_error(tmp_path)
             read_document(tmp_path / name)
 
 
+def test_a_file_over_the_limits_is_refused_before_it_is_parsed(tmp_path, monkeypatch):
+    import plugins.knowledge.documents as documents
+
+    (tmp_path / "big.md").write_text("# 标题\n\n" + "很长的内容。" * 1000, encoding="utf-8")
+    with pytest.raises(DocumentError, match="larger than max_file_bytes"):
+        read_document(tmp_path / "big.md", max_bytes=1000)
+    with zipfile.ZipFile(tmp_path / "bomb.docx", "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("word/document.xml", "<w/>" + " " * 5_000_000)
+    monkeypatch.setattr(documents, "UNPACKED_DOCX_BYTES", 1_000_000)
+    with pytest.raises(DocumentError, match="unpacks to"):
+        read_document(tmp_path / "bomb.docx")
+
+
+async def test_a_store_sees_vectors_another_process_wrote(tmp_path):
+    import numpy as np
+
+    from plugins.knowledge.store import DocumentRecord, NewChunk, SqliteStore
+
+    reader, writer = SqliteStore(tmp_path), SqliteStore(tmp_path)
+    await reader.open()
+    await writer.open()
+    try:
+        vector = np.array([1.0, 0.0], dtype=np.float32)
+        await writer.replace_document(DocumentRecord("a.md", "1:1", "A", 1, 1.0),
+                                      [NewChunk(0, "A", [], "甲", ["甲"])], vector[None, :], "m")
+        assert (await reader.dense_candidates("m", vector, 5))[0] == []  # not seen yet ...
+        assert "a.md" in await reader.documents()  # ... until the next folder check reads the files
+        hits, mean = await reader.dense_candidates("m", vector, 5)
+        assert [cos for _, cos in hits] == [1.0] and mean == 1.0
+    finally:
+        await reader.close()
+        await writer.close()
+
+
 # ---- the measures ----------------------------------------------------------------------------------
 
 async def test_recall_at_3_and_uncovered_questions_are_declined(corpus, tmp_path):

@@ -28,6 +28,8 @@ _NUMBERED_HEADING = (
 #: Headings are short and do not end a sentence.
 _HEADING_MAX_CHARS = 30
 _SENTENCE_END = "。！？；!?;：:，,"
+#: A .docx whose parts unpack to more than this is refused before it is parsed.
+UNPACKED_DOCX_BYTES = 200_000_000
 _LIST_ITEM = re.compile(r"^\s*(?:[-*+•·●▪]|\d+[.)）]|[（(]\d+[)）])\s+")
 
 
@@ -235,6 +237,13 @@ def read_docx(path: Path) -> Document:
     from docx.table import Table
     from docx.text.paragraph import Paragraph
 
+    try:
+        with zipfile.ZipFile(path) as archive:
+            unpacked = sum(info.file_size for info in archive.infolist())
+    except zipfile.BadZipFile:
+        raise DocumentError("not a Word document (.docx): not a zip archive") from None
+    if unpacked > UNPACKED_DOCX_BYTES:  # a zip bomb, or far more text than a document has
+        raise DocumentError(f"unpacks to {unpacked} bytes (more than {UNPACKED_DOCX_BYTES})")
     try:
         document = docx.Document(str(path))
     except Exception as exc:
