@@ -21,7 +21,6 @@ from typing import Any
 import jinja2
 
 from core import TextReply, hookimpl
-from core.templating import text_environment
 
 from .chunking import split_sentences
 from .config import Config
@@ -113,8 +112,7 @@ class Plugin:
     async def skillbot_startup(self, bot: Any, config: Config) -> None:
         self.bot = bot
         self.config = config if isinstance(config, Config) else Config()
-        templates = getattr(bot, "templates", None)
-        self.env = templates(HERE) if callable(templates) else text_environment(HERE / "templates")
+        self.env = bot.templates(HERE)
         for name in TEMPLATES:  # a missing or broken template stops start-up with its name
             self.env.get_template(name)
         settings = getattr(bot, "settings", None)
@@ -276,7 +274,10 @@ class Plugin:
     @hookimpl
     def skillbot_health(self, bot: Any, probe: bool) -> list:
         """The index: documents, chunks, index age; unreadable files by name (from memory, no I/O)."""
-        from core.health import Check
+        try:
+            from core import Check  # the public API, where the core exports it
+        except ImportError:
+            from core.health import Check
 
         status = self.status()
         age = status["index_age_seconds"]

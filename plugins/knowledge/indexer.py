@@ -98,8 +98,9 @@ class FolderIndexer:
             for rel in sorted(set(known) - set(files)):
                 await self.store.remove_document(rel)
                 report.removed.append(rel)
+            signatures = await asyncio.to_thread(lambda: {rel: signature_of(p) for rel, p in files.items()})
             for rel, path in files.items():
-                signature = await asyncio.to_thread(signature_of, path)
+                signature = signatures[rel]
                 if signature is None:
                     continue
                 old = known.get(rel)
