@@ -96,3 +96,32 @@ async def test_two_workers_share_the_index_and_see_edits(prefix, tmp_path):
         files["faq.html"].unlink()
         assert (await knowledge(first).sync()).removed == ["faq.html"]
         assert knowledge(first).status()["documents"] == 4
+
+
+async def test_a_lost_database_connection_passes_questions_on_then_reconnects(prefix, tmp_path):
+    import asyncio
+
+    import psycopg
+
+    from core.health import plugin_checks
+
+    folder = tmp_path / "docs"
+    write_corpus(folder)
+    settings = postgres_settings(folder, tmp_path, prefix, reload_interval=0.2)
+    settings["plugins"]["enabled"] = ["knowledge", "llm"]
+    async with running_bot(settings) as bot:
+        plugin = knowledge(bot)
+        await wait_for_index(plugin, 5)
+        async with await psycopg.AsyncConnection.connect(DSN, autocommit=True) as admin:
+            await admin.execute("SELECT pg_terminate_backend(%s)", (plugin.store._conn.info.backend_pid,))
+        reply = await bot.send("围棋老师是几段")
+        assert reply.plugin == "llm"  # passed on (here: the no-provider reply), no error reply
+        checks = {c.name: c for c in await plugin_checks(bot.bot, probe=False)}
+        assert not checks["knowledge index"].ok and "failed" in checks["knowledge index"].detail
+        for _ in range(100):  # the next folder check reconnects (polled, 0.1 s apart at most 100 times)
+            reply = await bot.send("围棋老师是几段")
+            if reply.plugin == "knowledge":
+                break
+            await asyncio.sleep(0.1)
+        assert reply.plugin == "knowledge" and "五段" in reply.content
+        assert {c.name: c for c in await plugin_checks(bot.bot, probe=False)}["knowledge index"].ok

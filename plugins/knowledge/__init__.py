@@ -156,6 +156,15 @@ class Plugin:
         self.stats = await self.store.stats()
         return True
 
+    async def _reopen_later(self) -> None:
+        """Drop a store that failed (a lost database connection) so the next check opens it again."""
+        if self.store is not None and self._opened:
+            self._opened = False
+            try:
+                await self.store.close()
+            except Exception:
+                pass
+
     # ---- keeping the index current -------------------------------------------------------------
 
     async def sync(self, full: bool = False) -> SyncReport | None:
@@ -179,6 +188,7 @@ class Plugin:
             except Exception as exc:  # never let the watcher die silently
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 log.exception("knowledge: folder check failed")
+                await self._reopen_later()
             if self.config.reload_interval <= 0:
                 return
             await asyncio.sleep(self.config.reload_interval)
@@ -193,7 +203,13 @@ class Plugin:
         text = (message.text or "").strip()
         if not text or not self._opened or not (self.stats and self.stats.chunks):
             return None
-        passages, scored = await self.retriever.search(text)
+        try:
+            passages, scored = await self.retriever.search(text)
+        except Exception as exc:  # the store went away: the general model answers meanwhile
+            self.last_error = f"search failed: {type(exc).__name__}: {exc}"
+            ctx.log.warning("knowledge: %s; passing the message on", self.last_error)
+            await self._reopen_later()
+            return None
         shown = passages or scored[:self.config.top_k]
         info: dict[str, Any] = {"threshold": self.config.threshold,
                                 "passages": [p.explain() for p in shown], "relevant": len(passages)}
