@@ -45,7 +45,6 @@ import ahocorasick_rs  # noqa: E402
 from plugins.filter.engine import Entry, FilterEngine  # noqa: E402
 from plugins.filter.normalize import Normaliser, normaliser_for  # noqa: E402
 
-
 # ---- a small pure-Python Aho-Corasick, for comparison only -------------------------------------
 
 class PyAhoCorasick:

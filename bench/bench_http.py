@@ -37,8 +37,17 @@ import tempfile
 import urllib.request
 from pathlib import Path
 
-from common import (BENCH_DIR, ROOT, bare_server, bot_server, free_port, md_table, query_string,
-                    report_header, signer)
+from common import (
+    BENCH_DIR,
+    ROOT,
+    bare_server,
+    bot_server,
+    free_port,
+    md_table,
+    query_string,
+    report_header,
+    signer,
+)
 
 #: FAQ questions of the shipped demo FAQ (plugins/faq/data/faq.toml), rotated through the run.
 FAQ_QUESTIONS = ["你们几点营业", "怎么退货", "客服电话多少", "发货要多久", "可以开发票吗", "积分怎么用"]
@@ -57,7 +66,7 @@ def paraphrase_stream(count: int, start: int) -> list[str]:
 
 def make_requests(path: Path, kind: str, mode: str, count: int, start: int) -> None:
     """Write ``count`` signed requests (each with its own MsgId / event identity) to ``path``."""
-    from core.simulator import event_xml, text_xml
+    from core.operations.wechat_client import event_xml, text_xml
 
     sign = signer(mode)
     stream = paraphrase_stream(count, start) if kind == "paraphrase" else []
@@ -75,9 +84,9 @@ def make_requests(path: Path, kind: str, mode: str, count: int, start: int) -> N
 
 def expected_faq_answers() -> dict[str, str]:
     """The FAQ plugin's own answers, in-process, checked to come from plugin "faq"."""
+    from core.processing.bot import Bot
     from core.settings import load_settings
     from core.testing import TestBot
-    from core.bot import Bot
 
     async def go() -> dict[str, str]:
         bot = Bot(load_settings(BENCH_DIR / "settings.bench.toml"))
@@ -97,7 +106,7 @@ def expected_faq_answers() -> dict[str, str]:
 
 
 def check_over_http(port: int, mode: str, answers: dict[str, str]) -> None:
-    from core.simulator import text_xml
+    from core.operations.wechat_client import text_xml
 
     sign = signer(mode)
     for i, question in enumerate(FAQ_QUESTIONS):

@@ -81,7 +81,7 @@ def disk_kib(folder: Path) -> int:
 
 
 async def index_and_query(folder: Path, work: Path, semantic: bool, label: str) -> dict:
-    from core.bot import Bot
+    from core.processing.bot import Bot
     from core.testing import build_settings
 
     settings = build_settings({

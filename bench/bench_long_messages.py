@@ -27,8 +27,17 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import (BENCH_DIR, ROOT, bot_server, free_port, md_table, percentile, query_string,
-                    report_header, signer)
+from common import (
+    BENCH_DIR,
+    ROOT,
+    bot_server,
+    free_port,
+    md_table,
+    percentile,
+    query_string,
+    report_header,
+    signer,
+)
 
 SHORT = "怎么退货"
 
@@ -42,7 +51,7 @@ async def one_run(url: str, seconds: float, short_interval: float, long_interval
                   first_id: int) -> dict:
     import aiohttp
 
-    from core.simulator import text_xml
+    from core.operations.wechat_client import text_xml
 
     sign = signer("plain")
     ids = iter(range(first_id, first_id + 1_000_000))

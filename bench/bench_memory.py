@@ -30,7 +30,15 @@ import sys
 import tomllib
 import tracemalloc
 
-from common import BENCH_DIR, ROOT, RedisServer, md_table, report_header, rss_kib, signer
+from common import (
+    BENCH_DIR,
+    ROOT,
+    RedisServer,
+    md_table,
+    report_header,
+    rss_kib,
+    signer,
+)
 
 #: Messages in flight at once (the HTTP benchmark's 32 connections).
 CONCURRENCY = 32
@@ -72,7 +80,7 @@ def settings(backend: str, redis_url: str = ""):
 
 
 async def fill_store(store, users: int, turns: int) -> None:
-    from core.conversation import Turn
+    from core.state.conversation import Turn
 
     batch = []
     for user, texts in conversation_texts(users, turns):
@@ -91,27 +99,26 @@ async def append_all(store, user: str, turns) -> None:
 
 
 async def run_bot(bot, users: int, per_user: int) -> None:
-    from core.gateway import Gateway
-    from core.simulator import text_xml
-    from core.wechat_xml import parse_xml
-    from core.messages import build_message
+    from core.access.messages import build_message
+    from core.app import build_webhook
+    from core.access.wechat_xml import parse_xml
+    from core.operations.wechat_client import text_xml
 
-    gateway = Gateway(bot)
+    gateway = build_webhook(bot)
     sign = signer("plain")
 
     async def one(i: int, k: int) -> None:
         request = sign.sign(text_xml(FAQ_QUESTIONS[(i + k) % len(FAQ_QUESTIONS)], from_user=f"o_mem_{i:06d}"))
         gateway.check_signature(request.params)
         message = build_message(parse_xml(request.body))
-        outcome = await gateway.coordinator.on_try(message.dedup_key, lambda: gateway.work(message, "mem"),
-                                                   lambda payload: gateway.deliver_later(message, payload))
+        outcome = await gateway.delivery.on_try(message, "mem", connected=lambda: True)
         if outcome.payload is None or outcome.payload.get("plugin") != "faq":
             raise SystemExit(f"message of user {i} not answered by the FAQ: {outcome}")
 
     for k in range(per_user):
         for start in range(0, users, CONCURRENCY):
             await asyncio.gather(*(one(i, k) for i in range(start, min(users, start + CONCURRENCY))))
-    await gateway.coordinator.drain()
+    await gateway.delivery.drain()
     if bot.state.health is not None and (bot.state.status != "up" or bot.state.health.changes != 1):
         raise SystemExit("Redis was reported unreachable during the run (see the log): the figures "
                          "would mix backends")
@@ -137,8 +144,8 @@ async def traced_growth(fn, trace: bool) -> int:
 
 async def measure_case(case: str, trace: bool, users: int, turns: int, per_user: int) -> dict:
     """One measurement, in this (fresh) process: {"grown": bytes, "redis": bytes or None}."""
-    from core.bot import Bot
-    from core.state import build_state
+    from core.processing.bot import Bot
+    from core.state.stores import build_state
 
     backend, what = case.split("-")
     redis = RedisServer().start() if backend == "redis" else None

@@ -4,7 +4,7 @@
     .venv/bin/python bench/bench_pipeline.py             # 5,000 FAQ messages, plain and safe mode
 
 Each message goes through the same pieces, in the same order, as a webhook POST does in
-core/gateway.py, minus the socket: signature check, XML parsing, decryption (safe mode), message
+core/access/webhook.py, minus the socket: signature check, XML parsing, decryption (safe mode), message
 building, the delivery coordinator running the bot's work (rate limit, pending answers, history,
 then the pipeline stages inbound filter / routing / skill / fallback / outbound filter and the
 record of the exchange) and rendering (plus encryption and signing in safe mode).
@@ -35,19 +35,20 @@ STAGES = ["verify", "parse", "decrypt", "filter", "route", "skill", "outbound", 
 
 
 async def measure(mode: str, count: int, users: int, profile: cProfile.Profile | None) -> dict[str, list[float]]:
-    from core.bot import Bot
-    from core.crypto import verify_signature
-    from core.gateway import Gateway
-    from core.messages import build_message
-    from core.replies import SuccessReply
+    from core.access.crypto import verify_signature
+    from core.access.messages import build_message
+    from core.access.replies import SuccessReply
+    from core.access.replies import Answer
+    from core.app import build_webhook
+    from core.access.wechat_xml import parse_xml
+    from core.operations.wechat_client import text_xml
+    from core.processing.bot import Bot
     from core.settings import load_settings
-    from core.simulator import text_xml
-    from core.wechat_xml import parse_xml
 
     name = "settings.bench.safe.toml" if mode == "safe" else "settings.bench.toml"
     bot = Bot(load_settings(BENCH_DIR / name))
     await bot.start()
-    gateway = Gateway(bot)
+    gateway = build_webhook(bot)
     sign = signer(mode)
     # Prepared before timing: signed (and encrypted) requests, each with its own MsgId.
     requests = [sign.sign(text_xml(FAQ_QUESTIONS[i % len(FAQ_QUESTIONS)], from_user=f"o_p_{i % users:05d}"))
@@ -98,12 +99,11 @@ async def measure(mode: str, count: int, users: int, profile: cProfile.Profile |
             message = build_message(fields)
             t6 = perf()
             parse += t6 - t5
-            outcome = await gateway.coordinator.on_try(message.dedup_key, lambda: gateway.work(message, "bench"),
-                                                       lambda payload: gateway.deliver_later(message, payload))
+            outcome = await gateway.delivery.on_try(message, "bench", connected=lambda: True)
             t7 = perf()
             if outcome.payload is None:
                 raise SystemExit(f"message {n} was not answered on its first try: {outcome}")
-            reply = await gateway.passive_reply(message, outcome.payload)
+            reply = await gateway.delivery.passive_reply(message, Answer.from_record(outcome.payload))
             if isinstance(reply, SuccessReply) or reply.plugin != "faq":
                 raise SystemExit(f"message {n} was answered by {reply.plugin!r}, not the FAQ plugin")
             xml = gateway.renderer.render(reply, to_user=message.from_user, from_user=message.to_user)
@@ -131,7 +131,7 @@ async def measure(mode: str, count: int, users: int, profile: cProfile.Profile |
         gc.callbacks.remove(gc_watch)
         if profile is not None:
             profile.disable()
-        await gateway.coordinator.drain()
+        await gateway.delivery.drain()
         await bot.stop()
     return timings
 

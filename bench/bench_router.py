@@ -131,7 +131,7 @@ def startup_runs(runs: int = 3) -> list[dict]:
 # ---- per-message timings --------------------------------------------------------------------------
 
 async def per_message(entries: int, count: int) -> dict:
-    from core.messages import TextMessage
+    from core.access.messages import TextMessage
     from core.testing import running_bot
 
     with tempfile.TemporaryDirectory() as tmp:

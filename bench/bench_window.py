@@ -7,7 +7,7 @@ The whole bot runs in its own process (``python run.py`` with generated settings
 LLM plugin pointed at the OpenAI-compatible stand-in (tests/standins/openai_server.py); in
 customer-service mode the 客服 API is the WeChat API stand-in (tests/standins/wechat_api_server.py).
 Every user sends one question the model answers (the stand-in echoes it: ``回声：…``), delivered
-the way WeChat does (core.simulator.deliver_like_wechat: three tries, each given 5 s). A user
+the way WeChat does (core.operations.wechat_client.deliver_like_wechat: three tries, each given 5 s). A user
 who gets the "still thinking" text on the third try sends a follow-up (a FAQ question) 20 s later,
 then every 20 s, up to 3 times, as the pending reply asks.
 
@@ -43,10 +43,19 @@ from pathlib import Path
 
 import aiohttp
 from aiohttp import web
+from common import (
+    APP_ID,
+    ROOT,
+    WECHAT_TOML,
+    Server,
+    free_port,
+    md_table,
+    report_header,
+    rss_kib,
+    signer,
+)
 
-from common import (APP_ID, ROOT, WECHAT_TOML, Server, free_port, md_table, report_header, rss_kib,
-                    signer)
-from core.simulator import deliver_like_wechat, text_xml
+from core.operations.wechat_client import deliver_like_wechat, text_xml
 from tests.standins.openai_server import OpenAIStandIn, StandInState, answer
 from tests.standins.wechat_api_server import WeChatAPIState, create_wechat_api_app
 

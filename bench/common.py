@@ -242,7 +242,7 @@ class RedisServer:
 # ---- signed requests ---------------------------------------------------------------------------
 
 def signer(mode: str):
-    from core.simulator import WeChatSigner
+    from core.operations.wechat_client import WeChatSigner
 
     return WeChatSigner(TOKEN, mode, AES_KEY, APP_ID)
 

@@ -9,7 +9,7 @@ on a private redis-server this script starts, the real LLM plugin against the Op
 stand-in and the real weather plugin against the weather stand-in (Open-Meteo wire format). A load
 of ``--rate`` messages per second (FAQ questions 40%, weather questions 20%, chit-chat for the
 model 30%, follow/subscribe events 10%) comes from 3,000 simulated users, each sending one message
-at a time, delivered as WeChat does (three tries, 5 s each: core.simulator.deliver_like_wechat),
+at a time, delivered as WeChat does (three tries, 5 s each: core.operations.wechat_client.deliver_like_wechat),
 in real time with the shipped delivery settings. The run is split into six equal phases:
 
   1 normal          everything up; model latency lognormal, median 1.5 s (0.3-8 s)
@@ -45,11 +45,27 @@ from pathlib import Path
 
 import aiohttp
 from aiohttp import web
+from common import (
+    ROOT,
+    WECHAT_TOML,
+    RedisServer,
+    Server,
+    free_port,
+    md_table,
+    percentile,
+    report_header,
+    rss_kib,
+    signer,
+)
 
-from common import (ROOT, WECHAT_TOML, RedisServer, Server, free_port, md_table, percentile,
-                    report_header, rss_kib, signer)
-from core.simulator import deliver_like_wechat, event_xml, text_xml
-from tests.standins.openai_server import OpenAIStandIn, StandInState, answer, server_error, slow
+from core.operations.wechat_client import deliver_like_wechat, event_xml, text_xml
+from tests.standins.openai_server import (
+    OpenAIStandIn,
+    StandInState,
+    answer,
+    server_error,
+    slow,
+)
 from tests.standins.weather_server import WeatherStandIn
 
 PHASES = ["normal", "model timeouts", "model 500s", "weather down", "redis down", "recovered"]

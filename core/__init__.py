@@ -1,24 +1,64 @@
 """Skillbot core: everything a plugin author imports comes from here.
 
     from core import hookimpl, Intent, TextReply
+
+Plugins import nothing else from ``core`` (tests/test_plugin_contract.py checks the built-in ones):
+the contract (``hookimpl``, ``hookspec`` for hooks of a plugin's own, ``BotServices``), messages
+and replies, routing types, the context and its ``Explanation`` blocks, health checks, metric
+families, and the few helpers a skill needs (settings tables, similarity scoring, the text
+normaliser).
 """
-from .context import MessageContext
-from .conversation import Turn
-from .hookspecs import hookimpl
-from .intents import Candidate, Intent, RouteResult
-from .messages import (
-    ClickEvent, Event, ImageMessage, LinkMessage, LocationEvent, LocationMessage,
-    MassSendJobFinishEvent, Message, ScanEvent, ShortVideoMessage, SubscribeEvent,
-    TemplateSendJobFinishEvent, TextMessage, UnknownEvent, UnknownMessage, UnsubscribeEvent,
-    VideoMessage, ViewEvent, VoiceMessage,
+from .access.messages import (
+    ClickEvent,
+    Event,
+    ImageMessage,
+    LinkMessage,
+    LocationEvent,
+    LocationMessage,
+    MassSendJobFinishEvent,
+    Message,
+    ScanEvent,
+    ShortVideoMessage,
+    SubscribeEvent,
+    TemplateSendJobFinishEvent,
+    TextMessage,
+    UnknownEvent,
+    UnknownMessage,
+    UnsubscribeEvent,
+    VideoMessage,
+    ViewEvent,
+    VoiceMessage,
 )
-from .replies import (
-    Article, ImageReply, MusicReply, NewsReply, Reply, SuccessReply, TextReply, VideoReply,
-    VoiceReply, reply_text,
+from .access.replies import (
+    Article,
+    ImageReply,
+    MusicReply,
+    NewsReply,
+    Reply,
+    SuccessReply,
+    TextReply,
+    VideoReply,
+    VoiceReply,
+    reply_text,
 )
+from .operations.health import Check, probe_http
+from .operations.metrics import Counter, Histogram
+from .processing.context import Explanation, MessageContext
+from .processing.hookspecs import BotServices, hookimpl, hookspec
+from .processing.intents import Candidate, Intent, RouteResult
+from .processing.normalizer import normalize_text
+from .processing.router import KEYWORD_BASE, SimilarityIndex, noisy_or
+from .settings import PROJECT_ROOT
+from .settings_schema import ConfigError, from_table
+from .state.cache import Cache
+from .state.conversation import Turn
 
 __all__ = [
-    "hookimpl", "MessageContext", "Turn", "Intent", "Candidate", "RouteResult",
+    "hookimpl", "hookspec", "BotServices", "MessageContext", "Explanation", "Turn",
+    "Intent", "Candidate", "RouteResult",
+    "Check", "probe_http", "Counter", "Histogram", "Cache",
+    "from_table", "ConfigError", "PROJECT_ROOT", "SimilarityIndex", "noisy_or", "KEYWORD_BASE",
+    "normalize_text",
     "Message", "Event", "TextMessage", "ImageMessage", "VoiceMessage", "VideoMessage",
     "ShortVideoMessage", "LocationMessage", "LinkMessage", "UnknownMessage", "SubscribeEvent",
     "UnsubscribeEvent", "ScanEvent", "LocationEvent", "ClickEvent", "ViewEvent",

@@ -9,12 +9,12 @@ from typing import Any, AsyncIterator
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from .appkeys import BOT_KEY, GATEWAY_KEY
-from .bot import Bot
-from .gateway import Gateway
-from .config import ConfigError
+from .access.delivery import Delivery, check_customer_service
+from .access.webhook import Gateway
+from .appkeys import BOTS_KEY, DELIVERY_KEY, GATEWAY_KEY, METRICS_KEY, BotHolder
+from .operations.metrics import Metrics
+from .processing.bot import Bot
 from .settings import Settings
-from .wechat_api import AccessTokenManager, CustomerServiceSender, app_secret_from_env
 
 log = logging.getLogger("skillbot.app")
 
@@ -51,14 +51,15 @@ async def never_500(request: web.Request, handler: Any) -> web.StreamResponse:
         return response
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
-        if request.method == "POST" and request.path == request.app[BOT_KEY].settings.server.path:
+        if request.method == "POST" and request.path == request.app[BOTS_KEY].bot.settings.server.path:
             return web.Response(text="success", content_type="text/plain")
         return web.Response(status=503, text="temporarily unavailable", content_type="text/plain")
 
 
 def setup_routes(app: web.Application, settings: Settings) -> None:
-    from . import metrics, webui
-    from .health import healthz
+    from .operations import metrics
+    from .operations import simulator as webui
+    from .operations.health import healthz
 
     gateway = app[GATEWAY_KEY]
     app.router.add_get(settings.server.path, gateway.handle_get)
@@ -68,22 +69,16 @@ def setup_routes(app: web.Application, settings: Settings) -> None:
     webui.setup_routes(app)  # /simulator (answers 404 unless [simulator] enabled)
 
 
-def check_customer_service(settings: Settings) -> str:
-    """The AppSecret for ``delivery.mode = "customer_service"``; stops start-up when it is missing."""
-    secret = app_secret_from_env(settings.wechat.app_secret_env)
-    if not settings.wechat.app_id or not secret:
-        raise ConfigError("delivery.mode: customer_service needs wechat.app_id and the AppSecret in "
-                          f"the environment variable named by wechat.app_secret_env ({settings.wechat.app_secret_env})")
-    return secret
-
-
-def customer_service_sender(bot: Bot) -> CustomerServiceSender:
-    """The 客服 sender used when an answer misses WeChat's window."""
-    settings = bot.settings
-    secret = check_customer_service(settings)
-    tokens = AccessTokenManager(bot.http, settings.delivery.api_base, settings.wechat.app_id, secret,
-                                settings.delivery.token_endpoint, store=bot.token_store)
-    return CustomerServiceSender(bot.http, tokens)
+def build_webhook(bot: Bot) -> Gateway:
+    """The webhook for ``bot`` with its delivery and metrics (``.bots``, ``.delivery``,
+    ``.metrics``). Wiring, one way: the webhook uses the delivery and the metrics, the delivery
+    uses the metrics, and all of them read the running bot from one ``BotHolder``, which a
+    settings reload swaps."""
+    bots = BotHolder(bot)
+    metrics = Metrics(bots)
+    delivery = Delivery(bots, metrics)
+    metrics.read_tries_from(delivery.coordinator.stats)
+    return Gateway(bots, delivery, metrics)
 
 
 def create_app(settings: Settings, extra_plugins: dict[str, Any] | None = None,
@@ -92,22 +87,19 @@ def create_app(settings: Settings, extra_plugins: dict[str, Any] | None = None,
     if settings.delivery.mode == "customer_service":
         check_customer_service(settings)
     app = web.Application(middlewares=[never_500], client_max_size=settings.server.max_body_bytes + 1)
-    bot = bot or Bot(settings, extra_plugins)
-    app[BOT_KEY] = bot
-    app[GATEWAY_KEY] = Gateway(bot)
+    webhook = app[GATEWAY_KEY] = build_webhook(bot or Bot(settings, extra_plugins))
+    bots, delivery = app[BOTS_KEY], app[DELIVERY_KEY] = webhook.bots, webhook.delivery
+    app[METRICS_KEY] = webhook.metrics
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
-        await bot.start()
-        if settings.delivery.mode == "customer_service":
-            app[GATEWAY_KEY].push_sender = customer_service_sender(bot)
+        await bots.bot.start()
         yield
-        await app[GATEWAY_KEY].coordinator.drain()
-        # The running bot is gateway.bot: a settings reload may have replaced app[BOT_KEY].
-        await app[GATEWAY_KEY].bot.stop()
+        await delivery.drain()
+        await bots.bot.stop()  # the running one: a settings reload may have replaced the first
 
     app.cleanup_ctx.append(lifecycle)
     setup_routes(app, settings)
-    from .reload import setup_reload
+    from .operations.reload import setup_reload
 
     setup_reload(app)  # watch the settings file (server.reload_interval)
     return app

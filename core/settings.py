@@ -1,6 +1,8 @@
 """Loading ``settings.toml`` into typed, validated settings (core sections and each plugin's table)."""
 from __future__ import annotations
 
+import base64
+import binascii
 import copy
 import os
 import tomllib
@@ -8,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from .config import ConfigError, from_table
+from .settings_schema import ConfigError, from_table
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 #: The smallest ``server.max_body_bytes`` accepted: below it ordinary messages would get 413.
@@ -48,6 +50,14 @@ class ServerSettings:
             raise ValueError("reload_import_timeout must be > 0 seconds")
 
 
+def _is_aes_key(key: str) -> bool:
+    """An EncodingAESKey: 43 base64 characters that decode to 32 bytes."""
+    try:
+        return len(key) == 43 and len(base64.b64decode(key + "=", validate=True)) == 32
+    except (binascii.Error, ValueError):
+        return False
+
+
 @dataclass
 class WeChatSettings:
     token: str = "skillbot"
@@ -72,9 +82,14 @@ class WeChatSettings:
         if self.mode != "plain":
             if not self.app_id:
                 raise ValueError(f"app_id is required in {self.mode} mode")
-            key = self.resolved_aes_key()
-            if len(key) != 43:
-                raise ValueError(f"encoding_aes_key must have 43 characters in {self.mode} mode")
+        key = self.resolved_aes_key()
+        if self.mode != "plain" and not key:
+            raise ValueError(f"encoding_aes_key is required in {self.mode} mode")
+        if key and not _is_aes_key(key):
+            # Checked in plain mode too: the webhook still decrypts messages that arrive encrypted.
+            source = f" (from ${self.encoding_aes_key_env})" if os.environ.get(self.encoding_aes_key_env or "") else ""
+            raise ValueError(f"encoding_aes_key{source} must be 43 characters of base64 "
+                             "(the EncodingAESKey from WeChat's console)")
         if self.timestamp_window < 0:
             raise ValueError("timestamp_window must be >= 0 seconds (0 = off)")
 

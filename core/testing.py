@@ -15,14 +15,14 @@ import socket
 import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from urllib.parse import urlencode
 from pathlib import Path
 from typing import Any, AsyncIterator
+from urllib.parse import urlencode
 
-from .bot import Bot
-from .context import MessageContext
-from .messages import Message, build_message
-from .replies import Reply
+from .access.messages import Message, build_message
+from .access.replies import Reply
+from .processing.bot import Bot
+from .processing.context import MessageContext
 from .settings import PROJECT_ROOT, Settings, load_settings
 
 _ids = itertools.count(1)
@@ -56,13 +56,18 @@ class TestBot:
         base.update({k: str(v) for k, v in fields.items()})
         return base
 
+    def text_message(self, text: str, user: str = "test_user") -> Message:
+        """A text message as WeChat would send it (for ``bot.answer(...)``)."""
+        return build_message(self._fields(user, "text", Content=text))
+
     async def send_message(self, message: Message) -> Reply:
+        """Run ``message`` through every stage of the pipeline (「继续」 and the rate limit too)."""
         ctx = MessageContext(bot=self.bot, message=message)
         self.last_context = ctx
         return await self.bot.process(message, ctx)
 
     async def send(self, text: str, user: str = "test_user") -> Reply:
-        return await self.send_message(build_message(self._fields(user, "text", Content=text)))
+        return await self.send_message(self.text_message(text, user))
 
     async def send_event(self, event: str, user: str = "test_user", **fields: Any) -> Reply:
         return await self.send_message(build_message(self._fields(user, "event", Event=event, **fields)))

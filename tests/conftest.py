@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from core.app import create_app
+from core.operations.wechat_client import WeChatSigner, event_xml, text_xml
 from core.settings import deep_merge
-from core.simulator import WeChatSigner, event_xml, text_xml
 from core.testing import build_settings, make_bot  # noqa: F401  (the plugin-author fixture)
 
 AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"

@@ -51,7 +51,7 @@ class Plugin:
 PROBE = '''
 from dataclasses import dataclass, field
 from core import hookimpl
-from core.health import Check, probe_http
+from core.operations.health import Check, probe_http
 
 
 @dataclass
@@ -290,7 +290,7 @@ async def test_check_reaches_the_model_provider_through_the_llm_plugin(settings_
 # ---- --settings for every sub-command; bad settings without tracebacks (issue 12, items 17, 18) ----------
 
 def test_settings_host_and_port_are_taken_before_or_after_the_sub_command():
-    from core.cli import build_parser
+    from core.operations.cli import build_parser
 
     for argv in (["--settings", "x.toml", "check"], ["check", "--settings", "x.toml"],
                  ["--settings", "x.toml", "chat", "hi"], ["--settings", "x.toml", "plugins", "--json"],

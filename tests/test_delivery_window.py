@@ -10,7 +10,7 @@ import asyncio
 import pytest
 
 from core import TextReply, hookimpl
-from core.simulator import deliver_like_wechat, text_xml
+from core.operations.wechat_client import deliver_like_wechat, text_xml
 from tests.standins.openai_server import OpenAIStandIn
 from tests.standins.wechat_api_server import WeChatAPIState, create_wechat_api_app
 
@@ -267,7 +267,12 @@ async def test_customer_service_without_secret_refuses_to_start(wechat, monkeypa
 async def test_answer_ready_after_wechat_hung_up_is_kept_for_the_next_try():
     """In production aiohttp does not cancel a handler whose client left; such a try must not
     claim the answer (it could not carry it), so the next try delivers it."""
-    from core.answers import ANSWER, HOLD, DeliveryCoordinator, MemoryAnswerStore
+    from core.state.delivery_records import (
+        ANSWER,
+        HOLD,
+        DeliveryCoordinator,
+        MemoryAnswerStore,
+    )
 
     coordinator = DeliveryCoordinator(MemoryAnswerStore(), "passive", try_budget=0.5, record_ttl=60)
     later: list[dict] = []
@@ -292,7 +297,11 @@ async def test_answer_ready_after_wechat_hung_up_is_kept_for_the_next_try():
 async def test_repeated_reply_is_kept_without_its_explanation():
     """A retry of an answered try gets the reply again; the record keeps the reply, not the
     (large) routing explanation, and the first try's explanation is not overwritten."""
-    from core.answers import ANSWER, DeliveryCoordinator, MemoryAnswerStore
+    from core.state.delivery_records import (
+        ANSWER,
+        DeliveryCoordinator,
+        MemoryAnswerStore,
+    )
 
     coordinator = DeliveryCoordinator(MemoryAnswerStore(), "passive", try_budget=0.5, record_ttl=60)
 

@@ -1,4 +1,4 @@
-"""The embedding service (core/embeddings.py): local model, OpenAI-compatible providers with
+"""The embedding service (core/processing/embeddings.py): local model, OpenAI-compatible providers with
 failover, the query cache and batching, and vectors of stored text sets cached on disk."""
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import aiohttp
 import numpy as np
 import pytest
 
-from core.config import ConfigError
-from core.embeddings import LOCAL_MODEL_NAME, EmbeddingService
+from core.settings_schema import ConfigError
+from core.processing.embeddings import LOCAL_MODEL_NAME, EmbeddingService
 from core.settings import SemanticSettings, settings_from_dict
 from tests.standins.openai_server import OpenAIStandIn
 
@@ -147,7 +147,7 @@ async def test_a_huge_message_is_embedded_from_its_beginning(tmp_path):
 
 
 async def test_a_broken_local_model_means_lexical_understanding_not_a_failed_start(tmp_path, monkeypatch):
-    from core import embeddings
+    from core.processing import embeddings
     from core.testing import running_bot
 
     def unavailable(threads=1):

@@ -6,10 +6,16 @@ import itertools
 import jinja2.meta
 import pytest
 
-from core.segmenter import Segmenter
-from core.templating import text_environment
+from core.processing.segmenter import Segmenter
+from core.processing.templating import text_environment
 from plugins.faq.config import Config
-from plugins.faq.engine import PER_MESSAGE_VARIABLES, FaqError, FaqIndex, load_faq, parse_faq
+from plugins.faq.engine import (
+    PER_MESSAGE_VARIABLES,
+    FaqError,
+    FaqIndex,
+    load_faq,
+    parse_faq,
+)
 
 ENV = text_environment()
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from core import Candidate, Intent, TextReply
-from core.bot import Bot
-from core.config import ConfigError
+from core.processing.bot import Bot
+from core.settings_schema import ConfigError
 from core.testing import build_settings, running_bot
 
 FAQ_V1 = '''

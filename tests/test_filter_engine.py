@@ -12,10 +12,20 @@ from hypothesis import strategies as st
 
 from plugins.filter.config import Config
 from plugins.filter.engine import (
-    Entry, FilterEngine, ListError, WordFilter, read_allow_list, read_word_list, strictest,
+    Entry,
+    FilterEngine,
+    ListError,
+    WordFilter,
+    read_allow_list,
+    read_word_list,
+    strictest,
 )
 from plugins.filter.normalize import (
-    Normaliser, fold_char, normaliser_for, t2s_table, visible_length,
+    Normaliser,
+    fold_char,
+    normaliser_for,
+    t2s_table,
+    visible_length,
 )
 
 DATA = Path(__file__).resolve().parent.parent / "plugins" / "filter" / "data"

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from core import Article, Intent, NewsReply, TextReply, hookimpl
-from core.config import ConfigError
+from core.settings_schema import ConfigError
 from core.testing import running_bot
 from plugins.filter import Plugin, resolve_list_path
 from plugins.filter.config import Config
@@ -66,7 +66,7 @@ async def test_a_blocked_message_never_reaches_skills_or_the_llm(llm):
     skills = Skills()
     async with running_bot(settings(llm), plugins=[skills]) as bot:
         reply = await bot.send("你就是个傻 逼")
-        hits = bot.last_context.filter_hits
+        hits = bot.last_context.extra["filter_hits"]
         history = await bot.conversations.history("test_user")
     assert isinstance(reply, TextReply)
     assert reply.content == DEFAULTS.block_reply
@@ -93,7 +93,7 @@ async def test_a_logged_word_passes_unchanged_and_is_logged(llm, caplog):
     with caplog.at_level(logging.INFO, logger="skillbot.message"):
         async with running_bot(settings(llm)) as bot:
             reply = await bot.send("网上赌博为什么违法？")
-            hits = bot.last_context.filter_hits
+            hits = bot.last_context.extra["filter_hits"]
     assert reply.content == "回声：网上赌博为什么违法？"
     assert llm.state.calls[0].messages[-1]["content"] == "网上赌博为什么违法？"
     # the echoed answer contains the word too: logged again outbound, not masked
@@ -130,7 +130,7 @@ async def test_ordinary_messages_pass_untouched(llm):
         for text in ("他一点也不傻，逼急了也会反抗。", "我们去办证大厅办理身份证", "My husband is at home"):
             reply = await bot.send(text)
             assert reply.content == f"回声：{text}"
-            assert bot.last_context.filter_hits == []
+            assert bot.last_context.extra.get("filter_hits", []) == []
 
 
 async def test_events_pass_through():
@@ -145,7 +145,7 @@ async def test_an_llm_answer_is_masked_before_it_is_sent(llm):
     llm.state.script.append(answer("好的！这里有两个建议：\n1. 别再说傻逼这种词；\n2. 他妈的也尽量少说。"))
     async with running_bot(settings(llm)) as bot:
         reply = await bot.send("怎么文明用语")
-        hits = bot.last_context.filter_hits
+        hits = bot.last_context.extra["filter_hits"]
         history = await bot.conversations.history("test_user")
     assert reply.content == "好的！这里有两个建议：\n1. 别再说**这种词；\n2. ***也尽量少说。"
     assert (reply.plugin, reply.record) == ("llm", True)
@@ -159,7 +159,7 @@ async def test_a_logged_category_is_not_masked_outbound(llm):
     llm.state.script.append(answer("赌博在中国大陆是违法的。"))
     async with running_bot(settings(llm)) as bot:
         reply = await bot.send("这样合法吗")
-        hits = bot.last_context.filter_hits
+        hits = bot.last_context.extra["filter_hits"]
     assert reply.content == "赌博在中国大陆是违法的。"
     assert [(h.word, h.action, h.direction) for h in hits] == [("赌博", "log", "outbound")]
 

@@ -7,10 +7,10 @@ import time
 import pytest
 
 from core import Intent, TextReply, hookimpl
-from core.crypto import MessageCrypto, sha1_signature
-from core.simulator import cdata, text_xml
+from core.access.crypto import MessageCrypto, sha1_signature
+from core.access.wechat_xml import cdata, parse_xml
+from core.operations.wechat_client import text_xml
 from core.testing import send_in_pieces
-from core.wechat_xml import parse_xml
 
 ONLY_WELCOME = ["welcome"]
 
@@ -275,7 +275,7 @@ async def test_same_msgid_twice_runs_the_pipeline_once(wechat):
 
 
 async def test_voice_recognition_goes_through_the_pipeline(wechat):
-    from core.simulator import message_xml
+    from core.operations.wechat_client import message_xml
     h = await wechat(enabled=ONLY_WELCOME, plugins={"echo": Echo()})
     response = await h.post_xml(message_xml("voice", {"MediaId": "m", "Format": "amr", "Recognition": "你好"}))
     assert parse_xml((await response.text()).encode())["Content"] == "回声：你好"

@@ -21,8 +21,8 @@ from aiohttp import web
 
 from core import TextReply, hookimpl
 from core.app import WebhookRunner, create_app
-from core.logs import hash_user, make_handler
-from core.simulator import event_xml, message_xml, text_xml
+from core.operations.logs import hash_user, make_handler
+from core.operations.wechat_client import event_xml, message_xml, text_xml
 from core.testing import build_settings
 from tests.standins.weather_server import WeatherStandIn
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from core.health import plugin_checks
+from core.operations.health import plugin_checks
 from core.testing import running_bot
 from plugins.knowledge.chunking import chunk_document
 from plugins.knowledge.documents import Block, Document, DocumentError, read_document
@@ -284,22 +284,39 @@ async def test_near_duplicate_passages_are_collapsed(corpus, tmp_path):
         assert sum("Qinghe-Student" in p.chunk.text for p in passages) == 1  # ... one is kept
 
 
-async def test_health_metrics_and_explanation_report_the_index(corpus, tmp_path):
-    async with running_bot(knowledge_settings(corpus["campuses.md"].parent, tmp_path / "cache")) as bot:
-        plugin = knowledge(bot)
-        await wait_for_index(plugin, 5)
-        chunks = plugin.status()["chunks"]
-        check = {c.name: c for c in await plugin_checks(bot.bot, probe=False)}["knowledge index"]
-        assert check.ok and check.detail.startswith(f"5 documents, {chunks} chunks (sqlite), folder checked")
+async def test_readyz_and_metrics_report_the_index_through_the_webhook(wechat, corpus, tmp_path):
+    from tests.test_metrics import scrape, value
+
+    table = knowledge_settings(corpus["campuses.md"].parent, tmp_path / "index")["plugins"]["knowledge"]
+    h = await wechat(enabled=["knowledge"], overrides={"plugins": {"knowledge": table}})
+    for _ in range(600):  # the start-up folder check runs in the background
+        checks = {c["name"]: c for c in (await (await h.client.get("/readyz")).json())["checks"]}
+        if checks.get("knowledge index", {}).get("detail", "").startswith("5 documents"):
+            break
+        await asyncio.sleep(0.05)
+    index = checks["knowledge index"]
+    assert index["ok"] and index["detail"].startswith("5 documents, 20 chunks (sqlite), folder checked")
+    status, reply, _ = await h.say("可以转班吗")
+    assert status == 200 and "免费转班一次" in reply["Content"]
+    samples = await scrape(h)
+    assert value(samples, "skillbot_knowledge_documents") == 5
+    assert value(samples, "skillbot_knowledge_chunks") == 20
+    assert value(samples, "skillbot_knowledge_unreadable_documents") == 0
+    assert value(samples, "skillbot_knowledge_questions_total", outcome="answered_passage") == 1
+    assert 0 <= value(samples, "skillbot_knowledge_index_age_seconds") < 60
+
+
+async def test_the_explanation_shows_the_passages_and_their_scores(corpus, tmp_path):
+    async with running_bot(knowledge_settings(corpus["campuses.md"].parent, tmp_path / "index")) as bot:
+        await wait_for_index(knowledge(bot), 5)
         await bot.send("可以转班吗")
-        explained = plugin.skillbot_explain(bot.last_context)
-        samples = [line for family in plugin.skillbot_metrics() for line in family.samples()]
-    data = explained if isinstance(explained, dict) else explained.data
-    assert data["outcome"] == "answered_passage" and "转班" in data["passages"][0]["text"]
-    assert {"score", "lexical", "dense", "document", "heading"} <= set(data["passages"][0])
-    assert "skillbot_knowledge_documents 5" in samples and f"skillbot_knowledge_chunks {chunks}" in samples
-    assert 'skillbot_knowledge_questions_total{outcome="answered_passage"} 1' in samples
-    assert any(s.startswith("skillbot_knowledge_index_age_seconds ") for s in samples)
+        blocks = {b["plugin"]: b for b in bot.bot.explain(bot.last_context)["blocks"]}
+    block = blocks["knowledge"]
+    assert block["summary"] == "answered_passage: 1 relevant passage(s), threshold 0.45"
+    assert block["items"][0].endswith("《退费与请假管理办法》第三章 转班")
+    passage = block["data"]["passages"][0]
+    assert "转班" in passage["text"] and passage["document"] == "refund_and_leave.pdf"
+    assert {"score", "lexical", "dense", "cosine", "heading"} <= set(passage)
 
 
 async def test_an_empty_or_missing_folder_changes_nothing(tmp_path):
@@ -328,7 +345,7 @@ async def test_the_index_survives_a_restart_without_rereading(corpus, tmp_path):
 
 
 def test_kb_status_search_and_reindex_commands(corpus, tmp_path, capsys):
-    from core.cli import main
+    from core.operations.cli import main
     from core.testing import write_settings
 
     folder = corpus["campuses.md"].parent

@@ -103,7 +103,7 @@ async def test_a_lost_database_connection_passes_questions_on_then_reconnects(pr
 
     import psycopg
 
-    from core.health import plugin_checks
+    from core.operations.health import plugin_checks
 
     folder = tmp_path / "docs"
     write_corpus(folder)

@@ -8,15 +8,20 @@ from typing import Any
 import pytest
 
 from core import Intent, TextReply, hookimpl
-from core.messages import build_message
+from core.access.messages import build_message
 from core.testing import running_bot
 from tests.standins.openai_server import (
-    OpenAIStandIn, answer, cut, filtered, html_502, server_error,
+    OpenAIStandIn,
+    answer,
+    cut,
+    filtered,
+    html_502,
+    server_error,
 )
 
 
 def reply_template(name: str) -> str:
-    from core.templating import text_environment
+    from core.processing.templating import text_environment
     from plugins.llm import PLUGIN_DIR
     return text_environment(PLUGIN_DIR / "templates").get_template(name).render().strip()
 
@@ -249,7 +254,7 @@ async def test_operator_templates_override_the_plugins(tmp_path):
 
 
 async def test_bad_provider_settings_stop_start_up_naming_the_key():
-    from core.config import ConfigError
+    from core.settings_schema import ConfigError
 
     with pytest.raises(ConfigError, match=r"plugins\.llm\.providers\[0\]\.base_url"):
         async with running_bot(llm_settings({"name": "x", "base_url": "api.example.com",

@@ -11,13 +11,30 @@ import aiohttp
 import pytest
 
 from plugins.llm.client import (
-    AllProvidersFailed, CircuitBreaker, LLMClient, NoProviderConfigured, describe_error_body,
+    AllProvidersFailed,
+    CircuitBreaker,
+    LLMClient,
+    NoProviderConfigured,
+    describe_error_body,
     parse_retry_after,
 )
 from plugins.llm.config import ProviderConfig
 from tests.standins.openai_server import (
-    Behaviour, OpenAIStandIn, answer, cut, dashscope_inspection_failed, disconnect, empty_choices,
-    filtered, html_502, malformed, ollama_error, openai_error, rate_limited, server_error, slow,
+    Behaviour,
+    OpenAIStandIn,
+    answer,
+    cut,
+    dashscope_inspection_failed,
+    disconnect,
+    empty_choices,
+    filtered,
+    html_502,
+    malformed,
+    ollama_error,
+    openai_error,
+    rate_limited,
+    server_error,
+    slow,
     unauthorized,
 )
 

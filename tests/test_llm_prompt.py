@@ -6,14 +6,20 @@ from datetime import datetime
 
 import pytest
 
-from core.conversation import Turn
-from core.templating import text_environment
+from core.processing.templating import text_environment
+from core.settings_schema import from_table
+from core.state.conversation import Turn
 from plugins.llm import PLUGIN_DIR
-from core.config import from_table
 from plugins.llm.config import Config, ProviderConfig
 from plugins.llm.prompt import (
-    bound_exchanges, build_messages, china_timezone, exchanges_from_history, history_messages,
-    is_reset_command, prompt_variables, reset_pattern,
+    bound_exchanges,
+    build_messages,
+    china_timezone,
+    exchanges_from_history,
+    history_messages,
+    is_reset_command,
+    prompt_variables,
+    reset_pattern,
 )
 
 NOW = 1_700_000_000.0

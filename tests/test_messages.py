@@ -1,9 +1,9 @@
 """Every inbound type parses into its typed object; hostile XML is refused."""
 import pytest
 
-from core import messages as m
-from core.simulator import event_xml, message_xml, text_xml
-from core.wechat_xml import XMLRejected, parse_xml
+from core.access import messages as m
+from core.access.wechat_xml import XMLRejected, parse_xml
+from core.operations.wechat_client import event_xml, message_xml, text_xml
 
 
 def parse(xml: str) -> m.Message:

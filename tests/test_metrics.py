@@ -8,9 +8,9 @@ import logging
 import re
 
 from core import TextReply, hookimpl
-from core.logs import JsonFormatter
-from core.metrics import Counter, Histogram, Registry, hash_user
-from core.simulator import deliver_like_wechat, text_xml
+from core.operations.logs import JsonFormatter
+from core.operations.metrics import Counter, Histogram, Registry, hash_user
+from core.operations.wechat_client import deliver_like_wechat, text_xml
 from tests.standins.openai_server import OpenAIStandIn, server_error
 
 # ---- a strict reader of the exposition format ------------------------------------------------------

@@ -1,5 +1,5 @@
 """/healthz (liveness), /readyz (readiness with the state backend and plugins' services via
-``skillbot_health``), and ``core.health.probe_http`` against a local server."""
+``skillbot_health``), and ``core.operations.health.probe_http`` against a local server."""
 from __future__ import annotations
 
 import asyncio
@@ -8,7 +8,7 @@ import aiohttp
 from aiohttp import web
 
 from core import hookimpl
-from core.health import Check, probe_http
+from core.operations.health import Check, probe_http
 
 
 class Reports:

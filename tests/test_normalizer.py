@@ -1,9 +1,9 @@
-"""The normaliser every understanding step reads from (core/normalizer.py)."""
+"""The normaliser every understanding step reads from (core/processing/normalizer.py)."""
 from __future__ import annotations
 
 import pytest
 
-from core.normalizer import normalize_text
+from core.processing.normalizer import normalize_text
 
 
 @pytest.mark.parametrize("raw, normal", [

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from core.appkeys import GATEWAY_KEY
-from core.messages import build_message
-from core.metrics import kind_label
-from core.wechat_xml import parse_xml
+from core.access.messages import build_message
+from core.access.wechat_xml import parse_xml
+from core.appkeys import METRICS_KEY
+from core.operations.metrics import kind_label
 
 SAMPLES_FILE = Path(__file__).parent / "data" / "peer_inbound_samples.txt"
 HEADER = re.compile(r"^--- (\S+) (\w+) \((.+)\)$")
@@ -59,12 +59,12 @@ def test_a_sample_parses_into_its_kind(kind, cls, xml):
 @pytest.mark.parametrize("mode", ["plain", "safe"])
 async def test_every_peer_sample_is_answered_through_the_gateway(wechat, mode):
     h = await wechat(mode=mode, enabled=["welcome"])
-    gateway = h.client.app[GATEWAY_KEY]
+    requests = h.client.app[METRICS_KEY].requests
     wrong = []
     for kind, cls, xml in SAMPLES:
         message = build_message(parse_xml(xml.encode("utf-8")))
         label = kind_label(kind)
-        before = gateway.counters.get(f"messages_{label}", 0)
+        before = requests.value(label)
         response = await h.post_xml(xml)
         body = await response.text()
         reply = h.signer.open_reply(body) if response.status == 200 and body != "success" else None
@@ -73,7 +73,7 @@ async def test_every_peer_sample_is_answered_through_the_gateway(wechat, mode):
             problems.append(f"status {response.status}")
         if (message.kind, type(message).__name__) != (kind, cls):
             problems.append(f"parsed as {message.kind} {type(message).__name__}")
-        if gateway.counters.get(f"messages_{label}", 0) != before + 1:
+        if requests.value(label) != before + 1:
             problems.append(f"not counted as {label}")
         if (label == "other") != (kind in UNKNOWN_KINDS):
             problems.append(f"metric label {label}")

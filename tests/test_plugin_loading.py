@@ -5,9 +5,9 @@ import textwrap
 
 import pytest
 
-from core.bot import Bot
-from core.config import ConfigError
+from core.processing.bot import Bot
 from core.settings import settings_from_dict
+from core.settings_schema import ConfigError
 from core.testing import running_bot
 
 GOOD = '''

@@ -4,8 +4,15 @@ import struct
 
 import pytest
 
-from core.crypto import (CryptoError, MessageCrypto, decode_aes_key, pkcs7_pad, pkcs7_unpad,
-                         sha1_signature, verify_signature)
+from core.access.crypto import (
+    CryptoError,
+    MessageCrypto,
+    decode_aes_key,
+    pkcs7_pad,
+    pkcs7_unpad,
+    sha1_signature,
+    verify_signature,
+)
 
 KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
 

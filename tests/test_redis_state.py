@@ -7,10 +7,16 @@ import uuid
 import pytest
 
 from core import TextReply, hookimpl
-from core.conversation import Turn
-from core.redis_state import (RedisAnswerStore, RedisCache, RedisConversationStore, RedisRateLimiter,
-                              RedisTokenStore, connect)
-from core.state import build_state
+from core.state.conversation import Turn
+from core.state.redis_store import (
+    RedisAnswerStore,
+    RedisCache,
+    RedisConversationStore,
+    RedisRateLimiter,
+    RedisTokenStore,
+    connect,
+)
+from core.state.stores import build_state
 from core.testing import build_settings
 
 

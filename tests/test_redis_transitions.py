@@ -7,7 +7,7 @@ import asyncio
 import pytest
 import redis as sync_redis
 
-from core.simulator import text_xml
+from core.operations.wechat_client import text_xml
 from tests.standins.openai_server import OpenAIStandIn
 
 

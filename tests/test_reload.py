@@ -11,11 +11,13 @@ import pytest
 
 from core import TextReply, hookimpl
 from core.app import create_app
-from core.appkeys import GATEWAY_KEY
-from core.chat import signer_for
-from core.reload import RELOADER_KEY
+from core.appkeys import BOTS_KEY, DELIVERY_KEY, GATEWAY_KEY, METRICS_KEY
+from core.operations.health import current_bot
+from core.processing.bot import Bot
+from core.operations.chat_console import signer_for
+from core.operations.reload import RELOADER_KEY
+from core.operations.wechat_client import text_xml
 from core.settings import load_settings
-from core.simulator import text_xml
 from core.testing import write_settings
 
 # A plugin folder the tests enable and disable by editing the settings file. Its name is unique to
@@ -152,6 +154,55 @@ async def test_enable_change_and_disable_a_plugin_without_restart(start):
     assert (await h.reloader.check()).outcome == "applied"
     assert await h.say("你好") == NO_ANSWER
     assert h.reloader.generation == 3
+
+
+async def test_after_a_reload_every_reader_sees_the_new_bot(start):
+    """One holder keeps the running bot; the webhook, the delivery, the metrics, the health pages
+    and the reloader read it there, and no part of the app keeps the replaced one."""
+    h = await start(["welcome"])
+    old = h.app[BOTS_KEY].bot
+    h.write(["welcome", "reload_greeter"], {"plugins": {"reload_greeter": {"prefix": "新"}}})
+    assert (await h.reloader.check()).outcome == "applied"
+    new = h.app[BOTS_KEY].bot
+    assert new is not old
+    assert h.app[GATEWAY_KEY].bot is new and h.reloader.bot is new and current_bot(h.app) is new
+    assert h.app[DELIVERY_KEY].bots.bot is new and h.app[METRICS_KEY].bots.bot is new
+    assert await h.say("你好") == "新：你好"  # the delivery's work ran on the new bot
+    # The metrics read the new bot's caches.
+    await new.cache("reload_probe").get("missing")
+    scraped = await (await h.client.get("/metrics")).text()
+    assert 'skillbot_cache_misses_total{cache="reload_probe"} 1' in scraped
+    await h.reloader.drain()
+    # Once stopped, the replaced bot is held by nothing the app keeps.
+    assert not old.started and h.app[BOTS_KEY].retiring == []
+    assert [k for k, v in h.app.items() if isinstance(v, Bot)] == []
+    assert all(v is not old for v in h.app.values())
+
+
+async def test_after_a_reload_the_webhook_renders_with_the_new_reply_templates(start, tmp_path):
+    shipped = Path(__file__).parent.parent / "core" / "access" / "templates" / "reply" / "text.xml.j2"
+    folder = tmp_path / "operator_templates" / "reply"
+    folder.mkdir(parents=True)
+    (folder / "text.xml.j2").write_text(
+        shipped.read_text(encoding="utf-8").replace("{{ content|cdata }}", "{{ (content ~ '【新模板】')|cdata }}"),
+        encoding="utf-8")
+    h = await start(["welcome"])
+    assert await h.say("你好") == NO_ANSWER
+    h.write(["welcome"], {"pipeline": {"templates_dir": str(tmp_path / "operator_templates")}})
+    assert (await h.reloader.check()).outcome == "applied"
+    assert await h.say("你好") == NO_ANSWER + "【新模板】"
+
+
+async def test_after_a_reload_answers_are_pushed_on_the_new_bots_session(start, monkeypatch):
+    monkeypatch.setenv("WECHAT_APP_SECRET", "test-secret")
+    h = await start(["welcome"], {"delivery": {"mode": "customer_service"}})
+    delivery = h.app[DELIVERY_KEY]
+    first = delivery.push_sender()
+    assert first.http is h.bot.http and delivery.push_sender() is first
+    h.write(["welcome", "reload_greeter"], {"delivery": {"mode": "customer_service"}})
+    assert (await h.reloader.check()).outcome == "applied"
+    second = delivery.push_sender()
+    assert second is not first and second.http is h.bot.http and not second.http.closed
 
 
 @pytest.mark.parametrize("breakage,reason", [

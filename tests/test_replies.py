@@ -1,9 +1,18 @@
 """Every reply type renders to XML that parses back to the same values."""
 import pytest
 
-from core.replies import (Article, ImageReply, MusicReply, NewsReply, TextReply, VideoReply, VoiceReply,
-                          reply_from_dict, reply_to_dict)
-from core.wechat_xml import ReplyRenderer, cdata, parse_xml, truncate_utf8
+from core.access.replies import (
+    Article,
+    ImageReply,
+    MusicReply,
+    NewsReply,
+    TextReply,
+    VideoReply,
+    VoiceReply,
+    reply_from_dict,
+    reply_to_dict,
+)
+from core.access.wechat_xml import ReplyRenderer, cdata, parse_xml, truncate_utf8
 
 MARKER = "…（截断）"
 
@@ -83,3 +92,50 @@ def test_reply_dict_round_trip():
                   MusicReply("t", title="x")]:
         again = reply_from_dict(reply_to_dict(reply))
         assert again == reply and again.plugin == reply.plugin
+
+
+# ---- one of each: the WeChat-side client opens what the renderer writes, with the same cdata ----
+
+@pytest.mark.parametrize("reply", [
+    TextReply("你好 ]]> 世界"), ImageReply("media-1"), VoiceReply("media-2"),
+    VideoReply("media-3", title="视频", description="说明"),
+    MusicReply("thumb", title="歌", description="词", music_url="http://m", hq_music_url="http://hq"),
+    NewsReply([Article("标题", "摘要", "http://p", "http://u")]),
+])
+def test_the_client_reads_back_every_reply_the_renderer_writes(renderer, reply):
+    from core.operations.wechat_client import reply_from_fields
+
+    assert reply_from_fields(back(renderer.render(reply, to_user="u", from_user="g"))) == reply
+
+
+def test_the_simulated_wechat_client_writes_xml_the_webhook_accepts_whatever_is_typed():
+    """The client's inbound XML uses the same cdata as the renderer: characters XML 1.0 forbids
+    are dropped instead of making a message the webhook must refuse."""
+    from core.operations.wechat_client import text_xml
+
+    assert back(text_xml("a\x00b\x1bc]]>d"))["Content"] == "abc]]>d"
+
+
+def test_the_chat_console_shows_the_words_of_any_reply(renderer):
+    from core.operations.chat_console import shown_text
+
+    news = NewsReply([Article("标题一", "摘要一"), Article("标题二")])
+    assert shown_text(back(renderer.render(news, to_user="u", from_user="g",
+                                           answering_user_message=False))) == "标题一 摘要一\n标题二"
+    assert shown_text(back(renderer.render(ImageReply("m"), to_user="u", from_user="g"))) == "[image]"
+    assert shown_text(None) == ""
+
+
+def test_an_answer_record_keeps_the_reply_and_its_explanation_in_one_form():
+    from core.access.replies import Answer, record_without_explanation
+
+    answer = Answer(TextReply("答", plugin="faq", intent="hours"), {"route": {"chosen": ["hours"]}})
+    record = answer.to_record()
+    assert record == {**reply_to_dict(answer.reply), "explain": answer.explanation}
+    assert record_without_explanation(record) == reply_to_dict(answer.reply) == answer.to_record(explained=False)
+    again = Answer.from_record(record)
+    assert (again.reply, again.plugin, again.intent, again.explanation) == \
+        (answer.reply, "faq", "hours", answer.explanation)
+    shown = again.explained_try(2, {"render": 0.12345})
+    assert shown["try"] == 2 and shown["timings_ms"] == {"render": 0.123} and shown["plugin"] == "faq"
+    assert "try" not in again.explanation  # explaining a try leaves the answer as it was

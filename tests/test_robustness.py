@@ -33,12 +33,18 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from core.access.crypto import MessageCrypto, pkcs7_pad, sha1_signature
+from core.access.wechat_xml import MAX_TEXT_BYTES, parse_xml
 from core.app import create_app
-from core.crypto import MessageCrypto, pkcs7_pad, sha1_signature
+from core.operations.wechat_client import (
+    WeChatSigner,
+    cdata,
+    event_xml,
+    message_xml,
+    text_xml,
+)
 from core.settings import deep_merge
-from core.simulator import WeChatSigner, cdata, event_xml, message_xml, text_xml
 from core.testing import build_settings
-from core.wechat_xml import MAX_TEXT_BYTES, parse_xml
 
 MAX_BODY = 16 * 1024  # a smaller body limit, so "huge" examples stay quick
 #: No test may reach the internet: the weather provider points at a closed local port.

@@ -8,10 +8,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from core import ClickEvent, Intent, LocationMessage, SubscribeEvent, TextMessage
-from core.router import (
-    EXAMPLE_FLOOR, KEYWORD_BASE, KEYWORD_STEP, PATTERN_SCORE, IntentRouter, SimilarityIndex, noisy_or,
+from core.processing.router import (
+    EXAMPLE_FLOOR,
+    KEYWORD_BASE,
+    KEYWORD_STEP,
+    PATTERN_SCORE,
+    IntentRouter,
+    SimilarityIndex,
+    noisy_or,
 )
-from core.segmenter import DEFAULT_CACHE_DIR, Segmenter
+from core.processing.segmenter import DEFAULT_CACHE_DIR, Segmenter
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from core.scaffold import ScaffoldError, check_name, create_plugin
+from core.operations.scaffold import ScaffoldError, check_name, create_plugin
 from core.settings import PROJECT_ROOT
 
 

@@ -8,9 +8,9 @@ import time
 
 import pytest
 
-from core.bot import Bot
-from core.config import ConfigError
+from core.processing.bot import Bot
 from core.settings import PROJECT_ROOT, load_settings, settings_from_dict
+from core.settings_schema import ConfigError
 
 SHIPPED = PROJECT_ROOT / "settings.toml"
 
@@ -194,3 +194,15 @@ def test_validation_messages_name_the_key_never_the_value(data):
         Bot(settings_from_dict(data))
     assert str(SECRET) not in str(info.value) and str(SECRET)[:6] not in str(info.value)
     assert "." in re.split(r"[\s:]", info.value.errors[0])[0]  # names the key, e.g. wechat.token
+
+
+def test_a_bad_encoding_aes_key_from_the_environment_is_a_settings_error_in_plain_mode_too(monkeypatch):
+    """A broken WECHAT_ENCODING_AES_KEY used to crash every worker with a traceback at start-up."""
+    monkeypatch.setenv("WECHAT_ENCODING_AES_KEY", "not-a-key")
+    with pytest.raises(ConfigError) as info:
+        settings_from_dict({"wechat": {"mode": "plain"}})
+    message = "\n".join(info.value.errors)
+    assert "wechat.encoding_aes_key" in message and "WECHAT_ENCODING_AES_KEY" in message
+    assert "not-a-key" not in message
+    monkeypatch.setenv("WECHAT_ENCODING_AES_KEY", "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG")
+    settings_from_dict({"wechat": {"mode": "plain"}})  # a well-formed key is fine

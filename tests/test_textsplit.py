@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core.textsplit import split_for_wechat
+from core.access.textsplit import split_for_wechat
 
 
 def nbytes(text: str) -> int:

@@ -6,10 +6,20 @@ from datetime import date, timedelta
 import aiohttp
 import pytest
 
+from core import hookimpl
 from plugins.weather.config import Config
+from plugins.weather.dates import china_now
 from plugins.weather.providers import (
-    Forecast, OpenMeteoProvider, ProviderError, ProviderTimeout, QWeatherProvider, WeatherProvider,
-    beaufort, create_provider, provider_names, register_provider, wind_sector,
+    Daily,
+    Forecast,
+    OpenMeteoProvider,
+    ProviderError,
+    ProviderTimeout,
+    QWeatherProvider,
+    WeatherProvider,
+    beaufort,
+    create_provider,
+    wind_sector,
 )
 from tests.standins.weather_server import WeatherStandIn
 
@@ -171,19 +181,53 @@ async def test_qweather_needs_a_key(session, monkeypatch):
 
 # ---- registry and units -----------------------------------------------------------------------
 
-async def test_another_plugin_can_register_a_provider(session):
-    class Fixed(WeatherProvider):
-        name = "fixed-for-test"
+class FixedProvider(WeatherProvider):
+    """Always the same clear, mild day, whatever is asked."""
 
-        async def fetch(self, lat, lon, day=None):
-            return Forecast(source=self.name)
+    name = "fixed-for-test"
 
-    register_provider("fixed-for-test", Fixed)
-    assert "fixed-for-test" in provider_names()
-    provider = create_provider("fixed-for-test", Config(provider="fixed-for-test"), session)
-    assert isinstance(provider, Fixed)
-    with pytest.raises(ValueError, match="open-meteo"):
-        create_provider("no-such-provider", Config(), session)
+    async def fetch(self, lat, lon, day=None):
+        self.calls += 1
+        today = china_now().date()
+        return Forecast(source=self.name, days=[
+            Daily(date=(today + timedelta(days=n)).isoformat(), text_day="测试晴", text_night="测试晴",
+                  temp_min=11, temp_max=19) for n in range(7)])
+
+
+class FixedProviderPlugin:
+    """A third-party plugin that brings a weather provider through the weather plugin's hook."""
+
+    @hookimpl(optionalhook=True)
+    def skillbot_weather_providers(self):
+        return {"fixed-for-test": FixedProvider, "open-meteo": FixedProvider}
+
+
+async def test_another_plugin_adds_a_provider_through_the_hook(make_bot, caplog):
+    settings = {"plugins": {"enabled": ["weather"], "weather": {"provider": "fixed-for-test"}}}
+    async with make_bot(settings, plugins={"fixed": FixedProviderPlugin()}) as bot:
+        assert bot.pm.hook.skillbot_weather_providers.spec is not None  # added by the weather plugin
+        provider = bot.pm.get_plugin("weather").service.provider
+        assert isinstance(provider, FixedProvider)
+        reply = await bot.send("北京明天天气怎么样")
+        assert (reply.plugin, reply.intent) == ("weather", "weather")
+        assert "测试晴" in reply.content and provider.calls == 1
+    # The built-in name stays the weather plugin's own: the later plugin's is refused, loudly.
+    assert "weather provider 'open-meteo' from plugin fixed ignored: plugin weather gave it first" in caplog.text
+
+
+async def test_unknown_provider_stops_start_up_naming_every_known_one(make_bot):
+    settings = {"plugins": {"enabled": ["weather"], "weather": {"provider": "no-such-provider"}}}
+    with pytest.raises(RuntimeError, match="weather failed to start"):
+        async with make_bot(settings, plugins={"fixed": FixedProviderPlugin()}):
+            pass
+    factories = {"open-meteo": OpenMeteoProvider}
+    with pytest.raises(ValueError, match="unknown weather provider 'x'; known: open-meteo"):
+        create_provider("x", Config(), None, factories)
+
+
+async def test_a_provider_plugin_loads_without_the_weather_plugin(make_bot):
+    async with make_bot({"plugins": {"enabled": ["welcome"]}}, plugins={"fixed": FixedProviderPlugin()}) as bot:
+        assert (await bot.send_event("subscribe")).plugin == "welcome"
 
 
 @pytest.mark.parametrize("kmh,force", [(0, 0), (0.9, 0), (5, 1), (11.9, 2), (12, 3), (28, 4),

@@ -7,7 +7,7 @@ from datetime import date, datetime, timedelta
 import aiohttp
 import pytest
 
-from core.cache import MemoryCache
+from core.state.cache import MemoryCache
 from plugins.weather.config import Config
 from plugins.weather.dates import CHINA_TZ
 from plugins.weather.providers import OpenMeteoProvider

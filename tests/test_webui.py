@@ -10,13 +10,13 @@ import time
 import pytest
 
 from core import TextReply, hookimpl
+from core.access.crypto import sha1_signature
+from core.access.messages import message_key
 from core.app import create_app
-from core.appkeys import GATEWAY_KEY
-from core.messages import message_key
-from core.testing import build_settings
-from core.crypto import sha1_signature
+from core.appkeys import DELIVERY_KEY, GATEWAY_KEY
+from core.operations.wechat_client import WeChatSigner, text_xml
 from core.settings import deep_merge
-from core.simulator import WeChatSigner, text_xml
+from core.testing import build_settings
 
 ON = {"simulator": {"enabled": True}}
 
@@ -42,6 +42,7 @@ def served(aiohttp_server, aiohttp_client):
         server = await aiohttp_server(create_app(settings, {"echo": Echo()}))
         client = await aiohttp_client(server)
         client.gateway = server.app[GATEWAY_KEY]
+        client.delivery = server.app[DELIVERY_KEY]
         client.page_token = None
         if client.gateway.bot.settings.simulator.enabled:
             client.page_token = await page_token(client)
@@ -140,7 +141,7 @@ async def test_explanation_is_found_with_the_answer_record_too(served, redis_url
     client = await served({**ON, "state": {"backend": "redis", "redis_url": redis_url,
                                            "key_prefix": f"webui:{uuid.uuid4().hex[:8]}:"}})
     result = await (await client.sim_send({"kind": "text", "text": "在吗"})).json()
-    client.gateway.explanations.clear()  # as if a different worker had answered
+    client.delivery.explanations.clear()  # as if a different worker had answered
     response = await client.get("/simulator/api/explain", params={"key": result["key"]},
                                 headers={"X-Simulator-Token": client.page_token})
     found = await response.json()
@@ -174,7 +175,11 @@ async def test_send_refuses_cross_site_and_non_json_and_tokenless_requests(serve
 
 
 async def test_page_tokens_expire_and_belong_to_this_bot(served):
-    from core.webui import PAGE_TOKEN_SECONDS, issue_page_token, page_token_nonce
+    from core.operations.simulator import (
+        PAGE_TOKEN_SECONDS,
+        issue_page_token,
+        page_token_nonce,
+    )
 
     client = await served(ON)
     settings = client.gateway.bot.settings
@@ -197,7 +202,7 @@ async def test_explain_shows_a_real_users_message_to_nobody_but_the_owner(served
     real = signer.sign(text_xml("我的电话是13800138000，住在幸福路8号", from_user="o_real", msg_id=4242))
     assert (await client.post(settings.server.path, params=real.params, data=real.body)).status == 200
     key = message_key("o_real", "4242")
-    assert key in client.gateway.explanations
+    assert key in client.delivery.explanations
 
     async def explain(key, headers=None, params=None):
         return await client.get("/simulator/api/explain", params={"key": key, **(params or {})},
@@ -238,7 +243,10 @@ async def test_start_up_log_gives_the_url_and_says_it_is_open(served, caplog):
 async def test_filter_hits_are_explained_as_fields_not_python_reprs(served):
     client = await served(deep_merge(ON, {"plugins": {"enabled": ["filter", "welcome"]}}))
     result = await (await client.sim_send({"kind": "text", "text": "你是傻逼", "user": "o_f"})).json()
-    hits = result["explain"]["filter_hits"]
+    [block] = [b for b in result["explain"]["blocks"] if b["plugin"] == "filter"]  # skillbot_explain
+    assert block["title"] == "敏感词命中" and block["summary"] == "1 处"
+    assert block["items"] == ["「傻逼」（用户消息，拦截）"]
+    hits = block["data"]["hits"]
     assert hits and all(isinstance(h, dict) for h in hits)
     assert {"word", "category", "action", "direction"} <= set(hits[0])
-    assert "Hit(" not in json.dumps(hits, ensure_ascii=False)
+    assert "Hit(" not in json.dumps(result["explain"], ensure_ascii=False)

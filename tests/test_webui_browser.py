@@ -230,7 +230,7 @@ async def test_type_a_message_in_the_simulator_and_read_the_reply(aiohttp_server
         evidence = await page.evaluate("document.querySelector('.explain ul.evidence').textContent")
         assert "关键词：蛋糕" in evidence and "正则" in evidence and "{" not in evidence
         await say("你是傻逼")
-        hits = await page.evaluate("document.querySelector('.explain ul.hits').textContent")
+        hits = await page.evaluate("document.querySelector('.explain ul.items').textContent")
         assert "「傻逼」" in hits and "拦截" in hits and "Hit(" not in hits
         await page.evaluate("document.querySelectorAll('.msg.bot')[2].click()")  # back to the cake
         shot = await page.call("Page.captureScreenshot", format="png")

@@ -14,8 +14,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from core.operations.wechat_client import WeChatSigner, text_xml
 from core.settings import PROJECT_ROOT
-from core.simulator import WeChatSigner, text_xml
 from tests.standins.openai_server import OpenAIStandIn
 from tests.standins.wechat_api_server import STATE_KEY, create_wechat_api_app
 

@@ -14,7 +14,7 @@ from typing import Any
 from aiohttp.test_utils import TestServer
 
 from core import TextReply, hookimpl
-from core.evaluation import Evaluation, LabelledMessage, evaluate, load_labelled
+from core.operations.evaluation import Evaluation, LabelledMessage, evaluate, load_labelled
 from core.testing import running_bot
 from tests.standins.weather_server import WeatherStandIn
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import threading
 import time
 from collections import OrderedDict
@@ -26,10 +25,10 @@ from typing import Any
 import jinja2
 from cachetools import TTLCache
 
-from core import Intent, TextReply, hookimpl
-from core.templating import text_environment
+from core import BotServices, Candidate, Intent, MessageContext, TextReply, hookimpl
 
 from .config import Config
+from .assist import ask_model, picked_number
 from .engine import DenseFaq, FaqData, FaqError, FaqIndex, load_faq
 from .question_log import QuestionLog
 
@@ -43,7 +42,7 @@ log = logging.getLogger("skillbot.plugins.faq")
 class Plugin:
     def __init__(self) -> None:
         self.config = Config()
-        self.bot: Any = None
+        self.bot: BotServices | None = None
         self.env: jinja2.Environment | None = None
         self.data: FaqData | None = None
         self.index: FaqIndex | None = None
@@ -67,11 +66,10 @@ class Plugin:
         return Config
 
     @hookimpl
-    async def skillbot_startup(self, bot: Any, config: Config) -> None:
+    async def skillbot_startup(self, bot: BotServices, config: Config) -> None:
         self.bot = bot
-        self.config = config if isinstance(config, Config) else Config()
-        templates = getattr(bot, "templates", None)
-        self.env = templates(HERE) if callable(templates) else text_environment()
+        self.config = config
+        self.env = bot.templates(HERE)
         self.lookups = TTLCache(maxsize=self.config.cache_size, ttl=self.config.cache_ttl)
         path = self.config.resolved_path()
         try:
@@ -81,16 +79,16 @@ class Plugin:
                 raise RuntimeError(f"FAQ file unusable: {exc}") from None
             self.last_error = str(exc)
             log.error("FAQ file %s not reloaded, keeping %d entries: %s", path, len(self.data.entries), exc)
-        cache_dir = getattr(bot, "cache_dir", None)
-        self.question_log = (QuestionLog(Path(cache_dir) / "faq" / "questions.tsv", self.config.question_log_size)
-                             if cache_dir and self.config.question_log_size > 0 else None)
+        self.question_log = (QuestionLog(Path(bot.cache_dir) / "faq" / "questions.tsv",
+                                         self.config.question_log_size)
+                             if self.config.question_log_size > 0 else None)
         await self._embed()
         self._stop_watcher()
         if self.config.reload_interval > 0:
             self._watcher = asyncio.get_running_loop().create_task(self._watch(), name="faq-reload")
 
     @hookimpl
-    async def skillbot_shutdown(self, bot: Any) -> None:
+    async def skillbot_shutdown(self, bot: BotServices) -> None:
         self._stop_watcher()
 
     @hookimpl
@@ -107,7 +105,7 @@ class Plugin:
                        priority=self.config.priority)]
 
     @hookimpl
-    async def skillbot_handle(self, ctx: Any, candidate: Any) -> TextReply | None:
+    async def skillbot_handle(self, ctx: MessageContext, candidate: Candidate) -> TextReply | None:
         data = self.data
         entry_id = candidate.slots.get("faq_id", "")
         if data is not None and self.config.assist and entry_id:
@@ -158,7 +156,7 @@ class Plugin:
             return
         score, slots = found
         cfg = self.config
-        plugin = getattr(reply, "plugin", "") or ""
+        plugin = reply.plugin or ""
         if score <= 0 and slots.get("fused", 0.0) >= cfg.semantic_threshold - cfg.question_log_band:
             kind, nearest, fused = "declined", slots.get("nearest", ""), slots["fused"]
         elif plugin == "faq" and 0 < score < cfg.semantic_threshold + cfg.question_log_band:
@@ -175,9 +173,9 @@ class Plugin:
         cfg = self.config
         if len(ranking) < 2 or ranking[0][1] - ranking[1][1] >= cfg.assist_margin:
             return best
-        llm = self.bot.pm.get_plugin("llm") if self.bot is not None else None
-        client = getattr(llm, "client", None)
-        if client is None or not getattr(client, "configured", False) or self.data is None:
+        llm_config = self.bot.configs.get("llm") if self.bot is not None else None
+        providers = list(llm_config.providers) if llm_config is not None else []
+        if not providers or self.data is None or self.bot.http is None:
             return best
         shortlist = [row[0] for row in ranking[:cfg.assist_candidates] if row[0] in self.data.entries]
         prompt = self.env.get_template("assist_prompt.j2").render(
@@ -185,14 +183,12 @@ class Plugin:
             candidates=[self.data.entries[e].questions[0] for e in shortlist])
         started = time.monotonic()
         try:
-            completion = await client.complete([{"role": "user", "content": prompt}],
-                                               timeout=cfg.assist_timeout)
+            text = await ask_model(self.bot.http, providers, prompt, cfg.assist_timeout)
         except Exception as exc:  # no answer in time or no provider: the scores decide
             ctx.extra["faq_assist"] = {"outcome": f"kept best ({type(exc).__name__})",
                                        "ms": round((time.monotonic() - started) * 1000)}
             return best
-        digits = re.findall(r"\d+", completion.text or "")
-        pick = int(digits[0]) if digits else -1
+        pick = picked_number(text)
         ms = round((time.monotonic() - started) * 1000)
         if pick == 0:
             ctx.extra["faq_assist"] = {"outcome": "none", "ms": ms}
@@ -296,7 +292,7 @@ class Plugin:
     async def _embed(self) -> None:
         """Embed the loaded FAQ's questions and answers (disk-cached by content)."""
         data = self.data
-        embeddings = getattr(self.bot, "embeddings", None)
+        embeddings = self.bot.embeddings if self.bot is not None else None
         if data is None or embeddings is None or not embeddings.enabled:
             return
         if self.dense is not None and self.dense.version == data.version:
@@ -320,7 +316,7 @@ class Plugin:
         self._file_state = signature
         self.data = data
         self.last_error = None
-        if self.index is not None and self.bot is not None and getattr(self.bot, "segmenter", None):
+        if self.index is not None and self.bot is not None:
             self._add_words(data)
             self._build_index(data)
         log.info("FAQ loaded: %d entries from %s (version %s)", len(data.entries), path, data.version)

@@ -24,8 +24,7 @@ import ahocorasick
 import jinja2
 import jinja2.meta
 
-from core.normalizer import normalize_text
-from core.router import KEYWORD_BASE, SimilarityIndex, noisy_or
+from core import KEYWORD_BASE, SimilarityIndex, noisy_or, normalize_text
 
 #: Evidence strength of an entry keyword found in the message (the router's keyword strength).
 KEYWORD_STRENGTH = KEYWORD_BASE

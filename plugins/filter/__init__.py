@@ -1,6 +1,10 @@
 """Sensitive-word filter: checks what users send before skills and the LLM see it, and every
 reply before it is sent. Chinese-aware (full-width, case, traditional characters, noise between
 characters); actions per category: block, mask, log. Lists reload when their files change.
+
+The hits of a message are kept in ``ctx.extra["filter_hits"]`` (``Hit`` objects); the plugin
+counts them in ``skillbot_filter_hits_total`` (``skillbot_metrics``) and lists them in the
+message's explanation (``skillbot_explain``, worded by ``templates/explain.j2``).
 """
 from __future__ import annotations
 
@@ -10,17 +14,30 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import jinja2
+
 from core import (
-    MusicReply, NewsReply, Reply, TextReply, VideoReply, hookimpl,
+    PROJECT_ROOT,
+    BotServices,
+    Check,
+    Counter,
+    Explanation,
+    MessageContext,
+    MusicReply,
+    NewsReply,
+    Reply,
+    TextReply,
+    VideoReply,
+    hookimpl,
 )
-from core.health import Check
-from core.settings import PROJECT_ROOT
 
 from .config import Config
 from .engine import FilterEngine, Hit, ListError, WordFilter, strictest
 
 HERE = Path(__file__).resolve().parent
 log = logging.getLogger("skillbot.filter")
+#: Where a message's hits are kept for this plugin's explanation.
+HITS_KEY = "filter_hits"
 
 __all__ = ["Plugin", "Config", "FilterEngine", "WordFilter", "Hit", "ListError", "resolve_list_path"]
 
@@ -33,7 +50,7 @@ def resolve_list_path(value: str, settings: Any = None) -> Path:
     if path.is_absolute():
         return path
     candidates = []
-    if settings is not None and getattr(settings, "source", None) is not None:
+    if settings is not None and settings.source is not None:
         candidates.append(settings.resolve_path(value))
     candidates += [PROJECT_ROOT / path, HERE / path]
     for candidate in candidates:
@@ -46,7 +63,11 @@ class Plugin:
     def __init__(self) -> None:
         self.config = Config()
         self.filter: WordFilter | None = None
+        self.env: jinja2.Environment | None = None
         self._watcher: asyncio.Task | None = None
+        self.hits_total = Counter("skillbot_filter_hits_total",
+                                  "Filter list hits, by direction, action and category.",
+                                  ("direction", "action", "category"))
 
     # ---- set-up ---------------------------------------------------------------------------------
 
@@ -55,8 +76,10 @@ class Plugin:
         return Config
 
     @hookimpl
-    def skillbot_startup(self, bot: Any, config: Config) -> None:
-        settings = getattr(bot, "settings", None)
+    def skillbot_startup(self, bot: BotServices, config: Config) -> None:
+        settings = bot.settings
+        self.env = bot.templates(HERE)
+        self.env.get_template("explain.j2")  # a broken override stops start-up, with the file named
         word_filter = WordFilter(
             [resolve_list_path(p, settings) for p in config.word_files],
             [resolve_list_path(p, settings) for p in config.allow_files],
@@ -72,7 +95,7 @@ class Plugin:
         self._start_watcher()
 
     @hookimpl
-    async def skillbot_shutdown(self, bot: Any) -> None:
+    async def skillbot_shutdown(self, bot: BotServices) -> None:
         task = self._stop_watcher()
         if task is not None:
             await asyncio.wait([task])  # let the cancellation finish (never raises)
@@ -105,7 +128,7 @@ class Plugin:
                 log.exception("filter: checking the word lists failed")
 
     @hookimpl
-    def skillbot_health(self, bot: Any, probe: bool) -> list | None:
+    def skillbot_health(self, bot: BotServices, probe: bool) -> list[Check] | None:
         """The word lists in use; not ok (the bot is "degraded", still serving with the previous
         lists) while the files on disk are broken."""
         word_filter = self.filter
@@ -128,7 +151,7 @@ class Plugin:
     # ---- stage 1: inbound ----------------------------------------------------------------------
 
     @hookimpl(tryfirst=True)
-    def skillbot_inbound_filter(self, ctx: Any) -> Reply | None:
+    def skillbot_inbound_filter(self, ctx: MessageContext) -> Reply | None:
         engine = self.engine
         text = ctx.message.text
         if engine is None or not text:
@@ -136,7 +159,7 @@ class Plugin:
         hits = engine.scan(text, "inbound")
         if not hits:
             return None
-        ctx.filter_hits.extend(hits)
+        self._record(ctx, hits)
         action = strictest(hits)
         self._log(ctx, "inbound", hits, action)
         if action == "block":
@@ -149,7 +172,7 @@ class Plugin:
     # ---- stage 5: outbound ---------------------------------------------------------------------
 
     @hookimpl(trylast=True)
-    def skillbot_outbound_filter(self, ctx: Any, reply: Reply) -> Reply | None:
+    def skillbot_outbound_filter(self, ctx: MessageContext, reply: Reply) -> Reply | None:
         engine = self.engine
         if engine is None:
             return None
@@ -176,7 +199,7 @@ class Plugin:
             return None
         if not found:
             return None
-        ctx.filter_hits.extend(found)
+        self._record(ctx, found)
         action = strictest(found)
         self._log(ctx, "outbound", found, action)
         if action == "block":
@@ -184,12 +207,36 @@ class Plugin:
                              intent=reply.intent, record=False)
         return replacement if action == "mask" else None
 
+    # ---- what it found: metrics and the explanation --------------------------------------------
+
+    def _record(self, ctx: MessageContext, hits: list[Hit]) -> None:
+        ctx.extra.setdefault(HITS_KEY, []).extend(hits)
+        for hit in hits:
+            self.hits_total.inc(hit.direction, hit.action, hit.category)
+
+    @hookimpl
+    def skillbot_metrics(self) -> list[Counter]:
+        return [self.hits_total]
+
+    @hookimpl
+    def skillbot_explain(self, ctx: MessageContext) -> Explanation | None:
+        hits: list[Hit] = ctx.extra.get(HITS_KEY) or []
+        if not hits or self.env is None:
+            return None
+        template = self.env.get_template("explain.j2")
+        fields = [{"word": h.word, "category": h.category, "action": h.action,
+                   "direction": h.direction, "start": h.start, "end": h.end} for h in hits]
+        return Explanation(title=template.render(part="title").strip(),
+                           summary=template.render(part="summary", hits=hits).strip(),
+                           items=[template.render(part="item", hit=h).strip() for h in hits],
+                           data={"hits": fields})
+
     def _outbound(self, hit: Hit) -> Hit:
         action = "log" if hit.action == "log" else self.config.outbound_action
         return hit if action == hit.action else dataclasses.replace(hit, action=action)
 
     @staticmethod
-    def _log(ctx: Any, direction: str, hits: list[Hit], action: str | None) -> None:
+    def _log(ctx: MessageContext, direction: str, hits: list[Hit], action: str | None) -> None:
         ctx.log.info("filter %s: %s -> %s", direction,
                      ", ".join(f"{h.word!r}[{h.category or '-'}]@{h.start}:{h.end}" for h in hits),
                      action)

@@ -15,8 +15,15 @@ from typing import Iterable, Sequence
 import ahocorasick_rs
 
 from .normalize import (
-    ASTRAL, DEFAULT_SEPARATORS, SEPARATOR, Normaliser, cluster_end, cluster_start, is_word_char,
-    normaliser_for, visible_length,
+    ASTRAL,
+    DEFAULT_SEPARATORS,
+    SEPARATOR,
+    Normaliser,
+    cluster_end,
+    cluster_start,
+    is_word_char,
+    normaliser_for,
+    visible_length,
 )
 
 _ASTRAL_SEARCH = ASTRAL.search

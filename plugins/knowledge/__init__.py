@@ -20,11 +20,12 @@ from typing import Any
 
 import jinja2
 
-from core import TextReply, hookimpl
+from core import Check, Counter, Explanation, TextReply, hookimpl
 
 from .chunking import split_sentences
 from .config import Config
 from .indexer import FolderIndexer, SyncReport
+from .model import ModelUnavailable, ask_model
 from .retrieval import Passage, Retriever
 from .store import KnowledgeStore, SqliteStore, StoreStats
 from .terms import TermAnalyzer
@@ -69,8 +70,8 @@ def trim_passage(text: str, limit: int) -> str:
 
 
 class ReadFamily:
-    """A metric family read when /metrics is scraped: the running bot's values only (a counter
-    of a bot replaced by a settings reload restarts from 0, as a process restart would)."""
+    """A gauge family read when /metrics is scraped: the running bot's value only (no ``copy``, so
+    a bot replaced by a settings reload leaves nothing behind)."""
 
     def __init__(self, name: str, help: str, kind: str, read: Any, label: str = "") -> None:
         self.name, self.help, self.kind, self._read, self._label = name, help, kind, read, label
@@ -98,7 +99,10 @@ class Plugin:
         #: time.time() of the last completed folder check (the index matched the folder then).
         self.checked_at: float | None = None
         self.last_error = ""
-        self.outcomes: dict[str, int] = {"answered_model": 0, "answered_passage": 0, "passed": 0, "declined": 0}
+        #: Questions that reached the skill, by outcome (a core Counter: kept across settings reloads).
+        self.questions = Counter("skillbot_knowledge_questions_total", "Questions that reached the "
+                                 "knowledge skill, by outcome: answered_model, answered_passage, passed "
+                                 "(to the general model), declined.", ("outcome",))
         self._watcher: asyncio.Task | None = None
         self._opened = False
 
@@ -115,12 +119,12 @@ class Plugin:
         self.env = bot.templates(HERE)
         for name in TEMPLATES:  # a missing or broken template stops start-up with its name
             self.env.get_template(name)
-        settings = getattr(bot, "settings", None)
+        settings = bot.settings
         folder = Path(self.config.folder).expanduser()
-        self.folder = folder if folder.is_absolute() or settings is None else settings.resolve_path(folder)
-        self.store = build_store(self.config, getattr(bot, "cache_dir", None), settings)
+        self.folder = folder if folder.is_absolute() else settings.resolve_path(folder)
+        self.store = build_store(self.config, bot.cache_dir, settings)
         analyzer = TermAnalyzer(bot.segmenter)
-        embeddings = getattr(bot, "embeddings", None)
+        embeddings = bot.embeddings
         self.indexer = FolderIndexer(self.folder, self.store, analyzer, embeddings,
                                      self.config.chunk_chars, self.config.max_file_bytes)
         self.retriever = Retriever(self.store, analyzer, embeddings, self.config)
@@ -217,10 +221,10 @@ class Plugin:
         if not passages:
             if self.config.no_match == "decline":
                 info["outcome"] = "declined"
-                self.outcomes["declined"] += 1
+                self.questions.inc("declined")
                 return TextReply(self._render("no_match.j2", question=text))
             info["outcome"] = "passed"
-            self.outcomes["passed"] += 1
+            self.questions.inc("passed")
             return None
         reply = await self._model_answer(ctx, text, passages) if self.config.use_model else None
         if reply is None:
@@ -228,40 +232,31 @@ class Plugin:
             info["outcome"] = "answered_passage"
         else:
             info["outcome"] = "answered_model"
-        self.outcomes[info["outcome"]] += 1
+        self.questions.inc(info["outcome"])
         return reply
 
-    def _client(self) -> Any:
-        pm = getattr(self.bot, "pm", None)
-        llm = pm.get_plugin("llm") if pm is not None else None
-        client = getattr(llm, "client", None)
-        return (llm, client) if client is not None and getattr(client, "configured", False) else (None, None)
-
     async def _model_answer(self, ctx: Any, text: str, passages: list[Passage]) -> TextReply | None:
-        llm, client = self._client()
-        if client is None:
+        """The configured model's answer from ``passages`` only, or None (no model, or it failed)."""
+        llm = self.bot.configs.get("llm")
+        providers = list(getattr(llm, "providers", None) or [])
+        if not providers:
             return None
         numbered = [{"number": i + 1, "title": p.chunk.title, "heading": p.chunk.heading,
                      "text": p.chunk.text} for i, p in enumerate(passages)]
         system = self._render("answer_prompt.j2", question=text, passages=numbered)
+        started = time.monotonic()
         try:
-            completion = await client.complete([{"role": "system", "content": system},
-                                                {"role": "user", "content": text}],
-                                               timeout=self.config.model_timeout)
-        except Exception as exc:  # no model answer: the best passage answers instead
-            ctx.log.warning("knowledge: the model did not answer (%s); answering with the passage",
-                            type(exc).__name__)
-            ctx.extra["knowledge"]["model_error"] = type(exc).__name__
+            answer = await ask_model(self.bot.http, providers, [{"role": "system", "content": system},
+                                                                {"role": "user", "content": text}],
+                                     self.config.model_timeout)
+        except ModelUnavailable as exc:  # no model answer: the best passage answers instead
+            ctx.log.warning("knowledge: the model did not answer (%s); answering with the passage", exc)
+            ctx.extra["knowledge"]["model_error"] = str(exc)
             return None
-        metrics = getattr(completion, "metrics", None)
-        if callable(metrics):
-            ctx.extra["llm"] = metrics()
-        if getattr(completion, "filtered", False) or not (completion.text or "").strip():
-            return None
-        reply_for = getattr(llm, "reply_for", None)
-        answer = reply_for(completion).content if callable(reply_for) else completion.text.strip()
+        ctx.extra["knowledge"]["model"] = {"provider": answer.provider,
+                                           "ms": round((time.monotonic() - started) * 1000)}
         sources = list(dict.fromkeys(p.chunk.title for p in passages))
-        return TextReply(self._render("model_answer.j2", answer=answer, sources=sources))
+        return TextReply(self._render("model_answer.j2", answer=answer.text, sources=sources))
 
     def _passage_answer(self, passage: Passage) -> TextReply:
         chunk = passage.chunk
@@ -290,11 +285,6 @@ class Plugin:
     @hookimpl
     def skillbot_health(self, bot: Any, probe: bool) -> list:
         """The index: documents, chunks, index age; unreadable files by name (from memory, no I/O)."""
-        try:
-            from core import Check  # the public API, where the core exports it
-        except ImportError:
-            from core.health import Check
-
         status = self.status()
         age = status["index_age_seconds"]
         detail = (f"{status['documents']} documents, {status['chunks']} chunks ({status['store']}), "
@@ -307,9 +297,9 @@ class Plugin:
             checks.append(Check("knowledge documents", False, f"unreadable: {names}"))
         return checks
 
-    @hookimpl(optionalhook=True)
+    @hookimpl
     def skillbot_metrics(self) -> list:
-        """Gauges for /metrics (read by the core that has the ``skillbot_metrics`` hook)."""
+        """Index gauges (read when /metrics is scraped) and the questions counter."""
         def stat(name: str) -> Any:
             return lambda: getattr(self.stats, name) if self.stats is not None else None
         return [
@@ -321,21 +311,15 @@ class Plugin:
                        lambda: len(self.stats.unreadable) if self.stats is not None else None),
             ReadFamily("skillbot_knowledge_index_age_seconds", "Seconds since the knowledge index was "
                        "last checked against its folder.", "gauge", self.index_age),
-            ReadFamily("skillbot_knowledge_questions_total", "Questions that reached the knowledge "
-                       "skill, by outcome: answered_model, answered_passage, passed (to the general "
-                       "model), declined.", "counter", lambda: dict(self.outcomes), "outcome"),
+            self.questions,
         ]
 
-    @hookimpl(optionalhook=True)
-    def skillbot_explain(self, ctx: Any) -> Any:
+    @hookimpl
+    def skillbot_explain(self, ctx: Any) -> Explanation | None:
         """The passages and scores behind this message's answer (or why there was none)."""
         info = ctx.extra.get("knowledge")
         if not info:
             return None
-        try:
-            from core import Explanation  # the contract that has skillbot_explain
-        except ImportError:
-            return info
         items = [f"{p['score']:.2f} (lexical {p['lexical']:.2f}, dense {p['dense']:.2f}) "
                  f"《{p['title']}》{p['heading']}" for p in info["passages"]]
         return Explanation("knowledge", f"{info.get('outcome', '?')}: {info['relevant']} relevant "

@@ -18,7 +18,7 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any
 
-from core.normalizer import normalize_text
+from core import normalize_text
 
 from .store import KnowledgeStore, StoredChunk
 from .terms import TermAnalyzer, coverage, search_terms

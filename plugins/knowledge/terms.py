@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
-from core.normalizer import normalize_text
+from core import normalize_text
 
 #: A bigram counts this fraction of the mean weight of its two characters.
 BIGRAM_FACTOR = 0.5

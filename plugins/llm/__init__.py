@@ -7,8 +7,9 @@
 - Failures (every provider down, time out, refused) give a polite reply from a template; with no
   provider configured the plugin says so once at start-up (INFO) and answers with ``no_provider.j2``.
 
-The answer's provider, model, token counts and latency are left in ``ctx.extra["llm"]`` for
-metrics.
+The answer's provider, model, token counts and latency are left in ``ctx.extra["llm"]``; the
+plugin counts them in its own metric families (``skillbot_metrics``: model latency, attempts,
+errors, tokens) and shows them in the message's explanation (``skillbot_explain``).
 """
 from __future__ import annotations
 
@@ -16,11 +17,21 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import jinja2
 
-from core import Intent, TextReply, hookimpl
-from core.templating import text_environment
+from core import (
+    BotServices,
+    Candidate,
+    Check,
+    Counter,
+    Explanation,
+    Histogram,
+    Intent,
+    MessageContext,
+    TextReply,
+    hookimpl,
+    probe_http,
+)
 
 from .client import Completion, LLMClient, LLMError
 from .config import Config
@@ -33,6 +44,8 @@ PLUGIN_DIR = Path(__file__).parent
 RESET_INTENT = "llm.reset"
 #: Message types whose ``message.text`` is the user's words.
 TEXT_TYPES = ("text", "voice")
+#: Seconds; one model request.
+MODEL_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 4.5, 6.0, 10.0, 15.0, 20.0, 30.0, 60.0)
 
 
 #: Running without a model is a normal set-up (small talk, FAQ, weather answer without one), so it
@@ -48,21 +61,54 @@ def _say_no_provider() -> None:
                  "one, add a [[plugins.llm.providers]] table to settings.toml (docs/llm.md)")
 
 
+class ModelMetrics:
+    """The plugin's metric families, fed from what ``ctx.extra["llm"]`` records."""
+
+    def __init__(self) -> None:
+        self.latency = Histogram("skillbot_model_latency_seconds",
+                                 "Latency of the model request that answered, by provider.",
+                                 ("provider",), MODEL_BUCKETS)
+        self.attempts = Counter("skillbot_model_attempts_total", "Model provider attempts by outcome "
+                                "(ok, timeout, rate_limited, server_error, skipped...).",
+                                ("provider", "outcome"))
+        self.errors = Counter("skillbot_model_errors_total",
+                              "Messages the model could not answer, by error.", ("error",))
+        self.tokens = Counter("skillbot_model_tokens_total",
+                              "Model tokens used, by provider and kind (prompt, completion).",
+                              ("provider", "kind"))
+
+    def families(self) -> list[Counter | Histogram]:
+        return [self.latency, self.attempts, self.errors, self.tokens]
+
+    def observe(self, llm: dict[str, Any]) -> None:
+        for attempt in llm.get("attempts") or []:
+            provider, _, outcome = str(attempt).partition(":")
+            self.attempts.inc(provider, outcome or "-")
+        if llm.get("error"):
+            self.errors.inc(str(llm["error"]))
+            return
+        provider = str(llm.get("provider") or "-")
+        if isinstance(llm.get("latency_ms"), (int, float)):
+            self.latency.observe(llm["latency_ms"] / 1000, provider)
+        for kind in ("prompt", "completion"):
+            tokens = llm.get(f"{kind}_tokens")
+            if isinstance(tokens, int) and tokens > 0:
+                self.tokens.inc(provider, kind, amount=tokens)
+
+
 class Plugin:
     def __init__(self) -> None:
         self.config = Config()
-        self.bot: Any = None
+        self.bot: BotServices | None = None
         self.client: LLMClient | None = None
         self.env: jinja2.Environment | None = None
-        self._own_session: aiohttp.ClientSession | None = None
+        self.metrics = ModelMetrics()
 
     # ---- set-up ------------------------------------------------------------------------------
 
     @hookimpl
-    async def skillbot_health(self, bot: Any, probe: bool) -> list:
+    async def skillbot_health(self, bot: BotServices, probe: bool) -> list[Check] | None:
         """Each provider: its circuit breaker (for /readyz) or GET {base_url}/models (run.py check)."""
-        from core.health import Check, probe_http
-
         if self.client is None:
             return []
         checks = [Check(f"model provider {name}", False, reason)
@@ -88,22 +134,17 @@ class Plugin:
         return Config
 
     @hookimpl
-    async def skillbot_startup(self, bot: Any, config: Any) -> None:
+    async def skillbot_startup(self, bot: BotServices, config: Config) -> None:
         providers = config.provider_configs()
         self.bot = bot
         self.config = config
-        self.env = self._environment(bot)
+        self.env = bot.templates(PLUGIN_DIR)
         # Fail start-up now, with the file named, if a template is missing or broken.
         for name in (config.system_prompt_template, "reset_done.j2", "unavailable.j2",
-                     "no_provider.j2", "truncated_note.j2", "content_filter.j2"):
+                     "no_provider.j2", "truncated_note.j2", "content_filter.j2", "explain.j2"):
             self.env.get_template(name)
-        session = getattr(bot, "http", None)
-        if session is None:
-            if self._own_session is None or self._own_session.closed:
-                self._own_session = aiohttp.ClientSession()
-            session = self._own_session
         self.client = LLMClient(
-            providers, session,
+            providers, bot.http,
             breaker_failures=config.circuit_breaker_failures,
             breaker_reset_seconds=config.circuit_breaker_reset_seconds,
             max_retry_after=config.max_retry_after_seconds,
@@ -118,14 +159,11 @@ class Plugin:
                      ", ".join(f"{p.name} ({p.config.model})" for p in self.client.chain))
 
     @hookimpl
-    async def skillbot_shutdown(self, bot: Any) -> None:
-        if self._own_session is not None:
-            await self._own_session.close()
-            self._own_session = None
-        self.client = None
+    async def skillbot_shutdown(self, bot: BotServices) -> None:
+        self.client = None  # the session is the bot's: the core closes it
 
     @hookimpl
-    def skillbot_intents(self) -> list:
+    def skillbot_intents(self) -> list[Intent]:
         return [Intent(RESET_INTENT,
                        patterns=[reset_pattern(c) for c in self.config.reset_commands],
                        priority=100)]
@@ -133,7 +171,7 @@ class Plugin:
     # ---- the reset command -------------------------------------------------------------------
 
     @hookimpl
-    async def skillbot_handle(self, ctx: Any, candidate: Any) -> Any:
+    async def skillbot_handle(self, ctx: MessageContext, candidate: Candidate) -> TextReply | None:
         if candidate.intent.name != RESET_INTENT:
             return None
         await ctx.bot.conversations.clear(ctx.user)
@@ -143,7 +181,7 @@ class Plugin:
     # ---- the fallback ------------------------------------------------------------------------
 
     @hookimpl(trylast=True)
-    async def skillbot_fallback(self, ctx: Any) -> Any:
+    async def skillbot_fallback(self, ctx: MessageContext) -> TextReply | None:
         message = ctx.message
         if message.is_event or message.msg_type not in TEXT_TYPES:
             return None
@@ -159,14 +197,30 @@ class Plugin:
             ctx.log.warning("llm: no answer: %s", exc)
             ctx.extra["llm"] = {"error": type(exc).__name__,
                                 "attempts": [f"{a.provider}:{a.outcome}" for a in exc.attempts]}
+            self.metrics.observe(ctx.extra["llm"])
             return TextReply(self._render("unavailable.j2"), record=False)
         except Exception:
             ctx.log.exception("llm: the fallback failed")
             return TextReply(self._render("unavailable.j2"), record=False)
         ctx.extra["llm"] = completion.metrics()
+        self.metrics.observe(ctx.extra["llm"])
         return self.reply_for(completion)
 
-    def messages_for(self, ctx: Any, text: str) -> list[dict[str, str]]:
+    # ---- what it did: metrics and the explanation --------------------------------------------
+
+    @hookimpl
+    def skillbot_metrics(self) -> list[Counter | Histogram]:
+        return self.metrics.families()
+
+    @hookimpl
+    def skillbot_explain(self, ctx: MessageContext) -> Explanation | None:
+        llm = ctx.extra.get("llm")
+        if not isinstance(llm, dict):
+            return None
+        return Explanation(title=self._render("explain.j2", part="title"),
+                           summary=self._render("explain.j2", part="summary", llm=llm), data=llm)
+
+    def messages_for(self, ctx: MessageContext, text: str) -> list[dict[str, str]]:
         """The messages array for the model: system prompt, bounded history, ``text``."""
         config = self.config
         system = self._render(config.system_prompt_template, **prompt_variables(
@@ -189,13 +243,6 @@ class Plugin:
 
     # ---- helpers -----------------------------------------------------------------------------
 
-    def _environment(self, bot: Any) -> jinja2.Environment:
-        templates = getattr(bot, "templates", None)
-        if callable(templates):
-            return templates(PLUGIN_DIR)
-        return text_environment(PLUGIN_DIR / "templates")
-
     def _render(self, name: str, **variables: Any) -> str:
-        if self.env is None:
-            self.env = text_environment(PLUGIN_DIR / "templates")
+        assert self.env is not None, "rendered before skillbot_startup"
         return self.env.get_template(name).render(**variables).strip()

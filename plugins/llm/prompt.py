@@ -24,7 +24,7 @@ import time
 from datetime import datetime, timedelta, timezone, tzinfo
 from typing import Any, Iterable, Sequence
 
-from core.conversation import Turn
+from core import Turn
 
 #: The ellipsis put where a too-long history message was cut.
 ELLIPSIS = "…"

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from core import Intent, TextReply, hookimpl
+from core import BotServices, Candidate, Intent, MessageContext, TextReply, hookimpl
 
 from .config import Config
 
@@ -101,7 +101,7 @@ class Plugin:
         return Config
 
     @hookimpl
-    def skillbot_startup(self, bot: Any, config: Config) -> None:
+    def skillbot_startup(self, bot: BotServices, config: Config) -> None:
         self.config = config
         path = config.resolved_path()
         self.talk = SmallTalk(path)  # a broken file stops start-up with its name
@@ -119,8 +119,8 @@ class Plugin:
         return self.config.score, {"topic": topic.name}
 
     @hookimpl
-    def skillbot_handle(self, ctx: Any, candidate: Any) -> Any:
-        if getattr(candidate, "name", None) != INTENT or self.talk is None:
+    def skillbot_handle(self, ctx: MessageContext, candidate: Candidate) -> TextReply | None:
+        if candidate.name != INTENT or self.talk is None:
             return None
         topic = self.talk.match(ctx.message.text or "")
         if topic is None:

@@ -1,8 +1,9 @@
 """Weather skill: "明天北京会下雨吗", "上海天气", "那广州呢？", "周末杭州冷不冷", or a location.
 
 Pieces: ``places`` (Chinese place names -> coordinates, bundled table), ``dates`` (which day),
-``understand`` (question or remark, follow-up or not), ``providers`` (Open-Meteo, QWeather, and a
-registry for more), ``service`` (cache, single flight, timeout, stale-on-error), templates for
+``understand`` (question or remark, follow-up or not), ``providers`` (Open-Meteo, QWeather; more
+come from other plugins through the hook ``skillbot_weather_providers`` this plugin adds, see
+``hookspecs``), ``service`` (cache, single flight, timeout, stale-on-error), templates for
 every word the user reads. How the pieces decide is described in docs/weather.md.
 
 Decision rules in ``skillbot_handle``:
@@ -21,30 +22,40 @@ Decision rules in ``skillbot_handle``:
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import time
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any, Callable
 
-import aiohttp
 import jinja2
+import pluggy
 
 from core import (
-    Intent, LocationEvent, LocationMessage, MessageContext, SuccessReply, TextReply, hookimpl,
+    BotServices,
+    Candidate,
+    Check,
+    Intent,
+    LocationEvent,
+    LocationMessage,
+    MessageContext,
+    SuccessReply,
+    TextReply,
+    hookimpl,
 )
-from core.cache import MemoryCache
-from core.templating import text_environment
 
+from . import hookspecs
 from .config import Config
 from .dates import DayQuery, china_now
 from .places import PlaceIndex, default_index
-from .providers import create_provider
+from .providers import BUILT_IN, ProviderFactory, create_provider
 from .service import Report, Spot, WeatherService
 from .understand import Question, understand
 
 PLUGIN_DIR = Path(__file__).parent
 INTENT = "weather"
+log = logging.getLogger("skillbot.weather")
 
 KEYWORDS = {"天气": ["气温", "温度", "下雨", "下雪", "冷", "热", "闷热", "刮风", "风", "晴", "晴天",
                    "阴", "阴天", "雾", "雾霾", "带伞", "预报", "几度", "多少度", "降温", "升温",
@@ -63,21 +74,6 @@ FOLLOWUP_SCORE = 0.7
 QUESTION_SCORE = 0.6
 
 
-def make_templates(bot: Any) -> jinja2.Environment:
-    """The operator's override folder first (``bot.templates``), else the bundled templates."""
-    factory = getattr(bot, "templates", None)
-    if callable(factory):
-        return factory(PLUGIN_DIR)
-    return text_environment(PLUGIN_DIR / "templates")
-
-
-def make_cache(bot: Any, name: str, maxsize: int, ttl: float) -> Any:
-    factory = getattr(bot, "cache", None)
-    if callable(factory):
-        return factory(name, maxsize=maxsize, ttl=ttl)
-    return MemoryCache(name, maxsize=maxsize, ttl=ttl)
-
-
 def _day_info(d: date, today: date) -> dict[str, Any]:
     return {"date": d.isoformat(), "offset": (d - today).days, "weekday": d.weekday(),
             "month": d.month, "day": d.day}
@@ -92,15 +88,12 @@ class Plugin:
         self.service: WeatherService | None = None
         self.env: jinja2.Environment | None = None
         self.now: Callable[[], datetime] = china_now
-        self._own_session: aiohttp.ClientSession | None = None
 
     # ---- set-up ----------------------------------------------------------------------------
 
     @hookimpl
-    async def skillbot_health(self, bot: Any, probe: bool) -> list | None:
+    async def skillbot_health(self, bot: BotServices, probe: bool) -> list[Check] | None:
         """run.py check: a one-day forecast for Beijing from the configured provider."""
-        from core.health import Check
-
         if not probe or self.service is None:
             return None
         name = f"weather provider {self.config.provider}"
@@ -117,35 +110,48 @@ class Plugin:
         return Config
 
     @hookimpl
-    async def skillbot_startup(self, bot: Any, config: Any) -> None:
+    def skillbot_add_hookspecs(self, pm: pluggy.PluginManager) -> None:
+        pm.add_hookspecs(hookspecs)
+
+    @hookimpl
+    def skillbot_weather_providers(self) -> dict[str, ProviderFactory]:
+        return dict(BUILT_IN)
+
+    @hookimpl
+    async def skillbot_startup(self, bot: BotServices, config: Config) -> None:
         self.config = config
         self.index = default_index()  # loaded once per process, at start-up
-        self.env = make_templates(bot)
-        session = getattr(bot, "http", None)
-        if session is None:
-            if self._own_session is None or self._own_session.closed:
-                self._own_session = aiohttp.ClientSession()
-            session = self._own_session
-        provider = create_provider(config.provider, config, session)
+        self.env = bot.templates(PLUGIN_DIR)
+        factories = await self.providers(bot)
+        provider = create_provider(config.provider, config, bot.http, factories)
         self.service = WeatherService(
             provider,
-            make_cache(bot, "weather", config.cache_size, config.cache_ttl),
-            make_cache(bot, "weather_stale", config.cache_size, config.stale_ttl),
+            bot.cache("weather", maxsize=config.cache_size, ttl=config.cache_ttl),
+            bot.cache("weather_stale", maxsize=config.cache_size, ttl=config.stale_ttl),
             timeout=config.timeout, cache_ttl=config.cache_ttl, stale_ttl=config.stale_ttl,
             now=lambda: self.now())
 
-    @hookimpl
-    async def skillbot_shutdown(self, bot: Any) -> None:
-        if self._own_session is not None and not self._own_session.closed:
-            await self._own_session.close()
-        self._own_session = None
+    @staticmethod
+    async def providers(bot: BotServices) -> dict[str, ProviderFactory]:
+        """Every provider the enabled plugins give (``skillbot_weather_providers``); a name
+        keeps the first plugin that gave it."""
+        factories: dict[str, ProviderFactory] = {}
+        owners: dict[str, str] = {}
+        for result in await bot.hooks.call("skillbot_weather_providers", {}):
+            for name, factory in (result.value or {}).items() if result.ok else ():
+                if name in factories:
+                    log.warning("weather provider %r from plugin %s ignored: plugin %s gave it first",
+                                name, result.plugin, owners[name])
+                    continue
+                factories[name], owners[name] = factory, result.plugin
+        return factories
 
     @hookimpl
-    def skillbot_jieba_words(self) -> list:
+    def skillbot_jieba_words(self) -> list[str]:
         return default_index().words(min_length=2)
 
     @hookimpl
-    def skillbot_intents(self) -> list:
+    def skillbot_intents(self) -> list[Intent]:
         return [Intent(name=INTENT, keywords=KEYWORDS, examples=EXAMPLES, priority=10,
                        msg_types=["location"], events=["LOCATION"], scorer=self.score)]
 
@@ -169,8 +175,8 @@ class Plugin:
     # ---- answering ---------------------------------------------------------------------------
 
     @hookimpl
-    async def skillbot_handle(self, ctx: MessageContext, candidate: Any) -> Any:
-        if getattr(candidate, "name", None) != INTENT or self.service is None:
+    async def skillbot_handle(self, ctx: MessageContext, candidate: Candidate) -> TextReply | SuccessReply | None:
+        if candidate.name != INTENT or self.service is None:
             return None
         message = ctx.message
         if isinstance(message, LocationEvent):
@@ -200,7 +206,7 @@ class Plugin:
         await ctx.remember(weather_place=spot.to_dict(), weather_location=spot.to_dict(),
                            weather_days={"current": True, "dates": [today.isoformat()]},
                            weather_answered_at=time.time())
-        return await self._forecast_reply([spot], [today], True, today, [], "current.j2")
+        return await self._forecast_reply([spot], [today], True, today, [], "current.j2", ctx=ctx)
 
     async def _answer_text(self, ctx: MessageContext, q: Question, today: date) -> Any:
         after_weather = self._after_weather(ctx)
@@ -231,7 +237,7 @@ class Plugin:
         await ctx.remember(weather_place=spots[0].to_dict(),
                            weather_days={"current": current, "dates": [d.isoformat() for d in dates]})
         template = "current.j2" if q.days.current else "forecast.j2"
-        return await self._forecast_reply(spots, dates, current, today, q.days.beyond, template)
+        return await self._forecast_reply(spots, dates, current, today, q.days.beyond, template, ctx=ctx)
 
     def _pick_days(self, ctx: MessageContext, days: DayQuery, is_followup: bool,
                    today: date) -> tuple[bool, list[date]]:
@@ -275,10 +281,14 @@ class Plugin:
         return stamp is not None
 
     async def _forecast_reply(self, spots: list[Spot], dates: list[date], current: bool,
-                              today: date, beyond: list[date], template: str) -> TextReply:
+                              today: date, beyond: list[date], template: str,
+                              ctx: MessageContext | None = None) -> TextReply:
         assert self.service is not None
         reports: list[Report] = await asyncio.gather(
             *(self.service.report(spot, dates, current) for spot in spots))
+        if ctx is not None and any(r.failed for r in reports):  # counted by core.operations.metrics
+            ctx.extra.setdefault("provider_failures", []).append(
+                {"plugin": "weather", "provider": self.service.provider.name})
         if all(r.empty for r in reports):
             return self._text("apology.j2", place=spots[0].name if len(spots) == 1 else "")
         rendered = []

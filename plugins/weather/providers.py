@@ -1,21 +1,20 @@
-"""Weather providers behind one interface, and the registry another plugin can add to.
+"""Weather providers behind one interface.
 
 A provider turns coordinates into a ``Forecast``: current conditions (when asked for) and the
 daily forecast it has, already normalised (numbers, WMO codes or upstream Chinese texts, wind
 sector and Beaufort scale). Words for the user are *not* made here: templates turn codes into
 Chinese.
 
-Adding a provider from another plugin (at import time of that plugin's module)::
+Providers are registered through the contract, not here: the weather plugin adds the hook
+``skillbot_weather_providers`` (``hookspecs.py``) and gives its two built-in providers through it;
+another plugin adds one the same way::
 
-    from plugins.weather.providers import WeatherProvider, register_provider
+    class MyPlugin:
+        @hookimpl(optionalhook=True)
+        def skillbot_weather_providers(self):
+            return {"my-provider": MyProvider}   # a WeatherProvider subclass
 
-    class MyProvider(WeatherProvider):
-        name = "my-provider"
-        async def fetch(self, lat, lon, day=None): ...
-
-    register_provider("my-provider", lambda config, session: MyProvider(config, session))
-
-then set ``provider = "my-provider"`` under ``[plugins.weather]``.
+then ``provider = "my-provider"`` under ``[plugins.weather]`` (docs/weather.md).
 """
 from __future__ import annotations
 
@@ -184,23 +183,15 @@ class WeatherProvider(ABC):
 
 
 ProviderFactory = Callable[[Any, aiohttp.ClientSession], WeatherProvider]
-_REGISTRY: dict[str, ProviderFactory] = {}
 
 
-def register_provider(name: str, factory: ProviderFactory) -> None:
-    """Make ``provider = "<name>"`` usable in settings. ``factory(config, session)``."""
-    _REGISTRY[name] = factory
-
-
-def provider_names() -> list[str]:
-    return sorted(_REGISTRY)
-
-
-def create_provider(name: str, config: Any, session: aiohttp.ClientSession) -> WeatherProvider:
+def create_provider(name: str, config: Any, session: aiohttp.ClientSession,
+                    factories: dict[str, ProviderFactory]) -> WeatherProvider:
+    """The provider ``name`` from ``factories`` (what ``skillbot_weather_providers`` gave)."""
     try:
-        factory = _REGISTRY[name]
+        factory = factories[name]
     except KeyError:
-        raise ValueError(f"unknown weather provider {name!r}; known: {', '.join(provider_names())}") \
+        raise ValueError(f"unknown weather provider {name!r}; known: {', '.join(sorted(factories))}") \
             from None
     return factory(config, session)
 
@@ -387,5 +378,6 @@ class QWeatherProvider(WeatherProvider):
         return days
 
 
-register_provider(OpenMeteoProvider.name, OpenMeteoProvider)
-register_provider(QWeatherProvider.name, QWeatherProvider)
+#: The providers the weather plugin brings itself (through ``skillbot_weather_providers``).
+BUILT_IN: dict[str, ProviderFactory] = {OpenMeteoProvider.name: OpenMeteoProvider,
+                                        QWeatherProvider.name: QWeatherProvider}

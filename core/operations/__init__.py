@@ -1,0 +1,1 @@
+"""Operations: command line, chat console, simulator, scaffold, metrics, health, settings reload, logs."""

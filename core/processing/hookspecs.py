@@ -1,0 +1,217 @@
+"""The plugin contract: every hook a Skillbot plugin can implement, grouped by pipeline stage.
+
+Async rule: any hook implementation may be ``async def`` (except the two registration hooks,
+``skillbot_config_schema`` and ``skillbot_add_hookspecs``, which run before any event loop work).
+The core never lets pluggy collect coroutines; it walks the implementations itself in pluggy's
+order (``tryfirst`` first, ``trylast`` last, then the plugin ``priority`` from settings), awaits
+each result that is awaitable, and applies the stop rule written on the spec: ``firstresult=True``
+stops at the first non-None result, every other hook calls every implementation. The caller
+(``core.processing.plugin_manager.HookCaller``) reads that option from the spec and offers one
+typed method per hook. A failing or slow implementation is logged and skipped: one plugin never
+breaks a reply.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+import pluggy
+
+if TYPE_CHECKING:
+    import aiohttp
+    import jinja2
+
+    from ..access.replies import Reply
+    from ..operations.health import Check
+    from ..operations.metrics import Counter, Histogram
+    from ..settings import Settings
+    from ..state.cache import Cache
+    from ..state.conversation import ConversationStore
+    from .context import Explanation, MessageContext
+    from .intents import Candidate, Intent
+    from .plugin_manager import HookCaller
+    from .embeddings import EmbeddingService
+    from .segmenter import Segmenter
+
+PROJECT = "skillbot"
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+class BotServices(Protocol):
+    """What a plugin may use of the running bot (the ``bot`` argument, ``ctx.bot``).
+
+    ``settings``: the validated settings; ``http``: the shared ``aiohttp.ClientSession`` (the core
+    opens and closes it); ``conversations``: per-user history and slots; ``configs``: every
+    plugin's validated settings by plugin name; ``segmenter``: the bot's jieba segmenter (term
+    weights, ``add_words``); ``hooks``: the hook caller, for hooks a plugin added itself
+    (``await bot.hooks.call("skillbot_weather_providers", {})``); ``embeddings``: the embedding
+    service (``await bot.embeddings.embed_query(text)``, ``await bot.embeddings.embed_set(texts,
+    kind)``; core/processing/embeddings.py); ``cache_dir``: a folder for computed data
+    (``paths.cache_dir``).
+    """
+
+    settings: Settings
+    http: aiohttp.ClientSession
+    conversations: ConversationStore
+    configs: dict[str, Any]
+    segmenter: Segmenter
+    hooks: HookCaller
+    embeddings: EmbeddingService
+    cache_dir: Path
+
+    def cache(self, name: str, maxsize: int = 1024, ttl: float = 600) -> Cache:
+        """A named cache shared by everything in this bot that asks for the same name."""
+        ...
+
+    def templates(self, plugin_dir: str | Path) -> jinja2.Environment:
+        """Jinja2 templates: the operator's override folder first, then ``plugin_dir/templates``."""
+        ...
+
+    def tokenize(self, text: str) -> list[str]:
+        """jieba tokens of ``text`` as the router sees them."""
+        ...
+
+
+# ---- set-up ------------------------------------------------------------------------------------
+
+@hookspec
+def skillbot_config_schema() -> type | None:
+    """Return the dataclass that validates this plugin's ``[plugins.<name>]`` table.
+
+    Called once per plugin while settings are loaded (synchronous). Each field is a setting; its
+    default is the default. Unknown keys and values of the wrong type stop start-up with the key
+    named. A ``validate(self)`` method on the dataclass may raise ``ValueError`` for finer checks.
+    Every implementation is called.
+    """
+
+
+@hookspec
+def skillbot_add_hookspecs(pm: pluggy.PluginManager) -> None:
+    """Add hooks of this plugin's own: ``pm.add_hookspecs(my_hookspecs_module)``.
+
+    Called once per plugin when the plugin manager is built, after every plugin is registered and
+    before unknown hook names are refused (synchronous). Other plugins then implement the new
+    hooks like any other, in any order of ``plugins.enabled``. Every implementation is called.
+    """
+
+
+@hookspec
+def skillbot_startup(bot: BotServices, config: Any) -> None:
+    """Prepare the plugin: open clients, load data, build indexes. May be async.
+
+    ``config`` is this plugin's validated settings (an instance of its schema, or ``{}``).
+    Called once per plugin instance at start-up. A settings reload builds fresh plugin instances:
+    the new ones start with the new config before the old ones shut down, so keep state on
+    ``self``, not in module globals. A plugin that raises here stops start-up (or rejects the
+    reload) with its name in the message. Every implementation is called.
+    """
+
+
+@hookspec
+def skillbot_shutdown(bot: BotServices) -> None:
+    """Release what ``skillbot_startup`` opened. May be async. Every implementation is called."""
+
+
+@hookspec
+def skillbot_jieba_words() -> list[str | tuple[str, int, str]]:
+    """Return words to add to jieba's dictionary at start-up so segmentation keeps them whole.
+
+    Items are ``"word"`` or ``(word, freq, tag)`` tuples. Every implementation is called.
+    """
+
+
+@hookspec
+def skillbot_intents() -> list[Intent]:
+    """Return the ``Intent`` objects this plugin's skills handle.
+
+    Called at start-up (and after a settings reload); every implementation is called and the
+    router scores all declared intents for each message.
+    """
+
+
+# ---- stage 1: inbound filter --------------------------------------------------------------------
+
+@hookspec(firstresult=True)
+def skillbot_inbound_filter(ctx: MessageContext) -> Reply | None:
+    """Inspect (and possibly rewrite ``ctx.message.text``) before routing.
+
+    Return a ``Reply`` to stop the message here (it never reaches skills or the fallback), or None
+    to let it through. Stops at the first non-None result.
+    """
+
+
+# ---- stage 2-3: routing and skills ---------------------------------------------------------------
+
+@hookspec(firstresult=True)
+def skillbot_handle(ctx: MessageContext, candidate: Candidate) -> Reply | None:
+    """Answer the message as the intent in ``candidate`` (a ``Candidate``: intent, score, slots).
+
+    Called only on the plugin that declared ``candidate.intent``, for each router candidate above
+    the threshold in rank order. Return a ``Reply`` to answer, or None to decline and let the next
+    candidate (and finally the fallback) try. Stops at the first non-None result.
+    """
+
+
+# ---- stage 4: fallback ---------------------------------------------------------------------------
+
+@hookspec(firstresult=True)
+def skillbot_fallback(ctx: MessageContext) -> Reply | None:
+    """Answer what no skill answered (the LLM lives here). Return a ``Reply`` or None.
+
+    Stops at the first non-None result. When every fallback returns None the core answers text
+    with the configured ``pipeline.no_answer_reply`` and events with ``success``.
+    """
+
+
+# ---- stage 5: outbound filter --------------------------------------------------------------------
+
+@hookspec
+def skillbot_outbound_filter(ctx: MessageContext, reply: Reply) -> Reply | None:
+    """Check a reply before it is sent. Return a replacement ``Reply``, or None to keep it.
+
+    Every implementation is called in order; each sees the reply the previous one produced.
+    """
+
+
+# ---- after the reply -----------------------------------------------------------------------------
+
+@hookspec
+def skillbot_message_done(ctx: MessageContext, reply: Reply) -> None:
+    """Observe a finished message (metrics, audit). Every implementation is called; results ignored."""
+
+
+@hookspec
+def skillbot_explain(ctx: MessageContext) -> Explanation | None:
+    """Return this plugin's block of the message's explanation (``run.py chat``, the simulator).
+
+    An ``Explanation(title, summary, items, data)`` about what the plugin did with this message
+    (the model that answered, the filter's hits), or None when it has nothing to say. Called
+    after ``skillbot_message_done``; every implementation is called.
+    """
+
+
+# ---- operations ----------------------------------------------------------------------------------
+
+@hookspec
+def skillbot_health(bot: BotServices, probe: bool) -> list[Check] | None:
+    """Report the services this plugin depends on (model providers, weather APIs...).
+
+    Return a list of ``core.Check`` (name, ok, detail), or None when there is nothing to report.
+    ``probe=False`` is asked on every ``GET /readyz``: answer from what the plugin already knows
+    (circuit breakers, the last error) without any I/O. ``probe=True`` is asked by ``run.py
+    check``: reach each service now with a small request (``core.probe_http``) and report what
+    happened. Every implementation is called; one that raises or times out is reported as a
+    failed check named after its plugin.
+    """
+
+
+@hookspec
+def skillbot_metrics() -> list[Counter | Histogram]:
+    """Return the metric families this plugin keeps (``core.Counter``, ``core.Histogram``).
+
+    Called once after start-up; ``GET /metrics`` renders them after the core's own, without
+    knowing what they count. The plugin updates them itself (in its pipeline hooks). Counts of a
+    bot replaced by a settings reload are added to the new bot's families of the same name, so a
+    counter never goes back. Every implementation is called.
+    """

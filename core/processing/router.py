@@ -1,0 +1,448 @@
+"""The intent router: scores every declared intent for a message and ranks the candidates.
+
+Scoring (every feature is precomputed when the router is built; see docs/routing.md):
+
+* Non-text messages: an intent whose ``msg_types`` holds the message type, or whose ``events``
+  holds the event name (case-insensitive; for CLICK also ``event_keys`` when given), scores 1.0.
+* Text, from four kinds of evidence, each a strength in [0, 1]:
+
+  - keywords: a declared word (or synonym) found in the message. Single-character words must be a
+    whole jieba token (冷 matches 好冷 only if jieba cuts 冷 alone); longer words also match as a
+    substring of the normalised text, because jieba may glue them to a neighbour (天气预报 holds
+    天气). A word inside another matched word counts once. Strength: 0.5 for one keyword,
+    +0.1 for each further distinct keyword, at most 0.8.
+  - patterns: the first regular expression (Python ``re``, searched in the raw text) that matches
+    gives 0.7; its named groups become slots.
+  - examples: similarity s to the closest example utterance (``SimilarityIndex``), rescaled to
+    ``(s - 0.3) / 0.7`` so that sharing a word like 今天 with an example ("今天会下雨吗") is
+    no evidence at all; alone an example needs s >= 0.55 to clear the default threshold.
+  - scorer: the intent's own ``scorer(text, tokens)`` (the FAQ's retrieval), in [0, 1].
+
+  The strengths are combined as a noisy OR, ``1 - prod(1 - s)``: any one piece of evidence
+  counts alone and agreeing evidence adds up, never past 1.
+* Priority nudges a score that is already above 0 by ``0.01 * priority`` (at most +-0.05).
+* With the message's embedding (second pass, see below), two more pieces of evidence:
+
+  - example similarity: the best cosine between the message and the intent's examples (all
+    embedded once when the router is built), rescaled to ``(cos - DENSE_FLOOR) / (DENSE_CEIL -
+    DENSE_FLOOR)``: e5's cosines between unrelated Chinese sentences sit around 0.80-0.85;
+  - a ``semantic_scorer`` replaces the intent's ``scorer`` (the FAQ fuses its lexical and dense
+    scores there) and may report its best cosine as the slot ``similarity``.
+
+  General questions: the router also embeds a list of questions meant for the model
+  (``core/processing/data/general_questions.txt``: science, history, how-to, chit-chat, many of them with a
+  weather or shopping word in them). A skill whose own best cosine is below the message's best
+  cosine with those anchors by ``GENERAL_MARGIN`` or more is not chosen, unless a pattern or
+  a message type matched: 台风是怎么形成的 holds the weather word 台风, but it is far closer to
+  彩虹是怎么形成的 than to any weather example.
+
+Two passes: the bot routes lexically first; when the best score is below ``semantic.skip_above``
+it embeds the message (off the event loop, cached) and routes again with the vector.
+
+Bounds: routing reads only the first ``max_text_chars`` characters of a text (``[router]
+max_text_chars``), so a 60 KB message costs what a 500-character one does. ``route_off_loop``
+runs tokenising and scoring of a text in the process's single routing thread, never on the event
+loop: jieba's HMM is pure Python and grows faster than linearly with the length of a run of
+characters, and even bounded work must not hold every other user's request. One thread (not a
+pool) keeps the skills' scorers single-threaded, as they were written.
+
+Decision: candidates with a score at or above ``threshold`` are ``chosen`` and tried in order of
+score. When the best two chosen candidates are less than ``margin`` apart, the result is
+``ambiguous`` and the near-tie group (every chosen candidate within ``margin`` of the best) is
+tried in order of priority first (higher first), then score; candidates below the group follow
+by score. So noise between near-equal scores never decides between skills of different
+priority; between equal priorities the score order stands. Every skill in ``chosen`` may still
+decline, and the pipeline then tries the next one, and finally the fallback.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Hashable, Iterable
+
+import numpy as np
+
+from .intents import Candidate, Intent, RouteResult
+from .normalizer import normalize_text
+
+log = logging.getLogger("skillbot.router")
+
+KEYWORD_BASE = 0.5
+KEYWORD_STEP = 0.1
+KEYWORD_MAX = 0.8
+PATTERN_SCORE = 0.7
+EXAMPLE_FLOOR = 0.3
+PRIORITY_STEP = 0.01
+PRIORITY_CAP = 0.05
+#: Cosines (e5, "query: " on both sides) mapped to strength 0 and 1.
+DENSE_FLOOR = 0.86
+DENSE_CEIL = 0.95
+#: A skill this much less similar to the message than the general-question anchors is not chosen.
+GENERAL_MARGIN = 0.01
+GENERAL_QUESTIONS = Path(__file__).parent / "data" / "general_questions.txt"
+
+
+def dense_strength(cos: float) -> float:
+    return min(1.0, max(0.0, (cos - DENSE_FLOOR) / (DENSE_CEIL - DENSE_FLOOR)))
+
+
+def load_general_questions(path: Path = GENERAL_QUESTIONS) -> list[str]:
+    return [line.strip() for line in path.read_text(encoding="utf-8").splitlines()
+            if line.strip() and not line.startswith("#")]
+
+#: The one thread that tokenises and scores texts for every router in the process (see above).
+_ROUTING_THREAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="skillbot-routing")
+
+
+class SimilarityIndex:
+    """How much of a stored text a query contains, and how much of the query it explains.
+
+    Texts are weighted term sets (``Segmenter.features``: tokens, sub-words and characters with
+    IDF weights). For a query q and a stored text d, with shared = sum over common terms of the
+    smaller of the two weights, and W(x) the summed weights of x:
+
+        contained = shared / W(d)     (how much of the stored text the query says)
+        explained = shared / W(q)     (how much of the query the stored text covers)
+        score     = contained ** alpha * explained ** (1 - alpha)
+
+    With ``alpha = 0.5`` and equal weights this is the cosine of the two sets' square-root-IDF
+    vectors; the default 0.6 leans toward containment, since a user's message often wraps a
+    stored question in extra words ("请问一下，你们怎么退款呀"). The weights come from a fixed,
+    external IDF table, so a score depends only on the two texts, never on how many others are
+    stored: the same threshold means the same thing for a 10-entry and a 5,000-entry FAQ.
+
+    Queries walk an inverted index, so their cost grows with the stored texts that share a term,
+    not with the number stored.
+    """
+
+    def __init__(self, alpha: float = 0.6) -> None:
+        if not 0.0 <= alpha <= 1.0:
+            raise ValueError("alpha must be in [0, 1]")
+        self.alpha = alpha
+        self.keys: list[Hashable] = []
+        self.totals: list[float] = []
+        #: term -> [(weight in the stored texts, [their indexes])]: a term has few distinct
+        #: weights (word, sub-word, character), so a query adds one number per group.
+        self.postings: dict[str, list[tuple[float, list[int]]]] = {}
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def add(self, key: Hashable, features: dict[str, float]) -> None:
+        """Store one text under ``key`` (several texts may share a key: an entry's phrasings)."""
+        total = sum(features.values())
+        if total <= 0:
+            return
+        doc = len(self.keys)
+        self.keys.append(key)
+        self.totals.append(total)
+        for term, weight in features.items():
+            groups = self.postings.setdefault(term, [])
+            for group_weight, docs in groups:
+                if group_weight == weight:
+                    docs.append(doc)
+                    break
+            else:
+                groups.append((weight, [doc]))
+
+    def overlaps(self, query: dict[str, float], min_weight: float = 0.0) -> dict[int, float]:
+        """Shared weight per stored text that shares at least one term with the query.
+
+        Query terms lighter than ``min_weight`` are not walked (they still count in the query's
+        total, so skipping them only ever lowers a score).
+        """
+        acc: dict[int, float] = {}
+        get = acc.get
+        postings = self.postings
+        for term, weight in query.items():
+            if weight < min_weight:
+                continue
+            groups = postings.get(term)
+            if groups:
+                for doc_weight, docs in groups:
+                    add = weight if weight < doc_weight else doc_weight
+                    for doc in docs:
+                        acc[doc] = get(doc, 0.0) + add
+        return acc
+
+    def bounds(self, threshold: float, query_total: float) -> tuple[float, float]:
+        """(shared >= a, shared >= b * total(d)) must both hold for a score >= threshold.
+
+        Since contained and explained are at most 1, score >= t needs explained >= t ** (1 / (1 -
+        alpha)) and contained >= t ** (1 / alpha): a cheap filter before computing scores.
+        """
+        if threshold <= 0:
+            return 0.0, 0.0
+        need_explained = threshold ** (1.0 / (1.0 - self.alpha)) if self.alpha < 1 else 0.0
+        need_contained = threshold ** (1.0 / self.alpha) if self.alpha > 0 else 0.0
+        return need_explained * query_total, need_contained
+
+    def score(self, shared: float, query_total: float, doc: int) -> float:
+        contained = min(1.0, shared / self.totals[doc])
+        explained = min(1.0, shared / query_total)
+        return contained ** self.alpha * explained ** (1.0 - self.alpha)
+
+    def best(self, query: dict[str, float]) -> tuple[float, int]:
+        """The best score over every stored text and that text's index (-1 when none shares a term)."""
+        query_total = sum(query.values())
+        top, top_doc = 0.0, -1
+        if query_total <= 0:
+            return top, top_doc
+        for doc, shared in self.overlaps(query).items():
+            s = self.score(shared, query_total, doc)
+            if s > top:
+                top, top_doc = s, doc
+        return top, top_doc
+
+
+def noisy_or(strengths: Iterable[float]) -> float:
+    miss = 1.0
+    for s in strengths:
+        miss *= 1.0 - min(1.0, max(0.0, s))
+    return 1.0 - miss
+
+
+class _CompiledIntent:
+    """An intent with everything the router needs precomputed."""
+
+    def __init__(self, intent: Intent, segmenter: Any) -> None:
+        self.intent = intent
+        where = f"intent {intent.name!r}" + (f" (plugin {intent.plugin})" if intent.plugin else "")
+        self.single: dict[str, str] = {}   # one-character word -> canonical
+        self.multi: dict[str, str] = {}    # longer word -> canonical
+        if isinstance(intent.keywords, dict):
+            groups = [(canon, [canon, *(syns or [])]) for canon, syns in intent.keywords.items()]
+        else:
+            groups = [(word, [word]) for word in intent.keywords]
+        for canon, words in groups:
+            for word in words:
+                if not isinstance(word, str):
+                    raise ValueError(f"{where}: keyword {word!r} is not a string")
+                norm = normalize_text(word)
+                if norm:
+                    (self.single if len(norm) == 1 else self.multi)[norm] = canon
+        self.patterns: list[re.Pattern[str]] = []
+        for pattern in intent.patterns:
+            if "\\b" in pattern:
+                log.warning("%s: pattern %r uses \\b, which does not separate Chinese words",
+                            where, pattern)
+            try:
+                self.patterns.append(re.compile(pattern))
+            except re.error as exc:
+                raise ValueError(f"{where}: bad pattern {pattern!r}: {exc}") from None
+        self.examples = SimilarityIndex()
+        for i, example in enumerate(intent.examples):
+            self.examples.add(i, segmenter.features(segmenter.tokenize(normalize_text(example))))
+        #: model -> matrix of the examples' embeddings (filled by ``IntentRouter.embed``).
+        self.example_vectors: dict[str, np.ndarray] = {}
+        self.msg_types = {t.lower() for t in intent.msg_types}
+        self.events = {e.lower() for e in intent.events}
+        self.event_keys = set(intent.event_keys)
+        self.nudge = max(-PRIORITY_CAP, min(PRIORITY_CAP, PRIORITY_STEP * intent.priority))
+
+    def type_match(self, message: Any) -> str | None:
+        if message is None:
+            return None
+        msg_type = str(getattr(message, "msg_type", "")).lower()
+        if msg_type and msg_type in self.msg_types:
+            return f"msg_type={msg_type}"
+        if getattr(message, "is_event", False):
+            event = str(getattr(message, "event", "")).lower()
+            if event and event in self.events:
+                if event == "click" and self.event_keys and getattr(message, "key", None) not in self.event_keys:
+                    return None
+                return f"event={event}"
+        return None
+
+    def keyword_hits(self, norm: str, token_set: set[str]) -> list[str]:
+        found = [w for w in self.multi if w in norm]
+        found += [w for w in self.single if w in token_set]
+        if len(found) > 1:
+            found = [w for w in found if not any(w != o and w in o for o in found)]
+        canon: list[str] = []
+        for w in found:
+            c = self.single.get(w) if len(w) == 1 else self.multi.get(w)
+            if c not in canon:
+                canon.append(c)
+        return canon
+
+
+class IntentRouter:
+    """Ranks every declared intent for a message (see the module docstring for the scoring)."""
+
+    def __init__(self, intents: list[Intent], segmenter: Any, threshold: float = 0.35,
+                 margin: float = 0.05, max_text_chars: int = 500) -> None:
+        if not 0.0 <= threshold <= 1.0:
+            raise ValueError("router threshold must be in [0, 1]")
+        if not 0.0 <= margin <= 1.0:
+            raise ValueError("router margin must be in [0, 1]")
+        if max_text_chars < 1:
+            raise ValueError("router max_text_chars must be at least 1")
+        self.max_text_chars = max_text_chars
+        self.segmenter = segmenter
+        self.threshold = threshold
+        self.margin = margin
+        self.intents = list(intents)
+        self._compiled = [_CompiledIntent(intent, segmenter) for intent in self.intents]
+        #: model -> matrix of the general-question anchors' embeddings.
+        self.general_vectors: dict[str, np.ndarray] = {}
+
+    async def embed(self, embeddings: Any, general_questions: list[str] | None = None) -> None:
+        """Embed every intent's examples and the general-question anchors (disk-cached)."""
+        if embeddings is None or not embeddings.enabled:
+            return
+        texts: list[str] = []
+        spans: list[tuple[_CompiledIntent, int, int]] = []
+        for ci in self._compiled:
+            if ci.intent.examples:
+                spans.append((ci, len(texts), len(texts) + len(ci.intent.examples)))
+                texts.extend(ci.intent.examples)
+        if texts:
+            matrices = await embeddings.embed_set(texts, "query")
+            for ci, start, end in spans:
+                ci.example_vectors = {model: m[start:end] for model, m in matrices.items()}
+        general = load_general_questions() if general_questions is None else general_questions
+        if general and self.needs_vectors:
+            self.general_vectors = await embeddings.embed_set(general, "query")
+
+    @property
+    def needs_vectors(self) -> bool:
+        """Whether a message's embedding can change a route: some intent has embedded examples
+        or a semantic scorer (the general-question anchors alone only ever demote those)."""
+        return any(ci.example_vectors or ci.intent.semantic_scorer for ci in self._compiled)
+
+    def bounded(self, text: str | None) -> str:
+        """The part of a text that routing reads: its first ``max_text_chars`` characters."""
+        return (text or "")[:self.max_text_chars]
+
+    async def route_off_loop(self, message: Any, text: str | None, tokens: list[str] | None = None,
+                             query: Any = None, previous: RouteResult | None = None) -> RouteResult:
+        """``route`` of the bounded text, tokenised and scored in the routing thread.
+
+        Messages without text (events, media) are routed here directly: matching a type costs
+        nothing. The result's ``tokens`` are those of the bounded, normalised text.
+        """
+        text = self.bounded(text)
+        if not text:
+            return self.route(message, "", [])
+        return await asyncio.get_running_loop().run_in_executor(
+            _ROUTING_THREAD, self.route, message, text, tokens, query, previous)
+
+    def route(self, message: Any, text: str | None, tokens: list[str] | None = None,
+              query: Any = None, previous: RouteResult | None = None) -> RouteResult:
+        """Rank the intents for a message; ``query`` is its embedding (``Embedded``) if computed.
+
+        ``previous``: the lexical route of the same text, whose lexical scorers' answers are
+        reused (a second pass costs the dense part only).
+
+        The text is cut to ``max_text_chars`` first, then normalised (``normalize_text``);
+        patterns search the cut raw text, everything else the normalised one.
+        """
+        raw = self.bounded(text)
+        text = normalize_text(raw)
+        if tokens is None:
+            tokens = self.segmenter.tokenize(text) if text else []
+        candidates: list[Candidate] = []
+        norm = self.segmenter.normalize(text) if text else ""
+        vector = getattr(query, "vector", None)
+        model = getattr(query, "model", "")
+        general: float | None = None
+        if vector is not None and model in self.general_vectors:
+            general = float(np.max(self.general_vectors[model] @ vector))
+        demoted: set[int] = set()
+        scored: dict[str, tuple[float, dict[str, Any]]] = {}
+        token_set = set(tokens)
+        features: dict[str, float] | None = None
+        for ci in self._compiled:
+            intent = ci.intent
+            strengths: list[float] = []
+            slots: dict[str, Any] = {}
+            evidence: dict[str, Any] = {}
+            matched_type = ci.type_match(message)
+            if matched_type:
+                evidence["type"] = matched_type
+                strengths.append(1.0)
+            if text and not matched_type:
+                hits = ci.keyword_hits(norm, token_set) if (ci.single or ci.multi) else []
+                if hits:
+                    evidence["keywords"] = hits
+                    strengths.append(min(KEYWORD_MAX, KEYWORD_BASE + KEYWORD_STEP * (len(hits) - 1)))
+                for pattern in ci.patterns:
+                    match = pattern.search(raw)
+                    if match:
+                        evidence["pattern"] = pattern.pattern
+                        slots.update({k: v for k, v in match.groupdict().items() if v is not None})
+                        strengths.append(PATTERN_SCORE)
+                        break
+                similarity: float | None = None
+                if vector is not None and model in ci.example_vectors:
+                    similarity = float(np.max(ci.example_vectors[model] @ vector))
+                    evidence["example_similarity"] = round(similarity, 4)
+                    if dense_strength(similarity) > 0:
+                        strengths.append(dense_strength(similarity))
+                if len(ci.examples):
+                    if features is None:
+                        features = self.segmenter.features(tokens)
+                    sim, doc = ci.examples.best(features)
+                    if sim > 0:
+                        evidence["example"] = intent.examples[ci.examples.keys[doc]]
+                        evidence["example_score"] = round(sim, 4)
+                        if sim > EXAMPLE_FLOOR:
+                            strengths.append((sim - EXAMPLE_FLOOR) / (1.0 - EXAMPLE_FLOOR))
+                scorer = intent.scorer
+                args: tuple = (text, tokens)
+                if vector is not None and intent.semantic_scorer is not None:
+                    scorer, args = intent.semantic_scorer, (text, tokens, query)
+                if scorer is not None:
+                    if scorer is intent.scorer and previous is not None and intent.name in previous.scored:
+                        # the second pass: a lexical scorer's answer cannot have changed
+                        own, own_slots = previous.scored[intent.name]
+                    else:
+                        try:
+                            own, own_slots = scorer(*args)
+                        except Exception:
+                            log.exception("intent %s (plugin %s): scorer raised; scored 0",
+                                          intent.name, intent.plugin)
+                            own, own_slots = 0.0, {}
+                        if scorer is intent.scorer:
+                            scored[intent.name] = (own, own_slots)
+                    own = min(1.0, max(0.0, float(own)))
+                    evidence["scorer"] = round(own, 4)
+                    own_slots = dict(own_slots or {})
+                    if isinstance(own_slots.get("similarity"), (int, float)):
+                        cos = float(own_slots["similarity"])
+                        similarity = cos if similarity is None else max(similarity, cos)
+                    if own > 0:
+                        strengths.append(own)
+                        slots.update(own_slots)
+                if (general is not None and similarity is not None and "pattern" not in evidence
+                        and general - similarity >= GENERAL_MARGIN):
+                    evidence["general_wins"] = round(general - similarity, 4)
+                    demoted.add(id(intent))
+            score = noisy_or(strengths)
+            if score <= 0:
+                continue
+            if ci.nudge:
+                score = min(1.0, max(0.0, score + ci.nudge))
+            candidates.append(Candidate(intent=intent, score=score, slots=slots, evidence=evidence))
+        candidates.sort(key=lambda c: -c.score)
+        result = RouteResult(tokens=tokens, candidates=candidates, threshold=self.threshold,
+                             margin=self.margin, normalized=text, model=model if vector is not None else "",
+                             general=general, scored=scored)
+        chosen = [c for c in candidates if c.score >= self.threshold and id(c.intent) not in demoted]
+        if len(chosen) >= 2 and chosen[0].score - chosen[1].score < self.margin:
+            result.ambiguous = True
+            top = chosen[0].score
+            group = [c for c in chosen if top - c.score < self.margin]
+            rest = chosen[len(group):]
+            group.sort(key=lambda c: (-c.intent.priority, -c.score))
+            chosen = group + rest
+        result.chosen = chosen
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("route %r -> %s%s; candidates %s", text[:60],
+                      [c.name for c in chosen] or "fallback", " (ambiguous)" if result.ambiguous else "",
+                      [(c.name, round(c.score, 3), c.slots, c.evidence) for c in candidates])
+        return result

@@ -1,0 +1,1 @@
+"""State: memory and Redis stores, delivery records, conversations, caches, rate limits."""
