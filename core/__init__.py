@@ -48,7 +48,7 @@ from .processing.hookspecs import BotServices, hookimpl, hookspec
 from .processing.intents import Candidate, Intent, RouteResult
 from .processing.normalizer import normalize_text
 from .processing.router import KEYWORD_BASE, SimilarityIndex, noisy_or
-from .settings import PROJECT_ROOT
+from .settings import PROJECT_ROOT, resolve_path
 from .settings_schema import ConfigError, from_table
 from .state.cache import Cache
 from .state.conversation import Turn
@@ -57,7 +57,7 @@ __all__ = [
     "hookimpl", "hookspec", "BotServices", "MessageContext", "Explanation", "Turn",
     "Intent", "Candidate", "RouteResult",
     "Check", "probe_http", "Counter", "Histogram", "Cache",
-    "from_table", "ConfigError", "PROJECT_ROOT", "SimilarityIndex", "noisy_or", "KEYWORD_BASE",
+    "from_table", "ConfigError", "PROJECT_ROOT", "resolve_path", "SimilarityIndex", "noisy_or", "KEYWORD_BASE",
     "normalize_text",
     "Message", "Event", "TextMessage", "ImageMessage", "VoiceMessage", "VideoMessage",
     "ShortVideoMessage", "LocationMessage", "LinkMessage", "UnknownMessage", "SubscribeEvent",

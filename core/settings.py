@@ -13,6 +13,8 @@ from typing import Any, Literal
 from .settings_schema import ConfigError, from_table
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+#: Environment variables that override ``[paths] data_dir`` and ``[paths] cache_dir``.
+DATA_DIR_ENV, CACHE_DIR_ENV = "SKILLBOT_DATA_DIR", "SKILLBOT_CACHE_DIR"
 #: The smallest ``server.max_body_bytes`` accepted: below it ordinary messages would get 413.
 MIN_BODY_BYTES = 1024
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -220,20 +222,36 @@ class SimulatorSettings:
 
 @dataclass
 class PathsSettings:
-    #: Folder for computed data (embedding vectors of FAQ entries and intent examples, the
-    #: declined-questions log). "" = $SKILLBOT_CACHE_DIR, else $XDG_CACHE_HOME/skillbot, else
-    #: ~/.cache/skillbot; never inside the source tree.
+    #: Where the bot keeps files it makes ("" = $SKILLBOT_DATA_DIR, else $XDG_DATA_HOME/skillbot,
+    #: i.e. ~/.local/share/skillbot). Never inside the source tree unless put there.
+    data_dir: str = ""
+    #: Where the bot keeps caches it can rebuild, e.g. jieba's dictionary cache ("" =
+    #: $SKILLBOT_CACHE_DIR, else $XDG_CACHE_HOME/skillbot, i.e. ~/.cache/skillbot).
     cache_dir: str = ""
 
-    def resolved_cache_dir(self, base_dir: Path | None = None) -> Path:
-        if self.cache_dir:
-            path = Path(self.cache_dir).expanduser()
-            return path if path.is_absolute() or base_dir is None else base_dir / path
-        env = os.environ.get("SKILLBOT_CACHE_DIR")
-        if env:
-            return Path(env).expanduser()
-        xdg = os.environ.get("XDG_CACHE_HOME")
-        return (Path(xdg) if xdg else Path.home() / ".cache") / "skillbot"
+
+def resolve_path(value: str | Path, base: Path) -> Path:
+    """The one rule for paths: ``~`` expanded, absolute paths kept, relative ones against ``base``.
+
+    ``base`` is the settings file's folder for every path written in the settings
+    (``Settings.resolve_path``) and a plugin's own folder for the plugin's default files
+    (``Settings.plugin_path``); see docs/operators.md, "Paths".
+    """
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else base / path
+
+
+def default_dir(env: str, xdg: str, fallback: str) -> Path:
+    """``$env``, else ``$xdg/skillbot``, else ``~/fallback/skillbot`` (the XDG base directories)."""
+    if os.environ.get(env):
+        return Path(os.environ[env]).expanduser().resolve()
+    base = os.environ.get(xdg) or str(Path.home() / fallback)
+    return Path(base).expanduser().resolve() / "skillbot"
+
+
+def default_cache_dir() -> Path:
+    """The cache folder when no settings say otherwise (``$SKILLBOT_CACHE_DIR`` or XDG)."""
+    return default_dir(CACHE_DIR_ENV, "XDG_CACHE_HOME", ".cache")
 
 
 @dataclass
@@ -369,13 +387,28 @@ class Settings:
         return self.source.parent if self.source else PROJECT_ROOT
 
     def resolve_path(self, value: str | Path) -> Path:
-        path = Path(value)
-        return path if path.is_absolute() else (self.base_dir / path)
+        """A path written in the settings: relative to the settings file's folder."""
+        return resolve_path(value, self.base_dir)
+
+    def plugin_path(self, plugin: str, key: str, value: str | Path, plugin_dir: Path) -> Path:
+        """A path from ``[plugins.<plugin>] <key>``: relative to the settings file's folder when
+        the settings set the key, to ``plugin_dir`` when it is the plugin's default (its own data)."""
+        given = key in (self.plugin_tables.get(plugin) or {})
+        return resolve_path(value, self.base_dir if given else plugin_dir)
+
+    @property
+    def data_dir(self) -> Path:
+        """``$SKILLBOT_DATA_DIR``, else ``[paths] data_dir``, else ``$XDG_DATA_HOME/skillbot``."""
+        if os.environ.get(DATA_DIR_ENV) or not self.paths.data_dir:
+            return default_dir(DATA_DIR_ENV, "XDG_DATA_HOME", ".local/share")
+        return self.resolve_path(self.paths.data_dir)
 
     @property
     def cache_dir(self) -> Path:
-        """Where computed data goes (``paths.cache_dir``)."""
-        return self.paths.resolved_cache_dir(self.base_dir)
+        """``$SKILLBOT_CACHE_DIR``, else ``[paths] cache_dir``, else ``$XDG_CACHE_HOME/skillbot``."""
+        if os.environ.get(CACHE_DIR_ENV) or not self.paths.cache_dir:
+            return default_cache_dir()
+        return self.resolve_path(self.paths.cache_dir)
 
 
 CORE_SECTIONS = {

@@ -5,7 +5,6 @@ import os
 import shutil
 import socket
 import subprocess
-import tempfile
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -18,12 +17,6 @@ from core.settings import deep_merge
 from core.testing import build_settings, make_bot  # noqa: F401  (the plugin-author fixture)
 
 AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
-
-# Computed data (embedding vectors of the FAQ and the intent examples) goes to a per-user folder
-# under the system temp dir, shared by test runs: entries are keyed by content hash and written
-# atomically, so runs never see each other's half-written files, and the source tree stays clean.
-os.environ.setdefault("SKILLBOT_CACHE_DIR",
-                      os.path.join(tempfile.gettempdir(), f"skillbot-test-cache-{os.getuid()}"))
 
 
 @dataclass

@@ -21,6 +21,7 @@ PAIRS = [
     ("docs/faq.md", "docs/zh/faq.md", None),
     ("docs/weather.md", "docs/zh/weather.md", None),
     ("docs/llm.md", "docs/zh/llm.md", None),
+    ("docs/architecture.md", "docs/zh/architecture.md", None),
     ("docs/knowledge.md", "docs/zh/knowledge.md", None),
     ("docs/plugins.md", "docs/zh/plugins.md", "## Hook reference"),  # the tutorial and testing
 ]

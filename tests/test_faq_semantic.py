@@ -22,16 +22,13 @@ class Recorder:
         return TextReply("fallback")
 
 
-def overrides(cache_dir=None, semantic=True, **faq):
-    """Settings for a dental-clinic bot; without ``cache_dir`` the vectors come from the test
-    session's shared cache folder (tests/conftest.py), so only tests about the cache pay for
-    computing them."""
-    data = {"plugins": {"enabled": ["faq", "weather"],
+def overrides(semantic=True, **faq):
+    """Settings for a dental-clinic bot. The vectors come from the shared cache folder (computed
+    once, kept by content hash), so only the tests about the cache, which point
+    ``$SKILLBOT_CACHE_DIR`` elsewhere, pay for computing them."""
+    return {"plugins": {"enabled": ["faq", "weather"],
                         "faq": {"path": str(DENTAL), "reload_interval": 0, **faq}},
             "semantic": {"enabled": semantic}}
-    if cache_dir is not None:
-        data["paths"] = {"cache_dir": str(cache_dir)}
-    return data
 
 
 @pytest.mark.parametrize("message, entry", [
@@ -87,18 +84,20 @@ async def test_a_strong_lexical_hit_needs_no_embedding():
         assert bot.embeddings.stats["queries"] == before + 1
 
 
-async def test_faq_vectors_are_computed_at_load_and_cached_on_disk(tmp_path):
-    async with running_bot(overrides(tmp_path), plugins={"rec": Recorder()}) as bot:
+async def test_faq_vectors_are_computed_at_load_and_cached_on_disk(tmp_path, monkeypatch):
+    monkeypatch.setenv("SKILLBOT_CACHE_DIR", str(tmp_path))
+    async with running_bot(overrides(), plugins={"rec": Recorder()}) as bot:
         assert bot.pm.get_plugin("faq").dense is not None
         files = {p.name for p in (tmp_path / "vectors").glob("*.npy")}
     assert len(files) >= 3  # questions, answers, intent examples (+ general anchors)
-    async with running_bot(overrides(tmp_path), plugins={"rec": Recorder()}) as bot:
+    async with running_bot(overrides(), plugins={"rec": Recorder()}) as bot:
         assert {p.name for p in (tmp_path / "vectors").glob("*.npy")} == files
         assert bot.pm.get_plugin("faq").dense is not None
 
 
-async def test_declined_and_low_confidence_questions_are_recorded(tmp_path):
-    async with running_bot(overrides(tmp_path), plugins={"rec": Recorder()}) as bot:
+async def test_declined_and_low_confidence_questions_are_recorded(tmp_path, monkeypatch):
+    monkeypatch.setenv("SKILLBOT_DATA_DIR", str(tmp_path))
+    async with running_bot(overrides(question_log_size=1000), plugins={"rec": Recorder()}) as bot:
         for message in ["鲨鱼有多少颗牙齿", "牙齿为什么会变黄", "洗个牙啥价位", "洗牙多少钱"]:
             await bot.send(message)
         log = bot.pm.get_plugin("faq").question_log
@@ -226,3 +225,32 @@ async def test_messages_longer_than_a_question_are_not_embedded():
         await bot.send("我想问一下洗牙的事情，" * 20)  # 220 characters
         assert bot.embeddings.stats["queries"] == 0
         assert bot.last_context.route.model == ""
+
+
+class PinyinParcels:
+    """A skill whose own reading understands pinyin, with Chinese examples only."""
+
+    @hookimpl
+    def skillbot_intents(self):
+        from core import Intent
+
+        def scorer(text, tokens):
+            return (0.65, {}) if "kuaidi" in text else (0.0, {})
+
+        return [Intent("parcels", examples=["我的快递到哪了", "快递什么时候到"], scorer=scorer)]
+
+    @hookimpl
+    def skillbot_handle(self, ctx, candidate):
+        if candidate.intent.name == "parcels":
+            return TextReply("快递")
+
+
+async def test_a_skill_sure_of_its_own_reading_is_not_overruled_by_the_general_anchors():
+    plugins = {"rec": Recorder(), "parcels": PinyinParcels()}
+    async with running_bot(overrides(), plugins=plugins) as bot:
+        reply = await bot.send("wo de kuaidi dao nali le")
+        route = bot.last_context.route
+        assert route.model  # the embedding was used ...
+        parcels = next(c for c in route.candidates if c.name == "parcels")
+        assert parcels.evidence["example_similarity"] < route.general  # ... the anchors were nearer ...
+        assert reply.content == "快递", route.explain()  # ... and did not take the message away

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from core import Article, Intent, NewsReply, TextReply, hookimpl
+from core.settings import PROJECT_ROOT, load_settings
 from core.settings_schema import ConfigError
 from core.testing import running_bot
 from plugins.filter import Plugin, resolve_list_path
@@ -221,13 +222,19 @@ async def test_a_broken_list_stops_start_up_with_file_and_line(tmp_path, caplog)
     assert "words.txt:2: more than one tab" in caplog.text
 
 
-def test_list_paths_resolve_against_project_root_then_plugin_folder(tmp_path):
-    root_relative = resolve_list_path("plugins/filter/data/demo_words.txt")
-    plugin_relative = resolve_list_path("data/demo_words.txt")
-    assert root_relative == plugin_relative
-    assert root_relative.is_file()
+def test_list_paths_follow_the_one_path_rule(tmp_path):
+    """Set in the settings: relative to the settings file's folder (even when the project root or
+    the plugin's folder has a file of that name); the plugin's default: relative to the plugin."""
+    settings_file = tmp_path / "conf" / "settings.toml"
+    settings_file.parent.mkdir()
+    settings_file.write_text('[plugins.filter]\nword_files = ["data/demo_words.txt"]\n', encoding="utf-8")
+    given = load_settings(settings_file)
+    assert resolve_list_path("data/demo_words.txt", given, "word_files") == tmp_path / "conf" / "data" / "demo_words.txt"
+    default = resolve_list_path("data/demo_allow.txt", given, "allow_files")
+    assert default == PROJECT_ROOT / "plugins" / "filter" / "data" / "demo_allow.txt" and default.is_file()
+    assert resolve_list_path("data/demo_words.txt").is_file()  # no settings: the plugin's own
     absolute = tmp_path / "mine.txt"
-    assert resolve_list_path(str(absolute)) == absolute
+    assert resolve_list_path(str(absolute), given) == absolute
 
 
 # ---- reloading -----------------------------------------------------------------------------------

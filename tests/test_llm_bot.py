@@ -13,10 +13,12 @@ from core.testing import running_bot
 from tests.standins.openai_server import (
     OpenAIStandIn,
     answer,
+    broken_stream,
     cut,
     filtered,
     html_502,
     server_error,
+    streamed,
 )
 
 
@@ -182,9 +184,19 @@ async def test_voice_recognition_goes_to_the_model_and_events_do_not(llm):
         assert voice.content == "回声：今天星期几"
         event = await bot.send_event("subscribe")
         assert event.reply_type == "success"
-        empty_voice = await bot.send_voice("")
-        assert empty_voice.plugin != "llm"
     assert len(llm.state.calls) == 1
+
+
+@pytest.mark.parametrize("configured", [True, False])
+async def test_voice_without_recognition_says_how_to_turn_it_on(llm, configured):
+    settings = llm_settings(llm.provider()) if configured else {"plugins": {"enabled": ["llm"]}}
+    async with running_bot(settings) as bot:
+        reply = await bot.send_voice("")
+        assert reply.content == reply_template("voice_unrecognized.j2")
+        assert "设置与开发 → 接口权限 → 接收语音识别结果" in reply.content
+        assert reply.plugin == "llm"
+        assert await bot.conversations.history("test_user") == []
+    assert llm.state.calls == []
 
 
 async def test_nickname_reaches_the_system_prompt(llm):
@@ -262,11 +274,61 @@ async def test_bad_provider_settings_stop_start_up_naming_the_key():
             pass
 
 
-async def test_a_raw_message_without_text_is_not_sent(llm):
+def image_message(url: str = "http://mmbiz.qpic.cn/mmbiz_jpg/abc/0", user: str = "test_user"):
+    return build_message({"ToUserName": "gh", "FromUserName": user, "CreateTime": "1",
+                          "MsgType": "image", "PicUrl": url, "MediaId": "m", "MsgId": "1"})
+
+
+async def test_an_image_without_a_vision_provider_gets_the_core_reply(llm):
     async with running_bot(llm_settings(llm.provider())) as bot:
-        message = build_message({"ToUserName": "gh", "FromUserName": "u", "CreateTime": "1",
-                                 "MsgType": "image", "PicUrl": "http://x/y.jpg", "MediaId": "m",
-                                 "MsgId": "1"})
-        reply = await bot.send_message(message)
-        assert reply.plugin != "llm"
+        reply = await bot.send_message(image_message())
+        assert reply.plugin == "core"
+        assert reply.content == bot.settings.pipeline.unsupported_reply
     assert llm.state.calls == []
+
+
+async def test_an_image_goes_to_the_vision_provider_with_the_conversation(llm, llm_backup):
+    llm_backup.state.default = streamed(pieces=["图里是一只", "**橘猫**。", "它在晒太阳。"])
+    async with running_bot(llm_settings(llm.provider("text"),
+                                        llm_backup.provider("eyes", vision=True))) as bot:
+        await bot.send("我家猫叫大橘")
+        reply = await bot.send_message(image_message())
+        assert reply.content == "图里是一只橘猫。它在晒太阳。"
+        assert reply.plugin == "llm"
+        assert bot.last_context.extra["llm"]["provider"] == "eyes"
+    assert len(llm.state.calls) == 1            # the text message only
+    (call,) = llm_backup.state.calls
+    assert call.messages[1:3] == [{"role": "user", "content": "我家猫叫大橘"},
+                                  {"role": "assistant", "content": "回声：我家猫叫大橘"}]
+    parts = call.messages[-1]["content"]
+    assert call.messages[-1]["role"] == "user"
+    assert parts[0] == {"type": "text", "text": reply_template("image_prompt.j2")}
+    assert parts[1] == {"type": "image_url", "image_url": {"url": "http://mmbiz.qpic.cn/mmbiz_jpg/abc/0"}}
+
+
+async def test_an_image_the_vision_provider_cannot_answer_gets_the_polite_reply(llm):
+    llm.state.default = server_error(500)
+    async with running_bot(llm_settings(llm.provider("eyes", vision=True))) as bot:
+        reply = await bot.send_message(image_message())
+        assert reply.content == reply_template("unavailable.j2")
+        bad_url = await bot.send_message(image_message(url="javascript:alert(1)"))
+        assert bad_url.plugin == "core"
+    assert len(llm.state.calls) == 1
+
+
+async def test_a_stream_broken_mid_answer_ends_with_the_note(llm, llm_backup):
+    llm.state.script.append(broken_stream(["长城是中国古代的", "**防御**工程。它东起"]))
+    async with running_bot(llm_settings(llm.provider("first"), llm_backup.provider("second"))) as bot:
+        reply = await bot.send("介绍一下长城")
+        assert reply.content == "长城是中国古代的防御工程。它东起\n" + reply_template("interrupted_note.j2")
+        assert bot.last_context.extra["llm"]["finish_reason"] == "interrupted"
+    assert llm_backup.state.calls == []
+
+
+async def test_a_provider_that_cannot_stream_still_answers(llm):
+    llm.state.can_stream = False
+    async with running_bot(llm_settings(llm.provider())) as bot:
+        assert (await bot.send("你好")).content == "回声：你好"
+    async with running_bot(llm_settings(llm.provider(stream=False))) as bot:
+        assert (await bot.send("再见")).content == "回声：再见"
+    assert [c.body["stream"] for c in llm.state.calls] == [True, False]

@@ -98,9 +98,11 @@ async def test_answer_with_usage_and_the_real_request_shape(session, primary):
     assert [(a.provider, a.outcome) for a in completion.attempts] == [("main", "ok")]
     call = primary.state.calls[0]
     assert call.path == "/v1/chat/completions"
-    assert call.body == {"model": "standin-chat", "messages": MESSAGES, "stream": False,
+    assert call.body == {"model": "standin-chat", "messages": MESSAGES, "stream": True,
+                         "stream_options": {"include_usage": True},
                          "temperature": 0.3, "max_tokens": 256}
     assert call.headers["Authorization"] == "Bearer sk-test-123"
+    assert call.headers["Accept"] == "text/event-stream"
     assert completion.metrics()["provider"] == "main"
 
 

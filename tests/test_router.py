@@ -17,7 +17,8 @@ from core.processing.router import (
     SimilarityIndex,
     noisy_or,
 )
-from core.processing.segmenter import DEFAULT_CACHE_DIR, Segmenter
+from core.processing.segmenter import Segmenter
+from core.settings import PROJECT_ROOT, default_cache_dir
 
 
 @pytest.fixture(scope="module")
@@ -47,11 +48,14 @@ def test_tokenize_drops_punctuation_and_spaces_and_lowercases(seg):
     assert seg.tokenize("") == [] and seg.tokenize("，。！") == []
 
 
-def test_initialize_is_idempotent_and_jieba_cache_is_project_local(seg):
+def test_initialize_is_idempotent_and_jieba_cache_is_outside_the_project(seg):
     assert seg.initialized
     assert seg.initialize() == 0.0
-    # the first Tokenizer of the process wrote jieba's prefix-dictionary cache under .cache/jieba
-    assert (DEFAULT_CACHE_DIR / "jieba.cache").is_file()
+    # jieba's prefix-dictionary cache lives in the cache folder ([paths] cache_dir, by default
+    # ~/.cache/skillbot), never in the source tree (tests/test_paths.py runs a bot to check that)
+    assert seg.cache_dir == default_cache_dir() / "jieba"
+    assert not seg.cache_dir.resolve().is_relative_to(PROJECT_ROOT)
+    assert (seg.cache_dir / "jieba.cache").is_file()
 
 
 def test_added_words_stay_whole_and_do_not_leak_between_segmenters():

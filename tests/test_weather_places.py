@@ -133,3 +133,31 @@ def test_tokenizer_words(index):
     assert "和平" not in words and "城区" not in words and "比如" not in words
     assert "和平区" in words
     assert all(len(w) >= 2 for w in words)
+
+
+@pytest.mark.parametrize("name,parent,lat,lon", [
+    ("台北", "台湾", 25.03, 121.57), ("高雄", "台湾", 22.63, 120.30), ("铜锣湾", "香港", 22.28, 114.18),
+    ("油尖旺", "香港", 22.31, 114.17), ("氹仔", "澳门", 22.16, 113.56), ("九龙", "香港", 22.32, 114.17),
+])
+def test_hong_kong_macau_and_taiwan_below_the_province(index, name, parent, lat, lon):
+    place = index.lookup(name)
+    assert place is not None, name
+    assert parent in [a.short for a in index.ancestors(place)]
+    assert abs(place.lat - lat) < 0.05 and abs(place.lon - lon) < 0.05
+
+
+def test_latin_keys_are_generated_for_every_place(index):
+    for place in index.places.values():
+        assert place.latin or place.latin_full, place
+        for key in place.latin + place.latin_full:
+            assert key.isascii() and key.isalpha() and key.islower(), (place, key)
+    assert index.latin_word("shanghai") == "上海"
+    assert index.latin_word("chaoyang") == index.latin_word("zhaoyang") == "朝阳"
+    assert index.latin_word("haidianqu") == "海淀区"
+    assert index.latin_word("hongkong") == "香港" and index.latin_word("taipei") == "台北"
+    assert index.latin_word("guide") is None  # 贵德's pinyin is an English word
+
+
+def test_sound_alike_names(index):
+    assert [index.display_name(m.place) for m in index.find_alikes("深证天气")] == ["深圳"]
+    assert index.find_alikes("深圳天气") == []  # the real name is not a variant

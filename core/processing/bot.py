@@ -121,7 +121,7 @@ class Bot:
         try:
             if self.owns_state:
                 await self.state.start()
-            self.segmenter = Segmenter()
+            self.segmenter = Segmenter(self.settings.cache_dir / "jieba")
             self.segmenter.initialize()
             await self.hooks.startup(self, self.configs)
             await self.build_router()

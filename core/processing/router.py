@@ -33,7 +33,8 @@ Scoring (every feature is precomputed when the router is built; see docs/routing
   (``core/processing/data/general_questions.txt``: science, history, how-to, chit-chat, many of them with a
   weather or shopping word in them). A skill whose own best cosine is below the message's best
   cosine with those anchors by ``GENERAL_MARGIN`` or more is not chosen, unless a pattern or
-  a message type matched: 台风是怎么形成的 holds the weather word 台风, but it is far closer to
+  a message type matched or the skill's own lexical scorer is sure (``SCORER_TRUST``):
+  台风是怎么形成的 holds the weather word 台风, but it is far closer to
   彩虹是怎么形成的 than to any weather example.
 
 Two passes: the bot routes lexically first; when the best score is below ``semantic.skip_above``
@@ -82,6 +83,8 @@ DENSE_FLOOR = 0.86
 DENSE_CEIL = 0.95
 #: A skill this much less similar to the message than the general-question anchors is not chosen.
 GENERAL_MARGIN = 0.01
+#: A lexical scorer at least this sure exempts its skill from the general-question rule.
+SCORER_TRUST = 0.6
 GENERAL_QUESTIONS = Path(__file__).parent / "data" / "general_questions.txt"
 
 
@@ -418,8 +421,11 @@ class IntentRouter:
                     if own > 0:
                         strengths.append(own)
                         slots.update(own_slots)
+                # a skill's own lexical reading that is sure of the message is not overruled by
+                # embeddings (pinyin and English weather questions are far from Chinese examples)
+                trusted = scorer is intent.scorer and evidence.get("scorer", 0.0) >= SCORER_TRUST
                 if (general is not None and similarity is not None and "pattern" not in evidence
-                        and general - similarity >= GENERAL_MARGIN):
+                        and not trusted and general - similarity >= GENERAL_MARGIN):
                     evidence["general_wins"] = round(general - similarity, 4)
                     demoted.add(id(intent))
             score = noisy_or(strengths)

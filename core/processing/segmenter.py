@@ -5,7 +5,7 @@ bot (or one test) adds never leak into another. The cost, measured on the 2-core
 machine (see docs/routing.md):
 
 * the first instance in a process loads jieba's prefix dictionary from a marshal cache under
-  ``.cache/jieba/`` (about 0.45 s; jieba writes the cache on the very first start, building it
+  ``<cache dir>/jieba/`` (``[paths] cache_dir``, by default ~/.cache/skillbot; about 0.45 s; jieba writes the cache on the very first start, building it
   from ``dict.txt`` takes about 0.5 s) and the IDF table below (about 0.17 s): ~120 MB resident
   with the pristine copy of the dictionary kept for later instances;
 * later instances copy that pristine dictionary (a ~500,000-key dict): ~10 ms and ~15 MB each.
@@ -32,9 +32,8 @@ log = logging.getLogger("skillbot.segmenter")
 logging.getLogger("jieba").setLevel(logging.WARNING)
 jieba.setLogLevel(logging.WARNING)
 
-from ..settings import PROJECT_ROOT
+from ..settings import default_cache_dir
 
-DEFAULT_CACHE_DIR = PROJECT_ROOT / ".cache" / "jieba"
 IDF_PATH = Path(jieba.__file__).resolve().parent / "analyse" / "idf.txt"
 
 #: Words whose IDF is below this carry no topic (的, 了, 是, 我, 有, 可以, 能...): no feature.
@@ -108,7 +107,8 @@ class Segmenter:
 
     def __init__(self, cache_dir: str | Path | None = None, hmm: bool = True) -> None:
         self.hmm = hmm
-        self.cache_dir = Path(cache_dir) if cache_dir else DEFAULT_CACHE_DIR
+        #: Where jieba keeps its dictionary cache: never the source tree (see core/settings.py).
+        self.cache_dir = Path(cache_dir) if cache_dir else default_cache_dir() / "jieba"
         self._tk = jieba.Tokenizer()
         self._tk.tmp_dir = None
         self.user_words: set[str] = set()

@@ -119,6 +119,7 @@ class Failover:
             return await fallback(*args, **kwargs)
 
         call.__name__ = name
+        self.__dict__[name] = call  # made once: the next lookup finds it without __getattr__
         return call
 
 
@@ -138,17 +139,25 @@ class AnswerFailover(Failover):
         self._ttl = ttl
         #: Messages recorded while Redis was away, to copy there when it returns.
         self._unshared: TTLCache[str, bool] = TTLCache(maxsize=100_000, ttl=max(1.0, ttl))
+        #: Whether the latest try of a message counted here was its first, so that its work runs
+        #: here and its full result arrives in the local records first: until the answer is
+        #: claimed (which shrinks the local copy), waits read the local records alone.
+        self._first_try_here: TTLCache[str, bool] = TTLCache(maxsize=100_000, ttl=max(1.0, ttl))
         health.on_recovery.append(self.share_outage_records)
 
     async def begin(self, key: str, ttl: float) -> int:
         local = await self._fallback.begin(key, ttl)
+        n = local
         if self._health.up:
             try:
-                return max(local, await self._primary.begin(key, ttl))
+                n = max(local, await self._primary.begin(key, ttl))
             except REDIS_FAILURES as exc:
                 self._health.mark_down(exc)
-        self._unshared[key] = True
-        return local
+                self._unshared[key] = True
+        else:
+            self._unshared[key] = True
+        self._first_try_here[key] = n == 1
+        return n
 
     async def finish(self, key: str, payload: dict, ttl: float) -> None:
         await self._fallback.finish(key, payload, ttl)
@@ -161,6 +170,8 @@ class AnswerFailover(Failover):
         self._unshared[key] = True
 
     async def claim_delivery(self, key: str, ttl: float, how: str = BY_REPLY) -> bool:
+        # The local copy is shrunk now (no explanation): later reads ask Redis too.
+        self._first_try_here.pop(key, None)
         local = await self._fallback.claim_delivery(key, ttl, how)  # also shrinks the local copy
         if not local:
             return False  # delivered here already (perhaps while Redis was away)
@@ -199,6 +210,8 @@ class AnswerFailover(Failover):
             log.info("Redis caught up with %d answer record(s) made during the outage", len(keys))
 
     async def wait_result(self, key: str, timeout: float) -> dict | None:
+        if self._first_try_here.get(key):
+            return await self._fallback.wait_result(key, timeout)
         local = asyncio.ensure_future(self._fallback.wait_result(key, timeout))
         if not self._health.up:
             return await local
@@ -293,7 +306,7 @@ def build_state(settings: Settings) -> State:
     wrapped["answers"] = AnswerFailover(answers, memory["answers"], health, delivery.record_ttl)
 
     def cache_factory(name: str, size: int, ttl: float) -> Any:
-        return Failover(rs.RedisCache(client, prefix, name, ttl), MemoryCache(name, size, ttl), health)
+        return Failover(rs.RedisCache(client, prefix, name, ttl, size), MemoryCache(name, size, ttl), health)
 
     return State("redis", cache_factory=cache_factory, health=health,
                  closers=[answers.notifier.stop, health.stop, client.aclose], **wrapped)

@@ -71,7 +71,7 @@ class Plugin:
         self.config = config
         self.env = bot.templates(HERE)
         self.lookups = TTLCache(maxsize=self.config.cache_size, ttl=self.config.cache_ttl)
-        path = self.config.resolved_path()
+        path = self.config.resolved_path(bot.settings)
         try:
             self._load(path)
         except FaqError as exc:
@@ -79,7 +79,7 @@ class Plugin:
                 raise RuntimeError(f"FAQ file unusable: {exc}") from None
             self.last_error = str(exc)
             log.error("FAQ file %s not reloaded, keeping %d entries: %s", path, len(self.data.entries), exc)
-        self.question_log = (QuestionLog(Path(bot.cache_dir) / "faq" / "questions.tsv",
+        self.question_log = (QuestionLog(Path(bot.settings.data_dir) / "faq" / "questions.tsv",
                                          self.config.question_log_size)
                              if self.config.question_log_size > 0 else None)
         await self._embed()
@@ -337,7 +337,7 @@ class Plugin:
         A file that fails to load keeps the current entries; the reason is logged (once per
         version of the file) and kept in ``last_error``.
         """
-        path = self.config.resolved_path()
+        path = self.config.resolved_path(getattr(getattr(self, "bot", None), "settings", None))
         with self._reload_lock:
             signature = self._file_signature(path)
             if signature == self._file_state:

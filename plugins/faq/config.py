@@ -3,15 +3,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-#: Relative FAQ paths resolve against the project root (the folder holding plugins/).
-PROJECT_ROOT = Path(__file__).resolve().parent.parent.parent
+from core import resolve_path
+
+#: The plugin's folder: its default FAQ file is relative to it.
+HERE = Path(__file__).resolve().parent
 
 
 @dataclass
 class Config:
-    #: The FAQ file (TOML). Relative paths resolve against the project root.
-    path: str = "plugins/faq/data/faq.toml"
+    #: The FAQ file (TOML). Set in the settings, relative to the settings file's folder; the
+    #: default, the demo FAQ in this plugin's folder.
+    path: str = "data/faq.toml"
     #: Minimum normalised score (0..1) for the FAQ to claim a message; below it the FAQ scores 0.
     threshold: float = 0.45
     #: With embeddings: how far an entry's cosine (mean of its best question's and its answer's) must stand
@@ -24,7 +28,7 @@ class Config:
     #: message goes on to other skills or the model).
     semantic_threshold: float = 0.55
     #: Questions declined within this much below ``semantic_threshold``, or answered within this
-    #: much above it, are recorded in <paths.cache_dir>/faq/questions.tsv ...
+    #: much above it, are recorded in <paths.data_dir>/faq/questions.tsv ...
     question_log_band: float = 0.2
     #: ... which keeps about this many lines (0 = no record).
     question_log_size: int = 1000
@@ -78,6 +82,7 @@ class Config:
         if not -14 <= self.utc_offset <= 14:
             raise ValueError("utc_offset must be between -14 and 14 hours")
 
-    def resolved_path(self) -> Path:
-        path = Path(self.path).expanduser()
-        return path if path.is_absolute() else PROJECT_ROOT / path
+    def resolved_path(self, settings: Any = None) -> Path:
+        if settings is None:
+            return resolve_path(self.path, HERE)
+        return settings.plugin_path("faq", "path", self.path, HERE)

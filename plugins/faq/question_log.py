@@ -2,7 +2,7 @@
 
 One tab-separated line per question: UTC time, ``declined`` or ``low``, the message (normalised),
 the nearest entry, its fused score, and which plugin answered. The file lives in the bot's data
-folder (``paths.cache_dir``/faq/questions.tsv) and keeps at most ``limit`` lines: when it reaches
+folder (``paths.data_dir``/faq/questions.tsv) and keeps at most ``limit`` lines: when it reaches
 twice that, the oldest half is dropped. docs/faq.md says how to turn the lines into phrasings.
 """
 from __future__ import annotations

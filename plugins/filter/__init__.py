@@ -17,7 +17,6 @@ from typing import Any
 import jinja2
 
 from core import (
-    PROJECT_ROOT,
     BotServices,
     Check,
     Counter,
@@ -29,6 +28,7 @@ from core import (
     TextReply,
     VideoReply,
     hookimpl,
+    resolve_path,
 )
 
 from .config import Config
@@ -42,21 +42,12 @@ HITS_KEY = "filter_hits"
 __all__ = ["Plugin", "Config", "FilterEngine", "WordFilter", "Hit", "ListError", "resolve_list_path"]
 
 
-def resolve_list_path(value: str, settings: Any = None) -> Path:
-    """A list file path: absolute as is; relative against the settings folder, the project
-    root, then this plugin's folder (the first that exists; the first candidate if none does,
-    so the error names it)."""
-    path = Path(value)
-    if path.is_absolute():
-        return path
-    candidates = []
-    if settings is not None and settings.source is not None:
-        candidates.append(settings.resolve_path(value))
-    candidates += [PROJECT_ROOT / path, HERE / path]
-    for candidate in candidates:
-        if candidate.is_file():
-            return candidate
-    return candidates[0]
+def resolve_list_path(value: str, settings: Any = None, key: str = "word_files") -> Path:
+    """A list file path (core/settings.py, one rule): set in the settings, relative to the
+    settings file's folder; the plugin's default lists, relative to this plugin's folder."""
+    if settings is None:
+        return resolve_path(value, HERE)
+    return settings.plugin_path("filter", key, value, HERE)
 
 
 class Plugin:
@@ -81,8 +72,8 @@ class Plugin:
         self.env = bot.templates(HERE)
         self.env.get_template("explain.j2")  # a broken override stops start-up, with the file named
         word_filter = WordFilter(
-            [resolve_list_path(p, settings) for p in config.word_files],
-            [resolve_list_path(p, settings) for p in config.allow_files],
+            [resolve_list_path(p, settings, "word_files") for p in config.word_files],
+            [resolve_list_path(p, settings, "allow_files") for p in config.allow_files],
             actions=dict(config.categories), default_action=config.default_action,
             separators=config.hard_separators)
         try:

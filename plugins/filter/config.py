@@ -13,11 +13,11 @@ Action = Literal["block", "mask", "log"]
 @dataclass
 class Config:
     #: Word lists: UTF-8, one entry per line, optional category after a tab, ``#`` comments.
-    #: Relative paths are tried against the settings file's folder, the project root, then
-    #: this plugin's folder.
-    word_files: list[str] = field(default_factory=lambda: ["plugins/filter/data/demo_words.txt"])
+    #: Set in the settings, relative to the settings file's folder; the default, the demo list
+    #: in this plugin's folder.
+    word_files: list[str] = field(default_factory=lambda: ["data/demo_words.txt"])
     #: Allow lists: one word per line; an allowed word that covers a hit cancels it.
-    allow_files: list[str] = field(default_factory=lambda: ["plugins/filter/data/demo_allow.txt"])
+    allow_files: list[str] = field(default_factory=lambda: ["data/demo_allow.txt"])
     #: Action per category: "block" (the message goes no further; the user gets block_reply),
     #: "mask" (the words are replaced by mask_char before skills and the LLM see the text),
     #: "log" (only logged).

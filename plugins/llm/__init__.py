@@ -2,7 +2,11 @@
 
 - ``skillbot_fallback`` (last of all fallbacks) sends text and recognised voice messages to the
   first healthy OpenAI-compatible provider (``client.LLMClient``) with a Jinja2 system prompt and
-  the user's recent turns, and answers with the model's text turned into WeChat plain text.
+  the user's recent turns, and answers with the model's text turned into WeChat plain text. The
+  answer is streamed and collected here (the stream itself is ``LLMClient.stream``).
+- Image messages go to the providers marked ``vision = true`` (the picture's URL as an
+  ``image_url`` part, with the conversation); without one they are left to the core's reply.
+- A voice message without recognition gets ``voice_unrecognized.j2``, which says how to turn it on.
 - The ``llm.reset`` intent ("重新开始", "清除上下文", configurable) clears the user's context.
 - Failures (every provider down, time out, refused) give a polite reply from a template; with no
   provider configured the plugin says so once at start-up (INFO) and answers with ``no_provider.j2``.
@@ -26,6 +30,7 @@ from core import (
     Counter,
     Explanation,
     Histogram,
+    ImageMessage,
     Intent,
     MessageContext,
     TextReply,
@@ -141,7 +146,8 @@ class Plugin:
         self.env = bot.templates(PLUGIN_DIR)
         # Fail start-up now, with the file named, if a template is missing or broken.
         for name in (config.system_prompt_template, "reset_done.j2", "unavailable.j2",
-                     "no_provider.j2", "truncated_note.j2", "content_filter.j2", "explain.j2"):
+                     "no_provider.j2", "truncated_note.j2", "content_filter.j2", "explain.j2",
+                     "interrupted_note.j2", "voice_unrecognized.j2", "image_prompt.j2"):
             self.env.get_template(name)
         self.client = LLMClient(
             providers, bot.http,
@@ -183,16 +189,36 @@ class Plugin:
     @hookimpl(trylast=True)
     async def skillbot_fallback(self, ctx: MessageContext) -> TextReply | None:
         message = ctx.message
-        if message.is_event or message.msg_type not in TEXT_TYPES:
+        if message.is_event:
+            return None
+        if message.msg_type == "image":
+            return await self.image_reply(ctx)
+        if message.msg_type not in TEXT_TYPES:
             return None
         text = (message.text or "").strip()
         if not text:
+            if message.msg_type == "voice":
+                return TextReply(self._render("voice_unrecognized.j2"), record=False)
             return None
         if self.client is None or not self.client.configured:
             return TextReply(self._render("no_provider.j2"), record=False)
-        messages = self.messages_for(ctx, text)
+        return await self.answer(ctx, self.messages_for(ctx, text))
+
+    async def image_reply(self, ctx: MessageContext) -> TextReply | None:
+        """A picture for a vision model, with the conversation; None (the core's reply) without one."""
+        url = ctx.message.pic_url.strip() if isinstance(ctx.message, ImageMessage) else ""
+        if (self.client is None or not url.lower().startswith(("http://", "https://"))
+                or not any(p.config.vision for p in self.client.chain)):
+            return None
+        content = [{"type": "text", "text": self._render("image_prompt.j2")},
+                   {"type": "image_url", "image_url": {"url": url}}]
+        return await self.answer(ctx, self.messages_for(ctx, content), vision=True)
+
+    async def answer(self, ctx: MessageContext, messages: list[dict[str, Any]],
+                     vision: bool = False) -> TextReply:
+        """Ask the model (collecting its streamed answer) and turn the result into the reply."""
         try:
-            completion = await self.client.complete(messages)
+            completion = await self.client.complete(messages, vision=vision)
         except LLMError as exc:
             ctx.log.warning("llm: no answer: %s", exc)
             ctx.extra["llm"] = {"error": type(exc).__name__,
@@ -220,8 +246,9 @@ class Plugin:
         return Explanation(title=self._render("explain.j2", part="title"),
                            summary=self._render("explain.j2", part="summary", llm=llm), data=llm)
 
-    def messages_for(self, ctx: MessageContext, text: str) -> list[dict[str, str]]:
-        """The messages array for the model: system prompt, bounded history, ``text``."""
+    def messages_for(self, ctx: MessageContext, text: str | list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The messages array for the model: system prompt, bounded history, ``text`` (a string
+        or a list of content parts)."""
         config = self.config
         system = self._render(config.system_prompt_template, **prompt_variables(
             persona=config.persona, account_name=config.account_name,
@@ -239,6 +266,8 @@ class Plugin:
             return TextReply(self._render("unavailable.j2"), record=False)
         if completion.truncated:
             answer = f"{answer}\n{self._render('truncated_note.j2')}"
+        elif completion.interrupted:
+            answer = f"{answer}\n{self._render('interrupted_note.j2')}"
         return TextReply(answer)
 
     # ---- helpers -----------------------------------------------------------------------------

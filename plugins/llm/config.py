@@ -36,8 +36,12 @@ class ProviderConfig:
         Bearer``); empty for servers without authentication (Ollama, llama.cpp, local vLLM).
     temperature / max_tokens: sampling settings sent with each request; ``max_tokens = 0``
         leaves the field out (the provider's default applies).
-    timeout: seconds one request may take, connection to last byte.
+    timeout: seconds a request may take to its first text, and (streamed) between two pieces of
+        it; the whole answer is bounded by ``Config.total_timeout``.
     extra_body: extra JSON fields merged into each request (``{enable_thinking = false}``).
+    stream: ask for a streamed answer (server-sent events); false for a server that cannot
+        stream (one that answers a stream request with a plain JSON body works either way).
+    vision: the model understands images: image messages are sent to it (``image_url`` parts).
     """
 
     name: str
@@ -48,6 +52,8 @@ class ProviderConfig:
     max_tokens: int = 800
     timeout: float = 20.0
     extra_body: dict[str, Any] = field(default_factory=dict)
+    stream: bool = True
+    vision: bool = False
 
     @property
     def url(self) -> str:

@@ -116,64 +116,269 @@ def markdown_to_text(text: str) -> str:
     cells separated by `` | ``, rules and link definitions are dropped, and runs of blank lines
     collapse to one.
     """
-    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
-    out: list[str] = []
-    i = 0
-    n = len(lines)
+    converter = MarkdownStream()
+    return converter.feed(text) + converter.finish()
+
+
+# ---- the same conversion, piece by piece ----------------------------------------------------------
+
+#: Characters that end a sentence wherever they stand.
+_CJK_SENTENCE_ENDS = "。！？；…"
+#: Characters that end a sentence when whitespace follows (not "3.14", "e.g.x", "![img]").
+_ASCII_SENTENCE_ENDS = ".!?;"
+#: How many of the latest sentence ends of an unfinished line are tried for letting it out early.
+_EARLY_TRIES = 4
+#: Closing quotes and brackets that stay with the sentence before them.
+_CLOSERS = "”’」』）】》〉)\"'"
+
+
+def sentence_cuts(text: str, at_end: bool = False) -> list[int]:
+    """Positions just after each sentence end in ``text`` whose following character is known.
+
+    A sentence ends at ``。！？；…`` or at ``.!?;`` followed by whitespace (a ``.`` not after a
+    digit, so a list's "1. " is not a sentence), together with the
+    closing quotes or brackets right after it. A cut is only reported when a character after it
+    has arrived (so a closing quote still to come is not separated from its sentence), unless
+    ``at_end``: then a ``。！？；…`` (or a closer) ending ``text`` is a cut too.
+    """
+    cuts: list[int] = []
+    i, n = 0, len(text)
     while i < n:
-        line = lines[i]
+        ch = text[i]
+        if ch in _CJK_SENTENCE_ENDS or (ch in _ASCII_SENTENCE_ENDS and i + 1 < n and text[i + 1].isspace()
+                                        and not (ch == "." and i and text[i - 1].isdigit())):
+            j = i + 1
+            while j < n and (text[j] in _CJK_SENTENCE_ENDS or text[j] in _CLOSERS):
+                j += 1
+            if j < n or (at_end and ch in _CJK_SENTENCE_ENDS):
+                cuts.append(j)
+            i = j
+            continue
+        i += 1
+    return cuts
+
+
+def _inline_closed(text: str) -> bool:
+    """True when no inline construct (code span, emphasis, link, tag, escape) is left open.
+
+    Conservative: text for which this is true converts the same alone as inside its line.
+    """
+    if text.count("`") % 2 or text.endswith("\\"):
+        return False
+    if text.count("[") != text.count("]") or text.count("(") != text.count(")"):
+        return False
+    if text.count("<") != text.count(">"):
+        return False
+    if text.count("**") % 2 or text.count("~~") % 2 or text.count("__") % 2:
+        return False
+    if text.replace("**", "").count("*") % 2:
+        return False
+    single_underscores = re.findall(r"(?<![A-Za-z0-9_])_(?!_)|(?<!_)_(?![A-Za-z0-9_])",
+                                    text.replace("__", ""))
+    return len(single_underscores) % 2 == 0
+
+
+class _PlainOutput:
+    """What ``markdown_to_text`` does to its joined lines (right-strip every line, collapse blank
+    runs to one blank line, no blank lines at the start or end), done on text as it comes."""
+
+    def __init__(self) -> None:
+        self.started = False
+        self.newlines = 0
+        self.spaces = ""
+
+    def write(self, text: str) -> str:
+        out: list[str] = []
+        for i, part in enumerate(text.split("\n")):
+            if i:
+                self.newlines += 1
+                self.spaces = ""
+            body = part.rstrip()
+            if not body:
+                self.spaces += part
+                continue
+            if self.started and self.newlines:
+                out.append("\n" * min(self.newlines, 2))
+            out.append(self.spaces + body)
+            self.started = True
+            self.newlines = 0
+            self.spaces = part[len(body):]
+        return "".join(out)
+
+
+class MarkdownStream:
+    """``markdown_to_text`` on text that arrives in pieces (a model's streamed answer).
+
+    ``feed(piece)`` returns the plain text that is final so far and ``finish()`` the rest; joined,
+    they equal ``markdown_to_text`` of the whole text. Half a Markdown construct is never
+    emitted: a line is converted when it is complete, except that a paragraph or list item line
+    is let out early up to a sentence end when no inline construct is open before it. Lines that
+    need what follows (a possible table header, fenced code, a heading) wait for their end.
+    (One difference: a line let out early is not turned into a table header afterwards.)
+    """
+
+    def __init__(self) -> None:
+        self._out = _PlainOutput()
+        self._pieces: list[str] = []
+        self._line = ""              # the incomplete input line
+        self._pending_cr = False
+        self._early_from = 0         # offset in _line of text not yet let out early (0: none)
+        self._early_text = ""        # what the early parts of the current line converted to
+        self._fence: tuple[str, int] | None = None
+        self._table = False
+        self._held: str | None = None  # a line with "|" waiting to see if a separator follows
+        self._last: str | None = None  # the last complete output line
+        self._first_line = True
+
+    # ---- input ---------------------------------------------------------------------------------
+
+    def feed(self, text: str) -> str:
+        if self._pending_cr and text.startswith("\n"):
+            text = text[1:]
+        if text:
+            self._pending_cr = text.endswith("\r")
+        self._line += text.replace("\r\n", "\n").replace("\r", "\n")
+        while "\n" in self._line:
+            line, self._line = self._line.split("\n", 1)
+            self._complete(line)
+        self._let_out_early()
+        return self._take()
+
+    def finish(self) -> str:
+        line, self._line = self._line, ""
+        self._complete(line)
+        if self._held is not None:
+            held, self._held = self._held, None
+            self._block(held)
+        return self._take()
+
+    # ---- output --------------------------------------------------------------------------------
+
+    def _take(self) -> str:
+        text = "".join(self._pieces)
+        self._pieces.clear()
+        return text
+
+    def _write(self, text: str) -> None:
+        piece = self._out.write(text)
+        if piece:
+            self._pieces.append(piece)
+
+    def _start_line(self) -> None:
+        if not self._first_line:
+            self._write("\n")
+        self._first_line = False
+
+    def _emit(self, line: str) -> None:
+        self._start_line()
+        self._write(line)
+        self._last = line
+
+    # ---- lines ---------------------------------------------------------------------------------
+
+    def _complete(self, line: str) -> None:
+        if self._early_from:
+            rest = inline_to_text(line[self._early_from:].rstrip())
+            self._write(rest)
+            self._last = self._early_text + rest
+            self._early_from, self._early_text = 0, ""
+            return
+        if self._fence is not None:
+            marker, indent = self._fence
+            stripped = line.strip()
+            if stripped.startswith(marker[0] * len(marker)) and set(stripped) == {marker[0]}:
+                self._fence = None
+                return
+            code_line = line[min(indent, len(line) - len(line.lstrip(" "))):]
+            self._emit((CODE_INDENT + code_line).rstrip() if code_line.strip() else "")
+            return
+        if self._held is not None:
+            held, self._held = self._held, None
+            if _TABLE_SEPARATOR.match(line):
+                self._emit(" | ".join(_split_cells(held)))
+                self._table = True
+                return
+            self._block(held)
+        if self._table:
+            if "|" in line and line.strip():
+                self._emit(" | ".join(_split_cells(line)))
+                return
+            self._table = False
         fence = _FENCE_OPEN.match(line)
         if fence:
-            marker = fence.group("fence")
-            indent = len(fence.group("indent"))
-            i += 1
-            while i < n:
-                stripped = lines[i].strip()
-                if stripped.startswith(marker[0] * len(marker)) and set(stripped) == {marker[0]}:
-                    i += 1
-                    break
-                code_line = lines[i]
-                # Remove up to the fence's own indentation from each content line.
-                code_line = code_line[min(indent, len(code_line) - len(code_line.lstrip(" "))):]
-                out.append((CODE_INDENT + code_line).rstrip() if code_line.strip() else "")
-                i += 1
-            continue
-        if "|" in line and i + 1 < n and _TABLE_SEPARATOR.match(lines[i + 1]):
-            out.append(" | ".join(_split_cells(line)))
-            i += 2
-            while i < n and "|" in lines[i] and lines[i].strip():
-                out.append(" | ".join(_split_cells(lines[i])))
-                i += 1
-            continue
-        if _SETEXT_UNDERLINE.match(line) and out and out[-1].strip() and line.strip()[0] == "=":
-            i += 1
-            continue
+            self._fence = (fence.group("fence"), len(fence.group("indent")))
+            return
+        if "|" in line:
+            self._held = line
+            return
+        self._block(line)
+
+    def _block(self, line: str) -> None:
+        """One line that is not fenced code nor part of a table."""
+        if _SETEXT_UNDERLINE.match(line) and self._last and self._last.strip() and line.strip()[0] == "=":
+            return
         if _RULE.match(line) or _LINK_DEFINITION.match(line):
-            # A "---" under a paragraph line is a setext heading underline: drop it as well.
-            out.append("")
-            i += 1
-            continue
+            self._emit("")
+            return
         while _QUOTE.match(line):
             line = _QUOTE.sub("", line, count=1)
         heading = _HEADING.match(line)
         if heading and line.lstrip().startswith("#"):
-            out.append(inline_to_text(heading.group("text") or ""))
-            i += 1
-            continue
-        bullet = _BULLET.match(line)
-        if bullet:
-            check = bullet.group("check")
-            marker = BULLET if check is None else (TASK_OPEN if check == " " else TASK_DONE)
-            out.append(_list_indent(bullet.group("indent")) + marker + inline_to_text(bullet.group("text")))
-            i += 1
-            continue
-        ordered = _ORDERED.match(line)
-        if ordered:
-            out.append(f"{_list_indent(ordered.group('indent'))}{int(ordered.group('num'))}. "
-                       + inline_to_text(ordered.group("text")))
-            i += 1
-            continue
-        out.append(inline_to_text(line.strip()))
-        i += 1
-    result = "\n".join(part.rstrip() for part in "\n".join(out).split("\n"))
-    return _BLANK_RUNS.sub("\n\n", result).strip("\n")
+            self._emit(inline_to_text(heading.group("text") or ""))
+            return
+        head, text = _item_parts(line)
+        if head is not None:
+            self._emit(head + inline_to_text(text))
+            return
+        self._emit(inline_to_text(line.strip()))
+
+    def _let_out_early(self) -> None:
+        line = self._line
+        if (self._fence is not None or self._table or self._held is not None or "|" in line
+                or not line.strip()):
+            return
+        if not self._early_from:
+            stripped = line.lstrip()
+            if stripped.startswith(("```", "~~~", "[")):
+                return
+            body = line
+            while _QUOTE.match(body):
+                body = _QUOTE.sub("", body, count=1)
+            if body.lstrip().startswith("#"):
+                return
+            head, text = _item_parts(body)
+            if head is None:
+                head, text = "", body.lstrip()
+            start = len(line) - len(text)
+        else:
+            head, start = None, self._early_from
+        segment = line[start:]
+        # A sentence end that ends the text so far is let out at once: a closing quote after it
+        # would simply start the next piece.
+        # Only the last few sentence ends are tried: a construct left open before them keeps
+        # the earlier ones open too, and trying them all on every piece would cost O(n²).
+        for cut in reversed(sentence_cuts(segment, at_end=True)[-_EARLY_TRIES:]):
+            if _inline_closed(segment[:cut]):
+                break
+        else:
+            return
+        converted = inline_to_text(segment[:cut])
+        if head is not None:
+            self._start_line()
+            converted = head + converted
+        self._write(converted)
+        self._early_text += converted
+        self._early_from = start + cut
+
+
+def _item_parts(line: str) -> tuple[str | None, str]:
+    """A list item's converted marker and its text, or (None, line) for other lines."""
+    bullet = _BULLET.match(line)
+    if bullet:
+        check = bullet.group("check")
+        marker = BULLET if check is None else (TASK_OPEN if check == " " else TASK_DONE)
+        return _list_indent(bullet.group("indent")) + marker, bullet.group("text")
+    ordered = _ORDERED.match(line)
+    if ordered:
+        return f"{_list_indent(ordered.group('indent'))}{int(ordered.group('num'))}. ", ordered.group("text")
+    return None, line

@@ -139,9 +139,10 @@ def history_messages(turns: Sequence[Turn], *, max_turns: int, max_chars: int,
 
 
 def build_messages(system_prompt: str, history: Sequence[dict[str, str]],
-                   text: str) -> list[dict[str, str]]:
-    """System prompt (left out when empty), then the history, then the new user message."""
-    messages: list[dict[str, str]] = []
+                   text: str | list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """System prompt (left out when empty), then the history, then the new user message (a
+    string, or a list of content parts such as text and ``image_url``)."""
+    messages: list[dict[str, Any]] = []
     if system_prompt.strip():
         messages.append({"role": "system", "content": system_prompt.strip()})
     messages.extend(history)

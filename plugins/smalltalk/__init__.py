@@ -103,7 +103,7 @@ class Plugin:
     @hookimpl
     def skillbot_startup(self, bot: BotServices, config: Config) -> None:
         self.config = config
-        path = config.resolved_path()
+        path = config.resolved_path(bot.settings)
         self.talk = SmallTalk(path)  # a broken file stops start-up with its name
         log.info("small talk: %d phrasings from %s", len(self.talk.phrasings), path)
 

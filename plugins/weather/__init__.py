@@ -12,7 +12,9 @@ Decision rules in ``skillbot_handle``:
 2. Location message: current conditions and today's forecast there.
 3. Text without a weather word is declined unless it is a follow-up shape (那上海呢, 后天呢,
    广州) right after a weather answer (or the skill's own "which city?"); so is a shop topic
-   that mentions weather ("台风天还发货吗").
+   that mentions weather ("台风天还发货吗") and a question about weather as a subject
+   ("台风是怎么形成的", "天气预报是怎么做出来的"), and 多少度/几度 with no place, day or
+   weather answer before ("水的沸点是多少度").
 4. No place in the text: a remark ("天气太冷了我不想上班") or a question about something else
    ("雨衣尺码偏大吗") is declined so the fallback or another skill can answer; a weather
    question uses the remembered place (last asked, else last shared location) or asks which city.
@@ -88,6 +90,8 @@ class Plugin:
         self.service: WeatherService | None = None
         self.env: jinja2.Environment | None = None
         self.now: Callable[[], datetime] = china_now
+        #: jieba's cut, for word boundaries (set at start-up from the bot's segmenter).
+        self.cut: Callable[[str], list[str]] | None = None
 
     # ---- set-up ----------------------------------------------------------------------------
 
@@ -121,6 +125,9 @@ class Plugin:
     async def skillbot_startup(self, bot: BotServices, config: Config) -> None:
         self.config = config
         self.index = default_index()  # loaded once per process, at start-up
+        # Word boundaries come from the bot's segmenter (its added place names do not move
+        # jieba's cuts around ordinary words: 上/高速, 牡丹花, 热门).
+        self.cut = bot.segmenter.cut
         self.env = bot.templates(PLUGIN_DIR)
         factories = await self.providers(bot)
         provider = create_provider(config.provider, config, bot.http, factories)
@@ -162,15 +169,19 @@ class Plugin:
         weather word to its neighbour ("风大", "晴不晴"), which keywords then miss. Context-free
         (the router has no user): ``skillbot_handle`` still decides.
         """
-        q = understand(text, self.index or default_index(), self.now().date(),
-                       self.config.forecast_days)
-        if q.off_topic:
+        q = self.read(text)
+        if q.off_topic or q.about_weather:
             return 0.0, {}
         if q.followup and not q.weather_word:
             return FOLLOWUP_SCORE, {"followup": True}
         if q.weather_word and q.question and (q.spots or (q.days.found and q.topical)):
             return QUESTION_SCORE, {}
         return 0.0, {}
+
+    def read(self, text: str) -> Question:
+        """The skill's reading of a text (places, days, question or not), as of ``self.now()``."""
+        return understand(text, self.index or default_index(), self.now().date(),
+                          self.config.forecast_days, cut=self.cut)
 
     # ---- answering ---------------------------------------------------------------------------
 
@@ -189,7 +200,7 @@ class Plugin:
         text = (message.text or "")[:ctx.bot.settings.router.max_text_chars].strip()
         if not text:
             return None
-        question = understand(text, self.index, today, self.config.forecast_days)
+        question = self.read(text)
         reply = await self._answer_text(ctx, question, today)
         if reply is not None:
             await ctx.remember(weather_answered_at=time.time())
@@ -210,8 +221,10 @@ class Plugin:
 
     async def _answer_text(self, ctx: MessageContext, q: Question, today: date) -> Any:
         after_weather = self._after_weather(ctx)
-        if q.off_topic or not (q.weather_word or (q.followup and after_weather)):
+        if q.off_topic or q.about_weather or not (q.weather_word or (q.followup and after_weather)):
             return None
+        if q.measure_only and not after_weather:
+            return None  # 水的沸点是多少度
         framed = bool(re.match(r"^(那么|那|还有)", q.text)) or q.text.rstrip("？?。.!！ ").endswith("呢")
         # "那上海呢" / "后天呢" / "广州" continue the last answer; "上海天气" is a new question.
         is_followup = after_weather and (framed or (q.followup and not q.weather_word))

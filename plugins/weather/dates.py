@@ -3,6 +3,8 @@
 ``parse_days(text, today)`` finds every day expression and returns a ``DayQuery``:
 
 * 今天/今日/今儿/今早/今晚/今夜, 明天/明日/明早/明晚, 后天, 大后天, 明后天 (two days);
+  Cantonese 今日, 听日/听朝 (tomorrow), 后日 (the day after), 琴日/寻日 (yesterday), 今朝;
+  northern 今儿, 明儿, 后儿;
 * 昨天/前天 and dates before today are *past*;
 * 周末: the coming Saturday and Sunday (on Saturday: today and tomorrow; on Sunday: today);
   这周末/本周末 the same, 下周末 the weekend after that;
@@ -15,7 +17,8 @@
   month's, or next month's once it has passed;
 * spans: 未来N天, 接下来N天, 最近N天, 这N天, N天内, 这几天 (3 days), 这周/本周 (until Sunday),
   下周 (next Monday to Sunday); N天后 is one day;
-* 现在/此刻/目前/当前/这会儿/实时/此时: current conditions.
+* 现在/此刻/目前/当前/这会儿/实时/此时, Cantonese 而家/宜家, and the progressive 在下雨 /
+  正在下雪 / 落紧雨: current conditions.
 
 Days beyond the forecast range are reported in ``beyond`` (the caller answers what it can and
 says the rest is out of range); nothing is silently shifted.
@@ -84,15 +87,19 @@ _PATTERNS: list[tuple[str, re.Pattern]] = [
     ("weekday", re.compile(r"(?P<pre>下下个?|下个|下|这个|这|本|上个|上)?(?:周|星期|礼拜)(?P<w>[一二三四五六日天])(?!气)")),
     ("week", re.compile(r"(?P<pre>下个|下|这个|这|本)(?:周|星期|礼拜)(?![一二三四五六日末]|天(?!气))")),
     ("rel", re.compile(r"大后天|明后两?天|后天|明天|明日|明儿|明早|明晚|今天|今日|今儿|今早|今晚|今夜"
-                       r"|昨天|昨日|昨晚|前天|当天")),
+                       r"|昨天|昨日|昨晚|前天|当天|听日|听朝|今朝|琴日|寻日"
+                       r"|(?<![今以之然最此日])后[日儿](?![子常])")),
     ("day", re.compile(r"(?:(?<![\d月/\-年周期拜])(?P<d>\d{1,2})\s*[号日]"
                        rf"|(?<![\d月周期拜零〇一二两三四五六七八九十])(?P<cd>{_NUM})号)"
                        r"(?![线楼院门口房车位床路元])")),
-    ("now", re.compile(r"现在|此刻|目前|当前|这会儿|实时|此时|眼下|当下")),
+    ("now", re.compile(r"现在|此刻|目前|当前|这会儿|实时|此时|眼下|当下|而家|宜家|落紧"
+                       r"|正在(?=下[雨雪]|刮风|落雨|打雷)|(?<![现存正])在(?=下[雨雪]|刮风|落雨|打雷)")),
 ]
 _REL = {"大后天": [3], "明后天": [1, 2], "明后两天": [1, 2], "后天": [2], "明天": [1], "明日": [1],
         "明儿": [1], "明早": [1], "明晚": [1], "今天": [0], "今日": [0], "今儿": [0], "今早": [0],
-        "今晚": [0], "今夜": [0], "当天": [0], "昨天": [-1], "昨日": [-1], "昨晚": [-1], "前天": [-2]}
+        "今晚": [0], "今夜": [0], "当天": [0], "昨天": [-1], "昨日": [-1], "昨晚": [-1], "前天": [-2],
+        # Cantonese (and Wu 今朝)
+        "听日": [1], "听朝": [1], "后日": [2], "后儿": [2], "今朝": [0], "琴日": [-1], "寻日": [-1]}
 
 
 def _safe_date(year: int, month: int, day: int) -> date | None:

@@ -13,6 +13,14 @@ Finding places in a sentence:
   only count when one of their ancestors is named too (天津和平, 马鞍山和县);
 * an ambiguous name is resolved first by ancestors named in the same sentence (辽宁朝阳 -> the
   city, 北京朝阳 -> the district), then by prominence (see build_places.py), then adcode.
+
+Latin names (pinyin generated at build time, English exonyms: beijing, Shang Hai, xi'an, Peking,
+Hong Kong, Taipei) are not matched here: ``latin_word(key)`` gives the Chinese name a latin key
+stands for, and the weather skill's text normaliser writes it in before the Chinese finder runs,
+so 朝阳/chaoyang and 辽宁 chaoyang resolve by the same rules.
+
+``find_alikes`` finds sound-alike typos of province and city names (深证 for 深圳); the caller
+decides when one counts (the weather skill: only with a weather or day word right after it).
 """
 from __future__ import annotations
 
@@ -25,6 +33,8 @@ from typing import Iterable
 import ahocorasick
 
 DATA = Path(__file__).parent / "data" / "places.tsv"
+#: Province and city names with one character typed by sound (深证, 杭洲): build_sound_alikes.py.
+ALIKES = Path(__file__).parent / "data" / "place_sound_alikes.tsv"
 _BLANK = "\u3000"  # what masked characters become (whitespace, so it never joins a name)
 _FILLER = " \t\u3000的"
 LEVELS = ("province", "city", "district")
@@ -42,6 +52,9 @@ class Place:
     prominence: int
     flags: str = ""
     aliases: tuple[str, ...] = ()
+    #: Latin keys for ``short`` (pinyin, exonyms) and for ``name`` (beijing / beijingshi).
+    latin: tuple[str, ...] = ()
+    latin_full: tuple[str, ...] = ()
 
     @property
     def key(self) -> str:
@@ -72,11 +85,15 @@ class PlaceIndex:
     places: dict[str, Place]
     _automaton: ahocorasick.Automaton = field(repr=False)
     _entries: dict[str, list[_Entry]] = field(repr=False)
+    #: latin key -> the Chinese name it stands for (of the most prominent place having the key).
+    _latin: dict[str, str] = field(default_factory=dict, repr=False)
+    #: sound-alike typo -> adcode, as an automaton (None: none loaded).
+    _alikes: ahocorasick.Automaton | None = field(default=None, repr=False)
 
     # ---- construction -------------------------------------------------------------------------
 
     @classmethod
-    def from_places(cls, places: Iterable[Place]) -> "PlaceIndex":
+    def from_places(cls, places: Iterable[Place], alikes: dict[str, str] | None = None) -> "PlaceIndex":
         by_code = {p.adcode: p for p in places}
         entries: dict[str, list[_Entry]] = {}
 
@@ -102,11 +119,25 @@ class PlaceIndex:
         for word in entries:
             automaton.add_word(word, word)
         automaton.make_automaton()
-        return cls(places=by_code, _automaton=automaton, _entries=entries)
+        latin: dict[str, str] = {}
+        for place in sorted(by_code.values(), key=lambda p: (-p.prominence, p.adcode)):
+            for key in place.latin:
+                latin.setdefault(key, place.short)
+            for key in place.latin_full:
+                latin.setdefault(key, place.name)
+        alike_automaton = None
+        if alikes:
+            alike_automaton = ahocorasick.Automaton()
+            for variant, code in alikes.items():
+                if code in by_code:
+                    alike_automaton.add_word(variant, (variant, code))
+            alike_automaton.make_automaton()
+        return cls(places=by_code, _automaton=automaton, _entries=entries, _latin=latin,
+                   _alikes=alike_automaton)
 
     @classmethod
-    def load(cls, path: Path = DATA) -> "PlaceIndex":
-        return cls.from_places(read_table(path))
+    def load(cls, path: Path = DATA, alikes: Path | None = ALIKES) -> "PlaceIndex":
+        return cls.from_places(read_table(path), read_alikes(alikes) if alikes else None)
 
     # ---- look-ups -----------------------------------------------------------------------------
 
@@ -126,6 +157,12 @@ class PlaceIndex:
         """The most prominent place called exactly ``name`` (restricted names included)."""
         bucket = self._entries.get(name.strip())
         return bucket[0].place if bucket else None
+
+    def latin_word(self, key: str) -> str | None:
+        """The Chinese name a latin key (lower case, letters only) stands for: shanghai -> 上海,
+        chaoyangqu -> 朝阳区, peking -> 北京. Of several places sharing a key the most prominent
+        one's name is given (taizhou -> 泰州, as the Chinese finder would rank them)."""
+        return self._latin.get(key)
 
     def words(self, min_length: int = 2) -> list[str]:
         """Names worth teaching a tokenizer: everything usable without a qualifier."""
@@ -200,6 +237,25 @@ class PlaceIndex:
         return mentions
 
 
+    def find_alikes(self, text: str, mask: Iterable[tuple[int, int]] = ()) -> list[Mention]:
+        """Sound-alike typos of province and city names (深证 -> 深圳), outside ``mask``."""
+        if self._alikes is None:
+            return []
+        chars = list(text)
+        for start, end in mask:
+            for i in range(max(start, 0), min(end, len(chars))):
+                chars[i] = _BLANK
+        found = []
+        for end, (variant, code) in self._alikes.iter_long("".join(chars)):
+            found.append(Mention(end - len(variant) + 1, end + 1, variant, self.places[code]))
+        return found
+
+
+def read_alikes(path: Path = ALIKES) -> dict[str, str]:
+    with path.open(encoding="utf-8") as f:
+        rows = csv.DictReader((line for line in f if not line.startswith("#")), delimiter="\t")
+        return {row["variant"]: row["adcode"] for row in rows}
+
 
 def read_table(path: Path = DATA) -> list[Place]:
     places = []
@@ -210,7 +266,9 @@ def read_table(path: Path = DATA) -> list[Place]:
                 adcode=row["adcode"], name=row["name"], short=row["short"], level=row["level"],
                 parent=row["parent"], lat=float(row["lat"]), lon=float(row["lon"]),
                 prominence=int(row["prominence"]), flags=row["flags"] or "",
-                aliases=tuple(a for a in (row["aliases"] or "").split(",") if a)))
+                aliases=tuple(a for a in (row["aliases"] or "").split(",") if a),
+                latin=tuple(k for k in (row.get("latin") or "").split(",") if k),
+                latin_full=tuple(k for k in (row.get("latin_full") or "").split(",") if k)))
     return places
 
 

@@ -10,20 +10,40 @@ conversation context (see ``Plugin.skillbot_handle`` and docs/weather.md):
   ("那上海呢？", "后天呢", "广州"), which only means weather right after a weather answer;
 * ``topical``: almost nothing is left besides weather words, days, places and filler, so a
   question without a place is still about the weather ("今天外面冷吗", not "雨衣尺码偏大吗");
-* ``off_topic``: a shop topic is the point ("台风天还发货吗", "下雨天快递会延迟吗").
+* ``off_topic``: a shop topic is the point ("台风天还发货吗", "下雨天快递会延迟吗");
+* ``about_weather``: a question about weather as a subject, not a forecast ("台风是怎么形成的",
+  "天气预报是怎么做出来的", "为什么会下雨"): the skill leaves it to the chat model.
+
+The text is normalised first (``normalize.py``: traditional characters, full-width forms,
+emoji, pinyin and English place, day and weather words). Three rules keep ordinary words out:
+
+* a one-character weather word (冷, 热, 风, 雨...) counts only where jieba cuts it alone or in a
+  weather-shaped word (好冷, 风大, 冷不冷), not inside another word (热门, 风险, 雪糕, 冷笑话);
+* a place name counts only at jieba word boundaries (上高速 holds no 上高县, 去看牡丹花 no
+  牡丹区), unless a weather cue follows it (上高会下雨吗, 晴隆明天天气);
+* a typed neighbour of 天气 or 下雨 (天汽, 天器, 下鱼: any two common characters that sound tian
+  qi or xia yu, see data/sound_alikes.tsv) is a weather word only when the message also names a
+  place or a day; a province or city name typed by sound (深证, 杭洲) is a place only in a
+  message with a weather word, and with a weather cue right after it (深证天气, 广洲会下雨吗).
 
 The Chinese words below are what the skill *reads*; everything it says is in templates.
 """
 from __future__ import annotations
 
+import csv
+import functools
 import re
-import unicodedata
 from dataclasses import dataclass, field
 from datetime import date
+from pathlib import Path
+from typing import Callable
 
 from .dates import DayQuery, parse_days
+from .normalize import normalize
 from .places import Mention, PlaceIndex
 from .service import Spot
+
+SOUND_ALIKES = Path(__file__).parent / "data" / "sound_alikes.tsv"
 
 MAX_PLACES = 3
 #: At most this many characters may be left once weather words, days, places and filler are
@@ -36,7 +56,18 @@ WEATHER_WORDS = (
     "冷", "热", "凉", "暖和", "风", "刮风", "风力", "大风", "台风", "晴", "阴天", "多云", "雾", "霾",
     "雾霾", "带伞", "打伞", "雨伞", "几度", "多少度", "湿度", "冰雹", "雷阵雨", "沙尘", "紫外线",
     "寒潮", "空气质量", "空气", "pm2.5", "aqi",
+    # Cantonese (after traditional -> simplified): 落雨 rain, 凍/冻 cold, 打风 typhoon signal
+    "落雨", "落雪", "冻", "打风", "翻风", "天文台", "回南天", "几多度",
 )
+#: Weather words that measure anything (水的沸点是多少度): alone they ask the weather only with a
+#: place, a day or the open air (外面几度) named, or right after a weather answer.
+MEASURES = frozenset({"几度", "多少度", "几多度"})
+_MEASURE_CONTEXT_RE = re.compile(r"外面|室外|户外|出门|外头")
+#: One-character weather words inside a longer jieba token count only when every other
+#: character of the token is one of these (好冷, 风大, 冷不冷, 有雨), so 热门, 风险, 雪糕 and 冷笑话
+#: are not weather.
+WEATHER_SHAPE = frozenset("好很太真超挺蛮巨贼特最更不没有大小中暴阵下刮降变转多少吗了啊吧呢么嘛呀"
+                          "天气冷热凉风雨雪晴雾霾阴寒炎闷冰微强快死空浪朗夹雷冻湿干爽暖会落紧")
 _WEATHER_RE = re.compile("|".join(sorted(map(re.escape, WEATHER_WORDS), key=len, reverse=True)),
                          re.IGNORECASE)
 #: Topics a shop's customers ask about that merely mention weather ("台风天还发货吗",
@@ -53,10 +84,45 @@ _FILLER_RE = re.compile(
     r"|多少|几|度|大|小|高|低|强|弱|不|最|穿|外套|秋裤|毛衣|短袖|衣服|戴|口罩|变化|严重|厉害")
 _QUESTION_RE = re.compile(
     r"[吗嘛么呢？?]|怎么样|怎样|如何|咋样|多少|几度|会不会|要不要|有没有|是不是|能不能|需不需要"
-    r"|查|看看|告诉我|啥|什么|哪|(.)不\1")
+    r"|查|看看|告诉我|啥|什么|哪|(.)不\1"
+    r"|点样|点呀|咩|乜|(.)唔\2|有冇|系咪"  # Cantonese
+    r"|\b(?:is|are|will|what|whats|how|hows|does|do|should|can|any)\b")
+#: Filler of Cantonese and English weather questions (after normalisation, which has turned the
+#: English place, day and weather words into Chinese already).
+_FILLER_EXTRA_RE = re.compile(
+    r"点样|点呀|咩|乜嘢|会唔会|系咪|有冇|唔|啲|嘅|喺|出街"
+    r"|\b(?:is|are|it|in|at|for|of|the|a|an|will|be|there|what|whats|how|hows|like|does|do|i|"
+    r"need|should|going|to|get|any|s|me|tell|check|please|outside|out|very|so)\b")
+#: A question about weather as a subject, not about the forecast: how it forms, why, what it
+#: means, how forecasts are made, records, what to do about it; or a language task on weather
+#: words (translate, write a poem). The chat model answers those.
+_ABOUT_WEATHER_RE = re.compile(
+    r"为什么|为啥|为何|怎么形成|如何形成|形成的|怎么产生|如何产生|产生的|怎么来的|是怎么(?!样)"
+    r"|是如何|原理|成因|原因|什么是|什么叫|啥是|啥叫|什么意思|区别|危害|科普|定义|含义"
+    r"|做出来|怎么预测|如何预测|准不准|准确率|英文|英语|怎么说|怎么读|分几级|几个等级|等级划分|世界上|全世界"
+    r"|全球|地球上|历史上|有史以来|纪录"
+    r"|注意什么|注意事项|怎么办|如何预防|怎么预防|怎么防"  # advice: what to do about the weather
+    r"|翻译|translate|写一[首篇段句个]|造句|作文|诗|歌词|成语|谚语|俗语")  # language tasks
+#: A weather condition named as a kind of day (下雨天, 雾霾天, 台风天): without a place or a day
+#: the question is what to do on such days ("雾霾天戴什么口罩好"), not a forecast.
+_CONDITION_DAY_RE = re.compile(r"(?:下雨|下雪|雾霾|台风|刮风|大风|暴雨|雨|雪|霾)天(?!气)")
+#: Verbs whose object is a thing, not a place: a place name right after one (看牡丹, 买长安,
+#: 喝青岛) is that thing unless a weather or day word follows it directly (看北京明天天气).
+_THING_VERBS = frozenset("看赏买卖吃喝种养拍摘采送玩听唱读写画学穿戴用开")
+#: What may follow a place name that jieba does not cut as a word, for it to count anyway
+#: (上高会下雨吗, 晴隆明天天气, 凤凰古城): the end, punctuation, a question word, a word that
+#: continues a place (古城, 机场, 附近...), or the start of a weather word or a day word (checked
+#: separately). The name must still start where jieba starts a word (凤凰古城 holds no 古城区).
+_CUE_AFTER = re.compile(r"[\s的]*(?:$|[?？!！。.,，、~～…呢吗会有要冷热]"
+                        r"|古城|古镇|机场|景区|火车站|高铁站|市区|县城|城区|那边|这边|一带|附近|地区)")
+#: What may stand between places named together (北京和上海天气): one weather word after the
+#: last of them is about all of them.
+_TOGETHER = " \t\u3000的和跟与、,，及还有"
+#: Skipped between a place name and its cue.
+_SPACES = " \t\u3000"
 #: Remarks rather than questions: exclamations, complaints, past events.
 _REMARK_RE = re.compile(r"[了啊呀哦哇吧！!]|太|真|好[冷热晒闷]|死了|受不了|讨厌|不想")
-_FOLLOWUP_HEAD = re.compile(r"^(?:那么|那|还有|再看看|再查查?|看看|查查?|换成|换)\s*")
+_FOLLOWUP_HEAD = re.compile(r"^(?:那么|那|还有|再看看|再查查?|看看|查查?|换成|换|and|what about|how about)\s*")
 _FOLLOWUP_TAIL = re.compile(r"(?:的?呢|怎么样|咋样|如何|的?天气|天气如何|会怎样|会怎么样)?"
                             r"[\s？?。.!！~～…,，]*$")
 _PUNCT = re.compile(r"[\s？?。.!！~～…,，、:：;；\"'“”‘’()（）]+")
@@ -75,20 +141,65 @@ class Question:
     topical: bool = False
     #: A shop topic (发货, 快递, 退款...) is the point of the message, not the weather.
     off_topic: bool = False
+    #: A question about weather as a subject (台风是怎么形成的), not a forecast.
+    about_weather: bool = False
+    #: The only weather words are measures (几度, 多少度) with no place, day or open air named:
+    #: weather only right after a weather answer (水的沸点是多少度 is not).
+    measure_only: bool = False
 
 
-def understand(text: str, index: PlaceIndex, today: date, max_days: int = 7) -> Question:
-    text = unicodedata.normalize("NFKC", text).strip()  # full-width digits and marks -> ASCII
+def understand(text: str, index: PlaceIndex, today: date, max_days: int = 7,
+               cut: Callable[[str], list[str]] | None = None) -> Question:
+    """Read ``text``. ``cut`` is a jieba cut (the plugin gives the bot's segmenter's): without
+    one, word boundaries are not checked (every name and one-character weather word counts)."""
+    text = normalize(text, index)
     q = Question(text=text)
-    weather_spans = [m.span() for m in _WEATHER_RE.finditer(text)]
-    q.weather_word = bool(weather_spans)
+    cuts = _WordCuts(text, cut)
+    weather_spans = [m.span() for m in _WEATHER_RE.finditer(text)
+                     if m.end() - m.start() > 1 or cuts.weather_char(m.start())]
     # Multi-character weather words never hold a place name; single ones may (凉山, 雨城, 晴隆).
     masked = [span for span in weather_spans if span[1] - span[0] > 1]
+    loose_days = parse_days(text, today, max_days).spans
+    cue_starts = {start for start, _ in weather_spans + loose_days}
+
+    def grounded(mentions: list[Mention]) -> list[Mention]:
+        kept = []
+        for m in mentions:
+            if m.qualified:
+                kept.append(m)
+            elif m.start > 0 and text[m.start - 1] in _THING_VERBS:
+                if _strong_cue_after(text, m.end, cue_starts):
+                    kept.append(m)
+            elif cuts.whole(m.start, m.end) or (cuts.starts(m.start)
+                                                 and _cue_after(text, m.end, cue_starts)):
+                kept.append(m)
+        return kept
+
     # Places first, so a day word cannot start inside one (昆明天气); then places again with the
     # days masked, so a place cannot borrow a day word's character (今天水温 holds no 天水).
-    places_first = index.find(text, mask=masked)
+    places_first = grounded(index.find(text, mask=masked))
     q.days = parse_days(text, today, max_days, protect=[(m.start, m.end) for m in places_first])
-    q.mentions = index.find(text, mask=q.days.spans + masked)
+    q.mentions = grounded(index.find(text, mask=q.days.spans + masked))
+    if q.mentions or q.days.found:
+        taken = q.days.spans + [(m.start, m.end) for m in q.mentions] + weather_spans
+        alikes = [span for span in _sound_alikes(text) if not _overlaps(span, taken)]
+        weather_spans += alikes
+        cue_starts |= {start for start, _ in alikes}
+    if weather_spans and not q.mentions:
+        # A place name typed by sound (深证天气) counts only with a weather word in the message, a
+        # weather cue right after it, and no place typed right (安吉...想去竹海 is not 珠海).
+        taken = q.days.spans + masked
+        q.mentions = sorted(q.mentions + [
+            m for m in index.find_alikes(text, mask=taken)
+            if not _overlaps((m.start, m.end), weather_spans) and _cue_after(text, m.end, cue_starts)],
+            key=lambda m: m.start)
+    q.weather_word = bool(weather_spans)
+    # 多少度 alone measures anything (水的沸点是多少度): it asks the weather of a place, a day,
+    # the open air, or right after a weather answer (the plugin knows that).
+    q.measure_only = bool(weather_spans) and not (
+        q.mentions or q.days.found or _MEASURE_CONTEXT_RE.search(text)
+        or any(text[a:b] not in MEASURES for a, b in weather_spans))
+    q.mentions = _asked(text, q.mentions, {start for start, _ in weather_spans})
     seen: set[str] = set()
     for mention in q.mentions:
         if mention.place.adcode in seen:
@@ -101,10 +212,117 @@ def understand(text: str, index: PlaceIndex, today: date, max_days: int = 7) -> 
     q.followup = _is_followup(text, q)
     q.question = _is_question(text, q, weather_spans)
     q.off_topic = bool(_OFF_TOPIC_RE.search(text))
+    q.about_weather = bool(q.weather_word and (
+        _ABOUT_WEATHER_RE.search(text)
+        or (not q.spots and not q.days.found and _CONDITION_DAY_RE.search(text))))
     rest = _blank(text, weather_spans + q.days.spans + [(m.start, m.end) for m in q.mentions])
-    rest = _FILLER_RE.sub("", _PUNCT.sub("", rest))
+    rest = _FILLER_RE.sub("", _PUNCT.sub("", _FILLER_EXTRA_RE.sub("", rest)))
     q.topical = len(rest) <= TOPICAL_REST
     return q
+
+
+def _asked(text: str, mentions: list[Mention], weather_starts: set[int]) -> list[Mention]:
+    """The places the weather is asked for: when some places are followed by a weather word
+    (alone or named together: 北京和上海天气) and others are not, the others are context
+    ("明天从上海飞成都，成都天气怎么样" asks for 成都)."""
+    if len(mentions) < 2:
+        return mentions
+    spans = {m.start: m.end for m in mentions}
+    asked = []
+    for m in mentions:
+        pos = m.end
+        while pos < len(text):
+            if text[pos] in _TOGETHER:
+                pos += 1
+            elif pos in spans:
+                pos = spans[pos]
+            else:
+                break
+        if pos in weather_starts:
+            asked.append(m)
+    return asked if asked else mentions
+
+
+def _overlaps(span: tuple[int, int], others: list[tuple[int, int]]) -> bool:
+    return any(span[0] < end and start < span[1] for start, end in others)
+
+
+def _cue_after(text: str, end: int, cue_starts: set[int]) -> bool:
+    """A weather cue right after a place name: end of text, punctuation, 会/有/要/冷..., or the
+    start of a weather word or a day word (spaces and 的 skipped)."""
+    pos = end
+    while pos < len(text) and text[pos] in _SPACES + "的":
+        pos += 1
+    return pos in cue_starts or bool(_CUE_AFTER.match(text, pos))
+
+
+def _strong_cue_after(text: str, end: int, cue_starts: set[int]) -> bool:
+    """A weather word or a day word right after a place name (spaces and 的 skipped)."""
+    pos = end
+    while pos < len(text) and text[pos] in _SPACES + "的":
+        pos += 1
+    return pos in cue_starts
+
+
+@functools.lru_cache(maxsize=1)
+def _sound_alike_re() -> re.Pattern:
+    """Two characters that sound like a trigger word (天汽, 天器, 田七 for 天气), from the table
+    built by data/build_sound_alikes.py; the trigger words themselves are left out."""
+    positions: dict[str, dict[int, str]] = {}
+    with SOUND_ALIKES.open(encoding="utf-8") as f:
+        rows = csv.DictReader((line for line in f if not line.startswith("#")), delimiter="\t")
+        for row in rows:
+            positions.setdefault(row["word"], {})[int(row["position"])] = row["characters"]
+    parts = []
+    for word, chars in positions.items():
+        classes = "".join(f"[{re.escape(chars[i])}]" for i in sorted(chars))
+        parts.append(f"(?!{re.escape(word)}){classes}")
+    return re.compile("|".join(parts))
+
+
+def _sound_alikes(text: str) -> list[tuple[int, int]]:
+    return [m.span() for m in _sound_alike_re().finditer(text)]
+
+
+class _WordCuts:
+    """Where jieba cuts ``text`` into words, computed on first use."""
+
+    def __init__(self, text: str, cut: Callable[[str], list[str]] | None) -> None:
+        self.text = text
+        self.cut = cut
+        self._tokens: list[tuple[int, int]] | None = None
+
+    @property
+    def tokens(self) -> list[tuple[int, int]] | None:
+        if self._tokens is None and self.cut is not None:
+            pieces = self.cut(self.text)
+            if "".join(pieces) != self.text.lower():  # a character changed length: trust no cut
+                self.cut = None
+                return None
+            self._tokens, pos = [], 0
+            for piece in pieces:
+                self._tokens.append((pos, pos + len(piece)))
+                pos += len(piece)
+        return self._tokens
+
+    def starts(self, start: int) -> bool:
+        tokens = self.tokens
+        return tokens is None or start in {s for s, _ in tokens}
+
+    def whole(self, start: int, end: int) -> bool:
+        """Does a word boundary fall at ``start`` and at ``end``?"""
+        tokens = self.tokens
+        if tokens is None:
+            return True
+        starts = {s for s, _ in tokens}
+        return start in starts and (end == len(self.text) or end in starts)
+
+    def weather_char(self, pos: int) -> bool:
+        """Is the one-character weather word at ``pos`` a word of its own or weather-shaped?"""
+        for start, end in self.tokens or ():
+            if start <= pos < end:
+                return all(ch in WEATHER_SHAPE for ch in self.text[start:end])
+        return True
 
 
 def _blank(text: str, spans: list[tuple[int, int]]) -> str:

@@ -6,6 +6,14 @@ finish_reason}]`` and ``usage``; errors come back as real providers send them (O
 error bodies, 429 with ``Retry-After``, an nginx-style HTML 502 page, broken JSON, a dropped
 connection).
 
+A request with ``"stream": true`` gets server-sent events, chunked, in the shapes OpenAI and
+DashScope's compatible mode send (``data: {"object": "chat.completion.chunk", ...}`` lines, a
+first chunk with the role, a last chunk with ``finish_reason``, with ``stream_options:
+{"include_usage": true}`` a usage chunk with empty ``choices``, then ``data: [DONE]``), optionally
+with keep-alive comments, events split across TCP writes (even inside a UTF-8 character), a slow
+first token, or a connection that breaks mid-way. ``state.can_stream = False`` makes it answer
+stream requests with a plain JSON body, as servers without streaming do.
+
 Each request takes the next behaviour from ``state.script`` (a deque), or ``state.default`` when
 the script is empty. ``state.delay`` adds seconds before every answer. Every request received is
 kept in ``state.calls`` (JSON body and headers) so tests can check what the client sent.
@@ -54,6 +62,27 @@ class Behaviour:
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0
     content: Any = ...  # overrides message.content exactly (None, a list of parts...)
+    # ---- streamed answers (requests with "stream": true) ----
+    #: the answer's pieces, one chunk each (None: the text cut every 3 characters)
+    pieces: list[str] | None = None
+    #: "openai" or "dashscope": the chunk shapes and field order each sends
+    flavour: str = "openai"
+    #: send ": keep-alive" comments before the first token and between chunks
+    keepalive: bool = False
+    #: write each event in pieces of this many bytes, pausing between them (0: whole events)
+    split_bytes: int = 0
+    #: seconds between the response headers and the first content chunk
+    first_delay: float = 0.0
+    #: seconds between content chunks
+    gap: float = 0.0
+    #: close the connection after this many content chunks (None: finish normally)
+    break_after: int | None = None
+    #: what ends each event ("\n\n"; "\r\n\r\n" for CRLF servers)
+    separator: str = "\n\n"
+    #: raw SSE events to send after the content chunks instead of the normal ending
+    tail: list[str] | None = None
+    #: answer with a plain JSON body even to a stream request
+    json_only: bool = False
 
 
 # ---- behaviour builders --------------------------------------------------------------------------
@@ -125,7 +154,30 @@ def disconnect() -> Behaviour:
 
 
 def slow(seconds: float, text: str | None = None) -> Behaviour:
+    """No response at all (not even headers) for ``seconds``."""
     return Behaviour("answer", text=text, delay=seconds)
+
+
+def streamed(text: str | None = None, *, pieces: list[str] | None = None, **options: Any) -> Behaviour:
+    """A streamed answer; ``options`` are ``Behaviour`` fields (flavour, keepalive, gap...)."""
+    if pieces is not None and text is None:
+        text = "".join(pieces)
+    return Behaviour("answer", text=text, pieces=pieces, **options)
+
+
+def broken_stream(pieces: list[str], after: int | None = None, **options: Any) -> Behaviour:
+    """A stream whose connection drops after ``after`` chunks (default: all ``pieces``)."""
+    return streamed(pieces=pieces, break_after=len(pieces) if after is None else after, **options)
+
+
+def slow_first_token(seconds: float, text: str | None = None, **options: Any) -> Behaviour:
+    """Headers at once, then nothing for ``seconds`` (keep-alive comments if asked), then text."""
+    return streamed(text, first_delay=seconds, **options)
+
+
+def json_answer(text: str | None = None) -> Behaviour:
+    """A plain ``chat.completion`` JSON body even when a stream was asked for."""
+    return Behaviour("answer", text=text, json_only=True)
 
 
 # ---- the server ----------------------------------------------------------------------------------
@@ -160,6 +212,12 @@ class StandInState:
     #: codes to answer with instead of vectors; empty = answer).
     embedding_calls: list[list[str]] = field(default_factory=list)
     embedding_script: deque = field(default_factory=deque)
+    #: False: answer stream requests with a plain JSON body (a server that cannot stream).
+    can_stream: bool = True
+    #: Streams sent to the end (``data: [DONE]`` written).
+    streams_done: int = 0
+    #: Streams whose client went away while they were being written.
+    streams_aborted: int = 0
 
     @property
     def call_count(self) -> int:
@@ -179,8 +237,114 @@ def state_of(app: web.Application) -> StandInState:
 def _echo(messages: list[dict[str, Any]]) -> str:
     for message in reversed(messages):
         if message.get("role") == "user":
-            return f"回声：{message.get('content', '')}"
+            content = message.get("content", "")
+            if isinstance(content, list):  # text and image parts
+                content = "".join(part.get("text", "") for part in content
+                                  if isinstance(part, dict) and part.get("type") == "text")
+            return f"回声：{content}"
     return "回声："
+
+
+def _chunk(flavour: str, chunk_id: str, model: str, created: int, delta: dict[str, Any] | None,
+           finish_reason: str | None, usage: Any = ..., include_usage: bool = False) -> dict[str, Any]:
+    """One ``chat.completion.chunk`` as OpenAI or DashScope's compatible mode sends it."""
+    choices = [] if delta is None else [{"index": 0, "delta": delta, "logprobs": None,
+                                         "finish_reason": finish_reason}]
+    if flavour == "dashscope":
+        if choices:
+            choices = [{"delta": delta, "finish_reason": finish_reason, "index": 0, "logprobs": None}]
+        data = {"choices": choices, "object": "chat.completion.chunk",
+                "usage": None if usage is ... else usage, "created": created,
+                "system_fingerprint": None, "model": model, "id": chunk_id}
+        if not include_usage:
+            data.pop("usage")
+        return data
+    data = {"id": chunk_id, "object": "chat.completion.chunk", "created": created, "model": model,
+            "system_fingerprint": "fp_standin", "choices": choices}
+    if include_usage:
+        data["usage"] = None if usage is ... else usage
+    return data
+
+
+async def _stream(request: web.Request, state: StandInState, behaviour: Behaviour, model: str,
+                  text: str, messages: list[dict[str, Any]], include_usage: bool) -> web.StreamResponse:
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream; charset=utf-8",
+                                           "Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    await response.prepare(request)
+    chunk_id = f"chatcmpl-standin{next(_ids):06d}"
+    created = int(time.time())
+    flavour = behaviour.flavour
+
+    async def send(event: str) -> None:
+        raw = event.encode("utf-8")
+        size = behaviour.split_bytes if behaviour.split_bytes > 0 else len(raw)
+        try:
+            for i in range(0, len(raw), size):
+                if i:
+                    await asyncio.sleep(0.002)
+                await response.write(raw[i:i + size])
+        except ConnectionResetError:
+            state.streams_aborted += 1
+            raise
+
+    def data(payload: dict[str, Any]) -> str:
+        return "data: " + json.dumps(payload, ensure_ascii=False) + behaviour.separator
+
+    async def wait(seconds: float) -> None:
+        if seconds <= 0:
+            return
+        if not behaviour.keepalive:
+            await asyncio.sleep(seconds)
+            return
+        end = time.monotonic() + seconds
+        while (left := end - time.monotonic()) > 0:
+            await asyncio.sleep(min(0.05, left))
+            await send(": keep-alive" + behaviour.separator)
+
+    if behaviour.keepalive:
+        await send(": keep-alive" + behaviour.separator)
+    first = {"role": "assistant", "content": ""}
+    if flavour == "dashscope":
+        first = {"content": "", "role": "assistant"}
+    await send(data(_chunk(flavour, chunk_id, model, created, first, None,
+                           include_usage=include_usage)))
+    await wait(behaviour.first_delay)
+    if behaviour.content is not ...:
+        pieces: list[Any] = [behaviour.content]
+    elif behaviour.pieces is not None:
+        pieces = list(behaviour.pieces)
+    else:
+        pieces = [text[i:i + 3] for i in range(0, len(text), 3)]
+    for n, piece in enumerate(pieces):
+        if behaviour.break_after is not None and n >= behaviour.break_after:
+            break
+        if n:
+            await wait(behaviour.gap)
+        await send(data(_chunk(flavour, chunk_id, model, created, {"content": piece}, None,
+                               include_usage=include_usage)))
+    if behaviour.break_after is not None:
+        await asyncio.sleep(0.01)
+        if request.transport is not None:
+            request.transport.close()
+        raise asyncio.CancelledError()
+    if behaviour.tail is not None:
+        for event in behaviour.tail:
+            await send(event)
+        await response.write_eof()
+        return response
+    last = {} if flavour == "openai" else {"content": ""}
+    await send(data(_chunk(flavour, chunk_id, model, created, last, behaviour.finish_reason,
+                           include_usage=include_usage)))
+    if include_usage:
+        prompt_tokens = sum(len(str(m.get("content", ""))) for m in messages)
+        usage = {"prompt_tokens": prompt_tokens, "completion_tokens": len(text),
+                 "total_tokens": prompt_tokens + len(text)}
+        await send(data(_chunk(flavour, chunk_id, model, created, None, None, usage,
+                               include_usage=True)))
+    await send("data: [DONE]" + behaviour.separator)
+    state.streams_done += 1
+    await response.write_eof()
+    return response
 
 
 def _completion(state: StandInState, model: str, text: str, finish_reason: str,
@@ -227,6 +391,10 @@ async def _chat_completions(request: web.Request) -> web.StreamResponse:
             text = behaviour.text
         else:
             text = (state.responder or _echo)(messages)
+        if body.get("stream") is True and state.can_stream and not behaviour.json_only:
+            options = body.get("stream_options")
+            include_usage = isinstance(options, dict) and options.get("include_usage") is True
+            return await _stream(request, state, behaviour, model, text, messages, include_usage)
         return web.json_response(_completion(state, model, text, behaviour.finish_reason,
                                              messages, behaviour.content))
     if behaviour.kind == "error":

@@ -6,11 +6,21 @@ lists about 3,500 Chinese administrative divisions with longitude and latitude. 
 notice is kept next to the output in ``LICENSE-cpca.txt``. ``cpca`` is not a runtime dependency:
 this script was run once and its output is committed.
 
+Hong Kong's 18 districts and best-known areas, Macau's parts and Taiwan's cities and counties
+are not in cpca (it lists only the three provinces); they are added from ``SUPPLEMENT_PLACES``
+below (names and coordinates of city centres: public geographic facts, rounded to 0.01 degree).
+
+Latin names (column ``latin``) are generated here: the toneless pinyin of every name (pypinyin,
+with the other readings of polyphonic characters: 朝阳 -> zhaoyang and chaoyang) plus the
+English exonyms of ``EXONYMS`` (Peking, Canton, Hong Kong, Kowloon, Taipei...). pypinyin is a
+build-time tool only, like cpca: neither is a runtime dependency.
+
 How it was run (from the repository root)::
 
-    cd /tmp && /work/main/.venv/bin/pip download --no-deps cpca==0.5.5 -d /tmp/cpca
+    cd /tmp && /work/main/.venv/bin/pip download --no-deps cpca==0.5.5 pypinyin==0.55.0 -d /tmp/cpca
     cd /tmp/cpca && python -m zipfile -e cpca-0.5.5-py3-none-any.whl x
-    cd /work/main && .venv/bin/python plugins/weather/data/build_places.py \\
+    python -m venv /tmp/cpca/venv && /tmp/cpca/venv/bin/pip install pypinyin-0.55.0-py2.py3-none-any.whl
+    cd /work/main && /tmp/cpca/venv/bin/python plugins/weather/data/build_places.py \\
         /tmp/cpca/x/cpca/resources/adcodes.csv /tmp/cpca/x/cpca/resources/56_nations.csv
     cp /tmp/cpca/x/cpca-0.5.5.dist-info/LICENSE plugins/weather/data/LICENSE-cpca.txt
 
@@ -31,6 +41,10 @@ Output columns (tab-separated, one division per line, ``#`` lines are comments):
                 东风...): the short name only counts when a parent is named too (天津和平);  ``Q``: the full name is generic (城区, 矿区,
                 市中区...) and likewise needs a parent;  empty otherwise
     aliases     extra comma-separated names (内蒙)
+    latin       comma-separated latin keys (lower case, letters only) for the short name: its pinyin
+                (beijing, xian, zhaoyang, chaoyang) and English exonyms (peking, hongkong, kowloon,
+                taipei); the finder matches them on whole latin words and reads them as ``short``
+    latin_full  the same for the full name (beijingshi, chaoyangqu), read as ``name``
 
 Prominence rule (documented in docs/weather.md):
     base:  province-level 500, prefecture-level 400, county-level 300; the districts and counties
@@ -88,6 +102,119 @@ COMMON_WORD_SHORT = {
 GENERIC_FULL = {"和县", "城区", "郊区", "矿区", "市中区", "城关区", "城中区", "城东区", "城西区", "城北区",
                 "城南区", "新城区", "新区", "东区", "西区", "开发区", "高新区", "老城区"}
 ALIASES = {"150000": ["内蒙"], "532800": ["版纳"]}
+
+#: Places cpca does not list (it has only the provinces 台湾, 香港, 澳门): Hong Kong's 18 districts
+#: and best-known areas, Macau's parts, Taiwan's cities and counties, with city-centre
+#: coordinates (public geographic facts, 0.01 degree). Codes below 810100 / 820100 / 712100 are
+#: this table's own keys (the national code list stops at the province), never shown to users.
+#: (code, name, short, level, parent, lat, lon, flags)
+SUPPLEMENT_PLACES = [
+    # Hong Kong: the 18 districts
+    ("810001", "中西区", "中西", "district", "810000", 22.28, 114.15, "q"),
+    ("810002", "湾仔区", "湾仔", "district", "810000", 22.28, 114.18, ""),
+    ("810003", "东区", "东区", "district", "810000", 22.28, 114.22, "Q"),
+    ("810004", "南区", "南区", "district", "810000", 22.25, 114.16, "Q"),
+    ("810005", "油尖旺区", "油尖旺", "district", "810000", 22.31, 114.17, ""),
+    ("810006", "深水埗区", "深水埗", "district", "810000", 22.33, 114.16, ""),
+    ("810007", "九龙城区", "九龙城", "district", "810000", 22.33, 114.19, ""),
+    ("810008", "黄大仙区", "黄大仙", "district", "810000", 22.34, 114.19, ""),
+    ("810009", "观塘区", "观塘", "district", "810000", 22.31, 114.23, ""),
+    ("810010", "荃湾区", "荃湾", "district", "810000", 22.37, 114.11, ""),
+    ("810011", "屯门区", "屯门", "district", "810000", 22.39, 113.98, ""),
+    ("810012", "元朗区", "元朗", "district", "810000", 22.44, 114.02, ""),
+    ("810013", "北区", "北区", "district", "810000", 22.50, 114.13, "Q"),
+    ("810014", "大埔区", "大埔", "district", "810000", 22.45, 114.17, ""),
+    ("810015", "西贡区", "西贡", "district", "810000", 22.38, 114.27, ""),
+    ("810016", "沙田区", "沙田", "district", "810000", 22.38, 114.19, ""),
+    ("810017", "葵青区", "葵青", "district", "810000", 22.36, 114.13, ""),
+    ("810018", "离岛区", "离岛", "district", "810000", 22.29, 113.94, "q"),
+    # Hong Kong: areas people name more often than their district
+    ("810051", "香港岛", "香港岛", "district", "810000", 22.27, 114.19, ""),
+    ("810052", "九龙", "九龙", "district", "810000", 22.32, 114.17, ""),
+    ("810053", "新界", "新界", "district", "810000", 22.41, 114.11, ""),
+    ("810054", "尖沙咀", "尖沙咀", "district", "810000", 22.30, 114.17, ""),
+    ("810055", "旺角", "旺角", "district", "810000", 22.32, 114.17, ""),
+    ("810056", "铜锣湾", "铜锣湾", "district", "810000", 22.28, 114.18, ""),
+    ("810057", "中环", "中环", "district", "810000", 22.28, 114.16, ""),
+    ("810058", "将军澳", "将军澳", "district", "810000", 22.31, 114.26, ""),
+    ("810059", "大屿山", "大屿山", "district", "810000", 22.26, 113.95, ""),
+    ("810060", "长洲", "长洲", "district", "810000", 22.21, 114.03, ""),
+    ("810061", "东涌", "东涌", "district", "810000", 22.29, 113.94, ""),
+    # Macau
+    ("820001", "澳门半岛", "澳门半岛", "district", "820000", 22.20, 113.54, ""),
+    ("820002", "氹仔", "氹仔", "district", "820000", 22.16, 113.56, ""),
+    ("820003", "路环", "路环", "district", "820000", 22.12, 113.56, ""),
+    ("820004", "路氹城", "路氹", "district", "820000", 22.14, 113.56, ""),
+    # Taiwan: municipalities, cities and counties
+    ("710100", "台北市", "台北", "city", "710000", 25.03, 121.57, ""),
+    ("710200", "新北市", "新北", "city", "710000", 25.01, 121.46, ""),
+    ("710300", "桃园市", "桃园", "city", "710000", 24.99, 121.30, ""),
+    ("710400", "台中市", "台中", "city", "710000", 24.15, 120.67, ""),
+    ("710500", "台南市", "台南", "city", "710000", 23.00, 120.23, ""),
+    ("710600", "高雄市", "高雄", "city", "710000", 22.63, 120.30, ""),
+    ("710700", "基隆市", "基隆", "city", "710000", 25.13, 121.74, ""),
+    ("710800", "新竹市", "新竹", "city", "710000", 24.80, 120.97, ""),
+    ("710900", "嘉义市", "嘉义", "city", "710000", 23.48, 120.45, ""),
+    ("711000", "新竹县", "新竹县", "city", "710000", 24.84, 121.02, ""),
+    ("711100", "嘉义县", "嘉义县", "city", "710000", 23.46, 120.33, ""),
+    ("711200", "宜兰县", "宜兰", "city", "710000", 24.76, 121.75, ""),
+    ("711300", "花莲县", "花莲", "city", "710000", 23.99, 121.60, ""),
+    ("711400", "台东县", "台东", "city", "710000", 22.76, 121.14, ""),
+    ("711500", "屏东县", "屏东", "city", "710000", 22.67, 120.49, ""),
+    ("711600", "苗栗县", "苗栗", "city", "710000", 24.56, 120.82, ""),
+    ("711700", "彰化县", "彰化", "city", "710000", 24.08, 120.54, ""),
+    ("711800", "南投县", "南投", "city", "710000", 23.91, 120.68, ""),
+    ("711900", "云林县", "云林", "city", "710000", 23.71, 120.54, ""),
+    ("712000", "澎湖县", "澎湖", "city", "710000", 23.57, 119.58, ""),
+    ("712001", "马祖", "马祖", "district", "710000", 26.16, 119.95, ""),
+    ("712002", "阿里山", "阿里山", "district", "710000", 23.51, 120.80, ""),
+    ("712003", "日月潭", "日月潭", "district", "710000", 23.86, 120.92, ""),
+    ("712004", "垦丁", "垦丁", "district", "710000", 21.95, 120.80, ""),
+]
+#: Prominence of the supplement: Hong Kong's and Macau's districts rank like the districts of
+#: the municipalities (400); Taiwan's cities like prefecture-level cities (400).
+SUPPLEMENT_PROMINENCE = 400
+#: Other names of places: 香江 for Hong Kong, and famous scenic towns and mountains people ask
+#: the weather of by name, given to the county they lie in (public geographic facts).
+ALIASES.update({"810000": ["香江"], "820004": ["路氹城"],
+                "330483": ["乌镇"], "330127": ["千岛湖"], "320583": ["周庄"], "350203": ["鼓浪屿"],
+                "330421": ["西塘"], "433123": ["凤凰古城"], "370900": ["泰山"], "610582": ["华山"],
+                "420381": ["武当山"], "330903": ["普陀山"], "450500": ["涠洲岛"], "341023": ["宏村", "西递"],
+                "341723": ["九华山"], "520423": ["黄果树"], "140922": ["五台山"]})
+
+#: English exonyms and other romanisations people type (Wade-Giles, Cantonese, postal): the
+#: pinyin keys are generated, these are not pinyin. Keys: lower case, letters only.
+EXONYMS = {
+    "110000": ["peking"], "120000": ["tientsin"], "500000": ["chungking"], "320100": ["nanking"],
+    "440100": ["canton"], "350200": ["amoy"], "370200": ["tsingtao"], "540000": ["tibet"],
+    "150000": ["innermongolia"], "610000": ["shaanxi"], "230100": ["harbin"],
+    "650100": ["urumqi"], "540100": ["lhasa"], "150100": ["hohhot"], "653100": ["kashgar"],
+    "810000": ["hongkong", "hk"], "820000": ["macau", "macao"],
+    "810001": ["centralandwestern"], "810002": ["wanchai"], "810005": ["yautsimmong"],
+    "810006": ["shamshuipo"], "810007": ["kowlooncity"], "810008": ["wongtaisin"],
+    "810009": ["kwuntong"], "810010": ["tsuenwan"], "810011": ["tuenmun"], "810012": ["yuenlong"],
+    "810014": ["taipo"], "810015": ["saikung"], "810016": ["shatin"], "810017": ["kwaitsing"],
+    "810018": ["islands"], "810051": ["hongkongisland"], "810052": ["kowloon"],
+    "810053": ["newterritories"], "810054": ["tsimshatsui"], "810055": ["mongkok"],
+    "810056": ["causewaybay"], "810058": ["tseungkwano"], "810059": ["lantau"],
+    "810060": ["cheungchau"], "810061": ["tungchung"],
+    "820002": ["taipa"], "820003": ["coloane"], "820004": ["cotai"],
+    "710100": ["taipei"], "710200": ["newtaipei"], "710400": ["taichung"], "710600": ["kaohsiung"],
+    "710700": ["keelung"], "710800": ["hsinchu"], "710900": ["chiayi"], "711200": ["ilan"],
+    "711400": ["taitung"], "711500": ["pingtung"], "711700": ["changhua"], "712001": ["matsu"],
+    "712003": ["sunmoonlake"], "712004": ["kenting"], "350527": ["kinmen", "quemoy"],
+}
+#: Generated pinyin keys that are everyday English words (贵德 guide): a sentence in English
+#: must not find a county in them. The English exonyms above are kept.
+ENGLISH_WORDS = {"guide", "change", "hang", "long", "pan", "bang", "fang", "ran", "tan", "gun",
+                 "dingding"}
+#: Readings of polyphonic characters that place names use where pypinyin's usual reading
+#: differs (朝阳 chaoyang, 长春 changchun, 单县 shanxian, 珲春 hunchun, 洪洞 hongtong, 六合 luhe):
+#: added as further keys next to the usual reading, never instead of it.
+PLACE_READINGS = {"朝": "chao", "长": "chang", "单": "shan", "珲": "hun", "洞": "tong", "六": "lu",
+                  "堡": "pu", "蔚": "yu", "尉": "yu", "莘": "shen", "铅": "yan", "乐": "le",
+                  "会": "kuai", "番": "pan", "阿": "e", "曲": "qu", "都": "du", "重": "chong",
+                  "解": "xie", "盖": "ge", "筠": "jun", "涡": "guo", "亳": "bo", "牟": "mu"}
 ETHNIC_EXTRA = ["各族"]
 
 
@@ -143,6 +270,33 @@ def short_name(name: str, adcode: str, ethnic: list[str]) -> str:
     if name[-1:] in ("省", "市", "区", "县"):
         return keep(name[:-1])
     return name
+
+
+def latin_keys(names: list[str]) -> list[str]:
+    """Toneless pinyin keys of ``names``: pypinyin's reading first, then the place-name readings
+    of ``PLACE_READINGS`` (朝阳: zhaoyang, chaoyang), ü written v and u (吕梁: lvliang, luliang)."""
+    from itertools import product
+
+    from pypinyin import Style, lazy_pinyin
+
+    keys: list[str] = []
+
+    def add(key: str) -> None:
+        key = "".join(ch for ch in key.lower() if "a" <= ch <= "z")
+        for variant in (key, key.replace("v", "u")):
+            if len(variant) >= 4 and variant not in keys and variant not in ENGLISH_WORDS:
+                keys.append(variant)
+
+    for name in names:
+        if not all("\u4e00" <= ch <= "\u9fff" for ch in name):
+            continue
+        usual = lazy_pinyin(name, style=Style.NORMAL)
+        add("".join(usual))
+        readings = [[r] + ([PLACE_READINGS[ch]] if PLACE_READINGS.get(ch, r) != r else [])
+                    for ch, r in zip(name, usual)]
+        for combo in product(*readings):
+            add("".join(combo))
+    return keys
 
 
 def build(adcodes_csv: Path, nations_csv: Path | None) -> list[dict]:
@@ -206,17 +360,29 @@ def build(adcodes_csv: Path, nations_csv: Path | None) -> list[dict]:
             "lat": f"{coords[0]:.4f}", "lon": f"{coords[1]:.4f}", "prominence": str(base + bonus),
             "flags": flags, "aliases": ",".join(ALIASES.get(code, [])),
         })
+    for code, name, short, level, parent, lat, lon, flags in SUPPLEMENT_PLACES:
+        places.append({
+            "adcode": code, "name": name, "short": short, "level": level, "parent": parent,
+            "lat": f"{lat:.4f}", "lon": f"{lon:.4f}", "prominence": str(SUPPLEMENT_PROMINENCE),
+            "flags": flags, "aliases": ",".join(a for a in ALIASES.get(code, []) if a != short),
+        })
+    places.sort(key=lambda p: p["adcode"])
+    for p in places:
+        short_keys = latin_keys([p["short"]]) + EXONYMS.get(p["adcode"], [])
+        p["latin"] = ",".join(short_keys)
+        p["latin_full"] = ",".join(k for k in latin_keys([p["name"]]) if k not in short_keys)
     return places
 
 
 COLUMNS = ["adcode", "name", "short", "level", "parent", "lat", "lon", "prominence", "flags",
-           "aliases"]
+           "aliases", "latin", "latin_full"]
 
 
 def write(places: list[dict], out: Path) -> None:
     with out.open("w", encoding="utf-8", newline="\n") as f:
         f.write("# Derived from adcodes.csv of cpca 0.5.5 (MIT, (c) 2018 QinYuan Du / DQinYuan);\n")
         f.write("# see LICENSE-cpca.txt and build_places.py. Do not edit by hand: re-run the script.\n")
+        f.write("# Hong Kong, Macau and Taiwan below the province: public geographic facts (build_places.py).\n")
         f.write("\t".join(COLUMNS) + "\n")
         for p in places:
             f.write("\t".join(p[c] for c in COLUMNS) + "\n")

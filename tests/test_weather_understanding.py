@@ -1,0 +1,170 @@
+"""The weather skill reads what users type (issue 14): pinyin and English place, day and weather
+words, traditional characters and Cantonese, Hong Kong, Macau and Taiwan, typos, and ordinary
+words that merely look like a place or a weather word.
+
+"Today" is Wednesday 2025-11-26 in China, as in test_weather_extraction.py.
+"""
+from __future__ import annotations
+
+import functools
+from datetime import date
+
+import pytest
+
+from core.processing.segmenter import Segmenter
+from plugins.weather.normalize import normalize
+from plugins.weather.places import default_index
+from plugins.weather.understand import understand
+from tests.test_weather_plugin import assert_weather, standin, weather_bot  # noqa: F401 (fixtures)
+
+TODAY = date(2025, 11, 26)
+NONE: list[str] = []
+
+
+@functools.lru_cache(maxsize=1)
+def segmenter() -> Segmenter:
+    """A segmenter like the bot's: jieba's dictionary plus the place names the plugin gives."""
+    seg = Segmenter()
+    seg.initialize()
+    seg.add_words(default_index().words(min_length=2))
+    return seg
+
+
+def read(text: str):
+    return understand(text, default_index(), TODAY, cut=segmenter().cut)
+
+
+# (text, places (display names), day offsets, current conditions asked)
+CASES = [
+    # pinyin and English place names, generated from the place table
+    ("shanghai", ["上海"], [], False),
+    ("Shang Hai", ["上海"], [], False),
+    ("xi'an", ["西安"], [], False),
+    ("Xi An tianqi", ["西安"], [], False),
+    ("Hangzhou明天下雨吗", ["杭州"], [1], False),
+    ("shanghai jintian tianqi", ["上海"], [0], False),
+    ("nanjing houtian tianqi zenmeyang", ["南京"], [2], False),
+    ("Beijing weather tomorrow", ["北京"], [1], False),
+    ("is it raining in Shenzhen", ["深圳"], [], True),
+    ("What's the weather like in Guangzhou the day after tomorrow?", ["广州"], [2], False),
+    ("Peking weather", ["北京"], [], False),
+    ("Hong Kong weather tomorrow", ["香港"], [1], False),
+    ("chaoyang tianqi", ["北京朝阳区"], [], False),
+    ("liaoning chaoyang mingtian tianqi", ["辽宁朝阳市"], [1], False),
+    ("beijingtianqi", ["北京"], [], False),
+    ("Xiamen next Monday weather", ["厦门"], [5], False),
+    ("lvliang tianqi", ["吕梁"], [], False),
+    ("Běijīng tiānqì", ["北京"], [], False),
+    ("Hangzhou's weather tmr", ["杭州"], [1], False),
+    ("luliang tianqi", ["吕梁"], [], False),
+    # traditional characters, Cantonese day words, full-width letters, emoji
+    ("香港今日天氣點樣", ["香港"], [0], False),
+    ("香港聽日會唔會落雨", ["香港"], [1], False),
+    ("澳門後日天氣", ["澳门"], [2], False),
+    ("臺北明天會下雨嗎", ["台北"], [1], False),
+    ("台北今天幾度", ["台北"], [0], False),
+    ("銅鑼灣而家落緊雨嗎", ["香港铜锣湾"], [], True),
+    ("ＢＥＩＪＩＮＧ明天天气", ["北京"], [1], False),
+    ("北京明天🌧吗", ["北京"], [1], False),
+    # Hong Kong, Macau and Taiwan below the province
+    ("尖沙咀天氣點樣", ["香港尖沙咀"], [], False),
+    ("沙田今日幾多度", ["香港沙田区"], [0], False),
+    ("kowloon weather", ["香港九龙"], [], False),
+    ("氹仔天气怎么样", ["澳门氹仔"], [], False),
+    ("高雄後天熱不熱", ["高雄"], [2], False),
+    ("Kaohsiung rain tomorrow", ["高雄"], [1], False),
+    ("新北明天冷吗", ["新北"], [1], False),
+    # typos typed by sound
+    ("北京天汽怎么样", ["北京"], [], False),
+    ("上海明天天器", ["上海"], [1], False),
+    ("杭洲明天天气", ["杭州"], [1], False),
+    ("明天广洲会下鱼吗", ["广州"], [1], False),
+    # no place formed across a word boundary, or from a thing
+    ("明天上高速会下雨吗", NONE, [1], False),
+    ("上高明天会下雨吗", ["宜春上高县"], [1], False),
+    ("周末去洛阳看牡丹会下雨吗", ["洛阳"], [3, 4], False),
+    ("牡丹区明天天气", ["菏泽牡丹区"], [1], False),
+    ("深证股票今天涨了吗天气也不错", NONE, [0], False),
+    ("湖州明天天气好吗，打算去竹海骑车", ["湖州"], [1], False),  # a place typed right: no 珠海
+    ("后儿北京冷不冷", ["北京"], [2], False),
+    # the places asked for, and famous places by their own name
+    ("明天从上海飞成都，成都天气怎么样", ["成都"], [1], False),
+    ("北京和上海明天哪个冷", ["北京", "上海"], [1], False),
+    ("上海和北京天气", ["上海", "北京"], [], False),
+    ("凤凰古城后天天气", ["湘西凤凰县"], [2], False),
+    ("千岛湖明天会下雨吗", ["杭州淳安县"], [1], False),
+]
+
+
+@pytest.mark.parametrize("text,places,offsets,current", CASES, ids=[c[0] for c in CASES])
+def test_place_and_day(text, places, offsets, current):
+    q = read(text)
+    assert [s.name for s in q.spots] == places
+    assert [(d - TODAY).days for d in q.days.dates] == offsets
+    assert q.days.current is current
+    assert q.weather_word or not places or q.followup
+
+
+@pytest.mark.parametrize("text,followup", [
+    ("what about Shanghai?", True), ("and tomorrow?", True), ("那台北呢", True), ("and you?", False),
+])
+def test_follow_ups_in_other_scripts(text, followup):
+    assert read(text).followup is followup
+
+
+@pytest.mark.parametrize("text", [
+    "guide", "change the plan", "please send the invoice", "I am going home", "hello there",
+    "long time no see", "the meaning of life", "anyway", "pm2.5",
+])
+def test_english_words_stay_english(text):
+    assert normalize(text, default_index()) == text.lower()
+
+
+@pytest.mark.parametrize("text", [
+    "北京热门景点有哪些", "讲个冷笑话", "风险投资是什么", "热水器不出热水怎么办", "田七粉的功效",
+    "从明天起做一个幸福的人", "深证股票涨了吗",
+])
+def test_ordinary_words_are_not_weather(text):
+    assert read(text).weather_word is False
+
+
+@pytest.mark.parametrize("text,about", [
+    ("台风是怎么形成的", True), ("天气预报是怎么做出来的", True), ("为什么会下雨", True),
+    ("雷阵雨和阵雨有什么区别", True), ("雾霾天戴什么口罩好", True), ("天气预报准不准", True),
+    ("明天天气怎么样", False), ("北京明天会下雨吗", False), ("下雨天北京冷不冷", False),
+    ("明天天气是怎么样的", False), ("把明天会下雨翻译成英语", True), ("写一首关于台风的诗", True),
+])
+def test_questions_about_weather_as_a_subject(text, about):
+    assert read(text).about_weather is about
+
+
+@pytest.mark.parametrize("text,measure_only", [
+    ("人的正常体温是多少度", True), ("白酒一般多少度", True), ("今天几度", False), ("北京多少度", False),
+    ("外面几度", False), ("多少度啊今天冷不冷", False),
+])
+def test_temperature_measures_alone(text, measure_only):
+    assert read(text).measure_only is measure_only
+
+
+async def test_a_measure_alone_is_weather_only_after_a_weather_answer(weather_bot):  # noqa: F811
+    async with weather_bot() as (bot, _):
+        assert (await bot.send("人的正常体温是多少度", user="m1")).plugin != "weather"
+        assert_weather(await bot.send("北京明天天气", user="m2"))
+        assert assert_weather(await bot.send("多少度？", user="m2")).startswith("北京")
+
+
+async def test_the_plugin_answers_other_scripts_and_declines_the_subject(weather_bot):  # noqa: F811
+    async with weather_bot() as (bot, _):
+        english = assert_weather(await bot.send("Beijing weather tomorrow", user="w1"))
+        assert english.splitlines()[0] == "北京 明天（11月27日 周四）"
+        cantonese = assert_weather(await bot.send("香港今日天氣點樣", user="w2"))
+        assert cantonese.startswith("香港 今天（11月26日 周三）")
+        typo = assert_weather(await bot.send("上海明天天器", user="w3"))
+        assert typo.startswith("上海 明天")
+        for i, text in enumerate(["台风是怎么形成的", "天气预报是怎么做出来的", "北京热门景点有哪些",
+                                  "去洛阳看牡丹花好吗"]):
+            reply = await bot.send(text, user=f"w4{i}")
+            assert reply.plugin != "weather", text
+        plugin = bot.pm.get_plugin("weather")
+        assert plugin.score("台风是怎么形成的", [])[0] == 0.0
+        assert plugin.score("shanghai jintian tianqi", [])[0] > 0.0
