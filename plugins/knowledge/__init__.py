@@ -36,7 +36,7 @@ TEXT_TYPES = ("text", "voice")
 log = logging.getLogger("skillbot.plugins.knowledge")
 
 
-def build_store(config: Config, cache_dir: Path | None, settings: Any = None) -> KnowledgeStore:
+def build_store(config: Config, cache_dir: Path, settings: Any = None) -> KnowledgeStore:
     """The store the settings choose. Raises ``RuntimeError`` with the setting to fix."""
     if config.store == "postgres":
         dsn = os.environ.get(config.postgres_dsn_env, "")
@@ -53,8 +53,7 @@ def build_store(config: Config, cache_dir: Path | None, settings: Any = None) ->
         if not folder.is_absolute() and settings is not None:
             folder = settings.resolve_path(folder)
         return SqliteStore(folder)
-    base = Path(cache_dir) if cache_dir else HERE / ".cache"
-    return SqliteStore(base / "knowledge")
+    return SqliteStore(Path(cache_dir) / "knowledge")
 
 
 def trim_passage(text: str, limit: int) -> str:
