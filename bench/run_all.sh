@@ -22,7 +22,7 @@ run bench/bench_pipeline.py        # ~20 s: per-stage timing in-process
 run bench/bench_window.py          # ~3 min: the 5-second window, 100 and 1,000 users
 run bench/bench_memory.py          # ~4 min: memory per 10,000 conversations (Redis rows need redis-server)
 run bench/bench_redis.py           # ~3 min: Redis worker (and --workers 2) vs memory worker; needs redis-server
-for extra in bench/bench_filter.py bench/bench_router.py bench/bench_long_messages.py bench/bench_understanding.py; do
+for extra in bench/bench_filter.py bench/bench_router.py bench/bench_long_messages.py bench/bench_understanding.py bench/bench_knowledge.py; do
     if [ -f "$extra" ]; then run "$extra"; fi
 done
 echo "report: $OUT" >&2

@@ -13,6 +13,7 @@ with one ``settings error: <key>: <what it expects>`` line per problem and exit 
     menu         push, show or delete the account's custom menu (core/operations/wechat_admin.py)
     media        upload an image, voice, video or thumb file as temporary or permanent media
     template     send a template message
+    kb           the knowledge index: status, reindex, search "question" (plugins/knowledge/commands.py)
 """
 from __future__ import annotations
 
@@ -86,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--timeout", type=float, default=10.0, help="seconds per service (default 10)")
 
     _add_understanding_commands(sub)
+    _add_knowledge_commands(sub)
     new = sub.add_parser("new-plugin", help="create a skill folder with a hook, config, template and test")
     new.add_argument("name", help="the plugin's name (lower case letters, digits, _)")
     new.add_argument("--dir", default=str(PROJECT_ROOT / "plugins"), help="where plugin folders live (default plugins/)")
@@ -106,6 +108,46 @@ def _add_understanding_commands(sub: Any) -> None:
     _common(route)
     route.add_argument("text", help="the message")
     route.add_argument("--json", action="store_true", help="print JSON")
+
+
+def _add_knowledge_commands(sub: Any) -> None:
+    kb = sub.add_parser("kb", help="the knowledge index: 'kb status', 'kb reindex', 'kb search QUESTION'")
+    kb_sub = kb.add_subparsers(dest="kb_command", required=True)
+    for name, text in (("status", "documents, chunks, unreadable files, last change (indexes what changed)"),
+                       ("reindex", "read every document again from scratch"),
+                       ("search", "the passages a question retrieves, with their scores")):
+        parser = kb_sub.add_parser(name, help=text)
+        _common(parser)
+        if name == "search":
+            parser.add_argument("question", help="the question")
+        parser.add_argument("--json", action="store_true", help="print JSON")
+
+
+def kb_command(args: argparse.Namespace) -> int:
+    import importlib
+
+    from .understanding_cli import run
+
+    settings = _load(args)
+    if settings is None:
+        return 2
+    if "knowledge" not in settings.plugins.enabled:
+        print("kb: the knowledge plugin is not in plugins.enabled", file=sys.stderr)
+        return 2
+    # The knowledge plugin owns the command; the core starts the bot and hands it over.
+    commands = importlib.import_module("plugins.knowledge.commands")
+
+    async def with_bot() -> int:
+        from ..processing.bot import Bot
+
+        bot = Bot(settings)
+        await bot.start()
+        try:
+            return await commands.kb_command(bot, args.kb_command, getattr(args, "question", ""),
+                                             as_json=args.json)
+        finally:
+            await bot.stop()
+    return run(with_bot())
 
 
 def faq_command(args: argparse.Namespace) -> int:
@@ -526,7 +568,7 @@ def wechat_admin(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"serve": serve, "chat": chat, "plugins": list_plugins, "check": check, "new-plugin": new_plugin,
-            "faq": faq_command, "route": route_command,
+            "faq": faq_command, "route": route_command, "kb": kb_command,
             "menu": wechat_admin, "media": wechat_admin, "template": wechat_admin}
 
 

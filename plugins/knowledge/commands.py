@@ -1,0 +1,68 @@
+"""``run.py kb status|reindex|search "question"``: the operator's view of the knowledge index.
+
+The core starts the bot from the settings (as for ``run.py route``), so each command sees the same
+folder, store, segmenter and embedding model as the running bot, brings the index up to date with
+the folder, and prints:
+
+* ``status``: folder, store, documents, chunks, unreadable files by name, when it last changed;
+* ``reindex``: every file read again from scratch (after changing chunk_chars or the model);
+* ``search``: the passages a question retrieves, with their fused, lexical and dense scores and
+  whether they pass the threshold (what the bot would answer from).
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import Any
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "never"
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(seconds)) + f" ({time.time() - seconds:.0f} s ago)"
+
+
+async def kb_command(bot: Any, action: str, question: str = "", out: Any = None,
+                     as_json: bool = False) -> int:
+    """Run one ``kb`` action on a started bot (``run.py kb`` starts it from the settings)."""
+    out = out or sys.stdout
+    plugin = bot.pm.get_plugin("knowledge")
+    report = await plugin.sync(full=action == "reindex")
+    if report is None:
+        print(f"kb: {plugin.last_error}", file=sys.stderr)
+        return 2
+    status = plugin.status()
+    if action in ("status", "reindex"):
+        if as_json:
+            print(json.dumps({**status, "sync": report.__dict__}, ensure_ascii=False, indent=1), file=out)
+            return 0
+        folder = plugin.folder
+        print(f"folder:      {folder}{'' if folder.is_dir() else '  (does not exist)'}", file=out)
+        print(f"store:       {status['store']}", file=out)
+        print(f"documents:   {status['documents']}    chunks: {status['chunks']}    "
+              f"vectors: {status['vector_model'] or 'none (lexical only)'}", file=out)
+        print(f"last change: {_age(status['last_indexed'])}", file=out)
+        if action == "reindex" or report.changed:
+            print(f"this run:    {len(report.added)} added, {len(report.updated)} updated, "
+                  f"{len(report.removed)} removed, {report.chunks} chunks in {report.seconds:.1f} s", file=out)
+        for path, reason in sorted(status["unreadable"].items()):
+            print(f"unreadable:  {path}: {reason}", file=out)
+        return 0
+    passages, scored = await plugin.retriever.search(question)
+    relevant = {id(p) for p in passages}
+    rows = [{**p.explain(), "used": id(p) in relevant, "text": p.chunk.text} for p in scored[:8]]
+    if as_json:
+        print(json.dumps({"question": question, "threshold": plugin.config.threshold,
+                          "passages": rows}, ensure_ascii=False, indent=1), file=out)
+        return 0
+    print(f"question:  {question}", file=out)
+    print(f"threshold: {plugin.config.threshold}  ->  "
+          + (f"{len(passages)} passage(s) used" if passages else
+             f"no relevant passage ({plugin.config.no_match})"), file=out)
+    for row in rows:
+        mark = "*" if row["used"] else " "
+        print(f"{mark} {row['score']:.3f}  lexical {row['lexical']:.3f}  dense {row['dense']:.3f}  "
+              f"{row['document']}  《{row['title']}》{row['heading']}", file=out)
+        print("      " + row["text"].replace("\n", " / ")[:150], file=out)
+    return 0

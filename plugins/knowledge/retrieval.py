@@ -1,0 +1,101 @@
+"""Hybrid retrieval: the passages that answer a question, with their scores, or none.
+
+Candidates come from both sides of the store: full-text matches of the question's words and
+bigrams, and the nearest vectors. Each candidate gets
+
+* a lexical score: the share of the question's term weight its terms hold (``terms.coverage``);
+* a dense strength: how far its cosine stands above the mean cosine of all passages for this
+  question (a vague question is close to everything), mapped from ``dense_floor`` ..
+  ``dense_ceil`` to 0 .. 1;
+
+fused as a noisy OR. Passages under ``threshold`` are dropped, near-duplicates (the same
+paragraph in two files, a page repeated) collapse to the best-scored one, and the best ``top_k``
+remain.
+"""
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+from core import normalize_text
+
+from .store import KnowledgeStore, StoredChunk
+from .terms import TermAnalyzer, coverage, search_terms
+
+#: Candidates fetched from each side before scoring.
+CANDIDATES = 40
+
+
+@dataclass
+class Passage:
+    chunk: StoredChunk
+    score: float
+    lexical: float
+    dense: float
+    cosine: float
+
+    def explain(self) -> dict[str, Any]:
+        return {"document": self.chunk.path, "title": self.chunk.title, "heading": self.chunk.heading,
+                "score": round(self.score, 4), "lexical": round(self.lexical, 4),
+                "dense": round(self.dense, 4), "cosine": round(self.cosine, 4),
+                "text": self.chunk.text[:120]}
+
+
+def shingles(text: str, size: int = 3) -> set[str]:
+    text = "".join(normalize_text(text).split())
+    return {text[i:i + size] for i in range(max(1, len(text) - size + 1))}
+
+
+def jaccard(a: set[str], b: set[str]) -> float:
+    return len(a & b) / len(a | b) if a and b else 0.0
+
+
+class Retriever:
+    def __init__(self, store: KnowledgeStore, analyzer: TermAnalyzer, embeddings: Any, config: Any) -> None:
+        self.store = store
+        self.analyzer = analyzer
+        self.embeddings = embeddings
+        self.config = config
+
+    async def search(self, question: str, *, top_k: int | None = None,
+                     threshold: float | None = None) -> tuple[list[Passage], list[Passage]]:
+        """(passages above the threshold, best first, at most ``top_k``; every scored candidate
+        best first, for explanations and ``run.py kb search``)."""
+        cfg = self.config
+        top_k = cfg.top_k if top_k is None else top_k
+        threshold = cfg.threshold if threshold is None else threshold
+        norm = normalize_text(question)
+        if not norm:
+            return [], []
+        features = await asyncio.to_thread(self.analyzer.question_features, norm)
+        lexical_ids = await self.store.lexical_candidates(search_terms(features), CANDIDATES) if features else []
+        dense_hits: list[tuple[int, float]] = []
+        mean = 0.0
+        embeddings = self.embeddings
+        if embeddings is not None and embeddings.enabled:
+            query = await embeddings.embed_query(norm)
+            if query is not None:
+                dense_hits, mean = await self.store.dense_candidates(query.model, query.vector, CANDIDATES)
+        cosines = dict(dense_hits)
+        chunks = await self.store.chunks(lexical_ids + [i for i, _ in dense_hits])
+        scored: list[Passage] = []
+        span = cfg.dense_ceil - cfg.dense_floor
+        for chunk_id, chunk in chunks.items():
+            lex = coverage(features, chunk.terms)
+            cos = cosines.get(chunk_id)
+            strength = 0.0 if cos is None else min(1.0, max(0.0, (cos - mean - cfg.dense_floor) / span))
+            fused = 1.0 - (1.0 - lex) * (1.0 - strength)
+            scored.append(Passage(chunk, fused, lex, strength, cos if cos is not None else 0.0))
+        scored.sort(key=lambda p: (-p.score, p.chunk.id))
+        kept: list[Passage] = []
+        seen: list[set[str]] = []
+        for passage in scored:
+            if passage.score < threshold or len(kept) >= top_k:
+                break
+            marks = shingles(passage.chunk.text)
+            if any(jaccard(marks, other) >= cfg.duplicate_similarity for other in seen):
+                continue
+            kept.append(passage)
+            seen.append(marks)
+        return kept, scored
