@@ -47,6 +47,7 @@ from .access.wechat_api import WeChatAPIError
 from .operations.logs import hash_user
 from .operations.metrics import Counter, Histogram
 from .operations.operator_desk import BotStatus, OperatorOutcome, PluginInfo
+from .operations.plugin_commands import PluginCommand
 from .processing.context import Explanation, MessageContext
 from .processing.hookspecs import BotServices, OperatorServices, hookimpl, hookspec
 from .processing.intents import Candidate, Intent, RouteResult
@@ -59,7 +60,7 @@ from .state.conversation import Turn
 
 __all__ = [
     "hookimpl", "hookspec", "BotServices", "OperatorServices", "BotStatus", "PluginInfo",
-    "OperatorOutcome", "WeChatAPIError", "hash_user", "MessageContext", "Explanation", "Turn",
+    "OperatorOutcome", "PluginCommand", "WeChatAPIError", "hash_user", "MessageContext", "Explanation", "Turn",
     "Intent", "Candidate", "RouteResult",
     "Check", "probe_http", "Counter", "Histogram", "Cache",
     "from_table", "ConfigError", "PROJECT_ROOT", "resolve_path", "SimilarityIndex", "noisy_or", "KEYWORD_BASE",

@@ -13,7 +13,7 @@ with one ``settings error: <key>: <what it expects>`` line per problem and exit 
     menu         push, show or delete the account's custom menu (core/operations/wechat_admin.py)
     media        upload an image, voice, video or thumb file as temporary or permanent media
     template     send a template message
-    kb           the knowledge index: status, reindex, search "question" (plugins/knowledge/commands.py)
+    ...          and the sub-commands plugins bring (core/operations/plugin_commands.py), e.g. kb
 """
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from ..settings import PROJECT_ROOT, account_settings, in_account, load_settings
 from ..settings_schema import ConfigError
+from .plugin_commands import find_plugin_commands
 
 if TYPE_CHECKING:
     from ..settings import Settings
@@ -87,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--timeout", type=float, default=10.0, help="seconds per service (default 10)")
 
     _add_understanding_commands(sub)
-    _add_knowledge_commands(sub)
+    _add_plugin_commands(sub)
     new = sub.add_parser("new-plugin", help="create a skill folder with a hook, config, template and test")
     new.add_argument("name", help="the plugin's name (lower case letters, digits, _)")
     new.add_argument("--dir", default=str(PROJECT_ROOT / "plugins"), help="where plugin folders live (default plugins/)")
@@ -110,32 +111,30 @@ def _add_understanding_commands(sub: Any) -> None:
     route.add_argument("--json", action="store_true", help="print JSON")
 
 
-def _add_knowledge_commands(sub: Any) -> None:
-    kb = sub.add_parser("kb", help="the knowledge index: 'kb status', 'kb reindex', 'kb search QUESTION'")
-    kb_sub = kb.add_subparsers(dest="kb_command", required=True)
-    for name, text in (("status", "documents, chunks, unreadable files, last change (indexes what changed)"),
-                       ("reindex", "read every document again from scratch"),
-                       ("search", "the passages a question retrieves, with their scores")):
-        parser = kb_sub.add_parser(name, help=text)
+def _add_plugin_commands(sub: Any) -> None:
+    for name, (plugin, command) in find_plugin_commands().items():
+        parser = sub.add_parser(name, help=f"{command.help} (plugin {plugin})")
         _common(parser)
-        if name == "search":
-            parser.add_argument("question", help="the question")
-        parser.add_argument("--json", action="store_true", help="print JSON")
+        command.add_arguments(parser)
+        # --settings after a nested action too (``run.py kb status --settings X``)
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for nested in action.choices.values():
+                    _common(nested)
+        parser.set_defaults(plugin_command=name)
 
 
-def kb_command(args: argparse.Namespace) -> int:
-    import importlib
-
+def plugin_command(args: argparse.Namespace) -> int:
+    """A plugin's own sub-command (core/operations/plugin_commands.py): on a started bot."""
     from .understanding_cli import run
 
+    plugin, command = find_plugin_commands()[args.plugin_command]
     settings = _load(args)
     if settings is None:
         return 2
-    if "knowledge" not in settings.plugins.enabled:
-        print("kb: the knowledge plugin is not in plugins.enabled", file=sys.stderr)
+    if plugin not in settings.plugins.enabled:
+        print(f"{command.name}: the {plugin} plugin is not in plugins.enabled", file=sys.stderr)
         return 2
-    # The knowledge plugin owns the command; the core starts the bot and hands it over.
-    commands = importlib.import_module("plugins.knowledge.commands")
 
     async def with_bot() -> int:
         from ..processing.bot import Bot
@@ -143,8 +142,7 @@ def kb_command(args: argparse.Namespace) -> int:
         bot = Bot(settings)
         await bot.start()
         try:
-            return await commands.kb_command(bot, args.kb_command, getattr(args, "question", ""),
-                                             as_json=args.json)
+            return await command.run(bot, args)
         finally:
             await bot.stop()
     return run(with_bot())
@@ -568,11 +566,13 @@ def wechat_admin(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"serve": serve, "chat": chat, "plugins": list_plugins, "check": check, "new-plugin": new_plugin,
-            "faq": faq_command, "route": route_command, "kb": kb_command,
+            "faq": faq_command, "route": route_command,
             "menu": wechat_admin, "media": wechat_admin, "template": wechat_admin}
 
 
 def main(argv: Sequence[str]) -> int:
     args = build_parser().parse_args(argv)
     command = args.command or "serve"
+    if getattr(args, "plugin_command", None):
+        return plugin_command(args)
     return COMMANDS[command](args)

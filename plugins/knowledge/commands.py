@@ -11,10 +11,13 @@ the folder, and prints:
 """
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 import time
 from typing import Any
+
+from core import PluginCommand
 
 
 def _age(seconds: float | None) -> str:
@@ -66,3 +69,22 @@ async def kb_command(bot: Any, action: str, question: str = "", out: Any = None,
               f"{row['document']}  《{row['title']}》{row['heading']}", file=out)
         print("      " + row["text"].replace("\n", " / ")[:150], file=out)
     return 0
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    actions = parser.add_subparsers(dest="kb_action", required=True)
+    for name, text in (("status", "documents, chunks, unreadable files, last change (indexes what changed)"),
+                       ("reindex", "read every document again from scratch"),
+                       ("search", "the passages a question retrieves, with their scores")):
+        action = actions.add_parser(name, help=text)
+        if name == "search":
+            action.add_argument("question", help="the question")
+        action.add_argument("--json", action="store_true", help="print JSON")
+
+
+async def run(bot: Any, args: argparse.Namespace) -> int:
+    return await kb_command(bot, args.kb_action, getattr(args, "question", ""), as_json=args.json)
+
+
+COMMAND = PluginCommand("kb", "the knowledge index: 'kb status', 'kb reindex', 'kb search QUESTION'",
+                        add_arguments, run)
