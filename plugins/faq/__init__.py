@@ -25,8 +25,7 @@ from typing import Any
 import jinja2
 from cachetools import TTLCache
 
-from core import BotServices, Candidate, Intent, MessageContext, TextReply, hookimpl
-from core.processing.router import load_general_questions
+from core import BotServices, Candidate, Intent, MessageContext, TextReply, hookimpl, load_general_questions
 
 from .config import Config
 from .assist import ask_model, picked_number
