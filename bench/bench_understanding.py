@@ -60,8 +60,8 @@ async def run(streams: dict[str, list[str]], semantic: bool, cache_dir: Path) ->
 
 
 async def run_one(messages: list[str], semantic: bool, cache_dir: Path) -> tuple[float, dict]:
-    from core.bot import Bot
-    from core.messages import build_message
+    from core.processing.bot import Bot
+    from core.access.messages import build_message
     from core.settings import load_settings
 
     settings = load_settings(BENCH_DIR / "settings.bench.toml", {

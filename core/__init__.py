@@ -52,7 +52,7 @@ from .processing.context import Explanation, MessageContext
 from .processing.hookspecs import BotServices, OperatorServices, hookimpl, hookspec
 from .processing.intents import Candidate, Intent, RouteResult
 from .processing.normalizer import normalize_text
-from .processing.router import KEYWORD_BASE, SimilarityIndex, noisy_or
+from .processing.router import KEYWORD_BASE, SimilarityIndex, load_general_questions, noisy_or
 from .settings import PROJECT_ROOT, resolve_path
 from .settings_schema import ConfigError, from_table
 from .state.cache import Cache
@@ -63,7 +63,7 @@ __all__ = [
     "OperatorOutcome", "PluginCommand", "WeChatAPIError", "hash_user", "MessageContext", "Explanation", "Turn",
     "Intent", "Candidate", "RouteResult",
     "Check", "probe_http", "Counter", "Histogram", "Cache",
-    "from_table", "ConfigError", "PROJECT_ROOT", "resolve_path", "SimilarityIndex", "noisy_or", "KEYWORD_BASE",
+    "from_table", "ConfigError", "PROJECT_ROOT", "resolve_path", "SimilarityIndex", "noisy_or", "KEYWORD_BASE", "load_general_questions",
     "normalize_text",
     "Message", "Event", "TextMessage", "ImageMessage", "VoiceMessage", "VideoMessage",
     "ShortVideoMessage", "LocationMessage", "LinkMessage", "UnknownMessage", "SubscribeEvent",

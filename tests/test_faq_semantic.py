@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from core import TextReply, hookimpl
@@ -254,3 +255,39 @@ async def test_a_skill_sure_of_its_own_reading_is_not_overruled_by_the_general_a
         parcels = next(c for c in route.candidates if c.name == "parcels")
         assert parcels.evidence["example_similarity"] < route.general  # ... the anchors were nearer ...
         assert reply.content == "快递", route.explain()  # ... and did not take the message away
+
+
+# ---- the decline rule: general-question anchors calibrated to this FAQ --------------------------
+
+@pytest.mark.parametrize("message, expected", [
+    # customer questions whose nearest general anchor is chit-chat: declined by the raw rule
+    ("怕疼能拔牙吗", "faq:pain"),
+    ("想改个预约时间", "faq:cancel"),
+    # a question about teeth, not for the clinic: claimed by the raw fusion
+    ("鲨鱼有多少颗牙齿", "fallback"),
+])
+async def test_the_decline_rule_is_calibrated_to_the_faq(message, expected):
+    async with running_bot(overrides(), plugins={"rec": Recorder()}) as bot:
+        reply = await bot.send(message)
+        got = f"faq:{bot.last_context.extra['faq_id']}" if reply.plugin == "faq" else reply.content
+        assert got == expected, bot.last_context.route.explain()
+
+
+async def test_anchors_near_the_faq_count_less():
+    async with running_bot(overrides(), plugins={"rec": Recorder()}) as bot:
+        faq = bot.pm.get_plugin("faq")
+        dense = faq.dense
+        model = next(iter(dense.general_offsets))
+        offsets = dense.general_offsets[model]
+        anchors = dense.general_vectors[model]
+        assert len(offsets) == len(anchors) > 100
+        # the anchor nearest to this FAQ's questions gets the largest offset, a median one none
+        nearest = int(offsets.argmax())
+        assert offsets[nearest] > 0.03 and abs(float(np.median(offsets))) < 1e-6
+        vector = anchors[nearest]
+        assert dense.general(model, vector, 0.0) == pytest.approx(1.0, abs=1e-4)
+        assert dense.general(model, vector, faq.config.general_calibration) < 1.0
+        # the route tells how the FAQ compared the message with the anchors
+        await bot.send("怕疼能拔牙吗")
+        slots = next(c for c in bot.last_context.route.explain()["candidates"] if c["intent"] == "faq")["slots"]
+        assert slots.get("general") is not None and "similarity" not in slots

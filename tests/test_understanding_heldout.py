@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from tests.understanding_sets import heldout_sets, run_all, summary
 
-#: Measured 2026-11-26 with the weather skill of main (docs/routing.md): gym 65.0%, bank 68.7%,
-#: admissions 75.0%, weather (reaches the weather skill) 88.5%, general (reaches the model)
-#: 79.7%, overall 74.9%.
-FLOORS = {"gym": 0.62, "bank": 0.65, "admissions": 0.72, "weather": 0.85, "general": 0.76}
-OVERALL_FLOOR = 0.72
+#: Measured 2026-11-26 with the FAQ's calibrated decline rule (docs/routing.md): gym 63.1%,
+#: bank 70.7%, admissions 75.7%, weather (reaches the weather skill) 90.8%, general (reaches
+#: the model) 81.2%, overall 75.7%.
+FLOORS = {"gym": 0.60, "bank": 0.67, "admissions": 0.72, "weather": 0.87, "general": 0.78}
+OVERALL_FLOOR = 0.73
 
 
 async def test_heldout_sets_meet_their_floors():

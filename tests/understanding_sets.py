@@ -37,7 +37,19 @@ def weather_cases(path: Path) -> list[LabelledMessage]:
     cases = []
     for n, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         if raw.strip() and not raw.startswith("#"):
-            cases.append(LabelledMessage(raw.split("\t")[0].strip(), "weather", n))
+            text = raw.split("\t")[0].strip()
+            if text != "utterance":  # a first row naming the columns (tuning sets)
+                cases.append(LabelledMessage(text, "weather", n))
+    return cases
+
+
+def general_cases(path: Path) -> list[LabelledMessage]:
+    """A one-column file of messages for the model (the weather helper's tuning set)."""
+    cases = []
+    for n, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        text = raw.split("\t")[0].strip()
+        if text and not raw.startswith("#") and text != "utterance":
+            cases.append(LabelledMessage(text, "fallback", n))
     return cases
 
 
@@ -72,9 +84,9 @@ def tuning_sets() -> dict[str, tuple[Path | None, list[LabelledMessage]]]:
     for faq in sorted(TUNING.glob("*_faq.toml")):
         name = faq.name[:-len("_faq.toml")]
         sets[name] = (faq, load_labelled(TUNING / f"{name}_messages.tsv"))
-    general = TUNING / "semantic_general_messages.tsv"
-    if general.is_file():
-        sets["general"] = (None, load_labelled(general))
+    general = [*load_labelled(TUNING / "semantic_general_messages.tsv"), *general_cases(TUNING / "general_messages.tsv")]
+    sets["general"] = (None, general)
+    sets["weather"] = (None, weather_cases(TUNING / "weather_messages.tsv"))
     return sets
 
 

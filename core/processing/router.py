@@ -27,7 +27,8 @@ Scoring (every feature is precomputed when the router is built; see docs/routing
     embedded once when the router is built), rescaled to ``(cos - DENSE_FLOOR) / (DENSE_CEIL -
     DENSE_FLOOR)``: e5's cosines between unrelated Chinese sentences sit around 0.80-0.85;
   - a ``semantic_scorer`` replaces the intent's ``scorer`` (the FAQ fuses its lexical and dense
-    scores there) and may report its best cosine as the slot ``similarity``.
+    scores there) and may report its best cosine as the slot ``similarity`` (one that compares
+    the message with the general questions itself, as the FAQ does, reports none).
 
   General questions: the router also embeds a list of questions meant for the model
   (``core/processing/data/general_questions.txt``: science, history, how-to, chit-chat, many of them with a

@@ -25,7 +25,7 @@ from typing import Any
 import jinja2
 from cachetools import TTLCache
 
-from core import BotServices, Candidate, Intent, MessageContext, TextReply, hookimpl
+from core import BotServices, Candidate, Intent, MessageContext, TextReply, hookimpl, load_general_questions
 
 from .config import Config
 from .assist import ask_model, picked_number
@@ -240,54 +240,65 @@ class Plugin:
         return found[0], dict(found[1])
 
     def rank(self, index: FaqIndex, dense: DenseFaq, text: str, tokens: list[str],
-             query: Any) -> list[tuple[float, str, float, float, str, float]]:
+             query: Any) -> tuple[list[tuple[float, str, float, float, str, float]], float | None]:
         """Every entry, best first: (fused score, id, lexical score, dense cosine, question,
-        best question's cosine).
+        best question's cosine); and the message's calibrated general-question cosine.
 
         An entry's dense cosine is the mean of its best question's (both "query: ") and its
-        answer's ("passage: "), which ranked the right entry first for 95 % of the tuning
-        paraphrases (either alone: 88 % and 78 %); what counts is how far it stands above the
-        median entry for this message (a short or vague message is close
-        to everything), mapped from ``dense_floor`` .. ``dense_ceil`` to 0 .. 1 and fused with
-        the lexical score as a noisy OR.
+        answer's ("passage: "). Its dense evidence is
+
+            s = best question's cosine - general + (dense cosine - median entry's dense cosine)
+
+        where ``general`` is the message's best cosine with a general-question anchor, each
+        anchor calibrated to this FAQ (``DenseFaq.general``): the entry must be closer to the
+        message than any question meant for the model, and stand out from this FAQ's other
+        entries (a short or vague message is close to everything). ``s`` is mapped from
+        ``dense_floor`` .. ``dense_ceil`` to 0 .. 1 and fused as a noisy OR with the lexical
+        score when that is at least ``lexical_trust`` (weaker lexical overlaps, a shared
+        character or two, mislead more than they help once the embedding is known).
         """
         lexical = {m.entry_id: m for m in index.search(text, tokens, limit=len(index.data.entries))}
         sims = dense.similarities(query.model, query.vector)
         if not sims:
-            return []
+            return [], None
+        cfg = self.config
         cosines = {entry_id: (q_cos + a_cos) / 2 if a_cos > -1.0 else q_cos
                    for entry_id, (q_cos, a_cos) in sims.items()}
         values = sorted(cosines.values())
         half = len(values) // 2
         median = values[half] if len(values) % 2 else (values[half - 1] + values[half]) / 2
-        cfg = self.config
+        general = dense.general(query.model, query.vector, cfg.general_calibration)
         ranked = []
         for entry_id, cos in cosines.items():
             match = lexical.get(entry_id)
             lex = match.score if match else 0.0
-            strength = min(1.0, max(0.0, (cos - median - cfg.dense_floor) / (cfg.dense_ceil - cfg.dense_floor)))
-            fused = 1.0 - (1.0 - lex) * (1.0 - strength)
+            q_cos = sims[entry_id][0]
+            evidence = q_cos - (general if general is not None else q_cos) + (cos - median)
+            strength = min(1.0, max(0.0, (evidence - cfg.dense_floor) / (cfg.dense_ceil - cfg.dense_floor)))
+            trusted = lex if lex >= cfg.lexical_trust else 0.0
+            fused = 1.0 - (1.0 - trusted) * (1.0 - strength)
             question = match.question if match else index.data.entries[entry_id].questions[0]
-            ranked.append((fused, entry_id, lex, cos, question, sims[entry_id][0]))
-        ranked.sort(key=lambda r: (-r[0], r[1]))
-        return ranked
+            ranked.append((fused, entry_id, lex, cos, question, q_cos))
+        # equal fused scores (0 or 1) go by the dense cosine
+        ranked.sort(key=lambda r: (-r[0], -r[3], r[1]))
+        return ranked, general
 
     def hybrid_lookup(self, index: FaqIndex, dense: DenseFaq, text: str, tokens: list[str],
                       query: Any) -> tuple[float, dict[str, Any]]:
-        ranked = self.rank(index, dense, text, tokens, query)
+        ranked, general = self.rank(index, dense, text, tokens, query)
         if not ranked:
             return 0.0, {}
         fused, entry_id, lex, cos, question, q_cos = ranked[0]
-        # the router compares "similarity" with general questions, which are questions too
-        slots = {"faq_id": entry_id, "question": question, "lexical": round(lex, 4),
-                 "dense": round(cos, 4), "similarity": q_cos,
-                 "alternatives": [r[1] for r in ranked[1:3] if r[0] >= self.config.semantic_threshold],
-                 "ranking": [(r[1], round(r[0], 4), round(r[2], 4), round(r[3], 4)) for r in ranked[:5]]}
+        ranking = [(r[1], round(r[0], 4), round(r[2], 4), round(r[3], 4)) for r in ranked[:5]]
+        # No "similarity" slot: the FAQ has compared the message with the general questions
+        # itself (calibrated to this FAQ), so the router's uncalibrated rule must not again.
+        explained = {"lexical": round(lex, 4), "dense": round(cos, 4), "question_cosine": round(q_cos, 4),
+                     "general": round(general, 4) if general is not None else None}
         if fused < self.config.semantic_threshold:
-            return 0.0, {"similarity": q_cos, "lexical": round(lex, 4), "dense": round(cos, 4),
-                         "nearest": entry_id, "fused": round(fused, 4),
-                         "ranking": [(r[1], round(r[0], 4), round(r[2], 4), round(r[3], 4)) for r in ranked[:5]]}
-        return fused, slots
+            return 0.0, {**explained, "nearest": entry_id, "fused": round(fused, 4), "ranking": ranking}
+        return fused, {"faq_id": entry_id, "question": question, **explained,
+                       "alternatives": [r[1] for r in ranked[1:3] if r[0] >= self.config.semantic_threshold],
+                       "ranking": ranking}
 
     async def _embed(self) -> None:
         """Embed the loaded FAQ's questions and answers (disk-cached by content)."""
@@ -297,7 +308,7 @@ class Plugin:
             return
         if self.dense is not None and self.dense.version == data.version:
             return
-        self.dense = await DenseFaq.build(data, embeddings)
+        self.dense = await DenseFaq.build(data, embeddings, load_general_questions())
         self.lookups = TTLCache(maxsize=self.config.cache_size, ttl=self.config.cache_ttl)
 
     # ---- loading and reloading --------------------------------------------------------------

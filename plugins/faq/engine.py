@@ -23,6 +23,7 @@ from typing import Any
 import ahocorasick
 import jinja2
 import jinja2.meta
+import numpy as np
 
 from core import KEYWORD_BASE, SimilarityIndex, noisy_or, normalize_text
 
@@ -282,22 +283,42 @@ def answer_text(entry: Entry) -> str:
 @dataclass
 class DenseFaq:
     """Embeddings of one FAQ version: every stored question ("query: ") and every answer
-    ("passage: "), one matrix per model, and which entry each row belongs to."""
+    ("passage: "), one matrix per model, and which entry each row belongs to; and the
+    general-question anchors (questions meant for the model, ``core/processing/data/
+    general_questions.txt``) with how close each anchor sits to this FAQ.
+
+    The anchors' offsets are this FAQ's own calibration, computed at load: an anchor's best
+    cosine with the FAQ's questions minus the median of those over all anchors. An anchor far
+    above the median ("你住在哪里" next to a FAQ asking "诊所地址在哪") says little about whether a
+    message is for this FAQ or for the model, so ``general`` lowers it by ``calibration`` times
+    its offset (docs/faq.md).
+    """
 
     version: str
     question_entries: list[str]
     question_vectors: dict[str, Any]
     answer_entries: list[str]
     answer_vectors: dict[str, Any]
+    general_vectors: dict[str, Any] = field(default_factory=dict)
+    #: model -> per-anchor offset (see above)
+    general_offsets: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    async def build(cls, data: FaqData, embeddings: Any) -> "DenseFaq":
+    async def build(cls, data: FaqData, embeddings: Any, general: list[str] | None = None) -> "DenseFaq":
         q_entries = [e.id for e in data.entries.values() for _ in e.questions]
         questions = [q for e in data.entries.values() for q in e.questions]
         a_entries = [e.id for e in data.entries.values()]
         answers = [answer_text(e) for e in data.entries.values()]
-        return cls(data.version, q_entries, await embeddings.embed_set(questions, "query"),
-                   a_entries, await embeddings.embed_set(answers, "passage"))
+        dense = cls(data.version, q_entries, await embeddings.embed_set(questions, "query"),
+                    a_entries, await embeddings.embed_set(answers, "passage"))
+        if general:
+            dense.general_vectors = await embeddings.embed_set(general, "query")
+            for model, anchors in dense.general_vectors.items():
+                qm = dense.question_vectors.get(model)
+                if qm is not None:
+                    closest = np.max(anchors @ qm.T, axis=1)
+                    dense.general_offsets[model] = closest - float(np.median(closest))
+        return dense
 
     def similarities(self, model: str, vector: Any) -> dict[str, tuple[float, float]]:
         """entry id -> (best question cosine, answer cosine) for a query vector of ``model``."""
@@ -315,3 +336,15 @@ class DenseFaq:
                 q = out.get(entry_id, (-1.0, -1.0))[0]
                 out[entry_id] = (q, cos)
         return out
+
+    def general(self, model: str, vector: Any, calibration: float) -> float | None:
+        """The message's best cosine with a general-question anchor, each anchor lowered by
+        ``calibration`` times its offset; None without anchors for ``model``."""
+        anchors = self.general_vectors.get(model)
+        if anchors is None:
+            return None
+        cos = anchors @ vector
+        offsets = self.general_offsets.get(model)
+        if offsets is not None and calibration:
+            cos = cos - calibration * offsets
+        return float(np.max(cos))
