@@ -206,3 +206,17 @@ def test_a_bad_encoding_aes_key_from_the_environment_is_a_settings_error_in_plai
     assert "not-a-key" not in message
     monkeypatch.setenv("WECHAT_ENCODING_AES_KEY", "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG")
     settings_from_dict({"wechat": {"mode": "plain"}})  # a well-formed key is fine
+
+
+async def test_the_shipped_settings_work_from_another_folder(tmp_path):
+    """Operators (and the container image, /etc/skillbot) keep settings.toml outside the checkout:
+    the shipped file must not name the demo data by paths relative to the project folder."""
+    copy = tmp_path / "etc" / "settings.toml"
+    copy.parent.mkdir()
+    copy.write_text(SHIPPED.read_text(encoding="utf-8"), encoding="utf-8")
+    bot = Bot(load_settings(copy))
+    await bot.start()
+    try:
+        assert bot.started
+    finally:
+        await bot.stop()
