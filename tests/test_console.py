@@ -3,6 +3,7 @@ question grouping, FAQ writes (backup, hot reload seen by a real message), trans
 default, plugin switches. Through the app built by create_app, over its real HTTP handler."""
 from __future__ import annotations
 
+import html as html_module
 import json
 import logging
 import re
@@ -241,9 +242,11 @@ async def test_a_group_becomes_a_phrasing_that_the_bot_then_answers(console, cap
     html = await (await c.client.get("/admin/questions")).text()
     assert "能寄到新疆吗" in html and "3 次" in html and "能不能寄到新疆" in html
     csrf = re.search(r'name="csrf" value="([^"]+)"', html).group(1)
+    members = html_module.unescape(re.search(r"name=\"members\" value='([^']*)'", html).group(1))
+    assert json.loads(members) == ["能寄到新疆吗", "能不能寄到新疆"]  # what the page posts
     done = await c.client.post("/admin/questions/add", allow_redirects=False, data={
         "csrf": csrf, "account": "default", "edit": "phrasing", "entry": "shipping", "text": "能寄到新疆吗",
-        "members": json.dumps(["能寄到新疆吗", "能不能寄到新疆"])})
+        "members": members})
     assert done.status == 303 and "done=phrasing" in done.headers["Location"]
     assert list(c.tmp.glob("faq.toml.*.bak"))
     html = await (await c.client.get("/admin/questions")).text()

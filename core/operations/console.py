@@ -42,7 +42,8 @@ STATIC_FILES = {"console.css": "text/css", "console.js": "text/javascript"}
 COOKIE = "skillbot_console"
 #: How long a login lasts.
 SESSION_SECONDS = 12 * 3600
-PAGE_HEADERS = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer", "X-Frame-Options": "DENY",
+#: "same-origin", not "no-referrer": with no referrer Chromium sends "Origin: null" on form posts.
+PAGE_HEADERS = {"Cache-Control": "no-store", "Referrer-Policy": "same-origin", "X-Frame-Options": "DENY",
                 "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'"}
 _TEMPLATES = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates" / "console"),
                                 autoescape=True, undefined=jinja2.StrictUndefined)

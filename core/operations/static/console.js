@@ -7,6 +7,8 @@
   var source = document.getElementById("traffic-data");
   if (!source) { return; }
   var data = JSON.parse(source.textContent);
+  var namesSource = document.getElementById("label-names");
+  var names = namesSource ? JSON.parse(namesSource.textContent) : {};
 
   function buckets(rows, labels) {
     var width = 0;
@@ -69,7 +71,7 @@
     legend.textContent = "";
     if (!labels.length) {
       var none = document.createElement("li");
-      none.textContent = legend.dataset.empty || "这段时间没有消息";
+      none.textContent = legend.dataset.empty;
       legend.appendChild(none);
     }
     labels.forEach(function (label, k) {
@@ -78,7 +80,7 @@
       swatch.style.background = COLORS[k];
       item.appendChild(swatch);
       var total = series.rows[label].reduce(function (a, b) { return a + b; }, 0);
-      item.appendChild(document.createTextNode(label + "：" + total));
+      item.appendChild(document.createTextNode((names[label] || label) + "：" + total));
       legend.appendChild(item);
     });
     canvas.dataset.drawn = String(labels.length);
