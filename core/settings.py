@@ -231,7 +231,7 @@ class ConsoleSettings:
     #: Character-bigram Jaccard similarity from which two unanswered questions are grouped.
     group_threshold: float = 0.5
     #: Cosine similarity from which two questions are grouped when embeddings are on.
-    group_threshold_semantic: float = 0.85
+    group_threshold_semantic: float = 0.9
 
     def validate(self) -> None:
         if self.transcript_retention_hours <= 0:

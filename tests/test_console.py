@@ -17,12 +17,13 @@ from core.app import create_app
 from core.appkeys import GATEWAY_KEY
 from core.operations.chat_console import signer_for
 from core.operations.console import percentile, session_nonce
-from core.operations.console_questions import (FaqEditError, bigram_similarity, group_questions,
-                                               write_faq)
+from core.operations.console_questions import (FaqEditError, bigram_similarity, embedding_similarity,
+                                               frequent_texts, group_questions, write_faq)
 from core.operations.console_traffic import TrafficRing, Transcripts
 from core.operations.metrics import Histogram
 from core.operations.wechat_client import text_xml
 from core.settings import load_settings
+from core.testing import running_bot
 
 TOKEN = "console-s3cret"
 NO_ANSWER = "抱歉，我暂时没有理解您的意思，可以换个说法试试。"
@@ -131,6 +132,18 @@ def test_grouping_puts_similar_questions_together_with_counts():
     assert len(group_questions(LOG_ROWS, bigram_similarity(), 0.9)) == 3
     assert [g.text for g in group_questions(LOG_ROWS, bigram_similarity(), 0.3,
                                             {"能寄到新疆吗", "能不能寄到新疆"})] == ["发票抬头写错了怎么办"]
+
+
+async def test_grouping_by_the_bots_embeddings_joins_questions_with_no_shared_words():
+    rows = [("2026-11-26T01:00:00Z", "declined", text, "-", "0.4", "-")
+            for text in ("能寄到新疆吗", "新疆能发货吗", "发票抬头写错了怎么办", "开错发票了能重开吗")]
+    assert len(group_questions(rows, bigram_similarity(), 0.5)) == 4  # bigrams see nothing alike
+    async with running_bot({"semantic": {"enabled": True}}) as bot:
+        threshold = bot.settings.console.group_threshold_semantic
+        similarity = await embedding_similarity(frequent_texts(rows), bot.embeddings.embed_query)
+    groups = group_questions(rows, similarity, threshold)
+    assert sorted(sorted(t for t, _ in g.members) for g in groups) == sorted([
+        sorted(["开错发票了能重开吗", "发票抬头写错了怎么办"]), sorted(["能寄到新疆吗", "新疆能发货吗"])])
 
 
 def test_faq_write_adds_a_phrasing_keeps_comments_and_backs_up(tmp_path):

@@ -28,8 +28,8 @@ from aiohttp import web
 from ..appkeys import ACCOUNTS_KEY, BOTS_KEY, DEFAULT_ACCOUNT
 from ..processing.plugin_manager import discover_plugins
 from .console_questions import (FaqEditError, bigram_similarity, embedding_similarity, faq_entries,
-                                group_questions, mark_handled, read_handled, read_question_log,
-                                write_faq)
+                                frequent_texts, group_questions, mark_handled, read_handled,
+                                read_question_log, write_faq)
 from .console_traffic import DIMENSIONS
 from .logs import hash_user
 from .simulator import same_origin
@@ -254,20 +254,20 @@ def faq_file(settings: Any) -> Path | None:
 
 
 async def groups_of(bot: Any) -> list[Any]:
+    """The account's unanswered questions grouped, by embeddings when the bot has them."""
     settings = bot.settings
     data_dir = settings.data_dir
     rows, handled = await asyncio.to_thread(lambda: (read_question_log(data_dir), read_handled(data_dir)))
     similarity, threshold = None, settings.console.group_threshold_semantic
     embeddings = getattr(bot, "embeddings", None)
     if embeddings is not None and embeddings.enabled and rows:
-        texts = sorted({row[2].strip() for row in rows} - handled)
         try:
-            similarity = await embedding_similarity(texts, embeddings.embed_query)
+            similarity = await embedding_similarity(frequent_texts(rows, handled), embeddings.embed_query)
         except Exception as exc:  # the service is optional here: fall back to bigrams
             log.warning("console: embeddings unavailable for grouping (%s); using bigrams", type(exc).__name__)
     if similarity is None:
         similarity, threshold = bigram_similarity(), settings.console.group_threshold
-    return group_questions(rows, similarity, threshold, handled)
+    return await asyncio.to_thread(group_questions, rows, similarity, threshold, handled)
 
 
 async def questions(request: web.Request) -> web.Response:

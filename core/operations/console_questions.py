@@ -8,8 +8,8 @@ Only the FAQ's public file format is used: ``[[entry]]`` tables with ``id``, ``q
 """
 from __future__ import annotations
 
+import asyncio
 import json
-import math
 import os
 import re
 import shutil
@@ -20,11 +20,15 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Sequence
 
+import numpy as np
+
 #: The question log's place under the data folder (written by the FAQ plugin).
 QUESTION_LOG = Path("faq") / "questions.tsv"
 #: Question texts the operator already turned into FAQ phrasings (one JSON string a line).
 HANDLED = Path("console") / "handled.jsonl"
 ENTRY_ID = re.compile(r"^[A-Za-z0-9_.-]+$")
+#: Distinct question texts grouped at most (the most frequent): bounds the page's work.
+MAX_TEXTS = 500
 
 
 @dataclass
@@ -55,12 +59,6 @@ def jaccard(a: set[str], b: set[str]) -> float:
     if not a or not b:
         return 0.0
     return len(a & b) / len(a | b)
-
-
-def cosine(a: Sequence[float], b: Sequence[float]) -> float:
-    dot = sum(x * y for x, y in zip(a, b))
-    norm = math.sqrt(sum(x * x for x in a)) * math.sqrt(sum(y * y for y in b))
-    return dot / norm if norm else 0.0
 
 
 def read_question_log(data_dir: Path) -> list[list[str]]:
@@ -100,16 +98,24 @@ def mark_handled(data_dir: Path, texts: Sequence[str]) -> None:
 Similarity = Callable[[str, str], float]
 
 
+def frequent_texts(rows: Sequence[Sequence[str]], handled: set[str] = frozenset(),
+                   limit: int = MAX_TEXTS) -> list[str]:
+    """The distinct texts of ``rows`` not yet handled, most frequent first, at most ``limit``."""
+    counts = Counter(row[2].strip() for row in rows if row[2].strip() not in handled)
+    return [text for text, _ in sorted(counts.items(), key=lambda item: (-item[1], item[0]))[:limit]]
+
+
 def group_questions(rows: Sequence[Sequence[str]], similarity: Similarity, threshold: float,
-                    handled: set[str] = frozenset()) -> list[QuestionGroup]:
-    """Greedy clustering: distinct texts, most frequent first, each joins the first group whose
-    leading text is at least ``threshold`` similar, else starts a group. Handled texts are left
-    out. Groups come largest first."""
+                    handled: set[str] = frozenset(), limit: int = MAX_TEXTS) -> list[QuestionGroup]:
+    """Greedy clustering: distinct texts, most frequent first (the ``limit`` most frequent), each
+    joins the first group whose leading text is at least ``threshold`` similar, else starts a
+    group. Handled texts are left out. Groups come largest first."""
+    kept = set(frequent_texts(rows, handled, limit))
     counts: Counter = Counter()
     info: dict[str, dict[str, Any]] = {}
     for row in rows:
         text = row[2].strip()
-        if text in handled:
+        if text not in kept:
             continue
         counts[text] += 1
         seen = info.setdefault(text, {"kinds": Counter(), "nearest": Counter(), "last": ""})
@@ -149,15 +155,19 @@ def bigram_similarity() -> Similarity:
 
 async def embedding_similarity(texts: Sequence[str],
                                embed: Callable[[str], Awaitable[Any]]) -> Similarity | None:
-    """Cosine over the bot's embeddings of ``texts``; None when any text cannot be embedded
-    (the caller falls back to bigrams)."""
-    vectors: dict[str, Any] = {}
-    for text in texts:
-        embedded = await embed(text)
-        if embedded is None:
-            return None
-        vectors[text] = [float(x) for x in embedded.vector]
-    return lambda a, b: cosine(vectors[a], vectors[b])
+    """Cosine over the bot's embeddings of ``texts`` (asked for together, so the service batches
+    them); None when a text cannot be embedded or the vectors come from different models (the
+    caller then falls back to bigrams)."""
+    embedded = await asyncio.gather(*(embed(text) for text in texts))
+    if any(e is None for e in embedded) or len({e.model for e in embedded}) > 1:
+        return None
+    if not embedded:
+        return lambda a, b: 0.0
+    matrix = np.asarray([np.asarray(e.vector, dtype=np.float32) for e in embedded])
+    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+    matrix = matrix / np.where(norms == 0, 1, norms)
+    row = {text: i for i, text in enumerate(texts)}
+    return lambda a, b: float(matrix[row[a]] @ matrix[row[b]])
 
 
 # ---- the FAQ file ----------------------------------------------------------------------------
