@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from core.app import create_app
-from core.appkeys import GATEWAY_KEY
+from core.appkeys import ACCOUNTS_KEY, GATEWAY_KEY
 from core.operations.chat_console import signer_for
 from core.operations.console import percentile, session_nonce
 from core.operations.console_questions import (FaqEditError, bigram_similarity, embedding_similarity,
@@ -108,12 +108,13 @@ class Console:
 
 @pytest.fixture
 def console(aiohttp_client, tmp_path):
-    async def make(token: str = TOKEN, transcripts: bool | None = None) -> Console:
+    async def make(token: str = TOKEN, transcripts: bool | None = None, extra: str = "") -> Console:
         (tmp_path / "faq.toml").write_text(FAQ, encoding="utf-8")
         text = SETTINGS.format(token=token, data=tmp_path / "data", faq=tmp_path / "faq.toml",
                                transcripts="false" if transcripts is None else str(transcripts).lower())
         if transcripts is None:  # the default: the key absent
             text = text.replace("[console]\ntranscripts = false\n", "")
+        text += extra
         (tmp_path / "settings.toml").write_text(text, encoding="utf-8")
         app = create_app(load_settings(tmp_path / "settings.toml"))
         return Console(app, await aiohttp_client(app), tmp_path)
@@ -321,3 +322,29 @@ async def test_overview_shows_traffic_latency_by_dimension(console):
     assert data["plugin"]["labels"] == ["faq"] and sum(data["plugin"]["rows"]["faq"]) == 1
     assert data["outcome"]["labels"] == ["answered"] and data["account"]["labels"] == ["default"]
     assert "毫秒" in html
+
+
+async def test_accounts_each_have_their_traffic_and_plugin_list(console, caplog):
+    caplog.set_level(logging.INFO, logger="skillbot.audit")
+    c = await console(extra='[accounts.shop.wechat]\ntoken = "shoptoken"\nmode = "plain"\n')
+    shop = c.app[ACCOUNTS_KEY].named["shop"].gateway
+    signer = signer_for(shop.bot.settings)
+    for text in ("运费多少", "包邮吗"):
+        request = signer.sign(text_xml(text, from_user="o_shop_customer"))
+        reply = await c.client.post("/wechat/shop", params=request.params, data=request.body)
+        assert signer.open_reply(await reply.text())["Content"] == "满 99 元包邮。"
+    await c.say("运费多少")
+    await c.login()
+    html = await (await c.client.get("/admin/overview?account=shop")).text()
+    data = json.loads(re.search(r'id="traffic-data">(.*?)</script>', html, re.S).group(1))
+    assert {k: sum(v) for k, v in data["account"]["rows"].items()} == {"default": 1, "shop": 2}
+    assert sum(data["plugin"]["rows"]["faq"]) == 2  # the shop's own
+    assert (await c.client.get("/admin/overview?account=nope")).status == 404
+    html = await (await c.client.get("/admin/plugins?account=shop")).text()
+    assert "暂不支持在后台切换插件" in html and 'data-plugin="faq"' in html
+    csrf = re.search(r'name="csrf" value="([^"]+)"', html).group(1)
+    refused = await c.client.post("/admin/plugins/switch", data={
+        "csrf": csrf, "account": "shop", "plugin": "smalltalk", "enabled": "0"})
+    assert "暂不支持在后台切换插件" in await refused.text()
+    lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "skillbot.audit"]
+    assert lines[-1]["reason"] == "no_operator_services" and lines[-1]["account"] == "shop"

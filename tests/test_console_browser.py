@@ -127,6 +127,9 @@ async def test_operator_console_in_a_browser(console, chromium_path, tmp_path): 
         assert "已回答：1" in outcomes and "未回答：1" in outcomes
         assert "毫秒" in await page.evaluate("document.getElementById('latency').textContent")
         await screenshot(page, shots, "overview")
+        # The account picker submits on change (a script listener: the CSP forbids inline handlers).
+        await page.evaluate("document.getElementById('account').dispatchEvent(new Event('change'))")
+        await settle(page, "location.search === '?account=default' && !!document.querySelector('canvas[data-drawn]')")
 
         await page.evaluate("document.getElementById('nav-questions').click()")
         await settle(page, "document.querySelectorAll('section.group').length === 2")

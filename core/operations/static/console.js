@@ -1,7 +1,12 @@
-// The operator console's traffic charts: stacked bars per 10 minutes over the last 24 hours,
-// drawn on <canvas> from the JSON the page carries (#traffic-data). Hand-written, no library.
+// The operator console's script (every page): the account picker, and the traffic charts:
+// stacked bars per 10 minutes over the last 24 hours, drawn on <canvas> from the JSON the page
+// carries (#traffic-data). Hand-written, no library; no inline handlers (the pages' CSP).
 (function () {
   "use strict";
+  var picker = document.getElementById("account");
+  if (picker) {
+    picker.addEventListener("change", function () { picker.form.submit(); });
+  }
   var COLORS = ["#07c160", "#3b82f6", "#f59e0b", "#ef4444", "#8b5cf6", "#14b8a6", "#ec4899", "#6b7280"];
   var STEP = 10; // minutes per bar
   var source = document.getElementById("traffic-data");
