@@ -348,3 +348,20 @@ async def test_accounts_each_have_their_traffic_and_plugin_list(console, caplog)
     assert "暂不支持在后台切换插件" in await refused.text()
     lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "skillbot.audit"]
     assert lines[-1]["reason"] == "no_operator_services" and lines[-1]["account"] == "shop"
+
+
+async def test_a_broken_faq_file_is_said_on_the_page_and_left_alone(console, caplog):
+    c = await console()
+    write_log(c.data)
+    await c.login()
+    broken = FAQ + "\n[[entry]\n"
+    c.faq.write_text(broken, encoding="utf-8")
+    page = await c.client.get("/admin/questions")
+    html = await page.text()
+    assert page.status == 200 and "FAQ 文件无法读取" in html and "能寄到新疆吗" in html
+    csrf = re.search(r'name="csrf" value="([^"]+)"', html).group(1)
+    done = await c.client.post("/admin/questions/add", allow_redirects=False, data={
+        "csrf": csrf, "account": "default", "edit": "phrasing", "entry": "shipping", "text": "能寄到新疆吗"})
+    assert done.status == 303 and "error=unreadable_faq" in done.headers["Location"]
+    assert c.faq.read_text(encoding="utf-8") == broken and not list(c.tmp.glob("faq.toml.*.bak"))
+    assert not [r for r in caplog.records if r.exc_info]  # no traceback

@@ -18,6 +18,7 @@ import json
 import logging
 import secrets
 import time
+import tomllib
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -277,10 +278,16 @@ async def questions(request: web.Request) -> web.Response:
     _, gateway = _account(request)
     bot = gateway.bot
     path = faq_file(bot.settings)
-    entries = await asyncio.to_thread(faq_entries, path) if path is not None and path.is_file() else []
+    entries, unreadable = [], False
+    if path is not None:
+        try:
+            entries = await asyncio.to_thread(faq_entries, path)
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+            log.warning("console: FAQ file %s unreadable: %s", path, exc)
+            path, unreadable = None, True
     groups = await groups_of(bot)
     return await _page(request, "questions.html", groups=groups, entries=entries,
-                       faq_path=str(path) if path else None)
+                       faq_path=str(path) if path else None, unreadable=unreadable)
 
 
 async def add_to_faq(request: web.Request) -> web.StreamResponse:
@@ -301,9 +308,10 @@ async def add_to_faq(request: web.Request) -> web.StreamResponse:
         raise web.HTTPSeeOther(f"{target}&error=no_faq")
     try:
         backup = await asyncio.to_thread(write_faq, path, edit, entry_id, text, form.get("answer", ""))
-    except FaqEditError as exc:
-        _audit("faq_" + edit, account=account, entry=entry_id, outcome="refused", reason=str(exc))
-        raise web.HTTPSeeOther(f"{target}&error={exc}")
+    except (FaqEditError, OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        reason = str(exc) if isinstance(exc, FaqEditError) else "unreadable_faq"
+        _audit("faq_" + edit, account=account, entry=entry_id, outcome="refused", reason=reason)
+        raise web.HTTPSeeOther(f"{target}&error={reason}")
     await asyncio.to_thread(mark_handled, settings.data_dir, members or [text])
     _audit("faq_" + edit, account=account, entry=entry_id, text=" ".join(text.split()),
            outcome="ok", backup=backup.name)
