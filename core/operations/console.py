@@ -104,13 +104,20 @@ async def _checked_form(request: web.Request) -> tuple[str, dict[str, str]]:
     token = _enabled_or_404(request)
     nonce = _session(request)
     if nonce is None:
-        raise web.HTTPForbidden(text="not logged in")
+        raise refused("not_logged_in")
     if not same_origin(request):
-        raise web.HTTPForbidden(text="cross-origin request refused")
+        raise refused("cross_origin")
     form = {k: str(v) for k, v in (await request.post()).items()}
     if not hmac.compare_digest(form.get("csrf", "").encode(), csrf_token(token, nonce).encode()):
-        raise web.HTTPForbidden(text="bad CSRF token")
+        raise refused("bad_csrf")
     return nonce, form
+
+
+def refused(reason: str) -> web.HTTPForbidden:
+    """A 403 with the console's page saying why (``reason``: a key of refused.html)."""
+    log.warning("console request refused: %s", reason)
+    return web.HTTPForbidden(text=_TEMPLATES.get_template("refused.html").render(reason=reason),
+                             content_type="text/html", headers=PAGE_HEADERS)
 
 
 def render(name: str, status: int = 200, **values: Any) -> web.Response:
@@ -159,7 +166,7 @@ async def login_page(request: web.Request) -> web.StreamResponse:
 async def login(request: web.Request) -> web.StreamResponse:
     token = _enabled_or_404(request)
     if not same_origin(request):
-        raise web.HTTPForbidden(text="cross-origin request refused")
+        raise refused("cross_origin")
     form = await request.post()
     given = str(form.get("token", ""))
     if not hmac.compare_digest(given.encode(), token.encode()):
