@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from core import Counter, hookimpl
 from core.app import create_app
 from core.appkeys import ACCOUNTS_KEY, GATEWAY_KEY
 from core.operations.chat_console import signer_for
@@ -108,7 +109,8 @@ class Console:
 
 @pytest.fixture
 def console(aiohttp_client, tmp_path):
-    async def make(token: str = TOKEN, transcripts: bool | None = None, extra: str = "") -> Console:
+    async def make(token: str = TOKEN, transcripts: bool | None = None, extra: str = "",
+                   plugins: dict | None = None) -> Console:
         (tmp_path / "faq.toml").write_text(FAQ, encoding="utf-8")
         text = SETTINGS.format(token=token, data=tmp_path / "data", faq=tmp_path / "faq.toml",
                                transcripts="false" if transcripts is None else str(transcripts).lower())
@@ -116,7 +118,7 @@ def console(aiohttp_client, tmp_path):
             text = text.replace("[console]\ntranscripts = false\n", "")
         text += extra
         (tmp_path / "settings.toml").write_text(text, encoding="utf-8")
-        app = create_app(load_settings(tmp_path / "settings.toml"))
+        app = create_app(load_settings(tmp_path / "settings.toml"), plugins)
         return Console(app, await aiohttp_client(app), tmp_path)
     return make
 
@@ -313,8 +315,23 @@ async def test_plugin_switch_writes_the_settings_and_a_refusal_shows_why(console
         ("smalltalk", "applied"), ("no_such_plugin", "refused")]
 
 
-async def test_overview_shows_traffic_latency_by_dimension(console):
-    c = await console()
+class Tokens:
+    """A plugin with its own counter, as the llm plugin keeps its model tokens."""
+
+    def __init__(self) -> None:
+        self.used = Counter("skillbot_test_tokens_total", "Tokens the test plugin used.", ("provider", "kind"))
+
+    @hookimpl
+    def skillbot_metrics(self):
+        return [self.used]
+
+    @hookimpl
+    def skillbot_message_done(self, ctx, reply):
+        self.used.inc("standin", "prompt", amount=12)
+
+
+async def test_overview_shows_traffic_latency_by_dimension_and_the_plugins_counters(console):
+    c = await console(plugins={"tokens": Tokens()})
     await c.say("运费多少")
     await c.login()
     html = await (await c.client.get("/admin/overview")).text()
@@ -322,6 +339,9 @@ async def test_overview_shows_traffic_latency_by_dimension(console):
     assert data["plugin"]["labels"] == ["faq"] and sum(data["plugin"]["rows"]["faq"]) == 1
     assert data["outcome"]["labels"] == ["answered"] and data["account"]["labels"] == ["default"]
     assert "毫秒" in html
+    counters = html[html.index('id="plugin-counters"'):]
+    assert "skillbot_test_tokens_total" in counters and "Tokens the test plugin used." in counters
+    assert re.search(r"<td>standin</td><td>prompt</td><td>12</td>", counters)
 
 
 async def test_accounts_each_have_their_traffic_and_plugin_list(console, caplog):

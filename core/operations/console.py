@@ -215,11 +215,12 @@ def percentile(histogram: Any, labels: tuple[str, ...], q: float) -> float | Non
     return histogram.buckets[-1]
 
 
-def model_tokens(metrics: Any) -> list[tuple[str, str, int]]:
-    for family in metrics._plugin_families():
-        if family.name == "skillbot_model_tokens_total":
-            return [(labels[0], labels[1], int(v)) for labels, v in sorted(family.values.items())]
-    return []
+def plugin_counters(metrics: Any) -> list[tuple[str, str, tuple[str, ...], list[tuple[tuple[str, ...], int]]]]:
+    """The counters plugins keep (``skillbot_metrics``: the model's tokens among them), as
+    (name, help, label names, rows), rendered without knowing what they count."""
+    return [(family.name, family.help, tuple(family.label_names),
+             [(labels, int(value)) for labels, value in sorted(family.values.items())])
+            for family in metrics._plugin_families() if getattr(family, "kind", "") == "counter"]
 
 
 async def overview(request: web.Request) -> web.Response:
@@ -243,9 +244,9 @@ async def overview(request: web.Request) -> web.Response:
         stages = gw.metrics.stages
         latency.append((name, stages.count("pipeline"),
                         *[percentile(stages, ("pipeline",), q) for q in (0.5, 0.95, 0.99)]))
-    tokens = [(name, *row) for name, gw in accounts for row in model_tokens(gw.metrics)]
+    counters = [(name, *family) for name, gw in accounts for family in plugin_counters(gw.metrics)]
     return await _page(request, "overview.html", charts=json.dumps(charts, separators=(",", ":")),
-                       latency=latency, tokens=tokens)
+                       latency=latency, counters=counters)
 
 
 # ---- questions -------------------------------------------------------------------------------
