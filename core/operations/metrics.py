@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
 from aiohttp import web
 
 from ..appkeys import METRICS_KEY
-from .logs import hash_user
 from .console_traffic import TrafficRing, Transcripts, observe_message
+from .logs import hash_user
 
 if TYPE_CHECKING:
     from ..access.replies import Answer
