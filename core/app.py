@@ -60,7 +60,7 @@ async def never_500(request: web.Request, handler: Any) -> web.StreamResponse:
 
 
 def setup_routes(app: web.Application, settings: Settings) -> None:
-    from .operations import metrics
+    from .operations import console, metrics
     from .operations import simulator as webui
     from .operations.health import healthz
 
@@ -70,6 +70,7 @@ def setup_routes(app: web.Application, settings: Settings) -> None:
     app.router.add_get("/healthz", healthz)
     metrics.setup_routes(app)  # /metrics, /readyz
     webui.setup_routes(app)  # /simulator (answers 404 unless [simulator] enabled)
+    console.setup_routes(app)  # /admin (answers 404 unless server.admin_token is set)
     # Last, so that with server.path = "/" the accounts' route does not hide the pages above.
     accounts_path = f"{settings.server.path.rstrip('/')}/{{account}}"
     app.router.add_get(accounts_path, account_get)

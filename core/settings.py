@@ -222,6 +222,26 @@ class SimulatorSettings:
 
 
 @dataclass
+class ConsoleSettings:
+    #: Keep each user's recent messages and replies (in memory, per worker) for the operator
+    #: console's transcript page. Off: nothing is kept.
+    transcripts: bool = False
+    #: Hours a transcript line is kept (older lines are dropped).
+    transcript_retention_hours: float = 24.0
+    #: Character-bigram Jaccard similarity from which two unanswered questions are grouped.
+    group_threshold: float = 0.5
+    #: Cosine similarity from which two questions are grouped when embeddings are on.
+    group_threshold_semantic: float = 0.9
+
+    def validate(self) -> None:
+        if self.transcript_retention_hours <= 0:
+            raise ValueError("transcript_retention_hours must be positive")
+        for name in ("group_threshold", "group_threshold_semantic"):
+            if not 0.0 < getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be above 0 and at most 1")
+
+
+@dataclass
 class PathsSettings:
     #: Where the bot keeps files it makes ("" = $SKILLBOT_DATA_DIR, else $XDG_DATA_HOME/skillbot,
     #: i.e. ~/.local/share/skillbot). Never inside the source tree unless put there.
@@ -372,6 +392,7 @@ class Settings:
     ratelimit: RateLimitSettings = field(default_factory=RateLimitSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
     simulator: SimulatorSettings = field(default_factory=SimulatorSettings)
+    console: ConsoleSettings = field(default_factory=ConsoleSettings)
     paths: PathsSettings = field(default_factory=PathsSettings)
     semantic: SemanticSettings = field(default_factory=SemanticSettings)
     plugins: PluginsSettings = field(default_factory=PluginsSettings)
@@ -421,7 +442,7 @@ CORE_SECTIONS = {
     "server": ServerSettings, "wechat": WeChatSettings, "pipeline": PipelineSettings,
     "delivery": DeliverySettings, "conversation": ConversationSettings, "router": RouterSettings,
     "state": StateSettings, "ratelimit": RateLimitSettings, "logging": LoggingSettings,
-    "simulator": SimulatorSettings, "paths": PathsSettings, "semantic": SemanticSettings,
+    "simulator": SimulatorSettings, "console": ConsoleSettings, "paths": PathsSettings, "semantic": SemanticSettings,
 }
 PLUGINS_KEYS = {"enabled", "paths", "entry_points"}
 #: The sections an ``[accounts.<name>]`` table may override; the rest are the deployment's.

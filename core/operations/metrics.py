@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
 from aiohttp import web
 
 from ..appkeys import METRICS_KEY
+from .console_traffic import TrafficRing, Transcripts, observe_message
 from .logs import hash_user
 
 if TYPE_CHECKING:
@@ -232,6 +233,9 @@ class Metrics:
         self.bots = bots
         self.try_stats: Mapping[str, int] = {}
         self.started = time.time()
+        #: The operator console's per-minute traffic and opt-in transcripts (console_traffic.py).
+        self.traffic = TrafficRing()
+        self.transcripts = Transcripts()
         self.messages = r.add(Counter(
             "skillbot_messages_total", "Messages answered (once per message, retries not counted), "
             "by WeChat type, intent and plugin.", ("type", "intent", "plugin")))
@@ -301,6 +305,7 @@ class Metrics:
             if isinstance(failure, dict):
                 self.provider_failures.inc(str(failure.get("plugin") or "-"),
                                            str(failure.get("provider") or "-"))
+        observe_message(self, ctx, answer, outcome)
         return outcome
 
     def observe_try(self, timings_ms: dict[str, float]) -> None:
