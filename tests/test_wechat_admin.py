@@ -32,10 +32,12 @@ async def wechat(aiohttp_server, monkeypatch):
     return state, str(server.make_url("")).rstrip("/")
 
 
-def settings_for(tmp_path: Path, base: str, **wechat: str):
-    path = write_settings(tmp_path / "settings.toml", {
-        "wechat": {"app_id": "wx_test_app_id", "app_secret_env": SECRET_ENV, **wechat},
-        "delivery": {"api_base": base}})
+def settings_for(tmp_path: Path, base: str, enabled: list[str] | None = None, **wechat: str):
+    data = {"wechat": {"app_id": "wx_test_app_id", "app_secret_env": SECRET_ENV, **wechat},
+            "delivery": {"api_base": base}}
+    if enabled is not None:
+        data["plugins"] = {"enabled": enabled}
+    path = write_settings(tmp_path / "settings.toml", data)
     return path, load_settings(path)
 
 
@@ -320,7 +322,7 @@ class FileReplies:
 async def test_a_reply_naming_a_file_is_sent_with_its_uploaded_media_id(wechat, tmp_path, caplog):
     state, base = wechat
     (tmp_path / "menu.jpg").write_bytes(b"\xff\xd8\xff" + b"\3" * 40)
-    path, _ = settings_for(tmp_path, base)
+    path, _ = settings_for(tmp_path, base, enabled=["welcome"])  # the skill alone: no FAQ to outrank it
     async with running_bot(settings_path=path, plugins={"file_replies": FileReplies()}) as bot:
         first = await bot.send("菜单图")
         assert isinstance(first, ImageReply) and first.media_id == "MEDIA_image_1"
