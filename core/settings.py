@@ -425,10 +425,14 @@ class Settings:
 
     @property
     def data_dir(self) -> Path:
-        """``$SKILLBOT_DATA_DIR``, else ``[paths] data_dir``, else ``$XDG_DATA_HOME/skillbot``."""
+        """``$SKILLBOT_DATA_DIR``, else ``[paths] data_dir``, else ``$XDG_DATA_HOME/skillbot``; a named
+        account's files (its FAQ question log, the console's records) go in ``accounts/<name>/`` there,
+        so one account's users' questions never show in another's."""
         if os.environ.get(DATA_DIR_ENV) or not self.paths.data_dir:
-            return default_dir(DATA_DIR_ENV, "XDG_DATA_HOME", ".local/share")
-        return self.resolve_path(self.paths.data_dir)
+            base = default_dir(DATA_DIR_ENV, "XDG_DATA_HOME", ".local/share")
+        else:
+            base = self.resolve_path(self.paths.data_dir)
+        return base / "accounts" / self.account if self.account else base
 
     @property
     def cache_dir(self) -> Path:

@@ -334,3 +334,15 @@ async def test_a_plugin_that_breaks_while_an_account_is_built_stops_only_that_ac
     assert (await say(client, "shop", QUESTION))[0] == 503
     assert "building the bot failed (KeyError" in app[ACCOUNTS_KEY].named["shop"].error
     assert await say(client, "clinic", QUESTION) == (200, CLINIC_ANSWER)
+
+
+def test_each_named_account_keeps_its_data_in_its_own_folder(tmp_path, monkeypatch):
+    """The FAQ question log and the console's records live in the data folder: two accounts
+    sharing one would show one account's users' questions in the other's console."""
+    monkeypatch.setenv("SKILLBOT_DATA_DIR", str(tmp_path / "data"))
+    base = settings_from_dict({"accounts": {"shop": {"wechat": {"token": "t1"}},
+                                            "clinic": {"wechat": {"token": "t2"}}}})
+    shop, clinic = account_settings(base, "shop"), account_settings(base, "clinic")
+    assert base.data_dir == tmp_path / "data"
+    assert shop.data_dir == tmp_path / "data" / "accounts" / "shop"
+    assert clinic.data_dir == tmp_path / "data" / "accounts" / "clinic"
