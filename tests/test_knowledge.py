@@ -298,6 +298,8 @@ async def test_readyz_and_metrics_report_the_index_through_the_webhook(wechat, c
         await asyncio.sleep(0.05)
     index = checks["knowledge index"]
     assert index["ok"] and index["detail"].startswith("5 documents, 20 chunks (sqlite), folder checked")
+    healthz = {c["name"]: c for c in (await (await h.client.get("/healthz")).json())["plugins"]}
+    assert healthz["knowledge index"]["detail"].startswith("5 documents, 20 chunks (sqlite), folder checked")
     status, reply, _ = await h.say("可以转班吗")
     assert status == 200 and "免费转班一次" in reply["Content"]
     samples = await scrape(h)

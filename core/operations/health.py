@@ -161,7 +161,10 @@ def accounts_section(app: web.Application, details: bool) -> dict[str, Any] | No
 async def healthz(request: web.Request) -> web.Response:
     """Liveness plus the state backend: "ok", or "degraded" while Redis is away (still 200).
 
-    With ``server.admin_token`` set, a request without the token gets the status only. With
+    With details (no ``server.admin_token``, or the token given), ``plugins`` lists what each plugin
+    reports of its own (``skillbot_health``, no I/O: e.g. the knowledge index's counts and age)
+    without changing the status. With ``server.admin_token`` set, a request without the token gets
+    the status only. With
     several accounts, ``accounts`` gives each one's status; an account not served (or degraded)
     makes the whole "degraded", still 200: the others answer.
     """
@@ -180,6 +183,8 @@ async def healthz(request: web.Request) -> web.Response:
         reload = reload_status(request.app)
         if reload is not None:
             body["reload"] = reload
+        if bot.started:  # what the plugins report of their own (no I/O); liveness does not depend on it
+            body["plugins"] = [c.to_dict() for c in await plugin_checks(bot, probe=False)]
     return web.json_response(body, status=200 if bot.started else 503)
 
 
