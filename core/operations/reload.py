@@ -235,6 +235,10 @@ class SettingsReloader:
             except asyncio.TimeoutError:
                 fresh = Account(name, account_path(settings, name), error="loading the plugins took "
                                 "longer than server.reload_import_timeout")
+            if fresh.gateway is not None and self.bot.operator is not None:
+                from .operator_desk import OperatorDesk  # the app offers operator services: its own
+
+                fresh.gateway.bot.operator = OperatorDesk.for_account(fresh, self)
             if fresh.served:
                 await start_account(fresh)
             self.accounts.named[name] = fresh
