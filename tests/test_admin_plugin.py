@@ -225,12 +225,15 @@ async def test_a_named_accounts_admin_chat_switches_its_own_plugins(start, caplo
     named = chat.app[ACCOUNTS_KEY].named
     default_bot, cafe_bot = chat.bot, named["cafe"].gateway.bot
 
-    async def shop(text: str, user: str = ADMIN) -> str:
-        signer = signer_for(named["shop"].gateway.bot.settings)
+    async def to(account: str, text: str, user: str = ADMIN) -> str:
+        signer = signer_for(named[account].gateway.bot.settings)
         request = signer.sign(text_xml(text, from_user=user))
-        response = await chat.client.post("/wechat/shop", params=request.params, data=request.body)
+        response = await chat.client.post(f"/wechat/{account}", params=request.params, data=request.body)
         assert response.status == 200
         return (signer.open_reply(await response.text()) or {}).get("Content", "")
+
+    async def shop(text: str, user: str = ADMIN) -> str:
+        return await to("shop", text, user)
 
     assert await shop("你好", user=USER) != NO_ANSWER
     assert (await shop("停用 smalltalk")).startswith("停用插件 smalltalk：已生效。")
@@ -249,13 +252,34 @@ async def test_a_named_accounts_admin_chat_switches_its_own_plugins(start, caplo
     reply = await shop("启用 admin_test_broken")
     assert "新配置无效，已拒绝，配置文件已恢复原样" in reply and "admin_test_broken failed to start" in reply
     assert chat.path.read_text(encoding="utf-8") == before and named["shop"].gateway.bot is running
+    # The next switch, of the cafe's, rebuilds the cafe alone: the refused one is forgotten.
+    assert "已生效" in await to("cafe", "停用 welcome")
+    assert named["shop"].gateway.bot is running and chat.bot is default_bot
+    cafe_bot = named["cafe"].gateway.bot
+    assert cafe_bot.settings.plugins.enabled == ["admin", "smalltalk"]
     assert "已生效" in await shop("启用 smalltalk")
-    assert tomllib.loads(chat.path.read_text())["accounts"]["shop"]["plugins"]["enabled"] == [
-        "admin", "welcome", "smalltalk"]
+    written = tomllib.loads(chat.path.read_text())["accounts"]
+    assert written["shop"]["plugins"]["enabled"] == ["admin", "welcome", "smalltalk"]
+    assert written["cafe"]["plugins"]["enabled"] == ["admin", "smalltalk"]
     assert await shop("你好", user=USER) != NO_ANSWER
     assert chat.bot is default_bot and named["cafe"].gateway.bot is cafe_bot
     lines = [(l["account"], l["command"], l["argument"], l["outcome"]) for l in audit_lines(caplog)]
     assert lines == [
         ("shop", "disable", "smalltalk", "applied"), ("shop", "status", "", "ok"),
         ("shop", "plugins", "", "ok"), ("default", "status", "", "ok"),
-        ("shop", "enable", "admin_test_broken", "rejected"), ("shop", "enable", "smalltalk", "applied")]
+        ("shop", "enable", "admin_test_broken", "rejected"), ("cafe", "disable", "welcome", "applied"),
+        ("shop", "enable", "smalltalk", "applied")]
+
+
+async def test_an_account_added_by_a_reload_gets_its_own_services(start):
+    chat = await start()
+    text = chat.path.read_text(encoding="utf-8")
+    chat.path.write_text(text + '\n[accounts.shop.wechat]\ntoken = "shoptoken"\nmode = "plain"\n', encoding="utf-8")
+    await chat.say("重载")  # the default account's settings are unchanged; the shop is added
+    shop = chat.app[ACCOUNTS_KEY].named["shop"].gateway
+    signer = signer_for(shop.bot.settings)
+    request = signer.sign(text_xml("停用 smalltalk", from_user=ADMIN))
+    response = await chat.client.post("/wechat/shop", params=request.params, data=request.body)
+    assert signer.open_reply(await response.text())["Content"].startswith("停用插件 smalltalk：已生效。")
+    assert chat.app[ACCOUNTS_KEY].named["shop"].gateway.bot.settings.plugins.enabled == ["admin", "welcome"]
+    assert chat.bot.settings.plugins.enabled == ["admin", "welcome", "smalltalk"]

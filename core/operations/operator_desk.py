@@ -162,12 +162,12 @@ class OperatorDesk:
             text = with_enabled_plugins(before, wanted, table)
         except ValueError:
             return OperatorOutcome("refused", "not_rewritable")
-        old = self.bots.bot
+        old, seen = self.bots.bot, self.reloader.seen_raw
         write_atomically(path, text)
         outcome = self._outcome(await self.reloader.reload_now(), old)
         if outcome.outcome != "applied":
             write_atomically(path, before)
-            self.reloader.note_file_running()  # the running settings are the old ones: nothing to apply
+            self.reloader.note_file_running(seen)  # the running settings are the old ones: nothing to apply
         return outcome
 
 
