@@ -179,6 +179,9 @@ def create_app(settings: Settings, extra_plugins: dict[str, Any] | None = None,
     from .operations.operator_desk import OperatorDesk
 
     bots.bot.operator = OperatorDesk(bots, webhook.metrics, reloader)  # status, reload, plugins
+    for account in accounts.named.values():  # each named account's own, bound to it
+        if account.gateway is not None:
+            account.gateway.bot.operator = OperatorDesk.for_account(account, reloader)
     return app
 
 

@@ -13,7 +13,7 @@ import pytest
 
 from core import hash_user
 from core.app import create_app
-from core.appkeys import GATEWAY_KEY
+from core.appkeys import ACCOUNTS_KEY, GATEWAY_KEY
 from core.operations.chat_console import signer_for
 from core.operations.operator_desk import with_enabled_plugins
 from core.operations.reload import RELOADER_KEY
@@ -83,12 +83,13 @@ class Chat:
 
 @pytest.fixture
 def start(aiohttp_client, tmp_path):
-    async def make(wait: float = 50.0) -> Chat:
+    async def make(wait: float = 50.0, extra: str = "") -> Chat:
         folder = tmp_path / "plugins" / "admin_test_broken"
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "__init__.py").write_text(textwrap.dedent(BROKEN), encoding="utf-8")
         path = tmp_path / "settings.toml"
-        path.write_text(SETTINGS.format(plugins=tmp_path / "plugins", admin=ADMIN, wait=wait), encoding="utf-8")
+        path.write_text(SETTINGS.format(plugins=tmp_path / "plugins", admin=ADMIN, wait=wait) + extra,
+                        encoding="utf-8")
         app = create_app(load_settings(path))
         return Chat(app, await aiohttp_client(app), path)
     return make
@@ -201,3 +202,84 @@ def test_enabled_is_rewritten_in_place_or_added():
     # A table of a plugin's own whose key is also "enabled" is not touched.
     text = '[plugins.x]\nenabled = ["q"]\n\n[plugins]\nenabled = ["a"]\n'
     assert tomllib.loads(with_enabled_plugins(text, ["b"]))["plugins"] == {"x": {"enabled": ["q"]}, "enabled": ["b"]}
+
+
+def test_a_named_accounts_enabled_is_its_own_table():
+    text = '[plugins]\nenabled = ["a"]\n\n[accounts.shop.wechat]\ntoken = "t"\n'
+    result = with_enabled_plugins(text, ["b"], "accounts.shop.plugins")
+    assert result == text + '\n[accounts.shop.plugins]\nenabled = ["b"]\n'  # added, the rest as it was
+    # Present (with spaces in its header): rewritten in place, the top level's list untouched.
+    text = '[plugins]\nenabled = ["a"]\n\n[ accounts . shop . plugins ]  # own\nenabled = ["a"]  # kept\n'
+    assert with_enabled_plugins(text, ["a", "c"], "accounts.shop.plugins") == (
+        '[plugins]\nenabled = ["a"]\n\n[ accounts . shop . plugins ]  # own\nenabled = ["a", "c"]  # kept\n')
+    # Given inline in the account's table: not rewritable in place, said so.
+    with pytest.raises(ValueError):
+        with_enabled_plugins('[accounts.shop]\nplugins = { enabled = ["a"] }\n', ["b"], "accounts.shop.plugins")
+
+
+async def test_a_named_accounts_admin_chat_switches_its_own_plugins(start, caplog):
+    chat = await start(extra='\n[accounts.shop.wechat]\ntoken = "shoptoken"\nmode = "plain"\n'
+                             '\n[accounts.cafe.wechat]\ntoken = "cafetoken"\nmode = "plain"\n')
+    caplog.set_level(logging.INFO, logger="skillbot.audit")
+    original = chat.path.read_text(encoding="utf-8")
+    named = chat.app[ACCOUNTS_KEY].named
+    default_bot, cafe_bot = chat.bot, named["cafe"].gateway.bot
+
+    async def to(account: str, text: str, user: str = ADMIN) -> str:
+        signer = signer_for(named[account].gateway.bot.settings)
+        request = signer.sign(text_xml(text, from_user=user))
+        response = await chat.client.post(f"/wechat/{account}", params=request.params, data=request.body)
+        assert response.status == 200
+        return (signer.open_reply(await response.text()) or {}).get("Content", "")
+
+    async def shop(text: str, user: str = ADMIN) -> str:
+        return await to("shop", text, user)
+
+    assert await shop("你好", user=USER) != NO_ANSWER
+    assert (await shop("停用 smalltalk")).startswith("停用插件 smalltalk：已生效。")
+    assert chat.path.read_text(encoding="utf-8") == (
+        original.rstrip("\n") + '\n\n[accounts.shop.plugins]\nenabled = ["admin", "welcome"]\n')
+    assert await shop("你好", user=USER) == NO_ANSWER
+    status = await shop("状态")
+    assert "已启用插件：admin、welcome" in status and "配置已重载：1 次" in status
+    assert "⛔ smalltalk（未启用）" in await shop("插件列表")
+    # The default account and the cafe keep their bots, their plugins, their reload count.
+    assert chat.bot is default_bot and named["cafe"].gateway.bot is cafe_bot
+    assert await chat.say("你好", user=USER) != NO_ANSWER
+    assert "配置已重载：0 次" in await chat.say("状态")
+    # A switch the new settings refuse puts the file back; the shop keeps its bot.
+    before, running = chat.path.read_text(encoding="utf-8"), named["shop"].gateway.bot
+    reply = await shop("启用 admin_test_broken")
+    assert "新配置无效，已拒绝，配置文件已恢复原样" in reply and "admin_test_broken failed to start" in reply
+    assert chat.path.read_text(encoding="utf-8") == before and named["shop"].gateway.bot is running
+    # The next switch, of the cafe's, rebuilds the cafe alone: the refused one is forgotten.
+    assert "已生效" in await to("cafe", "停用 welcome")
+    assert named["shop"].gateway.bot is running and chat.bot is default_bot
+    cafe_bot = named["cafe"].gateway.bot
+    assert cafe_bot.settings.plugins.enabled == ["admin", "smalltalk"]
+    assert "已生效" in await shop("启用 smalltalk")
+    written = tomllib.loads(chat.path.read_text())["accounts"]
+    assert written["shop"]["plugins"]["enabled"] == ["admin", "welcome", "smalltalk"]
+    assert written["cafe"]["plugins"]["enabled"] == ["admin", "smalltalk"]
+    assert await shop("你好", user=USER) != NO_ANSWER
+    assert chat.bot is default_bot and named["cafe"].gateway.bot is cafe_bot
+    lines = [(l["account"], l["command"], l["argument"], l["outcome"]) for l in audit_lines(caplog)]
+    assert lines == [
+        ("shop", "disable", "smalltalk", "applied"), ("shop", "status", "", "ok"),
+        ("shop", "plugins", "", "ok"), ("default", "status", "", "ok"),
+        ("shop", "enable", "admin_test_broken", "rejected"), ("cafe", "disable", "welcome", "applied"),
+        ("shop", "enable", "smalltalk", "applied")]
+
+
+async def test_an_account_added_by_a_reload_gets_its_own_services(start):
+    chat = await start()
+    text = chat.path.read_text(encoding="utf-8")
+    chat.path.write_text(text + '\n[accounts.shop.wechat]\ntoken = "shoptoken"\nmode = "plain"\n', encoding="utf-8")
+    await chat.say("重载")  # the default account's settings are unchanged; the shop is added
+    shop = chat.app[ACCOUNTS_KEY].named["shop"].gateway
+    signer = signer_for(shop.bot.settings)
+    request = signer.sign(text_xml("停用 smalltalk", from_user=ADMIN))
+    response = await chat.client.post("/wechat/shop", params=request.params, data=request.body)
+    assert signer.open_reply(await response.text())["Content"].startswith("停用插件 smalltalk：已生效。")
+    assert chat.app[ACCOUNTS_KEY].named["shop"].gateway.bot.settings.plugins.enabled == ["admin", "welcome"]
+    assert chat.bot.settings.plugins.enabled == ["admin", "welcome", "smalltalk"]

@@ -361,13 +361,57 @@ async def test_accounts_each_have_their_traffic_and_plugin_list(console, caplog)
     assert sum(data["plugin"]["rows"]["faq"]) == 2  # the shop's own
     assert (await c.client.get("/admin/overview?account=nope")).status == 404
     html = await (await c.client.get("/admin/plugins?account=shop")).text()
-    assert "暂不支持在后台切换插件" in html and 'data-plugin="faq"' in html
-    csrf = re.search(r'name="csrf" value="([^"]+)"', html).group(1)
-    refused = await c.client.post("/admin/plugins/switch", data={
+    assert 'data-plugin="faq"' in html and "[accounts.shop.plugins] enabled" in html
+
+
+async def test_a_named_accounts_plugins_are_switched_in_its_own_table(console, caplog):
+    caplog.set_level(logging.INFO, logger="skillbot.audit")
+    c = await console(extra='\n[accounts.shop.wechat]  # the shop\ntoken = "shoptoken"\nmode = "plain"\n'
+                            '\n[accounts.cafe.wechat]\ntoken = "cafetoken"\nmode = "plain"\n')
+    path = c.tmp / "settings.toml"
+    original = path.read_text(encoding="utf-8")
+    named = c.app[ACCOUNTS_KEY].named
+    default_bot, cafe_bot = c.app[GATEWAY_KEY].bot, named["cafe"].gateway.bot
+
+    async def shop_says(text: str) -> str:
+        signer = signer_for(named["shop"].gateway.bot.settings)
+        request = signer.sign(text_xml(text, from_user="o_shop_customer"))
+        reply = await c.client.post("/wechat/shop", params=request.params, data=request.body)
+        return (signer.open_reply(await reply.text()) or {}).get("Content", "")
+
+    assert await shop_says("你好") != NO_ANSWER  # smalltalk answers for the shop
+    await c.login()
+    csrf = await c.csrf("/admin/plugins?account=shop")
+    done = await c.client.post("/admin/plugins/switch", data={
         "csrf": csrf, "account": "shop", "plugin": "smalltalk", "enabled": "0"})
-    assert "暂不支持在后台切换插件" in await refused.text()
+    assert "已保存到配置文件并重新加载" in await done.text()
+    text = path.read_text(encoding="utf-8")
+    # The file as it was, byte for byte, with the shop's own table added at the end.
+    assert text == original.rstrip("\n") + '\n\n[accounts.shop.plugins]\nenabled = ["faq"]\n'
+    assert named["shop"].gateway.bot.settings.plugins.enabled == ["faq"]
+    assert await shop_says("你好") == NO_ANSWER
+    # Only the shop was rebuilt: the default account and the cafe keep their bots and plugins.
+    assert c.app[GATEWAY_KEY].bot is default_bot and named["cafe"].gateway.bot is cafe_bot
+    assert default_bot.settings.plugins.enabled == cafe_bot.settings.plugins.enabled == ["faq", "smalltalk"]
+    assert await c.say("你好") != NO_ANSWER
+    html = await (await c.client.get("/admin/plugins?account=shop")).text()
+    assert re.search(r'data-plugin="smalltalk"><td></td>', html)  # listed as not enabled
+    # Switched on again: the key in the shop's table is rewritten in place.
+    done = await c.client.post("/admin/plugins/switch", data={
+        "csrf": csrf, "account": "shop", "plugin": "smalltalk", "enabled": "1"})
+    assert "已保存到配置文件并重新加载" in await done.text()
+    text = path.read_text(encoding="utf-8")
+    assert text == original.rstrip("\n") + '\n\n[accounts.shop.plugins]\nenabled = ["faq", "smalltalk"]\n'
+    assert await shop_says("你好") != NO_ANSWER
+    # A refused switch leaves the file as it was.
+    refused = await c.client.post("/admin/plugins/switch", data={
+        "csrf": csrf, "account": "shop", "plugin": "no_such_plugin", "enabled": "1"})
+    assert "找不到这个插件" in await refused.text()
+    assert path.read_text(encoding="utf-8") == text
+    assert named["cafe"].gateway.bot is cafe_bot and c.app[GATEWAY_KEY].bot is default_bot
     lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "skillbot.audit"]
-    assert lines[-1]["reason"] == "no_operator_services" and lines[-1]["account"] == "shop"
+    assert [(l["account"], l["plugin"], l["outcome"]) for l in lines if l["action"] == "plugin"] == [
+        ("shop", "smalltalk", "applied"), ("shop", "smalltalk", "applied"), ("shop", "no_such_plugin", "refused")]
 
 
 async def test_a_broken_faq_file_is_said_on_the_page_and_left_alone(console, caplog):

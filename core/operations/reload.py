@@ -162,9 +162,13 @@ class SettingsReloader:
         self.digest = self._digest()
         return await self.apply()
 
-    def note_file_running(self) -> None:
-        """The file as it is now is what runs (put back after a refused change): no reload for it."""
+    def note_file_running(self, seen_raw: dict[str, Any] | None = None) -> None:
+        """The file as it is now is what runs (put back after a refused change): no reload for it.
+        ``seen_raw``: the settings read from it before that change (``seen_raw`` then), so the
+        next change is compared with them, not with the refused ones."""
         self.digest = self._digest()
+        if seen_raw is not None:
+            self.seen_raw = seen_raw
 
     # ---- applying ---------------------------------------------------------------------------
 
@@ -235,6 +239,10 @@ class SettingsReloader:
             except asyncio.TimeoutError:
                 fresh = Account(name, account_path(settings, name), error="loading the plugins took "
                                 "longer than server.reload_import_timeout")
+            if fresh.gateway is not None and self.bot.operator is not None:
+                from .operator_desk import OperatorDesk  # the app offers operator services: its own
+
+                fresh.gateway.bot.operator = OperatorDesk.for_account(fresh, self)
             if fresh.served:
                 await start_account(fresh)
             self.accounts.named[name] = fresh

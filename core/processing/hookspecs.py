@@ -41,7 +41,9 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 
 class OperatorServices(Protocol):
     """The operator's services (``bot.operator``; None when the bot runs without an app):
-    implemented by ``core/operations/operator_desk.py``, used by the admin plugin."""
+    implemented by ``core/operations/operator_desk.py``, used by the admin plugin. Each account's
+    bot has its own, bound to that account (a named account's status, plugins and switches are its
+    own)."""
 
     def status(self) -> BotStatus:
         """Uptime, settings file, reloads, enabled plugins, mode, state, messages answered."""
@@ -57,8 +59,9 @@ class OperatorServices(Protocol):
 
     async def set_plugin_enabled(self, name: str, enabled: bool,
                                  protected: tuple[str, ...] = ()) -> OperatorOutcome:
-        """Switch a plugin on (at the end of ``plugins.enabled``) or off in the settings file,
-        then reload; refused settings put the file back."""
+        """Switch a plugin on (at the end of the account's ``plugins.enabled``; a named account's
+        is ``[accounts.<name>.plugins] enabled``) or off in the settings file, then reload;
+        refused settings put the file back."""
         ...
 
 

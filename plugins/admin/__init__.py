@@ -1,7 +1,8 @@
 """Admin commands in chat for the operator's own OpenIDs (``[plugins.admin] openids``): 状态,
 重载, 插件列表, 启用 插件名, 停用 插件名. They answer first (the earliest inbound filter) and only
 for those OpenIDs: anybody else typing 状态 gets the normal pipeline. Each command writes one
-audit line to the ``skillbot.audit`` logger: a JSON object with the hashed user."""
+audit line to the ``skillbot.audit`` logger: a JSON object with the hashed user and the account
+(``default`` or the named account whose bot this plugin runs in: its commands act on that account)."""
 from __future__ import annotations
 
 import asyncio
@@ -23,10 +24,11 @@ PLUGIN_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 audit = logging.getLogger("skillbot.audit")
 
 
-def audit_line(user: str, command: str, argument: str, outcome: str, reason: str = "") -> None:
-    audit.info(json.dumps({"event": "admin_command", "user": hash_user(user), "command": command,
-                           "argument": argument, "outcome": outcome, "reason": reason},
-                          ensure_ascii=False))
+def audit_line(user: str, command: str, argument: str, outcome: str, reason: str = "",
+               account: str = "default") -> None:
+    audit.info(json.dumps({"event": "admin_command", "user": hash_user(user), "account": account,
+                           "command": command, "argument": argument, "outcome": outcome,
+                           "reason": reason}, ensure_ascii=False))
 
 
 def uptime_text(seconds: float) -> str:
@@ -83,27 +85,29 @@ class Plugin:
 
     async def run(self, bot, user: str, command: str, argument: str) -> str:
         operator = bot.operator
+        account = bot.settings.account or "default"
         if operator is None:
-            audit_line(user, command, argument, "refused", "no_operator_services")
+            audit_line(user, command, argument, "refused", "no_operator_services", account)
             return self.templates.get_template("unavailable.j2").render()
         if command == "status":
             status = operator.status()
-            audit_line(user, command, argument, "ok")
+            audit_line(user, command, argument, "ok", account=account)
             return self.templates.get_template("status.j2").render(
                 status=status, uptime=uptime_text(status.uptime_seconds))
         if command == "plugins":
-            audit_line(user, command, argument, "ok")
+            audit_line(user, command, argument, "ok", account=account)
             return self.templates.get_template("plugins.j2").render(
                 plugins=operator.plugins(), commands=self.config.commands)
         if command == "reload":
             work = operator.reload()
         else:
             work = operator.set_plugin_enabled(argument, command == "enable", protected=(OWN_NAME,))
-        outcome = await self.finish(work, user, command, argument)
+        outcome = await self.finish(work, user, command, argument, account)
         return self.templates.get_template("outcome.j2").render(
             outcome=outcome, command=command, argument=argument, commands=self.config.commands)
 
-    async def finish(self, work: Any, user: str, command: str, argument: str) -> OperatorOutcome:
+    async def finish(self, work: Any, user: str, command: str, argument: str,
+                     account: str = "default") -> OperatorOutcome:
         """Wait ``wait_seconds`` for a reload; past that it goes on (the reply says so) and its
         audit line is written when it ends."""
         started = time.monotonic()
@@ -113,12 +117,12 @@ class Plugin:
         def done(task: asyncio.Task) -> None:
             self.running.discard(task)
             if task.cancelled():
-                audit_line(user, command, argument, "cancelled")
+                audit_line(user, command, argument, "cancelled", account=account)
             elif task.exception() is not None:
-                audit_line(user, command, argument, "failed", type(task.exception()).__name__)
+                audit_line(user, command, argument, "failed", type(task.exception()).__name__, account)
             else:
                 result = task.result()
-                audit_line(user, command, argument, result.outcome, result.reason)
+                audit_line(user, command, argument, result.outcome, result.reason, account)
                 logging.getLogger("skillbot.admin").info(
                     "admin %s %s: %s in %.1f s", command, argument, result.outcome, time.monotonic() - started)
 
