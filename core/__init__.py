@@ -42,8 +42,8 @@ from .access.replies import (
     VoiceReply,
     reply_text,
 )
-from .operations.health import Check, probe_http
 from .access.wechat_api import WeChatAPIError
+from .operations.health import Check, probe_http
 from .operations.logs import hash_user
 from .operations.metrics import Counter, Histogram
 from .operations.operator_desk import BotStatus, OperatorOutcome, PluginInfo
@@ -51,8 +51,13 @@ from .operations.plugin_commands import PluginCommand
 from .processing.context import Explanation, MessageContext
 from .processing.hookspecs import BotServices, OperatorServices, hookimpl, hookspec
 from .processing.intents import Candidate, Intent, RouteResult
-from .processing.normalizer import normalize_text
-from .processing.router import KEYWORD_BASE, SimilarityIndex, load_general_questions, noisy_or
+from .processing.normalizer import normalize_text, t2s_table
+from .processing.router import (
+    KEYWORD_BASE,
+    SimilarityIndex,
+    load_general_questions,
+    noisy_or,
+)
 from .settings import PROJECT_ROOT, resolve_path
 from .settings_schema import ConfigError, from_table
 from .state.cache import Cache
@@ -63,8 +68,9 @@ __all__ = [
     "OperatorOutcome", "PluginCommand", "WeChatAPIError", "hash_user", "MessageContext", "Explanation", "Turn",
     "Intent", "Candidate", "RouteResult",
     "Check", "probe_http", "Counter", "Histogram", "Cache",
-    "from_table", "ConfigError", "PROJECT_ROOT", "resolve_path", "SimilarityIndex", "noisy_or", "KEYWORD_BASE", "load_general_questions",
-    "normalize_text",
+    "from_table", "ConfigError", "PROJECT_ROOT", "resolve_path", "SimilarityIndex", "noisy_or",
+    "KEYWORD_BASE", "load_general_questions",
+    "normalize_text", "t2s_table",
     "Message", "Event", "TextMessage", "ImageMessage", "VoiceMessage", "VideoMessage",
     "ShortVideoMessage", "LocationMessage", "LinkMessage", "UnknownMessage", "SubscribeEvent",
     "UnsubscribeEvent", "ScanEvent", "LocationEvent", "ClickEvent", "ViewEvent",

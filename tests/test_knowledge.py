@@ -137,24 +137,31 @@ async def test_a_store_sees_vectors_another_process_wrote(tmp_path):
 
 # ---- the measures ----------------------------------------------------------------------------------
 
+async def measure_retrieval(plugin, covered, uncovered) -> tuple[int, list, int, list]:
+    """(covered questions whose answer phrase is in the top 3 passages, those missed,
+    uncovered questions given no passage, those answered with the first passage's start)."""
+    found, missed = 0, []
+    for question, _document, phrase in covered:
+        passages, _ = await plugin.retriever.search(question)
+        if any(phrase in p.chunk.text for p in passages[:3]):
+            found += 1
+        else:
+            missed.append(question)
+    declined, answered = 0, []
+    for question in uncovered:
+        passages, _ = await plugin.retriever.search(question)
+        if passages:
+            answered.append((question, passages[0].chunk.text[:20]))
+        else:
+            declined += 1
+    return found, missed, declined, answered
+
+
 async def test_recall_at_3_and_uncovered_questions_are_declined(corpus, tmp_path):
     async with running_bot(knowledge_settings(corpus["campuses.md"].parent, tmp_path / "cache")) as bot:
         plugin = knowledge(bot)
         await wait_for_index(plugin, 5)
-        found, missed = 0, []
-        for question, _document, phrase in QUESTIONS:
-            passages, _ = await plugin.retriever.search(question)
-            if any(phrase in p.chunk.text for p in passages[:3]):
-                found += 1
-            else:
-                missed.append(question)
-        declined, answered = 0, []
-        for question in UNCOVERED:
-            passages, _ = await plugin.retriever.search(question)
-            if passages:
-                answered.append((question, passages[0].chunk.text[:20]))
-            else:
-                declined += 1
+        found, missed, declined, answered = await measure_retrieval(plugin, QUESTIONS, UNCOVERED)
     assert found / len(QUESTIONS) >= 0.9, missed
     assert declined / len(UNCOVERED) >= 0.9, answered
 

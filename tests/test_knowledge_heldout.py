@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tests.data.knowledge.corpus import write_corpus
-from tests.test_knowledge import knowledge, knowledge_settings, wait_for_index
+from tests.test_knowledge import knowledge, knowledge_settings, measure_retrieval, wait_for_index
 
 HELDOUT = Path(__file__).parent / "data" / "knowledge" / "heldout_questions.tsv"
 
@@ -57,20 +57,7 @@ async def test_heldout_recall_at_3_and_uncovered_declined(tmp_path, capsys):
     async with running_bot(knowledge_settings(folder, tmp_path / "cache")) as bot:
         plugin = knowledge(bot)
         await wait_for_index(plugin, 5)
-        found, missed = 0, []
-        for question, _document, phrase in covered:
-            passages, _ = await plugin.retriever.search(question)
-            if any(phrase in p.chunk.text for p in passages[:3]):
-                found += 1
-            else:
-                missed.append(question)
-        declined, answered = 0, []
-        for question in uncovered:
-            passages, _ = await plugin.retriever.search(question)
-            if passages:
-                answered.append((question, passages[0].chunk.text[:20]))
-            else:
-                declined += 1
+        found, missed, declined, answered = await measure_retrieval(plugin, covered, uncovered)
     recall, declined_rate = found / len(covered), declined / len(uncovered)
     with capsys.disabled():
         print(f"\nheld-out recall@3 = {found}/{len(covered)} = {recall:.3f}; missed: {missed}")

@@ -25,9 +25,9 @@ import re
 import threading
 import unicodedata
 from bisect import bisect_right
-from functools import lru_cache
 from itertools import accumulate
-from pathlib import Path
+
+from core import t2s_table
 
 #: What a hard separator folds to. Word lists fold through the same table, so a word never
 #: contains it unless the operator listed a separator inside a word.
@@ -49,27 +49,6 @@ DEFAULT_SEPARATORS = "，。！？；：、…\n\r\u2028\u2029"
 
 #: Cap on cached code points per table (a flood of distinct rare characters cannot grow it).
 MAX_CACHED = 200_000
-
-
-@lru_cache(maxsize=1)
-def t2s_table() -> dict[str, str]:
-    """Traditional -> simplified single-character mappings from OpenCC's TSCharacters dictionary.
-
-    Where OpenCC lists several candidates the first (the usual one) is taken.
-    """
-    import opencc  # opencc-python-reimplemented ships OpenCC's dictionaries as text files
-
-    path = Path(opencc.__file__).resolve().parent / "dictionary" / "TSCharacters.txt"
-    table: dict[str, str] = {}
-    with open(path, encoding="utf-8") as fh:
-        for line in fh:
-            parts = line.rstrip("\n").split("\t")
-            if len(parts) != 2:
-                continue
-            source, targets = parts[0], parts[1].split(" ")
-            if len(source) == 1 and targets and len(targets[0]) == 1 and targets[0] != source:
-                table[source] = targets[0]
-    return table
 
 
 def is_noise(ch: str) -> bool:

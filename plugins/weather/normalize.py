@@ -22,7 +22,8 @@ from __future__ import annotations
 import functools
 import re
 import unicodedata
-from pathlib import Path
+
+from core import t2s_table as core_t2s_table
 
 from .places import PlaceIndex
 
@@ -77,19 +78,8 @@ MAX_GLUED = 40
 
 @functools.lru_cache(maxsize=1)
 def t2s_table() -> dict[int, str]:
-    """Traditional -> simplified single characters from OpenCC's TSCharacters dictionary (the
-    first candidate where it lists several), as a ``str.translate`` table."""
-    import opencc  # opencc-python-reimplemented ships OpenCC's dictionaries as text files
-
-    path = Path(opencc.__file__).resolve().parent / "dictionary" / "TSCharacters.txt"
-    table: dict[int, str] = {}
-    with open(path, encoding="utf-8") as fh:
-        for line in fh:
-            source, _, targets = line.rstrip("\n").partition("\t")
-            target = targets.split(" ")[0] if targets else ""
-            if len(source) == 1 and len(target) == 1 and target != source:
-                table[ord(source)] = target
-    return table
+    """Core's traditional -> simplified table (OpenCC's TSCharacters) as a ``str.translate`` table."""
+    return {ord(source): target for source, target in core_t2s_table().items()}
 
 
 def _symbols(text: str) -> str:
