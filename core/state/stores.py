@@ -281,7 +281,7 @@ def build_state(settings: Settings) -> State:
     rate = settings.ratelimit
     memory = dict(
         conversations=MemoryConversationStore(conv.max_turns, conv.max_chars, conv.idle_seconds, conv.max_users),
-        answers=MemoryAnswerStore(ttl=delivery.record_ttl),
+        answers=MemoryAnswerStore(ttl=delivery.record_ttl, pending_ttl=delivery.pending_ttl),
         token_store=MemoryTokenStore(),
         rate_limiter=MemoryRateLimiter(rate.rate, rate.burst),
         signed_queries=MemorySignedQueryStore(remember_seconds(settings.wechat.timestamp_window)),
