@@ -135,6 +135,7 @@ class Delivery:
             return None
         if isinstance(reply, StreamedReply):  # an event's streamed answer: sent whole
             answer.reply = await reply.collect()
+            await ctx.bot.finish_streamed(ctx, answer.reply)
             answer.explanation = ctx.bot.explain(ctx)
         self.message_done(ctx, answer)
         return answer.to_record()
@@ -153,12 +154,14 @@ class Delivery:
             await self.answers.finish(key, {"type": STREAM, "waiting": waiting}, settings.record_ttl)
             if isinstance(reply, StreamedReply):
                 answer.reply = await self._write(key, reply, limit, progress)
-                answer.explanation = ctx.bot.explain(ctx)
         except Exception:  # the queue's store failed: what was stored stays, the rest is lost
             log.exception("msg=%s: streaming the answer into the user's queue failed", ctx.id)
         finally:
             if progress is not None:
                 progress.signal(ended=True)
+        if isinstance(answer.reply, TextReply) and isinstance(reply, StreamedReply):
+            await ctx.bot.finish_streamed(ctx, answer.reply)
+            answer.explanation = ctx.bot.explain(ctx)
         self.message_done(ctx, answer)
         self.explanations[key] = answer.explained_try(None, {})
 

@@ -209,9 +209,9 @@ class Bot:
         user's history is not touched and no plugin hook runs (``skillbot_message_done`` neither).
 
         A ``StreamedReply`` is collected into a ``TextReply`` unless ``stream``: then the reply is
-        returned as it is, its pieces already through the outbound filter, and the end of its
-        pieces finishes the message (history, ``skillbot_message_done``, ``skillbot_explain``);
-        the caller reads the explanation with ``explain(ctx)`` after the last piece.
+        returned as it is, its pieces already through the outbound filter, and the caller, after
+        the last piece, hands the whole text to ``finish_streamed`` (history,
+        ``skillbot_message_done``, ``skillbot_explain``) and reads ``explain(ctx)``.
         """
         ctx = ctx or MessageContext(bot=self, message=message)
         try:
@@ -227,6 +227,7 @@ class Bot:
             if stream:
                 return Answer(reply, {}, PIPELINE)
             reply = await reply.collect()
+            await self.finish_streamed(ctx, reply)
         return Answer(reply, self.explain(ctx), PIPELINE)
 
     async def process(self, message: Message, ctx: MessageContext | None = None) -> Reply:
@@ -265,7 +266,7 @@ class Bot:
             ctx.slots = await self.conversations.slots(ctx.user)
             reply = await self._answer(ctx)
             if isinstance(reply, StreamedReply):
-                reply.pieces = self._finish_streamed(ctx, reply, reply.pieces)
+                reply.pieces = self._filtered(ctx, reply, reply.pieces)
                 return reply
             with ctx.timed("outbound"):
                 reply = await self.hooks.outbound_filter(ctx, reply)
@@ -279,27 +280,28 @@ class Bot:
         ctx.explanations = await self.hooks.explain(ctx)
         return reply
 
-    async def _finish_streamed(self, ctx: MessageContext, reply: StreamedReply,
-                               pieces: AsyncIterator[str]) -> AsyncIterator[str]:
-        """A streamed reply's pieces through the outbound filter; after the last, the message is
-        finished as ``process_pipeline`` finishes any other (history, message_done, explain). A
-        plugin failing mid-way ends the text with what came (or the error reply, if nothing did)."""
-        texts: list[str] = []
+    async def _filtered(self, ctx: MessageContext, reply: StreamedReply,
+                        pieces: AsyncIterator[str]) -> AsyncIterator[str]:
+        """A streamed reply's pieces through the outbound filter. A plugin failing mid-way ends
+        the text with what came (or the error reply, if nothing did)."""
+        said = False
         try:
             async for piece in pieces:
                 with ctx.timed("outbound"):
                     filtered = await self.hooks.outbound_filter(
                         ctx, TextReply(piece, plugin=reply.plugin, intent=reply.intent))
                 text = reply_text(filtered)
-                texts.append(text)
+                said = said or bool(text.strip())
                 yield text
         except Exception:
             ctx.log.exception("the streamed answer failed")
-            if not any(t.strip() for t in texts):
-                texts = [self.settings.pipeline.error_reply]
+            if not said:
                 reply.record = False
-                yield texts[0]
-        whole = TextReply("".join(texts).strip(), plugin=reply.plugin, intent=reply.intent, record=reply.record)
+                yield self.settings.pipeline.error_reply
+
+    async def finish_streamed(self, ctx: MessageContext, whole: TextReply) -> None:
+        """After the last piece of a streamed reply, with its whole text: finish the message as
+        ``process_pipeline`` finishes any other (history, message_done, explain)."""
         try:
             await self._record(ctx, whole)
         except Exception:
