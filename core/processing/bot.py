@@ -7,6 +7,7 @@ skills -> fallback -> outbound filter. Rendering to XML belongs to the webhook
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from pathlib import Path
 from typing import Any, AsyncIterator
@@ -282,17 +283,23 @@ class Bot:
 
     async def _filtered(self, ctx: MessageContext, reply: StreamedReply,
                         pieces: AsyncIterator[str]) -> AsyncIterator[str]:
-        """A streamed reply's pieces through the outbound filter. A plugin failing mid-way ends
-        the text with what came (or the error reply, if nothing did)."""
+        """A streamed reply's pieces, each through the outbound filter. A piece the filter replaced
+        with a reply kept out of the history (a block) ends the text; a plugin failing mid-way
+        ends it with what came (or the error reply, if nothing did)."""
         said = False
         try:
-            async for piece in pieces:
-                with ctx.timed("outbound"):
-                    filtered = await self.hooks.outbound_filter(
-                        ctx, TextReply(piece, plugin=reply.plugin, intent=reply.intent))
-                text = reply_text(filtered)
-                said = said or bool(text.strip())
-                yield text
+            async with contextlib.aclosing(pieces) as source:  # type: ignore[type-var]
+                async for piece in source:
+                    with ctx.timed("outbound"):
+                        filtered = await self.hooks.outbound_filter(
+                            ctx, TextReply(piece, plugin=reply.plugin, intent=reply.intent))
+                    text = reply_text(filtered)
+                    said = said or bool(text.strip())
+                    if not filtered.record:
+                        reply.record = False
+                    yield text
+                    if not filtered.record:
+                        return
         except Exception:
             ctx.log.exception("the streamed answer failed")
             if not said:
