@@ -285,3 +285,16 @@ async def test_customer_service_stops_before_wechats_limit(wechat, llm, wechat_a
     await asyncio.sleep(0.5)
     texts = [m["text"]["content"] for m in state.sent]
     assert texts == [PARAGRAPHS[0], "\n\n".join(PARAGRAPHS[1:])]
+
+
+@pytest.mark.parametrize("key,value,words", [
+    ("push_limit", 6, "45047"), ("push_limit", 0, "push_limit"), ("typing_refresh", 20.0, "15"),
+    ("stream_stale_after", 0.5, "stream_stale_after"), ("continue_wait", " ", "continue_wait"),
+])
+def test_streaming_settings_are_checked(key, value, words):
+    from core.settings_schema import ConfigError
+    from core.testing import build_settings
+
+    with pytest.raises(ConfigError) as info:
+        build_settings({"delivery": {key: value}})
+    assert words in str(info.value)

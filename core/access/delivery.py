@@ -146,7 +146,9 @@ class Delivery:
         user, key, settings = message.from_user, message.dedup_key, self.settings
         limit = MAX_TEXT_BYTES - utf8_len(settings.continue_hint)
         reply = answer.reply
-        progress = self._progress[key] = _Progress() if settings.mode == "customer_service" else None
+        progress = None
+        if settings.mode == "customer_service":  # the pusher in this process follows the writing
+            progress = self._progress[key] = _Progress()
         written = isinstance(reply, TextReply)
         pieces = split_for_wechat(reply.content, limit) if isinstance(reply, TextReply) else []
         try:
@@ -163,7 +165,9 @@ class Delivery:
             await ctx.bot.finish_streamed(ctx, answer.reply)
             answer.explanation = ctx.bot.explain(ctx)
         self.message_done(ctx, answer)
-        self.explanations[key] = answer.explained_try(None, {})
+        # A try may have carried the first sentences already: keep its number and timings.
+        carried = self.explanations.get(key) or {}
+        self.explanations[key] = answer.explained_try(carried.get("try"), carried.get("timings_ms", {}))
 
     async def _write(self, key: str, reply: StreamedReply, limit: int,
                      progress: _Progress | None) -> TextReply:
@@ -327,6 +331,9 @@ class Delivery:
 
     def remember_explanation(self, key: str, answer: Answer, try_number: int,
                              timings_ms: dict[str, float]) -> None:
+        known = self.explanations.get(key)
+        if not answer.explanation and known:  # part of a streamed answer whose end came first
+            answer = Answer(answer.reply, known)
         self.explanations[key] = answer.explained_try(try_number, timings_ms)
 
     async def explanation_of(self, key: str) -> dict[str, Any] | None:
