@@ -87,9 +87,11 @@ def squeeze(text: str) -> str:
     return "".join(text.split())
 
 
+@pytest.mark.parametrize("store", ["memory", "redis"])
 @pytest.mark.parametrize("first_delay,answered_on", [(0.1, 1), (0.8, 2), (1.8, 3)])
-async def test_first_sentences_arrive_on_the_try_they_are_ready(wechat, llm, first_delay, answered_on):
-    h = await harness(wechat, llm)
+async def test_first_sentences_arrive_on_the_try_they_are_ready(wechat, llm, request, store, first_delay,
+                                                                answered_on):
+    h = await harness(wechat, llm, backend(request, store))
     llm.state.default = streamed(pieces=SENTENCES, first_delay=first_delay, gap=0.25)
     results = await like_wechat(h, "讲讲", 8001, "o_s1")
     assert [r.status for r in results] == [None] * (answered_on - 1) + [200]
@@ -103,8 +105,10 @@ async def test_first_sentences_arrive_on_the_try_they_are_ready(wechat, llm, fir
     assert model_calls(llm) == ["讲讲"]
 
 
-async def test_pending_text_only_without_a_sentence_and_the_next_message_gets_it_at_once(wechat, llm):
-    h = await harness(wechat, llm)
+@pytest.mark.parametrize("store", ["memory", "redis"])
+async def test_pending_text_only_without_a_sentence_and_the_next_message_gets_it_at_once(wechat, llm, request,
+                                                                                         store):
+    h = await harness(wechat, llm, backend(request, store))
     llm.state.default = streamed(pieces=SENTENCES[:3], first_delay=3.2, gap=0.1)
     results = await like_wechat(h, "慢问题", 8201, "o_s2")
     assert [r.status for r in results] == [None, None, 200]
