@@ -302,3 +302,18 @@ def test_streaming_settings_are_checked(key, value, words):
     with pytest.raises(ConfigError) as info:
         build_settings({"delivery": {key: value}})
     assert words in str(info.value)
+
+
+async def test_retry_of_a_long_reply_does_not_queue_its_rest_twice(wechat):
+    from core import TextReply, hookimpl
+
+    class Long:
+        @hookimpl
+        def skillbot_fallback(self, ctx):
+            return TextReply("这是一个很长的句子。" * 300)
+
+    h = await wechat(enabled=["welcome"], plugins={"long": Long()})
+    first = await post(h, "讲个长故事", 8951, "o_long2")
+    assert await post(h, "讲个长故事", 8951, "o_long2") == first  # WeChat did not get it: again
+    parts = await read_on(h, "o_long2", first, 8960)
+    assert "".join(parts) == "这是一个很长的句子。" * 300

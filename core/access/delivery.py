@@ -222,14 +222,16 @@ class Delivery:
 
     # ---- delivering -----------------------------------------------------------------------------
 
-    async def passive_reply(self, message: Message, answer: Answer) -> Reply:
-        """The reply a try carries: a text over WeChat's limit is cut, the rest kept for 「继续」."""
+    async def passive_reply(self, message: Message, answer: Answer, repeated: bool = False) -> Reply:
+        """The reply a try carries: a text over WeChat's limit is cut, the rest kept for 「继续」
+        (once: a ``repeated`` reply's rest was kept by the try that carried it first)."""
         reply = answer.reply
         if isinstance(reply, TextReply) and utf8_len(reply.content) > MAX_TEXT_BYTES:
             hint = self.settings.continue_hint
             parts = split_for_wechat(reply.content, MAX_TEXT_BYTES - utf8_len(hint))
-            await self.answers.enqueue(message.from_user, f"rest:{message.dedup_key}", parts[1:],
-                                       self.settings.pending_ttl, closed=True)
+            if not repeated:
+                await self.answers.enqueue(message.from_user, f"rest:{message.dedup_key}", parts[1:],
+                                           self.settings.pending_ttl, closed=True)
             reply = TextReply(parts[0] + hint, plugin=reply.plugin, intent=reply.intent)
         return reply
 

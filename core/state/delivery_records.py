@@ -3,8 +3,10 @@
 WeChat waits 5 s for each try; any answer within 5 s (``success`` too) ends the message, and only
 an unanswered try is followed by another (three in all, ~5 s apart). So a retry joins the work
 already in flight, and a try whose budget runs out is left unanswered on purpose, except the last.
-The state behind this (tries, results, deliveries, pending answers) sits in an ``AnswerStore``,
-in memory here or in Redis (core/state/redis_store.py) so that retries may land on any worker.
+The state behind this (tries, results, deliveries, and each user's queue of answers waiting to be
+delivered: streamed answers as they are written, parts kept for 「继续」, answers that missed the
+window) sits in an ``AnswerStore``, in memory here or in Redis (core/state/redis_store.py) so that
+retries may land on any worker.
 """
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ import asyncio
 import json
 import logging
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Protocol
 
 from cachetools import TTLCache
@@ -73,6 +75,8 @@ class TakeRequest:
     claim: a message key; when text is taken, its delivery is claimed as a try's reply (``SET NX``)
         and the content stored as its reply, so a retry of that try gets it again. Nothing is
         taken when the claim was made before (``Taken.claimed_before``).
+    ttl: seconds the claim and the reply it stores are kept (``delivery.record_ttl``).
+    now: the clock for the staleness check (0: the current time).
     """
 
     max_bytes: int
