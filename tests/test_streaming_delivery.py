@@ -88,11 +88,12 @@ def squeeze(text: str) -> str:
 
 
 @pytest.mark.parametrize("store", ["memory", "redis"])
-@pytest.mark.parametrize("first_delay,answered_on", [(0.1, 1), (0.8, 2), (1.8, 3)])
+@pytest.mark.parametrize("first_delay,answered_on", [(0.0, 1), (0.9, 2), (1.9, 3)])
 async def test_first_sentences_arrive_on_the_try_they_are_ready(wechat, llm, request, store, first_delay,
                                                                 answered_on):
     h = await harness(wechat, llm, backend(request, store))
-    llm.state.default = streamed(pieces=SENTENCES, first_delay=first_delay, gap=0.25)
+    # The first sentence is complete when the second begins: first_delay + 0.15 s.
+    llm.state.default = streamed(pieces=SENTENCES, first_delay=first_delay, gap=0.15)
     results = await like_wechat(h, "讲讲", 8001, "o_s1")
     assert [r.status for r in results] == [None] * (answered_on - 1) + [200]
     first = h.signer.open_reply(results[-1].body)["Content"]
