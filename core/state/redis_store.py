@@ -137,7 +137,9 @@ return 1
 #: KEYS: queue. ARGV: max bytes, hint, now, stale after, lost note, ttl, claim flag key ('' for
 #: none), claim result key, stream key prefix. Takes whole pieces from the head of the queue
 #: (see MemoryAnswerStore.take, which does the same); returns {text, more, writing,
-#: claimed before, content}. Lua strings are bytes, so ``#piece`` is its UTF-8 length.
+#: claimed before, content}. Lua strings are bytes, so ``#piece`` is its UTF-8 length. It reads
+#: the keys of the answers named in the queue, which are not declared in KEYS: one Redis server
+#: (or a cluster only with the user's keys in one hash slot).
 _TAKE = """
 local max, hint, now = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3])
 local stale, note, ttl = tonumber(ARGV[4]), ARGV[5], tonumber(ARGV[6])
