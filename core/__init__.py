@@ -36,6 +36,7 @@ from .access.replies import (
     MusicReply,
     NewsReply,
     Reply,
+    StreamedReply,
     SuccessReply,
     TextReply,
     VideoReply,
@@ -76,5 +77,5 @@ __all__ = [
     "UnsubscribeEvent", "ScanEvent", "LocationEvent", "ClickEvent", "ViewEvent",
     "TemplateSendJobFinishEvent", "MassSendJobFinishEvent", "UnknownEvent",
     "Reply", "TextReply", "ImageReply", "VoiceReply", "VideoReply", "MusicReply", "NewsReply",
-    "Article", "SuccessReply", "reply_text",
+    "Article", "SuccessReply", "StreamedReply", "reply_text",
 ]

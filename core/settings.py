@@ -127,6 +127,11 @@ class DeliverySettings:
     pending_prefix: str = ""
     continue_words: list[str] = field(default_factory=lambda: ["继续", "更多"])
     continue_hint: str = "（回复「继续」查看更多）"
+    continue_wait: str = "还在写，请稍后回复「继续」查看。"
+    stream_lost_note: str = "（回答中断了，请重新提问。）"
+    stream_stale_after: float = 60.0
+    typing_refresh: float = 10.0
+    push_limit: int = 5
     token_endpoint: Literal["stable", "classic"] = "stable"
     api_base: str = "https://api.weixin.qq.com"
 
@@ -141,6 +146,16 @@ class DeliverySettings:
             raise ValueError("pending_ttl must be > 0 seconds")
         if not all(word.strip() for word in self.continue_words):
             raise ValueError("continue_words must not contain empty words")
+        if not self.continue_wait.strip():
+            raise ValueError("continue_wait must not be empty")
+        if not 1 <= self.stream_stale_after <= 3600:
+            raise ValueError("stream_stale_after must be from 1 to 3600 seconds")
+        if not 1 <= self.typing_refresh <= 15:
+            raise ValueError("typing_refresh must be from 1 to 15 seconds (WeChat's indicator lasts about 15 s)")
+        if not 1 <= self.push_limit <= 5:
+            raise ValueError("push_limit must be from 1 to 5 (WeChat refuses a 6th message, 45047)")
+        if len(self.continue_hint.encode()) > 200 or len(self.stream_lost_note.encode()) > 200:
+            raise ValueError("continue_hint and stream_lost_note must be at most 200 bytes")
         if not self.api_base.startswith(("http://", "https://")):
             raise ValueError("api_base must be an http(s) URL")
 

@@ -46,22 +46,22 @@ async def test_the_test_helper_sees_continuation():
     async with running_bot(plugins=[echo]) as bot:
         hint = bot.settings.delivery.continue_hint
         # What the delivery keeps after sending the first part of a long answer.
-        await bot.state.answers.set_parts("test_user", ["第二段", "第三段"], 60)
+        await bot.state.answers.enqueue("test_user", "rest:1", ["第二段。", "第三段。"], 60, closed=True)
         second = await bot.send("继续")
         third = await bot.send("更多")
         nothing_left = await bot.send("继续")
         explained = bot.explain(bot.last_context)
-    assert (second.content, second.plugin, second.intent) == ("第二段" + hint, "core", "continue")
-    assert (third.content, third.intent) == ("第三段", "continue")
+    assert (second.content, second.plugin, second.intent) == ("第二段。第三段。", "core", "continue")
+    assert (third.content, third.intent) == ("回声：更多", "fallback")  # nothing waits any more
     # With nothing kept, 「继续」 is an ordinary message for the plugins.
     assert nothing_left.content == "回声：继续"
-    assert echo.seen == ["继续"] and echo.done == 1
+    assert echo.seen == ["更多", "继续"] and echo.done == 2
     assert explained["intent"] == "fallback"
 
 
 async def test_bot_answer_gives_the_reply_its_explanation_and_stage():
     async with running_bot(plugins=[Echo()]) as bot:
-        await bot.state.answers.set_parts("test_user", ["下一段"], 60)
+        await bot.state.answers.enqueue("test_user", "rest:1", ["下一段"], 60, closed=True)
         continued = await bot.answer(bot.text_message("继续"))
         answered = await bot.answer(bot.text_message("请重复这句话"))
     assert (continued.stage, continued.reply.content, continued.intent) == ("continuation", "下一段", "continue")
@@ -73,8 +73,8 @@ async def test_bot_answer_gives_the_reply_its_explanation_and_stage():
 
 
 async def test_through_the_webhook_a_refused_message_keeps_answers_waiting_for_the_user(wechat):
-    """The webhook path goes through the same stages; an answer kept for the user's next message
-    is not spent on a message the rate limit refuses (or on 「继续」), but on the next answered one."""
+    """The webhook path goes through the same stages: 「继续」 takes everything waiting for the
+    user, in order, in one message when it fits; the rate limit's refusal takes nothing."""
     from core.access.replies import Answer
     from core.appkeys import BOTS_KEY
 
@@ -83,14 +83,14 @@ async def test_through_the_webhook_a_refused_message_keeps_answers_waiting_for_t
                      plugins={"echo": echo}, enabled=[])
     bot = h.client.app[BOTS_KEY].bot
     kept = Answer(TextReply("早先的回答", plugin="echo", intent="fallback")).to_record()
-    await bot.state.answers.push_pending("o_user_1", kept, 60)
-    await bot.state.answers.set_parts("o_user_1", ["后半段"], 60)
+    await bot.state.answers.enqueue("o_user_1", "rest:1", ["后半段"], 60, closed=True)
+    await bot.state.answers.enqueue("o_user_1", "kept:1", [kept["content"]], 60, closed=True)
     _, continued, _ = await h.say("继续")
     _, first, _ = await h.say("第一条")
     _, refused, _ = await h.say("第二条")
     scraped = await (await h.client.get("/metrics")).text()
-    assert continued["Content"] == "后半段"
-    assert first["Content"] == "早先的回答\n\n回声：第一条"
+    assert continued["Content"] == "后半段\n\n早先的回答"  # all that waits, in order, in one message
+    assert first["Content"] == "回声：第一条"
     assert refused["Content"] == bot.settings.ratelimit.reply
     assert echo.seen == ["第一条"]
     assert "skillbot_rate_limited_total 1\n" in scraped

@@ -73,16 +73,18 @@ async def test_answer_result_crosses_workers_through_pubsub(redis_url, prefix):
         await b.aclose()
 
 
-async def test_pending_and_parts(redis_client, prefix):
+async def test_answers_waiting_for_the_user(redis_client, prefix):
+    """The user's queue (tests/test_streaming_delivery.py covers it in depth, memory and Redis)."""
+    from core.state.delivery_records import TakeRequest
+
     store = RedisAnswerStore(redis_client, prefix)
-    await store.push_pending("u", {"type": "text", "content": "一"}, 60)
-    await store.push_pending("u", {"type": "text", "content": "二"}, 60)
-    assert [p["content"] for p in await store.pop_pending("u")] == ["一", "二"]
-    assert await store.pop_pending("u") == []
-    await store.set_parts("u", ["p1", "p2"], 60)
-    assert await store.pop_part("u") == ("p1", 1)
-    assert await store.pop_part("u") == ("p2", 0)
-    assert await store.pop_part("u") == (None, 0)
+    assert not await store.waiting("u")
+    await store.enqueue("u", "kept:1", ["一"], 60, closed=True)
+    await store.enqueue("u", "kept:2", ["二"], 60, closed=True)
+    assert await store.waiting("u")
+    taken = await store.take("u", TakeRequest(2047, "+", 60, "", 60))
+    assert (taken.text, taken.more, taken.content) == ("一\n\n二", False, "一\n\n二")
+    assert not await store.waiting("u")
 
 
 async def test_cache_and_token_store(redis_client, prefix):

@@ -2,13 +2,20 @@
 
 The webhook (core/access/webhook.py) hands every verified try here. Per try, the answer records'
 coordinator (core/state/delivery_records.py) decides to answer, hold or acknowledge; the work runs
-once per message (answers kept from earlier messages first, then the bot's pipeline); a passive
-reply too long for one message is cut into parts kept for 「继续」; an answer that missed every
-try is pushed through the customer-service API or kept for the user's next message.
+once per message (the bot's pipeline). A streamed answer (``StreamedReply``), or any text answer
+while others wait for the user, goes into the user's queue piece by piece as it is written: a try
+answers with what is ready (older answers first), 「继续」 and the next message take the rest, and
+in customer-service mode paragraphs are pushed as they end, with the typing indicator on. A
+passive reply too long for one message is cut, the rest queued for 「继续」; an answer that
+missed every try is pushed through the customer-service API or queued for the next message.
 """
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import itertools
 import logging
+import weakref
 from typing import TYPE_CHECKING, Any, Callable
 
 from cachetools import TTLCache
@@ -17,9 +24,9 @@ from ..operations.logs import hash_user
 from ..processing.context import MessageContext
 from ..settings import Settings
 from ..settings_schema import ConfigError
-from ..state.delivery_records import DeliveryCoordinator, TryOutcome
+from ..state.delivery_records import STREAM, DeliveryCoordinator, Taken, TryOutcome, is_stream, take_request
 from .messages import Message
-from .replies import PIPELINE, Answer, Reply, TextReply
+from .replies import PIPELINE, Answer, Reply, StreamedReply, TextReply, reply_text
 from .textsplit import split_for_wechat, utf8_len
 from .wechat_api import AccessTokenManager, CustomerServiceSender, app_secret_from_env
 from .wechat_xml import MAX_TEXT_BYTES
@@ -51,15 +58,23 @@ def customer_service_sender(bot: Bot) -> CustomerServiceSender:
     return CustomerServiceSender(bot.http, tokens)
 
 
-def merge_pending(pending: list[Reply], reply: Reply) -> Reply:
-    """Put answers kept from earlier messages before this one's answer (text only)."""
-    texts = [r.content for r in pending if isinstance(r, TextReply)]
-    if isinstance(reply, TextReply):
-        texts.append(reply.content)
-        return TextReply("\n\n".join(texts), plugin=reply.plugin, intent=reply.intent)
-    if texts:
-        return TextReply("\n\n".join(texts), plugin="core", intent="pending")
-    return reply
+def ends_paragraph(piece: str) -> bool:
+    """A piece followed by a blank line ends its paragraph."""
+    return "\n\n" in piece[len(piece.rstrip()):]
+
+
+class _Progress:
+    """A streamed answer being written in this process: set when pieces were added or it ended."""
+
+    __slots__ = ("event", "ended")
+
+    def __init__(self) -> None:
+        self.event = asyncio.Event()
+        self.ended = False
+
+    def signal(self, ended: bool = False) -> None:
+        self.ended = self.ended or ended
+        self.event.set()
 
 
 class Delivery:
@@ -80,26 +95,117 @@ class Delivery:
         #: Recent explanations by message key, for the simulators (bounded).
         self.explanations: TTLCache[str, dict] = TTLCache(maxsize=2048, ttl=600)
         self._push: tuple[Any, CustomerServiceSender] | None = None
+        #: Customer-service messages pushed to each user since their last message (WeChat refuses
+        #: more than 5: 45047). Counted per process: a user's next message seen by another worker
+        #: does not reset it here, which only makes this worker stop early.
+        self._pushes: TTLCache[str, int] = TTLCache(maxsize=100_000, ttl=48 * 3600)
+        #: One push at a time per user, so parts never overtake each other.
+        self._push_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+        #: Streamed answers being written here, by message key (for the pusher in this process).
+        self._progress: dict[str, _Progress] = {}
+        self._names = itertools.count(1)
 
     async def on_try(self, message: Message, log_id: str, connected: Callable[[], bool]) -> TryOutcome:
         """What to do with one try of ``message`` (see DeliveryCoordinator.on_try)."""
+        if self.settings.mode == "customer_service" and not message.is_event:
+            self._pushes.pop(message.from_user, None)  # the user wrote: WeChat counts again
         return await self.coordinator.on_try(
             message.dedup_key, lambda: self.work(message, log_id),
-            lambda record: self.deliver_later(message, Answer.from_record(record)), connected=connected)
+            lambda record: self.deliver_later(message, record), connected=connected,
+            take=lambda claim: self.take(message.from_user, claim))
+
+    async def take(self, user: str, claim: str | None = None, *, max_bytes: int = MAX_TEXT_BYTES,
+                   hint: bool = True) -> Taken:
+        """What is ready at the head of the user's queue (see AnswerStore.take)."""
+        return await self.answers.take(user, take_request(self.settings, claim, max_bytes=max_bytes, hint=hint))
 
     # ---- the work (once per message) ----------------------------------------------------------
 
-    async def work(self, message: Message, log_id: str) -> dict:
-        """The message's answer record: the bot's answer, after any answers kept for the user."""
+    async def work(self, message: Message, log_id: str) -> dict | None:
+        """The message's answer record; None for an answer that went to the user's queue (the
+        message's result is then ``STREAM``, stored before the first piece)."""
         bot = self.bots.bot
         ctx = MessageContext(bot=bot, message=message, id=log_id)
-        answer = await bot.answer(message, ctx)
-        if answer.stage == PIPELINE and not message.is_event:
-            pending = [Answer.from_record(p).reply for p in await self.answers.pop_pending(message.from_user)]
-            if pending:
-                answer.reply = merge_pending(pending, answer.reply)
+        answer = await bot.answer(message, ctx, stream=True)
+        reply = answer.reply
+        if answer.stage == PIPELINE and not message.is_event and (
+                isinstance(reply, StreamedReply)
+                or (isinstance(reply, TextReply) and await self.answers.waiting(message.from_user))):
+            await self.stream(message, ctx, answer)
+            return None
+        if isinstance(reply, StreamedReply):  # an event's streamed answer: sent whole
+            answer.reply = await reply.collect()
+            await ctx.bot.finish_streamed(ctx, answer.reply)
+            answer.explanation = ctx.bot.explain(ctx)
         self.message_done(ctx, answer)
         return answer.to_record()
+
+    async def stream(self, message: Message, ctx: MessageContext, answer: Answer) -> None:
+        """Put the answer in the user's queue as it is written: each sentence (in customer-service
+        mode each paragraph) in pieces of at most one message, then the answer's end."""
+        user, key, settings = message.from_user, message.dedup_key, self.settings
+        limit = MAX_TEXT_BYTES - utf8_len(settings.continue_hint)
+        reply = answer.reply
+        progress = None
+        if settings.mode == "customer_service":  # the pusher in this process follows the writing
+            progress = self._progress[key] = _Progress()
+        written = isinstance(reply, TextReply)
+        pieces = split_for_wechat(reply.content, limit) if isinstance(reply, TextReply) else []
+        try:
+            waiting = await self.answers.enqueue(user, key, pieces, settings.pending_ttl, closed=written)
+            await self.answers.finish(key, {"type": STREAM, "waiting": waiting}, settings.record_ttl)
+            if isinstance(reply, StreamedReply):
+                answer.reply = await self._write(key, reply, limit, progress)
+        except Exception:  # the queue's store failed: what was stored stays, the rest is lost
+            log.exception("msg=%s: streaming the answer into the user's queue failed", ctx.id)
+        finally:
+            if progress is not None:
+                progress.signal(ended=True)
+        if isinstance(answer.reply, TextReply) and isinstance(reply, StreamedReply):
+            await ctx.bot.finish_streamed(ctx, answer.reply)
+            answer.explanation = ctx.bot.explain(ctx)
+        self.message_done(ctx, answer)
+        # A try may have carried the first sentences already: keep its number and timings.
+        carried = self.explanations.get(key) or {}
+        self.explanations[key] = answer.explained_try(carried.get("try"), carried.get("timings_ms", {}))
+
+    async def _write(self, key: str, reply: StreamedReply, limit: int,
+                     progress: _Progress | None) -> TextReply:
+        """Store the pieces of ``reply`` as they come, with a heartbeat while the model is quiet."""
+        ttl = self.settings.pending_ttl
+        texts: list[str] = []
+        buffer = ""
+        alive = True
+        heartbeat = asyncio.ensure_future(self._heartbeat(key))
+        try:
+            async with contextlib.aclosing(reply.pieces) as pieces:  # type: ignore[type-var]
+                async for piece in pieces:
+                    texts.append(piece)
+                    buffer += piece
+                    if progress is None or ends_paragraph(piece) or utf8_len(buffer) >= limit:
+                        alive = await self.answers.append(key, split_for_wechat(buffer, limit), ttl)
+                        buffer = ""
+                        if progress is not None:
+                            progress.signal()
+                        if not alive:
+                            log.warning("a streamed answer was ended as abandoned while still written")
+                            break
+            if alive:
+                await self.answers.append(key, split_for_wechat(buffer, limit), ttl, close=True)
+        finally:
+            heartbeat.cancel()
+        return TextReply("".join(texts).strip(), plugin=reply.plugin, intent=reply.intent, record=reply.record)
+
+    async def _heartbeat(self, key: str) -> None:
+        """Tell the other workers this answer's producer is alive while the model is quiet."""
+        interval = self.settings.stream_stale_after / 3
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                if not await self.answers.append(key, [], self.settings.pending_ttl):
+                    return
+            except Exception:
+                log.warning("heartbeat of a streamed answer failed", exc_info=True)
 
     def message_done(self, ctx: MessageContext, answer: Answer) -> None:
         """Metrics and the message's log line: id, hashed user, intent, plugin, status, time."""
@@ -116,13 +222,16 @@ class Delivery:
 
     # ---- delivering -----------------------------------------------------------------------------
 
-    async def passive_reply(self, message: Message, answer: Answer) -> Reply:
-        """The reply a try carries: a text over WeChat's limit is cut, the rest kept for 「继续」."""
+    async def passive_reply(self, message: Message, answer: Answer, repeated: bool = False) -> Reply:
+        """The reply a try carries: a text over WeChat's limit is cut, the rest kept for 「继续」
+        (once: a ``repeated`` reply's rest was kept by the try that carried it first)."""
         reply = answer.reply
         if isinstance(reply, TextReply) and utf8_len(reply.content) > MAX_TEXT_BYTES:
             hint = self.settings.continue_hint
             parts = split_for_wechat(reply.content, MAX_TEXT_BYTES - utf8_len(hint))
-            await self.answers.set_parts(message.from_user, parts[1:], self.settings.pending_ttl)
+            if not repeated:
+                await self.answers.enqueue(message.from_user, f"rest:{message.dedup_key}", parts[1:],
+                                           self.settings.pending_ttl, closed=True)
             reply = TextReply(parts[0] + hint, plugin=reply.plugin, intent=reply.intent)
         return reply
 
@@ -140,20 +249,93 @@ class Delivery:
             self._push = (bot, customer_service_sender(bot))
         return self._push[1]
 
-    async def deliver_later(self, message: Message, answer: Answer) -> None:
-        """An answer that missed every passive try: push it, or keep it for the next message."""
+    def _lock(self, user: str) -> asyncio.Lock:
+        lock = self._push_locks.get(user)
+        if lock is None:
+            lock = self._push_locks[user] = asyncio.Lock()
+        return lock
+
+    async def deliver_later(self, message: Message, record: dict) -> None:
+        """An answer that missed every passive try (or any, in customer-service mode): push it, or
+        keep it in the user's queue for 「继续」 and the next message."""
         sender = self.push_sender()
-        if sender is not None and await sender.send(message.from_user, answer.reply):
+        user = message.from_user
+        if is_stream(record):  # already in the queue
+            if sender is not None:
+                await self.push_queue(message, sender)
             return
-        if answer.reply.reply_type == "success":
+        reply = Answer.from_record(record).reply
+        if reply.reply_type == "success":
             return
-        await self.answers.push_pending(message.from_user, answer.to_record(explained=False),
-                                        self.settings.pending_ttl)
+        if sender is not None:
+            count, parts = self._pushes.get(user, 0), sender.parts_of(reply)
+            if count + parts <= self.settings.push_limit:
+                async with self._lock(user):
+                    if await sender.send(user, reply):
+                        self._pushes[user] = count + parts
+                        return
+        text = reply_text(reply)
+        if text:
+            limit = MAX_TEXT_BYTES - utf8_len(self.settings.continue_hint)
+            await self.answers.enqueue(user, f"kept:{message.dedup_key}", split_for_wechat(text, limit),
+                                       self.settings.pending_ttl, closed=True)
+
+    async def push_queue(self, message: Message, sender: CustomerServiceSender) -> None:
+        """Customer-service mode: push the user's queue as the answer is written (the typing
+        indicator on meanwhile), a message per finished paragraph (with any others ready), at most
+        ``push_limit`` since the user's last message; the last one allowed waits for the end and
+        carries the continuation hint if more remains. A refused push puts its text back at the
+        head of the queue: the rest is delivered passively (「继续」, the next message)."""
+        user, key = message.from_user, message.dedup_key
+        progress = self._progress.pop(key, None)
+        typing = asyncio.ensure_future(self._typing(sender, user)) if progress and not progress.ended else None
+        try:
+            while True:
+                if progress is not None and not progress.ended:
+                    with contextlib.suppress(asyncio.TimeoutError):
+                        await asyncio.wait_for(progress.event.wait(), self.settings.stream_stale_after)
+                    progress.event.clear()
+                ended = progress is None or progress.ended
+                count = self._pushes.get(user, 0)
+                if count >= self.settings.push_limit:
+                    return
+                last = count == self.settings.push_limit - 1
+                if last and not ended:
+                    continue  # the last message WeChat allows carries all that fits, at the end
+                async with self._lock(user):
+                    taken = await self.take(user, max_bytes=MAX_TEXT_BYTES, hint=last)
+                    if not taken.text:
+                        if ended:
+                            return
+                        continue
+                    if not await sender.send(user, TextReply(taken.content)):
+                        await self.answers.enqueue(user, f"back:{key}:{next(self._names)}", [taken.text],
+                                                   self.settings.pending_ttl, closed=True, front=True)
+                        return
+                    self._pushes[user] = count + 1
+                if ended and not taken.more:
+                    return
+                if taken.more and progress is not None:
+                    progress.event.set()  # more may be ready already
+        finally:
+            if typing is not None:
+                typing.cancel()
+                await asyncio.gather(typing, return_exceptions=True)
+                await sender.typing(user, False)
+
+    async def _typing(self, sender: CustomerServiceSender, user: str) -> None:
+        """The typing indicator, refreshed before WeChat's ~15 s run out, until cancelled."""
+        while True:
+            await sender.typing(user, True)
+            await asyncio.sleep(self.settings.typing_refresh)
 
     # ---- explanations -----------------------------------------------------------------------------
 
     def remember_explanation(self, key: str, answer: Answer, try_number: int,
                              timings_ms: dict[str, float]) -> None:
+        known = self.explanations.get(key)
+        if not answer.explanation and known:  # part of a streamed answer whose end came first
+            answer = Answer(answer.reply, known)
         self.explanations[key] = answer.explained_try(try_number, timings_ms)
 
     async def explanation_of(self, key: str) -> dict[str, Any] | None:
@@ -162,7 +344,7 @@ class Delivery:
         found = self.explanations.get(key)
         if found is None:
             record = await self.answers.wait_result(key, 0)
-            if isinstance(record, dict):
+            if isinstance(record, dict) and not is_stream(record) and record.get("type") != "success":
                 answer = Answer.from_record(record)
                 found = answer.explained_try(None, {}) if answer.explanation else None
         return found

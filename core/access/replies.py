@@ -2,8 +2,9 @@
 ``Answer`` the pipeline gives a message: its reply with the explanation of how it was reached."""
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, AsyncIterator
 
 
 @dataclass
@@ -71,6 +72,29 @@ class Article:
 class NewsReply(Reply):
     articles: list[Article]
     reply_type = "news"
+
+
+@dataclass
+class StreamedReply(Reply):
+    """A text reply whose text arrives over time (a model writing its answer).
+
+    ``pieces`` yields the text in order, in whole sentences or paragraphs, each with the
+    whitespace that follows it; joined, they are the whole text. Iterate it once. In WeChat's
+    passive mode the delivery answers a try with the sentences ready so far and keeps the rest for
+    「继续」 and the user's next message; in customer-service mode it pushes paragraphs as they
+    end. The console and the simulators ``collect()`` it. A plugin that learns only while writing
+    that the text should stay out of the history sets ``record = False`` before its last piece.
+    Never stored as it is: the delivery turns it into text.
+    """
+
+    pieces: AsyncIterator[str]
+    reply_type = "stream"
+
+    async def collect(self) -> TextReply:
+        """The whole text as one ``TextReply`` (waits for the last piece)."""
+        async with contextlib.aclosing(self.pieces) as pieces:  # type: ignore[type-var]
+            text = "".join([piece async for piece in pieces])
+        return TextReply(text.strip(), plugin=self.plugin, intent=self.intent, record=self.record)
 
 
 @dataclass

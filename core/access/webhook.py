@@ -162,7 +162,7 @@ class Gateway:
             return await self.hold(request)
         answer = Answer.from_record(outcome.payload) if outcome.payload is not None else None
         if outcome.action == ANSWER and answer is not None:
-            reply = await self.delivery.passive_reply(message, answer)
+            reply = await self.delivery.passive_reply(message, answer, outcome.repeated)
         elif outcome.action == PENDING:
             reply = self.delivery.pending_reply()
         else:

@@ -151,22 +151,38 @@ class CustomerServiceSender:
         text = reply_text(reply)
         return [{"touser": openid, "msgtype": "text", "text": {"content": text}}] if text else []
 
-    async def _post(self, body: dict) -> None:
+    async def _post(self, body: dict, endpoint: str = "message/custom/send") -> None:
         for attempt in (1, 2):
             token = await self.tokens.token(force=attempt == 2)
-            async with self.http.post(f"{self.tokens.api_base}/cgi-bin/message/custom/send",
+            async with self.http.post(f"{self.tokens.api_base}/cgi-bin/{endpoint}",
                                       params={"access_token": token}, json=body,
                                       timeout=self.timeout) as response:
                 data = await response.json(content_type=None)
             code = int(data.get("errcode", 0)) if isinstance(data, dict) else -1
             if code == 0:
-                self.sent += 1
+                if endpoint == "message/custom/send":
+                    self.sent += 1
                 return
             if code in TOKEN_ERRORS and attempt == 1:
                 log.warning("customer-service send: %s; refreshing the token and retrying once",
                             explain_error(code)[0])
                 continue
             raise WeChatAPIError(code, str(data.get("errmsg", "")) if isinstance(data, dict) else "bad body")
+
+    async def typing(self, openid: str, on: bool) -> bool:
+        """Show (``on``) or hide the "typing" indicator WeChat shows the user for about 15 s
+        (``message/custom/typing``); False, logged at DEBUG, when WeChat refuses."""
+        body = {"touser": openid, "command": "Typing" if on else "CancelTyping"}
+        try:
+            await self._post(body, "message/custom/typing")
+        except (WeChatAPIError, aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
+            log.debug("typing indicator for user %s: %s", hash_user(openid), exc)
+            return False
+        return True
+
+    def parts_of(self, reply: Reply) -> int:
+        """How many messages ``send`` makes of ``reply``."""
+        return len(self._bodies("", reply))
 
     async def send(self, openid: str, reply: Reply) -> bool:
         """True when every part was sent; False (logged with the error's meaning) otherwise."""

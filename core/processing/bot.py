@@ -7,9 +7,10 @@ skills -> fallback -> outbound filter. Rendering to XML belongs to the webhook
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, AsyncIterator
 
 import aiohttp
 import jinja2
@@ -22,6 +23,7 @@ from ..access.replies import (
     Answer,
     ImageReply,
     Reply,
+    StreamedReply,
     SuccessReply,
     TextReply,
     VideoReply,
@@ -30,6 +32,7 @@ from ..access.replies import (
 )
 from ..settings import Settings
 from ..state.cache import Cache
+from ..state.delivery_records import take_request
 from ..state.conversation import ConversationStore, Turn
 from ..state.stores import build_state
 from .context import MessageContext
@@ -199,11 +202,17 @@ class Bot:
 
     # ---- the pipeline -------------------------------------------------------------------------
 
-    async def answer(self, message: Message, ctx: MessageContext | None = None) -> Answer:
+    async def answer(self, message: Message, ctx: MessageContext | None = None, *,
+                     stream: bool = False) -> Answer:
         """Run one message through every stage: its reply, explanation and the stage that answered.
 
         Two stages come before the plugins' and, when they answer, end the message there: the
         user's history is not touched and no plugin hook runs (``skillbot_message_done`` neither).
+
+        A ``StreamedReply`` is collected into a ``TextReply`` unless ``stream``: then the reply is
+        returned as it is, its pieces already through the outbound filter, and the caller, after
+        the last piece, hands the whole text to ``finish_streamed`` (history,
+        ``skillbot_message_done``, ``skillbot_explain``) and reads ``explain(ctx)``.
         """
         ctx = ctx or MessageContext(bot=self, message=message)
         try:
@@ -215,6 +224,11 @@ class Bot:
             early.explanation = self.explain(ctx)
             return early
         reply = await self.process_pipeline(ctx)
+        if isinstance(reply, StreamedReply):
+            if stream:
+                return Answer(reply, {}, PIPELINE)
+            reply = await reply.collect()
+            await self.finish_streamed(ctx, reply)
         return Answer(reply, self.explain(ctx), PIPELINE)
 
     async def process(self, message: Message, ctx: MessageContext | None = None) -> Reply:
@@ -222,16 +236,20 @@ class Bot:
         return (await self.answer(message, ctx)).reply
 
     async def continuation(self, ctx: MessageContext) -> Answer | None:
-        """Stage 「继续」: a continue word (``delivery.continue_words``) takes the next part of a
-        long answer kept for the user (the delivery keeps them); None when nothing is kept."""
+        """Stage 「继续」: a continue word (``delivery.continue_words``) takes the next part of the
+        answers waiting in the user's queue (the delivery keeps them there), or says the answer is
+        still being written (``delivery.continue_wait``); None when nothing waits."""
         delivery = self.settings.delivery
         text = ctx.message.text.strip()
         if not text or text not in delivery.continue_words:
             return None
-        part, remaining = await self.state.answers.pop_part(ctx.user)
-        if part is None:
+        taken = await self.state.answers.take(ctx.user, take_request(delivery))
+        if taken.text:
+            content = taken.content
+        elif taken.writing:
+            content = delivery.continue_wait
+        else:
             return None
-        content = part + (delivery.continue_hint if remaining else "")
         return Answer(TextReply(content, plugin="core", intent="continue"), stage=CONTINUATION)
 
     async def rate_limit(self, ctx: MessageContext) -> Answer | None:
@@ -248,6 +266,9 @@ class Bot:
             ctx.history = await self.conversations.history(ctx.user)
             ctx.slots = await self.conversations.slots(ctx.user)
             reply = await self._answer(ctx)
+            if isinstance(reply, StreamedReply):
+                reply.pieces = self._filtered(ctx, reply, reply.pieces)
+                return reply
             with ctx.timed("outbound"):
                 reply = await self.hooks.outbound_filter(ctx, reply)
             reply = await self.upload_reply_file(ctx, reply)
@@ -259,6 +280,42 @@ class Bot:
         await self.hooks.message_done(ctx, reply)
         ctx.explanations = await self.hooks.explain(ctx)
         return reply
+
+    async def _filtered(self, ctx: MessageContext, reply: StreamedReply,
+                        pieces: AsyncIterator[str]) -> AsyncIterator[str]:
+        """A streamed reply's pieces, each through the outbound filter. A piece the filter replaced
+        with a reply kept out of the history (a block) ends the text; a plugin failing mid-way
+        ends it with what came (or the error reply, if nothing did)."""
+        said = False
+        try:
+            async with contextlib.aclosing(pieces) as source:  # type: ignore[type-var]
+                async for piece in source:
+                    with ctx.timed("outbound"):
+                        filtered = await self.hooks.outbound_filter(
+                            ctx, TextReply(piece, plugin=reply.plugin, intent=reply.intent))
+                    text = reply_text(filtered)
+                    said = said or bool(text.strip())
+                    if not filtered.record:
+                        reply.record = False
+                    yield text
+                    if not filtered.record:
+                        return
+        except Exception:
+            ctx.log.exception("the streamed answer failed")
+            if not said:
+                reply.record = False
+                yield self.settings.pipeline.error_reply
+
+    async def finish_streamed(self, ctx: MessageContext, whole: TextReply) -> None:
+        """After the last piece of a streamed reply, with its whole text: finish the message as
+        ``process_pipeline`` finishes any other (history, message_done, explain)."""
+        try:
+            await self._record(ctx, whole)
+        except Exception:
+            ctx.log.exception("recording the streamed answer in the history failed")
+        ctx.extra["reply"] = whole
+        await self.hooks.message_done(ctx, whole)
+        ctx.explanations = await self.hooks.explain(ctx)
 
     async def upload_reply_file(self, ctx: MessageContext, reply: Reply) -> Reply:
         """A media reply naming a ``file`` gets its media_id (uploaded once, cached); when WeChat

@@ -197,7 +197,9 @@ def skillbot_handle(ctx: MessageContext, candidate: Candidate) -> Reply | None:
 def skillbot_fallback(ctx: MessageContext) -> Reply | None:
     """Answer what no skill answered (the LLM lives here). Return a ``Reply`` or None.
 
-    Stops at the first non-None result. When every fallback returns None the core answers text
+    A ``StreamedReply`` (text that arrives over time, sentence by sentence; any reply hook may
+    return one) lets the delivery show its first sentences inside WeChat's window and deliver the
+    rest later (docs/delivery.md). Stops at the first non-None result. When every fallback returns None the core answers text
     with the configured ``pipeline.no_answer_reply`` and events with ``success``.
     """
 
@@ -208,7 +210,9 @@ def skillbot_fallback(ctx: MessageContext) -> Reply | None:
 def skillbot_outbound_filter(ctx: MessageContext, reply: Reply) -> Reply | None:
     """Check a reply before it is sent. Return a replacement ``Reply``, or None to keep it.
 
-    Every implementation is called in order; each sees the reply the previous one produced.
+    Every implementation is called in order; each sees the reply the previous one produced. A
+    ``StreamedReply`` is checked piece by piece, each as a ``TextReply``; a replacement with
+    ``record=False`` (a block) ends the streamed text after it.
     """
 
 

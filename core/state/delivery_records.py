@@ -3,8 +3,10 @@
 WeChat waits 5 s for each try; any answer within 5 s (``success`` too) ends the message, and only
 an unanswered try is followed by another (three in all, ~5 s apart). So a retry joins the work
 already in flight, and a try whose budget runs out is left unanswered on purpose, except the last.
-The state behind this (tries, results, deliveries, pending answers) sits in an ``AnswerStore``,
-in memory here or in Redis (core/state/redis_store.py) so that retries may land on any worker.
+The state behind this (tries, results, deliveries, and each user's queue of answers waiting to be
+delivered: streamed answers as they are written, parts kept for 「继续」, answers that missed the
+window) sits in an ``AnswerStore``, in memory here or in Redis (core/state/redis_store.py) so that
+retries may land on any worker.
 """
 from __future__ import annotations
 
@@ -13,12 +15,17 @@ import json
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Protocol
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Protocol
 
 from cachetools import TTLCache
 
 from ..access.replies import record_without_explanation
+from ..access.textsplit import utf8_len
+from ..access.wechat_xml import MAX_TEXT_BYTES
 from ..operations.logs import hash_user
+
+if TYPE_CHECKING:
+    from ..settings import DeliverySettings
 
 log = logging.getLogger("skillbot.answers")
 
@@ -36,14 +43,99 @@ class AnswerStore(Protocol):
         kept for the next message: never again)."""
     async def delivery_of(self, key: str) -> str | None:
         """How ``key``'s answer was delivered (``"reply"``/``"later"``), None if it was not."""
-    async def push_pending(self, user: str, payload: dict, ttl: float) -> None:
-        """Keep an answer for the user's next message."""
-    async def pop_pending(self, user: str) -> list[dict]:
-        """Take every answer kept for the user (oldest first)."""
-    async def set_parts(self, user: str, parts: list[str], ttl: float) -> None:
-        """Keep the remaining parts of a long answer for 「继续」."""
-    async def pop_part(self, user: str) -> tuple[str | None, int]:
-        """Take the next kept part; returns (part, how many remain after it)."""
+    async def reply_of(self, key: str) -> dict | None:
+        """The reply a try carried for ``key`` (None if it was not delivered as a reply)."""
+    # ---- answers waiting for the user (streamed, kept for 「继续」 or the next message) ----
+    async def waiting(self, user: str) -> bool:
+        """Whether anything waits for the user in their queue."""
+    async def enqueue(self, user: str, stream: str, pieces: list[str], ttl: float, *,
+                      closed: bool, front: bool = False) -> bool:
+        """Put answer ``stream`` in the user's queue (at the end, or ``front`` for text put back
+        after a failed push) with its first ``pieces``; an open one is appended to by its producer.
+        Returns whether something was waiting before it."""
+    async def append(self, stream: str, pieces: list[str], ttl: float, *, close: bool = False) -> bool:
+        """Add pieces to an open answer (none: a heartbeat) and, ``close``, end it. False when the
+        answer is gone (ended as abandoned, or expired): its producer should stop."""
+    async def wait_closed(self, stream: str, timeout: float) -> bool:
+        """True once answer ``stream`` is ended (waits up to ``timeout`` seconds)."""
+    async def take(self, user: str, request: TakeRequest) -> Taken:
+        """Take the ready text at the head of the user's queue, in order, whole pieces up to
+        ``request.max_bytes`` (see ``TakeRequest``); atomic, so every piece is taken once."""
+
+
+@dataclass(frozen=True)
+class TakeRequest:
+    """What one ``take`` may take and how.
+
+    max_bytes: UTF-8 bytes of text at most (answers of different messages are joined by a blank
+        line, counted); at least one piece is taken when one is ready.
+    hint: added to the content when more remains (``delivery.continue_hint``).
+    stale_after / lost_note: an open answer not heard from for ``stale_after`` seconds (its worker
+        died) is ended with ``lost_note`` as its last piece.
+    claim: a message key; when text is taken, its delivery is claimed as a try's reply (``SET NX``)
+        and the content stored as its reply, so a retry of that try gets it again. Nothing is
+        taken when the claim was made before (``Taken.claimed_before``).
+    ttl: seconds the claim and the reply it stores are kept (``delivery.record_ttl``).
+    now: the clock for the staleness check (0: the current time).
+    """
+
+    max_bytes: int
+    hint: str
+    stale_after: float
+    lost_note: str
+    ttl: float
+    claim: str | None = None
+    now: float = 0.0
+
+
+@dataclass(frozen=True)
+class Taken:
+    """What a ``take`` got: ``text`` (may be empty); ``more``: something still waits (ready text or
+    an answer being written); ``writing``: it stopped at an answer still being written;
+    ``claimed_before``: the ``claim`` was already made, nothing was taken; ``content``: the text
+    to send (with the request's hint when more waits)."""
+
+    text: str = ""
+    more: bool = False
+    writing: bool = False
+    claimed_before: bool = False
+    content: str = ""
+
+
+#: The result of a message whose answer is streamed into the user's queue (``waiting``: other
+#: answers were queued before it).
+STREAM = "stream"
+
+
+def take_request(settings: DeliverySettings, claim: str | None = None, *,
+                 max_bytes: int = MAX_TEXT_BYTES, hint: bool = True) -> TakeRequest:
+    """How much of the user's queue one message may take: a WeChat text message's worth, with room
+    for ``delivery.continue_hint`` when ``hint``."""
+    hint_text = settings.continue_hint if hint else ""
+    return TakeRequest(max_bytes - utf8_len(hint_text), hint_text, settings.stream_stale_after,
+                       settings.stream_lost_note, settings.record_ttl, claim)
+
+
+def is_stream(payload: dict | None) -> bool:
+    return isinstance(payload, dict) and payload.get("type") == STREAM
+
+
+def join_segments(segments: list[str]) -> str:
+    """Answers of different messages, each trimmed, separated by a blank line."""
+    return "\n\n".join(text for text in (s.strip() for s in segments) if text)
+
+
+class _Stream:
+    """One answer in a user's queue: its pieces, how many were taken, whether it is ended."""
+
+    __slots__ = ("pieces", "taken", "closed", "beat", "event")
+
+    def __init__(self, pieces: list[str], closed: bool, beat: float) -> None:
+        self.pieces = list(pieces)
+        self.taken = 0
+        self.closed = closed
+        self.beat = beat
+        self.event: asyncio.Event | None = None
 
 
 class _Record:
@@ -74,10 +166,11 @@ class MemoryAnswerStore:
     tuples of ints and strings it stops tracking.
     """
 
-    def __init__(self, max_records: int = 100_000, ttl: float = 300) -> None:
+    def __init__(self, max_records: int = 100_000, ttl: float = 300, pending_ttl: float = 86400) -> None:
         self._records: TTLCache[str, _Record | tuple] = TTLCache(maxsize=max_records, ttl=ttl)
-        self._pending: TTLCache[str, list[dict]] = TTLCache(maxsize=max_records, ttl=86400)
-        self._parts: TTLCache[str, list[str]] = TTLCache(maxsize=max_records, ttl=86400)
+        #: Each user's queue of answers waiting to be delivered (stream names, oldest first).
+        self._queues: TTLCache[str, list[str]] = TTLCache(maxsize=max_records, ttl=pending_ttl)
+        self._streams: TTLCache[str, _Stream] = TTLCache(maxsize=max_records, ttl=pending_ttl)
 
     def _record(self, key: str) -> _Record | tuple:
         record = self._records.get(key)
@@ -140,26 +233,106 @@ class MemoryAnswerStore:
             return record[0], result, record[1]
         return record.tries, record.result, None
 
-    async def push_pending(self, user: str, payload: dict, ttl: float) -> None:
-        self._pending[user] = self._pending.get(user, []) + [payload]
+    async def reply_of(self, key: str) -> dict | None:
+        record = self._records.get(key)
+        if isinstance(record, tuple) and record[1] == BY_REPLY and record[2]:
+            return json.loads(record[2])
+        return None
 
-    async def pop_pending(self, user: str) -> list[dict]:
-        return self._pending.pop(user, [])
+    # ---- the users' queues ---------------------------------------------------------------------
 
-    async def set_parts(self, user: str, parts: list[str], ttl: float) -> None:
-        if parts:
-            self._parts[user] = list(parts)
-        else:
-            self._parts.pop(user, None)
+    async def waiting(self, user: str) -> bool:
+        return bool(self._queues.get(user))
 
-    async def pop_part(self, user: str) -> tuple[str | None, int]:
-        parts = self._parts.get(user)
-        if not parts:
-            return None, 0
-        part = parts.pop(0)
-        if not parts:
-            self._parts.pop(user, None)
-        return part, len(parts)
+    async def enqueue(self, user: str, stream: str, pieces: list[str], ttl: float, *,
+                      closed: bool, front: bool = False) -> bool:
+        queue = self._queues.get(user)
+        if queue is None:
+            queue = self._queues[user] = []
+        before = bool(queue)
+        queue.insert(0, stream) if front else queue.append(stream)
+        self._streams[stream] = _Stream(pieces, closed, time.time())
+        return before
+
+    async def append(self, stream: str, pieces: list[str], ttl: float, *, close: bool = False) -> bool:
+        found = self._streams.get(stream)
+        if found is None or found.closed:
+            return False
+        found.pieces.extend(pieces)
+        found.beat = time.time()
+        if close:
+            self._close(found)
+        return True
+
+    def _close(self, stream: _Stream) -> None:
+        stream.closed = True
+        if stream.event is not None:
+            stream.event.set()
+
+    async def wait_closed(self, stream: str, timeout: float) -> bool:
+        found = self._streams.get(stream)
+        if found is None or found.closed:
+            return True
+        if timeout > 0:
+            if found.event is None:
+                found.event = asyncio.Event()
+            try:
+                await asyncio.wait_for(found.event.wait(), timeout)
+            except asyncio.TimeoutError:
+                pass
+        return found.closed
+
+    async def take(self, user: str, request: TakeRequest) -> Taken:
+        queue = self._queues.get(user) or []
+        now = request.now or time.time()
+        used, segments, writing, full = 0, [], False, False
+        plan: list[tuple[str, int, bool]] = []  # (stream, pieces taken, done with it)
+        for name in queue:
+            stream = self._streams.get(name)
+            if stream is None:
+                plan.append((name, 0, True))
+                continue
+            if not stream.closed and now - stream.beat > request.stale_after:
+                stream.pieces.append(request.lost_note)  # its producer vanished: end it
+                self._close(stream)
+            segment, took = "", 0
+            for piece in stream.pieces[stream.taken:]:
+                cost = len(piece.encode("utf-8", "surrogatepass")) + (2 if not segment and segments else 0)
+                if used and used + cost > request.max_bytes:
+                    full = True
+                    break
+                segment, used, took = segment + piece, used + cost, took + 1
+            if took:
+                segments.append(segment)
+            done = stream.closed and stream.taken + took == len(stream.pieces)
+            plan.append((name, took, done))
+            if full:
+                break
+            if not done:
+                writing = True
+                break
+        text = join_segments(segments)
+        if text and request.claim is not None:
+            record = self._record(request.claim)
+            if isinstance(record, tuple):
+                return Taken(claimed_before=True)
+        for name, took, done in plan:
+            if took:
+                self._streams[name].taken += took
+            if done:
+                queue.remove(name)
+                self._streams.pop(name, None)
+        if not queue:
+            self._queues.pop(user, None)
+        more = bool(queue)
+        taken = Taken(text, more, writing, content=text + request.hint if text and more else text)
+        if text and request.claim is not None:
+            reply = {"type": "text", "content": taken.content}
+            record = self._record(request.claim)
+            self._records[request.claim] = (record.tries, BY_REPLY, json.dumps(reply, ensure_ascii=False))
+            if record.done is not None:
+                record.done.set()
+        return taken
 
 
 #: What the webhook does with a try: answer with a payload, acknowledge (``success``), leave it
@@ -202,16 +375,23 @@ class DeliveryCoordinator:
         task.add_done_callback(self.tasks.discard)
         return task
 
-    async def _run(self, key: str, work: Callable[[], Awaitable[dict]]) -> None:
+    async def _run(self, key: str, work: Callable[[], Awaitable[dict | None]]) -> None:
         payload = await work()
-        await self.store.finish(key, payload, self.record_ttl)
+        if payload is not None:  # None: the work streamed its answer and stored its result itself
+            await self.store.finish(key, payload, self.record_ttl)
 
-    async def on_try(self, key: str, work: Callable[[], Awaitable[dict]],
+    async def on_try(self, key: str, work: Callable[[], Awaitable[dict | None]],
                      deliver_later: Callable[[dict], Awaitable[None]],
-                     connected: Callable[[], bool] = lambda: True) -> TryOutcome:
+                     connected: Callable[[], bool] = lambda: True,
+                     take: Callable[[str], Awaitable[Taken]] | None = None) -> TryOutcome:
         """``connected()`` says whether WeChat still waits on this try: an answer is only claimed
         for a try that can still carry it, so one ready just after WeChat hung up is left for the
-        next try (or, after the last, for the user's next message)."""
+        next try (or, after the last, for the user's next message).
+
+        A message whose result is ``STREAM`` (its answer goes to the user's queue as it is
+        written) is answered at the end of the try's budget, or when the answer ends, with what
+        ``take(key)`` takes from the queue (claiming the message's delivery); a try that finds
+        answers waiting from earlier messages does not wait for its own."""
         started = time.monotonic()
         n = await self.store.begin(key, self.record_ttl)
         if n == 1:
@@ -224,6 +404,8 @@ class DeliveryCoordinator:
                 self.stats["duplicates_suppressed"] += 1
             return TryOutcome(ACK, try_number=n)
         payload = await self.store.wait_result(key, self.try_budget)
+        if is_stream(payload) and take is not None:
+            return await self._stream_try(key, n, payload, started, connected, take)  # type: ignore[arg-type]
         waited = time.monotonic() - started
         if payload is not None and not connected():
             self.stats["held"] += 1
@@ -248,6 +430,40 @@ class DeliveryCoordinator:
         # real answer for later.
         self.stats["deferred"] += 1
         self._spawn(self._deliver_when_ready(key, deliver_later))
+        return TryOutcome(PENDING, try_number=n, waited=waited)
+
+    async def _stream_try(self, key: str, n: int, payload: dict, started: float,
+                          connected: Callable[[], bool],
+                          take: Callable[[str], Awaitable[Taken]]) -> TryOutcome:
+        """A try of a message whose answer is being written into the user's queue."""
+        if not payload.get("waiting"):
+            left = self.try_budget - (time.monotonic() - started)
+            await self.store.wait_closed(key, max(0.0, left))
+        waited = time.monotonic() - started
+        if not connected():
+            self.stats["held"] += 1
+            if n >= self.max_tries:  # the answer stays queued for the next message, not a stray try
+                await self.store.claim_delivery(key, self.record_ttl, BY_LATER)
+            return TryOutcome(HOLD, try_number=n, waited=waited)
+        taken = await take(key)
+        if taken.claimed_before:
+            # A retry of a try that carried part of the answer: WeChat did not get that reply.
+            reply = await self.store.reply_of(key)
+            if reply is not None:
+                self.stats["repeated"] += 1
+                return TryOutcome(ANSWER, reply, n, waited, repeated=True)
+            self.stats["duplicates_suppressed"] += 1
+            return TryOutcome(ACK, try_number=n, waited=waited)
+        if taken.text:
+            self.stats["first_try" if n == 1 else "retry"] += 1
+            return TryOutcome(ANSWER, {"type": "text", "content": taken.content}, n, waited)
+        if n < self.max_tries:
+            self.stats["held"] += 1
+            return TryOutcome(HOLD, try_number=n, waited=waited)
+        # The last try and no sentence yet: the "still thinking" text; the answer stays queued for
+        # the next message (a stray later try of this one gets ``success``).
+        self.stats["deferred"] += 1
+        await self.store.claim_delivery(key, self.record_ttl, BY_LATER)
         return TryOutcome(PENDING, try_number=n, waited=waited)
 
     async def _deliver_when_ready(self, key: str, deliver_later: Callable[[dict], Awaitable[None]],

@@ -32,6 +32,10 @@ from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 from .conversation import Turn, trim_turns
+from .delivery_records import Taken, TakeRequest
+
+#: Announced on the answers' channel after a stream's name when the stream ends.
+CLOSED = "|closed"
 
 log = logging.getLogger("skillbot.redis")
 
@@ -93,34 +97,115 @@ redis.call('EXPIRE', KEYS[1], ARGV[1])
 return 1
 """
 
-#: KEYS: list. ARGV: ttl, item... Appends and refreshes the expiry.
-_PUSH = """
-redis.call('RPUSH', KEYS[1], unpack(ARGV, 2))
-redis.call('EXPIRE', KEYS[1], ARGV[1])
-return 1
+#: KEYS: queue, pieces, meta. ARGV: stream, now, ttl, front (0/1), closed (0/1), piece...
+#: Puts an answer in a user's queue; returns how many were queued before it.
+_ENQUEUE = """
+local before = redis.call('LLEN', KEYS[1])
+if ARGV[4] == '1' then
+  redis.call('LPUSH', KEYS[1], ARGV[1])
+else
+  redis.call('RPUSH', KEYS[1], ARGV[1])
+end
+redis.call('DEL', KEYS[2])
+if #ARGV > 5 then
+  redis.call('RPUSH', KEYS[2], unpack(ARGV, 6))
+  redis.call('EXPIRE', KEYS[2], ARGV[3])
+end
+redis.call('HSET', KEYS[3], 'closed', ARGV[5], 'beat', ARGV[2], 'taken', 0)
+redis.call('EXPIRE', KEYS[3], ARGV[3])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+return before
 """
 
-#: KEYS: list. Takes every item.
-_TAKE_ALL = """
-local items = redis.call('LRANGE', KEYS[1], 0, -1)
-redis.call('DEL', KEYS[1])
-return items
-"""
-
-#: KEYS: list. ARGV: ttl, item... Replaces the list (none: deletes it).
-_REPLACE = """
-redis.call('DEL', KEYS[1])
-if #ARGV > 1 then
-  redis.call('RPUSH', KEYS[1], unpack(ARGV, 2))
-  redis.call('EXPIRE', KEYS[1], ARGV[1])
+#: KEYS: pieces, meta. ARGV: now, ttl, close (0/1), channel, announcement, piece... Appends to
+#: an open answer (no piece: a heartbeat); returns 0 when it is gone or already ended.
+_APPEND = """
+local closed = redis.call('HGET', KEYS[2], 'closed')
+if closed ~= '0' then return 0 end
+if #ARGV > 5 then
+  redis.call('RPUSH', KEYS[1], unpack(ARGV, 6))
+end
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+redis.call('HSET', KEYS[2], 'beat', ARGV[1])
+if ARGV[3] == '1' then
+  redis.call('HSET', KEYS[2], 'closed', 1)
+  redis.call('PUBLISH', ARGV[4], ARGV[5])
 end
 return 1
 """
 
-#: KEYS: list. Takes the first item; returns {item or false, how many remain}.
-_TAKE_FIRST = """
-local item = redis.call('LPOP', KEYS[1])
-return {item, redis.call('LLEN', KEYS[1])}
+#: KEYS: queue. ARGV: max bytes, hint, now, stale after, lost note, ttl, claim flag key ('' for
+#: none), claim result key, stream key prefix. Takes whole pieces from the head of the queue
+#: (see MemoryAnswerStore.take, which does the same); returns {text, more, writing,
+#: claimed before, content}. Lua strings are bytes, so ``#piece`` is its UTF-8 length. It reads
+#: the keys of the answers named in the queue, which are not declared in KEYS: one Redis server
+#: (or a cluster only with the user's keys in one hash slot).
+_TAKE = """
+local max, hint, now = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3])
+local stale, note, ttl = tonumber(ARGV[4]), ARGV[5], tonumber(ARGV[6])
+local flag, result, sp = ARGV[7], ARGV[8], ARGV[9]
+local ids = redis.call('LRANGE', KEYS[1], 0, -1)
+local used, segments, plan, writing, full = 0, {}, {}, 0, false
+for _, id in ipairs(ids) do
+  local meta = redis.call('HMGET', sp .. id .. ':m', 'closed', 'beat', 'taken')
+  if not meta[1] then
+    plan[#plan + 1] = {id, 0, true}
+  else
+    local closed = meta[1] == '1'
+    local taken = tonumber(meta[3]) or 0
+    if not closed and now - (tonumber(meta[2]) or 0) > stale then
+      redis.call('RPUSH', sp .. id, note)
+      redis.call('HSET', sp .. id .. ':m', 'closed', 1)
+      closed = true
+    end
+    local pieces = redis.call('LRANGE', sp .. id, taken, -1)
+    local segment, took = '', 0
+    for _, piece in ipairs(pieces) do
+      local cost = #piece
+      if segment == '' and #segments > 0 then cost = cost + 2 end
+      if used > 0 and used + cost > max then
+        full = true
+        break
+      end
+      segment = segment .. piece
+      used = used + cost
+      took = took + 1
+    end
+    if took > 0 then segments[#segments + 1] = segment end
+    local done = closed and took == #pieces
+    plan[#plan + 1] = {id, took, done}
+    if full then break end
+    if not done then
+      writing = 1
+      break
+    end
+  end
+end
+local texts = {}
+for _, segment in ipairs(segments) do
+  local trimmed = string.match(segment, '^%s*(.-)%s*$')
+  if trimmed ~= '' then texts[#texts + 1] = trimmed end
+end
+local text = table.concat(texts, '\\n\\n')
+if text ~= '' and flag ~= '' then
+  if not redis.call('SET', flag, 'reply', 'NX', 'EX', ttl) then
+    return {'', 0, 0, 1, ''}
+  end
+end
+for _, step in ipairs(plan) do
+  if step[2] > 0 then redis.call('HINCRBY', sp .. step[1] .. ':m', 'taken', step[2]) end
+  if step[3] then
+    redis.call('LREM', KEYS[1], 1, step[1])
+    redis.call('DEL', sp .. step[1], sp .. step[1] .. ':m')
+  end
+end
+local more = redis.call('LLEN', KEYS[1]) > 0
+local content = text
+if text ~= '' and more then content = text .. hint end
+if text ~= '' and flag ~= '' then
+  redis.call('SET', result, cjson.encode({type = 'text', content = content}), 'EX', ttl)
+end
+return {text, more and 1 or 0, writing, 0, content}
 """
 
 #: KEYS: query. ARGV: digest, ttl. Remembers the digest unless one is kept; returns the kept one.
@@ -538,20 +623,66 @@ class RedisAnswerStore:
         if result is not None:
             await self.r.publish(self.notifier.channel, key)
 
-    async def push_pending(self, user: str, payload: dict, ttl: float) -> None:
-        await self.cmd.script(_PUSH, [f"{self.prefix}pending:{user}"],
-                              [int(ttl), json.dumps(payload, ensure_ascii=False)])
+    async def reply_of(self, key: str) -> dict | None:
+        if await self.delivery_of(key) != "reply":
+            return None
+        return await self._get(key)
 
-    async def pop_pending(self, user: str) -> list[dict]:
-        items = await self.cmd.script(_TAKE_ALL, [f"{self.prefix}pending:{user}"], [])
-        return [json.loads(i) for i in items]
+    # ---- the users' queues (see AnswerStore) -----------------------------------------------------
 
-    async def set_parts(self, user: str, parts: list[str], ttl: float) -> None:
-        await self.cmd.script(_REPLACE, [f"{self.prefix}parts:{user}"], [int(ttl), *parts])
+    def _q(self, user: str) -> str:
+        return f"{self.prefix}q:{user}"
 
-    async def pop_part(self, user: str) -> tuple[str | None, int]:
-        part, remaining = await self.cmd.script(_TAKE_FIRST, [f"{self.prefix}parts:{user}"], [])
-        return (part or None), int(remaining)
+    def _s(self, stream: str) -> str:
+        return f"{self.prefix}s:{stream}"
+
+    async def waiting(self, user: str) -> bool:
+        return bool(await self.cmd.call("EXISTS", self._q(user)))
+
+    async def enqueue(self, user: str, stream: str, pieces: list[str], ttl: float, *,
+                      closed: bool, front: bool = False) -> bool:
+        before = await self.cmd.script(
+            _ENQUEUE, [self._q(user), self._s(stream), self._s(stream) + ":m"],
+            [stream, time.time(), int(ttl), int(front), int(closed), *pieces])
+        return int(before) > 0
+
+    async def append(self, stream: str, pieces: list[str], ttl: float, *, close: bool = False) -> bool:
+        done = await self.cmd.script(
+            _APPEND, [self._s(stream), self._s(stream) + ":m"],
+            [time.time(), int(ttl), int(close), self.notifier.channel, stream + CLOSED, *pieces])
+        if close:
+            self.notifier.wake(stream + CLOSED)
+        return bool(done)
+
+    async def _closed(self, stream: str) -> bool:
+        return await self.cmd.call("HGET", self._s(stream) + ":m", "closed") != "0"
+
+    async def wait_closed(self, stream: str, timeout: float) -> bool:
+        closed = await self._closed(stream)
+        if closed or timeout <= 0:
+            return closed
+        await self.notifier.start()
+        future = self.notifier.future(stream + CLOSED)
+        try:
+            if await self._closed(stream):  # it may have ended while we subscribed
+                return True
+            try:
+                await asyncio.wait_for(asyncio.shield(future), timeout)
+            except asyncio.TimeoutError:
+                return False
+            return True
+        finally:
+            self.notifier.discard(stream + CLOSED, future)
+
+    async def take(self, user: str, request: TakeRequest) -> Taken:
+        flag = result = ""
+        if request.claim is not None:
+            flag, result = self._k(request.claim, "delivered"), self._k(request.claim, "result")
+        text, more, writing, claimed, content = await self.cmd.script(
+            _TAKE, [self._q(user)],
+            [request.max_bytes, request.hint, request.now or time.time(), request.stale_after,
+             request.lost_note, int(request.ttl), flag, result, f"{self.prefix}s:"])
+        return Taken(text or "", bool(more), bool(writing), bool(claimed), content or "")
 
 
 class RedisSignedQueryStore:

@@ -23,7 +23,7 @@ from ..access.wechat_api import MemoryTokenStore
 from ..settings import Settings
 from .cache import MemoryCache
 from .conversation import MemoryConversationStore
-from .delivery_records import BY_REPLY, DELIVERED, MemoryAnswerStore
+from .delivery_records import BY_REPLY, DELIVERED, MemoryAnswerStore, Taken, TakeRequest
 from .ratelimit import MemoryRateLimiter
 
 log = logging.getLogger("skillbot.state")
@@ -183,6 +183,23 @@ class AnswerFailover(Failover):
         self._unshared[key] = True
         return local
 
+    async def take(self, user: str, request: TakeRequest) -> Taken:
+        """Taken from Redis while it answers; a reply claimed there is recorded here too, so a
+        retry of that try during an outage of Redis gets it again."""
+        if self._health.up:
+            try:
+                taken = await self._primary.take(user, request)
+            except REDIS_FAILURES as exc:
+                self._health.mark_down(exc)
+            else:
+                if taken.text and request.claim is not None:
+                    self._first_try_here.pop(request.claim, None)
+                    reply = {"type": "text", "content": taken.content}
+                    await self._fallback.finish(request.claim, reply, self._ttl)
+                    await self._fallback.claim_delivery(request.claim, self._ttl, BY_REPLY)
+                return taken
+        return await self._fallback.take(user, request)
+
     async def delivery_of(self, key: str) -> str | None:
         if self._health.up:
             try:
@@ -281,7 +298,7 @@ def build_state(settings: Settings) -> State:
     rate = settings.ratelimit
     memory = dict(
         conversations=MemoryConversationStore(conv.max_turns, conv.max_chars, conv.idle_seconds, conv.max_users),
-        answers=MemoryAnswerStore(ttl=delivery.record_ttl),
+        answers=MemoryAnswerStore(ttl=delivery.record_ttl, pending_ttl=delivery.pending_ttl),
         token_store=MemoryTokenStore(),
         rate_limiter=MemoryRateLimiter(rate.rate, rate.burst),
         signed_queries=MemorySignedQueryStore(remember_seconds(settings.wechat.timestamp_window)),

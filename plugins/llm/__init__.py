@@ -2,8 +2,10 @@
 
 - ``skillbot_fallback`` (last of all fallbacks) sends text and recognised voice messages to the
   first healthy OpenAI-compatible provider (``client.LLMClient``) with a Jinja2 system prompt and
-  the user's recent turns, and answers with the model's text turned into WeChat plain text. The
-  answer is streamed and collected here (the stream itself is ``LLMClient.stream``).
+  the user's recent turns, and answers with a ``StreamedReply``: the model's text turned into
+  WeChat plain text, sentence by sentence as it is written (``LLMClient.stream``), so the delivery
+  can show the first sentences inside WeChat's window; notes (cut at max_tokens, interrupted)
+  come as the last piece, a failure before any text as the failure template.
 - Image messages go to the providers marked ``vision = true`` (the picture's URL as an
   ``image_url`` part, with the conversation); without one they are left to the core's reply.
 - A voice message without recognition gets ``voice_unrecognized.j2``, which says how to turn it on.
@@ -19,7 +21,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, AsyncIterator, Callable
 
 import jinja2
 
@@ -33,6 +35,7 @@ from core import (
     ImageMessage,
     Intent,
     MessageContext,
+    StreamedReply,
     TextReply,
     hookimpl,
     probe_http,
@@ -40,7 +43,6 @@ from core import (
 
 from .client import Completion, LLMClient, LLMError
 from .config import Config
-from .plaintext import markdown_to_text
 from .prompt import build_messages, history_messages, prompt_variables, reset_pattern
 
 log = logging.getLogger("skillbot.llm")
@@ -187,7 +189,7 @@ class Plugin:
     # ---- the fallback ------------------------------------------------------------------------
 
     @hookimpl(trylast=True)
-    async def skillbot_fallback(self, ctx: MessageContext) -> TextReply | None:
+    async def skillbot_fallback(self, ctx: MessageContext) -> TextReply | StreamedReply | None:
         message = ctx.message
         if message.is_event:
             return None
@@ -204,7 +206,7 @@ class Plugin:
             return TextReply(self._render("no_provider.j2"), record=False)
         return await self.answer(ctx, self.messages_for(ctx, text))
 
-    async def image_reply(self, ctx: MessageContext) -> TextReply | None:
+    async def image_reply(self, ctx: MessageContext) -> StreamedReply | None:
         """A picture for a vision model, with the conversation; None (the core's reply) without one."""
         url = ctx.message.pic_url.strip() if isinstance(ctx.message, ImageMessage) else ""
         if (self.client is None or not url.lower().startswith(("http://", "https://"))
@@ -215,22 +217,57 @@ class Plugin:
         return await self.answer(ctx, self.messages_for(ctx, content), vision=True)
 
     async def answer(self, ctx: MessageContext, messages: list[dict[str, Any]],
-                     vision: bool = False) -> TextReply:
-        """Ask the model (collecting its streamed answer) and turn the result into the reply."""
+                     vision: bool = False) -> StreamedReply:
+        """The model's answer as it is written (the request starts when the first piece is read)."""
+        def keep_out_of_history() -> None:
+            reply.record = False
+
+        reply = StreamedReply(self.written(ctx, messages, vision, keep_out_of_history))
+        return reply
+
+    async def written(self, ctx: MessageContext, messages: list[dict[str, Any]], vision: bool,
+                      keep_out_of_history: Callable[[], None]) -> AsyncIterator[str]:
+        """Plain-text sentences as the model writes them, then any note; a failure before the first
+        sentence gives the failure template instead (kept out of the history)."""
+        assert self.client is not None
+        said = False
         try:
-            completion = await self.client.complete(messages, vision=vision)
+            async with self.client.stream(messages, vision=vision) as answer:
+                async for sentence in answer.sentences():
+                    said = said or bool(sentence.text.strip())
+                    yield sentence.text
+                completion = answer.completion
         except LLMError as exc:
             ctx.log.warning("llm: no answer: %s", exc)
             ctx.extra["llm"] = {"error": type(exc).__name__,
                                 "attempts": [f"{a.provider}:{a.outcome}" for a in exc.attempts]}
             self.metrics.observe(ctx.extra["llm"])
-            return TextReply(self._render("unavailable.j2"), record=False)
+            completion = None
         except Exception:
             ctx.log.exception("llm: the fallback failed")
-            return TextReply(self._render("unavailable.j2"), record=False)
-        ctx.extra["llm"] = completion.metrics()
-        self.metrics.observe(ctx.extra["llm"])
-        return self.reply_for(completion)
+            completion = None
+        if completion is not None:
+            ctx.extra["llm"] = completion.metrics()
+            self.metrics.observe(ctx.extra["llm"])
+        note = self.note_for(completion, said)
+        if not said:
+            keep_out_of_history()
+        if note:
+            yield note
+
+    def note_for(self, completion: Completion | None, said: bool) -> str:
+        """What follows the model's sentences (or replaces them when there were none)."""
+        if completion is None:
+            return "" if said else self._render("unavailable.j2")
+        if completion.filtered:
+            return ("\n" if said else "") + self._render("content_filter.j2")
+        if not said:
+            return self._render("unavailable.j2")
+        if completion.truncated:
+            return "\n" + self._render("truncated_note.j2")
+        if completion.interrupted:
+            return "\n" + self._render("interrupted_note.j2")
+        return ""
 
     # ---- what it did: metrics and the explanation --------------------------------------------
 
@@ -258,20 +295,9 @@ class Plugin:
             idle_seconds=config.history_idle_seconds, reset_commands=config.reset_commands)
         return build_messages(system, history, text)
 
-    def reply_for(self, completion: Completion) -> TextReply:
-        if completion.filtered:
-            return TextReply(self._render("content_filter.j2"), record=False)
-        answer = markdown_to_text(completion.text)
-        if not answer.strip():
-            return TextReply(self._render("unavailable.j2"), record=False)
-        if completion.truncated:
-            answer = f"{answer}\n{self._render('truncated_note.j2')}"
-        elif completion.interrupted:
-            answer = f"{answer}\n{self._render('interrupted_note.j2')}"
-        return TextReply(answer)
-
     # ---- helpers -----------------------------------------------------------------------------
 
     def _render(self, name: str, **variables: Any) -> str:
         assert self.env is not None, "rendered before skillbot_startup"
         return self.env.get_template(name).render(**variables).strip()
+

@@ -1,5 +1,5 @@
-"""A local stand-in for WeChat's token, customer-service (客服), custom menu, media and template
-message APIs, answering with the response shapes and error codes WeChat documents and sends.
+"""A local stand-in for WeChat's token, customer-service (客服, typing indicator included), custom
+menu, media and template message APIs, answering with the response shapes and error codes WeChat documents and sends.
 
 Recorded shapes (WeChat's official documentation and real answers): ``{"errcode":0,"errmsg":"ok"}``;
 ``menu/get`` -> ``{"menu":{"button":[...]}}`` (46003 "menu no exist" without one);
@@ -27,6 +27,8 @@ class WeChatAPIState:
     #: errcodes the next customer-service sends answer with, in order (then 0 = ok).
     send_errors: list[int] = field(default_factory=list)
     sent: list[dict] = field(default_factory=list)
+    #: ``message/custom/typing`` calls: (touser, command), in order.
+    typing: list[tuple[str, str]] = field(default_factory=list)
     #: errcodes the next calls of a management endpoint answer with, by endpoint name
     #: ("menu/create", "menu/get", "menu/delete", "media/upload", "material/add_material",
     #: "message/template/send"), in order (then normal service).
@@ -115,6 +117,15 @@ def create_wechat_api_app(state: WeChatAPIState | None = None) -> web.Applicatio
                 state.rejected.append((code, data))
                 return web.json_response({"errcode": code, "errmsg": ERRMSG.get(code, "error")})
         state.sent.append(data)
+        return web.json_response({"errcode": 0, "errmsg": "ok"})
+
+    async def custom_typing(request: web.Request) -> web.Response:
+        data = await request.json()
+        if request.query.get("access_token") != state.current_token:
+            return web.json_response({"errcode": 40001, "errmsg": ERRMSG[40001]})
+        if data.get("command") not in ("Typing", "CancelTyping") or not data.get("touser"):
+            return web.json_response({"errcode": 47001, "errmsg": ERRMSG[47001]})
+        state.typing.append((data["touser"], data["command"]))
         return web.json_response({"errcode": 0, "errmsg": "ok"})
 
     def refusal(request: web.Request, endpoint: str) -> web.Response | None:
@@ -234,4 +245,5 @@ def create_wechat_api_app(state: WeChatAPIState | None = None) -> web.Applicatio
     app.router.add_post("/cgi-bin/stable_token", stable_token)
     app.router.add_get("/cgi-bin/token", classic_token)
     app.router.add_post("/cgi-bin/message/custom/send", custom_send)
+    app.router.add_post("/cgi-bin/message/custom/typing", custom_typing)
     return app
