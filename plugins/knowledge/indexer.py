@@ -2,7 +2,8 @@
 
 ``sync()`` compares each file's (mtime, size) with what the store holds, reads and chunks the
 changed ones on a worker thread, embeds their chunks through the bot's embedding service
-(``kind="passage"``, disk-cached by content) and replaces them in the store. A file that cannot
+(``kind="passage"``, disk-cached by content: each chunk whole, with its title and heading path,
+and each of its sentences) and replaces them in the store. A file that cannot
 be read is recorded with its reason and reported by name; its previous chunks, if any, stay
 searchable until it is fixed or removed.
 """
@@ -129,16 +130,21 @@ class FolderIndexer:
                 log.warning("knowledge: cannot read %s: %s (the other documents are unaffected)", rel, reason)
             await self.store.mark_unreadable(DocumentRecord(rel, signature, path.stem, 0, time.time(), reason))
             return
-        vectors, model = None, ""
+        vectors, model, rows = None, "", None
         if chunks and self.embeddings is not None and self.embeddings.enabled:
-            texts = [c.context_text for c in chunks]
+            # each chunk as a whole (with its title and heading path) and each of its sentences
+            texts, rows = [], []
+            for i, c in enumerate(chunks):
+                for text in (c.context_text, *c.sentences):
+                    texts.append(text)
+                    rows.append(i)
             matrices = await self.embeddings.embed_set(texts, kind="passage")
             wanted = self._wanted_model()
             model = wanted if wanted in matrices else next(iter(matrices), "")
             vectors = matrices.get(model)
         record = DocumentRecord(rel, signature, title, len(chunks), time.time())
         await self.store.replace_document(record, [
-            NewChunk(c.ordinal, c.title, c.heading_path, c.text, c.terms) for c in chunks], vectors, model)
+            NewChunk(c.ordinal, c.title, c.heading_path, c.text, c.terms) for c in chunks], vectors, model, rows)
         (report.updated if old is not None else report.added).append(rel)
         report.chunks += len(chunks)
 
@@ -148,7 +154,7 @@ class FolderIndexer:
         for chunk in chunk_document(doc, self.chunk_chars):
             context = chunk.context_text()
             out.append(_Prepared(chunk.ordinal, chunk.title, chunk.heading_path, chunk.text, context,
-                                 self.analyzer.passage_terms(context)))
+                                 self.analyzer.passage_terms(context), chunk.sentences()))
         return doc.title, out
 
 
@@ -160,3 +166,4 @@ class _Prepared:
     text: str
     context_text: str
     terms: list[str]
+    sentences: list[str]
