@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,8 @@ from .terms import TermAnalyzer
 log = logging.getLogger("skillbot.plugins.knowledge")
 #: Seconds between attempts to embed the documents with the first provider after it failed.
 MODEL_RETRY_SECONDS = 600.0
+#: Files read, embedded and stored concurrently during one folder check.
+FILES_AT_ONCE = max(2, os.cpu_count() or 1)
 
 
 @dataclass
@@ -100,6 +103,7 @@ class FolderIndexer:
                 await self.store.remove_document(rel)
                 report.removed.append(rel)
             signatures = await asyncio.to_thread(lambda: {rel: signature_of(p) for rel, p in files.items()})
+            changed = []
             for rel, path in files.items():
                 signature = signatures[rel]
                 if signature is None:
@@ -110,7 +114,20 @@ class FolderIndexer:
                     if old.error:
                         report.unreadable[rel] = old.error
                     continue
-                await self._index_file(rel, path, signature, old, report)
+                changed.append((rel, path, signature, old))
+            # several files at once: one is read while others are embedded (on the embedding
+            # service's pool) or written
+            slots = asyncio.Semaphore(FILES_AT_ONCE)
+
+            async def index(rel: str, path: Path, signature: str, old: DocumentRecord | None) -> None:
+                async with slots:
+                    await self._index_file(rel, path, signature, old, report)
+            results = await asyncio.gather(*[index(*item) for item in changed], return_exceptions=True)
+            failed = next((r for r in results if isinstance(r, BaseException)), None)
+            if failed is not None:  # the store went away: every file has stopped; the caller retries
+                raise failed
+            report.added.sort()
+            report.updated.sort()
             report.seconds = time.monotonic() - started
             if report.added or report.updated or report.removed:
                 log.info("knowledge index: %d added, %d updated, %d removed, %d chunks written in %.2f s",
