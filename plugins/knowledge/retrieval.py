@@ -10,9 +10,9 @@ Each candidate gets
   question (a vague question is close to everything), in units of ``dense_gap``;
 
 and a relevance score ``dense + lexical_weight * lexical`` (``lexical / lexical_alone`` when the
-question has no vector to compare). A passage is relevant at ``threshold`` (1.0): a line fitted on
-the tuning questions (tests/data/knowledge/tuning_questions.tsv and corpus.py's), which separated
-the covered questions from the uncovered ones better than either score alone. Near-duplicates
+question has no vector to compare). A passage is relevant at ``threshold`` (1.0): the line a
+logistic fit on the tuning questions (tests/data/knowledge/tuning_questions.tsv and corpus.py's)
+drew between the covered and the uncovered ones (docs/knowledge.md). Near-duplicates
 (the same paragraph in two files, a page repeated) collapse to the best-scored one, and the best
 ``top_k`` remain.
 """
