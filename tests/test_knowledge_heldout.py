@@ -1,7 +1,7 @@
 """A held-out measure of knowledge retrieval (issue 16).
 
-The thresholds of the knowledge skill were chosen on the questions of tests/data/knowledge/corpus.py, so
-test_knowledge.py's recall figures are not an estimate of how it does on questions it has not seen. The
+The knowledge skill's relevance line was fitted on tests/data/knowledge/tuning_questions.tsv and the questions
+of tests/data/knowledge/corpus.py, so those figures are not an estimate of how it does on questions it has not seen. The
 questions in tests/data/knowledge/heldout_questions.tsv were written from the documents' text only, before
 any measurement, and are frozen: the floors below are the figures of the first run minus a small margin.
 Same corpus, index and definitions as test_knowledge.py's recall test: a covered question is found when its
@@ -16,11 +16,13 @@ from tests.test_knowledge import knowledge, knowledge_settings, measure_retrieva
 
 HELDOUT = Path(__file__).parent / "data" / "knowledge" / "heldout_questions.tsv"
 
-# Measured once on 2026-11-26 (nothing tuned): recall@3 = 17/35, uncovered declined = 15/24.
-# The floors are the measured values minus one question, never above the measurement; they guard
-# against regressions and are not a target. Raise them only with a new, equally held-out set.
-RECALL_AT_3_FLOOR = 16 / 35
-DECLINED_FLOOR = 14 / 24
+# First measured on 2026-11-26 (nothing tuned): recall@3 = 17/35, uncovered declined = 15/24.
+# After retrieval was tuned on tests/data/knowledge/tuning_questions.tsv (sentence rows, the fitted
+# relevance line; never on this file): recall@3 = 22/35, declined = 18/24. The floors are the
+# final values minus one question, never above the measurement; they guard against regressions
+# and are not a target. Raise them only with a new, equally held-out set.
+RECALL_AT_3_FLOOR = 21 / 35
+DECLINED_FLOOR = 17 / 24
 
 
 def read_heldout() -> tuple[list[tuple[str, str, str]], list[str]]:

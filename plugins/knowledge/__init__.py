@@ -25,7 +25,7 @@ from core import Check, Counter, Explanation, TextReply, hookimpl
 from .chunking import split_sentences
 from .config import Config
 from .indexer import FolderIndexer, SyncReport
-from .model import ModelUnavailable, ask_model
+from .model import plain_text
 from .retrieval import Passage, Retriever
 from .store import KnowledgeStore, SqliteStore, StoreStats
 from .terms import TermAnalyzer
@@ -236,26 +236,20 @@ class Plugin:
 
     async def _model_answer(self, ctx: Any, text: str, passages: list[Passage]) -> TextReply | None:
         """The configured model's answer from ``passages`` only, or None (no model, or it failed)."""
-        llm = self.bot.configs.get("llm")
-        providers = list(getattr(llm, "providers", None) or [])
-        if not providers:
-            return None
         numbered = [{"number": i + 1, "title": p.chunk.title, "heading": p.chunk.heading,
                      "text": p.chunk.text} for i, p in enumerate(passages)]
         system = self._render("answer_prompt.j2", question=text, passages=numbered)
         started = time.monotonic()
-        try:
-            answer = await ask_model(self.bot.http, providers, [{"role": "system", "content": system},
-                                                                {"role": "user", "content": text}],
-                                     self.config.model_timeout)
-        except ModelUnavailable as exc:  # no model answer: the best passage answers instead
-            ctx.log.warning("knowledge: the model did not answer (%s); answering with the passage", exc)
-            ctx.extra["knowledge"]["model_error"] = str(exc)
+        # the llm plugin's model (skillbot_ask_model); None: no model, or no answer in time
+        answer = await self.bot.hooks.ask_model([{"role": "system", "content": system},
+                                                 {"role": "user", "content": text}], self.config.model_timeout)
+        answer = plain_text(answer) if answer is not None else ""
+        if not answer:  # the best passage answers instead (the llm plugin logs why a provider failed)
+            ctx.extra["knowledge"]["model_error"] = "no model answer"
             return None
-        ctx.extra["knowledge"]["model"] = {"provider": answer.provider,
-                                           "ms": round((time.monotonic() - started) * 1000)}
+        ctx.extra["knowledge"]["model"] = {"ms": round((time.monotonic() - started) * 1000)}
         sources = list(dict.fromkeys(p.chunk.title for p in passages))
-        return TextReply(self._render("model_answer.j2", answer=answer.text, sources=sources))
+        return TextReply(self._render("model_answer.j2", answer=answer, sources=sources))
 
     def _passage_answer(self, passage: Passage) -> TextReply:
         chunk = passage.chunk

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 from .documents import Block, Document
 
+#: Shorter sentences ("好。", a list bullet) say too little to be embedded on their own.
+MIN_SENTENCE_CHARS = 4
 _SENTENCE = re.compile(r"[^。！？；!?;\n]*[。！？；!?;\n]+[”’\"')）]*|[^。！？；!?;\n]+$")
 
 
@@ -31,6 +33,13 @@ class Chunk:
         """What is embedded and matched: title, heading path and text."""
         head = " > ".join([self.title, *self.heading_path])
         return f"{head}\n{self.text}"
+
+    def sentences(self) -> list[str]:
+        """The chunk's sentences (a list item or table row is one line, cut after sentence ends):
+        each is embedded on its own, so one sentence that answers a question lifts its chunk even
+        when the rest of the chunk is about something else."""
+        return [s for line in self.text.split("\n") for s in split_sentences(line.removeprefix("- "))
+                if len(s) >= MIN_SENTENCE_CHARS]
 
 
 def split_sentences(text: str) -> list[str]:

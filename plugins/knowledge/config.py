@@ -29,12 +29,20 @@ class Config:
     max_file_bytes: int = 20_000_000
     #: Passages given to the model (or considered for the answer without one).
     top_k: int = 3
-    #: Minimum fused lexical+dense score (0..1) of a relevant passage.
-    threshold: float = 0.45
-    #: A passage's cosine this far above the mean passage's starts to count ...
-    dense_floor: float = 0.02
-    #: ... and this far counts fully (linear in between; fused with the lexical score as a noisy OR).
-    dense_ceil: float = 0.08
+    #: Minimum relevance score of a passage the skill answers from. With embeddings the score is
+    #: ``(cosine - mean cosine) / dense_gap + lexical_weight * lexical`` (the cosine of the chunk or
+    #: of its best sentence; lexical = the share of the question's term weight it holds, 0..1);
+    #: without them ``lexical / lexical_alone``. 1.0 = on the line that separated the tuning
+    #: questions the documents answer from those they do not (docs/knowledge.md).
+    threshold: float = 1.0
+    #: With embeddings: a passage whose cosine stands this far above the mean cosine of every
+    #: stored passage and sentence for the question is relevant on that evidence alone ...
+    dense_gap: float = 0.05
+    #: ... and its lexical score (0..1) adds this much (0 = dense evidence only).
+    lexical_weight: float = 0.45
+    #: Without embeddings (none configured, or none made for this question): the lexical score
+    #: that alone makes a passage relevant.
+    lexical_alone: float = 0.45
     #: Passages whose character-3-gram Jaccard similarity reaches this are near-duplicates.
     duplicate_similarity: float = 0.8
     #: A question no passage answers: "pass" on to the general model (the llm fallback), or
@@ -53,10 +61,12 @@ class Config:
             raise ValueError(f"store must be one of {', '.join(STORES)}")
         if self.no_match not in NO_MATCH:
             raise ValueError(f"no_match must be one of {', '.join(NO_MATCH)}")
-        if not 0.0 <= self.threshold <= 1.0:
-            raise ValueError("threshold must be between 0 and 1")
-        if not 0.0 <= self.dense_floor < self.dense_ceil <= 1.0:
-            raise ValueError("need 0 <= dense_floor < dense_ceil <= 1")
+        if not 0.0 < self.threshold <= 10.0:
+            raise ValueError("threshold must be in (0, 10] (1.0 = the tuned line; see docs/knowledge.md)")
+        if not 0.0 < self.dense_gap <= 1.0 or not 0.0 < self.lexical_alone <= 1.0:
+            raise ValueError("dense_gap and lexical_alone must be in (0, 1]")
+        if not 0.0 <= self.lexical_weight <= 10.0:
+            raise ValueError("lexical_weight must be in [0, 10]")
         if not 0.0 < self.duplicate_similarity <= 1.0:
             raise ValueError("duplicate_similarity must be in (0, 1]")
         if self.top_k < 1 or self.chunk_chars < 50 or self.passage_chars < 20:

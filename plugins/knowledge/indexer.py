@@ -2,7 +2,8 @@
 
 ``sync()`` compares each file's (mtime, size) with what the store holds, reads and chunks the
 changed ones on a worker thread, embeds their chunks through the bot's embedding service
-(``kind="passage"``, disk-cached by content) and replaces them in the store. A file that cannot
+(``kind="passage"``, disk-cached by content: each chunk whole, with its title and heading path,
+and each of its sentences) and replaces them in the store. A file that cannot
 be read is recorded with its reason and reported by name; its previous chunks, if any, stay
 searchable until it is fixed or removed.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +25,8 @@ from .terms import TermAnalyzer
 log = logging.getLogger("skillbot.plugins.knowledge")
 #: Seconds between attempts to embed the documents with the first provider after it failed.
 MODEL_RETRY_SECONDS = 600.0
+#: Files read, embedded and stored concurrently during one folder check.
+FILES_AT_ONCE = max(2, os.cpu_count() or 1)
 
 
 @dataclass
@@ -99,6 +103,7 @@ class FolderIndexer:
                 await self.store.remove_document(rel)
                 report.removed.append(rel)
             signatures = await asyncio.to_thread(lambda: {rel: signature_of(p) for rel, p in files.items()})
+            changed = []
             for rel, path in files.items():
                 signature = signatures[rel]
                 if signature is None:
@@ -109,7 +114,20 @@ class FolderIndexer:
                     if old.error:
                         report.unreadable[rel] = old.error
                     continue
-                await self._index_file(rel, path, signature, old, report)
+                changed.append((rel, path, signature, old))
+            # several files at once: one is read while others are embedded (on the embedding
+            # service's pool) or written
+            slots = asyncio.Semaphore(FILES_AT_ONCE)
+
+            async def index(rel: str, path: Path, signature: str, old: DocumentRecord | None) -> None:
+                async with slots:
+                    await self._index_file(rel, path, signature, old, report)
+            results = await asyncio.gather(*[index(*item) for item in changed], return_exceptions=True)
+            failed = next((r for r in results if isinstance(r, BaseException)), None)
+            if failed is not None:  # the store went away: every file has stopped; the caller retries
+                raise failed
+            report.added.sort()
+            report.updated.sort()
             report.seconds = time.monotonic() - started
             if report.added or report.updated or report.removed:
                 log.info("knowledge index: %d added, %d updated, %d removed, %d chunks written in %.2f s",
@@ -129,16 +147,21 @@ class FolderIndexer:
                 log.warning("knowledge: cannot read %s: %s (the other documents are unaffected)", rel, reason)
             await self.store.mark_unreadable(DocumentRecord(rel, signature, path.stem, 0, time.time(), reason))
             return
-        vectors, model = None, ""
+        vectors, model, rows = None, "", None
         if chunks and self.embeddings is not None and self.embeddings.enabled:
-            texts = [c.context_text for c in chunks]
+            # each chunk as a whole (with its title and heading path) and each of its sentences
+            texts, rows = [], []
+            for i, c in enumerate(chunks):
+                for text in (c.context_text, *c.sentences):
+                    texts.append(text)
+                    rows.append(i)
             matrices = await self.embeddings.embed_set(texts, kind="passage")
             wanted = self._wanted_model()
             model = wanted if wanted in matrices else next(iter(matrices), "")
             vectors = matrices.get(model)
         record = DocumentRecord(rel, signature, title, len(chunks), time.time())
         await self.store.replace_document(record, [
-            NewChunk(c.ordinal, c.title, c.heading_path, c.text, c.terms) for c in chunks], vectors, model)
+            NewChunk(c.ordinal, c.title, c.heading_path, c.text, c.terms) for c in chunks], vectors, model, rows)
         (report.updated if old is not None else report.added).append(rel)
         report.chunks += len(chunks)
 
@@ -148,7 +171,7 @@ class FolderIndexer:
         for chunk in chunk_document(doc, self.chunk_chars):
             context = chunk.context_text()
             out.append(_Prepared(chunk.ordinal, chunk.title, chunk.heading_path, chunk.text, context,
-                                 self.analyzer.passage_terms(context)))
+                                 self.analyzer.passage_terms(context), chunk.sentences()))
         return doc.title, out
 
 
@@ -160,3 +183,4 @@ class _Prepared:
     text: str
     context_text: str
     terms: list[str]
+    sentences: list[str]

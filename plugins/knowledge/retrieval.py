@@ -1,16 +1,20 @@
 """Hybrid retrieval: the passages that answer a question, with their scores, or none.
 
 Candidates come from both sides of the store: full-text matches of the question's words and
-bigrams, and the nearest vectors. Each candidate gets
+bigrams, and the nearest vectors (a chunk is stored as itself, with its title and heading path,
+and as each of its sentences: its best row counts, so one sentence that answers lifts its chunk).
+Each candidate gets
 
 * a lexical score: the share of the question's term weight its terms hold (``terms.coverage``);
-* a dense strength: how far its cosine stands above the mean cosine of all passages for this
-  question (a vague question is close to everything), mapped from ``dense_floor`` ..
-  ``dense_ceil`` to 0 .. 1;
+* a dense score: how far its cosine stands above the mean cosine of every stored row for this
+  question (a vague question is close to everything), in units of ``dense_gap``;
 
-fused as a noisy OR. Passages under ``threshold`` are dropped, near-duplicates (the same
-paragraph in two files, a page repeated) collapse to the best-scored one, and the best ``top_k``
-remain.
+and a relevance score ``dense + lexical_weight * lexical`` (``lexical / lexical_alone`` when the
+question has no vector to compare). A passage is relevant at ``threshold`` (1.0): the line a
+logistic fit on the tuning questions (tests/data/knowledge/tuning_questions.tsv and corpus.py's)
+drew between the covered and the uncovered ones (docs/knowledge.md). Near-duplicates
+(the same paragraph in two files, a page repeated) collapse to the best-scored one, and the best
+``top_k`` remain.
 """
 from __future__ import annotations
 
@@ -80,13 +84,15 @@ class Retriever:
         cosines = dict(dense_hits)
         chunks = await self.store.chunks(lexical_ids + [i for i, _ in dense_hits])
         scored: list[Passage] = []
-        span = cfg.dense_ceil - cfg.dense_floor
         for chunk_id, chunk in chunks.items():
             lex = coverage(features, chunk.terms)
             cos = cosines.get(chunk_id)
-            strength = 0.0 if cos is None else min(1.0, max(0.0, (cos - mean - cfg.dense_floor) / span))
-            fused = 1.0 - (1.0 - lex) * (1.0 - strength)
-            scored.append(Passage(chunk, fused, lex, strength, cos if cos is not None else 0.0))
+            if dense_hits:
+                dense = 0.0 if cos is None else max(0.0, cos - mean) / cfg.dense_gap
+                score = dense + cfg.lexical_weight * lex
+            else:  # no vectors to compare: the lexical evidence alone
+                dense, score = 0.0, lex / cfg.lexical_alone
+            scored.append(Passage(chunk, score, lex, dense, cos if cos is not None else 0.0))
         scored.sort(key=lambda p: (-p.score, p.chunk.id))
         kept: list[Passage] = []
         seen: list[set[str]] = []

@@ -24,6 +24,10 @@ from typing import Sequence
 
 import numpy as np
 
+#: The layout of what a store holds; a store written with another one is emptied when opened, and
+#: the next folder check indexes every file again. 2: a vector row per sentence besides the chunk's.
+INDEX_FORMAT = "2"
+
 
 @dataclass
 class DocumentRecord:
@@ -90,8 +94,12 @@ class KnowledgeStore(ABC):
 
     @abstractmethod
     async def replace_document(self, record: DocumentRecord, chunks: Sequence[NewChunk],
-                               vectors: np.ndarray | None, model: str) -> None:
-        """Put a file's chunks (and their vectors from ``model``, row per chunk) in place of its old ones."""
+                               vectors: np.ndarray | None, model: str,
+                               rows: Sequence[int] | None = None) -> None:
+        """Put a file's chunks (and their vectors from ``model``) in place of its old ones.
+
+        ``rows[i]`` is the index in ``chunks`` of the chunk vector row ``i`` belongs to (a chunk
+        has several: itself and its sentences); None = one row per chunk, in order."""
 
     @abstractmethod
     async def mark_unreadable(self, record: DocumentRecord) -> None:
@@ -107,8 +115,9 @@ class KnowledgeStore(ABC):
     @abstractmethod
     async def dense_candidates(self, model: str, vector: np.ndarray,
                                limit: int) -> tuple[list[tuple[int, float]], float]:
-        """The ``limit`` chunks nearest to ``vector`` as (id, cosine), and the mean cosine over
-        every chunk of that model (the baseline a relevant passage must stand above)."""
+        """The ``limit`` chunks nearest to ``vector`` as (id, cosine of its nearest row: the
+        chunk itself or one of its sentences), and the mean cosine over every stored row of that
+        model (the baseline a relevant passage must stand above)."""
 
     @abstractmethod
     async def chunks(self, ids: Sequence[int]) -> dict[int, StoredChunk]: ...
@@ -134,8 +143,9 @@ class SqliteStore(KnowledgeStore):
     """SQLite (FTS5) for documents, chunks and terms; a numpy file for the vectors.
 
     SQLite calls run on a worker thread, one at a time (one connection, a lock). The vectors are
-    kept in memory as one matrix (rows in chunk id order) and written whole, atomically, after
-    each change: ``vectors.npy`` plus ``vector_ids.npy``.
+    kept in memory as one matrix (each row a chunk or one of its sentences; ``vector_ids`` names
+    the chunk of each row) and written whole, atomically, after each change: ``vectors.npy``
+    plus ``vector_ids.npy``.
     """
 
     kind = "sqlite"
@@ -187,6 +197,14 @@ class SqliteStore(KnowledgeStore):
             CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
         """)
         db.commit()
+        row = db.execute("SELECT value FROM meta WHERE key = 'format'").fetchone()
+        if (row[0] if row else "") != INDEX_FORMAT:
+            with db:
+                for table in ("chunks", "chunk_terms", "documents", "meta"):
+                    db.execute(f"DELETE FROM {table}")
+                db.execute("INSERT INTO meta VALUES ('format', ?)", (INDEX_FORMAT,))
+            for path in (self.vectors_path, self.ids_path):
+                path.unlink(missing_ok=True)
         self._db = db
         row = db.execute("SELECT value FROM meta WHERE key = 'vector_model'").fetchone()
         self._model = row[0] if row else ""
@@ -260,7 +278,8 @@ class SqliteStore(KnowledgeStore):
         return True
 
     async def replace_document(self, record: DocumentRecord, chunks: Sequence[NewChunk],
-                               vectors: np.ndarray | None, model: str) -> None:
+                               vectors: np.ndarray | None, model: str,
+                               rows: Sequence[int] | None = None) -> None:
         def write(db: sqlite3.Connection) -> None:
             with db:
                 removed = self._delete_chunks(db, record.path)
@@ -284,7 +303,8 @@ class SqliteStore(KnowledgeStore):
                         self._model = model
                         db.execute("INSERT OR REPLACE INTO meta VALUES ('vector_model', ?)", (model,))
                     matrix = np.asarray(vectors, dtype=np.float32)
-                    ids = np.asarray(new_ids, dtype=np.int64)
+                    owners = range(len(new_ids)) if rows is None else rows
+                    ids = np.asarray([new_ids[i] for i in owners], dtype=np.int64)
                     if len(self._matrix):
                         self._set_vectors(np.concatenate([self._ids, ids]), np.vstack([self._matrix, matrix]))
                     else:
@@ -319,7 +339,7 @@ class SqliteStore(KnowledgeStore):
                 db.execute("DELETE FROM chunks")
                 db.execute("DELETE FROM chunk_terms")
                 db.execute("DELETE FROM documents")
-                db.execute("DELETE FROM meta")
+                db.execute("DELETE FROM meta WHERE key != 'format'")
             self._model = ""
             self._set_vectors(np.zeros(0, dtype=np.int64), np.zeros((0, 0), dtype=np.float32))
             self._save_vectors()
@@ -346,8 +366,12 @@ class SqliteStore(KnowledgeStore):
 
         def nearest() -> tuple[list[tuple[int, float]], float]:
             cosines = matrix @ np.asarray(vector, dtype=np.float32)
-            top = np.argsort(-cosines)[:limit]
-            return [(int(ids[i]), float(cosines[i])) for i in top], float(centroid @ vector)
+            out: dict[int, float] = {}
+            for i in np.argsort(-cosines):  # a chunk's rows: the best one counts
+                out.setdefault(int(ids[i]), float(cosines[i]))
+                if len(out) >= limit:
+                    break
+            return list(out.items()), float(centroid @ vector)
         return await asyncio.to_thread(nearest)
 
     async def chunks(self, ids: Sequence[int]) -> dict[int, StoredChunk]:

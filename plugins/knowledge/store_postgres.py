@@ -1,10 +1,11 @@
 """The knowledge index in PostgreSQL with pgvector: for documents that outgrow one machine or
 workers that share one index. Same interface and same scores as the embedded store.
 
-Tables (``<prefix>_documents``, ``<prefix>_chunks``, ``<prefix>_meta``) are created when missing,
-and the ``vector`` extension with them when the role may. Full-text search runs over the same
-lexical terms as SQLite's FTS5 (``to_tsvector('simple', terms)``, a GIN index); vectors are a
-pgvector column compared by cosine distance (``<=>``). Needs ``psycopg`` (``pip install
+Tables (``<prefix>_documents``, ``<prefix>_chunks``, ``<prefix>_vectors``, ``<prefix>_meta``) are
+created when missing, and the ``vector`` extension with them when the role may. Full-text search
+runs over the same lexical terms as SQLite's FTS5 (``to_tsvector('simple', terms)``, a GIN index);
+vectors (a chunk's own and its sentences') are rows of a pgvector column compared by cosine
+distance (``<=>``). Needs ``psycopg`` (``pip install
 skillbot[postgres]``).
 """
 from __future__ import annotations
@@ -16,7 +17,11 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .store import DocumentRecord, KnowledgeStore, NewChunk, StoredChunk, StoreStats
+from .store import INDEX_FORMAT, DocumentRecord, KnowledgeStore, NewChunk, StoredChunk, StoreStats
+
+
+#: Vector rows fetched per chunk wanted: a chunk's sentences are often near each other.
+ROWS_PER_CHUNK = 8
 
 
 def _vector_literal(vector: np.ndarray) -> str:
@@ -61,12 +66,22 @@ class PostgresStore(KnowledgeStore):
                 CREATE TABLE IF NOT EXISTS {p}_chunks (
                     id BIGSERIAL PRIMARY KEY, path TEXT NOT NULL, ordinal INTEGER NOT NULL,
                     title TEXT NOT NULL, heading_path TEXT NOT NULL, text TEXT NOT NULL,
-                    terms TEXT NOT NULL, tsv TSVECTOR NOT NULL, model TEXT NOT NULL DEFAULT '',
-                    embedding vector);
+                    terms TEXT NOT NULL, tsv TSVECTOR NOT NULL);
                 CREATE INDEX IF NOT EXISTS {p}_chunks_path ON {p}_chunks (path);
                 CREATE INDEX IF NOT EXISTS {p}_chunks_tsv ON {p}_chunks USING GIN (tsv);
+                CREATE TABLE IF NOT EXISTS {p}_vectors (
+                    chunk_id BIGINT NOT NULL REFERENCES {p}_chunks (id) ON DELETE CASCADE,
+                    model TEXT NOT NULL, embedding vector NOT NULL);
+                CREATE INDEX IF NOT EXISTS {p}_vectors_chunk ON {p}_vectors (chunk_id);
                 CREATE TABLE IF NOT EXISTS {p}_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
             """)
+            cur = await self._conn.execute(f"SELECT value FROM {p}_meta WHERE key = 'format'")
+            row = await cur.fetchone()
+            if (row[0] if row else "") != INDEX_FORMAT:  # written by another layout: index again
+                async with self._conn.transaction():
+                    for table in ("vectors", "chunks", "documents", "meta"):
+                        await self._conn.execute(f"DELETE FROM {p}_{table}")
+                    await self._conn.execute(f"INSERT INTO {p}_meta VALUES ('format', %s)", (INDEX_FORMAT,))
             await self._load_meta()
 
     async def _load_meta(self) -> None:
@@ -83,7 +98,7 @@ class PostgresStore(KnowledgeStore):
 
     async def _refresh_centroid(self) -> None:
         cur = await self._conn.execute(
-            f"SELECT avg(embedding)::text FROM {self.p}_chunks WHERE model = %s AND embedding IS NOT NULL",
+            f"SELECT avg(embedding)::text FROM {self.p}_vectors WHERE model = %s",
             (self._model,))
         row = await cur.fetchone()
         value = row[0] if row else None
@@ -100,25 +115,32 @@ class PostgresStore(KnowledgeStore):
             return {r[0]: DocumentRecord(*r) for r in await cur.fetchall()}
 
     async def replace_document(self, record: DocumentRecord, chunks: Sequence[NewChunk],
-                               vectors: np.ndarray | None, model: str) -> None:
+                               vectors: np.ndarray | None, model: str,
+                               rows: Sequence[int] | None = None) -> None:
         p = self.p
         async with self._lock, self._conn.transaction():
             if vectors is not None and model and model != self._model:
-                await self._conn.execute(f"UPDATE {p}_chunks SET embedding = NULL, model = ''")
+                await self._conn.execute(f"DELETE FROM {p}_vectors")
                 await self._conn.execute(
                     f"INSERT INTO {p}_meta VALUES ('vector_model', %s) "
                     "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value", (model,))
                 self._model = model
             await self._conn.execute(f"DELETE FROM {p}_chunks WHERE path = %s", (record.path,))
+            ids = []
             async with self._conn.cursor() as cur:
-                for i, c in enumerate(chunks):
+                for c in chunks:
                     terms = " ".join(c.terms)
-                    embedding = _vector_literal(vectors[i]) if vectors is not None and model else None
                     await cur.execute(
-                        f"INSERT INTO {p}_chunks (path, ordinal, title, heading_path, text, terms, tsv, model, embedding) "
-                        "VALUES (%s, %s, %s, %s, %s, %s, to_tsvector('simple', %s), %s, %s::vector)",
+                        f"INSERT INTO {p}_chunks (path, ordinal, title, heading_path, text, terms, tsv) "
+                        "VALUES (%s, %s, %s, %s, %s, %s, to_tsvector('simple', %s)) RETURNING id",
                         (record.path, c.ordinal, c.title, json.dumps(c.heading_path, ensure_ascii=False),
-                         c.text, terms, terms, model if embedding else "", embedding))
+                         c.text, terms, terms))
+                    ids.append((await cur.fetchone())[0])
+                if vectors is not None and model and ids:
+                    owners = range(len(ids)) if rows is None else rows
+                    await cur.executemany(
+                        f"INSERT INTO {p}_vectors (chunk_id, model, embedding) VALUES (%s, %s, %s::vector)",
+                        [(ids[i], model, _vector_literal(vectors[r])) for r, i in enumerate(owners)])
             await self._conn.execute(
                 f"INSERT INTO {p}_documents VALUES (%s, %s, %s, %s, %s, '') ON CONFLICT (path) DO UPDATE SET "
                 "signature = EXCLUDED.signature, title = EXCLUDED.title, chunks = EXCLUDED.chunks, "
@@ -141,8 +163,9 @@ class PostgresStore(KnowledgeStore):
 
     async def clear(self) -> None:
         async with self._lock, self._conn.transaction():
-            for table in ("chunks", "documents", "meta"):
+            for table in ("vectors", "chunks", "documents"):
                 await self._conn.execute(f"DELETE FROM {self.p}_{table}")
+            await self._conn.execute(f"DELETE FROM {self.p}_meta WHERE key != 'format'")
             self._model, self._centroid = "", None
 
     async def lexical_candidates(self, terms: Sequence[str], limit: int) -> list[int]:
@@ -161,12 +184,17 @@ class PostgresStore(KnowledgeStore):
             return [], 0.0
         literal = _vector_literal(vector)
         async with self._lock:
+            # a chunk has several rows (itself and its sentences): fetch enough rows for
+            # ``limit`` chunks in the usual case, keep each chunk's best
             cur = await self._conn.execute(
-                f"SELECT id, 1 - (embedding <=> %s::vector) FROM {self.p}_chunks "
-                "WHERE model = %s AND embedding IS NOT NULL ORDER BY embedding <=> %s::vector LIMIT %s",
-                (literal, model, literal, limit))
+                f"SELECT chunk_id, 1 - (embedding <=> %s::vector) FROM {self.p}_vectors "
+                "WHERE model = %s ORDER BY embedding <=> %s::vector LIMIT %s",
+                (literal, model, literal, limit * ROWS_PER_CHUNK))
             rows = await cur.fetchall()
-        return [(int(r[0]), float(r[1])) for r in rows], float(self._centroid @ vector)
+        best: dict[int, float] = {}
+        for chunk_id, cosine in rows:
+            best.setdefault(int(chunk_id), float(cosine))
+        return list(best.items())[:limit], float(self._centroid @ vector)
 
     async def chunks(self, ids: Sequence[int]) -> dict[int, StoredChunk]:
         ids = list(dict.fromkeys(int(i) for i in ids))

@@ -301,3 +301,23 @@ class Plugin:
         assert self.env is not None, "rendered before skillbot_startup"
         return self.env.get_template(name).render(**variables).strip()
 
+    # ---- the model as a service for other plugins ---------------------------------------------
+
+    @hookimpl
+    async def skillbot_ask_model(self, messages: list[dict[str, Any]], timeout: float) -> str | None:
+        """One answer for another plugin (the FAQ's assist, the knowledge skill) through this
+        plugin's providers, failover and circuit breakers, counted in its metrics; None when
+        there is no provider or no usable answer within ``timeout`` seconds."""
+        if self.client is None or not self.client.configured:
+            return None
+        try:
+            completion = await self.client.complete(messages, timeout=timeout)
+        except LLMError as exc:
+            log.warning("llm: no answer for another plugin: %s", exc)
+            # attempts only: skillbot_model_errors_total counts the messages the fallback could not answer
+            self.metrics.observe({"attempts": [f"{a.provider}:{a.outcome}" for a in exc.attempts]})
+            return None
+        self.metrics.observe(completion.metrics())
+        if completion.filtered or not completion.text.strip():
+            return None
+        return completion.text
