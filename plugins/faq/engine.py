@@ -207,6 +207,21 @@ class FaqIndex:
                 self.index.add(entry.id, features)
                 if len(self.index) > before:
                     self._questions.append(text if text in entry.questions else entry.questions[0])
+        # How much of a message an entry's own words cover: all its questions and keywords as
+        # one text, and its answer (whether a lexical hit may skip the embedding; features of
+        # the learned decline model, plugins/faq/decline.py).
+        self.entry_ids = list(data.entries)
+        self.question_cover = SimilarityIndex()
+        self.answer_cover = SimilarityIndex()
+        for n, entry in enumerate(data.entries.values()):
+            merged: dict[str, float] = {}
+            for text in (*entry.questions, *entry.keywords):
+                norm = normalize_text(text)
+                for term, weight in self.features(norm, segmenter.tokenize(norm))[0].items():
+                    merged[term] = max(weight, merged.get(term, 0.0))
+            self.question_cover.add(n, merged)
+            norm = normalize_text(answer_text(entry))
+            self.answer_cover.add(n, self.features(norm, segmenter.tokenize(norm))[0])
 
     def features(self, text: str, tokens: list[str]) -> tuple[dict[str, float], dict[str, list[str]]]:
         """Weighted terms of a text after folding synonyms, and the entry keywords it contains."""
@@ -237,6 +252,19 @@ class FaqIndex:
             if token in self._keyword_entries:
                 hit(token)
         return self.segmenter.features(folded), hits
+
+    def coverage(self, text: str, tokens: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Per entry (``entry_ids`` order): the share of the message's term weight found in its
+        questions and keywords, and in its answer."""
+        features, _ = self.features(text, tokens)
+        total = sum(features.values())
+        n = len(self.entry_ids)
+        cover_q, cover_a = np.zeros(n), np.zeros(n)
+        if total > 0:
+            for cover, index in ((cover_q, self.question_cover), (cover_a, self.answer_cover)):
+                for doc, shared in index.overlaps(features).items():
+                    cover[index.keys[doc]] = min(1.0, shared / total)
+        return cover_q, cover_a
 
     def search(self, text: str, tokens: list[str], limit: int = 3, min_score: float = 0.0) -> list[Match]:
         """The best ``limit`` entries scoring at least ``min_score``, best first.
@@ -336,6 +364,16 @@ class DenseFaq:
                 q = out.get(entry_id, (-1.0, -1.0))[0]
                 out[entry_id] = (q, cos)
         return out
+
+    def entry_cosines(self, model: str, vector: Any, entry_ids: list[str]) -> tuple[Any, Any] | None:
+        """Per entry of ``entry_ids``: its best question's cosine and its answer's (None without
+        vectors of ``model``)."""
+        sims = self.similarities(model, vector)
+        if not sims:
+            return None
+        q = np.array([sims.get(e, (-1.0, -1.0))[0] for e in entry_ids])
+        a = np.array([sims.get(e, (-1.0, -1.0))[1] for e in entry_ids])
+        return q, a
 
     def general(self, model: str, vector: Any, calibration: float) -> float | None:
         """The message's best cosine with a general-question anchor, each anchor lowered by
