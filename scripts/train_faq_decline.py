@@ -41,6 +41,8 @@ L2 = 1.0
 OTHER_WEIGHT = 0.3
 #: The FAQ's default ``lexical_trust``: a lexical score this high is fused with the probability.
 LEXICAL_TRUST = 0.6
+#: The FAQ's default ``sure_coverage``: ... when the entry's words cover this much of the message.
+SURE_COVERAGE = 0.4
 #: Chosen by --select without the lexical fusion (q_minus_general, q_gap, a_cos: 84.8% of the
 #: businesses' own messages and 96.8% of the others right, leave-one-business-out); with the
 #: fusion, the selection's equal weighting of own and other messages stops at q_minus_general
@@ -144,7 +146,8 @@ def decide(row: dict, columns: list[int], mean, scale, weights, bias) -> tuple[i
     x = (row["X"][:, columns] - mean) / scale
     p = 1.0 / (1.0 + np.exp(-np.clip(x @ weights + bias, -30, 30)))
     lexical = row["raw"].lexical
-    p = 1.0 - (1.0 - p) * (1.0 - np.where(lexical >= LEXICAL_TRUST, lexical, 0.0))
+    trusted = (lexical >= LEXICAL_TRUST) & (row["raw"].cover_q >= SURE_COVERAGE)
+    p = 1.0 - (1.0 - p) * (1.0 - np.where(trusted, lexical, 0.0))
     best = int(np.argmax(p))
     return best, float(p[best])
 

@@ -291,3 +291,49 @@ async def test_anchors_near_the_faq_count_less():
         await bot.send("怕疼能拔牙吗")
         slots = next(c for c in bot.last_context.route.explain()["candidates"] if c["intent"] == "faq")["slots"]
         assert slots.get("general") is not None and "similarity" not in slots
+
+
+# ---- the learned decline model and the lexical shortcut -------------------------------------------
+
+def test_the_shipped_decline_model_loads_and_refuses_unknown_features():
+    from plugins.faq.decline import ALL_FEATURES, DeclineModel
+
+    model = DeclineModel.load()
+    assert model.features and set(model.features) <= set(ALL_FEATURES)
+    with pytest.raises(ValueError, match="unknown feature"):
+        DeclineModel(["no_such_feature"], [0.0], [1.0], [1.0], 0.0)
+
+
+async def test_the_probability_orders_entries_and_decides():
+    async with running_bot(overrides(), plugins={"rec": Recorder()}) as bot:
+        await bot.send("洗个牙啥价位")
+        slots = next(c for c in bot.last_context.route.explain()["candidates"] if c["intent"] == "faq")["slots"]
+        ranking = slots["ranking"]
+        assert ranking[0][0] == "cleaning_price"
+        assert [r[1] for r in ranking] == sorted((r[1] for r in ranking), reverse=True)
+        assert slots["probability"] >= bot.pm.get_plugin("faq").config.semantic_threshold
+        await bot.send("鲨鱼有多少颗牙齿")
+        route = bot.last_context.route.explain()
+        assert all(c["intent"] != "faq" for c in route["candidates"]), route
+
+
+DEMO_SETTINGS = {"plugins": {"enabled": ["faq", "weather"], "faq": {"reload_interval": 0}}}
+
+
+async def test_one_shared_keyword_does_not_skip_the_embedding():
+    # the demo shop's delivery_area entry knows 澳门: lexically 澳门赌场可以随便进吗 scores above
+    # semantic.skip_above, but most of it (赌场, 随便, 进) is none of the entry's words, so it is
+    # embedded and the decline model sends it to the model; a message the entry's words cover
+    # is not embedded
+    async with running_bot(DEMO_SETTINGS, plugins={"rec": Recorder()}) as bot:
+        reply = await bot.send("澳门赌场可以随便进吗")
+        assert reply.plugin != "faq" and bot.last_context.route.model != ""
+        before = bot.embeddings.stats["queries"]
+        await bot.send("台湾澳门能送吗")
+        assert bot.last_context.extra["faq_id"] == "delivery_area"
+        assert bot.embeddings.stats["queries"] == before and bot.last_context.route.model == ""
+    async with running_bot({**DEMO_SETTINGS, "semantic": {"enabled": False}},
+                           plugins={"rec": Recorder()}) as bot:
+        # lexical only, nothing changes: the cap applies only when an embedding can decide
+        await bot.send("澳门赌场可以随便进吗")
+        assert bot.last_context.extra.get("faq_id") == "delivery_area"

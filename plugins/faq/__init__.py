@@ -293,8 +293,9 @@ class Plugin:
         over the entry's features: its best question's cosine minus the message's best cosine
         with the general-question anchors (calibrated to this FAQ, ``DenseFaq.general``), how
         far its best question stands above every other entry's, and its answer's cosine. A
-        lexical score of at least ``lexical_trust`` is fused with it as a noisy OR (weaker
-        lexical overlaps mislead more than they help once the embedding is known). The dense
+        lexical score of at least ``lexical_trust`` is fused with it as a noisy OR when the
+        entry's questions and keywords cover at least ``sure_coverage`` of the message (weaker
+        overlaps, or one shared keyword, mislead more than they help once the embedding is known). The dense
         cosine shown is the mean of the best question's and the answer's.
         """
         raw = self.raw_scores(index, dense, text, tokens, query)
@@ -302,8 +303,10 @@ class Plugin:
             return [], None
         probabilities = self.decline_model.probabilities(pair_features(raw))
         # a strong lexical hit is evidence the dense features do not see (a shop's keywords)
-        trust = self.config.lexical_trust
-        lexical = np.where(raw.lexical >= trust, raw.lexical, 0.0)
+        # when the entry's words cover the message (sure_coverage; one shared keyword is not)
+        cfg = self.config
+        trusted = (raw.lexical >= cfg.lexical_trust) & (raw.cover_q >= cfg.sure_coverage)
+        lexical = np.where(trusted, raw.lexical, 0.0)
         probabilities = 1.0 - (1.0 - probabilities) * (1.0 - lexical)
         ranked = []
         for n, entry_id in enumerate(index.entry_ids):
@@ -329,7 +332,10 @@ class Plugin:
         threshold = self.config.semantic_threshold
         if probability < threshold:
             return 0.0, {**explained, "nearest": entry_id, "fused": round(probability, 4), "ranking": ranking}
-        return self.router_score(probability), {
+        # against other skills the FAQ claims as strongly as its lexical evidence alone would
+        # (天气预报这个APP怎么退款: the weather skill's keyword must not outrank the refund entry)
+        strength = max(probability, lex if lex >= self.config.lexical_trust else 0.0)
+        return self.router_score(strength), {
             "faq_id": entry_id, "question": question, **explained,
             "alternatives": [r[1] for r in ranked[1:3] if r[0] >= threshold], "ranking": ranking}
 

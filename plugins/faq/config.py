@@ -26,12 +26,13 @@ class Config:
     #: the model. 0.25 is the threshold scripts/train_faq_decline.py chose on the tuning sets.
     semantic_threshold: float = 0.25
     #: With embeddings: a lexical score at least this high is fused with the model's probability
-    #: as a noisy OR; a weaker one is left out (the embedding reads a paraphrase better).
+    #: as a noisy OR when the entry covers ``sure_coverage`` of the message; a weaker one is left
+    #: out (the embedding reads a paraphrase better).
     lexical_trust: float = 0.6
-    #: With embeddings: a lexical score at or above semantic.skip_above skips the embedding only
-    #: when the entry's questions and keywords cover at least this share of the message's term
-    #: weight; otherwise the message is embedded and the decline model decides.
-    sure_coverage: float = 0.7
+    #: With embeddings: a lexical score counts on its own (skips the embedding at
+    #: semantic.skip_above, is fused with the probability at lexical_trust) only when the entry's
+    #: questions and keywords cover at least this share of the message's term weight.
+    sure_coverage: float = 0.4
     #: Questions declined within this much below ``semantic_threshold``, or answered within this
     #: much above it, are recorded in <paths.data_dir>/faq/questions.tsv ...
     question_log_band: float = 0.2
