@@ -321,12 +321,12 @@ DEMO_SETTINGS = {"plugins": {"enabled": ["faq", "weather"], "faq": {"reload_inte
 
 
 async def test_one_shared_keyword_does_not_skip_the_embedding():
-    # the demo shop's delivery_area entry knows 澳门: lexically 澳门赌场可以随便进吗 scores above
-    # semantic.skip_above, but most of it (赌场, 随便, 进) is none of the entry's words, so it is
-    # embedded and the decline model sends it to the model; a message the entry's words cover
-    # is not embedded
+    # the demo shop's delivery_area entry has the keyword 台湾: lexically 台湾有多少人口 scores
+    # above semantic.skip_above, but 人口 is none of the entry's words, so it is embedded, and
+    # nearer to a general question than to the entry's, so its lexical score does not count and
+    # the decline model sends it to the model; a message the entry's words cover is not embedded
     async with running_bot(DEMO_SETTINGS, plugins={"rec": Recorder()}) as bot:
-        reply = await bot.send("澳门赌场可以随便进吗")
+        reply = await bot.send("台湾有多少人口")
         assert reply.plugin != "faq" and bot.last_context.route.model != ""
         before = bot.embeddings.stats["queries"]
         await bot.send("台湾澳门能送吗")
@@ -335,5 +335,14 @@ async def test_one_shared_keyword_does_not_skip_the_embedding():
     async with running_bot({**DEMO_SETTINGS, "semantic": {"enabled": False}},
                            plugins={"rec": Recorder()}) as bot:
         # lexical only, nothing changes: the cap applies only when an embedding can decide
-        await bot.send("澳门赌场可以随便进吗")
+        await bot.send("台湾有多少人口")
         assert bot.last_context.extra.get("faq_id") == "delivery_area"
+
+
+def test_the_default_threshold_is_the_one_the_training_chose():
+    import json
+
+    from plugins.faq.config import Config
+    from plugins.faq.decline import MODEL_PATH
+
+    assert Config().semantic_threshold == json.loads(MODEL_PATH.read_text(encoding="utf-8"))["threshold"]

@@ -277,7 +277,7 @@ class Plugin:
             general = general_raw = float(np.min(cosines[0]))
         matches = {m.entry_id: m for m in index.search(text, tokens, limit=len(index.entry_ids))}
         cover_q, cover_a = index.coverage(text, tokens)
-        return RawScores(q_cos=cosines[0], a_cos=cosines[1],
+        return RawScores(q_cos=cosines[0], a_cos=cosines[1], s_cos=cosines[2], j_cos=cosines[3],
                          lexical=np.array([matches[e].score if e in matches else 0.0 for e in index.entry_ids]),
                          cover_q=cover_q, cover_a=cover_a, general=general,
                          general_raw=general_raw, chars=len(text),
@@ -290,12 +290,14 @@ class Plugin:
 
         The probability that an entry answers the message comes from the learned decline model
         (``plugins/faq/decline.py``, fitted on the tuning sets by scripts/train_faq_decline.py)
-        over the entry's features: its best question's cosine minus the message's best cosine
-        with the general-question anchors (calibrated to this FAQ, ``DenseFaq.general``), how
-        far its best question stands above every other entry's, and its answer's cosine. A
+        over the entry's features (the shipped model's: the cosine of the entry's questions and
+        answer embedded as one passage, how
+        far its best question stands above every other entry's, and the message's length. A
         lexical score of at least ``lexical_trust`` is fused with it as a noisy OR when the
-        entry's questions and keywords cover at least ``sure_coverage`` of the message (weaker
-        overlaps, or one shared keyword, mislead more than they help once the embedding is known). The dense
+        entry's questions and keywords cover at least ``sure_coverage`` of the message, or its
+        best question is ``lexical_general_margin`` nearer to the message than the nearest
+        general question (weaker overlaps, or one keyword shared with a general question,
+        mislead more than they help once the embedding is known). The dense
         cosine shown is the mean of the best question's and the answer's.
         """
         raw = self.raw_scores(index, dense, text, tokens, query)
@@ -303,9 +305,11 @@ class Plugin:
             return [], None
         probabilities = self.decline_model.probabilities(pair_features(raw))
         # a strong lexical hit is evidence the dense features do not see (a shop's keywords)
-        # when the entry's words cover the message (sure_coverage; one shared keyword is not)
+        # when the entry's words cover the message (sure_coverage; one shared keyword does not)
+        # or the message is nearer to the entry's questions than to any general question
         cfg = self.config
-        trusted = (raw.lexical >= cfg.lexical_trust) & (raw.cover_q >= cfg.sure_coverage)
+        trusted = (raw.lexical >= cfg.lexical_trust) & (
+            (raw.cover_q >= cfg.sure_coverage) | (raw.q_cos - raw.general >= cfg.lexical_general_margin))
         lexical = np.where(trusted, raw.lexical, 0.0)
         probabilities = 1.0 - (1.0 - probabilities) * (1.0 - lexical)
         ranked = []

@@ -39,6 +39,13 @@ ALL_FEATURES = (
     "general",        # the calibrated general-question cosine itself
     "lexical_hinge",  # how far the lexical score is above 0.5 (0 below): only a strong one counts
     "cover_q_hinge",  # how far cover_q is above 0.5 (0 below)
+    "s_cos",          # the entry's best answer sentence's cosine ("query: ")
+    "j_cos",          # the cosine of the entry's questions and answer as one passage
+    "qs_minus_general",  # max(q_cos, s_cos) minus the calibrated general-question cosine
+    "qs_gap",         # max(q_cos, s_cos) minus the best other entry's
+    "j_rel",          # j_cos minus the median entry's
+    "j_gap",          # j_cos minus the best other entry's
+    "s_minus_general",  # s_cos minus the calibrated general-question cosine
 )
 
 
@@ -54,8 +61,19 @@ class RawScores:
     general: float
     general_raw: float
     chars: int
+    #: best answer sentence's and joint passage's cosines (-1: none)
+    s_cos: np.ndarray | None = None
+    j_cos: np.ndarray | None = None
     #: entry id -> its phrasing closest to the message lexically (for the explanation)
     questions: dict[str, str] = field(default_factory=dict)
+
+
+def _best_other(values: np.ndarray) -> np.ndarray:
+    """For each position, the largest value at any other position (0 for a single value)."""
+    if len(values) < 2:
+        return np.zeros(len(values))
+    top2 = np.sort(values)[-2:]
+    return np.where(values >= top2[1], top2[0], top2[1])
 
 
 def pair_features(raw: RawScores) -> np.ndarray:
@@ -69,6 +87,9 @@ def pair_features(raw: RawScores) -> np.ndarray:
         std = float(np.std(q)) or 1e-6
     else:
         best_other, std = np.zeros(n), 1e-6
+    s = raw.s_cos.astype(np.float64) if raw.s_cos is not None else np.full(n, -1.0)
+    j = raw.j_cos.astype(np.float64) if raw.j_cos is not None else np.full(n, -1.0)
+    qs = np.maximum(q, s)
     columns = [
         q, a, q - raw.general, q - raw.general_raw,
         dense - np.median(dense), (q - np.mean(q)) / std, q - best_other, a - np.median(a),
@@ -76,6 +97,8 @@ def pair_features(raw: RawScores) -> np.ndarray:
         np.full(n, math.log1p(raw.chars)), np.full(n, raw.general),
         np.maximum(0.0, raw.lexical.astype(np.float64) - 0.5),
         np.maximum(0.0, raw.cover_q.astype(np.float64) - 0.5),
+        s, j, qs - raw.general, qs - _best_other(qs), j - np.median(j), j - _best_other(j),
+        s - raw.general,
     ]
     return np.stack(columns, axis=1)
 
