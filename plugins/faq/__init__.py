@@ -230,12 +230,12 @@ class Plugin:
         # none of the entry's words. Below ``sure_coverage`` the score stays under
         # semantic.skip_above, so the message is embedded and the decline model decides.
         skip_above = self._skip_above()
-        if skip_above is not None and score >= skip_above:
+        # the router adds the priority nudge before comparing with skip_above
+        nudge = min(PRIORITY_CAP, max(0.0, 0.01 * self.config.priority))
+        if skip_above is not None and score + nudge >= skip_above:
             cover = float(index.coverage(text, tokens)[0][index.entry_ids.index(best.entry_id)])
             slots["coverage"] = round(cover, 4)
             if cover < self.config.sure_coverage:
-                # under skip_above once the router has added the priority nudge
-                nudge = min(PRIORITY_CAP, max(0.0, 0.01 * self.config.priority))
                 score = max(0.0, skip_above - 0.01 - nudge)
         return score, slots
 
