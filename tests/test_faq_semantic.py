@@ -99,14 +99,14 @@ async def test_faq_vectors_are_computed_at_load_and_cached_on_disk(tmp_path, mon
 async def test_declined_and_low_confidence_questions_are_recorded(tmp_path, monkeypatch):
     monkeypatch.setenv("SKILLBOT_DATA_DIR", str(tmp_path))
     async with running_bot(overrides(question_log_size=1000), plugins={"rec": Recorder()}) as bot:
-        for message in ["鲨鱼有多少颗牙齿", "牙齿为什么会变黄", "洗个牙啥价位", "洗牙多少钱"]:
+        for message in ["鲨鱼有多少颗牙齿", "牙齿为什么会变黄", "洗个牙啥价位", "洗牙多少钱", "你们在哪儿"]:
             await bot.send(message)
         log = bot.pm.get_plugin("faq").question_log
         rows = log.read()
     assert log.path == tmp_path / "faq" / "questions.tsv"
     kinds = {row[2]: row[1] for row in rows}
     assert "洗牙多少钱" not in kinds  # a sure answer is not recorded
-    assert kinds  # near misses are
+    assert {"declined", "low"} <= set(kinds.values())  # near misses and unsure answers are
     for row in rows:
         assert len(row) == 6 and row[1] in ("declined", "low") and row[3]
 

@@ -163,10 +163,12 @@ class Plugin:
         score, slots = found
         cfg = self.config
         plugin = reply.plugin or ""
-        if score <= 0 and slots.get("fused", 0.0) >= cfg.semantic_threshold - cfg.question_log_band:
-            kind, nearest, fused = "declined", slots.get("nearest", ""), slots["fused"]
-        elif plugin == "faq" and 0 < score < cfg.semantic_threshold + cfg.question_log_band:
-            kind, nearest, fused = "low", slots.get("faq_id", ""), score
+        # the probability (with a trusted lexical score) the decision compared with the threshold
+        fused = slots.get("fused", slots.get("probability", score))
+        if score <= 0 and fused >= cfg.semantic_threshold - cfg.question_log_band:
+            kind, nearest = "declined", slots.get("nearest", "")
+        elif plugin == "faq" and 0 < score and fused < cfg.semantic_threshold + cfg.question_log_band:
+            kind, nearest = "low", slots.get("faq_id", "")
         else:
             return
         await asyncio.to_thread(qlog.append, kind, route.normalized, nearest, fused, plugin)
@@ -336,6 +338,7 @@ class Plugin:
         threshold = self.config.semantic_threshold
         if probability < threshold:
             return 0.0, {**explained, "nearest": entry_id, "fused": round(probability, 4), "ranking": ranking}
+        explained["fused"] = round(probability, 4)
         # against other skills the FAQ claims as strongly as its lexical evidence alone would
         # (天气预报这个APP怎么退款: the weather skill's keyword must not outrank the refund entry)
         strength = max(probability, lex if lex >= self.config.lexical_trust else 0.0)
