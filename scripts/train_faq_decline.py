@@ -2,22 +2,32 @@
 
     .venv/bin/python scripts/train_faq_decline.py            # collect, cross-validate, write the model
     .venv/bin/python scripts/train_faq_decline.py --cv-only  # only print the cross-validation
+    .venv/bin/python scripts/train_faq_decline.py --select   # choose the features again first
+
+The raw scores are collected once through real bots (about 30 s) and kept in
+/tmp/skillbot-decline-data.pkl; ``--recollect`` computes them again (after a tuning set or the
+FAQ's scoring changed).
 
 Training data, tuning sets only (never tests/data/heldout/): every FAQ of tests/data/tuning/
 with its customers' messages, and the demo shop's FAQ with its labelled set
 (tests/data/utterances.tsv); the general and weather tuning messages are added to every FAQ as
 messages no entry answers. Each (message, entry) pair is one example: label 1 when the entry is
-the one the message expects. Features are chosen by leave-one-business-out cross-validation
-(greedy forward selection on the accuracy of the whole decision: the best entry answers when its
-probability reaches the threshold, otherwise the message goes to the model), and the final
-weights, fitted on everything, go to plugins/faq/data/decline_model.json.
+the one the message expects. Features were chosen (``DEFAULT_FEATURES``; ``--select`` redoes it)
+by leave-one-business-out cross-validation, greedy forward selection on the accuracy of the
+whole decision (the best entry answers when its probability, with a trusted lexical score
+fused as the FAQ does, reaches the threshold; otherwise the message goes to the model), the
+mean of the businesses' own messages' and the general and weather messages' accuracy. The
+final weights, fitted on everything, and the chosen threshold go to
+plugins/faq/data/decline_model.json.
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
 import json
+import hashlib
 import pickle
+import tempfile
 import sys
 from pathlib import Path
 
@@ -33,7 +43,7 @@ from plugins.faq.decline import ALL_FEATURES, MODEL_PATH, pair_features  # noqa:
 
 TUNING = ROOT / "tests" / "data" / "tuning"
 DEMO_SET = ROOT / "tests" / "data" / "utterances.tsv"
-CACHE = Path("/tmp/skillbot-decline-data.pkl")
+CACHE = Path(tempfile.gettempdir()) / "skillbot-decline-data.pkl"
 #: L2 penalty of the logistic regression (on standardised features).
 L2 = 1.0
 #: Negatives from the general and weather sets count this much each (they outnumber a
@@ -105,6 +115,17 @@ async def collect() -> list[dict]:
             out.append({"name": name, "rows": rows})
             print(f"collected {name}: {len(rows)} messages", file=sys.stderr)
     return out
+
+
+def fingerprint() -> str:
+    """What the collected raw scores depend on: the sets and the FAQ's scoring code."""
+    digest = hashlib.sha1()
+    files = [*sorted(TUNING.iterdir()), DEMO_SET, *sorted((ROOT / "plugins" / "faq").glob("*.py")),
+             ROOT / "plugins" / "faq" / "data" / "faq.toml"]
+    for path in files:
+        if path.is_file():
+            digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
 
 
 def matrices(data: list[dict]) -> list[dict]:
@@ -205,11 +226,13 @@ def main() -> None:
     parser.add_argument("--select", action="store_true",
                         help="greedy forward selection of the features by cross-validation")
     args = parser.parse_args()
-    if CACHE.exists() and not args.recollect:
-        data = pickle.loads(CACHE.read_bytes())
+    stamp = fingerprint()
+    cached = pickle.loads(CACHE.read_bytes()) if CACHE.exists() and not args.recollect else None
+    if isinstance(cached, dict) and cached.get("stamp") == stamp:
+        data = cached["data"]
     else:
         data = asyncio.run(collect())
-        CACHE.write_bytes(pickle.dumps(data))
+        CACHE.write_bytes(pickle.dumps({"stamp": stamp, "data": data}))
     data = matrices(data)
     if not args.select:
         chosen = args.features.split(",")

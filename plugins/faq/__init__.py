@@ -243,13 +243,14 @@ class Plugin:
 
     def _skip_above(self) -> float | None:
         """semantic.skip_above when this FAQ's embeddings are ready (None: lexical only)."""
-        if self.dense is None or self.index is None or self.dense.version != self.index.data.version:
+        if (self.bot is None or self.dense is None or self.index is None
+                or self.dense.version != self.index.data.version):
             return None
-        semantic = getattr(getattr(self.bot, "settings", None), "semantic", None)
-        return getattr(semantic, "skip_above", None)
+        return self.bot.settings.semantic.skip_above
 
     def semantic_score(self, text: str, tokens: list[str], query: Any) -> tuple[float, dict[str, Any]]:
-        """The router's scorer when the message's embedding is known: lexical and dense fused."""
+        """The router's scorer when the message's embedding is known: the decline model's
+        probability of the best entry, with a trusted lexical score fused (``rank``)."""
         index, dense = self.index, self.dense
         if index is None:
             return 0.0, {}
@@ -292,10 +293,9 @@ class Plugin:
 
         The probability that an entry answers the message comes from the learned decline model
         (``plugins/faq/decline.py``, fitted on the tuning sets by scripts/train_faq_decline.py)
-        over the entry's features (the shipped model's: the cosine of the entry's questions and
-        answer embedded as one passage, how
-        far its best question stands above every other entry's, and the message's length. A
-        lexical score of at least ``lexical_trust`` is fused with it as a noisy OR when the
+        over the entry's features; the shipped model's are the cosine of the entry's questions
+        and answer embedded as one passage, how far its best question stands above every other
+        entry's, and the message's length. A lexical score of at least ``lexical_trust`` is fused with it as a noisy OR when the
         entry's questions and keywords cover at least ``sure_coverage`` of the message, or its
         best question is ``lexical_general_margin`` nearer to the message than the nearest
         general question (weaker overlaps, or one keyword shared with a general question,
@@ -351,6 +351,7 @@ class Plugin:
         ``semantic_threshold`` .. 1 to 0.5 .. 1 (a claim as strong as one keyword, or more)."""
         t = self.config.semantic_threshold
         return 0.5 + 0.5 * (probability - t) / max(1e-9, 1.0 - t)
+
     async def _embed(self) -> None:
         """Embed the loaded FAQ's questions and answers (disk-cached by content)."""
         data = self.data
