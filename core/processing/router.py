@@ -371,9 +371,11 @@ class IntentRouter:
                 strengths.append(1.0)
             if text and not matched_type:
                 hits = ci.keyword_hits(norm, token_set) if (ci.single or ci.multi) else []
+                lexical_strengths: list[float] = []
                 if hits:
                     evidence["keywords"] = hits
                     strengths.append(min(KEYWORD_MAX, KEYWORD_BASE + KEYWORD_STEP * (len(hits) - 1)))
+                    lexical_strengths.append(strengths[-1])
                 for pattern in ci.patterns:
                     match = pattern.search(raw)
                     if match:
@@ -396,6 +398,7 @@ class IntentRouter:
                         evidence["example_score"] = round(sim, 4)
                         if sim > EXAMPLE_FLOOR:
                             strengths.append((sim - EXAMPLE_FLOOR) / (1.0 - EXAMPLE_FLOOR))
+                            lexical_strengths.append(strengths[-1])
                 scorer = intent.scorer
                 args: tuple = (text, tokens)
                 if vector is not None and intent.semantic_scorer is not None:
@@ -425,6 +428,9 @@ class IntentRouter:
                 # a skill's own lexical reading that is sure of the message is not overruled by
                 # embeddings (pinyin and English weather questions are far from Chinese examples)
                 trusted = scorer is intent.scorer and evidence.get("scorer", 0.0) >= SCORER_TRUST
+                # ... nor is one whose declared words and examples alone are that sure
+                lexical_strength = noisy_or(lexical_strengths)
+                trusted = trusted or lexical_strength >= SCORER_TRUST
                 if (general is not None and similarity is not None and "pattern" not in evidence
                         and not trusted and general - similarity >= GENERAL_MARGIN):
                     evidence["general_wins"] = round(general - similarity, 4)

@@ -23,12 +23,14 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+import numpy as np
 from cachetools import TTLCache
 
 from core import BotServices, Candidate, Intent, MessageContext, TextReply, hookimpl, load_general_questions
 
 from .config import Config
 from .assist import picked_number
+from .decline import DeclineModel, RawScores, pair_features
 from .engine import DenseFaq, FaqData, FaqError, FaqIndex, load_faq
 from .question_log import QuestionLog
 
@@ -36,6 +38,8 @@ HERE = Path(__file__).parent
 #: Recent hybrid decisions kept for the question log (messages in flight at once, with margin).
 UNSURE_KEPT = 1024
 INTENT = "faq"
+#: The router's largest priority nudge (core/processing/router.py PRIORITY_CAP).
+PRIORITY_CAP = 0.05
 log = logging.getLogger("skillbot.plugins.faq")
 
 
@@ -49,6 +53,8 @@ class Plugin:
         #: Embeddings of the loaded version (None: lexical only, or not computed yet).
         self.dense: DenseFaq | None = None
         self.question_log: QuestionLog | None = None
+        #: The learned answer-or-decline model (plugins/faq/data/decline_model.json).
+        self.decline_model = DeclineModel.load()
         #: Unsure decisions of recent messages, by route key, for ``skillbot_message_done``:
         #: written in the router's thread, read on the event loop, hence the lock.
         self._unsure: OrderedDict[str, tuple[float, dict[str, Any]]] = OrderedDict()
@@ -157,10 +163,12 @@ class Plugin:
         score, slots = found
         cfg = self.config
         plugin = reply.plugin or ""
-        if score <= 0 and slots.get("fused", 0.0) >= cfg.semantic_threshold - cfg.question_log_band:
-            kind, nearest, fused = "declined", slots.get("nearest", ""), slots["fused"]
-        elif plugin == "faq" and 0 < score < cfg.semantic_threshold + cfg.question_log_band:
-            kind, nearest, fused = "low", slots.get("faq_id", ""), score
+        # the probability (with a trusted lexical score) the decision compared with the threshold
+        fused = slots.get("fused", slots.get("probability", score))
+        if score <= 0 and fused >= cfg.semantic_threshold - cfg.question_log_band:
+            kind, nearest = "declined", slots.get("nearest", "")
+        elif plugin == "faq" and 0 < score and fused < cfg.semantic_threshold + cfg.question_log_band:
+            kind, nearest = "low", slots.get("faq_id", "")
         else:
             return
         await asyncio.to_thread(qlog.append, kind, route.normalized, nearest, fused, plugin)
@@ -216,11 +224,32 @@ class Plugin:
             return 0.0, {}
         best = matches[0]
         alternatives = [m.entry_id for m in matches[1:]]
-        return best.score, {"faq_id": best.entry_id, "question": best.question,
-                            "alternatives": alternatives}
+        score = best.score
+        slots = {"faq_id": best.entry_id, "question": best.question, "alternatives": alternatives}
+        # A lexical hit sure enough to skip the embedding must be about this entry, not share one
+        # word with it: 台湾有多少人口 holds the keyword 台湾 of "台湾澳门能送吗" but 人口 is in
+        # none of the entry's words. Below ``sure_coverage`` the score stays under
+        # semantic.skip_above, so the message is embedded and the decline model decides.
+        skip_above = self._skip_above()
+        # the router adds the priority nudge before comparing with skip_above
+        nudge = min(PRIORITY_CAP, max(0.0, 0.01 * self.config.priority))
+        if skip_above is not None and score + nudge >= skip_above:
+            cover = float(index.coverage(text, tokens)[0][index.entry_ids.index(best.entry_id)])
+            slots["coverage"] = round(cover, 4)
+            if cover < self.config.sure_coverage:
+                score = max(0.0, skip_above - 0.01 - nudge)
+        return score, slots
+
+    def _skip_above(self) -> float | None:
+        """semantic.skip_above when this FAQ's embeddings are ready (None: lexical only)."""
+        if (self.bot is None or self.dense is None or self.index is None
+                or self.dense.version != self.index.data.version):
+            return None
+        return self.bot.settings.semantic.skip_above
 
     def semantic_score(self, text: str, tokens: list[str], query: Any) -> tuple[float, dict[str, Any]]:
-        """The router's scorer when the message's embedding is known: lexical and dense fused."""
+        """The router's scorer when the message's embedding is known: the decline model's
+        probability of the best entry, with a trusted lexical score fused (``rank``)."""
         index, dense = self.index, self.dense
         if index is None:
             return 0.0, {}
@@ -238,66 +267,89 @@ class Plugin:
                     self._unsure.popitem(last=False)
         return found[0], dict(found[1])
 
+    def raw_scores(self, index: FaqIndex, dense: DenseFaq, text: str, tokens: list[str],
+                   query: Any) -> RawScores | None:
+        """What the decline model reads about a message, per entry (``index.entry_ids`` order)."""
+        cosines = dense.entry_cosines(query.model, query.vector, index.entry_ids)
+        if cosines is None:
+            return None
+        general = dense.general(query.model, query.vector, self.config.general_calibration)
+        general_raw = dense.general(query.model, query.vector, 0.0)
+        if general is None:  # no anchors: nothing to compare with, the entries alone decide
+            general = general_raw = float(np.min(cosines[0]))
+        matches = {m.entry_id: m for m in index.search(text, tokens, limit=len(index.entry_ids))}
+        cover_q, cover_a = index.coverage(text, tokens)
+        return RawScores(q_cos=cosines[0], a_cos=cosines[1], s_cos=cosines[2], j_cos=cosines[3],
+                         lexical=np.array([matches[e].score if e in matches else 0.0 for e in index.entry_ids]),
+                         cover_q=cover_q, cover_a=cover_a, general=general,
+                         general_raw=general_raw, chars=len(text),
+                         questions={e: m.question for e, m in matches.items()})
+
     def rank(self, index: FaqIndex, dense: DenseFaq, text: str, tokens: list[str],
              query: Any) -> tuple[list[tuple[float, str, float, float, str, float]], float | None]:
-        """Every entry, best first: (fused score, id, lexical score, dense cosine, question,
+        """Every entry, best first: (probability, id, lexical score, dense cosine, question,
         best question's cosine); and the message's calibrated general-question cosine.
 
-        An entry's dense cosine is the mean of its best question's (both "query: ") and its
-        answer's ("passage: "). Its dense evidence is
-
-            s = best question's cosine - general + (dense cosine - median entry's dense cosine)
-
-        where ``general`` is the message's best cosine with a general-question anchor, each
-        anchor calibrated to this FAQ (``DenseFaq.general``): the entry must be closer to the
-        message than any question meant for the model, and stand out from this FAQ's other
-        entries (a short or vague message is close to everything). ``s`` is mapped from
-        ``dense_floor`` .. ``dense_ceil`` to 0 .. 1 and fused as a noisy OR with the lexical
-        score when that is at least ``lexical_trust`` (weaker lexical overlaps, a shared
-        character or two, mislead more than they help once the embedding is known).
+        The probability that an entry answers the message comes from the learned decline model
+        (``plugins/faq/decline.py``, fitted on the tuning sets by scripts/train_faq_decline.py)
+        over the entry's features; the shipped model's are the cosine of the entry's questions
+        and answer embedded as one passage, how far its best question stands above every other
+        entry's, and the message's length. A lexical score of at least ``lexical_trust`` is fused with it as a noisy OR when the
+        entry's questions and keywords cover at least ``sure_coverage`` of the message, or its
+        best question is ``lexical_general_margin`` nearer to the message than the nearest
+        general question (weaker overlaps, or one keyword shared with a general question,
+        mislead more than they help once the embedding is known). The dense
+        cosine shown is the mean of the best question's and the answer's.
         """
-        lexical = {m.entry_id: m for m in index.search(text, tokens, limit=len(index.data.entries))}
-        sims = dense.similarities(query.model, query.vector)
-        if not sims:
+        raw = self.raw_scores(index, dense, text, tokens, query)
+        if raw is None:
             return [], None
+        probabilities = self.decline_model.probabilities(pair_features(raw))
+        # a strong lexical hit is evidence the dense features do not see (a shop's keywords)
+        # when the entry's words cover the message (sure_coverage; one shared keyword does not)
+        # or the message is nearer to the entry's questions than to any general question
         cfg = self.config
-        cosines = {entry_id: (q_cos + a_cos) / 2 if a_cos > -1.0 else q_cos
-                   for entry_id, (q_cos, a_cos) in sims.items()}
-        values = sorted(cosines.values())
-        half = len(values) // 2
-        median = values[half] if len(values) % 2 else (values[half - 1] + values[half]) / 2
-        general = dense.general(query.model, query.vector, cfg.general_calibration)
+        trusted = (raw.lexical >= cfg.lexical_trust) & (
+            (raw.cover_q >= cfg.sure_coverage) | (raw.q_cos - raw.general >= cfg.lexical_general_margin))
+        lexical = np.where(trusted, raw.lexical, 0.0)
+        probabilities = 1.0 - (1.0 - probabilities) * (1.0 - lexical)
         ranked = []
-        for entry_id, cos in cosines.items():
-            match = lexical.get(entry_id)
-            lex = match.score if match else 0.0
-            q_cos = sims[entry_id][0]
-            evidence = q_cos - (general if general is not None else q_cos) + (cos - median)
-            strength = min(1.0, max(0.0, (evidence - cfg.dense_floor) / (cfg.dense_ceil - cfg.dense_floor)))
-            trusted = lex if lex >= cfg.lexical_trust else 0.0
-            fused = 1.0 - (1.0 - trusted) * (1.0 - strength)
-            question = match.question if match else index.data.entries[entry_id].questions[0]
-            ranked.append((fused, entry_id, lex, cos, question, q_cos))
-        # equal fused scores (0 or 1) go by the dense cosine
+        for n, entry_id in enumerate(index.entry_ids):
+            q_cos, a_cos = float(raw.q_cos[n]), float(raw.a_cos[n])
+            cos = (q_cos + a_cos) / 2 if a_cos > -1.0 else q_cos
+            ranked.append((float(probabilities[n]), entry_id, float(raw.lexical[n]), cos,
+                           raw.questions.get(entry_id) or index.data.entries[entry_id].questions[0], q_cos))
         ranked.sort(key=lambda r: (-r[0], -r[3], r[1]))
-        return ranked, general
+        return ranked, raw.general
 
     def hybrid_lookup(self, index: FaqIndex, dense: DenseFaq, text: str, tokens: list[str],
                       query: Any) -> tuple[float, dict[str, Any]]:
         ranked, general = self.rank(index, dense, text, tokens, query)
         if not ranked:
             return 0.0, {}
-        fused, entry_id, lex, cos, question, q_cos = ranked[0]
+        probability, entry_id, lex, cos, question, q_cos = ranked[0]
         ranking = [(r[1], round(r[0], 4), round(r[2], 4), round(r[3], 4)) for r in ranked[:5]]
         # No "similarity" slot: the FAQ has compared the message with the general questions
         # itself (calibrated to this FAQ), so the router's uncalibrated rule must not again.
         explained = {"lexical": round(lex, 4), "dense": round(cos, 4), "question_cosine": round(q_cos, 4),
-                     "general": round(general, 4) if general is not None else None}
-        if fused < self.config.semantic_threshold:
-            return 0.0, {**explained, "nearest": entry_id, "fused": round(fused, 4), "ranking": ranking}
-        return fused, {"faq_id": entry_id, "question": question, **explained,
-                       "alternatives": [r[1] for r in ranked[1:3] if r[0] >= self.config.semantic_threshold],
-                       "ranking": ranking}
+                     "general": round(general, 4) if general is not None else None,
+                     "probability": round(probability, 4)}
+        threshold = self.config.semantic_threshold
+        if probability < threshold:
+            return 0.0, {**explained, "nearest": entry_id, "fused": round(probability, 4), "ranking": ranking}
+        explained["fused"] = round(probability, 4)
+        # against other skills the FAQ claims as strongly as its lexical evidence alone would
+        # (天气预报这个APP怎么退款: the weather skill's keyword must not outrank the refund entry)
+        strength = max(probability, lex if lex >= self.config.lexical_trust else 0.0)
+        return self.router_score(strength), {
+            "faq_id": entry_id, "question": question, **explained,
+            "alternatives": [r[1] for r in ranked[1:3] if r[0] >= threshold], "ranking": ranking}
+
+    def router_score(self, probability: float) -> float:
+        """The router's score of an accepted entry: its probability mapped from
+        ``semantic_threshold`` .. 1 to 0.5 .. 1 (a claim as strong as one keyword, or more)."""
+        t = self.config.semantic_threshold
+        return 0.5 + 0.5 * (probability - t) / max(1e-9, 1.0 - t)
 
     async def _embed(self) -> None:
         """Embed the loaded FAQ's questions and answers (disk-cached by content)."""

@@ -18,21 +18,25 @@ class Config:
     path: str = "data/faq.toml"
     #: Minimum normalised score (0..1) for the FAQ to claim a message; below it the FAQ scores 0.
     threshold: float = 0.45
-    #: With embeddings: an entry's dense evidence is its best question's cosine minus the message's
-    #: best cosine with a general question (calibrated to this FAQ), plus how far its mean
-    #: question/answer cosine stands above the median entry's (docs/faq.md); it starts to count here ...
-    dense_floor: float = 0.04
-    #: ... and counts fully here; in between it grows linearly. Calibrated on tests/data/tuning/.
-    dense_ceil: float = 0.08
     #: With embeddings: how much a general-question anchor's closeness to this FAQ's own questions
-    #: (its cosine above the median anchor's) is taken off before comparing it with a message.
+    #: (its cosine above the median anchor's) is taken off before comparing it with a message
+    #: (``lexical_general_margin``, the explanation's ``general``).
     general_calibration: float = 1.5
-    #: With embeddings: a lexical score at least this high is fused with the dense evidence as a
-    #: noisy OR; a weaker one is left out (the embedding reads a paraphrase better).
+    #: With embeddings: minimum probability, by the learned decline model (plugins/faq/decline.py),
+    #: that the best entry answers the message; below it the message goes on to other skills or
+    #: the model. 0.25 is the threshold scripts/train_faq_decline.py chose on the tuning sets.
+    semantic_threshold: float = 0.25
+    #: With embeddings: a lexical score at least this high is fused with the model's probability
+    #: as a noisy OR (see ``sure_coverage``); a weaker one is left out (the embedding reads a
+    #: paraphrase better).
     lexical_trust: float = 0.6
-    #: With embeddings: minimum fused score for the FAQ to claim a message (below it the
-    #: message goes on to other skills or the model).
-    semantic_threshold: float = 0.5
+    #: With embeddings: a lexical score skips the embedding (at semantic.skip_above) only when
+    #: the entry's questions and keywords cover at least this share of the message's term
+    #: weight; and it is fused with the probability when they do ...
+    sure_coverage: float = 0.7
+    #: ... or when the entry's best question is at least this much nearer to the message (cosine)
+    #: than the nearest general question, calibrated to this FAQ.
+    lexical_general_margin: float = 0.02
     #: Questions declined within this much below ``semantic_threshold``, or answered within this
     #: much above it, are recorded in <paths.data_dir>/faq/questions.tsv ...
     question_log_band: float = 0.2
@@ -67,12 +71,14 @@ class Config:
             raise ValueError("threshold must be between 0 and 1")
         if not 0.0 <= self.semantic_threshold <= 1.0:
             raise ValueError("semantic_threshold must be between 0 and 1")
-        if not -1.0 <= self.dense_floor < self.dense_ceil <= 1.0:
-            raise ValueError("dense_floor and dense_ceil: -1 <= dense_floor < dense_ceil <= 1")
         if not 0.0 <= self.general_calibration <= 10.0:
             raise ValueError("general_calibration must be between 0 and 10")
         if not 0.0 <= self.lexical_trust <= 1.0:
             raise ValueError("lexical_trust must be between 0 and 1")
+        if not -1.0 <= self.lexical_general_margin <= 1.0:
+            raise ValueError("lexical_general_margin must be between -1 and 1")
+        if not 0.0 <= self.sure_coverage <= 1.0:
+            raise ValueError("sure_coverage must be between 0 and 1")
         if not 0.0 <= self.question_log_band <= 1.0:
             raise ValueError("question_log_band must be between 0 and 1")
         if not 0.0 <= self.assist_margin <= 1.0:

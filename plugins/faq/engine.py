@@ -207,6 +207,21 @@ class FaqIndex:
                 self.index.add(entry.id, features)
                 if len(self.index) > before:
                     self._questions.append(text if text in entry.questions else entry.questions[0])
+        # How much of a message an entry's own words cover: all its questions and keywords as
+        # one text, and its answer (whether a lexical hit may skip the embedding; features of
+        # the learned decline model, plugins/faq/decline.py).
+        self.entry_ids = list(data.entries)
+        self.question_cover = SimilarityIndex()
+        self.answer_cover = SimilarityIndex()
+        for n, entry in enumerate(data.entries.values()):
+            merged: dict[str, float] = {}
+            for text in (*entry.questions, *entry.keywords):
+                norm = normalize_text(text)
+                for term, weight in self.features(norm, segmenter.tokenize(norm))[0].items():
+                    merged[term] = max(weight, merged.get(term, 0.0))
+            self.question_cover.add(n, merged)
+            norm = normalize_text(answer_text(entry))
+            self.answer_cover.add(n, self.features(norm, segmenter.tokenize(norm))[0])
 
     def features(self, text: str, tokens: list[str]) -> tuple[dict[str, float], dict[str, list[str]]]:
         """Weighted terms of a text after folding synonyms, and the entry keywords it contains."""
@@ -237,6 +252,19 @@ class FaqIndex:
             if token in self._keyword_entries:
                 hit(token)
         return self.segmenter.features(folded), hits
+
+    def coverage(self, text: str, tokens: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Per entry (``entry_ids`` order): the share of the message's term weight found in its
+        questions and keywords, and in its answer."""
+        features, _ = self.features(text, tokens)
+        total = sum(features.values())
+        n = len(self.entry_ids)
+        cover_q, cover_a = np.zeros(n), np.zeros(n)
+        if total > 0:
+            for cover, index in ((cover_q, self.question_cover), (cover_a, self.answer_cover)):
+                for doc, shared in index.overlaps(features).items():
+                    cover[index.keys[doc]] = min(1.0, shared / total)
+        return cover_q, cover_a
 
     def search(self, text: str, tokens: list[str], limit: int = 3, min_score: float = 0.0) -> list[Match]:
         """The best ``limit`` entries scoring at least ``min_score``, best first.
@@ -280,6 +308,14 @@ def answer_text(entry: Entry) -> str:
     return _JINJA_MARKUP.sub(" ", entry.answer)
 
 
+_SENTENCE_END = re.compile(r"[。！？；!?;\n]+")
+
+
+def answer_sentences(answer: str) -> list[str]:
+    """An answer's sentences with some content (at least 4 characters), in order."""
+    return [part.strip() for part in _SENTENCE_END.split(answer) if len(part.strip()) >= 4]
+
+
 @dataclass
 class DenseFaq:
     """Embeddings of one FAQ version: every stored question ("query: ") and every answer
@@ -302,6 +338,12 @@ class DenseFaq:
     general_vectors: dict[str, Any] = field(default_factory=dict)
     #: model -> per-anchor offset (see above)
     general_offsets: dict[str, Any] = field(default_factory=dict)
+    #: The answers' sentences, each embedded as a question would be ("query: "): what an answer
+    #: states is often what a customer asks (营业时间 8:30-18:30 for 几点关门).
+    sentence_entries: list[str] = field(default_factory=list)
+    sentence_vectors: dict[str, Any] = field(default_factory=dict)
+    #: Each entry's questions and answer as one passage ("passage: ").
+    joint_vectors: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     async def build(cls, data: FaqData, embeddings: Any, general: list[str] | None = None) -> "DenseFaq":
@@ -311,6 +353,13 @@ class DenseFaq:
         answers = [answer_text(e) for e in data.entries.values()]
         dense = cls(data.version, q_entries, await embeddings.embed_set(questions, "query"),
                     a_entries, await embeddings.embed_set(answers, "passage"))
+        sentences = [(e.id, part) for e, answer in zip(data.entries.values(), answers)
+                     for part in answer_sentences(answer)]
+        if sentences:
+            dense.sentence_entries = [entry_id for entry_id, _ in sentences]
+            dense.sentence_vectors = await embeddings.embed_set([t for _, t in sentences], "query")
+        joint = [" ".join((*e.questions, answer)) for e, answer in zip(data.entries.values(), answers)]
+        dense.joint_vectors = await embeddings.embed_set(joint, "passage")
         if general:
             dense.general_vectors = await embeddings.embed_set(general, "query")
             for model, anchors in dense.general_vectors.items():
@@ -336,6 +385,32 @@ class DenseFaq:
                 q = out.get(entry_id, (-1.0, -1.0))[0]
                 out[entry_id] = (q, cos)
         return out
+
+    def entry_cosines(self, model: str, vector: Any, entry_ids: list[str]) -> tuple[Any, ...] | None:
+        """Per entry of ``entry_ids``: its best question's cosine, its answer's, its best answer
+        sentence's and its joint passage's (None without vectors of ``model``; -1 where an
+        entry has no such vector)."""
+        sims = self.similarities(model, vector)
+        if not sims:
+            return None
+        q = np.array([sims.get(e, (-1.0, -1.0))[0] for e in entry_ids])
+        a = np.array([sims.get(e, (-1.0, -1.0))[1] for e in entry_ids])
+        position = {e: n for n, e in enumerate(entry_ids)}
+        s = np.full(len(entry_ids), -1.0)
+        sm = self.sentence_vectors.get(model)
+        if sm is not None:
+            for entry_id, cos in zip(self.sentence_entries, (sm @ vector).tolist()):
+                n = position.get(entry_id)
+                if n is not None and cos > s[n]:
+                    s[n] = cos
+        j = np.full(len(entry_ids), -1.0)
+        jm = self.joint_vectors.get(model)
+        if jm is not None:
+            for entry_id, cos in zip(self.answer_entries, (jm @ vector).tolist()):
+                n = position.get(entry_id)
+                if n is not None:
+                    j[n] = cos
+        return q, a, s, j
 
     def general(self, model: str, vector: Any, calibration: float) -> float | None:
         """The message's best cosine with a general-question anchor, each anchor lowered by

@@ -1,0 +1,132 @@
+"""The learned answer-or-decline model of the FAQ: P(this entry answers this message).
+
+With the message's embedding known, every entry of the FAQ gets a small feature vector (its
+cosines, how far it stands out from the other entries and from the general-question anchors,
+its lexical score and how much of the message its words cover; ``pair_features``). A logistic
+regression over those features gives the probability that the entry answers the message; the
+FAQ ranks entries by it and answers with the best one when it reaches ``semantic_threshold``.
+
+The weights live in ``data/decline_model.json`` next to this file. They were fitted on the
+tuning sets only (tests/data/tuning/ and the demo shop's labelled set), with features chosen by
+leave-one-business-out cross-validation, by ``scripts/train_faq_decline.py``, which rewrites
+that file; docs/faq.md explains the features and the figures.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+MODEL_PATH = Path(__file__).parent / "data" / "decline_model.json"
+
+#: Every feature ``pair_features`` can compute, in column order.
+ALL_FEATURES = (
+    "q_cos",          # the entry's best question's cosine with the message
+    "a_cos",          # the entry's answer's cosine ("passage: ")
+    "q_minus_general",      # q_cos minus the calibrated general-question cosine
+    "q_minus_general_raw",  # q_cos minus the plain general-question cosine
+    "dense_rel",      # mean of q_cos and a_cos, minus the median entry's
+    "q_z",            # q_cos as a z-score among this FAQ's entries
+    "q_gap",          # q_cos minus the best other entry's q_cos (negative unless first)
+    "a_rel",          # a_cos minus the median entry's a_cos
+    "lexical",        # the lexical retrieval score (docs/faq.md)
+    "cover_q",        # share of the message's term weight found in the entry's questions
+    "cover_a",        # share of the message's term weight found in the entry's answer
+    "log_chars",      # log(1 + characters of the normalised message)
+    "general",        # the calibrated general-question cosine itself
+    "lexical_hinge",  # how far the lexical score is above 0.5 (0 below): only a strong one counts
+    "cover_q_hinge",  # how far cover_q is above 0.5 (0 below)
+    "s_cos",          # the entry's best answer sentence's cosine ("query: ")
+    "j_cos",          # the cosine of the entry's questions and answer as one passage
+    "qs_minus_general",  # max(q_cos, s_cos) minus the calibrated general-question cosine
+    "qs_gap",         # max(q_cos, s_cos) minus the best other entry's
+    "j_rel",          # j_cos minus the median entry's
+    "j_gap",          # j_cos minus the best other entry's
+    "s_minus_general",  # s_cos minus the calibrated general-question cosine
+)
+
+
+@dataclass
+class RawScores:
+    """What the FAQ knows about one message, one row per entry (entry order of the FAQ)."""
+
+    q_cos: np.ndarray
+    a_cos: np.ndarray
+    lexical: np.ndarray
+    cover_q: np.ndarray
+    cover_a: np.ndarray
+    general: float
+    general_raw: float
+    chars: int
+    #: best answer sentence's and joint passage's cosines (-1: none)
+    s_cos: np.ndarray | None = None
+    j_cos: np.ndarray | None = None
+    #: entry id -> its phrasing closest to the message lexically (for the explanation)
+    questions: dict[str, str] = field(default_factory=dict)
+
+
+def _best_other(values: np.ndarray) -> np.ndarray:
+    """For each position, the largest value at any other position (0 for a single value)."""
+    if len(values) < 2:
+        return np.zeros(len(values))
+    top2 = np.sort(values)[-2:]
+    return np.where(values >= top2[1], top2[0], top2[1])
+
+
+def pair_features(raw: RawScores) -> np.ndarray:
+    """The matrix of ``ALL_FEATURES`` (entries x features) for one message."""
+    q, a = raw.q_cos.astype(np.float64), raw.a_cos.astype(np.float64)
+    n = len(q)
+    dense = (q + a) / 2
+    if n > 1:
+        top2 = np.sort(q)[-2:]
+        best_other = np.where(q >= top2[1], top2[0], top2[1])
+        std = float(np.std(q)) or 1e-6
+    else:
+        best_other, std = np.zeros(n), 1e-6
+    s = raw.s_cos.astype(np.float64) if raw.s_cos is not None else np.full(n, -1.0)
+    j = raw.j_cos.astype(np.float64) if raw.j_cos is not None else np.full(n, -1.0)
+    qs = np.maximum(q, s)
+    columns = [
+        q, a, q - raw.general, q - raw.general_raw,
+        dense - np.median(dense), (q - np.mean(q)) / std, q - best_other, a - np.median(a),
+        raw.lexical.astype(np.float64), raw.cover_q.astype(np.float64), raw.cover_a.astype(np.float64),
+        np.full(n, math.log1p(raw.chars)), np.full(n, raw.general),
+        np.maximum(0.0, raw.lexical.astype(np.float64) - 0.5),
+        np.maximum(0.0, raw.cover_q.astype(np.float64) - 0.5),
+        s, j, qs - raw.general, qs - _best_other(qs), j - np.median(j), j - _best_other(j),
+        s - raw.general,
+    ]
+    return np.stack(columns, axis=1)
+
+
+class DeclineModel:
+    """A logistic regression over some of ``ALL_FEATURES`` (standardised with stored means)."""
+
+    def __init__(self, features: list[str], mean: list[float], scale: list[float],
+                 weights: list[float], bias: float) -> None:
+        unknown = [f for f in features if f not in ALL_FEATURES]
+        if unknown:
+            raise ValueError(f"decline model: unknown feature {unknown[0]!r}")
+        if not (len(features) == len(mean) == len(scale) == len(weights)):
+            raise ValueError("decline model: features, mean, scale and weights differ in length")
+        self.features = list(features)
+        self.columns = [ALL_FEATURES.index(f) for f in features]
+        self.mean = np.asarray(mean, dtype=np.float64)
+        self.scale = np.asarray(scale, dtype=np.float64)
+        self.weights = np.asarray(weights, dtype=np.float64)
+        self.bias = float(bias)
+
+    @classmethod
+    def load(cls, path: Path = MODEL_PATH) -> "DeclineModel":
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return cls(data["features"], data["mean"], data["scale"], data["weights"], data["bias"])
+
+    def probabilities(self, matrix: np.ndarray) -> np.ndarray:
+        """P(entry answers the message) for each row of a ``pair_features`` matrix."""
+        x = (matrix[:, self.columns] - self.mean) / self.scale
+        z = x @ self.weights + self.bias
+        return 1.0 / (1.0 + np.exp(-np.clip(z, -30, 30)))

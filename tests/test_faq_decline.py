@@ -1,0 +1,78 @@
+"""The FAQ's learned decline model: its features, its fit and the shipped weights (plugins/faq/decline.py,
+scripts/train_faq_decline.py)."""
+from __future__ import annotations
+
+import importlib.util
+import json
+
+import numpy as np
+import pytest
+
+from core.settings import PROJECT_ROOT
+from plugins.faq.decline import ALL_FEATURES, MODEL_PATH, DeclineModel, RawScores, pair_features
+
+
+def load_trainer():
+    spec = importlib.util.spec_from_file_location("train_faq_decline",
+                                                  PROJECT_ROOT / "scripts" / "train_faq_decline.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def raw(q, a=None, j=None, general=0.85):
+    q = np.array(q, dtype=float)
+    n = len(q)
+    return RawScores(q_cos=q, a_cos=np.array(a if a is not None else [0.8] * n, dtype=float),
+                     lexical=np.zeros(n), cover_q=np.zeros(n), cover_a=np.zeros(n),
+                     general=general, general_raw=general + 0.01, chars=6,
+                     s_cos=np.full(n, 0.8), j_cos=np.array(j if j is not None else [0.8] * n, dtype=float))
+
+
+def test_features_say_how_far_an_entry_stands_out():
+    X = pair_features(raw([0.93, 0.88, 0.86]))
+    assert X.shape == (3, len(ALL_FEATURES))
+    col = {name: X[:, i] for i, name in enumerate(ALL_FEATURES)}
+    # the lead over the best other entry: positive for the first only
+    assert col["q_gap"].tolist() == pytest.approx([0.05, -0.05, -0.07])
+    assert col["q_minus_general"].tolist() == pytest.approx([0.08, 0.03, 0.01])
+    assert col["log_chars"].tolist() == pytest.approx([np.log1p(6)] * 3)
+
+
+def test_the_shipped_model_prefers_the_entry_that_stands_out():
+    model = DeclineModel.load()
+    p = model.probabilities(pair_features(raw([0.95, 0.86, 0.85], j=[0.88, 0.80, 0.80])))
+    assert p[0] > 0.5 > p[1] and p[1] < 0.25
+    # a message close to every entry alike is declined by all of them
+    flat = model.probabilities(pair_features(raw([0.87, 0.87, 0.87], j=[0.80, 0.80, 0.80])))
+    assert flat.max() < json.loads(MODEL_PATH.read_text(encoding="utf-8"))["threshold"]
+
+
+def test_the_fit_recovers_a_known_direction():
+    trainer = load_trainer()
+    rng = np.random.default_rng(7)
+    X = rng.normal(size=(400, 2))
+    y = (X[:, 0] - 0.5 * X[:, 1] + 0.3 * rng.normal(size=400) > 0).astype(float)
+    weights, bias = trainer.fit(X, y, np.ones(400), l2=0.1)
+    assert weights[0] > 0 > weights[1] and abs(weights[0] / weights[1] + 2) < 0.6
+    p = 1 / (1 + np.exp(-(X @ weights + bias)))
+    assert ((p > 0.5) == (y > 0.5)).mean() > 0.9
+
+
+def test_leave_one_business_out_judges_each_business_by_a_model_fitted_without_it():
+    trainer = load_trainer()
+
+    def business(shift):
+        rows = []
+        for k in range(30):
+            answered = k % 3 != 0
+            q = [0.95 + shift if answered else 0.86, 0.86, 0.85]
+            rows.append({"raw": raw(q, j=[q[0] - 0.07, 0.8, 0.8]), "label": 0 if answered else -1,
+                         "kind": "own" if k < 20 else "other"})
+        return {"name": f"b{shift}", "rows": rows}
+
+    data = trainer.matrices([business(0.0), business(0.01), business(-0.01)])
+    cols = [ALL_FEATURES.index(f) for f in trainer.DEFAULT_FEATURES]
+    counts = trainer.cross_validate(data, cols)
+    value, threshold = trainer.score_of(counts)
+    assert value > 0.9 and 0.2 <= threshold <= 0.8
