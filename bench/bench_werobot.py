@@ -26,7 +26,8 @@ Targets, measured in the same run, alternating, at the same concurrency, one wor
 Messages: the demo FAQ's customer phrasings (the ``faq:`` lines of tests/data/utterances.tsv),
 drawn with Zipf (s = 1) repetition as in bench_http.py's ``paraphrase`` target, sent as
 individually signed plaintext-mode POSTs, each with its own MsgId (WeChat's retry identity),
-prepared before each timed run. The ratio that counts is skillbot / the fastest WeRoBot target.
+prepared before each timed run. The report sets skillbot against every WeRoBot configuration
+and issue 14's aim (at least 1.5x WeRoBot's throughput), the fastest WeRoBot first.
 
 Before timing, every distinct phrasing is sent once to each server over HTTP and must come back
 as a text passive reply (not an error, not "success"); the report gives how many of them each
@@ -255,6 +256,17 @@ def load(tool: str, port: int, requests_file: Path, prefix: str, connections: in
     raise RuntimeError(f"load generator failed ({out.returncode}): {out.stdout[-2000:]} {out.stderr[-2000:]}")
 
 
+def werobot_failures(log: Path) -> tuple[int, str]:
+    """How often WeRoBot logged "Catch an exception" (its get_reply then answers with an empty
+    body), and the last exception line of its log."""
+    try:
+        text = log.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return 0, ""
+    errors = re.findall(r"^[\w.]+(?:Error|Exception)\b.*$", text, re.MULTILINE)
+    return text.count("Catch an exception"), (errors[-1][:160] if errors else "")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="HTTP throughput on the FAQ path: Skillbot vs WeRoBot")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds of each timed run (default 10)")
@@ -323,6 +335,7 @@ def main() -> None:
     finally:
         for server in servers.values():
             server.stop()
+        failures = {t: werobot_failures(workdir / f"{t}.log") for t in targets if t.startswith("werobot")}
         shutil.rmtree(workdir, ignore_errors=True)
         shutil.rmtree(memdir, ignore_errors=True)
 
@@ -356,15 +369,12 @@ def main() -> None:
     werobots = [t for t in targets if t.startswith("werobot")]
     ratios = []
     if "skillbot" in targets and werobots:
-        fastest = max(werobots, key=lambda t: med(t, "rps"))
-        r = med("skillbot", "rps") / med(fastest, "rps")
-        per_round = [s["rps"] / w["rps"] for s, w in zip(results["skillbot"], results[fastest])]
-        ratios.append([f"skillbot / {fastest} (the fastest WeRoBot) throughput", f"{r:.2f}x",
-                       "at least 1.5x", "met" if r >= 1.5 else "NOT met"])
-        ratios.append(["  per round (runs next to each other)", ", ".join(f"{x:.2f}x" for x in per_round), "", ""])
-        for t in werobots:
-            if t != fastest:
-                ratios.append([f"skillbot / {t} throughput", f"{med('skillbot', 'rps') / med(t, 'rps'):.2f}x", "-", ""])
+        # Every WeRoBot configuration against the aim, fastest first: the first row is the strictest.
+        for t in sorted(werobots, key=lambda t: med(t, "rps"), reverse=True):
+            r = med("skillbot", "rps") / med(t, "rps")
+            per_round = ", ".join(f"{s_['rps'] / w['rps']:.2f}" for s_, w in zip(results["skillbot"], results[t]))
+            ratios.append([f"skillbot / {t} throughput", f"{r:.2f}x (per round {per_round})",
+                           "at least 1.5x", "met" if r >= 1.5 else "NOT met"])
     if "skillbot" in targets and "bare" in targets:
         ratios.append(["skillbot / bare aiohttp handler throughput",
                        f"{med('skillbot', 'rps') / med('bare', 'rps'):.1%}", "-", ""])
@@ -374,6 +384,10 @@ def main() -> None:
     if tool == "loadgen":
         lines.append("- WARNING: bench/loadgen.py is a Python process itself and caps the faster servers' "
                      "figures; install wrk for the reference figures")
+    for target, (count, last) in failures.items():
+        if count:
+            lines.append(f"- {target}: WeRoBot caught an exception in its handler chain {count} time(s) and "
+                         f"answered those requests with an empty body (last: {last})")
     for target in targets:
         if target != "bare" and any(r["reused"] for r in results[target]):
             lines.append(f"- WARNING: {target} ran out of distinct messages; rerun with a longer warm-up")
