@@ -310,6 +310,7 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown targets: {', '.join(sorted(unknown))}")
     python = werobot_python() if any(t.startswith("werobot") for t in targets) else None
+    header = report_header("HTTP throughput on the FAQ path: Skillbot vs WeRoBot (keyword table)")  # load at start
 
     workdir = Path(tempfile.mkdtemp(prefix="skillbot-bench-werobot-"))
     shm = Path("/dev/shm")
@@ -371,7 +372,7 @@ def main() -> None:
     def med(target: str, key: str) -> float:
         return statistics.median(r[key] for r in results[target])
 
-    lines = report_header("HTTP throughput on the FAQ path: Skillbot vs WeRoBot (keyword table)")
+    lines = header
     if python is not None:
         lines.append(f"- WeRoBot side ({WEROBOT_VENV.relative_to(ROOT)}): {werobot_versions(python)}")
     lines += [f"- Load: {tool} ({'wrk -t%d' % args.threads if tool == 'wrk' else 'bench/loadgen.py'}), "
