@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Run every benchmark, one after the other, and keep their markdown reports in one file.
 #
-#   bench/run_all.sh                     # report in bench/results-<date>.md (about 10 minutes)
+#   bench/run_all.sh                     # report in bench/results-<date>.md (30-50 minutes, half of it bench_knowledge.py)
 #   bench/run_all.sh /tmp/figures.md     # report elsewhere
 #
 # The soak test is separate (several minutes of load): .venv/bin/python bench/soak.py --minutes 3
@@ -18,6 +18,7 @@ run() {
     echo | tee -a "$OUT"
 }
 run bench/bench_http.py            # ~3 min: bare handler vs whole bot, plain/safe/event/paraphrase
+run bench/bench_werobot.py         # ~5 min: Skillbot vs WeRoBot (keyword table) vs bare handler; makes bench/.venv-werobot
 run bench/bench_pipeline.py        # ~20 s: per-stage timing in-process
 run bench/bench_window.py          # ~3 min: the 5-second window, 100 and 1,000 users
 run bench/bench_memory.py          # ~4 min: memory per 10,000 conversations (Redis rows need redis-server)

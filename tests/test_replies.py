@@ -139,3 +139,17 @@ def test_an_answer_record_keeps_the_reply_and_its_explanation_in_one_form():
     shown = again.explained_try(2, {"render": 0.12345})
     assert shown["try"] == 2 and shown["timings_ms"] == {"render": 0.123} and shown["plugin"] == "faq"
     assert "try" not in again.explanation  # explaining a try leaves the answer as it was
+
+
+def test_reply_templates_are_read_once_when_the_renderer_is_built(tmp_path):
+    """The renderer reads its templates (the included head too) when it is built, not on every
+    reply; a settings reload builds a new renderer, which reads the files as they are then."""
+    head = tmp_path / "_head.xml.j2"
+    shipped = ReplyRenderer().env.loader.get_source(ReplyRenderer().env, "_head.xml.j2")[0]
+    head.write_text(shipped, encoding="utf-8")
+    renderer = ReplyRenderer(template_dirs=[tmp_path])
+    before = renderer.render(TextReply("你好"), to_user="u", from_user="g", create_time=1)
+    head.write_text(shipped.replace("<CreateTime>", "<Changed/><CreateTime>"), encoding="utf-8")
+    assert renderer.render(TextReply("你好"), to_user="u", from_user="g", create_time=1) == before
+    assert "<Changed/>" in ReplyRenderer(template_dirs=[tmp_path]).render(
+        TextReply("你好"), to_user="u", from_user="g", create_time=1)

@@ -95,8 +95,10 @@ class ReplyRenderer:
     def __init__(self, truncation_marker: str = "", template_dirs: list[str | Path] | None = None) -> None:
         folders = [str(p) for p in (template_dirs or []) if Path(p).is_dir()]
         folders.append(str(Path(__file__).parent / "templates" / "reply"))
+        # Read once: a settings reload builds a new renderer. (With auto_reload, every reply
+        # would stat the included _head.xml.j2, a system call per message on the hot path.)
         self.env = jinja2.Environment(
-            loader=jinja2.FileSystemLoader(folders), autoescape=False,
+            loader=jinja2.FileSystemLoader(folders), autoescape=False, auto_reload=False,
             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
         self.env.filters["cdata"] = cdata
         self.truncation_marker = truncation_marker

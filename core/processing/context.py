@@ -3,7 +3,7 @@ explanation block a plugin adds to a message's explanation."""
 from __future__ import annotations
 
 import logging
-import secrets
+import random
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -20,7 +20,9 @@ log = logging.getLogger("skillbot.message")
 
 
 def new_message_id() -> str:
-    return secrets.token_hex(4)
+    """A short id that ties a message's log lines together; not a secret, so it comes from the
+    process's pseudo-random generator (reseeded in every forked worker), not a system call."""
+    return f"{random.getrandbits(32):08x}"
 
 
 @dataclass
