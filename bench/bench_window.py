@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
-"""WeChat's 5-second window under load: N users, a model whose latency spreads from 0.5 to 12 s.
+"""WeChat's 5-second window under load: N users, a model whose latency spreads from 0.5 to 12 s,
+and a streaming model whose answers take 5 to 60 s.
 
     .venv/bin/python bench/bench_window.py               # 100 and 1,000 users, both delivery modes
+    .venv/bin/python bench/bench_window.py --cases stream --scale 0.5   # the streaming model only
+    bench/local_model.sh run                             # a real local model (--local-model URL)
 
 The whole bot runs in its own process (``python run.py`` with generated settings) with the real
 LLM plugin pointed at the OpenAI-compatible stand-in (tests/standins/openai_server.py); in
@@ -25,6 +28,20 @@ time: on a loaded machine, smaller scales lose answers that a real-time run woul
 Counted per user: the answer delivered on try 1, 2 or 3, with a follow-up message (next-message
 path), by 客服 push; duplicates (the same answer delivered twice: must be 0), lost answers
 (never delivered: must be 0); the bot process's RSS at start and peak (VmHWM).
+
+The streaming cases (``--cases stream``): the stand-in streams each user's answer as server-sent
+events in OpenAI's chunk format, the first token after 0.5-3 s, the whole answer lognormal
+(median 15 s, sigma 0.7) clipped to 5-60 s, 25 characters a second in chunks every 0.5 s,
+sentences and paragraphs of their own (so a long one is cut into parts and fetched with
+「继续」). The user side follows the conversation as a person would: 「继续」 after a part ending in
+the continue hint, a follow-up 20 s after a reply without the whole answer (passive mode, at most 4),
+and records every passive reply and 客服 push. Measured: the share of users who saw the beginning
+of the answer before writing again (of all, and of those whose first sentence was ready within
+14 s), the time to the first visible text (p50, p95), and whether the concatenation of everything a
+user received (hints, the pending text and the follow-up's own answer taken out, white space
+ignored) equals the model's full text: complete, duplicate, lost (nothing or only a beginning) or
+mismatch. ``--local-model URL`` runs the same user side against a real model server through a
+recording proxy that keeps what the model wrote (real time, a user every 20 s).
 """
 from __future__ import annotations
 
@@ -444,6 +461,10 @@ class StreamUser:
     continues: int = 0
     pending_shown: bool = False
     failed: bool = False
+    #: the question's three tries all went unanswered (WeChat would show nothing)
+    silent_start: bool = False
+    #: still missing part of the answer after the follow-ups; wrote once more at the end
+    late: bool = False
     trace: list[str] = field(default_factory=list)
 
 
@@ -551,15 +572,15 @@ async def run_stream_case(users: int, mode: str, scale: float, rate: float, work
             probe, _ = await say("o_stream_probe", FOLLOW_UP)
             faq_answer = (probe or "").strip()
 
-            async def one(i: int) -> None:
+            async def follow(i: int, content: str | None, at: float, follow_ups: bool) -> None:
+                """Read each reply; 「继续」 after a part with the hint; in passive mode write again
+                after a reply without the whole answer (``follow_ups``), until it is all there."""
                 r = results[i]
-                user = f"o_stream_{i:05d}"
-                question = (questions[i % len(questions)] + f" #{i}") if questions else f"给我讲一个长故事，编号{i}"
-                await asyncio.sleep(i / rate * scale)
-                t0 = started_at[i] = time.monotonic()
-                content, at = await say(user, question)
+                user, t0 = f"o_stream_{i:05d}", started_at[i]
                 for _ in range(40):
-                    if content is not None:
+                    if content is None:
+                        r.trace.append(f"{(at - t0) / scale:.1f}s:silent")
+                    else:
                         part = answer_part(content, faq_answer)
                         r.trace.append(f"{(at - t0) / scale:.1f}s:{content[:16]!r}")
                         if content.strip() == PENDING_REPLY:
@@ -575,25 +596,52 @@ async def run_stream_case(users: int, mode: str, scale: float, rate: float, work
                         await asyncio.sleep(READ_PAUSE * scale)
                         r.continues += 1
                         content, at = await say(user, CONTINUE_WORD)
-                    elif mode == "passive" and r.follow_ups < MAX_FOLLOW_UPS and not r.failed:
+                    elif follow_ups and r.follow_ups < MAX_FOLLOW_UPS and not r.failed:
                         await asyncio.sleep(FOLLOW_UP_AFTER * scale)
-                        r.follow_ups += 1
-                        if r.wrote_again_at is None:
-                            r.wrote_again_at = time.monotonic() - t0
-                        content, at = await say(user, FOLLOW_UP)
+                        content, at = await write_again(i)
                     else:
                         return
 
+            async def write_again(i: int) -> tuple[str | None, float]:
+                r = results[i]
+                r.follow_ups += 1
+                if r.wrote_again_at is None:
+                    r.wrote_again_at = time.monotonic() - started_at[i]
+                return await say(f"o_stream_{i:05d}", FOLLOW_UP)
+
+            async def one(i: int) -> None:
+                user = f"o_stream_{i:05d}"
+                question = (questions[i % len(questions)] + f" #{i}") if questions else f"给我讲一个长故事，编号{i}"
+                await asyncio.sleep(i / rate * scale)
+                started_at[i] = time.monotonic()
+                results[i].silent_start = False
+                content, at = await say(user, question)
+                results[i].silent_start = content is None
+                await follow(i, content, at, follow_ups=mode == "passive")
+
             await asyncio.gather(*(one(i) for i in range(users)))
-            if mode == "customer_service":
-                deadline = time.monotonic() + (STREAM_TOTAL[3] + 20) * scale + 10
-                while time.monotonic() < deadline:
-                    done = sum(1 for i in range(users)
-                               if verdict(merged(results[i], i), plans.get(i), faq_answer) == "ok")
-                    if done == users:
-                        break
-                    await asyncio.sleep(0.2)
-                await asyncio.sleep(0.5)  # anything sent twice arrives meanwhile
+            # Wait for the model to finish every answer (and 客服 pushes to arrive) ...
+            deadline = time.monotonic() + (STREAM_TOTAL[3] + 30) * scale + 30
+            while time.monotonic() < deadline:
+                if all(verdict(merged(results[i], i), plans.get(i), faq_answer) == "ok" for i in range(users)):
+                    break
+                finished = (standin.state.streams_done + standin.state.streams_aborted >= standin.state.call_count
+                            if standin is not None else all(p.total for p in plans.values()))
+                if finished and mode == "passive":
+                    break
+                await asyncio.sleep(0.2)
+            await asyncio.sleep(0.5)  # anything sent twice arrives meanwhile
+            # ... then a user still missing part of it writes once more: "late", not lost, if it comes then.
+            if mode == "passive":
+                missing = [i for i in range(users) if verdict(merged(results[i], i), plans.get(i), faq_answer) != "ok"]
+                for i in missing:
+                    results[i].late = True
+
+                async def once_more(i: int) -> None:
+                    content, at = await write_again(i)
+                    await follow(i, content, at, follow_ups=False)
+
+                await asyncio.gather(*(once_more(i) for i in missing))
         elapsed = time.monotonic() - started
         _, peak_rss = rss_kib(server.pid)
     finally:
@@ -617,6 +665,7 @@ async def run_stream_case(users: int, mode: str, scale: float, rate: float, work
             "first_seen": None if first_seen is None else first_seen / scale,
             "without_writing": seen_before_writing,
             "wrote_again": r.follow_ups > 0, "continues": r.continues, "failed": r.failed,
+            "silent_start": r.silent_start, "late": r.late and verdict(m, plan, faq_answer) == "ok",
             "plan": plan})
     for i, row in enumerate(rows[:users]):
         if row["verdict"] != "ok" and sum(1 for x in rows[:i] if x["verdict"] != "ok") < 5:
@@ -642,6 +691,7 @@ def stream_summary(case: dict) -> dict:
         "complete": verdicts.get("ok", 0), "duplicates": verdicts.get("duplicate", 0),
         "lost": verdicts.get("lost", 0), "mismatch": verdicts.get("mismatch", 0),
         "failed": sum(r["failed"] for r in rows),
+        "silent_start": sum(r["silent_start"] for r in rows), "late": sum(r["late"] for r in rows),
         "first_token_p50": percentile([p.first_token for p in plans], 0.5),
         "first_sentence_p50": percentile([p.first_sentence for p in plans], 0.5),
         "total_p50": percentile([p.total for p in plans], 0.5),
@@ -668,20 +718,23 @@ def stream_report(cases: list[dict], args: argparse.Namespace, title: str) -> li
               "any follow-up; 'of ready' counts only users whose first sentence was ready within "
               f"{READY_WITHIN:g} s. complete / duplicates / lost / mismatch: everything the user received "
               "(passive replies and 客服 pushes, hints and the follow-up's own answer taken out, white space "
-              "ignored) compared with the model's full text", ""]
+              "ignored) compared with the model's full text; late: complete only with one more message "
+              f"after the {MAX_FOLLOW_UPS} follow-ups, once the model had finished", ""]
     rows = []
     for c in cases:
         s = stream_summary(c)
         n = c["users"]
         rows.append([n, c["mode"], f"{s['ready']}", fmt(s["ready_share"], "{:.1%}"), f"{s['all_share']:.1%}",
                      f"{fmt(s['p50'])} / {fmt(s['p95'])}", s["wrote_again"], s["continues"],
-                     f"{s['complete']}/{n}", s["duplicates"], s["lost"], s["mismatch"], s["failed"],
+                     s["silent_start"], f"{s['complete']}/{n}", s["late"], s["duplicates"], s["lost"],
+                     s["mismatch"], s["failed"],
                      c["model_calls"],
                      f"{fmt(s['first_token_p50'])} / {fmt(s['first_sentence_p50'])} / {fmt(s['total_p50'])} / {fmt(s['total_max'])}",
                      f"{c['start_rss'] / 1024:.0f} / {c['peak_rss'] / 1024:.0f}"])
     lines += md_table(["users", "delivery", "first sentence ready ≤14 s", "seen without writing again, of ready",
                        "seen without writing again, all", "first visible text p50 / p95 s", "users who wrote again",
-                       "「继续」 sent", "complete", "duplicates", "lost", "mismatch", "polite failure", "model calls",
+                       "「继续」 sent", "question's 3 tries unanswered", "complete", "of them late",
+                       "duplicates", "lost", "mismatch", "polite failure", "model calls",
                        "model first token / first sentence / whole p50, whole max s", "bot RSS start/peak MiB"], rows)
     return lines
 
