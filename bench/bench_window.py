@@ -41,7 +41,7 @@ of the answer before writing again (of all, and of those whose first sentence wa
 user received (hints, the pending text and the follow-up's own answer taken out, white space
 ignored) equals the model's full text: complete, duplicate, lost (nothing or only a beginning) or
 mismatch. ``--local-model URL`` runs the same user side against a real model server through a
-recording proxy that keeps what the model wrote (real time, a user every 20 s).
+recording proxy that keeps what the model wrote (real time, the users taking turns).
 """
 from __future__ import annotations
 
@@ -411,7 +411,8 @@ class RecordingProxy:
         await self.session.close()
 
 
-def stream_settings_toml(llm_url: str, scale: float, mode: str, api_base: str, model: str) -> str:
+def stream_settings_toml(llm_url: str, scale: float, mode: str, api_base: str, model: str,
+                         max_tokens: int = 800) -> str:
     return f"""
 {WECHAT_TOML}
 [delivery]
@@ -444,6 +445,7 @@ name = "standin"
 base_url = "{llm_url}"
 model = "{model}"
 timeout = {40.0 * scale}
+max_tokens = {max_tokens}
 """
 
 
@@ -499,7 +501,8 @@ def percentile(values: list[float], q: float) -> float | None:
 
 
 async def run_stream_case(users: int, mode: str, scale: float, rate: float, workdir: Path,
-                          local_model: str | None = None, questions: list[str] | None = None) -> dict:
+                          local_model: str | None = None, questions: list[str] | None = None,
+                          max_tokens: int = 800) -> dict:
     """N users each ask for a long streamed answer; follow each user's side of the conversation."""
     api_state = WeChatAPIState(app_id=APP_ID, secret="bench_secret")
     api_runner = web.AppRunner(create_wechat_api_app(api_state), handle_signals=False)
@@ -527,8 +530,10 @@ async def run_stream_case(users: int, mode: str, scale: float, rate: float, work
         return StreamUser(received=r.received + [e for e in extra if e[1]], wrote_again_at=r.wrote_again_at)
 
     settings = workdir / f"stream-{mode}.toml"
-    settings.write_text(stream_settings_toml(llm_url, scale, mode, f"http://127.0.0.1:{api_port}", model_name),
-                        encoding="utf-8")
+    settings.write_text(stream_settings_toml(llm_url, scale, mode, f"http://127.0.0.1:{api_port}", model_name,
+                                             max_tokens), encoding="utf-8")
+    # A real model answers one request at a time: its users take turns, each conversation whole.
+    one_at_a_time = asyncio.Lock() if local_model else None
     port = free_port()
     server = Server([sys.executable, str(ROOT / "run.py"), "--settings", str(settings), "--host", "127.0.0.1",
                      "--port", str(port)], f"http://127.0.0.1:{port}/healthz", workdir / f"bot-stream-{mode}.log",
@@ -612,9 +617,15 @@ async def run_stream_case(users: int, mode: str, scale: float, rate: float, work
             async def one(i: int) -> None:
                 user = f"o_stream_{i:05d}"
                 question = (questions[i % len(questions)] + f" #{i}") if questions else f"给我讲一个长故事，编号{i}"
-                await asyncio.sleep(i / rate * scale)
+                if one_at_a_time is not None:
+                    async with one_at_a_time:
+                        await converse(i, user, question)
+                else:
+                    await asyncio.sleep(i / rate * scale)
+                    await converse(i, user, question)
+
+            async def converse(i: int, user: str, question: str) -> None:
                 started_at[i] = time.monotonic()
-                results[i].silent_start = False
                 content, at = await say(user, question)
                 results[i].silent_start = content is None
                 await follow(i, content, at, follow_ups=mode == "passive")
@@ -704,8 +715,8 @@ def stream_report(cases: list[dict], args: argparse.Namespace, title: str) -> li
     lines = ["", f"## {title}", ""]
     if cases and cases[0]["local"]:
         lines.append(f"- A real model ({args.local_model}) behind a recording proxy (the full text, first "
-                     "token and first sentence as the model wrote them); real time (scale 1); one user "
-                     "every 20 s")
+                     "token and first sentence as the model wrote them); real time (scale 1); the users take turns "
+                     f"(the server answers one request at a time); max_tokens {args.local_max_tokens}")
     else:
         lines.append(f"- Time scale {args.scale:g}; the stand-in streams each answer (SSE, OpenAI chunks): "
                      "first token after 0.5-3 s (uniform), whole answer lognormal median 15 s, sigma 0.7, "
@@ -753,14 +764,17 @@ def main() -> None:
                         help="instead: a real OpenAI-compatible model server at URL (…/v1), real time, "
                              "one user at a time (bench/local_model.sh starts one)")
     parser.add_argument("--local-users", type=int, default=6, help="users asking the local model (default 6)")
+    parser.add_argument("--local-max-tokens", type=int, default=200,
+                        help="the provider's max_tokens for the local model (default 200: a short WeChat answer)")
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="skillbot-bench-window-"))
     if args.local_model:
         lines = report_header("A real local model end to end")
         cases = []
         for mode in args.modes.split(","):
-            case = asyncio.run(run_stream_case(args.local_users, mode, 1.0, 1 / 20, workdir,
-                                               local_model=args.local_model, questions=LOCAL_QUESTIONS))
+            case = asyncio.run(run_stream_case(args.local_users, mode, 1.0, 1.0, workdir,
+                                               local_model=args.local_model, questions=LOCAL_QUESTIONS,
+                                               max_tokens=args.local_max_tokens))
             print(f"local {mode:16s} {stream_summary(case)}", file=sys.stderr)
             cases.append(case)
         lines += stream_report(cases, args, "A real local model: time to the first visible text")

@@ -50,7 +50,8 @@ print(found[0])
 
 serve() {
   exec "$VENV/bin/python" -m llama_cpp.server --model "$(gguf_path)" --model_alias smollm2 \
-    --host 127.0.0.1 --port "$PORT" --n_ctx 2048 --n_threads "$THREADS" --verbose False
+    --host 127.0.0.1 --port "$PORT" --n_ctx 2048 --n_threads "$THREADS" --verbose False \
+    --interrupt_requests False  # the default True cuts an answer short when the next request arrives
 }
 
 wait_ready() {
@@ -69,8 +70,9 @@ EOF
 run() {
   setup
   "$0" serve >bench/.venv-llama.server.log 2>&1 &
-  local pid=$!
-  trap 'kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true' EXIT
+  SERVER_PID=$!  # global: the EXIT trap runs after this function's locals are gone
+  # uvicorn waits for a stream in flight on SIGTERM: give it a moment, then stop it for good
+  trap 'kill "$SERVER_PID" 2>/dev/null || true; sleep 2; kill -9 "$SERVER_PID" 2>/dev/null || true' EXIT
   wait_ready
   [ -x .venv/bin/python ] || ./scripts/test.sh --co -q >/dev/null
   .venv/bin/python bench/bench_window.py --local-model "http://127.0.0.1:$PORT/v1" "$@"
