@@ -268,6 +268,12 @@ CHUNK_SECONDS = 0.5
 #: A first sentence ready within this many seconds can be shown inside WeChat's window (3 tries of
 #: 5 s, less the bot's margin): the users the "without writing again" share is about.
 READY_WITHIN = 14.0
+STREAM_PLUGINS = '"filter", "welcome", "faq", "weather", "llm"'
+#: Without the sensitive-word filter: it may mask words in a small model's (often garbled)
+#: Chinese, and the user's text would then rightly differ from the model's.
+LOCAL_PLUGINS = '"welcome", "faq", "weather", "llm"'
+#: WeChat's window for one message: three tries of 5 s.
+WINDOW = 15.0
 #: A user reads a part before sending 「继续」 (real seconds), writes again this long after the
 #: "still thinking" text, at most this many times.
 READ_PAUSE = 3.0
@@ -371,7 +377,10 @@ class RecordingProxy:
                 "Content-Type": upstream.headers.get("Content-Type", "application/json")})
             await response.prepare(request)
             async for data in upstream.content.iter_any():
-                await response.write(data)
+                try:
+                    await response.write(data)
+                except (ConnectionResetError, aiohttp.ClientConnectionResetError):
+                    break  # the bot stopped reading (its time ran out): the rest is not the user's
                 buffer += data
                 *lines, buffer = buffer.split(b"\n")
                 for line in lines:
@@ -389,7 +398,11 @@ class RecordingProxy:
                         plan.first_token = plan.first_token or now
                         if not plan.first_sentence and sentence_cuts(markdown_to_text(raw)):
                             plan.first_sentence = now
-            await response.write_eof()
+            else:
+                try:
+                    await response.write_eof()
+                except (ConnectionResetError, aiohttp.ClientConnectionResetError):
+                    pass  # the bot closed the stream at data: [DONE], before the last empty chunk
         plan.total = time.monotonic() - started
         plan.text = markdown_to_text(raw)
         plan.first_sentence = plan.first_sentence or plan.total
@@ -412,7 +425,7 @@ class RecordingProxy:
 
 
 def stream_settings_toml(llm_url: str, scale: float, mode: str, api_base: str, model: str,
-                         max_tokens: int = 800) -> str:
+                         max_tokens: int = 800, plugins: str = '"filter", "welcome", "faq", "weather", "llm"') -> str:
     return f"""
 {WECHAT_TOML}
 [delivery]
@@ -431,7 +444,7 @@ burst = 100000
 level = "WARNING"
 
 [plugins]
-enabled = ["filter", "welcome", "faq", "weather", "llm"]
+enabled = [{plugins}]
 entry_points = false
 
 [plugins.weather]
@@ -531,7 +544,8 @@ async def run_stream_case(users: int, mode: str, scale: float, rate: float, work
 
     settings = workdir / f"stream-{mode}.toml"
     settings.write_text(stream_settings_toml(llm_url, scale, mode, f"http://127.0.0.1:{api_port}", model_name,
-                                             max_tokens), encoding="utf-8")
+                                             max_tokens, LOCAL_PLUGINS if local_model else STREAM_PLUGINS),
+                        encoding="utf-8")
     # A real model answers one request at a time: its users take turns, each conversation whole.
     one_at_a_time = asyncio.Lock() if local_model else None
     port = free_port()
@@ -629,6 +643,15 @@ async def run_stream_case(users: int, mode: str, scale: float, rate: float, work
                 content, at = await say(user, question)
                 results[i].silent_start = content is None
                 await follow(i, content, at, follow_ups=mode == "passive")
+                if one_at_a_time is not None:
+                    # the turn ends when the model has finished and its pushes have arrived
+                    deadline = time.monotonic() + 120
+                    while time.monotonic() < deadline and not (plans.get(i) and plans[i].total):
+                        await asyncio.sleep(0.1)
+                    settle = time.monotonic() + 5
+                    while (time.monotonic() < settle
+                           and verdict(merged(results[i], i), plans.get(i), faq_answer) != "ok"):
+                        await asyncio.sleep(0.1)
 
             await asyncio.gather(*(one(i) for i in range(users)))
             # Wait for the model to finish every answer (and 客服 pushes to arrive) ...
@@ -681,6 +704,12 @@ async def run_stream_case(users: int, mode: str, scale: float, rate: float, work
     for i, row in enumerate(rows[:users]):
         if row["verdict"] != "ok" and sum(1 for x in rows[:i] if x["verdict"] != "ok") < 5:
             print(f"  user {i}: {row['verdict']} {' '.join(results[i].trace)}", file=sys.stderr)
+            if row["verdict"] == "mismatch":
+                got = squeeze("".join(t for _, t in sorted(merged(results[i], i).received, key=lambda x: x[0])))
+                want = squeeze(row["plan"].text if row["plan"] else "")
+                at = next((k for k, (a, b) in enumerate(zip(got, want)) if a != b), min(len(got), len(want)))
+                print(f"    differs at {at}: got {got[max(0, at - 20):at + 40]!r}\n"
+                      f"                want {want[max(0, at - 20):at + 40]!r}", file=sys.stderr)
     return {"users": users, "mode": mode, "rows": rows, "elapsed": elapsed, "start_rss": start_rss,
             "peak_rss": peak_rss, "model_calls": proxy.calls if proxy else standin.state.call_count,
             "scale": scale, "local": bool(local_model)}
@@ -697,6 +726,8 @@ def stream_summary(case: dict) -> dict:
         "ready": len(ready),
         "ready_share": (sum(r["without_writing"] for r in ready) / len(ready)) if ready else None,
         "all_share": sum(r["without_writing"] for r in rows) / n if n else 0.0,
+        "window_share": (sum(r["without_writing"] and r["first_seen"] is not None and r["first_seen"] <= WINDOW
+                             for r in ready) / len(ready)) if ready else None,
         "p50": percentile(seen, 0.5), "p95": percentile(seen, 0.95),
         "wrote_again": sum(r["wrote_again"] for r in rows), "continues": sum(r["continues"] for r in rows),
         "complete": verdicts.get("ok", 0), "duplicates": verdicts.get("duplicate", 0),
@@ -707,6 +738,7 @@ def stream_summary(case: dict) -> dict:
         "first_sentence_p50": percentile([p.first_sentence for p in plans], 0.5),
         "total_p50": percentile([p.total for p in plans], 0.5),
         "total_max": max((p.total for p in plans), default=None),
+        "chars_p50": percentile([len(p.text) for p in plans], 0.5),
     }
 
 
@@ -716,7 +748,8 @@ def stream_report(cases: list[dict], args: argparse.Namespace, title: str) -> li
     if cases and cases[0]["local"]:
         lines.append(f"- A real model ({args.local_model}) behind a recording proxy (the full text, first "
                      "token and first sentence as the model wrote them); real time (scale 1); the users take turns "
-                     f"(the server answers one request at a time); max_tokens {args.local_max_tokens}")
+                     f"(the server answers one request at a time); max_tokens {args.local_max_tokens}; the "
+                     "sensitive-word filter off (it may mask words of a small model's garbled Chinese)")
     else:
         lines.append(f"- Time scale {args.scale:g}; the stand-in streams each answer (SSE, OpenAI chunks): "
                      "first token after 0.5-3 s (uniform), whole answer lognormal median 15 s, sigma 0.7, "
@@ -735,18 +768,20 @@ def stream_report(cases: list[dict], args: argparse.Namespace, title: str) -> li
     for c in cases:
         s = stream_summary(c)
         n = c["users"]
-        rows.append([n, c["mode"], f"{s['ready']}", fmt(s["ready_share"], "{:.1%}"), f"{s['all_share']:.1%}",
+        rows.append([n, c["mode"], f"{s['ready']}", fmt(s["ready_share"], "{:.1%}"), fmt(s["window_share"], "{:.1%}"),
+                     f"{s['all_share']:.1%}",
                      f"{fmt(s['p50'])} / {fmt(s['p95'])}", s["wrote_again"], s["continues"],
                      s["silent_start"], f"{s['complete']}/{n}", s["late"], s["duplicates"], s["lost"],
                      s["mismatch"], s["failed"],
                      c["model_calls"],
-                     f"{fmt(s['first_token_p50'])} / {fmt(s['first_sentence_p50'])} / {fmt(s['total_p50'])} / {fmt(s['total_max'])}",
+                     f"{fmt(s['first_token_p50'])} / {fmt(s['first_sentence_p50'])} / {fmt(s['total_p50'])} / "
+                     f"{fmt(s['total_max'])}; {fmt(s['chars_p50'], '{:.0f}')}",
                      f"{c['start_rss'] / 1024:.0f} / {c['peak_rss'] / 1024:.0f}"])
     lines += md_table(["users", "delivery", "first sentence ready ≤14 s", "seen without writing again, of ready",
-                       "seen without writing again, all", "first visible text p50 / p95 s", "users who wrote again",
+                       "of ready, seen within 15 s", "seen without writing again, all", "first visible text p50 / p95 s", "users who wrote again",
                        "「继续」 sent", "question's 3 tries unanswered", "complete", "of them late",
                        "duplicates", "lost", "mismatch", "polite failure", "model calls",
-                       "model first token / first sentence / whole p50, whole max s", "bot RSS start/peak MiB"], rows)
+                       "model first token / first sentence / whole p50, whole max s; characters p50", "bot RSS start/peak MiB"], rows)
     return lines
 
 

@@ -7,6 +7,8 @@
 - Image messages go to the providers marked ``vision = true`` (the picture's URL as an
   ``image_url`` part, with the conversation); without one they are left to the core's reply.
 - A voice message without recognition gets ``voice_unrecognized.j2``, which says how to turn it on.
+- With ``[plugins.llm.answer_cache]`` on, a question without personal context that was answered
+  before is answered from the cache without a model call (``answer_cache.py``).
 - The ``llm.reset`` intent ("重新开始", "清除上下文", configurable) clears the user's context.
 - Failures (every provider down, time out, refused) give a polite reply from a template; with no
   provider configured the plugin says so once at start-up (INFO) and answers with ``no_provider.j2``.
