@@ -176,3 +176,17 @@ async def test_bad_cache_settings_stop_start_up_naming_the_key(llm, table, key):
     with pytest.raises(ConfigError, match=rf"plugins\.llm\.answer_cache\.{key}"):
         async with running_bot(cache_settings(llm, **table)):
             pass
+
+
+async def test_a_cache_whose_redis_stops_is_a_miss_not_a_failed_answer(llm, private_redis):
+    settings = cache_settings(llm)
+    settings["state"] = {"backend": "redis", "redis_url": private_redis.url,
+                         "key_prefix": f"skillbot-test-{uuid.uuid4().hex[:8]}:"}
+    async with running_bot(settings) as bot:
+        await bot.send("长城有多长", user="a")
+        assert llm.state.call_count == 1
+        private_redis.stop()
+        reply = await bot.send("黄河有多长", user="b")  # not in any cache: the model answers
+        again = await bot.send("黄河有多长", user="c")  # kept in local memory meanwhile
+    assert reply.content == again.content == "长城是中国古代的军事防御工程。"
+    assert llm.state.call_count == 2
