@@ -9,6 +9,8 @@
 - Image messages go to the providers marked ``vision = true`` (the picture's URL as an
   ``image_url`` part, with the conversation); without one they are left to the core's reply.
 - A voice message without recognition gets ``voice_unrecognized.j2``, which says how to turn it on.
+- With ``[plugins.llm.answer_cache]`` on, a question without personal context that was answered
+  before is answered from the cache without a model call (``answer_cache.py``).
 - The ``llm.reset`` intent ("重新开始", "清除上下文", configurable) clears the user's context.
 - Failures (every provider down, time out, refused) give a polite reply from a template; with no
   provider configured the plugin says so once at start-up (INFO) and answers with ``no_provider.j2``.
@@ -20,6 +22,7 @@ errors, tokens) and shows them in the message's explanation (``skillbot_explain`
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable
 
@@ -41,9 +44,10 @@ from core import (
     probe_http,
 )
 
+from .answer_cache import CACHE_NAME, AnswerCache, AnswerCacheMetrics, cache_key, request_without_context
 from .client import Completion, LLMClient, LLMError
 from .config import Config
-from .prompt import build_messages, history_messages, prompt_variables, reset_pattern
+from .prompt import build_messages, china_timezone, history_messages, prompt_variables, reset_pattern
 
 log = logging.getLogger("skillbot.llm")
 
@@ -110,6 +114,8 @@ class Plugin:
         self.client: LLMClient | None = None
         self.env: jinja2.Environment | None = None
         self.metrics = ModelMetrics()
+        self.cache_metrics = AnswerCacheMetrics()
+        self.answer_cache: AnswerCache | None = None
 
     # ---- set-up ------------------------------------------------------------------------------
 
@@ -158,6 +164,9 @@ class Plugin:
             max_retry_after=config.max_retry_after_seconds,
             total_timeout=config.total_timeout,
         )
+        if config.answer_cache.enabled:
+            store = bot.cache(CACHE_NAME, config.answer_cache.max_entries, config.answer_cache.ttl_seconds)
+            self.answer_cache = AnswerCache(config.answer_cache, store, self.cache_metrics)
         for name, reason in self.client.disabled.items():
             log.warning("llm provider %s is disabled: %s", name, reason)
         if not self.client.configured:
@@ -204,7 +213,11 @@ class Plugin:
             return None
         if self.client is None or not self.client.configured:
             return TextReply(self._render("no_provider.j2"), record=False)
-        return await self.answer(ctx, self.messages_for(ctx, text))
+        messages = self.messages_for(ctx, text)
+        key = self.answer_cache_key(ctx, text, messages)
+        if key is not None and self.answer_cache is not None:
+            return await self.answer_cache.answer(ctx, key, lambda: self.answer(ctx, messages))
+        return await self.answer(ctx, messages)
 
     async def image_reply(self, ctx: MessageContext) -> StreamedReply | None:
         """A picture for a vision model, with the conversation; None (the core's reply) without one."""
@@ -273,7 +286,7 @@ class Plugin:
 
     @hookimpl
     def skillbot_metrics(self) -> list[Counter | Histogram]:
-        return self.metrics.families()
+        return [*self.metrics.families(), *self.cache_metrics.families()]
 
     @hookimpl
     def skillbot_explain(self, ctx: MessageContext) -> Explanation | None:
@@ -294,6 +307,18 @@ class Plugin:
             ctx.history, max_turns=config.max_history_turns, max_chars=config.max_history_chars,
             idle_seconds=config.history_idle_seconds, reset_commands=config.reset_commands)
         return build_messages(system, history, text)
+
+    def answer_cache_key(self, ctx: MessageContext, text: str, messages: list[dict[str, Any]]) -> str | None:
+        """The answer cache's key for this question; None without the cache or with personal
+        context (plugins/llm/answer_cache.py). The system prompt is rendered as at the start of
+        the day, so the key changes with the day, the persona or a nickname, not the minute."""
+        if self.answer_cache is None or self.client is None or not request_without_context(messages):
+            return None
+        day = datetime.now(china_timezone()).replace(hour=0, minute=0, second=0, microsecond=0)
+        prompt = self._render(self.config.system_prompt_template, **prompt_variables(
+            persona=self.config.persona, account_name=self.config.account_name,
+            nickname=ctx.extra.get("nickname"), now=day))
+        return cache_key(text, [prompt, [[p.name, p.config.model] for p in self.client.chain]])
 
     # ---- helpers -----------------------------------------------------------------------------
 

@@ -91,6 +91,33 @@ class ProviderConfig:
             raise ValueError(f"extra_body: may not set {sorted(reserved)[0]!r}")
 
 
+@dataclass(frozen=True)
+class AnswerCacheConfig:
+    """``[plugins.llm.answer_cache]``: repeated questions answered from a TTL cache (opt-in).
+
+    enabled: off by default; on, a question with no personal context (``answer_cache.py`` says
+        which) whose normal form was answered within ``ttl_seconds`` gets that answer again
+        without a model call.
+    ttl_seconds: how long an answer is reused (it may be as old as this).
+    max_entries: answers kept in this process's memory (the oldest go first); with the Redis
+        state backend the answers are shared by every worker and expire after ``ttl_seconds``.
+    max_chars: longer answers are not kept.
+    """
+
+    enabled: bool = False
+    ttl_seconds: float = 3600.0
+    max_entries: int = 1000
+    max_chars: int = 4000
+
+    def validate(self) -> None:
+        if not 1 <= self.ttl_seconds <= 7 * 86400:
+            raise ValueError("ttl_seconds: a number of seconds from 1 to 604800 (7 days)")
+        if not 1 <= self.max_entries <= 1_000_000:
+            raise ValueError("max_entries: a whole number from 1 to 1000000")
+        if self.max_chars < 1:
+            raise ValueError("max_chars: a whole number >= 1")
+
+
 @dataclass
 class Config:
     #: OpenAI-compatible endpoints tried in order (see ``ProviderConfig``). Empty: no model; the
@@ -119,6 +146,8 @@ class Config:
     #: Messages that clear the user's conversation (matched whole, ignoring surrounding spaces
     #: and a trailing full stop or exclamation mark).
     reset_commands: list[str] = field(default_factory=lambda: ["重新开始", "清除上下文"])
+    #: Repeated questions from a TTL cache (``[plugins.llm.answer_cache]``; off by default).
+    answer_cache: AnswerCacheConfig = field(default_factory=AnswerCacheConfig)
 
     def validate(self) -> None:
         self.provider_configs()
