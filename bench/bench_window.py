@@ -281,6 +281,7 @@ FOLLOW_UP_AFTER = 20.0
 MAX_FOLLOW_UPS = 4
 CONTINUE_WORD = "继续"
 CONTINUE_HINT = "（回复「继续」查看更多）"  # the shipped delivery.continue_hint
+CONTINUE_WAIT = "还在写，请稍后回复「继续」查看。"  # the shipped delivery.continue_wait
 NOTES = [(ROOT / "plugins" / "llm" / "templates" / name).read_text(encoding="utf-8").strip()
          for name in ("truncated_note.j2", "interrupted_note.j2")]
 FILLER = ("长城是中国古代的军事防御工程东起山海关西至嘉峪关蜿蜒于崇山峻岭之间修筑历史可上溯到西周时期"
@@ -486,7 +487,7 @@ class StreamUser:
 def answer_part(content: str, faq_answer: str) -> str:
     """What of a reply is the model's answer: hints, notes, the pending text and the follow-up's
     own answer taken out."""
-    for fixed in (CONTINUE_HINT, PENDING_REPLY, faq_answer, *NOTES):
+    for fixed in (CONTINUE_HINT, CONTINUE_WAIT, PENDING_REPLY, faq_answer, *NOTES):
         if fixed:
             content = content.replace(fixed, "")
     return content.strip()
