@@ -236,8 +236,8 @@ def skillbot_stream_model(messages: list[dict[str, Any]], timeout: float) -> Asy
     raising, when the answer breaks off. Called by a plugin through ``await
     bot.hooks.stream_model(messages, timeout)``, whose iterator also ends (logged) when the
     implementation's raises or its first piece is over a second late; the caller may close it
-    (``aclose``) to stop the request. Implemented by the llm plugin. Stops at the first non-None
-    result.
+    (``aclose``) to stop the request. Implemented by the llm plugin.
+    Stops at the first non-None result.
     """
 
 

@@ -56,7 +56,7 @@ class Config:
     #: streamed within the llm plugin's own limits (total_timeout).
     model_timeout: float = 10.0
     #: What the model is told to say first when the passages do not answer the question
-    #: (answer_prompt.j2); an answer that begins with it is treated as no relevant passage
+    #: (answer_prompt.j2); an answer whose first sentence says it is treated as no relevant passage
     #: (no_match: passed on to the general model, or declined).
     not_covered_marker: str = "资料里没有"
     #: Without a model: the best passage is trimmed to about this many characters.

@@ -33,9 +33,9 @@ async def with_source(head: list[str], pieces: AsyncIterator[str],
     """The whole answer (``head``, then the rest of ``pieces``), then ``source_line(answer)`` on a
     line of its own when it is not empty."""
     written = "".join(head)
-    for piece in head:
-        yield piece
-    async with contextlib.aclosing(pieces) as rest:  # type: ignore[type-var]
+    async with contextlib.aclosing(pieces) as rest:  # type: ignore[type-var]  # closed even if left early
+        for piece in head:
+            yield piece
         async for piece in rest:
             written += piece
             yield piece

@@ -13,6 +13,10 @@
 - Failures (every provider down, time out, refused) give a polite reply from a template; with no
   provider configured the plugin says so once at start-up (INFO) and answers with ``no_provider.j2``.
 
+Other plugins use the same providers through two service hooks: ``skillbot_ask_model`` (one
+answer, e.g. the FAQ's assist) and ``skillbot_stream_model`` (an answer for the user, read as it
+is written, e.g. the knowledge skill's grounded answer).
+
 The answer's provider, model, token counts and latency are left in ``ctx.extra["llm"]``; the
 plugin counts them in its own metric families (``skillbot_metrics``: model latency, attempts,
 errors, tokens) and shows them in the message's explanation (``skillbot_explain``).
