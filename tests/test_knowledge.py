@@ -319,6 +319,27 @@ async def test_an_unreadable_file_is_named_and_the_others_keep_working(corpus, t
         assert "3900元" in (await bot.send("围棋课收费多少")).content
 
 
+def test_a_homophone_typo_is_read_as_the_one_document_word_that_sounds_the_same():
+    from plugins.knowledge.homophones import correct
+
+    dictionary = {"学费", "请假", "公示", "公式", "试听", "视听"}.__contains__
+    assert correct("学肥多少钱", {"学费", "多少"}, dictionary) == "学费多少钱"
+    assert correct("公式在哪里", {"公示"}, dictionary) == "公式在哪里"  # a real word stays
+    assert correct("是听课", {"试听", "视听"}, dictionary) == "是听课"  # two candidates: unchanged
+    assert correct("请家要提前", {"请假"}, lambda w: False) == "请家要提前"  # not a dictionary word
+
+
+async def test_a_misspelt_question_finds_its_passage_and_an_uncovered_one_is_not_changed(corpus, tmp_path):
+    async with running_bot(knowledge_settings(corpus["campuses.md"].parent, tmp_path / "cache")) as bot:
+        plugin = knowledge(bot)
+        await wait_for_index(plugin, 5)
+        passages, _ = await plugin.retriever.search("请家要提前多久")  # 请假
+        assert passages and "24小时" in passages[0].chunk.text
+        written, _ = await plugin.retriever.search("请假要提前多久")
+        assert [p.chunk.id for p in passages] == [p.chunk.id for p in written]
+        assert (await plugin.retriever.search("帮我写一首关于秋天的诗"))[0] == []
+
+
 async def test_near_duplicate_passages_are_collapsed(corpus, tmp_path):
     folder = corpus["campuses.md"].parent
     shutil.copyfile(corpus["faq.html"], folder / "faq_copy.html")

@@ -18,10 +18,11 @@ HELDOUT = Path(__file__).parent / "data" / "knowledge" / "heldout_questions.tsv"
 
 # First measured on 2026-11-26 (nothing tuned): recall@3 = 17/35, uncovered declined = 15/24.
 # After retrieval was tuned on tests/data/knowledge/tuning_questions.tsv (sentence rows, the fitted
-# relevance line; never on this file): recall@3 = 22/35, declined = 18/24. The floors are the
-# final values minus one question, never above the measurement; they guard against regressions
-# and are not a target. Raise them only with a new, equally held-out set.
-RECALL_AT_3_FLOOR = 21 / 35
+# relevance line; never on this file): recall@3 = 22/35, declined = 18/24. Round 2 (homophone typos
+# read through pinyin, tuned on tuning_questions.tsv only; measured twice, before and after):
+# recall@3 = 22/35 -> 23/35, declined = 18/24 -> 18/24. The floors are the final values minus one
+# question, never above the measurement; they guard against regressions and are not a target.
+RECALL_AT_3_FLOOR = 22 / 35
 DECLINED_FLOOR = 17 / 24
 
 

@@ -289,6 +289,12 @@ class EveryHook:
     async def skillbot_ask_model(self, messages, timeout):
         return "追踪模型"
 
+    @hookimpl
+    def skillbot_stream_model(self, messages, timeout):
+        async def pieces():
+            yield "追踪流式模型。"
+        return pieces()
+
     @hookimpl(optionalhook=True)
     def skillbot_weather_providers(self):
         return {}
@@ -308,6 +314,8 @@ async def test_trace_logs_every_hook_call_and_result(make_bot, monkeypatch, capl
         reply = await bot.send("追踪测试词")
         assert reply.content == "追踪完毕"
         assert await bot.bot.hooks.ask_model([{"role": "user", "content": "追踪"}], 1.0) == "追踪模型"
+        streamed = await bot.bot.hooks.stream_model([{"role": "user", "content": "追踪"}], 1.0)
+        assert [piece async for piece in streamed] == ["追踪流式模型。"]
         await plugin_checks(bot.bot, probe=False)
     traced = [r.getMessage() for r in caplog.records if r.getMessage().startswith("trace ")]
     for hook in CORE_HOOKS:

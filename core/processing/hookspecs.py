@@ -13,7 +13,7 @@ breaks a reply.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, AsyncIterator, Protocol
 
 import pluggy
 
@@ -218,6 +218,26 @@ def skillbot_ask_model(messages: list[dict[str, Any]], timeout: float) -> str | 
     time, or the answer was refused or empty. Called by a plugin through ``await
     bot.hooks.ask_model(messages, timeout)``; implemented by the llm plugin with its providers,
     failover and circuit breakers. Stops at the first non-None result.
+    """
+
+
+@hookspec(firstresult=True)
+def skillbot_stream_model(messages: list[dict[str, Any]], timeout: float) -> AsyncIterator[str] | None:
+    """Ask the configured chat model for an answer that is read as it is written, for a plugin
+    that answers a user with it (the knowledge skill answering from passages).
+
+    ``messages`` as for ``skillbot_ask_model``. Return at once (no request yet) an async
+    iterator of the answer's pieces: WeChat plain text (reasoning and Markdown removed) in whole
+    sentences or paragraphs, each with the whitespace after it, then any note the model's plugin
+    adds (an answer cut at its length limit or interrupted); or None when there is no model.
+    ``timeout`` bounds the wait for the first piece in seconds, failover included; after it the
+    answer is bounded by the implementation's own limits. The iterator ends without any piece when
+    no provider answered in time (the caller answers without the model), and ends early, never
+    raising, when the answer breaks off. Called by a plugin through ``await
+    bot.hooks.stream_model(messages, timeout)``, whose iterator also ends (logged) when the
+    implementation's raises or its first piece is over a second late; the caller may close it
+    (``aclose``) to stop the request. Implemented by the llm plugin.
+    Stops at the first non-None result.
     """
 
 

@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, AsyncIterator, Callable
 
 import pluggy
 
@@ -363,6 +363,18 @@ class HookCaller:
                                       timeout=timeout + ASK_MODEL_MARGIN)
         return answer if isinstance(answer, str) else None
 
+    async def stream_model(self, messages: list[dict[str, Any]], timeout: float) -> AsyncIterator[str] | None:
+        """The configured model's answer to ``messages`` as it is written (plain-text pieces), or
+        None without a model. The iterator ends early, logged, when the implementation raises or
+        gives no first piece within ``timeout`` seconds (plus a margin); closing it stops the request."""
+        pieces, plugin = await self._first("skillbot_stream_model", {"messages": messages, "timeout": timeout})
+        if pieces is None or not hasattr(pieces, "__anext__"):
+            if pieces is not None:
+                log.warning("plugin %s: skillbot_stream_model returned %s, not an async iterator; ignored",
+                            plugin, type(pieces).__name__, extra={"msg_id": "-"})
+            return None
+        return _guarded_stream(pieces, str(plugin), timeout + ASK_MODEL_MARGIN)
+
     async def outbound_filter(self, ctx: MessageContext, reply: Reply) -> Reply:
         """The reply after every outbound filter; each sees the reply the previous one produced."""
         for impl in self.impls("skillbot_outbound_filter"):
@@ -394,6 +406,42 @@ class HookCaller:
 
     async def health(self, bot: Any, probe: bool, timeout: float) -> list[HookResult]:
         return await self.call("skillbot_health", {"bot": bot, "probe": probe}, timeout=timeout)
+
+
+async def _guarded_stream(pieces: AsyncIterator[Any], plugin: str, first_within: float) -> AsyncIterator[str]:
+    """``pieces`` from a ``skillbot_stream_model`` implementation, kept to the contract: text only;
+    the first piece within ``first_within`` seconds; an implementation that raises ends the
+    answer (logged) instead of breaking the reply that carries it."""
+    said = False
+    try:
+        while True:
+            try:
+                if said:
+                    piece = await anext(pieces)
+                else:  # bounded around the await only: a timeout never spans a yield
+                    async with asyncio.timeout(first_within):
+                        piece = await anext(pieces)
+            except StopAsyncIteration:
+                return
+            except TimeoutError:
+                log.warning("plugin %s: skillbot_stream_model gave no text within %.1fs; ended",
+                            plugin, first_within, extra={"msg_id": "-"})
+                return
+            except Exception:
+                log.exception("plugin %s: skillbot_stream_model raised; the answer ends here", plugin,
+                              extra={"msg_id": "-"})
+                return
+            if isinstance(piece, str) and piece:
+                said = True
+                yield piece
+    finally:
+        aclose = getattr(pieces, "aclose", None)
+        if aclose is not None:
+            try:
+                await aclose()
+            except Exception:
+                log.exception("plugin %s: closing a skillbot_stream_model answer failed", plugin,
+                              extra={"msg_id": "-"})
 
 
 def plugin_configs(pm: pluggy.PluginManager, settings: Settings,

@@ -4,9 +4,10 @@ It sits between the skills and the general model: its ``skillbot_fallback`` runs
 fallbacks (``tryfirst``; the llm fallback is ``trylast``), so only a message the FAQ and the other
 skills left unanswered reaches it. It retrieves passages from the watched folder (hybrid
 lexical + embedding retrieval, ``retrieval.py``); with relevant ones it answers, through the
-configured model from those passages only (``templates/answer_prompt.j2``) or, without a model,
-with the best passage itself; with none it passes the message on to the general model or
-declines (``no_match``). Passages and scores go to ``ctx.extra["knowledge"]`` and the message's
+configured model from those passages only (``templates/answer_prompt.j2``, streamed like any
+long answer, the source named at the end) or, without a model, with the best passage itself;
+with none, or when the model says the passages do not answer, it passes the message on to the
+general model or declines (``no_match``). Passages and scores go to ``ctx.extra["knowledge"]`` and the message's
 explanation; counts and index age to the health checks and metrics.
 """
 from __future__ import annotations
@@ -20,18 +21,18 @@ from typing import Any
 
 import jinja2
 
-from core import Check, Counter, Explanation, TextReply, hookimpl
+from core import Check, Counter, Explanation, Reply, StreamedReply, TextReply, hookimpl
 
 from .chunking import split_sentences
 from .config import Config
 from .indexer import FolderIndexer, SyncReport
-from .model import plain_text
+from .model import read_head, with_source
 from .retrieval import Passage, Retriever
 from .store import KnowledgeStore, SqliteStore, StoreStats
 from .terms import TermAnalyzer
 
 HERE = Path(__file__).parent
-TEMPLATES = ("answer_prompt.j2", "model_answer.j2", "passage_answer.j2", "no_match.j2")
+TEMPLATES = ("answer_prompt.j2", "answer_source.j2", "passage_answer.j2", "no_match.j2")
 TEXT_TYPES = ("text", "voice")
 log = logging.getLogger("skillbot.plugins.knowledge")
 
@@ -218,14 +219,10 @@ class Plugin:
                                 "passages": [p.explain() for p in shown], "relevant": len(passages)}
         ctx.extra["knowledge"] = info
         if not passages:
-            if self.config.no_match == "decline":
-                info["outcome"] = "declined"
-                self.questions.inc("declined")
-                return TextReply(self._render("no_match.j2", question=text))
-            info["outcome"] = "passed"
-            self.questions.inc("passed")
-            return None
-        reply = await self._model_answer(ctx, text, passages) if self.config.use_model else None
+            return self._no_match(ctx, text)
+        outcome, reply = await self._model_answer(ctx, text, passages) if self.config.use_model else ("", None)
+        if outcome == "not_covered":  # the model read the passages and found no answer in them
+            return self._no_match(ctx, text)
         if reply is None:
             reply = self._passage_answer(passages[0])
             info["outcome"] = "answered_passage"
@@ -234,22 +231,46 @@ class Plugin:
         self.questions.inc(info["outcome"])
         return reply
 
-    async def _model_answer(self, ctx: Any, text: str, passages: list[Passage]) -> TextReply | None:
-        """The configured model's answer from ``passages`` only, or None (no model, or it failed)."""
+    def _no_match(self, ctx: Any, text: str) -> TextReply | None:
+        """No passage answers: decline (no_match.j2) or pass on to the general model (None)."""
+        info = ctx.extra["knowledge"]
+        info["outcome"] = "declined" if self.config.no_match == "decline" else "passed"
+        self.questions.inc(info["outcome"])
+        return TextReply(self._render("no_match.j2", question=text)) if info["outcome"] == "declined" else None
+
+    async def _model_answer(self, ctx: Any, text: str, passages: list[Passage]) -> tuple[str, Reply | None]:
+        """The configured model's answer from ``passages`` only, streamed as it is written:
+        ("answered", a ``StreamedReply`` ending with the source line) once the model has written
+        the head of its answer; ("not_covered", None) when that head says the passages do not
+        answer; ("", None) without a model or without a sentence within ``model_timeout``."""
+        info = ctx.extra["knowledge"]
         numbered = [{"number": i + 1, "title": p.chunk.title, "heading": p.chunk.heading,
                      "text": p.chunk.text} for i, p in enumerate(passages)]
-        system = self._render("answer_prompt.j2", question=text, passages=numbered)
+        marker = self.config.not_covered_marker
+        system = self._render("answer_prompt.j2", question=text, passages=numbered, not_covered=marker)
         started = time.monotonic()
-        # the llm plugin's model (skillbot_ask_model); None: no model, or no answer in time
-        answer = await self.bot.hooks.ask_model([{"role": "system", "content": system},
-                                                 {"role": "user", "content": text}], self.config.model_timeout)
-        answer = plain_text(answer) if answer is not None else ""
-        if not answer:  # the best passage answers instead (the llm plugin logs why a provider failed)
-            ctx.extra["knowledge"]["model_error"] = "no model answer"
-            return None
-        ctx.extra["knowledge"]["model"] = {"ms": round((time.monotonic() - started) * 1000)}
+        # the llm plugin's model (skillbot_stream_model); None: no model
+        pieces = await self.bot.hooks.stream_model([{"role": "system", "content": system},
+                                                    {"role": "user", "content": text}], self.config.model_timeout)
+        if pieces is None:
+            info["model_error"] = "no model"
+            return "", None
+        head = await read_head(pieces)
+        if not head:  # the best passage answers instead (the llm plugin logs why a provider failed)
+            await pieces.aclose()  # type: ignore[attr-defined]
+            info["model_error"] = "no model answer"
+            return "", None
+        info["model"] = {"first_sentence_ms": round((time.monotonic() - started) * 1000)}
+        if marker in "".join(head):
+            await pieces.aclose()  # type: ignore[attr-defined]
+            info["model"]["not_covered"] = True
+            return "not_covered", None
         sources = list(dict.fromkeys(p.chunk.title for p in passages))
-        return TextReply(self._render("model_answer.j2", answer=answer, sources=sources))
+
+        def source_line(answer: str) -> str:
+            return self._render("answer_source.j2", answer=answer, sources=sources)
+
+        return "answered", StreamedReply(with_source(head, pieces, source_line))
 
     def _passage_answer(self, passage: Passage) -> TextReply:
         chunk = passage.chunk

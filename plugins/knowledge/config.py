@@ -51,8 +51,14 @@ class Config:
     #: With a model configured (the llm plugin), the model answers from the passages; false =
     #: always answer with the best passage itself.
     use_model: bool = True
-    #: Seconds the model may take before the best passage answers instead.
-    model_timeout: float = 20.0
+    #: Seconds the model may take to write its first sentence before the best passage answers
+    #: instead (10: the passage still reaches WeChat's third try); the rest of the answer is
+    #: streamed within the llm plugin's own limits (total_timeout).
+    model_timeout: float = 10.0
+    #: What the model is told to say first when the passages do not answer the question
+    #: (answer_prompt.j2); an answer whose first sentence says it is treated as no relevant passage
+    #: (no_match: passed on to the general model, or declined).
+    not_covered_marker: str = "资料里没有"
     #: Without a model: the best passage is trimmed to about this many characters.
     passage_chars: int = 300
 
@@ -71,5 +77,7 @@ class Config:
             raise ValueError("duplicate_similarity must be in (0, 1]")
         if self.top_k < 1 or self.chunk_chars < 50 or self.passage_chars < 20:
             raise ValueError("top_k must be >= 1, chunk_chars >= 50, passage_chars >= 20")
+        if not self.not_covered_marker.strip():
+            raise ValueError("not_covered_marker must not be empty")
         if self.reload_interval < 0 or self.model_timeout <= 0 or self.max_file_bytes < 1:
             raise ValueError("reload_interval must be >= 0, model_timeout and max_file_bytes > 0")

@@ -24,6 +24,7 @@ from typing import Any
 
 from core import normalize_text
 
+from .homophones import correct
 from .store import KnowledgeStore, StoredChunk
 from .terms import TermAnalyzer, coverage, search_terms
 
@@ -72,6 +73,19 @@ class Retriever:
         norm = normalize_text(question)
         if not norm:
             return [], []
+        kept, scored = await self._search(norm, top_k, threshold)
+        # A homophone typo (学肥 for 学费) read as the candidates' word that sounds the same, kept
+        # when that reading matches the documents better than the question as written.
+        vocabulary = set().union(*(p.chunk.terms for p in scored)) if scored else set()
+        corrected = await asyncio.to_thread(correct, norm, vocabulary, self.analyzer.segmenter.in_dictionary)
+        if corrected != norm:
+            fixed = await self._search(corrected, top_k, threshold)
+            if fixed[1] and (not scored or fixed[1][0].score > scored[0].score):
+                kept, scored = fixed
+        return kept, scored
+
+    async def _search(self, norm: str, top_k: int, threshold: float) -> tuple[list[Passage], list[Passage]]:
+        cfg = self.config
         features = await asyncio.to_thread(self.analyzer.question_features, norm)
         lexical_ids = await self.store.lexical_candidates(search_terms(features), CANDIDATES) if features else []
         dense_hits: list[tuple[int, float]] = []

@@ -15,12 +15,17 @@
 - Failures (every provider down, time out, refused) give a polite reply from a template; with no
   provider configured the plugin says so once at start-up (INFO) and answers with ``no_provider.j2``.
 
+Other plugins use the same providers through two service hooks: ``skillbot_ask_model`` (one
+answer, e.g. the FAQ's assist) and ``skillbot_stream_model`` (an answer for the user, read as it
+is written, e.g. the knowledge skill's grounded answer).
+
 The answer's provider, model, token counts and latency are left in ``ctx.extra["llm"]``; the
 plugin counts them in its own metric families (``skillbot_metrics``: model latency, attempts,
 errors, tokens) and shows them in the message's explanation (``skillbot_explain``).
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import datetime
 from pathlib import Path
@@ -346,3 +351,47 @@ class Plugin:
         if completion.filtered or not completion.text.strip():
             return None
         return completion.text
+
+    @hookimpl
+    def skillbot_stream_model(self, messages: list[dict[str, Any]], timeout: float) -> AsyncIterator[str] | None:
+        """An answer for another plugin to show the user (the knowledge skill), read as it is
+        written: plain-text sentences from this plugin's providers, failover and circuit breakers,
+        then the note of an answer cut short; nothing at all when no provider wrote a sentence
+        within ``timeout`` seconds. None without a provider. Counted in this plugin's metrics."""
+        if self.client is None or not self.client.configured:
+            return None
+        return self.sentences_for(messages, timeout)
+
+    async def sentences_for(self, messages: list[dict[str, Any]], timeout: float) -> AsyncIterator[str]:
+        assert self.client is not None
+        said = False
+        completion: Completion | None = None
+        try:
+            async with self.client.stream(messages) as answer:
+                sentences = answer.sentences()
+                while True:
+                    try:
+                        if said:
+                            sentence = await anext(sentences)
+                        else:  # only the wait for the first sentence is bounded by ``timeout``
+                            async with asyncio.timeout(timeout):
+                                sentence = await anext(sentences)
+                    except StopAsyncIteration:
+                        break
+                    said = said or bool(sentence.text.strip())
+                    yield sentence.text
+                completion = answer.completion
+        except TimeoutError:
+            log.warning("llm: no sentence for another plugin within %.1fs", timeout)
+            return
+        except LLMError as exc:
+            log.warning("llm: no answer for another plugin: %s", exc)
+            self.metrics.observe({"attempts": [f"{a.provider}:{a.outcome}" for a in exc.attempts]})
+            return
+        if completion is None:
+            return
+        self.metrics.observe(completion.metrics())
+        if said:
+            note = self.note_for(completion, said)
+            if note:
+                yield note

@@ -1,0 +1,50 @@
+"""Measuring knowledge retrieval on a question set (issue 16): recall@3 of the covered questions
+and the share of uncovered ones given no passage, with every miss, as tests/test_knowledge_heldout.py
+measures (same corpus, index and definitions). For tuning; the held-out set is measured only by
+its test, at most twice per round of work::
+
+    .venv/bin/python -m tests.knowledge_measure tests/data/knowledge/tuning_questions.tsv
+"""
+from __future__ import annotations
+
+import asyncio
+import sys
+import tempfile
+from pathlib import Path
+
+from core.testing import running_bot
+from tests.data.knowledge.corpus import write_corpus
+from tests.test_knowledge import knowledge, knowledge_settings, measure_retrieval, wait_for_index
+
+
+def read_set(path: Path) -> tuple[list[tuple[str, str, str]], list[str]]:
+    covered, uncovered = [], []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line or line.startswith("#") or line.startswith("kind\t"):
+            continue
+        kind, question, document, phrase = line.split("\t")
+        if kind == "covered":
+            covered.append((question, document, phrase))
+        else:
+            uncovered.append(question)
+    return covered, uncovered
+
+
+async def measure(path: Path) -> None:
+    covered, uncovered = read_set(path)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = write_corpus(Path(tmp) / "docs")["campuses.md"].parent
+        async with running_bot(knowledge_settings(folder, Path(tmp) / "cache")) as bot:
+            plugin = knowledge(bot)
+            await wait_for_index(plugin, 5)
+            found, missed, declined, answered = await measure_retrieval(plugin, covered, uncovered)
+    print(f"recall@3 = {found}/{len(covered)} = {found / len(covered):.3f}")
+    for question in missed:
+        print(f"  missed: {question}")
+    print(f"uncovered declined = {declined}/{len(uncovered)} = {declined / len(uncovered):.3f}")
+    for question, start in answered:
+        print(f"  answered: {question}  ->  {start!r}")
+
+
+if __name__ == "__main__":
+    asyncio.run(measure(Path(sys.argv[1])))
