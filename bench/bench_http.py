@@ -38,6 +38,7 @@ import urllib.request
 from pathlib import Path
 
 from common import (
+    add_load_arguments,
     BENCH_DIR,
     ROOT,
     bare_server,
@@ -137,13 +138,7 @@ def load(tool: str, port: int, requests_file: Path, connections: int, duration: 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="HTTP throughput: whole bot vs a bare aiohttp handler")
-    parser.add_argument("--duration", type=float, default=10.0, help="seconds of each timed run (default 10)")
-    parser.add_argument("--warmup", type=float, default=2.0, help="seconds of warm-up before each run (default 2)")
-    parser.add_argument("--connections", type=int, default=32, help="concurrent connections (default 32)")
-    parser.add_argument("--rounds", type=int, default=2, help="rounds over all targets, alternating (default 2)")
-    parser.add_argument("--threads", type=int, default=1, help="wrk threads (default 1: the server gets the other core)")
-    parser.add_argument("--tool", choices=["auto", "wrk", "loadgen"], default="auto",
-                        help="load generator (default: wrk if installed, else bench/loadgen.py)")
+    add_load_arguments(parser, "load generator (default: wrk if installed, else bench/loadgen.py)")
     parser.add_argument("--log-level", default="",
                         help="run the bot with this [logging] level (default: the settings' INFO, as shipped)")
     parser.add_argument("--targets", default="bare,faq,safe,event,paraphrase",

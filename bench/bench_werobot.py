@@ -124,7 +124,7 @@ import subprocess  # noqa: E402
 import tempfile  # noqa: E402
 import urllib.request  # noqa: E402
 
-from common import BENCH_DIR, ROOT, TOKEN, Server, bare_server, bot_server, free_port, md_table, query_string, report_header, signer  # noqa: E402,E501
+from common import add_load_arguments, BENCH_DIR, ROOT, TOKEN, Server, bare_server, bot_server, free_port, md_table, query_string, report_header, signer  # noqa: E402,E501
 
 from bench_http import make_requests  # noqa: E402
 
@@ -294,13 +294,7 @@ def werobot_failures(log: Path) -> tuple[int, str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="HTTP throughput on the FAQ path: Skillbot vs WeRoBot")
-    parser.add_argument("--duration", type=float, default=10.0, help="seconds of each timed run (default 10)")
-    parser.add_argument("--warmup", type=float, default=2.0, help="seconds of warm-up before each run (default 2)")
-    parser.add_argument("--connections", type=int, default=32, help="concurrent connections (default 32)")
-    parser.add_argument("--rounds", type=int, default=2, help="rounds over all targets, alternating (default 2)")
-    parser.add_argument("--threads", type=int, default=1, help="wrk threads (default 1: the server gets the other core)")
-    parser.add_argument("--tool", choices=["auto", "wrk", "loadgen"], default="auto",
-                        help="load generator (default: wrk, installed with apt-get if missing, else bench/loadgen.py)")
+    add_load_arguments(parser, "load generator (default: wrk, installed with apt-get if missing, else bench/loadgen.py)")
     parser.add_argument("--targets", default=",".join(TARGETS),
                         help=f"comma-separated subset of {','.join(TARGETS)} (default all)")
     args = parser.parse_args()

@@ -6,6 +6,7 @@ Everything listens on and talks to 127.0.0.1 only.
 """
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
 import platform
@@ -79,6 +80,16 @@ def md_table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[str]
         lines.append("| " + " | ".join(str(c) for c in row) + " |")
     return lines
 
+
+
+def add_load_arguments(parser: argparse.ArgumentParser, tool_help: str) -> None:
+    """The load options shared by the HTTP throughput benchmarks (bench_http.py, bench_werobot.py)."""
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds of each timed run (default 10)")
+    parser.add_argument("--warmup", type=float, default=2.0, help="seconds of warm-up before each run (default 2)")
+    parser.add_argument("--connections", type=int, default=32, help="concurrent connections (default 32)")
+    parser.add_argument("--rounds", type=int, default=2, help="rounds over all targets, alternating (default 2)")
+    parser.add_argument("--threads", type=int, default=1, help="wrk threads (default 1: the server gets the other core)")
+    parser.add_argument("--tool", choices=["auto", "wrk", "loadgen"], default="auto", help=tool_help)
 
 def percentile(values: Sequence[float], p: float) -> float:
     """Nearest-rank percentile (p in 0..100) of a non-empty sequence."""
