@@ -40,6 +40,7 @@ from core import normalize_text  # noqa: E402
 from core.operations.evaluation import load_labelled  # noqa: E402
 from core.testing import running_bot  # noqa: E402
 from plugins.faq.decline import ALL_FEATURES, MODEL_PATH, pair_features  # noqa: E402
+from plugins.faq.rerank import ALL_RERANK_FEATURES, RERANK_PATH, Reranker, candidate_features  # noqa: E402
 
 TUNING = ROOT / "tests" / "data" / "tuning"
 DEMO_SET = ROOT / "tests" / "data" / "utterances.tsv"
@@ -62,6 +63,15 @@ LEXICAL_GENERAL_MARGIN = 0.02
 #: 97.6% of the general and weather messages right at threshold 0.3 (the first model, over the
 #: best question's margin to the general anchors, its lead and the answer's cosine: 85.8% / 96.6%).
 DEFAULT_FEATURES = ("j_cos", "q_gap", "log_chars")
+#: The re-ranker (plugins/faq/rerank.py): how many of the best entries it chooses among, its L2
+#: penalty and its features. Chosen by leave-one-business-out cross-validation of the share of
+#: the businesses' messages whose right entry is ranked first (docs/faq.md has the table): the
+#: candidate's decline log-odds and its best answer sentence's cosine relative to the other
+#: candidates. Adding the question's, joint passage's or answer's relative cosine, the lexical
+#: score or the coverage did not raise it.
+RERANK_TOP = 3
+RERANK_L2 = 1.0
+DEFAULT_RERANK_FEATURES = ("logit", "s_rel")
 
 
 def one_column(path: Path) -> list[str]:
@@ -167,16 +177,32 @@ def stack(data: list[dict], columns: list[int]) -> tuple[np.ndarray, np.ndarray,
     return np.vstack(Xs), np.concatenate(ys), np.concatenate(ws)
 
 
-def decide(row: dict, columns: list[int], mean, scale, weights, bias) -> tuple[int, float]:
+def fused(row: dict, columns: list[int], mean, scale, weights, bias) -> tuple[np.ndarray, np.ndarray]:
+    """Per entry: the decline probability with a trusted lexical score fused (as the FAQ does),
+    and whether that lexical score was trusted."""
     x = (row["X"][:, columns] - mean) / scale
     p = 1.0 / (1.0 + np.exp(-np.clip(x @ weights + bias, -30, 30)))
     lexical = row["raw"].lexical
     raw = row["raw"]
     trusted = (lexical >= LEXICAL_TRUST) & ((raw.cover_q >= SURE_COVERAGE)
                                             | (raw.q_cos - raw.general >= LEXICAL_GENERAL_MARGIN))
-    p = 1.0 - (1.0 - p) * (1.0 - np.where(trusted, lexical, 0.0))
-    best = int(np.argmax(p))
-    return best, float(p[best])
+    return 1.0 - (1.0 - p) * (1.0 - np.where(trusted, lexical, 0.0)), trusted
+
+
+def ranked_order(p: np.ndarray) -> list[int]:
+    return [int(i) for i in np.argsort(-p, kind="stable")]
+
+
+def decide(row: dict, columns: list[int], mean, scale, weights, bias,
+           reranker: Reranker | None = None) -> tuple[int, float]:
+    """The entry the FAQ would answer with and the probability compared with the threshold (the
+    best one's: re-ranking changes which entry answers, not whether one does)."""
+    p, trusted = fused(row, columns, mean, scale, weights, bias)
+    order = ranked_order(p)
+    best = order[0]
+    if reranker is not None:
+        best = reranker.choose(p, row["raw"], order, trusted)
+    return best, float(p[order[0]])
 
 
 def right(row: dict, best: int, p: float, threshold: float) -> bool:
@@ -217,6 +243,94 @@ def score_of(counts) -> tuple[float, float]:
     return best, best_t
 
 
+def rerank_groups(rows: list[dict], columns: list[int], model, rerank_columns: list[int],
+                  top: int = RERANK_TOP) -> list[tuple[np.ndarray, int]]:
+    """(candidate features, position of the right entry) for every business message whose right
+    entry is among the ``top`` best and is not a trusted lexical hit's."""
+    groups = []
+    for row in rows:
+        if row["kind"] != "own" or row["label"] < 0:
+            continue
+        p, trusted = fused(row, columns, *model)
+        order = ranked_order(p)[:top]
+        if row["label"] in order and not trusted[order[0]]:
+            F = candidate_features(p, row["raw"], order)[:, rerank_columns]
+            groups.append((F, order.index(row["label"])))
+    return groups
+
+
+def fit_rerank(groups: list[tuple[np.ndarray, int]], l2: float = RERANK_L2, steps: int = 500,
+               rate: float = 0.1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Conditional logit (softmax over each message's candidates) by gradient descent from zero:
+    deterministic. Returns mean, scale and weights of the standardised features."""
+    d = groups[0][0].shape[1]
+    k = max(len(F) for F, _ in groups)
+    X = np.zeros((len(groups), k, d))
+    mask = np.zeros((len(groups), k), dtype=bool)
+    Y = np.zeros((len(groups), k))
+    for g, (F, right_at) in enumerate(groups):
+        X[g, :len(F)] = F
+        mask[g, :len(F)] = True
+        Y[g, right_at] = 1.0
+    flat = X[mask]
+    mean, scale = flat.mean(axis=0), flat.std(axis=0) + 1e-9
+    Z = np.where(mask[..., None], (X - mean) / scale, 0.0)
+    w = np.zeros(d)
+    for _ in range(steps):
+        s = np.where(mask, Z @ w, -np.inf)
+        s -= s.max(axis=1, keepdims=True)
+        e = np.exp(s)
+        P = e / e.sum(axis=1, keepdims=True)
+        grad = np.einsum("gk,gkd->d", P - Y, Z) / len(groups) + l2 * w / len(groups)
+        w -= rate * grad
+    return mean, scale, w
+
+
+def out_of_fold_groups(data: list[dict], columns: list[int], rerank_columns: list[int],
+                       exclude: int | None = None) -> list[tuple[np.ndarray, int]]:
+    """Re-ranking examples of every business (but ``exclude``), each ranked by a decline model
+    fitted without it (and without ``exclude``): the probabilities the re-ranker will meet."""
+    groups = []
+    for i, biz in enumerate(data):
+        if i == exclude:
+            continue
+        model = train([b for n, b in enumerate(data) if n not in (i, exclude)], columns)
+        groups += rerank_groups(biz["rows"], columns, model, rerank_columns)
+    return groups
+
+
+def make_reranker(features: list[str], fitted) -> Reranker:
+    mean, scale, weights = fitted
+    return Reranker(features, mean.tolist(), scale.tolist(), weights.tolist(), RERANK_TOP)
+
+
+def cross_validate_rerank(data: list[dict], columns: list[int], rerank_features: list[str],
+                          threshold: float) -> list[tuple[str, int, int, int, int, int, int]]:
+    """Leave one business out: per business, (name, right entry first without / with re-ranking,
+    messages with a right entry, decisions right without / with, own messages)."""
+    rerank_columns = [ALL_RERANK_FEATURES.index(f) for f in rerank_features]
+    out = []
+    for held in range(len(data)):
+        model = train([b for i, b in enumerate(data) if i != held], columns)
+        reranker = make_reranker(rerank_features,
+                                 fit_rerank(out_of_fold_groups(data, columns, rerank_columns, held)))
+        first0 = first1 = n = ok0 = ok1 = own = 0
+        for row in data[held]["rows"]:
+            if row["kind"] != "own":
+                continue  # re-ranking never changes whether the FAQ answers
+            own += 1
+            plain, p = decide(row, columns, *model)
+            chosen, _ = decide(row, columns, *model, reranker=reranker)
+            ok0 += right(row, plain, p, threshold)
+            ok1 += right(row, chosen, p, threshold)
+            if row["label"] >= 0:
+                n += 1
+                first0 += plain == row["label"]
+                first1 += chosen == row["label"]
+        out.append((data[held]["name"], first0, first1, n, ok0, ok1, own))
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--cv-only", action="store_true")
@@ -225,6 +339,9 @@ def main() -> None:
                         help="comma-separated features (default: those the selection below chose)")
     parser.add_argument("--select", action="store_true",
                         help="greedy forward selection of the features by cross-validation")
+    parser.add_argument("--rerank-features", default=",".join(DEFAULT_RERANK_FEATURES),
+                        help="comma-separated features of the re-ranker "
+                             f"(from {', '.join(ALL_RERANK_FEATURES)}; empty: no re-ranker)")
     args = parser.parse_args()
     stamp = fingerprint()
     cached = pickle.loads(CACHE.read_bytes()) if CACHE.exists() and not args.recollect else None
@@ -267,6 +384,19 @@ def main() -> None:
         ok_other = sum(right(row, *decide(row, cols, *model), threshold) for row in other)
         print(f"  {data[held]['name']}: {ok}/{len(own)} = {ok / len(own):.1%}; "
               f"general and weather against this FAQ {ok_other}/{len(other)} = {ok_other / len(other):.1%}")
+    rerank_features = [f for f in args.rerank_features.split(",") if f]
+    if rerank_features:
+        table = cross_validate_rerank(data, cols, rerank_features, threshold)
+        print(f"re-ranking the best {RERANK_TOP} with {rerank_features}, leave-one-business-out "
+              "(right entry ranked first; whole decision):")
+        for name, f0, f1, n, ok0, ok1, own in table:
+            print(f"  {name}: first {f0}/{n} = {f0 / n:.1%} -> {f1 / n:.1%}; "
+                  f"decision {ok0 / own:.1%} -> {ok1 / own:.1%}")
+        f0, f1, n = (sum(t[i] for t in table) for i in (1, 2, 3))
+        ok0, ok1, own = (sum(t[i] for t in table) for i in (4, 5, 6))
+        print(f"  all: first {f0}/{n} = {f0 / n:.1%} -> {f1}/{n} = {f1 / n:.1%}; "
+              f"decision {ok0 / own:.1%} -> {ok1 / own:.1%}; mean over businesses "
+              f"{np.mean([t[1] / t[3] for t in table]):.1%} -> {np.mean([t[2] / t[3] for t in table]):.1%}")
     if args.cv_only:
         return
     mean, scale, weights, bias = train(data, cols)
@@ -278,6 +408,17 @@ def main() -> None:
         "threshold": threshold,
     }, indent=1) + "\n", encoding="utf-8")
     print(f"wrote {MODEL_PATH}")
+    if rerank_features:
+        rerank_columns = [ALL_RERANK_FEATURES.index(f) for f in rerank_features]
+        r_mean, r_scale, r_weights = fit_rerank(out_of_fold_groups(data, cols, rerank_columns))
+        RERANK_PATH.write_text(json.dumps({
+            "about": "FAQ re-ranker of the best entries (plugins/faq/rerank.py), fitted by "
+                     "scripts/train_faq_decline.py on tests/data/tuning/ and tests/data/utterances.tsv",
+            "features": rerank_features, "mean": r_mean.round(6).tolist(),
+            "scale": r_scale.round(6).tolist(), "weights": r_weights.round(6).tolist(),
+            "top": RERANK_TOP,
+        }, indent=1) + "\n", encoding="utf-8")
+        print(f"wrote {RERANK_PATH}")
 
 
 if __name__ == "__main__":

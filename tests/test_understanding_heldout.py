@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from tests.understanding_sets import heldout_sets, run_all, summary
 
-#: Measured 2026-11-26 with the FAQ's learned decline model (docs/routing.md, commit 58a7583):
-#: gym 66.9%, bank 66.7%, admissions 77.1%, weather (reaches the weather skill) 96.2%, general
-#: (reaches the model) 90.6%, overall 78.8%. Floors about two points below.
-FLOORS = {"gym": 0.65, "bank": 0.65, "admissions": 0.75, "weather": 0.94, "general": 0.88}
-OVERALL_FLOOR = 0.77
+#: Measured 2026-11-26 with the FAQ's learned decline model and its re-ranker of the three most
+#: probable entries (docs/routing.md, commit f7f7122): gym 69.4%, bank
+#: 66.7%, admissions 77.8%, weather (reaches the weather skill) 96.2%, general (reaches the
+#: model) 90.6%, overall 79.5%. Floors one or two messages below.
+FLOORS = {"gym": 0.68, "bank": 0.66, "admissions": 0.77, "weather": 0.95, "general": 0.89}
+OVERALL_FLOOR = 0.79
 
 
 async def test_heldout_sets_meet_their_floors():

@@ -31,6 +31,7 @@ from core import BotServices, Candidate, Intent, MessageContext, TextReply, hook
 from .config import Config
 from .assist import picked_number
 from .decline import DeclineModel, RawScores, pair_features
+from .rerank import RERANK_PATH, Reranker
 from .engine import DenseFaq, FaqData, FaqError, FaqIndex, load_faq
 from .question_log import QuestionLog
 
@@ -55,6 +56,9 @@ class Plugin:
         self.question_log: QuestionLog | None = None
         #: The learned answer-or-decline model (plugins/faq/data/decline_model.json).
         self.decline_model = DeclineModel.load()
+        #: Chooses among the few best entries (plugins/faq/data/rerank_model.json; without
+        #: that file, as while scripts/train_faq_decline.py first fits it, by probability alone).
+        self.reranker = Reranker.load() if RERANK_PATH.exists() else None
         #: Unsure decisions of recent messages, by route key, for ``skillbot_message_done``:
         #: written in the router's thread, read on the event loop, hence the lock.
         self._unsure: OrderedDict[str, tuple[float, dict[str, Any]]] = OrderedDict()
@@ -300,6 +304,10 @@ class Plugin:
         general question (weaker overlaps, or one keyword shared with a general question,
         mislead more than they help once the embedding is known). The dense
         cosine shown is the mean of the best question's and the answer's.
+
+        The first entry is then the re-ranker's choice among the few most probable
+        (``plugins/faq/rerank.py``; never against a trusted lexical hit), so it may have a
+        lower probability than the second: whether the FAQ answers is decided by the highest.
         """
         raw = self.raw_scores(index, dense, text, tokens, query)
         if raw is None:
@@ -320,6 +328,11 @@ class Plugin:
             ranked.append((float(probabilities[n]), entry_id, float(raw.lexical[n]), cos,
                            raw.questions.get(entry_id) or index.data.entries[entry_id].questions[0], q_cos))
         ranked.sort(key=lambda r: (-r[0], -r[3], r[1]))
+        position = {entry_id: n for n, entry_id in enumerate(index.entry_ids)}
+        order = [position[r[1]] for r in ranked]
+        chosen = self.reranker.choose(probabilities, raw, order, trusted) if self.reranker else order[0]
+        if chosen != order[0]:
+            ranked.insert(0, ranked.pop(order.index(chosen)))
         return ranked, raw.general
 
     def hybrid_lookup(self, index: FaqIndex, dense: DenseFaq, text: str, tokens: list[str],
@@ -327,7 +340,9 @@ class Plugin:
         ranked, general = self.rank(index, dense, text, tokens, query)
         if not ranked:
             return 0.0, {}
-        probability, entry_id, lex, cos, question, q_cos = ranked[0]
+        _, entry_id, lex, cos, question, q_cos = ranked[0]
+        # the re-ranker chooses which entry answers; whether one does is the best probability's call
+        probability = max(r[0] for r in ranked)
         ranking = [(r[1], round(r[0], 4), round(r[2], 4), round(r[3], 4)) for r in ranked[:5]]
         # No "similarity" slot: the FAQ has compared the message with the general questions
         # itself (calibrated to this FAQ), so the router's uncalibrated rule must not again.

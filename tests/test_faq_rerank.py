@@ -1,0 +1,101 @@
+"""The FAQ's re-ranker of its few best entries: features, the shipped weights, the fit and the
+plugin's use of it (plugins/faq/rerank.py, scripts/train_faq_decline.py)."""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from core import TextReply, hookimpl
+from core.settings import PROJECT_ROOT
+from core.testing import running_bot
+from plugins.faq.decline import RawScores
+from plugins.faq.rerank import ALL_RERANK_FEATURES, Reranker, candidate_features
+
+HOTEL = Path(__file__).parent / "data" / "tuning" / "hotel_faq.toml"
+
+
+def load_trainer():
+    spec = importlib.util.spec_from_file_location("train_faq_decline",
+                                                  PROJECT_ROOT / "scripts" / "train_faq_decline.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def raw(s, q=None):
+    n = len(s)
+    return RawScores(q_cos=np.array(q if q is not None else [0.9] * n, dtype=float),
+                     a_cos=np.full(n, 0.8), lexical=np.zeros(n), cover_q=np.zeros(n),
+                     cover_a=np.zeros(n), general=0.85, general_raw=0.86, chars=6,
+                     s_cos=np.array(s, dtype=float), j_cos=np.full(n, 0.8))
+
+
+def test_candidate_features_are_relative_to_the_candidates():
+    p = np.array([0.2, 0.6, 0.5, 0.01])
+    F = candidate_features(p, raw([0.88, 0.85, 0.91, 0.99]), [1, 2, 0])
+    col = {name: F[:, i] for i, name in enumerate(ALL_RERANK_FEATURES)}
+    assert col["logit"].tolist() == pytest.approx(np.log(p[[1, 2, 0]] / (1 - p[[1, 2, 0]])).tolist())
+    # the fourth entry is no candidate: the best sentence among the three is entry 2's
+    assert col["s_rel"].tolist() == pytest.approx([-0.06, 0.0, -0.03])
+
+
+def test_the_shipped_reranker_prefers_the_entry_whose_answer_says_it():
+    reranker = Reranker.load()
+    assert reranker.top >= 2 and set(reranker.features) <= set(ALL_RERANK_FEATURES)
+    no_trust = np.zeros(3, dtype=bool)
+    # two entries nearly as probable: the one whose answer sentence matches clearly wins
+    close = np.array([0.50, 0.45, 0.05])
+    assert reranker.choose(close, raw([0.84, 0.93, 0.80]), [0, 1, 2], no_trust) == 1
+    # a clear lead in probability is kept against a small sentence difference
+    far = np.array([0.95, 0.10, 0.05])
+    assert reranker.choose(far, raw([0.88, 0.90, 0.80]), [0, 1, 2], no_trust) == 0
+    # a trusted lexical hit is never reordered
+    trusted = np.array([True, False, False])
+    assert reranker.choose(close, raw([0.84, 0.93, 0.80]), [0, 1, 2], trusted) == 0
+
+
+def test_unknown_rerank_features_are_refused():
+    with pytest.raises(ValueError):
+        Reranker(["no_such_feature"], [0.0], [1.0], [1.0], 3)
+
+
+def test_the_rerank_fit_recovers_a_known_direction():
+    trainer = load_trainer()
+    rng = np.random.default_rng(3)
+    groups = []
+    for _ in range(300):
+        F = rng.normal(size=(3, 2))
+        utility = 2.0 * F[:, 0] - 1.0 * F[:, 1] + 0.3 * rng.normal(size=3)
+        groups.append((F, int(np.argmax(utility))))
+    mean, scale, w = trainer.fit_rerank(groups, l2=0.1, steps=800)
+    assert w[0] > 0 > w[1] and 1.2 < w[0] / -w[1] < 3.5
+    again = trainer.fit_rerank(groups, l2=0.1, steps=800)
+    assert np.array_equal(w, again[2])  # deterministic
+
+
+class Recorder:
+    @hookimpl
+    def skillbot_fallback(self, ctx):
+        return TextReply("fallback")
+
+
+async def test_the_reranker_picks_the_entry_the_probability_alone_misses():
+    # tests/data/tuning/hotel: 退房后行李放哪 is about keeping luggage after check-out; the
+    # decline model alone ranks the check-out entry first, the re-ranker reads the answers
+    overrides = {"plugins": {"enabled": ["faq"], "faq": {"path": str(HOTEL), "reload_interval": 0}}}
+    async with running_bot(overrides, plugins={"rec": Recorder()}) as bot:
+        plugin = bot.pm.get_plugin("faq")
+        reply = await bot.send("退房后行李放哪")
+        assert reply.plugin == "faq"
+        chosen = bot.last_context.extra["faq_id"]
+        assert chosen == "luggage"
+        shipped, plugin.reranker = plugin.reranker, None
+        plugin.lookups.clear()
+        try:
+            await bot.send("退房后行李放哪")
+            assert bot.last_context.extra.get("faq_id") not in (None, chosen)
+        finally:
+            plugin.reranker = shipped
