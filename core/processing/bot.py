@@ -183,7 +183,8 @@ class Bot:
                 and not any(c.evidence.get("type") for c in route.candidates)
                 and (not route.candidates or route.candidates[0].score < semantic.skip_above)):
             try:
-                query = await asyncio.wait_for(self.embeddings.embed_query(norm), semantic.query_timeout)
+                async with asyncio.timeout(semantic.query_timeout):  # no task of its own
+                    query = await self.embeddings.embed_query(norm)
             except asyncio.TimeoutError:
                 log.warning("embedding took over %.1f s; routed lexically", semantic.query_timeout)
                 query = None
