@@ -268,3 +268,85 @@ def _shared_segmenter() -> Segmenter:
         _SEG.append(Segmenter())
         _SEG[0].initialize()
     return _SEG[0]
+
+
+def test_a_pure_scorer_is_called_once_per_text_and_memo_key(seg):
+    calls = []
+    day = ["2026-11-26"]
+
+    def scorer(content, tokens):
+        calls.append(content)
+        return (0.9, {"day": day[0]}) if "下雨" in tokens else (0.0, {})
+
+    router = IntentRouter([Intent("rain", scorer=scorer, memo_key=lambda: day[0], plugin="p")], seg)
+    first = router.route(text("明天会下雨吗"), "明天会下雨吗")
+    first.chosen[0].slots["day"] = "changed by a skill"
+    again = router.route(text("明天会下雨吗"), "明天会下雨吗")
+    assert calls == ["明天会下雨吗"]
+    assert again.chosen[0].slots == {"day": "2026-11-26"}  # a copy: what a skill changed stays its own
+    day[0] = "2026-11-27"  # the key changed (a new day): asked again
+    assert router.route(text("明天会下雨吗"), "明天会下雨吗").chosen[0].slots == {"day": "2026-11-27"}
+    assert len(calls) == 2
+
+
+def test_a_scorer_without_memo_key_is_called_for_every_message_and_no_route_is_kept(seg):
+    calls = []
+
+    def scorer(content, tokens):
+        calls.append(content)
+        return 0.9, {}
+
+    router = IntentRouter([WEATHER, Intent("faq", scorer=scorer, plugin="faq")], seg)
+    for _ in range(3):
+        router.route(text("怎么退款"), "怎么退款")
+    assert len(calls) == 3
+    assert not router.memoisable and router.memo_key(text("怎么退款"), "怎么退款") is None
+
+
+def test_a_kept_route_is_a_copy_keyed_by_text_type_and_memo_keys(seg):
+    version = [1]
+    faq = Intent("faq", scorer=lambda content, tokens: (0.8, {"faq_id": "refund", "alt": ["a"]}),
+                 memo_key=lambda: version[0], plugin="faq")
+    router = IntentRouter([WEATHER, faq], seg, 0.35, 0.05)
+    message = text("怎么退款")
+    key = router.memo_key(message, "怎么退款")
+    assert router.recall(key) is None
+    route = router.route(message, "怎么退款")
+    router.remember(key, route)
+    kept = router.recall(key)
+    assert kept == route and kept is not route and kept.chosen[0] is kept.candidates[0]
+    kept.chosen[0].slots["faq_id"] = "other"
+    kept.tokens.append("x")
+    assert router.recall(key).chosen[0].slots["faq_id"] == "refund" and router.recall(key).tokens == route.tokens
+    assert router.memo_key(message, "怎么退货") != key
+    assert router.memo_key(SubscribeEvent(to_user="gh", from_user="u1", create_time=0, msg_type="event",
+                                          event="subscribe"), "怎么退款") is None
+    version[0] = 2  # the skill's data changed: the kept route is not found
+    assert router.recall(router.memo_key(message, "怎么退款")) is None
+
+
+async def test_a_repeated_text_is_answered_from_the_kept_route_without_routing_again():
+    from core import hookimpl
+    from core.testing import running_bot
+
+    class Rooms:
+        calls = 0
+
+        @hookimpl
+        def skillbot_intents(self):
+            def scorer(content, tokens):
+                Rooms.calls += 1
+                return (0.9, {}) if "会议室" in tokens else (0.0, {})
+            return [Intent("room", scorer=scorer, memo_key=lambda: "v1")]
+
+        @hookimpl
+        async def skillbot_handle(self, ctx, candidate):
+            from core import TextReply
+            return TextReply("已预订") if candidate.name == "room" else None
+
+    async with running_bot({"plugins": {"enabled": ["weather"]}, "semantic": {"enabled": False}},
+                           [Rooms()]) as bot:
+        for user in ("u1", "u2", "u3"):
+            assert (await bot.send("帮我订个会议室", user=user)).content == "已预订"
+        assert Rooms.calls == 1
+        assert len(bot.bot.router._routes) == 1

@@ -99,6 +99,35 @@ def load_general_questions(path: Path = GENERAL_QUESTIONS) -> list[str]:
 
 #: The one thread that tokenises and scores texts for every router in the process (see above).
 _ROUTING_THREAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="skillbot-routing")
+#: Texts whose whole route a router keeps, and answers each pure scorer keeps (``Intent.memo_key``).
+MEMO_TEXTS = 4096
+
+
+class Memo:
+    """A bounded map read on the event loop and written in the routing thread.
+
+    ``get`` and ``put`` are single dictionary operations (atomic under the GIL), so neither
+    thread locks; when full, the oldest entry goes (a frequent text comes back at its next use).
+    """
+
+    def __init__(self, size: int = MEMO_TEXTS) -> None:
+        self.size = size
+        self.data: dict[Hashable, Any] = {}
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def get(self, key: Hashable) -> Any:
+        return self.data.get(key)
+
+    def put(self, key: Hashable, value: Any) -> None:
+        data = self.data
+        if len(data) >= self.size:
+            try:
+                del data[next(iter(data))]
+            except (KeyError, RuntimeError, StopIteration):  # the other thread changed it meanwhile
+                pass
+        data[key] = value
 
 
 class SimilarityIndex:
@@ -237,6 +266,8 @@ class _CompiledIntent:
                 self.patterns.append(re.compile(pattern))
             except re.error as exc:
                 raise ValueError(f"{where}: bad pattern {pattern!r}: {exc}") from None
+        #: (text, tokens, memo key) -> the lexical scorer's answer, when the intent declares ``memo_key``.
+        self.scorer_memo: Memo | None = Memo() if intent.memo_key is not None else None
         self.examples = SimilarityIndex()
         for i, example in enumerate(intent.examples):
             self.examples.add(i, segmenter.features(segmenter.tokenize(normalize_text(example))))
@@ -293,6 +324,11 @@ class IntentRouter:
         self._compiled = [_CompiledIntent(intent, segmenter) for intent in self.intents]
         #: model -> matrix of the general-question anchors' embeddings.
         self.general_vectors: dict[str, np.ndarray] = {}
+        scoring = [ci.intent for ci in self._compiled if ci.intent.scorer or ci.intent.semantic_scorer]
+        #: Whether a text's whole route is a function of the text and the intents' memo keys.
+        self.memoisable = all(intent.memo_key is not None for intent in scoring)
+        self._memo_keys = [intent.memo_key for intent in scoring]
+        self._routes = Memo()
 
     async def embed(self, embeddings: Any, general_questions: list[str] | None = None) -> None:
         """Embed every intent's examples and the general-question anchors (disk-cached)."""
@@ -317,6 +353,31 @@ class IntentRouter:
         """Whether a message's embedding can change a route: some intent has embedded examples
         or a semantic scorer (the general-question anchors alone only ever demote those)."""
         return any(ci.example_vectors or ci.intent.semantic_scorer for ci in self._compiled)
+
+    def memo_key(self, message: Any, text: str | None) -> Hashable | None:
+        """The key under which a text message's final route may be kept (``remember``), or None
+        when it may not: some intent's scorer is not declared pure, or the message has no text
+        or is an event."""
+        if not self.memoisable or not text or getattr(message, "is_event", False):
+            return None
+        try:
+            keys = tuple(key() for key in self._memo_keys)
+        except Exception:
+            log.exception("an intent's memo_key raised; the route is not memoised")
+            return None
+        return (self.bounded(text), str(getattr(message, "msg_type", "")), keys)
+
+    def recall(self, key: Hashable | None) -> RouteResult | None:
+        """A copy of the route kept under ``key``, if any (on the event loop: no thread)."""
+        if key is None:
+            return None
+        route = self._routes.get(key)
+        return route.copy() if route is not None else None
+
+    def remember(self, key: Hashable | None, route: RouteResult) -> None:
+        """Keep a message's final route (after both passes) for the next message with its text."""
+        if key is not None:
+            self._routes.put(key, route.copy())
 
     def bounded(self, text: str | None) -> str:
         """The part of a text that routing reads: its first ``max_text_chars`` characters."""
@@ -408,12 +469,26 @@ class IntentRouter:
                         # the second pass: a lexical scorer's answer cannot have changed
                         own, own_slots = previous.scored[intent.name]
                     else:
-                        try:
-                            own, own_slots = scorer(*args)
-                        except Exception:
-                            log.exception("intent %s (plugin %s): scorer raised; scored 0",
-                                          intent.name, intent.plugin)
-                            own, own_slots = 0.0, {}
+                        memo, found = None, None
+                        if ci.scorer_memo is not None and scorer is intent.scorer:
+                            try:
+                                memo = ci.scorer_memo, (text, tuple(tokens), intent.memo_key())  # type: ignore[misc]
+                            except Exception:
+                                log.exception("intent %s (plugin %s): memo_key raised",
+                                              intent.name, intent.plugin)
+                            else:
+                                found = memo[0].get(memo[1])
+                        if found is not None:
+                            own, own_slots = found[0], dict(found[1])
+                        else:
+                            try:
+                                own, own_slots = scorer(*args)
+                            except Exception:
+                                log.exception("intent %s (plugin %s): scorer raised; scored 0",
+                                              intent.name, intent.plugin)
+                                own, own_slots, memo = 0.0, {}, None
+                            if memo is not None:
+                                memo[0].put(memo[1], (own, dict(own_slots or {})))
                         if scorer is intent.scorer:
                             scored[intent.name] = (own, own_slots)
                     own = min(1.0, max(0.0, float(own)))
