@@ -350,3 +350,46 @@ async def test_a_repeated_text_is_answered_from_the_kept_route_without_routing_a
             assert (await bot.send("帮我订个会议室", user=user)).content == "已预订"
         assert Rooms.calls == 1
         assert len(bot.bot.router._routes) == 1
+
+
+async def test_a_short_text_seen_before_is_scored_on_the_loop_only_while_the_routing_thread_is_idle(seg):
+    import asyncio
+    import threading
+
+    from core.processing import router as router_module
+
+    threads = []
+
+    def scorer(content, tokens):
+        threads.append(threading.current_thread().name)
+        return 0.9, {}
+
+    router = IntentRouter([WEATHER, Intent("faq", scorer=scorer, plugin="faq")], seg)
+    await router.route_off_loop(text("怎么退款"), "怎么退款")
+    assert threads[-1].startswith("skillbot-routing")  # new text: jieba runs off the loop
+    await router.route_off_loop(text("怎么退款"), "怎么退款")
+    assert threads[-1] == threading.current_thread().name  # seen: no hop, same answer
+    release = threading.Event()
+    busy = asyncio.ensure_future(router_module._ROUTING_THREAD.run(release.wait, 5))
+    await asyncio.sleep(0.05)
+    assert not router_module._ROUTING_THREAD.idle()
+    routed = asyncio.ensure_future(router.route_off_loop(text("怎么退款"), "怎么退款"))
+    await asyncio.sleep(0.05)
+    assert not routed.done()  # queued behind the busy thread: never two scorers at once
+    release.set()
+    await busy
+    assert [c.name for c in (await routed).chosen] == ["faq"]
+    assert threads[-1].startswith("skillbot-routing")
+    assert router_module._ROUTING_THREAD.idle()
+
+
+def test_long_texts_are_neither_kept_nor_memoised(seg):
+    from core.processing.router import MEMO_MAX_CHARS
+
+    router = IntentRouter([WEATHER], seg)
+    long_text = "明天会下雨吗" * (MEMO_MAX_CHARS // 6 + 1)
+    router.route(text(long_text), long_text)
+    assert not router.analysed(router.bounded(long_text))
+    assert router.memo_key(text(long_text), long_text) is None
+    router.route(text("明天会下雨吗"), "明天会下雨吗")
+    assert router.analysed("明天会下雨吗")
