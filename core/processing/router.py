@@ -48,6 +48,12 @@ loop: jieba's HMM is pure Python and grows faster than linearly with the length 
 characters, and even bounded work must not hold every other user's request. One thread (not a
 pool) keeps the skills' scorers single-threaded, as they were written.
 
+Kept routes (docs/routing.md): per short text the router keeps its analysis (normalised text,
+tokens, weighted terms, each intent's keyword and example evidence), the answers of scorers
+declared pure (``Intent.memo_key``) and, when every scorer is, the text's final route
+(``memo_key`` / ``recall`` / ``remember``, used by ``Bot.understand``). A text whose analysis is
+kept costs no jieba and is scored on the event loop while the routing thread is idle.
+
 Decision: candidates with a score at or above ``threshold`` are ``chosen`` and tried in order of
 score. When the best two chosen candidates are less than ``margin`` apart, the result is
 ``ambiguous`` and the near-tie group (every chosen candidate within ``margin`` of the best) is
