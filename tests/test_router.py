@@ -393,3 +393,10 @@ def test_long_texts_are_neither_kept_nor_memoised(seg):
     assert router.memo_key(text(long_text), long_text) is None
     router.route(text("明天会下雨吗"), "明天会下雨吗")
     assert router.analysed("明天会下雨吗")
+
+
+def test_tokens_a_caller_gives_are_used_for_that_route_only(seg):
+    router = IntentRouter([WEATHER], seg)
+    given = router.route(text("明天会下雨吗"), "明天会下雨吗", ["下雨"])
+    assert given.tokens == ["下雨"] and not router.analysed("明天会下雨吗")
+    assert router.route(text("明天会下雨吗"), "明天会下雨吗").tokens == seg.tokenize("明天会下雨吗")

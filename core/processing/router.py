@@ -442,6 +442,8 @@ class IntentRouter:
         text = normalize_text(raw)
         if tokens is None:
             tokens = self.segmenter.tokenize(text) if text else []
+        else:
+            keep = False  # a caller's own tokens are not the text's analysis
         norm = self.segmenter.normalize(text) if text else ""
         analysis = _Analysis(text, norm, tuple(tokens), self.segmenter.features(tokens) if text else {})
         if keep:
