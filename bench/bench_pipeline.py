@@ -2,6 +2,9 @@
 """Time per pipeline stage, in-process, on the FAQ path: p50 and p99 in microseconds.
 
     .venv/bin/python bench/bench_pipeline.py             # 5,000 FAQ messages, plain and safe mode
+    .venv/bin/python bench/bench_pipeline.py --stream paraphrase --log-level INFO --modes plain
+        # the demo FAQ's customer phrasings with Zipf repetition (bench_werobot.py's stream), the
+        # per-message log line written to a file as shipped
 
 Each message goes through the same pieces, in the same order, as a webhook POST does in
 core/access/webhook.py, minus the socket: signature check, XML parsing, decryption (safe mode), message
@@ -23,6 +26,7 @@ import argparse
 import asyncio
 import cProfile
 import gc
+import os
 import pstats
 import sys
 import time
@@ -34,7 +38,8 @@ FAQ_QUESTIONS = ["你们几点营业", "怎么退货", "客服电话多少", "�
 STAGES = ["verify", "parse", "decrypt", "filter", "route", "skill", "outbound", "state", "render", "total"]
 
 
-async def measure(mode: str, count: int, users: int, profile: cProfile.Profile | None) -> dict[str, list[float]]:
+async def measure(mode: str, count: int, users: int, profile: cProfile.Profile | None,
+                  stream: str = "faq") -> dict[str, list[float]]:
     from core.access.crypto import verify_signature
     from core.access.messages import build_message
     from core.access.replies import SuccessReply
@@ -51,8 +56,13 @@ async def measure(mode: str, count: int, users: int, profile: cProfile.Profile |
     gateway = build_webhook(bot)
     sign = signer(mode)
     # Prepared before timing: signed (and encrypted) requests, each with its own MsgId.
-    requests = [sign.sign(text_xml(FAQ_QUESTIONS[i % len(FAQ_QUESTIONS)], from_user=f"o_p_{i % users:05d}"))
-                for i in range(count + 500)]
+    if stream == "paraphrase":
+        from bench_http import paraphrase_stream
+
+        texts = paraphrase_stream(count + 500, 0)
+    else:
+        texts = [FAQ_QUESTIONS[i % len(FAQ_QUESTIONS)] for i in range(count + 500)]
+    requests = [sign.sign(text_xml(text, from_user=f"o_p_{i % users:05d}")) for i, text in enumerate(texts)]
     timings: dict[str, list[float]] = defaultdict(list)
     perf = time.perf_counter
     gc_started: list[float] = []
@@ -104,7 +114,7 @@ async def measure(mode: str, count: int, users: int, profile: cProfile.Profile |
             if outcome.payload is None:
                 raise SystemExit(f"message {n} was not answered on its first try: {outcome}")
             reply = await gateway.delivery.passive_reply(message, Answer.from_record(outcome.payload))
-            if isinstance(reply, SuccessReply) or reply.plugin != "faq":
+            if isinstance(reply, SuccessReply) or (stream == "faq" and reply.plugin != "faq"):
                 raise SystemExit(f"message {n} was answered by {reply.plugin!r}, not the FAQ plugin")
             xml = gateway.renderer.render(reply, to_user=message.from_user, from_user=message.to_user)
             if mode == "safe":
@@ -142,19 +152,37 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=1000, help="distinct users the messages come from (default 1000)")
     parser.add_argument("--modes", default="plain,safe", help="plain,safe (default both)")
     parser.add_argument("--profile", action="store_true", help="also print a cProfile of the plain run")
+    parser.add_argument("--stream", choices=["faq", "paraphrase"], default="faq",
+                        help="faq: six stored FAQ questions in turn (default); paraphrase: the demo FAQ's "
+                             "customer phrasings with Zipf repetition (tests/data/utterances.tsv)")
+    parser.add_argument("--log-level", default="WARNING",
+                        help="root log level (default WARNING: no per-message line); INFO writes the "
+                             "per-message log line to a temporary file, as a shipped worker does")
     args = parser.parse_args()
     import logging
+    import tempfile
 
-    logging.getLogger().setLevel(logging.WARNING)
+    level = getattr(logging, args.log_level.upper())
+    logging.getLogger().setLevel(level)
+    if level <= logging.INFO:
+        log_file = tempfile.NamedTemporaryFile(prefix="bench-pipeline-", suffix=".log", delete=False)
+        from core.operations.logs import make_handler
+
+        # run.py's handler (escaped text lines), writing to a file as `run.py > log` does
+        logging.getLogger().handlers[:] = [make_handler(stream=open(log_file.name, "w", encoding="utf-8"))]
+        logging.getLogger("jieba").setLevel(logging.WARNING)
     results = {}
     for mode in args.modes.split(","):
         profile = cProfile.Profile() if args.profile else None
-        results[mode] = asyncio.run(measure(mode, args.messages, args.users, profile))
+        results[mode] = asyncio.run(measure(mode, args.messages, args.users, profile, args.stream))
         if profile is not None:
-            pstats.Stats(profile, stream=sys.stderr).sort_stats("cumulative").print_stats(45)
+            pstats.Stats(profile, stream=sys.stderr).sort_stats(os.environ.get("BENCH_SORT", "cumulative")).print_stats(int(os.environ.get("BENCH_TOP", "45")))
     lines = report_header("In-process pipeline, per stage (FAQ path)")
-    lines += [f"- {args.messages} FAQ messages per mode from {args.users} users, after 500 warm-up messages; "
-              "microseconds; the whole gateway path minus the socket (see bench/bench_pipeline.py)", ""]
+    what = ("the demo FAQ's customer phrasings with Zipf repetition" if args.stream == "paraphrase"
+            else "stored FAQ questions")
+    lines += [f"- {args.messages} messages per mode ({what}) from {args.users} users, after 500 warm-up "
+              f"messages; log level {args.log_level.upper()}; microseconds; the whole gateway path minus the "
+              "socket (see bench/bench_pipeline.py)", ""]
     headers = ["stage"]
     for mode in results:
         headers += [f"{mode} p50 µs", f"{mode} p99 µs"]

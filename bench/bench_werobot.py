@@ -2,6 +2,9 @@
 """HTTP throughput on the FAQ path: Skillbot vs WeRoBot answering from a keyword table, same run.
 
     .venv/bin/python bench/bench_werobot.py          # 2 rounds x 7 targets x (2 s warm-up + 10 s), ~3-4 min
+    .venv/bin/python bench/bench_werobot.py --rounds 1 --targets skillbot,werobot --before /tmp/before
+        # also ``skillbot_before``: the bot of another checkout (a ``git archive`` of an older
+        # commit), alternating with this one in the same run
 
 Targets, measured in the same run, alternating, at the same concurrency, one worker process each:
 
@@ -297,12 +300,18 @@ def main() -> None:
     add_load_arguments(parser, "load generator (default: wrk, installed with apt-get if missing, else bench/loadgen.py)")
     parser.add_argument("--targets", default=",".join(TARGETS),
                         help=f"comma-separated subset of {','.join(TARGETS)} (default all)")
+    parser.add_argument("--before", type=Path, default=None,
+                        help="another checkout (e.g. `git archive COMMIT | tar -x -C DIR`): its bot is the "
+                             "extra target skillbot_before, measured alternately in the same run")
     args = parser.parse_args()
     tool = ensure_wrk() if args.tool == "auto" else args.tool
     targets = [t for t in args.targets.split(",") if t]
     unknown = set(targets) - set(TARGETS)
     if unknown:
         parser.error(f"unknown targets: {', '.join(sorted(unknown))}")
+    if args.before is not None:
+        at = targets.index("skillbot") + 1 if "skillbot" in targets else 0
+        targets.insert(at, "skillbot_before")
     python = werobot_python() if any(t.startswith("werobot") for t in targets) else None
     header = report_header("HTTP throughput on the FAQ path: Skillbot vs WeRoBot (keyword table)")  # load at start
 
@@ -316,6 +325,10 @@ def main() -> None:
             servers[target] = bare_server(ports[target])
         elif target == "skillbot":
             servers[target] = bot_server(BENCH_DIR / "settings.bench.toml", ports[target], workdir / "skillbot.log")
+        elif target == "skillbot_before":
+            root = args.before.resolve()
+            servers[target] = bot_server(root / "bench" / "settings.bench.toml", ports[target],
+                                         workdir / "skillbot_before.log", root=root)
         else:
             servers[target] = werobot_server(python, ports[target], target, workdir, memdir)
     results: dict[str, list[dict]] = {t: [] for t in targets}
@@ -328,7 +341,7 @@ def main() -> None:
         expected = expected_answers(ports.get("skillbot"))
         for target in targets:
             if target != "bare":
-                side = "skillbot" if target == "skillbot" else "werobot"
+                side = "skillbot" if target.startswith("skillbot") else "werobot"
                 checks[target] = verify(target, ports[target], expected[side], REPLY_PREFIX[side])
         for round_no in range(args.rounds):
             for target in targets:
@@ -367,6 +380,9 @@ def main() -> None:
         return statistics.median(r[key] for r in results[target])
 
     lines = header
+    if args.before is not None:
+        lines.append(f"- skillbot_before: the bot of the checkout `{args.before}` (same settings file, same "
+                     f"messages), alternating with this checkout's")
     if python is not None:
         lines.append(f"- WeRoBot side ({WEROBOT_VENV.relative_to(ROOT)}): {werobot_versions(python)}")
     lines += [f"- Load: {tool} ({'wrk -t%d' % args.threads if tool == 'wrk' else 'bench/loadgen.py'}), "
@@ -394,19 +410,23 @@ def main() -> None:
     lines.append("")
     werobots = [t for t in targets if t.startswith("werobot")]
     ratios = []
-    if "skillbot" in targets and werobots:
-        # Every WeRoBot configuration against the aim, fastest first: the first row is the strictest.
-        # Two measures: requests per second (the servers shared the machine with the load generator
-        # and whatever else ran), and requests per CPU-second of the server's own processes (what
-        # one free core would serve; steadier when other work competes for the cores).
-        for t in sorted(werobots, key=lambda t: med(t, "rps"), reverse=True):
-            for key, label, better in (("rps", "req/s", True), ("cpu_us", "req per CPU-second", False)):
-                r = med("skillbot", key) / med(t, key) if better else med(t, key) / med("skillbot", key)
-                per_round = ", ".join(
-                    f"{(s_[key] / w[key]) if better else (w[key] / s_[key]):.2f}"
-                    for s_, w in zip(results["skillbot"], results[t]))
-                ratios.append([f"skillbot / {t}, {label}", f"{r:.2f}x (per round {per_round})",
-                               "at least 1.5x", "met" if r >= 1.5 else "NOT met"])
+    skillbots = [t for t in ("skillbot", "skillbot_before") if t in targets]
+    # Every WeRoBot configuration against the aim, fastest first: the first row is the strictest.
+    # Two measures: requests per second (the servers shared the machine with the load generator
+    # and whatever else ran), and requests per CPU-second of the server's own processes (what
+    # one free core would serve; steadier when other work competes for the cores).
+    pairs = [(s_, t, "at least 1.5x") for s_ in skillbots
+             for t in sorted(werobots, key=lambda t: med(t, "rps"), reverse=True)]
+    if len(skillbots) == 2:
+        pairs.insert(0, ("skillbot", "skillbot_before", "-"))
+    for mine, t, aim in pairs:
+        for key, label, better in (("rps", "req/s", True), ("cpu_us", "req per CPU-second", False)):
+            r = med(mine, key) / med(t, key) if better else med(t, key) / med(mine, key)
+            per_round = ", ".join(
+                f"{(s_[key] / w[key]) if better else (w[key] / s_[key]):.2f}"
+                for s_, w in zip(results[mine], results[t]))
+            ratios.append([f"{mine} / {t}, {label}", f"{r:.2f}x (per round {per_round})", aim,
+                           ("met" if r >= 1.5 else "NOT met") if aim != "-" else ""])
     if "skillbot" in targets and "bare" in targets:
         ratios.append(["skillbot / bare aiohttp handler throughput",
                        f"{med('skillbot', 'rps') / med('bare', 'rps'):.1%}", "-", ""])

@@ -268,3 +268,135 @@ def _shared_segmenter() -> Segmenter:
         _SEG.append(Segmenter())
         _SEG[0].initialize()
     return _SEG[0]
+
+
+def test_a_pure_scorer_is_called_once_per_text_and_memo_key(seg):
+    calls = []
+    day = ["2026-11-26"]
+
+    def scorer(content, tokens):
+        calls.append(content)
+        return (0.9, {"day": day[0]}) if "下雨" in tokens else (0.0, {})
+
+    router = IntentRouter([Intent("rain", scorer=scorer, memo_key=lambda: day[0], plugin="p")], seg)
+    first = router.route(text("明天会下雨吗"), "明天会下雨吗")
+    first.chosen[0].slots["day"] = "changed by a skill"
+    again = router.route(text("明天会下雨吗"), "明天会下雨吗")
+    assert calls == ["明天会下雨吗"]
+    assert again.chosen[0].slots == {"day": "2026-11-26"}  # a copy: what a skill changed stays its own
+    day[0] = "2026-11-27"  # the key changed (a new day): asked again
+    assert router.route(text("明天会下雨吗"), "明天会下雨吗").chosen[0].slots == {"day": "2026-11-27"}
+    assert len(calls) == 2
+
+
+def test_a_scorer_without_memo_key_is_called_for_every_message_and_no_route_is_kept(seg):
+    calls = []
+
+    def scorer(content, tokens):
+        calls.append(content)
+        return 0.9, {}
+
+    router = IntentRouter([WEATHER, Intent("faq", scorer=scorer, plugin="faq")], seg)
+    for _ in range(3):
+        router.route(text("怎么退款"), "怎么退款")
+    assert len(calls) == 3
+    assert not router.memoisable and router.memo_key(text("怎么退款"), "怎么退款") is None
+
+
+def test_a_kept_route_is_a_copy_keyed_by_text_type_and_memo_keys(seg):
+    version = [1]
+    faq = Intent("faq", scorer=lambda content, tokens: (0.8, {"faq_id": "refund", "alt": ["a"]}),
+                 memo_key=lambda: version[0], plugin="faq")
+    router = IntentRouter([WEATHER, faq], seg, 0.35, 0.05)
+    message = text("怎么退款")
+    key = router.memo_key(message, "怎么退款")
+    assert router.recall(key) is None
+    route = router.route(message, "怎么退款")
+    router.remember(key, route)
+    kept = router.recall(key)
+    assert kept == route and kept is not route and kept.chosen[0] is kept.candidates[0]
+    kept.chosen[0].slots["faq_id"] = "other"
+    kept.tokens.append("x")
+    assert router.recall(key).chosen[0].slots["faq_id"] == "refund" and router.recall(key).tokens == route.tokens
+    assert router.memo_key(message, "怎么退货") != key
+    assert router.memo_key(SubscribeEvent(to_user="gh", from_user="u1", create_time=0, msg_type="event",
+                                          event="subscribe"), "怎么退款") is None
+    version[0] = 2  # the skill's data changed: the kept route is not found
+    assert router.recall(router.memo_key(message, "怎么退款")) is None
+
+
+async def test_a_repeated_text_is_answered_from_the_kept_route_without_routing_again():
+    from core import hookimpl
+    from core.testing import running_bot
+
+    class Rooms:
+        calls = 0
+
+        @hookimpl
+        def skillbot_intents(self):
+            def scorer(content, tokens):
+                Rooms.calls += 1
+                return (0.9, {}) if "会议室" in tokens else (0.0, {})
+            return [Intent("room", scorer=scorer, memo_key=lambda: "v1")]
+
+        @hookimpl
+        async def skillbot_handle(self, ctx, candidate):
+            from core import TextReply
+            return TextReply("已预订") if candidate.name == "room" else None
+
+    async with running_bot({"plugins": {"enabled": ["weather"]}, "semantic": {"enabled": False}},
+                           [Rooms()]) as bot:
+        for user in ("u1", "u2", "u3"):
+            assert (await bot.send("帮我订个会议室", user=user)).content == "已预订"
+        assert Rooms.calls == 1
+        assert len(bot.bot.router._routes) == 1
+
+
+async def test_a_short_text_seen_before_is_scored_on_the_loop_only_while_the_routing_thread_is_idle(seg):
+    import asyncio
+    import threading
+
+    from core.processing import router as router_module
+
+    threads = []
+
+    def scorer(content, tokens):
+        threads.append(threading.current_thread().name)
+        return 0.9, {}
+
+    router = IntentRouter([WEATHER, Intent("faq", scorer=scorer, plugin="faq")], seg)
+    await router.route_off_loop(text("怎么退款"), "怎么退款")
+    assert threads[-1].startswith("skillbot-routing")  # new text: jieba runs off the loop
+    await router.route_off_loop(text("怎么退款"), "怎么退款")
+    assert threads[-1] == threading.current_thread().name  # seen: no hop, same answer
+    release = threading.Event()
+    busy = asyncio.ensure_future(router_module._ROUTING_THREAD.run(release.wait, 5))
+    await asyncio.sleep(0.05)
+    assert not router_module._ROUTING_THREAD.idle()
+    routed = asyncio.ensure_future(router.route_off_loop(text("怎么退款"), "怎么退款"))
+    await asyncio.sleep(0.05)
+    assert not routed.done()  # queued behind the busy thread: never two scorers at once
+    release.set()
+    await busy
+    assert [c.name for c in (await routed).chosen] == ["faq"]
+    assert threads[-1].startswith("skillbot-routing")
+    assert router_module._ROUTING_THREAD.idle()
+
+
+def test_long_texts_are_neither_kept_nor_memoised(seg):
+    from core.processing.router import MEMO_MAX_CHARS
+
+    router = IntentRouter([WEATHER], seg)
+    long_text = "明天会下雨吗" * (MEMO_MAX_CHARS // 6 + 1)
+    router.route(text(long_text), long_text)
+    assert not router.analysed(router.bounded(long_text))
+    assert router.memo_key(text(long_text), long_text) is None
+    router.route(text("明天会下雨吗"), "明天会下雨吗")
+    assert router.analysed("明天会下雨吗")
+
+
+def test_tokens_a_caller_gives_are_used_for_that_route_only(seg):
+    router = IntentRouter([WEATHER], seg)
+    given = router.route(text("明天会下雨吗"), "明天会下雨吗", ["下雨"])
+    assert given.tokens == ["下雨"] and not router.analysed("明天会下雨吗")
+    assert router.route(text("明天会下雨吗"), "明天会下雨吗").tokens == seg.tokenize("明天会下雨吗")

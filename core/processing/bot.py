@@ -174,6 +174,12 @@ class Bot:
         """Tokens and route of a message: lexical first, then with its embedding unless the
         lexical route is already sure (``semantic.skip_above``), the message is longer than a
         question (``semantic.max_chars``) or no provider answers in time."""
+        # A text routed before, when every scorer is declared pure (``Intent.memo_key``): its
+        # route again, without the routing thread or the embedding.
+        memo_key = self.router.memo_key(message, text)
+        memoised = self.router.recall(memo_key)
+        if memoised is not None:
+            return memoised.tokens, memoised
         # Off the event loop and bounded (core/processing/router.py): a long message stalls nobody.
         route = await self.router.route_off_loop(message, text)
         tokens, norm = route.tokens, route.normalized
@@ -183,12 +189,15 @@ class Bot:
                 and not any(c.evidence.get("type") for c in route.candidates)
                 and (not route.candidates or route.candidates[0].score < semantic.skip_above)):
             try:
-                query = await asyncio.wait_for(self.embeddings.embed_query(norm), semantic.query_timeout)
+                async with asyncio.timeout(semantic.query_timeout):  # no task of its own
+                    query = await self.embeddings.embed_query(norm)
             except asyncio.TimeoutError:
                 log.warning("embedding took over %.1f s; routed lexically", semantic.query_timeout)
-                query = None
-            if query is not None:
-                route = await self.router.route_off_loop(message, text, tokens, query, route)
+                return tokens, route  # not kept: the next message with this text may get its vector
+            if query is None:
+                return tokens, route  # no provider answered: not kept either
+            route = await self.router.route_off_loop(message, text, tokens, query, route)
+        self.router.remember(memo_key, route)
         return tokens, route
 
     async def stop(self) -> None:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Hashable
 
 #: A skill's own scorer: ``scorer(text, tokens) -> (score 0..1, slots)``; sync and fast.
 IntentScorer = Callable[[str, list[str]], tuple[float, dict[str, Any]]]
@@ -33,6 +33,14 @@ class Intent:
         (``semantic_scorer(text, tokens, query)``, ``query.model`` / ``query.vector``). A slot
         ``similarity`` (the best cosine against the skill's own stored texts) lets the router
         compare the skill with general questions meant for the model.
+    memo_key: declares ``scorer`` and ``semantic_scorer`` pure: their answer depends only on
+        their arguments and on the value ``memo_key()`` returns (the date, for a skill that reads
+        "明天"; the version of the skill's data). The router then keeps a scorer's answer per text
+        and, when every intent that scores text declares one, a text's whole route, skipping the
+        routing thread and the message's embedding for a text seen before while every key is
+        unchanged (a settings reload builds a new router and forgets them). Called for every
+        text message, on the event loop: it must be trivial. None (the default): the scorers
+        are called for every message.
     """
 
     name: str
@@ -45,6 +53,7 @@ class Intent:
     event_keys: list[str] = field(default_factory=list)
     scorer: IntentScorer | None = field(default=None, repr=False, compare=False)
     semantic_scorer: SemanticScorer | None = field(default=None, repr=False, compare=False)
+    memo_key: Callable[[], Hashable] | None = field(default=None, repr=False, compare=False)
     #: Filled in by the core: the plugin that declared the intent.
     plugin: str = ""
 
@@ -83,6 +92,17 @@ class RouteResult:
     general: float | None = None
     #: Each lexical scorer's raw answer, reused by a second (semantic) pass over the same text.
     scored: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def copy(self) -> "RouteResult":
+        """A copy whose lists and candidates' slot and evidence dicts are its own (a memoised
+        route is handed to many messages; a skill may change what it is given)."""
+        copies = {id(c): Candidate(c.intent, c.score, dict(c.slots), dict(c.evidence))
+                  for c in self.candidates}
+        return RouteResult(tokens=list(self.tokens), candidates=[copies[id(c)] for c in self.candidates],
+                           threshold=self.threshold, margin=self.margin,
+                           chosen=[copies.get(id(c), c) for c in self.chosen], ambiguous=self.ambiguous,
+                           normalized=self.normalized, model=self.model, general=self.general,
+                           scored=self.scored)
 
     def explain(self) -> dict[str, Any]:
         return {

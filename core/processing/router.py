@@ -48,6 +48,12 @@ loop: jieba's HMM is pure Python and grows faster than linearly with the length 
 characters, and even bounded work must not hold every other user's request. One thread (not a
 pool) keeps the skills' scorers single-threaded, as they were written.
 
+Kept routes (docs/routing.md): per short text the router keeps its analysis (normalised text,
+tokens, weighted terms, each intent's keyword and example evidence), the answers of scorers
+declared pure (``Intent.memo_key``) and, when every scorer is, the text's final route
+(``memo_key`` / ``recall`` / ``remember``, used by ``Bot.understand``). A text whose analysis is
+kept costs no jieba and is scored on the event loop while the routing thread is idle.
+
 Decision: candidates with a score at or above ``threshold`` are ``chosen`` and tried in order of
 score. When the best two chosen candidates are less than ``margin`` apart, the result is
 ``ambiguous`` and the near-tie group (every chosen candidate within ``margin`` of the best) is
@@ -61,6 +67,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Hashable, Iterable
@@ -97,8 +104,69 @@ def load_general_questions(path: Path = GENERAL_QUESTIONS) -> list[str]:
     return [line.strip() for line in path.read_text(encoding="utf-8").splitlines()
             if line.strip() and not line.startswith("#")]
 
-#: The one thread that tokenises and scores texts for every router in the process (see above).
-_ROUTING_THREAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="skillbot-routing")
+class RoutingThread:
+    """The one thread that tokenises and scores texts for every router in the process (see
+    above), and whether it is idle: nothing submitted that has not returned (counted until the
+    routed function returns, not until its caller resumes, so a cancelled caller does not make it
+    look idle while it still scores)."""
+
+    def __init__(self) -> None:
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="skillbot-routing")
+        self._lock = threading.Lock()
+        self._busy = 0
+
+    def idle(self) -> bool:
+        return self._busy == 0
+
+    async def run(self, fn: Any, *args: Any) -> Any:
+        with self._lock:
+            self._busy += 1
+        try:
+            future = self.executor.submit(fn, *args)
+        except BaseException:
+            self._done(None)
+            raise
+        future.add_done_callback(self._done)
+        return await asyncio.wrap_future(future)
+
+    def _done(self, _future: Any) -> None:
+        with self._lock:
+            self._busy -= 1
+
+
+_ROUTING_THREAD = RoutingThread()
+#: Texts whose analysis and whole route a router keeps, and answers each pure scorer keeps
+#: (``Intent.memo_key``); only texts of at most ``MEMO_MAX_CHARS`` characters (questions; a long
+#: text is rarely sent twice and would hold much memory).
+MEMO_TEXTS = 1024
+MEMO_MAX_CHARS = 64
+
+
+class Memo:
+    """A bounded map read on the event loop and written in the routing thread.
+
+    ``get`` and ``put`` are single dictionary operations (atomic under the GIL), so neither
+    thread locks; when full, the oldest entry goes (a frequent text comes back at its next use).
+    """
+
+    def __init__(self, size: int = MEMO_TEXTS) -> None:
+        self.size = size
+        self.data: dict[Hashable, Any] = {}
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def get(self, key: Hashable) -> Any:
+        return self.data.get(key)
+
+    def put(self, key: Hashable, value: Any) -> None:
+        data = self.data
+        if len(data) >= self.size:
+            try:
+                del data[next(iter(data))]
+            except (KeyError, RuntimeError, StopIteration):  # the other thread changed it meanwhile
+                pass
+        data[key] = value
 
 
 class SimilarityIndex:
@@ -209,6 +277,18 @@ def noisy_or(strengths: Iterable[float]) -> float:
     return 1.0 - miss
 
 
+class _Analysis:
+    """A text as scoring reads it (``IntentRouter._analyse``)."""
+
+    __slots__ = ("text", "norm", "tokens", "token_set", "features", "lexical")
+
+    def __init__(self, text: str, norm: str, tokens: tuple[str, ...], features: dict[str, float]) -> None:
+        self.text, self.norm, self.tokens, self.features = text, norm, tokens, features
+        self.token_set = frozenset(tokens)
+        #: per compiled intent: (keyword hits, best example (score, index)), filled as scored
+        self.lexical: dict[Any, tuple[list[str], tuple[float, int]]] = {}
+
+
 class _CompiledIntent:
     """An intent with everything the router needs precomputed."""
 
@@ -237,6 +317,8 @@ class _CompiledIntent:
                 self.patterns.append(re.compile(pattern))
             except re.error as exc:
                 raise ValueError(f"{where}: bad pattern {pattern!r}: {exc}") from None
+        #: (text, tokens, memo key) -> the lexical scorer's answer, when the intent declares ``memo_key``.
+        self.scorer_memo: Memo | None = Memo() if intent.memo_key is not None else None
         self.examples = SimilarityIndex()
         for i, example in enumerate(intent.examples):
             self.examples.add(i, segmenter.features(segmenter.tokenize(normalize_text(example))))
@@ -293,6 +375,12 @@ class IntentRouter:
         self._compiled = [_CompiledIntent(intent, segmenter) for intent in self.intents]
         #: model -> matrix of the general-question anchors' embeddings.
         self.general_vectors: dict[str, np.ndarray] = {}
+        scoring = [ci.intent for ci in self._compiled if ci.intent.scorer or ci.intent.semantic_scorer]
+        #: Whether a text's whole route is a function of the text and the intents' memo keys.
+        self.memoisable = all(intent.memo_key is not None for intent in scoring)
+        self._memo_keys = [intent.memo_key for intent in scoring]
+        self._routes = Memo()
+        self._analyses = Memo()
 
     async def embed(self, embeddings: Any, general_questions: list[str] | None = None) -> None:
         """Embed every intent's examples and the general-question anchors (disk-cached)."""
@@ -318,6 +406,50 @@ class IntentRouter:
         or a semantic scorer (the general-question anchors alone only ever demote those)."""
         return any(ci.example_vectors or ci.intent.semantic_scorer for ci in self._compiled)
 
+    def memo_key(self, message: Any, text: str | None) -> Hashable | None:
+        """The key under which a text message's final route may be kept (``remember``), or None
+        when it may not: some intent's scorer is not declared pure, or the message has no text
+        or is an event."""
+        if (not self.memoisable or not text or len(self.bounded(text)) > MEMO_MAX_CHARS
+                or getattr(message, "is_event", False)):
+            return None
+        try:
+            keys = tuple(key() for key in self._memo_keys)
+        except Exception:
+            log.exception("an intent's memo_key raised; the route is not memoised")
+            return None
+        return (self.bounded(text), str(getattr(message, "msg_type", "")), keys)
+
+    def recall(self, key: Hashable | None) -> RouteResult | None:
+        """A copy of the route kept under ``key``, if any (on the event loop: no thread)."""
+        if key is None:
+            return None
+        route = self._routes.get(key)
+        return route.copy() if route is not None else None
+
+    def remember(self, key: Hashable | None, route: RouteResult) -> None:
+        """Keep a message's final route (after both passes) for the next message with its text."""
+        if key is not None:
+            self._routes.put(key, route.copy())
+
+    def _analyse(self, raw: str, tokens: list[str] | None) -> "_Analysis":
+        """What scoring reads of a text besides the intents' own scorers (normalised text, jieba
+        tokens, weighted terms): a pure function of the text for this router, kept per text."""
+        keep = len(raw) <= MEMO_MAX_CHARS
+        found = self._analyses.get(raw) if keep else None
+        if found is not None and (tokens is None or found.tokens == tuple(tokens)):
+            return found
+        text = normalize_text(raw)
+        if tokens is None:
+            tokens = self.segmenter.tokenize(text) if text else []
+        else:
+            keep = False  # a caller's own tokens are not the text's analysis
+        norm = self.segmenter.normalize(text) if text else ""
+        analysis = _Analysis(text, norm, tuple(tokens), self.segmenter.features(tokens) if text else {})
+        if keep:
+            self._analyses.put(raw, analysis)
+        return analysis
+
     def bounded(self, text: str | None) -> str:
         """The part of a text that routing reads: its first ``max_text_chars`` characters."""
         return (text or "")[:self.max_text_chars]
@@ -332,8 +464,16 @@ class IntentRouter:
         text = self.bounded(text)
         if not text:
             return self.route(message, "", [])
-        return await asyncio.get_running_loop().run_in_executor(
-            _ROUTING_THREAD, self.route, message, text, tokens, query, previous)
+        if _ROUTING_THREAD.idle() and self.analysed(text, tokens):
+            # A short text seen before costs no jieba: scored here, while the routing thread is
+            # idle (so no scorer ever runs in two threads at once), without the two thread hops.
+            return self.route(message, text, tokens, query, previous)
+        return await _ROUTING_THREAD.run(self.route, message, text, tokens, query, previous)
+
+    def analysed(self, text: str, tokens: list[str] | None = None) -> bool:
+        """Whether a (bounded) text's analysis is kept, so routing it again costs no tokenising."""
+        found = self._analyses.get(text)
+        return found is not None and (tokens is None or found.tokens == tuple(tokens))
 
     def route(self, message: Any, text: str | None, tokens: list[str] | None = None,
               query: Any = None, previous: RouteResult | None = None) -> RouteResult:
@@ -346,11 +486,10 @@ class IntentRouter:
         patterns search the cut raw text, everything else the normalised one.
         """
         raw = self.bounded(text)
-        text = normalize_text(raw)
-        if tokens is None:
-            tokens = self.segmenter.tokenize(text) if text else []
+        analysis = self._analyse(raw, tokens)
+        text, norm, features = analysis.text, analysis.norm, analysis.features
+        tokens = list(analysis.tokens)  # the caller's own list: a skill may change ctx.tokens
         candidates: list[Candidate] = []
-        norm = self.segmenter.normalize(text) if text else ""
         vector = getattr(query, "vector", None)
         model = getattr(query, "model", "")
         general: float | None = None
@@ -358,8 +497,7 @@ class IntentRouter:
             general = float(np.max(self.general_vectors[model] @ vector))
         demoted: set[int] = set()
         scored: dict[str, tuple[float, dict[str, Any]]] = {}
-        token_set = set(tokens)
-        features: dict[str, float] | None = None
+        token_set = analysis.token_set
         for ci in self._compiled:
             intent = ci.intent
             strengths: list[float] = []
@@ -370,7 +508,12 @@ class IntentRouter:
                 evidence["type"] = matched_type
                 strengths.append(1.0)
             if text and not matched_type:
-                hits = ci.keyword_hits(norm, token_set) if (ci.single or ci.multi) else []
+                lexical = analysis.lexical.get(ci)
+                if lexical is None:  # the intent's declared words and examples: pure, kept per text
+                    lexical = analysis.lexical[ci] = (
+                        ci.keyword_hits(norm, token_set) if (ci.single or ci.multi) else [],
+                        ci.examples.best(features) if len(ci.examples) else (0.0, -1))
+                hits = list(lexical[0])
                 lexical_strengths: list[float] = []
                 if hits:
                     evidence["keywords"] = hits
@@ -390,9 +533,7 @@ class IntentRouter:
                     if dense_strength(similarity) > 0:
                         strengths.append(dense_strength(similarity))
                 if len(ci.examples):
-                    if features is None:
-                        features = self.segmenter.features(tokens)
-                    sim, doc = ci.examples.best(features)
+                    sim, doc = lexical[1]
                     if sim > 0:
                         evidence["example"] = intent.examples[ci.examples.keys[doc]]
                         evidence["example_score"] = round(sim, 4)
@@ -408,12 +549,26 @@ class IntentRouter:
                         # the second pass: a lexical scorer's answer cannot have changed
                         own, own_slots = previous.scored[intent.name]
                     else:
-                        try:
-                            own, own_slots = scorer(*args)
-                        except Exception:
-                            log.exception("intent %s (plugin %s): scorer raised; scored 0",
-                                          intent.name, intent.plugin)
-                            own, own_slots = 0.0, {}
+                        memo, found = None, None
+                        if ci.scorer_memo is not None and scorer is intent.scorer and len(raw) <= MEMO_MAX_CHARS:
+                            try:
+                                memo = ci.scorer_memo, (text, tuple(tokens), intent.memo_key())  # type: ignore[misc]
+                            except Exception:
+                                log.exception("intent %s (plugin %s): memo_key raised",
+                                              intent.name, intent.plugin)
+                            else:
+                                found = memo[0].get(memo[1])
+                        if found is not None:
+                            own, own_slots = found[0], dict(found[1])
+                        else:
+                            try:
+                                own, own_slots = scorer(*args)
+                            except Exception:
+                                log.exception("intent %s (plugin %s): scorer raised; scored 0",
+                                              intent.name, intent.plugin)
+                                own, own_slots, memo = 0.0, {}, None
+                            if memo is not None:
+                                memo[0].put(memo[1], (own, dict(own_slots or {})))
                         if scorer is intent.scorer:
                             scored[intent.name] = (own, own_slots)
                     own = min(1.0, max(0.0, float(own)))

@@ -159,8 +159,10 @@ class Plugin:
 
     @hookimpl
     def skillbot_intents(self) -> list[Intent]:
+        # The scorer reads the text against the places table as of today: pure for a given date.
         return [Intent(name=INTENT, keywords=KEYWORDS, examples=EXAMPLES, priority=10,
-                       msg_types=["location"], events=["LOCATION"], scorer=self.score)]
+                       msg_types=["location"], events=["LOCATION"], scorer=self.score,
+                       memo_key=lambda: self.now().date())]
 
     def score(self, text: str, tokens: list[str]) -> tuple[float, dict[str, Any]]:
         """The router's scorer, from the skill's own reading of the text.
