@@ -111,6 +111,23 @@ async def test_declined_and_low_confidence_questions_are_recorded(tmp_path, monk
         assert len(row) == 6 and row[1] in ("declined", "low") and row[3]
 
 
+async def test_a_question_asked_again_is_recorded_again_from_the_kept_route(tmp_path, monkeypatch):
+    # The FAQ's scorers are pure (Intent.memo_key): the router keeps a repeated text's route and
+    # does not call them again; the question log still counts every asking.
+    monkeypatch.setenv("SKILLBOT_DATA_DIR", str(tmp_path))
+    async with running_bot(overrides(question_log_size=1000), plugins={"rec": Recorder()}) as bot:
+        plugin = bot.pm.get_plugin("faq")
+        messages = ["鲨鱼有多少颗牙齿", "牙齿为什么会变黄", "洗个牙啥价位", "你们在哪儿"]
+        for message in messages:
+            await bot.send(message)
+        first = [row[2] for row in plugin.question_log.read()]
+        for message in messages:
+            await bot.send(message)
+        again = [row[2] for row in plugin.question_log.read()]
+    assert first, "nothing recorded the first time"
+    assert sorted(again) == sorted(first * 2)
+
+
 def test_question_log_stays_bounded(tmp_path):
     from plugins.faq.question_log import QuestionLog
 

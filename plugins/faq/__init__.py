@@ -112,7 +112,14 @@ class Plugin:
         if self.data is not None and (self.index is None or self.index.data is not self.data):
             self._build_index(self.data)
         return [Intent(INTENT, scorer=self.score, semantic_scorer=self.semantic_score,
-                       priority=self.config.priority)]
+                       priority=self.config.priority, memo_key=self.memo_key)]
+
+    def memo_key(self) -> tuple[str | None, str | None, int]:
+        """What the scorers' answer depends on besides the text: the FAQ file's version, whether
+        its embeddings are ready (until then it is scored lexically) and the re-ranker in use."""
+        index, dense = self.index, self.dense
+        return (index.data.version if index else None, dense.version if dense else None,
+                id(self.reranker))
 
     @hookimpl
     async def skillbot_handle(self, ctx: MessageContext, candidate: Candidate) -> TextReply | None:
@@ -160,8 +167,11 @@ class Plugin:
         route, index, qlog = ctx.route, self.index, self.question_log
         if qlog is None or route is None or not route.model or index is None:
             return
+        key = f"{index.data.version}:{route.model}:{route.normalized}"
         with self._unsure_lock:
-            found = self._unsure.pop(f"{index.data.version}:{route.model}:{route.normalized}", None)
+            found = self._unsure.pop(key, None)
+        if not found:  # a route the router kept for a text seen before: the scorer was not called
+            found = self.lookups.get(key)
         if not found:
             return
         score, slots = found
