@@ -22,7 +22,7 @@ from .crypto import CryptoError, MessageCrypto, verify_signature
 from .delivery import Delivery
 from .messages import Message, MessageFieldError, build_message
 from .replay_guard import message_digest, remember_seconds, signed_query_key
-from .replies import Answer, Reply, SuccessReply
+from .replies import Answer, Reply, SuccessReply, TextReply
 from .wechat_xml import ReplyRenderer, XMLRejected, parse_xml
 
 if TYPE_CHECKING:
@@ -172,9 +172,28 @@ class Gateway:
         timings["render"] = (time.perf_counter() - t) * 1000
         timings["total"] = (time.perf_counter() - started) * 1000
         self.metrics.observe_try(timings)
+        if (outcome.action == ANSWER and outcome.try_number >= self.delivery.coordinator.max_tries
+                and isinstance(reply, TextReply)):
+            # No try follows the last one: a reply WeChat did not get in time would be lost.
+            if not await self.written_in_time(request, response, started):
+                await self.delivery.keep_missed(message, reply)
         if answer is not None and not outcome.repeated:  # a repeated reply keeps the first's
             self.delivery.remember_explanation(message.dedup_key, answer, outcome.try_number, timings)
         return response
+
+    async def written_in_time(self, request: web.Request, response: web.Response, started: float) -> bool:
+        """Write ``response`` now; False when WeChat cannot have got it: the connection was closed
+        (WeChat hung up) or the try had been here longer than WeChat waits (``delivery.wechat_wait``,
+        counted from when this handler started, so never too early)."""
+        wait = self.delivery.settings.wechat_wait
+        if request.transport is None or request.transport.is_closing() or time.perf_counter() - started > wait:
+            return False
+        try:
+            await response.prepare(request)
+            await response.write_eof()
+        except (ConnectionError, RuntimeError):  # the connection went away while writing
+            return False
+        return time.perf_counter() - started <= wait
 
     def reject(self, request: web.Request, exc: Rejected, log_id: str = "-") -> web.Response:
         log.warning("msg=%s rejected %s %s from %s: %s", log_id, exc.status, request.method,
