@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from core.appkeys import BOTS_KEY
+from core.appkeys import BOTS_KEY, DELIVERY_KEY
 from core.operations.wechat_client import deliver_like_wechat, text_xml
 from core.state.delivery_records import MemoryAnswerStore, TakeRequest
 from core.state.redis_store import RedisAnswerStore, connect
@@ -147,6 +147,73 @@ async def test_long_streamed_answer_in_parts_and_a_lost_reply_is_repeated(wechat
     assert squeeze("".join(parts)) == squeeze(markdown_to_text(markdown))
     assert all(p.rstrip().endswith(("。", "：")) or p.rstrip().endswith("部分") for p in parts)
     assert model_calls(llm) == ["长回答"]
+
+
+def overloaded(h, monkeypatch, stall: float, times: int = 1) -> None:
+    """An overloaded worker: after a try has taken text from the queue, the worker stalls
+    ``stall`` seconds before it can write the reply (the first ``times`` such tries)."""
+    delivery = h.client.app[DELIVERY_KEY]
+    original, left = delivery.take, [times]
+
+    async def take(user, claim=None, **kwargs):
+        taken = await original(user, claim, **kwargs)
+        if claim is not None and taken.text and left[0] > 0:
+            left[0] -= 1
+            await asyncio.sleep(stall)
+        return taken
+
+    monkeypatch.setattr(delivery, "take", take)
+
+
+@pytest.mark.parametrize("store", ["memory", "redis"])
+async def test_last_try_answered_too_late_keeps_its_text_for_the_next_message(wechat, llm, request, store,
+                                                                            monkeypatch):
+    """The last try takes the first sentences, but its reply is written after WeChat hung up: the
+    text goes back to the head of the queue and reaches the user with their next message."""
+    h = await harness(wechat, llm, {**backend(request, store), "delivery": {"wechat_wait": TRY_TIMEOUT}})
+    overloaded(h, monkeypatch, stall=0.6)
+    llm.state.default = streamed(pieces=SENTENCES, first_delay=1.9, gap=0.15)  # ready in the 3rd try
+    results = await like_wechat(h, "讲讲", 8601, "o_s5")
+    assert [r.status for r in results] == [None, None, None]  # WeChat got no reply in time
+    await asyncio.sleep(1.8)  # the model finishes
+    llm.state.default = streamed(pieces=["好的。"])
+    first = await post(h, "还在吗", 8602, "o_s5")
+    assert first is not None and first.startswith(SENTENCES[0])  # the missed text first
+    parts = await read_on(h, "o_s5", first, 8610)
+    assert squeeze("".join(parts)) == squeeze("".join(SENTENCES) + "好的。")  # nothing lost or repeated
+
+
+async def test_retry_after_a_late_reply_repeats_it_at_once(wechat, llm, monkeypatch):
+    """The first try's reply (the first sentences) came too late: the second try carries the same
+    reply at once instead of waiting for its budget's end again."""
+    h = await harness(wechat, llm)
+    overloaded(h, monkeypatch, stall=0.5)
+    llm.state.default = streamed(pieces=SENTENCES, first_delay=0.1, gap=0.15)
+    results = await like_wechat(h, "讲讲", 8651, "o_s6")
+    assert [r.status for r in results] == [None, 200]
+    budget = WINDOW["delivery"]["try_budget"]
+    assert results[1].ended - results[1].started < budget  # not held to the budget's end
+    first = h.signer.open_reply(results[1].body)["Content"]
+    assert first.startswith(SENTENCES[0]) and first.endswith(HINT)
+    await asyncio.sleep(1.5)
+    parts = await read_on(h, "o_s6", first, 8660)
+    assert "".join(parts) == "".join(SENTENCES)
+
+
+async def test_first_try_replies_soon_after_the_first_sentence(wechat, llm):
+    """A try does not hold a ready sentence until its budget's end: it replies
+    ``stream_reply_after`` seconds after the first sentence was stored."""
+    h = await harness(wechat, llm, {"delivery": {"stream_reply_after": 0.2}})
+    llm.state.default = streamed(pieces=SENTENCES, first_delay=0.1, gap=0.15)
+    results = await like_wechat(h, "讲讲", 8671, "o_s7")
+    assert [r.status for r in results] == [200]
+    # the first sentence is stored at ~0.25 s, the reply ~0.2 s later; the budget ends at 0.7 s
+    assert results[0].ended - results[0].started < WINDOW["delivery"]["try_budget"]
+    first = h.signer.open_reply(results[0].body)["Content"]
+    assert first.startswith(SENTENCES[0]) and first.endswith(HINT)
+    await asyncio.sleep(1.5)
+    parts = await read_on(h, "o_s7", first, 8680)
+    assert "".join(parts) == "".join(SENTENCES)
 
 
 async def test_model_failure_before_any_sentence_gives_the_polite_reply(wechat, llm):

@@ -151,6 +151,19 @@ class Gateway:
         except Rejected as exc:
             return self.reject(request, exc, log_id)
         self.metrics.requests.inc(kind_label(message.kind))
+        # Shielded: a server that cancels the handler when WeChat hangs up must not cancel a try
+        # between taking text from the user's queue and keeping it when it was not delivered.
+        answering = self.delivery.coordinator.spawn(
+            self.answer_try(request, message, log_id, encrypted, started, timings))
+        response = await asyncio.shield(answering)
+        if response is None:
+            return await self.hold(request)
+        return response
+
+    async def answer_try(self, request: web.Request, message: Message, log_id: str, encrypted: bool,
+                         started: float, timings: dict[str, float]) -> web.Response | None:
+        """The response to one try (None: leave it unanswered); on the last try, a text reply
+        WeChat cannot have got in time goes back to the user's queue."""
         outcome = await self.delivery.on_try(
             message, log_id,
             connected=lambda: request.transport is not None and not request.transport.is_closing())
@@ -159,7 +172,7 @@ class Gateway:
         log.log(logging.DEBUG if routine else logging.INFO, "msg=%s key=%s try=%d action=%s", log_id,
                 message.log_key, outcome.try_number, outcome.action, extra={"msg_id": log_id})
         if outcome.action == HOLD:
-            return await self.hold(request)
+            return None
         answer = Answer.from_record(outcome.payload) if outcome.payload is not None else None
         if outcome.action == ANSWER and answer is not None:
             reply = await self.delivery.passive_reply(message, answer, outcome.repeated)

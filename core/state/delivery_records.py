@@ -350,6 +350,11 @@ class TryOutcome:
     repeated: bool = False
 
 
+def _finished(task: asyncio.Task) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("a delivery task failed", exc_info=task.exception())
+
+
 class DeliveryCoordinator:
     """Decides, for each try of a message, whether and what to answer (see module docstring).
 
@@ -371,11 +376,16 @@ class DeliveryCoordinator:
         self.stats = {"first_try": 0, "retry": 0, "repeated": 0, "deferred": 0,
                       "duplicates_suppressed": 0, "held": 0, "acked": 0}
 
-    def _spawn(self, coro: Awaitable[Any]) -> asyncio.Task:
+    def spawn(self, coro: Awaitable[Any]) -> asyncio.Task:
+        """Run ``coro`` as a task of its own, awaited at shutdown (``drain``); an exception nobody
+        awaited is logged."""
         task = asyncio.ensure_future(coro)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
+        task.add_done_callback(_finished)
         return task
+
+    _spawn = spawn
 
     async def _run(self, key: str, work: Callable[[], Awaitable[dict | None]]) -> None:
         payload = await work()
