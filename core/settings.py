@@ -122,7 +122,7 @@ class DeliverySettings:
     try_budget: float = 4.5
     hold_seconds: float = 8.0
     wechat_wait: float = WECHAT_WINDOW
-    stream_reply_after: float = 1.0
+    stream_reply_after: float = 0.5
     record_ttl: float = 300.0
     pending_ttl: float = 86400.0
     pending_reply: str = "正在思考中，请稍候发送任意消息获取回答。"
