@@ -216,6 +216,42 @@ async def test_first_try_replies_soon_after_the_first_sentence(wechat, llm):
     assert "".join(parts) == "".join(SENTENCES)
 
 
+async def test_continue_reply_lost_on_every_try_is_kept_for_the_next_message(wechat, monkeypatch):
+    """「继续」 on an overloaded worker: the first try's reply (the next part) is written after
+    WeChat hung up, and the later tries are looked at only after WeChat hung up on them too. The
+    part is not lost: the next 「继续」 brings it."""
+    from core import TextReply, hookimpl
+
+    class Long:
+        @hookimpl
+        def skillbot_fallback(self, ctx):
+            return TextReply("".join(f"第{i}句很长的话。" for i in range(400)))
+
+    h = await wechat(enabled=["welcome"], plugins={"long": Long()},
+                     overrides={"delivery": {**WINDOW["delivery"], "wechat_wait": TRY_TIMEOUT}})
+    first = await post(h, "讲个长故事", 8701, "o_s8")
+    assert first is not None and first.endswith(HINT)
+    delivery = h.client.app[DELIVERY_KEY]
+    original, tries = delivery.on_try, []
+
+    async def stalled(message, log_id, connected):
+        tries.append(message.dedup_key)
+        if len(tries) > 1:
+            await asyncio.sleep(TRY_TIMEOUT + 0.2)  # WeChat hung up before this try was looked at
+        outcome = await original(message, log_id, connected)
+        if len(tries) == 1:
+            await asyncio.sleep(TRY_TIMEOUT + 0.2)  # ... and before the first try's reply was written
+        return outcome
+
+    monkeypatch.setattr(delivery, "on_try", stalled)
+    results = await like_wechat(h, "继续", 8702, "o_s8")
+    assert [r.status for r in results] == [None, None, None]
+    monkeypatch.setattr(delivery, "on_try", original)
+    await asyncio.sleep(0.5)  # the stalled last try finishes; the user writes again later
+    parts = await read_on(h, "o_s8", first, 8710)
+    assert "".join(parts) == "".join(f"第{i}句很长的话。" for i in range(400))
+
+
 async def test_model_failure_before_any_sentence_gives_the_polite_reply(wechat, llm):
     from tests.standins.openai_server import server_error
 
@@ -362,6 +398,8 @@ async def test_customer_service_stops_before_wechats_limit(wechat, llm, wechat_a
 @pytest.mark.parametrize("key,value,words", [
     ("push_limit", 6, "45047"), ("push_limit", 0, "push_limit"), ("typing_refresh", 20.0, "15"),
     ("stream_stale_after", 0.5, "stream_stale_after"), ("continue_wait", " ", "continue_wait"),
+    ("stream_reply_after", 6.0, "stream_reply_after"), ("wechat_wait", 6.0, "wechat_wait"),
+    ("wechat_wait", 4.0, "try_budget"),
 ])
 def test_streaming_settings_are_checked(key, value, words):
     from core.settings_schema import ConfigError
