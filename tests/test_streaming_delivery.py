@@ -399,7 +399,7 @@ async def test_customer_service_stops_before_wechats_limit(wechat, llm, wechat_a
     ("push_limit", 6, "45047"), ("push_limit", 0, "push_limit"), ("typing_refresh", 20.0, "15"),
     ("stream_stale_after", 0.5, "stream_stale_after"), ("continue_wait", " ", "continue_wait"),
     ("stream_reply_after", 6.0, "stream_reply_after"), ("wechat_wait", 6.0, "wechat_wait"),
-    ("wechat_wait", 4.0, "try_budget"),
+    ("wechat_wait", 0.8, "try_budget"),
 ])
 def test_streaming_settings_are_checked(key, value, words):
     from core.settings_schema import ConfigError
