@@ -377,15 +377,13 @@ class DeliveryCoordinator:
                       "duplicates_suppressed": 0, "held": 0, "acked": 0}
 
     def spawn(self, coro: Awaitable[Any]) -> asyncio.Task:
-        """Run ``coro`` as a task of its own, awaited at shutdown (``drain``); an exception nobody
-        awaited is logged."""
+        """Run ``coro`` as a task of its own, awaited at shutdown (``drain``); its exception is
+        logged when it ends (a background task's would otherwise surface only at garbage collection)."""
         task = asyncio.ensure_future(coro)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
         task.add_done_callback(_finished)
         return task
-
-    _spawn = spawn
 
     async def _run(self, key: str, work: Callable[[], Awaitable[dict | None]]) -> None:
         payload = await work()
@@ -410,10 +408,10 @@ class DeliveryCoordinator:
         started = time.monotonic()
         n = await self.store.begin(key, self.record_ttl)
         if n == 1:
-            self._spawn(self._run(key, work))
+            self.spawn(self._run(key, work))
         if self.mode == "customer_service":
             if n == 1:
-                self._spawn(self._deliver_when_ready(key, deliver_later))
+                self.spawn(self._deliver_when_ready(key, deliver_later))
                 self.stats["acked"] += 1
             else:
                 self.stats["duplicates_suppressed"] += 1
@@ -432,7 +430,7 @@ class DeliveryCoordinator:
                 return TryOutcome(ANSWER, payload, n, waited, repeated=True)
             self.stats["held"] += 1
             if n >= self.max_tries:
-                self._spawn(self._deliver_when_ready(key, deliver_later))
+                self.spawn(self._deliver_when_ready(key, deliver_later))
             return TryOutcome(HOLD, try_number=n, waited=waited)
         if payload is not None:
             if await self.store.claim_delivery(key, self.record_ttl, BY_REPLY):
@@ -451,7 +449,7 @@ class DeliveryCoordinator:
         # The last try: answer it now (the webhook sends the "still thinking" text) and keep the
         # real answer for later.
         self.stats["deferred"] += 1
-        self._spawn(self._deliver_when_ready(key, deliver_later))
+        self.spawn(self._deliver_when_ready(key, deliver_later))
         return TryOutcome(PENDING, try_number=n, waited=waited)
 
     async def _stream_try(self, key: str, n: int, payload: dict, started: float,
