@@ -395,6 +395,32 @@ async def test_customer_service_stops_before_wechats_limit(wechat, llm, wechat_a
     assert texts == [PARAGRAPHS[0], "\n\n".join(PARAGRAPHS[1:])]
 
 
+async def test_customer_service_rest_after_the_push_limit_comes_with_continue(wechat, llm, wechat_api):
+    """An answer longer than ``push_limit`` messages: the last push ends with the continue hint,
+    and each 「继续」 the user sends (acknowledged, a new message for WeChat's count) pushes the
+    next part, until the whole answer has arrived, once and in order."""
+    state, _ = wechat_api
+    h = await cs_harness(wechat, llm, wechat_api, push_limit=2)
+    paragraphs = [f"第{i}段：" + "这一段讲一个细节，讲得很长。" * 25 for i in range(1, 7)]  # ~1 KB each
+    text = "\n\n".join(paragraphs)
+    llm.state.default = streamed(pieces=[text[i:i + 40] for i in range(0, len(text), 40)], first_delay=0.1,
+                                 gap=0.01)
+    await post(h, "长回答", 9001, "o_c4")
+    await wait_for(lambda: state.typing and state.typing[-1][1] == "CancelTyping")
+    msg_id = 9002
+    while state.sent[-1]["text"]["content"].endswith(HINT):
+        assert msg_id < 9010
+        before = len(state.sent)
+        assert await post(h, "继续", msg_id, "o_c4") is None  # acknowledged; the part is pushed
+        msg_id += 1
+        await wait_for(lambda: len(state.sent) > before)
+        await asyncio.sleep(0.1)
+    pushed = [m["text"]["content"].removesuffix(HINT) for m in state.sent]
+    assert msg_id > 9002 and all(len(p.encode()) <= 2048 for p in pushed)
+    assert squeeze("".join(pushed)) == squeeze(text)
+    assert model_calls(llm) == ["长回答"]
+
+
 @pytest.mark.parametrize("key,value,words", [
     ("push_limit", 6, "45047"), ("push_limit", 0, "push_limit"), ("typing_refresh", 20.0, "15"),
     ("stream_stale_after", 0.5, "stream_stale_after"), ("continue_wait", " ", "continue_wait"),
