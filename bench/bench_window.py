@@ -34,7 +34,7 @@ events in OpenAI's chunk format, the first token after 0.5-3 s, the whole answer
 (median 15 s, sigma 0.7) clipped to 5-60 s, 25 characters a second in chunks every 0.5 s,
 sentences and paragraphs of their own (so a long one is cut into parts and fetched with
 「继续」). The user side follows the conversation as a person would: 「继续」 after a part ending in
-the continue hint, a follow-up 20 s after a reply without the whole answer (passive mode, at most 4),
+the continue hint (a passive reply or a 客服 push), a follow-up 20 s after a reply without the whole answer (passive mode, at most 4),
 and records every passive reply and 客服 push. Measured: the share of users who saw the beginning
 of the answer before writing again (of all, and of those whose first sentence was ready within
 14 s), the time to the first visible text (p50, p95), and whether the concatenation of everything a
@@ -111,6 +111,7 @@ def settings_toml(llm_url: str, scale: float, mode: str, api_base: str) -> str:
 mode = "{mode}"
 try_budget = {4.5 * scale}
 hold_seconds = {8.0 * scale}
+wechat_wait = {5.0 * scale}
 api_base = "{api_base}"
 
 [pipeline]
@@ -433,6 +434,8 @@ def stream_settings_toml(llm_url: str, scale: float, mode: str, api_base: str, m
 mode = "{mode}"
 try_budget = {4.5 * scale}
 hold_seconds = {8.0 * scale}
+wechat_wait = {5.0 * scale}
+stream_reply_after = {0.5 * scale}
 api_base = "{api_base}"
 
 [pipeline]
@@ -559,6 +562,7 @@ async def run_stream_case(users: int, mode: str, scale: float, rate: float, work
     sign = signer("plain")
     try_timeout = 5.0 * scale
     stop_polling = asyncio.Event()
+    hinted: asyncio.Queue[str] = asyncio.Queue()  # users sent a push ending with the continue hint
 
     async def poll_pushes() -> None:
         # The WeChat API stand-in keeps what it was sent; note when each push arrived.
@@ -569,8 +573,10 @@ async def run_stream_case(users: int, mode: str, scale: float, rate: float, work
                 message = sent[seen]
                 seen += 1
                 if message.get("msgtype") == "text":
-                    pushes.append((time.monotonic(), message.get("touser", ""),
-                                   message.get("text", {}).get("content", "")))
+                    text = message.get("text", {}).get("content", "")
+                    pushes.append((time.monotonic(), message.get("touser", ""), text))
+                    if text.endswith(CONTINUE_HINT):  # the user reads it, then sends 「继续」
+                        hinted.put_nowait(message.get("touser", ""))
             await asyncio.sleep(0.02)
 
     started = time.monotonic()
@@ -627,6 +633,27 @@ async def run_stream_case(users: int, mode: str, scale: float, rate: float, work
                     else:
                         return
 
+            async def continue_after_pushes() -> None:
+                """Customer-service mode: a push ending with the continue hint is read, then the
+                user sends 「继续」 (its reply is ``success``; the next part is pushed)."""
+                reading: set[asyncio.Task] = set()
+
+                async def read_on(user: str) -> None:
+                    i = int(user.rsplit("_", 1)[1])
+                    await asyncio.sleep(READ_PAUSE * scale)
+                    results[i].continues += 1
+                    await say(user, CONTINUE_WORD)
+
+                try:
+                    while True:
+                        task = asyncio.ensure_future(read_on(await hinted.get()))
+                        reading.add(task)
+                        task.add_done_callback(reading.discard)
+                finally:
+                    await asyncio.gather(*reading, return_exceptions=True)
+
+            continuing = asyncio.ensure_future(continue_after_pushes())
+
             async def write_again(i: int) -> tuple[str | None, float]:
                 r = results[i]
                 r.follow_ups += 1
@@ -682,6 +709,8 @@ async def run_stream_case(users: int, mode: str, scale: float, rate: float, work
                     await follow(i, content, at, follow_ups=False)
 
                 await asyncio.gather(*(once_more(i) for i in missing))
+            continuing.cancel()
+            await asyncio.gather(continuing, return_exceptions=True)
         elapsed = time.monotonic() - started
         _, peak_rss = rss_kib(server.pid)
     finally:
@@ -709,7 +738,9 @@ async def run_stream_case(users: int, mode: str, scale: float, rate: float, work
             "plan": plan})
     for i, row in enumerate(rows[:users]):
         if row["verdict"] != "ok" and sum(1 for x in rows[:i] if x["verdict"] != "ok") < 5:
-            print(f"  user {i}: {row['verdict']} {' '.join(results[i].trace)}", file=sys.stderr)
+            sent = [text for _, who, text in pushes if who == f"o_stream_{i:05d}"]
+            print(f"  user {i}: {row['verdict']} {' '.join(results[i].trace)}"
+                  + (f" pushes={len(sent)} last={sent[-1][-16:]!r}" if sent else ""), file=sys.stderr)
             if row["verdict"] == "mismatch":
                 got = squeeze("".join(t for _, t in sorted(merged(results[i], i).received, key=lambda x: x[0])))
                 want = squeeze(row["plan"].text if row["plan"] else "")
@@ -761,7 +792,8 @@ def stream_report(cases: list[dict], args: argparse.Namespace, title: str) -> li
                      "first token after 0.5-3 s (uniform), whole answer lognormal median 15 s, sigma 0.7, "
                      f"clipped 5-60 s, {CHARS_PER_SECOND:g} characters/s, a chunk every {CHUNK_SECONDS:g} s; "
                      f"arrivals {args.rate:g} messages per real second")
-    lines += [f"- User side: 「继续」 {READ_PAUSE:g} s after a part that ends with the continue hint; in passive "
+    lines += [f"- User side: 「继续」 {READ_PAUSE:g} s after a part (passive reply or 客服 push) that ends with the "
+              "continue hint; in passive "
               f"mode a follow-up ({FOLLOW_UP}) {FOLLOW_UP_AFTER:g} s after a reply without the whole answer, at most "
               f"{MAX_FOLLOW_UPS} times (writing again); times in real (unscaled) seconds from the question",
               "- seen without writing again: the user's first visible text of the answer came before "

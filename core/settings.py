@@ -121,6 +121,8 @@ class DeliverySettings:
     mode: Literal["passive", "customer_service"] = "passive"
     try_budget: float = 4.5
     hold_seconds: float = 8.0
+    wechat_wait: float = WECHAT_WINDOW
+    stream_reply_after: float = 0.5
     record_ttl: float = 300.0
     pending_ttl: float = 86400.0
     pending_reply: str = "正在思考中，请稍候发送任意消息获取回答。"
@@ -136,8 +138,13 @@ class DeliverySettings:
     api_base: str = "https://api.weixin.qq.com"
 
     def validate(self) -> None:
-        if not 0 < self.try_budget < WECHAT_WINDOW:
-            raise ValueError(f"try_budget must be between 0 and {WECHAT_WINDOW:g} seconds (WeChat's window)")
+        if not 0 < self.wechat_wait <= WECHAT_WINDOW:
+            raise ValueError(f"wechat_wait must be between 0 and {WECHAT_WINDOW:g} seconds (WeChat's window)")
+        if not 0 < self.try_budget < self.wechat_wait:
+            raise ValueError(f"try_budget must be between 0 and wechat_wait ({self.wechat_wait:g} seconds, "
+                             "WeChat's window)")
+        if not 0 <= self.stream_reply_after <= WECHAT_WINDOW:
+            raise ValueError(f"stream_reply_after must be from 0 to {WECHAT_WINDOW:g} seconds")
         if self.hold_seconds <= 0:
             raise ValueError("hold_seconds must be > 0 seconds")
         if self.record_ttl <= 0:

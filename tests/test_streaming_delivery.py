@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from core.appkeys import BOTS_KEY
+from core.appkeys import BOTS_KEY, DELIVERY_KEY
 from core.operations.wechat_client import deliver_like_wechat, text_xml
 from core.state.delivery_records import MemoryAnswerStore, TakeRequest
 from core.state.redis_store import RedisAnswerStore, connect
@@ -147,6 +147,109 @@ async def test_long_streamed_answer_in_parts_and_a_lost_reply_is_repeated(wechat
     assert squeeze("".join(parts)) == squeeze(markdown_to_text(markdown))
     assert all(p.rstrip().endswith(("。", "：")) or p.rstrip().endswith("部分") for p in parts)
     assert model_calls(llm) == ["长回答"]
+
+
+def overloaded(h, monkeypatch, stall: float, times: int = 1) -> None:
+    """An overloaded worker: after a try has taken text from the queue, the worker stalls
+    ``stall`` seconds before it can write the reply (the first ``times`` such tries)."""
+    delivery = h.client.app[DELIVERY_KEY]
+    original, left = delivery.take, [times]
+
+    async def take(user, claim=None, **kwargs):
+        taken = await original(user, claim, **kwargs)
+        if claim is not None and taken.text and left[0] > 0:
+            left[0] -= 1
+            await asyncio.sleep(stall)
+        return taken
+
+    monkeypatch.setattr(delivery, "take", take)
+
+
+@pytest.mark.parametrize("store", ["memory", "redis"])
+async def test_last_try_answered_too_late_keeps_its_text_for_the_next_message(wechat, llm, request, store,
+                                                                            monkeypatch):
+    """The last try takes the first sentences, but its reply is written after WeChat hung up: the
+    text goes back to the head of the queue and reaches the user with their next message."""
+    h = await harness(wechat, llm, {**backend(request, store), "delivery": {"wechat_wait": TRY_TIMEOUT}})
+    overloaded(h, monkeypatch, stall=0.6)
+    llm.state.default = streamed(pieces=SENTENCES, first_delay=1.9, gap=0.15)  # ready in the 3rd try
+    results = await like_wechat(h, "讲讲", 8601, "o_s5")
+    assert [r.status for r in results] == [None, None, None]  # WeChat got no reply in time
+    await asyncio.sleep(1.8)  # the model finishes
+    llm.state.default = streamed(pieces=["好的。"])
+    first = await post(h, "还在吗", 8602, "o_s5")
+    assert first is not None and first.startswith(SENTENCES[0])  # the missed text first
+    parts = await read_on(h, "o_s5", first, 8610)
+    assert squeeze("".join(parts)) == squeeze("".join(SENTENCES) + "好的。")  # nothing lost or repeated
+
+
+async def test_retry_after_a_late_reply_repeats_it_at_once(wechat, llm, monkeypatch):
+    """The first try's reply (the first sentences) came too late: the second try carries the same
+    reply at once instead of waiting for its budget's end again."""
+    h = await harness(wechat, llm)
+    overloaded(h, monkeypatch, stall=0.5)
+    llm.state.default = streamed(pieces=SENTENCES, first_delay=0.1, gap=0.15)
+    results = await like_wechat(h, "讲讲", 8651, "o_s6")
+    assert [r.status for r in results] == [None, 200]
+    budget = WINDOW["delivery"]["try_budget"]
+    assert results[1].ended - results[1].started < budget  # not held to the budget's end
+    first = h.signer.open_reply(results[1].body)["Content"]
+    assert first.startswith(SENTENCES[0]) and first.endswith(HINT)
+    await asyncio.sleep(1.5)
+    parts = await read_on(h, "o_s6", first, 8660)
+    assert "".join(parts) == "".join(SENTENCES)
+
+
+async def test_first_try_replies_soon_after_the_first_sentence(wechat, llm):
+    """A try does not hold a ready sentence until its budget's end: it replies
+    ``stream_reply_after`` seconds after the first sentence was stored."""
+    h = await harness(wechat, llm, {"delivery": {"stream_reply_after": 0.2}})
+    llm.state.default = streamed(pieces=SENTENCES, first_delay=0.1, gap=0.15)
+    results = await like_wechat(h, "讲讲", 8671, "o_s7")
+    assert [r.status for r in results] == [200]
+    # the first sentence is stored at ~0.25 s, the reply ~0.2 s later; the budget ends at 0.7 s
+    assert results[0].ended - results[0].started < WINDOW["delivery"]["try_budget"]
+    first = h.signer.open_reply(results[0].body)["Content"]
+    assert first.startswith(SENTENCES[0]) and first.endswith(HINT)
+    await asyncio.sleep(1.5)
+    parts = await read_on(h, "o_s7", first, 8680)
+    assert "".join(parts) == "".join(SENTENCES)
+
+
+async def test_continue_reply_lost_on_every_try_is_kept_for_the_next_message(wechat, monkeypatch):
+    """「继续」 on an overloaded worker: the first try's reply (the next part) is written after
+    WeChat hung up, and the later tries are looked at only after WeChat hung up on them too. The
+    part is not lost: the next 「继续」 brings it."""
+    from core import TextReply, hookimpl
+
+    class Long:
+        @hookimpl
+        def skillbot_fallback(self, ctx):
+            return TextReply("".join(f"第{i}句很长的话。" for i in range(400)))
+
+    h = await wechat(enabled=["welcome"], plugins={"long": Long()},
+                     overrides={"delivery": {**WINDOW["delivery"], "wechat_wait": TRY_TIMEOUT}})
+    first = await post(h, "讲个长故事", 8701, "o_s8")
+    assert first is not None and first.endswith(HINT)
+    delivery = h.client.app[DELIVERY_KEY]
+    original, tries = delivery.on_try, []
+
+    async def stalled(message, log_id, connected):
+        tries.append(message.dedup_key)
+        if len(tries) > 1:
+            await asyncio.sleep(TRY_TIMEOUT + 0.2)  # WeChat hung up before this try was looked at
+        outcome = await original(message, log_id, connected)
+        if len(tries) == 1:
+            await asyncio.sleep(TRY_TIMEOUT + 0.2)  # ... and before the first try's reply was written
+        return outcome
+
+    monkeypatch.setattr(delivery, "on_try", stalled)
+    results = await like_wechat(h, "继续", 8702, "o_s8")
+    assert [r.status for r in results] == [None, None, None]
+    monkeypatch.setattr(delivery, "on_try", original)
+    await asyncio.sleep(0.5)  # the stalled last try finishes; the user writes again later
+    parts = await read_on(h, "o_s8", first, 8710)
+    assert "".join(parts) == "".join(f"第{i}句很长的话。" for i in range(400))
 
 
 async def test_model_failure_before_any_sentence_gives_the_polite_reply(wechat, llm):
@@ -292,9 +395,37 @@ async def test_customer_service_stops_before_wechats_limit(wechat, llm, wechat_a
     assert texts == [PARAGRAPHS[0], "\n\n".join(PARAGRAPHS[1:])]
 
 
+async def test_customer_service_rest_after_the_push_limit_comes_with_continue(wechat, llm, wechat_api):
+    """An answer longer than ``push_limit`` messages: the last push ends with the continue hint,
+    and each 「继续」 the user sends (acknowledged, a new message for WeChat's count) pushes the
+    next part, until the whole answer has arrived, once and in order."""
+    state, _ = wechat_api
+    h = await cs_harness(wechat, llm, wechat_api, push_limit=2)
+    paragraphs = [f"第{i}段：" + "这一段讲一个细节，讲得很长。" * 25 for i in range(1, 7)]  # ~1 KB each
+    text = "\n\n".join(paragraphs)
+    llm.state.default = streamed(pieces=[text[i:i + 40] for i in range(0, len(text), 40)], first_delay=0.1,
+                                 gap=0.01)
+    await post(h, "长回答", 9001, "o_c4")
+    await wait_for(lambda: state.typing and state.typing[-1][1] == "CancelTyping")
+    msg_id = 9002
+    while state.sent[-1]["text"]["content"].endswith(HINT):
+        assert msg_id < 9010
+        before = len(state.sent)
+        assert await post(h, "继续", msg_id, "o_c4") is None  # acknowledged; the part is pushed
+        msg_id += 1
+        await wait_for(lambda: len(state.sent) > before)
+        await asyncio.sleep(0.1)
+    pushed = [m["text"]["content"].removesuffix(HINT) for m in state.sent]
+    assert msg_id > 9002 and all(len(p.encode()) <= 2048 for p in pushed)
+    assert squeeze("".join(pushed)) == squeeze(text)
+    assert model_calls(llm) == ["长回答"]
+
+
 @pytest.mark.parametrize("key,value,words", [
     ("push_limit", 6, "45047"), ("push_limit", 0, "push_limit"), ("typing_refresh", 20.0, "15"),
     ("stream_stale_after", 0.5, "stream_stale_after"), ("continue_wait", " ", "continue_wait"),
+    ("stream_reply_after", 6.0, "stream_reply_after"), ("wechat_wait", 6.0, "wechat_wait"),
+    ("wechat_wait", 0.8, "try_budget"),
 ])
 def test_streaming_settings_are_checked(key, value, words):
     from core.settings_schema import ConfigError

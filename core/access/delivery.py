@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import time
 import weakref
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -64,17 +65,27 @@ def ends_paragraph(piece: str) -> bool:
 
 
 class _Progress:
-    """A streamed answer being written in this process: set when pieces were added or it ended."""
+    """A streamed answer being written in this process: ``event`` is set (for the pusher) when
+    pieces were added or it ended; ``ready`` once it has text or ended (``ready_at``), ``end`` when
+    it ended (for the tries waiting to reply)."""
 
-    __slots__ = ("event", "ended")
+    __slots__ = ("event", "ended", "ready", "ready_at", "end")
 
     def __init__(self) -> None:
         self.event = asyncio.Event()
         self.ended = False
+        self.ready = asyncio.Event()
+        self.ready_at = 0.0
+        self.end = asyncio.Event()
 
-    def signal(self, ended: bool = False) -> None:
+    def signal(self, ended: bool = False, stored: bool = True) -> None:
         self.ended = self.ended or ended
         self.event.set()
+        if (stored or ended) and not self.ready.is_set():
+            self.ready_at = time.monotonic()
+            self.ready.set()
+        if ended:
+            self.end.set()
 
 
 class Delivery:
@@ -91,7 +102,8 @@ class Delivery:
         self.settings = settings.delivery
         self.answers = bots.bot.state.answers
         self.coordinator = DeliveryCoordinator(self.answers, self.settings.mode,
-                                               self.settings.try_budget, self.settings.record_ttl)
+                                               self.settings.try_budget, self.settings.record_ttl,
+                                               wechat_wait=self.settings.wechat_wait)
         #: Recent explanations by message key, for the simulators (bounded).
         self.explanations: TTLCache[str, dict] = TTLCache(maxsize=2048, ttl=600)
         self._push: tuple[Any, CustomerServiceSender] | None = None
@@ -112,7 +124,24 @@ class Delivery:
         return await self.coordinator.on_try(
             message.dedup_key, lambda: self.work(message, log_id),
             lambda record: self.deliver_later(message, record), connected=connected,
-            take=lambda claim: self.take(message.from_user, claim))
+            take=lambda claim: self.take(message.from_user, claim),
+            wait_ready=lambda timeout: self.wait_ready(message.dedup_key, timeout))
+
+    async def wait_ready(self, key: str, timeout: float) -> None:
+        """Until a try of streamed answer ``key`` should reply (at most ``timeout`` seconds):
+        ``stream_reply_after`` seconds after its first sentence was stored, or when it ended. An
+        answer written by another worker has no progress here: its end or the timeout."""
+        progress = self._progress.get(key)
+        if progress is None:
+            await self.answers.wait_closed(key, timeout)
+            return
+        deadline = time.monotonic() + timeout
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(progress.ready.wait(), timeout)
+        pause = min(progress.ready_at + self.settings.stream_reply_after, deadline) - time.monotonic()
+        if progress.ready.is_set() and not progress.ended and pause > 0:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(progress.end.wait(), pause)
 
     async def take(self, user: str, claim: str | None = None, *, max_bytes: int = MAX_TEXT_BYTES,
                    hint: bool = True) -> Taken:
@@ -146,21 +175,22 @@ class Delivery:
         user, key, settings = message.from_user, message.dedup_key, self.settings
         limit = MAX_TEXT_BYTES - utf8_len(settings.continue_hint)
         reply = answer.reply
-        progress = None
-        if settings.mode == "customer_service":  # the pusher in this process follows the writing
-            progress = self._progress[key] = _Progress()
+        # The tries (and in customer-service mode the pusher) in this process follow the writing.
+        progress = self._progress[key] = _Progress()
+        by_paragraph = settings.mode == "customer_service"
         written = isinstance(reply, TextReply)
         pieces = split_for_wechat(reply.content, limit) if isinstance(reply, TextReply) else []
         try:
             waiting = await self.answers.enqueue(user, key, pieces, settings.pending_ttl, closed=written)
             await self.answers.finish(key, {"type": STREAM, "waiting": waiting}, settings.record_ttl)
             if isinstance(reply, StreamedReply):
-                answer.reply = await self._write(key, reply, limit, progress)
+                answer.reply = await self._write(key, reply, limit, progress, by_paragraph)
         except Exception:  # the queue's store failed: what was stored stays, the rest is lost
             log.exception("msg=%s: streaming the answer into the user's queue failed", ctx.id)
         finally:
-            if progress is not None:
-                progress.signal(ended=True)
+            progress.signal(ended=True)
+            if not by_paragraph:  # (the pusher takes it in customer-service mode)
+                self._progress.pop(key, None)
         if isinstance(answer.reply, TextReply) and isinstance(reply, StreamedReply):
             await ctx.bot.finish_streamed(ctx, answer.reply)
             answer.explanation = ctx.bot.explain(ctx)
@@ -169,9 +199,10 @@ class Delivery:
         carried = self.explanations.get(key) or {}
         self.explanations[key] = answer.explained_try(carried.get("try"), carried.get("timings_ms", {}))
 
-    async def _write(self, key: str, reply: StreamedReply, limit: int,
-                     progress: _Progress | None) -> TextReply:
-        """Store the pieces of ``reply`` as they come, with a heartbeat while the model is quiet."""
+    async def _write(self, key: str, reply: StreamedReply, limit: int, progress: _Progress,
+                     by_paragraph: bool) -> TextReply:
+        """Store the pieces of ``reply`` as they come (``by_paragraph``: whole paragraphs, for the
+        pusher), with a heartbeat while the model is quiet."""
         ttl = self.settings.pending_ttl
         texts: list[str] = []
         buffer = ""
@@ -182,11 +213,11 @@ class Delivery:
                 async for piece in pieces:
                     texts.append(piece)
                     buffer += piece
-                    if progress is None or ends_paragraph(piece) or utf8_len(buffer) >= limit:
-                        alive = await self.answers.append(key, split_for_wechat(buffer, limit), ttl)
+                    if not by_paragraph or ends_paragraph(piece) or utf8_len(buffer) >= limit:
+                        parts = split_for_wechat(buffer, limit)
+                        alive = await self.answers.append(key, parts, ttl)
                         buffer = ""
-                        if progress is not None:
-                            progress.signal()
+                        progress.signal(stored=bool(parts))
                         if not alive:
                             log.warning("a streamed answer was ended as abandoned while still written")
                             break
@@ -234,6 +265,20 @@ class Delivery:
                                            self.settings.pending_ttl, closed=True)
             reply = TextReply(parts[0] + hint, plugin=reply.plugin, intent=reply.intent)
         return reply
+
+    async def keep_missed(self, message: Message, reply: Reply) -> None:
+        """The last try's reply reached WeChat too late (the user saw nothing): its text goes back
+        to the head of the user's queue, for 「继续」 and their next message, so nothing taken for
+        it is lost (WeChat sends no further try that could carry it again)."""
+        text = reply_text(reply).removesuffix(self.settings.continue_hint).strip()
+        if not text or text in (self.settings.pending_reply, self.settings.continue_wait):
+            return
+        limit = MAX_TEXT_BYTES - utf8_len(self.settings.continue_hint)
+        await self.answers.enqueue(message.from_user, f"missed:{message.dedup_key}:{next(self._names)}",
+                                   split_for_wechat(text, limit), self.settings.pending_ttl,
+                                   closed=True, front=True)
+        log.info("key=%s: the last try's reply came after WeChat's wait; its text is kept for the "
+                 "user's next message", message.log_key)
 
     def pending_reply(self) -> Reply:
         """What WeChat's last try gets while the answer is still being worked on."""

@@ -22,7 +22,7 @@ from .crypto import CryptoError, MessageCrypto, verify_signature
 from .delivery import Delivery
 from .messages import Message, MessageFieldError, build_message
 from .replay_guard import message_digest, remember_seconds, signed_query_key
-from .replies import Answer, Reply, SuccessReply
+from .replies import Answer, Reply, SuccessReply, TextReply
 from .wechat_xml import ReplyRenderer, XMLRejected, parse_xml
 
 if TYPE_CHECKING:
@@ -151,6 +151,19 @@ class Gateway:
         except Rejected as exc:
             return self.reject(request, exc, log_id)
         self.metrics.requests.inc(kind_label(message.kind))
+        # Shielded: a server that cancels the handler when WeChat hangs up must not cancel a try
+        # between taking text from the user's queue and keeping it when it was not delivered.
+        answering = self.delivery.coordinator.spawn(
+            self.answer_try(request, message, log_id, encrypted, started, timings))
+        response = await asyncio.shield(answering)
+        if response is None:
+            return await self.hold(request)
+        return response
+
+    async def answer_try(self, request: web.Request, message: Message, log_id: str, encrypted: bool,
+                         started: float, timings: dict[str, float]) -> web.Response | None:
+        """The response to one try (None: leave it unanswered); on the last try, a text reply
+        WeChat cannot have got in time goes back to the user's queue."""
         outcome = await self.delivery.on_try(
             message, log_id,
             connected=lambda: request.transport is not None and not request.transport.is_closing())
@@ -159,7 +172,7 @@ class Gateway:
         log.log(logging.DEBUG if routine else logging.INFO, "msg=%s key=%s try=%d action=%s", log_id,
                 message.log_key, outcome.try_number, outcome.action, extra={"msg_id": log_id})
         if outcome.action == HOLD:
-            return await self.hold(request)
+            return None
         answer = Answer.from_record(outcome.payload) if outcome.payload is not None else None
         if outcome.action == ANSWER and answer is not None:
             reply = await self.delivery.passive_reply(message, answer, outcome.repeated)
@@ -172,9 +185,28 @@ class Gateway:
         timings["render"] = (time.perf_counter() - t) * 1000
         timings["total"] = (time.perf_counter() - started) * 1000
         self.metrics.observe_try(timings)
+        if (outcome.action == ANSWER and outcome.try_number >= self.delivery.coordinator.max_tries
+                and isinstance(reply, TextReply)):
+            # No try follows the last one: a reply WeChat did not get in time would be lost.
+            if not await self.written_in_time(request, response, started):
+                await self.delivery.keep_missed(message, reply)
         if answer is not None and not outcome.repeated:  # a repeated reply keeps the first's
             self.delivery.remember_explanation(message.dedup_key, answer, outcome.try_number, timings)
         return response
+
+    async def written_in_time(self, request: web.Request, response: web.Response, started: float) -> bool:
+        """Write ``response`` now; False when WeChat cannot have got it: the connection was closed
+        (WeChat hung up) or the try had been here longer than WeChat waits (``delivery.wechat_wait``,
+        counted from when this handler started, so never too early)."""
+        wait = self.delivery.settings.wechat_wait
+        if request.transport is None or request.transport.is_closing() or time.perf_counter() - started > wait:
+            return False
+        try:
+            await response.prepare(request)
+            await response.write_eof()
+        except (ConnectionError, RuntimeError):  # the connection went away while writing
+            return False
+        return time.perf_counter() - started <= wait
 
     def reject(self, request: web.Request, exc: Rejected, log_id: str = "-") -> web.Response:
         log.warning("msg=%s rejected %s %s from %s: %s", log_id, exc.status, request.method,

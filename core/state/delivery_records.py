@@ -350,6 +350,11 @@ class TryOutcome:
     repeated: bool = False
 
 
+def _finished(task: asyncio.Task) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("a delivery task failed", exc_info=task.exception())
+
+
 class DeliveryCoordinator:
     """Decides, for each try of a message, whether and what to answer (see module docstring).
 
@@ -359,20 +364,25 @@ class DeliveryCoordinator:
     """
 
     def __init__(self, store: AnswerStore, mode: str, try_budget: float, record_ttl: float,
-                 max_tries: int = 3) -> None:
+                 max_tries: int = 3, wechat_wait: float = 5.0) -> None:
         self.store = store
         self.mode = mode
         self.try_budget = try_budget
+        #: How long WeChat waits for a try's reply: text is taken only for a try still inside it.
+        self.wechat_wait = wechat_wait
         self.record_ttl = record_ttl
         self.max_tries = max_tries
         self.tasks: set[asyncio.Task] = set()
         self.stats = {"first_try": 0, "retry": 0, "repeated": 0, "deferred": 0,
                       "duplicates_suppressed": 0, "held": 0, "acked": 0}
 
-    def _spawn(self, coro: Awaitable[Any]) -> asyncio.Task:
+    def spawn(self, coro: Awaitable[Any]) -> asyncio.Task:
+        """Run ``coro`` as a task of its own, awaited at shutdown (``drain``); its exception is
+        logged when it ends (a background task's would otherwise surface only at garbage collection)."""
         task = asyncio.ensure_future(coro)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
+        task.add_done_callback(_finished)
         return task
 
     async def _run(self, key: str, work: Callable[[], Awaitable[dict | None]]) -> None:
@@ -383,34 +393,44 @@ class DeliveryCoordinator:
     async def on_try(self, key: str, work: Callable[[], Awaitable[dict | None]],
                      deliver_later: Callable[[dict], Awaitable[None]],
                      connected: Callable[[], bool] = lambda: True,
-                     take: Callable[[str], Awaitable[Taken]] | None = None) -> TryOutcome:
+                     take: Callable[[str], Awaitable[Taken]] | None = None,
+                     wait_ready: Callable[[float], Awaitable[None]] | None = None) -> TryOutcome:
         """``connected()`` says whether WeChat still waits on this try: an answer is only claimed
         for a try that can still carry it, so one ready just after WeChat hung up is left for the
         next try (or, after the last, for the user's next message).
 
         A message whose result is ``STREAM`` (its answer goes to the user's queue as it is
-        written) is answered at the end of the try's budget, or when the answer ends, with what
-        ``take(key)`` takes from the queue (claiming the message's delivery); a try that finds
-        answers waiting from earlier messages does not wait for its own."""
+        written) is answered with what ``take(key)`` takes from the queue (claiming the message's
+        delivery) once ``wait_ready(timeout)`` returns: when enough is ready, the answer ended or
+        the try's budget ran out (without it: the answer's end or the budget). A try that finds
+        answers waiting from earlier messages does not wait for its own, and a retry of a try
+        that carried part of the answer gets that reply again at once."""
         started = time.monotonic()
         n = await self.store.begin(key, self.record_ttl)
         if n == 1:
-            self._spawn(self._run(key, work))
+            self.spawn(self._run(key, work))
         if self.mode == "customer_service":
             if n == 1:
-                self._spawn(self._deliver_when_ready(key, deliver_later))
+                self.spawn(self._deliver_when_ready(key, deliver_later))
                 self.stats["acked"] += 1
             else:
                 self.stats["duplicates_suppressed"] += 1
             return TryOutcome(ACK, try_number=n)
         payload = await self.store.wait_result(key, self.try_budget)
         if is_stream(payload) and take is not None:
-            return await self._stream_try(key, n, payload, started, connected, take)  # type: ignore[arg-type]
+            return await self._stream_try(key, n, payload, started, connected, take,  # type: ignore[arg-type]
+                                          wait_ready)
         waited = time.monotonic() - started
         if payload is not None and not connected():
+            if (n >= self.max_tries and payload.get("type") != "success"
+                    and await self.store.delivery_of(key) == BY_REPLY):
+                # An earlier try's reply never reached WeChat (it tried again) and no try follows
+                # this one: answered anyway, the webhook finds it too late and keeps its text.
+                self.stats["repeated"] += 1
+                return TryOutcome(ANSWER, payload, n, waited, repeated=True)
             self.stats["held"] += 1
             if n >= self.max_tries:
-                self._spawn(self._deliver_when_ready(key, deliver_later))
+                self.spawn(self._deliver_when_ready(key, deliver_later))
             return TryOutcome(HOLD, try_number=n, waited=waited)
         if payload is not None:
             if await self.store.claim_delivery(key, self.record_ttl, BY_REPLY):
@@ -429,31 +449,33 @@ class DeliveryCoordinator:
         # The last try: answer it now (the webhook sends the "still thinking" text) and keep the
         # real answer for later.
         self.stats["deferred"] += 1
-        self._spawn(self._deliver_when_ready(key, deliver_later))
+        self.spawn(self._deliver_when_ready(key, deliver_later))
         return TryOutcome(PENDING, try_number=n, waited=waited)
 
     async def _stream_try(self, key: str, n: int, payload: dict, started: float,
                           connected: Callable[[], bool],
-                          take: Callable[[str], Awaitable[Taken]]) -> TryOutcome:
+                          take: Callable[[str], Awaitable[Taken]],
+                          wait_ready: Callable[[float], Awaitable[None]] | None = None) -> TryOutcome:
         """A try of a message whose answer is being written into the user's queue."""
+        if n > 1 and await self.store.delivery_of(key) is not None:
+            # A retry of a try that carried (or kept) part of the answer: the same reply again at
+            # once, not at the budget's end where it would risk WeChat's timeout once more.
+            return await self._stream_retry(key, n, time.monotonic() - started)
         if not payload.get("waiting"):
-            left = self.try_budget - (time.monotonic() - started)
-            await self.store.wait_closed(key, max(0.0, left))
+            left = max(0.0, self.try_budget - (time.monotonic() - started))
+            if wait_ready is not None:
+                await wait_ready(left)
+            else:
+                await self.store.wait_closed(key, left)
         waited = time.monotonic() - started
-        if not connected():
+        if not connected() or waited >= self.wechat_wait:  # WeChat no longer waits for this try
             self.stats["held"] += 1
             if n >= self.max_tries:  # the answer stays queued for the next message, not a stray try
                 await self.store.claim_delivery(key, self.record_ttl, BY_LATER)
             return TryOutcome(HOLD, try_number=n, waited=waited)
         taken = await take(key)
         if taken.claimed_before:
-            # A retry of a try that carried part of the answer: WeChat did not get that reply.
-            reply = await self.store.reply_of(key)
-            if reply is not None:
-                self.stats["repeated"] += 1
-                return TryOutcome(ANSWER, reply, n, waited, repeated=True)
-            self.stats["duplicates_suppressed"] += 1
-            return TryOutcome(ACK, try_number=n, waited=waited)
+            return await self._stream_retry(key, n, waited)
         if taken.text:
             self.stats["first_try" if n == 1 else "retry"] += 1
             return TryOutcome(ANSWER, {"type": "text", "content": taken.content}, n, waited)
@@ -465,6 +487,16 @@ class DeliveryCoordinator:
         self.stats["deferred"] += 1
         await self.store.claim_delivery(key, self.record_ttl, BY_LATER)
         return TryOutcome(PENDING, try_number=n, waited=waited)
+
+    async def _stream_retry(self, key: str, n: int, waited: float) -> TryOutcome:
+        """A retry of a try that carried part of the answer (WeChat did not get that reply): the
+        same reply again; ``success`` when the answer was kept for the next message instead."""
+        reply = await self.store.reply_of(key)
+        if reply is not None:
+            self.stats["repeated"] += 1
+            return TryOutcome(ANSWER, reply, n, waited, repeated=True)
+        self.stats["duplicates_suppressed"] += 1
+        return TryOutcome(ACK, try_number=n, waited=waited)
 
     async def _deliver_when_ready(self, key: str, deliver_later: Callable[[dict], Awaitable[None]],
                                   timeout: float = 600) -> None:
