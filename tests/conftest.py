@@ -16,6 +16,7 @@ from core.app import create_app
 from core.operations.wechat_client import WeChatSigner, event_xml, text_xml
 from core.settings import deep_merge
 from core.testing import RawResponse, build_settings, make_bot, send_in_pieces  # noqa: F401  (make_bot: the plugin-author fixture)
+from tests.standins.openai_server import OpenAIStandIn
 
 AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
 
@@ -166,3 +167,11 @@ def private_redis():
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+async def llm():
+    """A local OpenAI-compatible stand-in (tests/standins/openai_server.py) for the real LLM
+    plugin to talk to; a test module may define its own ``llm`` to set it up differently."""
+    async with OpenAIStandIn() as server:
+        yield server

@@ -18,18 +18,6 @@ TRY_TIMEOUT = 1.0  # WeChat's 5 s, scaled down
 WINDOW = {"delivery": {"try_budget": 0.7, "hold_seconds": 1.5}}
 
 
-@pytest.fixture
-async def llm():
-    """The real LLM plugin talks to this local OpenAI-compatible stand-in (answers "回声：<text>")."""
-    async with OpenAIStandIn() as server:
-        yield server
-
-
-def model_calls(llm) -> list[str]:
-    """The user text of every request the model received (one per model call)."""
-    return [call.messages[-1]["content"] for call in llm.state.calls]
-
-
 async def harness(wechat, llm, latency: float, overrides: dict | None = None):
     llm.state.delay = latency
     settings = {**WINDOW, "plugins": {"llm": {"providers": [llm.provider(timeout=10.0)]}}}
@@ -50,7 +38,7 @@ async def test_answer_lands_on_the_try_it_can(wechat, llm, latency, answered_on)
                                         try_timeout=TRY_TIMEOUT)
     assert [r.status for r in results] == [None] * (answered_on - 1) + [200]
     assert h.signer.open_reply(results[-1].body)["Content"] == "回声：你好"
-    assert model_calls(llm) == ["你好"]  # retries joined the work in flight: one model call
+    assert llm.user_texts() == ["你好"]  # retries joined the work in flight: one model call
 
 
 async def test_answer_after_the_third_try_comes_with_the_next_message(wechat, llm):
@@ -77,7 +65,7 @@ async def test_answer_after_the_third_try_comes_with_the_next_message(wechat, ll
     results = await deliver_like_wechat(h.client.session, url, h.signer,
                                         text_xml("再来", msg_id=9102, from_user="o_slow"), try_timeout=TRY_TIMEOUT)
     assert h.signer.open_reply(results[-1].body)["Content"] == "回声：再来"
-    assert model_calls(llm) == ["慢问题", "好了吗", "再来"]
+    assert llm.user_texts() == ["慢问题", "好了吗", "再来"]
 
 
 def backend(request, name: str) -> dict:
@@ -100,7 +88,7 @@ async def test_retries_of_an_answered_message_get_the_same_answer(wechat, llm, r
         assert status == 200, body
         contents.append(fields["Content"] if fields else body)
     assert contents == ["回声：你好"] * 3
-    assert model_calls(llm) == ["你好"]
+    assert llm.user_texts() == ["你好"]
 
 
 @pytest.mark.parametrize("store", ["memory", "redis"])
@@ -121,7 +109,7 @@ async def test_retry_of_an_answer_kept_for_the_next_message_is_not_delivered_twi
         status, fields, _ = await _post(h, text_xml("继续", msg_id=9402, from_user="o_kept"))
         seen.append(fields["Content"])
     assert "\n\n".join(s.removesuffix("（回复「继续」查看更多）") for s in seen) == "回声：慢问题\n\n回声：好了吗"
-    assert model_calls(llm) == ["慢问题", "好了吗"]
+    assert llm.user_texts() == ["慢问题", "好了吗"]
 
 
 async def _post(h, xml: str) -> tuple[int, dict | None, str]:
@@ -146,7 +134,7 @@ async def test_hundred_concurrent_users_each_answered_once(wechat, llm):
         assert len(got) == 1, f"user {i}: {[r.status for r in results]}"
         contents.append(h.signer.open_reply(got[0].body)["Content"])
     assert sorted(contents) == sorted(f"回声：问题{i}" for i in range(100))
-    assert sorted(model_calls(llm)) == sorted(f"问题{i}" for i in range(100))
+    assert sorted(llm.user_texts()) == sorted(f"问题{i}" for i in range(100))
 
 
 async def test_long_answer_is_split_and_continued(wechat):
@@ -206,7 +194,7 @@ async def test_customer_service_acks_then_pushes_once(wechat, llm, wechat_api, e
     await wait_for(lambda: state.sent)
     await asyncio.sleep(0.3)
     assert state.sent == [{"touser": "o_cs", "msgtype": "text", "text": {"content": "回声：客服问题"}}]
-    assert model_calls(llm) == ["客服问题"]
+    assert llm.user_texts() == ["客服问题"]
     assert (state.stable_calls, state.classic_calls) == ((1, 0) if endpoint == "stable" else (0, 1))
 
 
@@ -222,7 +210,7 @@ async def test_customer_service_hundred_concurrent_users(wechat, llm, wechat_api
     await asyncio.sleep(0.3)
     assert sorted((m["touser"], m["text"]["content"]) for m in state.sent) == \
         sorted((f"o_c{i}", f"回声：客服{i}") for i in range(100))
-    assert sorted(model_calls(llm)) == sorted(f"客服{i}" for i in range(100))
+    assert sorted(llm.user_texts()) == sorted(f"客服{i}" for i in range(100))
     assert state.token_fetches == 1
 
 

@@ -22,12 +22,6 @@ from tests.standins.openai_server import OpenAIStandIn, answer
 DEFAULTS = Config()
 
 
-@pytest.fixture
-async def llm():
-    async with OpenAIStandIn() as server:
-        yield server
-
-
 def settings(llm: OpenAIStandIn | None = None, **filter_table: Any) -> dict[str, Any]:
     enabled = ["filter"] + (["llm"] if llm is not None else [])
     plugins: dict[str, Any] = {"enabled": enabled}

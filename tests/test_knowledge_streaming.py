@@ -32,12 +32,6 @@ ANSWER = ["开课前申请退费的，学费全额退还，不收任何手续费
 
 
 @pytest.fixture
-async def llm():
-    async with OpenAIStandIn() as server:
-        yield server
-
-
-@pytest.fixture
 def folder(tmp_path: Path) -> Path:
     return write_corpus(tmp_path / "docs")["campuses.md"].parent
 

@@ -35,12 +35,6 @@ def llm_settings(*providers: dict[str, Any], **llm: Any) -> dict[str, Any]:
 
 
 @pytest.fixture
-async def llm():
-    async with OpenAIStandIn() as server:
-        yield server
-
-
-@pytest.fixture
 async def llm_backup():
     async with OpenAIStandIn() as server:
         yield server

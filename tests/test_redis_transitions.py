@@ -11,16 +11,6 @@ from core.operations.wechat_client import text_xml
 from tests.standins.openai_server import OpenAIStandIn
 
 
-@pytest.fixture
-async def llm():
-    async with OpenAIStandIn() as server:
-        yield server
-
-
-def model_calls(llm) -> list[str]:
-    return [call.messages[-1]["content"] for call in llm.state.calls]
-
-
 async def worker(wechat, llm, url: str):
     """One bot process's app (its own local memory) sharing the Redis at ``url``."""
     return await wechat(enabled=["welcome", "llm"], overrides={
@@ -55,7 +45,7 @@ async def test_retry_after_redis_goes_down_is_joined_not_run_again(wechat, llm, 
     # the reply was lost on its way to WeChat, which tries again, now that Redis is gone
     assert await post(h, xml) == (200, "回声：下雨吗")
     assert await state_of(h) == "down"
-    assert model_calls(llm) == ["下雨吗"]
+    assert llm.user_texts() == ["下雨吗"]
 
 
 async def test_retry_after_redis_comes_back_is_joined_here_and_on_another_worker(wechat, llm, private_redis):
@@ -78,7 +68,7 @@ async def test_retry_after_redis_comes_back_is_joined_here_and_on_another_worker
     finally:
         client.close()
     assert await post(second, xml) == (200, "回声：刮风吗")
-    assert model_calls(llm) == ["刮风吗"]
+    assert llm.user_texts() == ["刮风吗"]
     # a new message still goes through the pipeline once
     assert await post(second, text_xml("晴天", msg_id=7003, from_user="o_back")) == (200, "回声：晴天")
-    assert model_calls(llm) == ["刮风吗", "晴天"]
+    assert llm.user_texts() == ["刮风吗", "晴天"]

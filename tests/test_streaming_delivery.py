@@ -30,16 +30,6 @@ STILL_WRITING = "还在写，请稍后回复「继续」查看。"
 SENTENCES = [f"这是第{i}句话，说明一件事。" for i in range(1, 9)]
 
 
-@pytest.fixture
-async def llm():
-    async with OpenAIStandIn() as server:
-        yield server
-
-
-def model_calls(llm) -> list[str]:
-    return [call.messages[-1]["content"] for call in llm.state.calls]
-
-
 def backend(request, name: str) -> dict:
     if name == "memory":
         return {}
@@ -103,7 +93,7 @@ async def test_first_sentences_arrive_on_the_try_they_are_ready(wechat, llm, req
     await asyncio.sleep(2.5)  # the model finishes
     parts = await read_on(h, "o_s1", first, 8100)
     assert "".join(parts) == "".join(SENTENCES)  # nothing lost, nothing repeated
-    assert model_calls(llm) == ["讲讲"]
+    assert llm.user_texts() == ["讲讲"]
 
 
 @pytest.mark.parametrize("store", ["memory", "redis"])
@@ -128,7 +118,7 @@ async def test_pending_text_only_without_a_sentence_and_the_next_message_gets_it
     await asyncio.sleep(3.8)
     rest = await read_on(h, "o_s2", await post(h, "继续", 8204, "o_s2"), 8300)
     assert "".join(rest) == "第二个问题的回答。就这些。"
-    assert model_calls(llm) == ["慢问题", "还在吗"]
+    assert llm.user_texts() == ["慢问题", "还在吗"]
 
 
 @pytest.mark.parametrize("store", ["memory", "redis"])
@@ -146,7 +136,7 @@ async def test_long_streamed_answer_in_parts_and_a_lost_reply_is_repeated(wechat
     assert len(parts) >= 3
     assert squeeze("".join(parts)) == squeeze(markdown_to_text(markdown))
     assert all(p.rstrip().endswith(("。", "：")) or p.rstrip().endswith("部分") for p in parts)
-    assert model_calls(llm) == ["长回答"]
+    assert llm.user_texts() == ["长回答"]
 
 
 def overloaded(h, monkeypatch, stall: float, times: int = 1) -> None:
@@ -362,7 +352,7 @@ async def test_customer_service_types_and_pushes_paragraphs_in_order(wechat, llm
     assert texts == PARAGRAPHS  # one message per paragraph, as each ended, in order
     commands = [c for u, c in state.typing if u == "o_c1"]
     assert commands[-1] == "CancelTyping" and commands.count("Typing") >= 2  # refreshed meanwhile
-    assert model_calls(llm) == ["分段讲"]
+    assert llm.user_texts() == ["分段讲"]
 
 
 @pytest.mark.parametrize("code", [45047, 48001])
@@ -418,7 +408,7 @@ async def test_customer_service_rest_after_the_push_limit_comes_with_continue(we
     pushed = [m["text"]["content"].removesuffix(HINT) for m in state.sent]
     assert msg_id > 9002 and all(len(p.encode()) <= 2048 for p in pushed)
     assert squeeze("".join(pushed)) == squeeze(text)
-    assert model_calls(llm) == ["长回答"]
+    assert llm.user_texts() == ["长回答"]
 
 
 @pytest.mark.parametrize("key,value,words", [

@@ -19,12 +19,6 @@ LOST = "（回答中断了，请重新提问。）"
 SENTENCES = [f"第{i}句，讲一点内容。" for i in range(1, 11)]
 
 
-@pytest.fixture
-async def llm():
-    async with OpenAIStandIn() as server:
-        yield server
-
-
 async def say(session, url: str, signer: WeChatSigner, text: str, msg_id: int, user: str) -> str:
     results = await tries_across(session, [url], signer, text_xml(text, msg_id=msg_id, from_user=user))
     assert results[-1][1] == 200, results

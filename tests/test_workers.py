@@ -107,12 +107,6 @@ async def tries_across(session, urls: list[str], signer: WeChatSigner, xml: str)
     return results
 
 
-@pytest.fixture
-async def llm():
-    async with OpenAIStandIn() as server:
-        yield server
-
-
 async def test_two_workers_answer_each_message_exactly_once(tmp_path, redis_url, llm):
     prefix = f"w:{uuid.uuid4().hex[:8]}:"
     settings = write_settings(tmp_path, redis_url, prefix, llm.base_url)

@@ -17,6 +17,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -103,21 +104,39 @@ def pair_features(raw: RawScores) -> np.ndarray:
     return np.stack(columns, axis=1)
 
 
-class DeclineModel:
-    """A logistic regression over some of ``ALL_FEATURES`` (standardised with stored means)."""
+class StandardisedLinear:
+    """Weights over named features, each standardised with a stored mean and scale (the learned
+    models of this plugin: the decline model here, the re-ranker in rerank.py)."""
+
+    #: Names the model in its errors.
+    kind = "model"
 
     def __init__(self, features: list[str], mean: list[float], scale: list[float],
-                 weights: list[float], bias: float) -> None:
-        unknown = [f for f in features if f not in ALL_FEATURES]
+                 weights: list[float], known: Sequence[str]) -> None:
+        unknown = [f for f in features if f not in known]
         if unknown:
-            raise ValueError(f"decline model: unknown feature {unknown[0]!r}")
+            raise ValueError(f"{self.kind}: unknown feature {unknown[0]!r}")
         if not (len(features) == len(mean) == len(scale) == len(weights)):
-            raise ValueError("decline model: features, mean, scale and weights differ in length")
+            raise ValueError(f"{self.kind}: features, mean, scale and weights differ in length")
         self.features = list(features)
-        self.columns = [ALL_FEATURES.index(f) for f in features]
+        self.columns = [list(known).index(f) for f in features]
         self.mean = np.asarray(mean, dtype=np.float64)
         self.scale = np.asarray(scale, dtype=np.float64)
         self.weights = np.asarray(weights, dtype=np.float64)
+
+    def linear(self, matrix: np.ndarray) -> np.ndarray:
+        """The weighted sum of each row's standardised features (``matrix`` holds every known one)."""
+        return ((matrix[:, self.columns] - self.mean) / self.scale) @ self.weights
+
+
+class DeclineModel(StandardisedLinear):
+    """A logistic regression over some of ``ALL_FEATURES``."""
+
+    kind = "decline model"
+
+    def __init__(self, features: list[str], mean: list[float], scale: list[float],
+                 weights: list[float], bias: float) -> None:
+        super().__init__(features, mean, scale, weights, ALL_FEATURES)
         self.bias = float(bias)
 
     @classmethod
@@ -127,6 +146,5 @@ class DeclineModel:
 
     def probabilities(self, matrix: np.ndarray) -> np.ndarray:
         """P(entry answers the message) for each row of a ``pair_features`` matrix."""
-        x = (matrix[:, self.columns] - self.mean) / self.scale
-        z = x @ self.weights + self.bias
+        z = self.linear(matrix) + self.bias
         return 1.0 / (1.0 + np.exp(-np.clip(z, -30, 30)))

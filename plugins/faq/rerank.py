@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .decline import RawScores
+from .decline import RawScores, StandardisedLinear
 
 RERANK_PATH = Path(__file__).parent / "data" / "rerank_model.json"
 
@@ -51,23 +51,16 @@ def candidate_features(probabilities: np.ndarray, raw: RawScores, order: list[in
                      np.asarray(raw.cover_q, dtype=np.float64)[idx]], axis=1)
 
 
-class Reranker:
-    """A linear scorer over some of ``ALL_RERANK_FEATURES`` (standardised with stored means)."""
+class Reranker(StandardisedLinear):
+    """A linear scorer over some of ``ALL_RERANK_FEATURES``."""
+
+    kind = "rerank model"
 
     def __init__(self, features: list[str], mean: list[float], scale: list[float],
                  weights: list[float], top: int) -> None:
-        unknown = [f for f in features if f not in ALL_RERANK_FEATURES]
-        if unknown:
-            raise ValueError(f"rerank model: unknown feature {unknown[0]!r}")
-        if not (len(features) == len(mean) == len(scale) == len(weights)):
-            raise ValueError("rerank model: features, mean, scale and weights differ in length")
+        super().__init__(features, mean, scale, weights, ALL_RERANK_FEATURES)
         if top < 1:
             raise ValueError("rerank model: top must be at least 1")
-        self.features = list(features)
-        self.columns = [ALL_RERANK_FEATURES.index(f) for f in features]
-        self.mean = np.asarray(mean, dtype=np.float64)
-        self.scale = np.asarray(scale, dtype=np.float64)
-        self.weights = np.asarray(weights, dtype=np.float64)
         self.top = int(top)
 
     @classmethod
@@ -77,8 +70,7 @@ class Reranker:
 
     def scores(self, probabilities: np.ndarray, raw: RawScores, order: list[int]) -> np.ndarray:
         """The scorer's value for each candidate of ``order``."""
-        x = (candidate_features(probabilities, raw, order)[:, self.columns] - self.mean) / self.scale
-        return x @ self.weights
+        return self.linear(candidate_features(probabilities, raw, order))
 
     def choose(self, probabilities: np.ndarray, raw: RawScores, order: list[int],
                trusted: np.ndarray) -> int:

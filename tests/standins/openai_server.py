@@ -488,6 +488,10 @@ class OpenAIStandIn:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1"
 
+    def user_texts(self) -> list[str]:
+        """The user text of every request received (one per model call), in order."""
+        return [call.messages[-1]["content"] for call in self.state.calls]
+
     def provider(self, name: str = "standin", **overrides: Any) -> dict[str, Any]:
         """A ``[[plugins.llm.providers]]`` table pointing at this server."""
         table: dict[str, Any] = {"name": name, "base_url": self.base_url, "model": "standin-chat",
