@@ -104,43 +104,6 @@ class SpreadState(StandInState):
         return answer(delay=latency * self.scale)
 
 
-def settings_toml(llm_url: str, scale: float, mode: str, api_base: str) -> str:
-    return f"""
-{WECHAT_TOML}
-[delivery]
-mode = "{mode}"
-try_budget = {4.5 * scale}
-hold_seconds = {8.0 * scale}
-wechat_wait = {5.0 * scale}
-api_base = "{api_base}"
-
-[pipeline]
-fallback_timeout = {50.0 * scale}
-
-[ratelimit]
-burst = 100000
-
-[logging]
-level = "WARNING"
-
-[plugins]
-enabled = ["filter", "welcome", "faq", "weather", "llm"]
-entry_points = false
-
-[plugins.weather]
-base_url = "http://127.0.0.1:9"
-
-[plugins.llm]
-total_timeout = {45.0 * scale}
-
-[[plugins.llm.providers]]
-name = "standin"
-base_url = "{llm_url}"
-model = "standin-chat"
-timeout = {40.0 * scale}
-"""
-
-
 @dataclass
 class UserResult:
     #: try1, try2, try3, next, push (the model's answer delivered); failed (the polite "cannot
@@ -426,8 +389,12 @@ class RecordingProxy:
         await self.session.close()
 
 
-def stream_settings_toml(llm_url: str, scale: float, mode: str, api_base: str, model: str,
-                         max_tokens: int = 800, plugins: str = '"filter", "welcome", "faq", "weather", "llm"') -> str:
+def settings_toml(llm_url: str, scale: float, mode: str, api_base: str, *, model: str = "standin-chat",
+                  answer_seconds: float = 45.0, max_tokens: int | None = None,
+                  plugins: str = '"filter", "welcome", "faq", "weather", "llm"') -> str:
+    """The bot's settings: WeChat's times scaled by ``scale``; the model may take
+    ``answer_seconds`` (unscaled) for a whole answer."""
+    tokens = f"max_tokens = {max_tokens}" if max_tokens else ""
     return f"""
 {WECHAT_TOML}
 [delivery]
@@ -439,7 +406,7 @@ stream_reply_after = {0.5 * scale}
 api_base = "{api_base}"
 
 [pipeline]
-fallback_timeout = {95.0 * scale}
+fallback_timeout = {(answer_seconds + 5.0) * scale}
 
 [ratelimit]
 burst = 100000
@@ -455,14 +422,14 @@ entry_points = false
 base_url = "http://127.0.0.1:9"
 
 [plugins.llm]
-total_timeout = {90.0 * scale}
+total_timeout = {answer_seconds * scale}
 
 [[plugins.llm.providers]]
 name = "standin"
 base_url = "{llm_url}"
 model = "{model}"
 timeout = {40.0 * scale}
-max_tokens = {max_tokens}
+{tokens}
 """
 
 
@@ -547,8 +514,9 @@ async def run_stream_case(users: int, mode: str, scale: float, rate: float, work
         return StreamUser(received=r.received + [e for e in extra if e[1]], wrote_again_at=r.wrote_again_at)
 
     settings = workdir / f"stream-{mode}.toml"
-    settings.write_text(stream_settings_toml(llm_url, scale, mode, f"http://127.0.0.1:{api_port}", model_name,
-                                             max_tokens, LOCAL_PLUGINS if local_model else STREAM_PLUGINS),
+    settings.write_text(settings_toml(llm_url, scale, mode, f"http://127.0.0.1:{api_port}", model=model_name,
+                                      answer_seconds=90.0, max_tokens=max_tokens,
+                                      plugins=LOCAL_PLUGINS if local_model else STREAM_PLUGINS),
                         encoding="utf-8")
     # A real model answers one request at a time: its users take turns, each conversation whole.
     one_at_a_time = asyncio.Lock() if local_model else None

@@ -138,6 +138,15 @@ class _Stream:
         self.event: asyncio.Event | None = None
 
 
+async def wait_event(event: asyncio.Event, timeout: float) -> bool:
+    """Wait for ``event`` at most ``timeout`` seconds; whether it is set."""
+    try:
+        await asyncio.wait_for(event.wait(), timeout)
+    except asyncio.TimeoutError:
+        pass
+    return event.is_set()
+
+
 class _Record:
     """A message in flight: its tries, its result once ready, and an event for waiters."""
 
@@ -201,10 +210,7 @@ class MemoryAnswerStore:
         if record.result is None and timeout > 0:
             if record.done is None:
                 record.done = asyncio.Event()
-            try:
-                await asyncio.wait_for(record.done.wait(), timeout)
-            except asyncio.TimeoutError:
-                pass
+            await wait_event(record.done, timeout)
         return record.result
 
     async def claim_delivery(self, key: str, ttl: float, how: str = BY_REPLY) -> bool:
@@ -276,10 +282,7 @@ class MemoryAnswerStore:
         if timeout > 0:
             if found.event is None:
                 found.event = asyncio.Event()
-            try:
-                await asyncio.wait_for(found.event.wait(), timeout)
-            except asyncio.TimeoutError:
-                pass
+            await wait_event(found.event, timeout)
         return found.closed
 
     async def take(self, user: str, request: TakeRequest) -> Taken:
