@@ -119,14 +119,16 @@ def check_over_http(port: int, mode: str, answers: dict[str, str]) -> None:
             raise SystemExit(f"{mode} bot on port {port}: {question!r} was not answered by the FAQ: {fields}")
 
 
-def load(tool: str, port: int, requests_file: Path, connections: int, duration: float, threads: int) -> dict:
+def load(tool: str, port: int, requests_file: Path, connections: int, duration: float, threads: int,
+         prefix: str = "<xml>") -> dict:
+    """One run of the load generator; a reply counts as answered when it starts with ``prefix``."""
     if tool == "wrk":
         argv = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration:g}s", "--timeout", "10s",
                 "-s", str(BENCH_DIR / "wrk_post.lua"), f"http://127.0.0.1:{port}", "--",
-                str(requests_file), "<xml>", str(threads)]
+                str(requests_file), prefix, str(threads)]
     else:
         argv = [sys.executable, str(BENCH_DIR / "loadgen.py"), "--url", f"http://127.0.0.1:{port}",
-                "--file", str(requests_file), "-c", str(connections), "-d", str(duration)]
+                "--file", str(requests_file), "-c", str(connections), "-d", str(duration), "--prefix", prefix]
     out = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 120, check=False)
     for line in out.stdout.splitlines():
         if line.startswith("BENCHJSON "):

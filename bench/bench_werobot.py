@@ -129,7 +129,7 @@ import urllib.request  # noqa: E402
 
 from common import add_load_arguments, BENCH_DIR, ROOT, TOKEN, Server, bare_server, bot_server, free_port, md_table, query_string, report_header, signer  # noqa: E402,E501
 
-from bench_http import make_requests  # noqa: E402
+from bench_http import load, make_requests  # noqa: E402
 
 WEROBOT_VENV = BENCH_DIR / ".venv-werobot"
 FAQ_FILE = ROOT / "plugins" / "faq" / "data" / "faq.toml"
@@ -243,25 +243,6 @@ def expected_answers(skillbot_port: int | None) -> dict[str, dict[str, str]]:
     return {"skillbot": skillbot_side, "werobot": werobot_side}
 
 
-def load(tool: str, port: int, requests_file: Path, prefix: str, connections: int, duration: float,
-         threads: int) -> dict:
-    """One run of the load generator (bench_http.py's, with the reply prefix of the server measured)."""
-    if tool == "wrk":
-        argv = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration:g}s", "--timeout", "10s",
-                "-s", str(BENCH_DIR / "wrk_post.lua"), f"http://127.0.0.1:{port}", "--",
-                str(requests_file), prefix, str(threads)]
-    else:
-        argv = [sys.executable, str(BENCH_DIR / "loadgen.py"), "--url", f"http://127.0.0.1:{port}",
-                "--file", str(requests_file), "-c", str(connections), "-d", str(duration), "--prefix", prefix]
-    out = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 120, check=False)
-    for line in out.stdout.splitlines():
-        if line.startswith("BENCHJSON "):
-            data = json.loads(line[len("BENCHJSON "):])
-            data["rps"] = data["requests"] / (data["duration_us"] / 1e6)
-            return data
-    raise RuntimeError(f"load generator failed ({out.returncode}): {out.stdout[-2000:]} {out.stderr[-2000:]}")
-
-
 def cpu_seconds(pid: int) -> float:
     """CPU time (user + system) used so far by a process and every process under it (gunicorn's
     worker is its master's child), from /proc."""
@@ -351,7 +332,7 @@ def main() -> None:
                 n = min(int(max(estimate[target], 1000) * 3 * args.warmup) + 1000, 20000)
                 make_requests(warm_file, "paraphrase", "plain", n, counter)
                 counter += n
-                warm = load(tool, port, warm_file, prefix, args.connections, args.warmup, args.threads)
+                warm = load(tool, port, warm_file, args.connections, args.warmup, args.threads, prefix)
                 estimate[target] = max(estimate[target] if round_no else 0, warm["rps"])
                 n = int(max(estimate[target], 1000) * 3 * args.duration) + 2000
                 if target == "bare":
@@ -359,7 +340,7 @@ def main() -> None:
                 make_requests(timed_file, "paraphrase", "plain", n, counter)
                 counter += n
                 cpu_before = cpu_seconds(servers[target].pid)
-                result = load(tool, port, timed_file, prefix, args.connections, args.duration, args.threads)
+                result = load(tool, port, timed_file, args.connections, args.duration, args.threads, prefix)
                 result["cpu_s"] = cpu_seconds(servers[target].pid) - cpu_before
                 result["cpu_us"] = result["cpu_s"] / max(result["requests"], 1) * 1e6
                 result["load"] = os.getloadavg()[0]
