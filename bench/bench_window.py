@@ -130,13 +130,7 @@ async def run_case(users: int, dist: str, mode: str, scale: float, rate: float, 
         settings = workdir / f"window-{mode}.toml"
         settings.write_text(settings_toml(llm.base_url, scale, mode, f"http://127.0.0.1:{api_port}"),
                             encoding="utf-8")
-        port = free_port()
-        server = Server([sys.executable, str(ROOT / "run.py"), "--settings", str(settings), "--host", "127.0.0.1",
-                         "--port", str(port)], f"http://127.0.0.1:{port}/healthz", workdir / f"bot-{mode}.log",
-                        env={"WECHAT_APP_SECRET": api_state.secret})
-        await asyncio.to_thread(server.start)
-        start_rss, _ = rss_kib(server.pid)
-        url = f"http://127.0.0.1:{port}/wechat"
+        server, start_rss, url = await start_bot(settings, workdir / f"bot-{mode}.log", api_state.secret)
         sign = signer("plain")
         try_timeout = 5.0 * scale
         started = time.monotonic()
@@ -389,6 +383,18 @@ class RecordingProxy:
         await self.session.close()
 
 
+async def start_bot(settings: Path, log: Path, app_secret: str) -> tuple[Server, int, str]:
+    """``run.py`` with ``settings`` on a free port: the server, its RSS at start (KiB) and its
+    webhook URL."""
+    port = free_port()
+    server = Server([sys.executable, str(ROOT / "run.py"), "--settings", str(settings), "--host", "127.0.0.1",
+                     "--port", str(port)], f"http://127.0.0.1:{port}/healthz", log,
+                    env={"WECHAT_APP_SECRET": app_secret})
+    await asyncio.to_thread(server.start)
+    start_rss, _ = rss_kib(server.pid)
+    return server, start_rss, f"http://127.0.0.1:{port}/wechat"
+
+
 def settings_toml(llm_url: str, scale: float, mode: str, api_base: str, *, model: str = "standin-chat",
                   answer_seconds: float = 45.0, max_tokens: int | None = None,
                   plugins: str = '"filter", "welcome", "faq", "weather", "llm"') -> str:
@@ -520,13 +526,7 @@ async def run_stream_case(users: int, mode: str, scale: float, rate: float, work
                         encoding="utf-8")
     # A real model answers one request at a time: its users take turns, each conversation whole.
     one_at_a_time = asyncio.Lock() if local_model else None
-    port = free_port()
-    server = Server([sys.executable, str(ROOT / "run.py"), "--settings", str(settings), "--host", "127.0.0.1",
-                     "--port", str(port)], f"http://127.0.0.1:{port}/healthz", workdir / f"bot-stream-{mode}.log",
-                    env={"WECHAT_APP_SECRET": api_state.secret})
-    await asyncio.to_thread(server.start)
-    start_rss, _ = rss_kib(server.pid)
-    url = f"http://127.0.0.1:{port}/wechat"
+    server, start_rss, url = await start_bot(settings, workdir / f"bot-stream-{mode}.log", api_state.secret)
     sign = signer("plain")
     try_timeout = 5.0 * scale
     stop_polling = asyncio.Event()
