@@ -155,6 +155,16 @@ def overloaded(h, monkeypatch, stall: float, times: int = 1) -> None:
     monkeypatch.setattr(delivery, "take", take)
 
 
+def wechat_waits(h, monkeypatch, seconds: float) -> None:
+    """How long the server believes WeChat waits for a try (``delivery.wechat_wait``). The tests'
+    ``post`` waits for any reply, so outside a phase that simulates WeChat hanging up the server
+    is told WeChat is patient: a try slowed by a loaded test machine is then not taken for one
+    WeChat gave up on (its text would be put back while the test still reads it)."""
+    delivery = h.client.app[DELIVERY_KEY]
+    monkeypatch.setattr(delivery.settings, "wechat_wait", seconds)
+    monkeypatch.setattr(delivery.coordinator, "wechat_wait", seconds)
+
+
 @pytest.mark.parametrize("store", ["memory", "redis"])
 async def test_last_try_answered_too_late_keeps_its_text_for_the_next_message(wechat, llm, request, store,
                                                                             monkeypatch):
@@ -166,6 +176,7 @@ async def test_last_try_answered_too_late_keeps_its_text_for_the_next_message(we
     results = await like_wechat(h, "讲讲", 8601, "o_s5")
     assert [r.status for r in results] == [None, None, None]  # WeChat got no reply in time
     await asyncio.sleep(1.8)  # the model finishes
+    wechat_waits(h, monkeypatch, 30.0)
     llm.state.default = streamed(pieces=["好的。"])
     first = await post(h, "还在吗", 8602, "o_s5")
     assert first is not None and first.startswith(SENTENCES[0])  # the missed text first
@@ -219,7 +230,9 @@ async def test_continue_reply_lost_on_every_try_is_kept_for_the_next_message(wec
 
     h = await wechat(enabled=["welcome"], plugins={"long": Long()},
                      overrides={"delivery": {**WINDOW["delivery"], "wechat_wait": TRY_TIMEOUT}})
+    wechat_waits(h, monkeypatch, 30.0)
     first = await post(h, "讲个长故事", 8701, "o_s8")
+    wechat_waits(h, monkeypatch, TRY_TIMEOUT)
     assert first is not None and first.endswith(HINT)
     delivery = h.client.app[DELIVERY_KEY]
     original, tries = delivery.on_try, []
@@ -238,6 +251,7 @@ async def test_continue_reply_lost_on_every_try_is_kept_for_the_next_message(wec
     assert [r.status for r in results] == [None, None, None]
     monkeypatch.setattr(delivery, "on_try", original)
     await asyncio.sleep(0.5)  # the stalled last try finishes; the user writes again later
+    wechat_waits(h, monkeypatch, 30.0)
     parts = await read_on(h, "o_s8", first, 8710)
     assert "".join(parts) == "".join(f"第{i}句很长的话。" for i in range(400))
 
