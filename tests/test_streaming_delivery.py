@@ -160,9 +160,7 @@ def wechat_waits(h, monkeypatch, seconds: float) -> None:
     ``post`` waits for any reply, so outside a phase that simulates WeChat hanging up the server
     is told WeChat is patient: a try slowed by a loaded test machine is then not taken for one
     WeChat gave up on (its text would be put back while the test still reads it)."""
-    delivery = h.client.app[DELIVERY_KEY]
-    monkeypatch.setattr(delivery.settings, "wechat_wait", seconds)
-    monkeypatch.setattr(delivery.coordinator, "wechat_wait", seconds)
+    monkeypatch.setattr(h.client.app[DELIVERY_KEY].coordinator, "wechat_wait", seconds)
 
 
 @pytest.mark.parametrize("store", ["memory", "redis"])

@@ -33,6 +33,11 @@ if TYPE_CHECKING:
 log = logging.getLogger("skillbot.gateway")
 
 
+
+def connected(request: web.Request) -> bool:
+    """Whether the client (WeChat) still holds this request's connection open."""
+    return request.transport is not None and not request.transport.is_closing()
+
 class Rejected(Exception):
     def __init__(self, status: int, reason: str) -> None:
         super().__init__(reason)
@@ -164,9 +169,7 @@ class Gateway:
                          started: float, timings: dict[str, float]) -> web.Response | None:
         """The response to one try (None: leave it unanswered); on the last try, a text reply
         WeChat cannot have got in time goes back to the user's queue."""
-        outcome = await self.delivery.on_try(
-            message, log_id,
-            connected=lambda: request.transport is not None and not request.transport.is_closing())
+        outcome = await self.delivery.on_try(message, log_id, connected=lambda: connected(request))
         # The message's own line comes from the delivery's work; a plain first-try answer needs no second one.
         routine = outcome.action == ANSWER and outcome.try_number == 1
         log.log(logging.DEBUG if routine else logging.INFO, "msg=%s key=%s try=%d action=%s", log_id,
@@ -198,8 +201,8 @@ class Gateway:
         """Write ``response`` now; False when WeChat cannot have got it: the connection was closed
         (WeChat hung up) or the try had been here longer than WeChat waits (``delivery.wechat_wait``,
         counted from when this handler started, so never too early)."""
-        wait = self.delivery.settings.wechat_wait
-        if request.transport is None or request.transport.is_closing() or time.perf_counter() - started > wait:
+        wait = self.delivery.coordinator.wechat_wait
+        if not connected(request) or time.perf_counter() - started > wait:
             return False
         try:
             await response.prepare(request)
