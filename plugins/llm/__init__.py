@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from contextlib import aclosing
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable
@@ -58,6 +60,14 @@ log = logging.getLogger("skillbot.llm")
 
 PLUGIN_DIR = Path(__file__).parent
 RESET_INTENT = "llm.reset"
+
+
+@dataclass
+class WalkOutcome:
+    """What a walk over a streamed answer left behind (``Plugin.model_sentences``)."""
+
+    said: bool = False  # a sentence with text was yielded
+    completion: Completion | None = None  # set when the stream ended normally
 #: Message types whose ``message.text`` is the user's words.
 TEXT_TYPES = ("text", "voice")
 #: Seconds; one model request.
@@ -247,31 +257,49 @@ class Plugin:
                       keep_out_of_history: Callable[[], None]) -> AsyncIterator[str]:
         """Plain-text sentences as the model writes them, then any note; a failure before the first
         sentence gives the failure template instead (kept out of the history)."""
-        assert self.client is not None
-        said = False
+        outcome = WalkOutcome()
         try:
-            async with self.client.stream(messages, vision=vision) as answer:
-                async for sentence in answer.sentences():
-                    said = said or bool(sentence.text.strip())
-                    yield sentence.text
-                completion = answer.completion
+            async with aclosing(self.model_sentences(messages, outcome, vision=vision)) as sentences:
+                async for text in sentences:
+                    yield text
         except LLMError as exc:
             ctx.log.warning("llm: no answer: %s", exc)
             ctx.extra["llm"] = {"error": type(exc).__name__,
                                 "attempts": [f"{a.provider}:{a.outcome}" for a in exc.attempts]}
             self.metrics.observe(ctx.extra["llm"])
-            completion = None
         except Exception:
             ctx.log.exception("llm: the fallback failed")
-            completion = None
+        completion = outcome.completion
         if completion is not None:
             ctx.extra["llm"] = completion.metrics()
             self.metrics.observe(ctx.extra["llm"])
-        note = self.note_for(completion, said)
-        if not said:
+        note = self.note_for(completion, outcome.said)
+        if not outcome.said:
             keep_out_of_history()
         if note:
             yield note
+
+    async def model_sentences(self, messages: list[dict[str, Any]], outcome: "WalkOutcome", *,
+                              vision: bool = False, first_within: float | None = None) -> AsyncIterator[str]:
+        """The one walk over a streamed answer (the fallback's and other plugins'): plain-text
+        sentences as the model writes them; whether one had text and the completion go into
+        ``outcome``. Only the wait for the first sentence is bounded, by ``first_within`` seconds
+        (TimeoutError); the client's errors (LLMError) pass through to the caller."""
+        assert self.client is not None
+        async with self.client.stream(messages, vision=vision) as answer:
+            sentences = answer.sentences()
+            while True:
+                try:
+                    if outcome.said or first_within is None:
+                        sentence = await anext(sentences)
+                    else:
+                        async with asyncio.timeout(first_within):
+                            sentence = await anext(sentences)
+                except StopAsyncIteration:
+                    break
+                outcome.said = outcome.said or bool(sentence.text.strip())
+                yield sentence.text
+            outcome.completion = answer.completion
 
     def note_for(self, completion: Completion | None, said: bool) -> str:
         """What follows the model's sentences (or replaces them when there were none)."""
@@ -363,24 +391,11 @@ class Plugin:
         return self.sentences_for(messages, timeout)
 
     async def sentences_for(self, messages: list[dict[str, Any]], timeout: float) -> AsyncIterator[str]:
-        assert self.client is not None
-        said = False
-        completion: Completion | None = None
+        outcome = WalkOutcome()
         try:
-            async with self.client.stream(messages) as answer:
-                sentences = answer.sentences()
-                while True:
-                    try:
-                        if said:
-                            sentence = await anext(sentences)
-                        else:  # only the wait for the first sentence is bounded by ``timeout``
-                            async with asyncio.timeout(timeout):
-                                sentence = await anext(sentences)
-                    except StopAsyncIteration:
-                        break
-                    said = said or bool(sentence.text.strip())
-                    yield sentence.text
-                completion = answer.completion
+            async with aclosing(self.model_sentences(messages, outcome, first_within=timeout)) as sentences:
+                async for text in sentences:
+                    yield text
         except TimeoutError:
             log.warning("llm: no sentence for another plugin within %.1fs", timeout)
             return
@@ -388,10 +403,10 @@ class Plugin:
             log.warning("llm: no answer for another plugin: %s", exc)
             self.metrics.observe({"attempts": [f"{a.provider}:{a.outcome}" for a in exc.attempts]})
             return
-        if completion is None:
+        if outcome.completion is None:
             return
-        self.metrics.observe(completion.metrics())
-        if said:
-            note = self.note_for(completion, said)
+        self.metrics.observe(outcome.completion.metrics())
+        if outcome.said:
+            note = self.note_for(outcome.completion, outcome.said)
             if note:
                 yield note
