@@ -237,6 +237,8 @@ WINDOW = 15.0
 READ_PAUSE = 3.0
 FOLLOW_UP_AFTER = 20.0
 MAX_FOLLOW_UPS = 4
+#: delivery.push_gather (unscaled seconds; --push-gather), the shipped default unless asked otherwise
+PUSH_GATHER = [6.0]
 CONTINUE_WORD = "继续"
 CONTINUE_HINT = "（回复「继续」查看更多）"  # the shipped delivery.continue_hint
 CONTINUE_WAIT = "还在写，请稍后回复「继续」查看。"  # the shipped delivery.continue_wait
@@ -409,6 +411,7 @@ try_budget = {4.5 * scale}
 hold_seconds = {8.0 * scale}
 wechat_wait = {5.0 * scale}
 stream_reply_after = {0.5 * scale}
+push_gather = {PUSH_GATHER[0] * scale}
 api_base = "{api_base}"
 
 [pipeline]
@@ -703,6 +706,7 @@ async def run_stream_case(users: int, mode: str, scale: float, rate: float, work
             "without_writing": seen_before_writing,
             "wrote_again": r.follow_ups > 0, "continues": r.continues, "failed": r.failed,
             "silent_start": r.silent_start, "late": r.late and verdict(m, plan, faq_answer) == "ok",
+            "pushes": sum(1 for _, who, _ in pushes if who == f"o_stream_{i:05d}"),
             "plan": plan})
     for i, row in enumerate(rows[:users]):
         if row["verdict"] != "ok" and sum(1 for x in rows[:i] if x["verdict"] != "ok") < 5:
@@ -793,6 +797,9 @@ def stream_report(cases: list[dict], args: argparse.Namespace, title: str) -> li
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="the 5-second window: N users, a slow model")
+    parser.add_argument("--push-gather", type=float, default=6.0,
+                        help="customer_service: delivery.push_gather in unscaled seconds (default 6, shipped; 0 = "
+                             "a push per paragraph)")
     parser.add_argument("--users", default="100,1000", help="comma-separated user counts (default 100,1000)")
     parser.add_argument("--scale", type=float, default=0.5, help="time scale (default 0.5: 5 s -> 2.5 s)")
     parser.add_argument("--rate", type=float, default=50.0, help="messages arriving per real second (default 50)")
@@ -808,6 +815,7 @@ def main() -> None:
     parser.add_argument("--local-max-tokens", type=int, default=200,
                         help="the provider's max_tokens for the local model (default 200: a short WeChat answer)")
     args = parser.parse_args()
+    PUSH_GATHER[0] = args.push_gather
     workdir = Path(tempfile.mkdtemp(prefix="skillbot-bench-window-"))
     if args.local_model:
         lines = report_header("A real local model end to end")
@@ -843,6 +851,12 @@ def main() -> None:
         lines.append("")
         lines.append("- Streamed answers duplicated, lost or garbled: " + ("none" if not bad else "FOUND in " + ", ".join(
             f"{c['users']}/{c['mode']}" for c in bad)))
+        for c in cases:
+            if c["mode"] == "customer_service":
+                counts = [r["pushes"] for r in c["rows"]]
+                lines.append(f"- {c['users']} users, customer_service (push_gather {PUSH_GATHER[0]:g} s): 客服 pushes "
+                             f"per answer mean {sum(counts) / max(len(counts), 1):.2f}, max {max(counts, default=0)}; "
+                             f"answers that needed 「继续」: {sum(1 for r in c['rows'] if r['continues'])}")
     print("\n".join(lines))
     shutil.rmtree(workdir, ignore_errors=True)
 

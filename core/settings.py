@@ -134,6 +134,7 @@ class DeliverySettings:
     stream_stale_after: float = 60.0
     typing_refresh: float = 10.0
     push_limit: int = 5
+    push_gather: float = 6.0
     token_endpoint: Literal["stable", "classic"] = "stable"
     api_base: str = "https://api.weixin.qq.com"
 
@@ -161,6 +162,8 @@ class DeliverySettings:
             raise ValueError("typing_refresh must be from 1 to 15 seconds (WeChat's indicator lasts about 15 s)")
         if not 1 <= self.push_limit <= 5:
             raise ValueError("push_limit must be from 1 to 5 (WeChat refuses a 6th message, 45047)")
+        if not 0 <= self.push_gather <= 60:
+            raise ValueError("push_gather must be from 0 to 60 seconds")
         if len(self.continue_hint.encode()) > 200 or len(self.stream_lost_note.encode()) > 200:
             raise ValueError("continue_hint and stream_lost_note must be at most 200 bytes")
         if not self.api_base.startswith(("http://", "https://")):

@@ -356,7 +356,7 @@ def paragraph_pieces(gap_pieces: int = 3) -> list[str]:
 
 async def test_customer_service_types_and_pushes_paragraphs_in_order(wechat, llm, wechat_api):
     state, _ = wechat_api
-    h = await cs_harness(wechat, llm, wechat_api)
+    h = await cs_harness(wechat, llm, wechat_api, push_gather=0)
     llm.state.default = streamed(pieces=paragraph_pieces(), first_delay=0.5, gap=0.12)
     assert await post(h, "分段讲", 8701, "o_c1") is None  # acknowledged at once
     await wait_for(lambda: state.typing and state.typing[-1][1] == "CancelTyping")
@@ -365,6 +365,37 @@ async def test_customer_service_types_and_pushes_paragraphs_in_order(wechat, llm
     commands = [c for u, c in state.typing if u == "o_c1"]
     assert commands[-1] == "CancelTyping" and commands.count("Typing") >= 2  # refreshed meanwhile
     assert llm.user_texts() == ["分段讲"]
+
+
+async def test_customer_service_gathers_paragraphs_after_the_first_push(wechat, llm, wechat_api):
+    """By default the first paragraph is pushed as it ends; the next ones written within
+    ``push_gather`` seconds of that push go together, so WeChat's five messages carry more."""
+    state, _ = wechat_api
+    h = await cs_harness(wechat, llm, wechat_api)  # push_gather 6 s; the answer takes ~2.5 s
+    llm.state.default = streamed(pieces=paragraph_pieces(), first_delay=0.3, gap=0.12)
+    assert await post(h, "分段讲", 8751, "o_c7") is None
+    await wait_for(lambda: state.typing and state.typing[-1][1] == "CancelTyping")
+    texts = [m["text"]["content"] for m in state.sent]
+    assert texts == [PARAGRAPHS[0], "\n\n".join(PARAGRAPHS[1:])]
+
+
+async def test_customer_service_pushes_a_full_message_without_waiting_for_the_gathering(wechat, llm, wechat_api):
+    """Gathering never holds back a message's worth of text: with ``push_gather`` far longer
+    than the answer, the paragraphs still go as soon as a full message is ready, and all of it
+    arrives once, in order."""
+    state, _ = wechat_api
+    h = await cs_harness(wechat, llm, wechat_api, push_gather=60)
+    paragraphs = [f"第{i}段：" + "这一段讲一个细节，讲得很长。" * 20 for i in range(1, 6)]  # ~850 bytes each
+    text = "\n\n".join(paragraphs)
+    llm.state.default = streamed(pieces=[text[i:i + 40] for i in range(0, len(text), 40)], first_delay=0.1,
+                                 gap=0.02)
+    await post(h, "长回答", 8761, "o_c8")
+    await wait_for(lambda: state.typing and state.typing[-1][1] == "CancelTyping")
+    pushed = [m["text"]["content"] for m in state.sent]
+    assert pushed[0] == paragraphs[0]  # the first paragraph at once
+    assert 3 <= len(pushed) <= 4  # not one per paragraph, and not held to the end
+    assert all(len(p.encode()) <= 2048 for p in pushed)
+    assert squeeze("".join(pushed)) == squeeze(text)
 
 
 @pytest.mark.parametrize("code", [45047, 48001])
@@ -424,7 +455,7 @@ async def test_customer_service_rest_after_the_push_limit_comes_with_continue(we
 
 
 @pytest.mark.parametrize("key,value,words", [
-    ("push_limit", 6, "45047"), ("push_limit", 0, "push_limit"), ("typing_refresh", 20.0, "15"),
+    ("push_limit", 6, "45047"), ("push_limit", 0, "push_limit"), ("push_gather", 61, "push_gather"), ("typing_refresh", 20.0, "15"),
     ("stream_stale_after", 0.5, "stream_stale_after"), ("continue_wait", " ", "continue_wait"),
     ("stream_reply_after", 6.0, "stream_reply_after"), ("wechat_wait", 6.0, "wechat_wait"),
     ("wechat_wait", 0.8, "try_budget"),

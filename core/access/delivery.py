@@ -69,9 +69,10 @@ class _Progress:
     pieces were added or it ended; ``ready`` once it has text or ended (``ready_at``), ``end`` when
     it ended (for the tries waiting to reply)."""
 
-    __slots__ = ("event", "ended", "ready", "ready_at", "end")
+    __slots__ = ("event", "ended", "ready", "ready_at", "end", "stored_bytes")
 
     def __init__(self) -> None:
+        self.stored_bytes = 0  # UTF-8 bytes of the answer stored so far
         self.event = asyncio.Event()
         self.ended = False
         self.ready = asyncio.Event()
@@ -217,6 +218,7 @@ class Delivery:
                         parts = split_for_wechat(buffer, limit)
                         alive = await self.answers.append(key, parts, ttl)
                         buffer = ""
+                        progress.stored_bytes += sum(utf8_len(part) for part in parts)
                         progress.signal(stored=bool(parts))
                         if not alive:
                             log.warning("a streamed answer was ended as abandoned while still written")
@@ -327,18 +329,28 @@ class Delivery:
 
     async def push_queue(self, message: Message, sender: CustomerServiceSender) -> None:
         """Customer-service mode: push the user's queue as the answer is written (the typing
-        indicator on meanwhile), a message per finished paragraph (with any others ready), at most
-        ``push_limit`` since the user's last message; the last one allowed waits for the end and
-        carries the continuation hint if more remains. A refused push puts its text back at the
-        head of the queue: the rest is delivered passively (「继续」, the next message)."""
+        indicator on meanwhile), at most ``push_limit`` messages since the user's last message.
+        The answer's first paragraph is pushed as soon as it ends; later ones are gathered
+        (``push_gather`` seconds after the previous push, or as soon as a full message is ready,
+        or at the end), so WeChat's few messages carry more of a long answer. The last message
+        allowed waits for the end and carries the continuation hint if more remains. A refused
+        push puts its text back at the head of the queue: the rest is delivered passively
+        (「继续」, the next message)."""
         user, key = message.from_user, message.dedup_key
         progress = self._progress.pop(key, None)
         typing = asyncio.ensure_future(self._typing(sender, user)) if progress and not progress.ended else None
+        gather, full = self.settings.push_gather, MAX_TEXT_BYTES - utf8_len(self.settings.continue_hint)
+        pushed_bytes, last_push = 0, None  # of this answer, by this loop
         try:
             while True:
                 if progress is not None and not progress.ended:
+                    wait = self.settings.stream_stale_after
+                    if (last_push is not None and gather and progress.stored_bytes > pushed_bytes
+                            and self._pushes.get(user, 0) < self.settings.push_limit - 1):
+                        # text waits for the gathering's end (the last push allowed waits for the end)
+                        wait = max(min(wait, last_push + gather - time.monotonic()), 0.01)
                     with contextlib.suppress(asyncio.TimeoutError):
-                        await asyncio.wait_for(progress.event.wait(), self.settings.stream_stale_after)
+                        await asyncio.wait_for(progress.event.wait(), wait)
                     progress.event.clear()
                 ended = progress is None or progress.ended
                 count = self._pushes.get(user, 0)
@@ -347,6 +359,9 @@ class Delivery:
                 last = count == self.settings.push_limit - 1
                 if last and not ended:
                     continue  # the last message WeChat allows carries all that fits, at the end
+                if (not ended and last_push is not None and progress is not None
+                        and time.monotonic() - last_push < gather and progress.stored_bytes - pushed_bytes < full):
+                    continue  # gathering paragraphs for the next push
                 async with self._lock(user):
                     taken = await self.take(user, max_bytes=MAX_TEXT_BYTES, hint=last)
                     if not taken.text:
@@ -358,6 +373,9 @@ class Delivery:
                                                    self.settings.pending_ttl, closed=True, front=True)
                         return
                     self._pushes[user] = count + 1
+                    pushed_bytes = min(pushed_bytes + utf8_len(taken.text), progress.stored_bytes) \
+                        if progress is not None else 0
+                    last_push = time.monotonic()
                 if ended and not taken.more:
                     return
                 if taken.more and progress is not None:
