@@ -24,6 +24,7 @@ PAIRS = [
     ("docs/architecture.md", "docs/zh/architecture.md", None),
     ("docs/knowledge.md", "docs/zh/knowledge.md", None),
     ("docs/delivery.md", "docs/zh/delivery.md", None),
+    ("docs/filter.md", "docs/zh/filter.md", None),
     ("docs/plugins.md", "docs/zh/plugins.md", "## Hook reference"),  # the tutorial and testing
 ]
 FILE_SUFFIXES = {"md", "py", "toml", "yaml", "yml", "json", "j2", "txt", "tsv", "csv", "sh", "service", "conf"}
