@@ -25,6 +25,7 @@ PAIRS = [
     ("docs/knowledge.md", "docs/zh/knowledge.md", None),
     ("docs/delivery.md", "docs/zh/delivery.md", None),
     ("docs/filter.md", "docs/zh/filter.md", None),
+    ("docs/routing.md", "docs/zh/routing.md", None),
     ("docs/plugins.md", "docs/zh/plugins.md", "## Hook reference"),  # the tutorial and testing
 ]
 FILE_SUFFIXES = {"md", "py", "toml", "yaml", "yml", "json", "j2", "txt", "tsv", "csv", "sh", "service", "conf"}
