@@ -23,6 +23,10 @@ PAIRS = [
     ("docs/llm.md", "docs/zh/llm.md", None),
     ("docs/architecture.md", "docs/zh/architecture.md", None),
     ("docs/knowledge.md", "docs/zh/knowledge.md", None),
+    ("docs/delivery.md", "docs/zh/delivery.md", None),
+    ("docs/filter.md", "docs/zh/filter.md", None),
+    ("docs/routing.md", "docs/zh/routing.md", None),
+    ("docs/benchmarks.md", "docs/zh/benchmarks.md", None),  # prose condensed: see the figures test
     ("docs/plugins.md", "docs/zh/plugins.md", "## Hook reference"),  # the tutorial and testing
 ]
 FILE_SUFFIXES = {"md", "py", "toml", "yaml", "yml", "json", "j2", "txt", "tsv", "csv", "sh", "service", "conf"}
@@ -149,9 +153,10 @@ def _slug(heading: str) -> str:
     return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
 
 
-def test_links_in_the_chinese_pages_lead_somewhere():
+def broken_links(paths: list[Path]) -> list[str]:
+    """Relative links (to a file, or to a heading of a Markdown page) that lead nowhere."""
     problems = []
-    for path in sorted((PROJECT_ROOT / "docs" / "zh").glob("*.md")):
+    for path in paths:
         text = re.sub(r"```.*?```|`[^`\n]*`", "", path.read_text(encoding="utf-8"), flags=re.S)
         for target in re.findall(r"\]\(([^)\s]+)\)", text):
             if re.match(r"[a-z]+://", target):
@@ -164,7 +169,68 @@ def test_links_in_the_chinese_pages_lead_somewhere():
                 headings = re.findall(r"^#+ (.+)$", linked.read_text(encoding="utf-8"), flags=re.M)
                 if anchor not in {_slug(h) for h in headings}:
                     problems.append(f"{path.name}: {target}: no such heading")
+    return problems
+
+
+def test_links_in_the_english_and_chinese_pages_lead_somewhere():
+    docs = PROJECT_ROOT / "docs"
+    paths = [PROJECT_ROOT / "README.md", *sorted(docs.glob("*.md")), *sorted((docs / "zh").glob("*.md"))]
+    assert len(paths) > 20
+    problems = broken_links(paths)
     assert not problems, "\n".join(problems)
+
+
+def test_the_link_check_finds_a_missing_page_and_a_missing_heading(tmp_path):
+    (tmp_path / "zh").mkdir()
+    (tmp_path / "a.md").write_text("# 标题\n\n## Streamed answers\n", encoding="utf-8")
+    page_ = tmp_path / "zh" / "b.md"
+    page_.write_text("[ok](../a.md#streamed-answers) [ok](../a.md#标题) `[code](gone.md)` [ok](#本页)\n# 本页\n"
+                     "[x](gone.md) [y](../a.md#no-such) [z](https://example.com/gone.md)\n", encoding="utf-8")
+    assert broken_links([page_]) == ["b.md: gone.md does not exist", "b.md: ../a.md#no-such: no such heading"]
+
+
+def test_every_pair_links_both_ways():
+    """A reader can go back and forth: the Chinese page links its English original near the top,
+    and the English page links its Chinese twin near the top."""
+    problems = []
+    for english, chinese, _ in PAIRS[1:]:
+        name = Path(english).name
+        head_zh = "\n".join(page(chinese).splitlines()[:6])
+        head_en = "\n".join(page(english).splitlines()[:8])
+        if f"](../{name})" not in head_zh:
+            problems.append(f"{chinese} does not link ../{name} at its top")
+        if f"](zh/{name})" not in head_en:
+            problems.append(f"{english} does not link zh/{name} at its top")
+    assert not problems, "\n".join(problems)
+
+
+def test_the_chinese_index_lists_every_chinese_page():
+    index = (PROJECT_ROOT / "docs" / "zh" / "README.md").read_text(encoding="utf-8")
+    listed = set(re.findall(r"\]\(([\w-]+\.md)(?:#[^)]*)?\)", index))
+    pages = {p.name for p in (PROJECT_ROOT / "docs" / "zh").glob("*.md")} - {"README.md"}
+    assert pages - listed == set(), f"docs/zh/README.md does not link {sorted(pages - listed)}"
+    assert {Path(chinese).name for _, chinese, _ in PAIRS[1:]} == pages
+
+
+def figures(text: str) -> set[str]:
+    """Every number as written: 2,427, 0.29, 26,187.7, 1000/1000 (as 1000 and 1000), 4b29c33's digits."""
+    return set(re.findall(r"\d+(?:[.,]\d+)*", text))
+
+
+def bench_commands(text: str) -> set[str]:
+    """Code spans that run something: the bench scripts, the venv's python, the scripts."""
+    return {c for c in re.findall(r"`([^`\n]+)`", text) if re.search(r"bench/|\.venv/|scripts/", c)}
+
+
+def test_the_chinese_benchmarks_keep_every_figure_and_command():
+    """docs/zh/benchmarks.md condenses the prose but keeps every figure and command of the English."""
+    en, zh = page("docs/benchmarks.md"), page("docs/zh/benchmarks.md")
+    assert len(figures(en)) > 500 and len(bench_commands(en)) > 20
+    assert sorted(figures(en) - figures(zh)) == []
+    assert sorted(bench_commands(en) - bench_commands(zh)) == []
+    assert "以英文版为准" in zh  # says the English page is the reference for figures
+    assert figures("8.1% (2,427 vs 29,851 req/s), 4b29c33") == {"8.1", "2,427", "29,851", "4", "29", "33"}
+    assert bench_commands("`.venv/bin/python bench/bench_http.py` `ctx.extra`") == {".venv/bin/python bench/bench_http.py"}
 
 
 def test_readme_links_the_chinese_docs_and_back():
