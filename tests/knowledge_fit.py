@@ -1,8 +1,9 @@
 """Cross-validated experiments on knowledge retrieval (issue 16): would a learned re-ranker or a
 learned in-scope decision beat the fused score and its line (``threshold``)?
 
-For every tuning question (tests/data/knowledge/tuning_questions.tsv and corpus.py's QUESTIONS and
-UNCOVERED; never the held-out file) the retriever's scored candidates are collected with features
+For every tuning question of the two invented organisations (the academy: tuning_questions.tsv and
+corpus.py's QUESTIONS and UNCOVERED; the fitness club: corpus_gym.py and gym_questions.tsv; never
+the held-out file), asked of an index of its own organisation's documents, the retriever's scored candidates are collected with features
 the shipped score does not use:
 
 * per passage: ``dense`` and ``lexical`` (the retriever's own), ``cosine``, ``words`` (share of
@@ -14,7 +15,8 @@ the shipped score does not use:
 
 Models are logistic regressions (numpy, Newton steps, small L2), fitted on some folds and scored on
 the others: folds by document (each covered question with its answer's document, the uncovered
-questions spread over them) and 10 folds by question (three shuffles). Printed:
+questions spread over them) and 10 folds by question (three shuffles), and across organisations
+(fitted on one, judged on the other). Printed:
 
 * re-ranking: out-of-fold recall@1 / recall@3 of the candidates ordered by the model, against the
   order of the fused score;
@@ -23,7 +25,7 @@ questions spread over them) and 10 folds by question (three shuffles). Printed:
   to decline a given number of the uncovered ones (a curve: the shipped score needs no fit, the
   models are refitted per fold); and the point a class-balanced fit chooses (probability 0.5).
 
-    .venv/bin/python -m tests.knowledge_fit [more tuning .tsv files]
+    .venv/bin/python -m tests.knowledge_fit [academy|gym ...]
 
 Findings of 2026-11-26 are in docs/knowledge.md ("Round 3").
 """
@@ -39,11 +41,15 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from core import normalize_text
-from tests.data.knowledge import corpus
-from tests.data.knowledge.corpus import write_corpus
+from tests.data.knowledge import corpus, corpus_gym
 from tests.knowledge_measure import read_set
 
-TUNING = Path(__file__).parent / "data" / "knowledge" / "tuning_questions.tsv"
+DATA = Path(__file__).parent / "data" / "knowledge"
+#: The tuning corpora: how to write each one's documents, its question files and in-code questions.
+CORPORA = {
+    "academy": (corpus.write_corpus, [DATA / "tuning_questions.tsv"], corpus.QUESTIONS, corpus.UNCOVERED),
+    "gym": (corpus_gym.write_corpus, [DATA / "gym_questions.tsv"], [], []),
+}
 PASSAGE_FEATURES = ("dense", "lexical", "cosine", "words", "heading", "dense_rr", "lexical_rr")
 #: Feature sets compared for the in-scope decision (features of the best passage and the question).
 DECISIONS = (("dense", "lexical"), ("dense", "lexical", "margin"), ("dense", "lexical", "words", "heading"),
@@ -55,6 +61,7 @@ DECISIONS = (("dense", "lexical"), ("dense", "lexical", "margin"), ("dense", "le
 class Question:
     text: str
     document: str  # "" for an uncovered question
+    corpus: str = ""
     #: per candidate: features (PASSAGE_FEATURES, "score") and "label" (holds the answer phrase)
     candidates: list[dict[str, float]] = field(default_factory=list)
     margin: float = 0.0
@@ -105,23 +112,27 @@ async def describe(retriever, store, question: str, phrase: str, document: str) 
     return out
 
 
-async def collect(paths: Iterable[Path]) -> list[Question]:
+async def collect(name: str) -> list[Question]:
+    """The questions of one tuning corpus, asked of an index of its documents."""
     from core.testing import running_bot
     from tests.test_knowledge import knowledge, knowledge_settings, wait_for_index
 
-    covered = list(corpus.QUESTIONS)
-    uncovered = list(corpus.UNCOVERED)
+    write, paths, covered, uncovered = CORPORA[name]
+    covered, uncovered = list(covered), list(uncovered)
     for path in paths:
         c, u = read_set(path)
         covered += c
         uncovered += u
     with tempfile.TemporaryDirectory() as tmp:
-        folder = write_corpus(Path(tmp) / "docs")["campuses.md"].parent
+        files = write(Path(tmp) / "docs")
+        folder = next(iter(files.values())).parent
         async with running_bot(knowledge_settings(folder, Path(tmp) / "cache")) as bot:
             plugin = knowledge(bot)
-            await wait_for_index(plugin, 5)
+            await wait_for_index(plugin, len(files))
             out = [await describe(plugin.retriever, plugin.store, q, phrase, doc) for q, doc, phrase in covered]
             out += [await describe(plugin.retriever, plugin.store, q, "", "") for q in uncovered]
+    for q in out:
+        q.corpus = name
     return [q for q in out if len(q.candidates) >= 2]
 
 
@@ -212,6 +223,15 @@ def decision_cv(questions: Sequence[Question], names: Sequence[str], folds: list
     return out
 
 
+def decision_fit(train: Sequence[Question], test: Sequence[Question], names: Sequence[str]) -> np.ndarray:
+    """Decision scores of ``test`` from a class-balanced fit on ``train`` (another corpus)."""
+    x = np.array([[q.best()[n] for n in names] for q in train])
+    y = np.array([float(q.covered) for q in train])
+    mean, scale = x.mean(0), x.std(0) + 1e-9
+    beta = logistic((x - mean) / scale, y, balanced(y))
+    return predict(beta, (np.array([[q.best()[n] for n in names] for q in test]) - mean) / scale)
+
+
 def curve(questions: Sequence[Question], scores: np.ndarray, declines: Iterable[int]) -> dict[int, int]:
     """For each number of uncovered questions declined: covered questions accepted and found."""
     uncovered = np.sort([s for q, s in zip(questions, scores) if not q.covered])
@@ -265,9 +285,40 @@ def report(questions: Sequence[Question], threshold: float = 1.0) -> None:
         print(f"  {'+'.join(names)[:42]:<42}" + " | ".join(cells))
 
 
+def cross_report(by_corpus: dict[str, list[Question]], threshold: float = 1.0) -> None:
+    """Each decision fitted on one corpus, judged on the other (and the shipped line on each)."""
+    for fitted, judged in ((a, b) for a in by_corpus for b in by_corpus if a != b):
+        test = by_corpus[judged]
+        covered = sum(q.covered for q in test)
+        uncovered = len(test) - covered
+        steps = list(range(max(1, uncovered * 55 // 100), uncovered + 1, max(1, uncovered // 20)))
+        shipped = np.array([q.candidates[0]["score"] for q in test])
+        print(f"\nfitted on {fitted}, judged on {judged} ({covered} covered, {uncovered} uncovered): "
+              "covered found when the line declines N uncovered; balanced fit at 0.5")
+        print(" " * 44 + " ".join(f"{n:>4}" for n in steps) + "   at 0.5")
+        a, b = point(test, shipped, threshold)
+        values = curve(test, shipped, steps)
+        print(f"  {'fused score (shipped line ' + str(threshold) + ')':<42}"
+              + " ".join(f"{values[n]:4d}" for n in steps) + f"   {a}/{covered} {b}/{uncovered}")
+        for names in DECISIONS:
+            scores = decision_fit(by_corpus[fitted], test, names)
+            values = curve(test, scores, steps)
+            a, b = point(test, scores, 0.0)
+            print(f"  {'+'.join(names)[:42]:<42}" + " ".join(f"{values[n]:4d}" for n in steps)
+                  + f"   {a}/{covered} {b}/{uncovered}")
+
+
 def main(argv: Sequence[str]) -> None:
-    paths = [Path(a) for a in argv] or [TUNING]
-    report(asyncio.run(collect(paths)))
+    names = list(argv) or list(CORPORA)
+    by_corpus = {name: asyncio.run(collect(name)) for name in names}
+    for name in names:
+        print(f"==== {name}")
+        report(by_corpus[name])
+    if len(names) > 1:
+        print("==== both corpora pooled")
+        report([q for name in names for q in by_corpus[name]])
+        print("==== across corpora")
+        cross_report(by_corpus)
 
 
 if __name__ == "__main__":
