@@ -15,9 +15,10 @@ from tests.test_knowledge import knowledge, knowledge_settings, measure_retrieva
 
 GYM = Path(__file__).parent / "data" / "knowledge" / "gym_questions.tsv"
 
-# The shipped retrieval on the fitness club, which nothing was fitted on (first and only round,
-# 2026-11-26): recall@3 = 34/42, uncovered declined = 15/28. Floors: one question under each.
-GYM_RECALL_FLOOR = 33 / 42
+# The shipped retrieval on the fitness club, which nothing was fitted on (2026-11-26): first run
+# recall@3 = 34/42, uncovered declined = 15/28; with the next passages kept once the best clears the
+# line, 35/42 and 15/28. Floors: one question under each.
+GYM_RECALL_FLOOR = 34 / 42
 GYM_DECLINED_FLOOR = 14 / 28
 
 
