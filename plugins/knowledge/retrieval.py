@@ -10,9 +10,10 @@ Each candidate gets
   question (a vague question is close to everything), in units of ``dense_gap``;
 
 and a relevance score ``dense + lexical_weight * lexical`` (``lexical / lexical_alone`` when the
-question has no vector to compare). A passage is relevant at ``threshold`` (1.0): the line a
-logistic fit on the tuning questions (tests/data/knowledge/tuning_questions.tsv and corpus.py's)
-drew between the covered and the uncovered ones (docs/knowledge.md). The best passage decides:
+question has no vector to compare). ``threshold`` (1.0) is the line a logistic fit on the tuning
+questions (tests/data/knowledge/tuning_questions.tsv and corpus.py's) drew between the covered and
+the uncovered ones (docs/knowledge.md; learned re-rankers and decisions on more features did no
+better in cross-validation, tests/knowledge_fit.py). The best passage decides:
 under the line the question gets no passage; on or above it, the best ``top_k`` passages are kept
 (the next ones even under the line). Near-duplicates (the same paragraph in two files, a page
 repeated) collapse to the best-scored one.
