@@ -4,6 +4,10 @@ measures (same corpus, index and definitions). For tuning; the held-out set is m
 its test, at most twice per round of work::
 
     .venv/bin/python -m tests.knowledge_measure tests/data/knowledge/tuning_questions.tsv
+    .venv/bin/python -m tests.knowledge_measure tests/data/knowledge/gym_questions.tsv
+
+A set is asked of its own organisation's documents: gym_questions.tsv of the fitness club's
+(corpus_gym.py), every other file of the academy's (corpus.py).
 """
 from __future__ import annotations
 
@@ -13,7 +17,7 @@ import tempfile
 from pathlib import Path
 
 from core.testing import running_bot
-from tests.data.knowledge.corpus import write_corpus
+from tests.data.knowledge import corpus, corpus_gym
 from tests.test_knowledge import knowledge, knowledge_settings, measure_retrieval, wait_for_index
 
 
@@ -32,11 +36,12 @@ def read_set(path: Path) -> tuple[list[tuple[str, str, str]], list[str]]:
 
 async def measure(path: Path) -> None:
     covered, uncovered = read_set(path)
+    write = corpus_gym.write_corpus if path.name.startswith("gym") else corpus.write_corpus
     with tempfile.TemporaryDirectory() as tmp:
-        folder = write_corpus(Path(tmp) / "docs")["campuses.md"].parent
-        async with running_bot(knowledge_settings(folder, Path(tmp) / "cache")) as bot:
+        files = write(Path(tmp) / "docs")
+        async with running_bot(knowledge_settings(next(iter(files.values())).parent, Path(tmp) / "cache")) as bot:
             plugin = knowledge(bot)
-            await wait_for_index(plugin, 5)
+            await wait_for_index(plugin, len(files))
             found, missed, declined, answered = await measure_retrieval(plugin, covered, uncovered)
     print(f"recall@3 = {found}/{len(covered)} = {found / len(covered):.3f}")
     for question in missed:

@@ -204,6 +204,27 @@ async def test_recall_at_3_and_uncovered_questions_are_declined(corpus, tmp_path
     assert declined / len(UNCOVERED) >= 0.9, answered
 
 
+async def test_the_best_passage_decides_and_the_next_ones_come_with_it(corpus, tmp_path):
+    async with running_bot(knowledge_settings(corpus["campuses.md"].parent, tmp_path / "cache")) as bot:
+        plugin = knowledge(bot)
+        await wait_for_index(plugin, 5)
+        threshold, top_k = plugin.config.threshold, plugin.config.top_k
+        under_the_line = 0
+        for question, _document, _phrase in QUESTIONS:
+            passages, scored = await plugin.retriever.search(question)
+            if not scored or scored[0].score < threshold:
+                assert passages == []
+                continue
+            # in scope: the best top_k passages, whatever their own scores
+            assert passages[0] is scored[0] and len(passages) == top_k
+            assert [p.score for p in passages] == sorted((p.score for p in passages), reverse=True)
+            under_the_line += sum(p.score < threshold for p in passages)
+        assert under_the_line > 0
+        for question in UNCOVERED:
+            passages, scored = await plugin.retriever.search(question)
+            assert (passages == []) == (not scored or scored[0].score < threshold)
+
+
 async def test_without_a_model_the_best_passage_answers_with_its_source(corpus, tmp_path):
     async with running_bot(knowledge_settings(corpus["campuses.md"].parent, tmp_path / "cache")) as bot:
         await wait_for_index(knowledge(bot), 5)

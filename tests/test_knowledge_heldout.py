@@ -20,9 +20,12 @@ HELDOUT = Path(__file__).parent / "data" / "knowledge" / "heldout_questions.tsv"
 # After retrieval was tuned on tests/data/knowledge/tuning_questions.tsv (sentence rows, the fitted
 # relevance line; never on this file): recall@3 = 22/35, declined = 18/24. Round 2 (homophone typos
 # read through pinyin, tuned on tuning_questions.tsv only; measured twice, before and after):
-# recall@3 = 22/35 -> 23/35, declined = 18/24 -> 18/24. The floors are the final values minus one
-# question, never above the measurement; they guard against regressions and are not a target.
-RECALL_AT_3_FLOOR = 22 / 35
+# recall@3 = 22/35 -> 23/35, declined = 18/24 -> 18/24. Round 3 (the best passage decides and the
+# next ones come with it; learned re-rankers and decisions cross-validated on the tuning sets and
+# a second organisation, none kept; measured twice, before and after): recall@3 = 23/35 -> 24/35,
+# declined = 18/24 -> 18/24. The floors are the final values minus one question, never above the
+# measurement; they guard against regressions and are not a target.
+RECALL_AT_3_FLOOR = 23 / 35
 DECLINED_FLOOR = 17 / 24
 
 

@@ -29,7 +29,8 @@ class Config:
     max_file_bytes: int = 20_000_000
     #: Passages given to the model (or considered for the answer without one).
     top_k: int = 3
-    #: Minimum relevance score of a passage the skill answers from. With embeddings the score is
+    #: Minimum relevance score of the best passage for the skill to answer (then the best top_k
+    #: passages are used, the next ones even under it). With embeddings the score is
     #: ``(cosine - mean cosine) / dense_gap + lexical_weight * lexical`` (the cosine of the chunk or
     #: of its best sentence; lexical = the share of the question's term weight it holds, 0..1);
     #: without them ``lexical / lexical_alone``. 1.0 = on the line that separated the tuning

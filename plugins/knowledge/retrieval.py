@@ -10,11 +10,13 @@ Each candidate gets
   question (a vague question is close to everything), in units of ``dense_gap``;
 
 and a relevance score ``dense + lexical_weight * lexical`` (``lexical / lexical_alone`` when the
-question has no vector to compare). A passage is relevant at ``threshold`` (1.0): the line a
-logistic fit on the tuning questions (tests/data/knowledge/tuning_questions.tsv and corpus.py's)
-drew between the covered and the uncovered ones (docs/knowledge.md). Near-duplicates
-(the same paragraph in two files, a page repeated) collapse to the best-scored one, and the best
-``top_k`` remain.
+question has no vector to compare). ``threshold`` (1.0) is the line a logistic fit on the tuning
+questions (tests/data/knowledge/tuning_questions.tsv and corpus.py's) drew between the covered and
+the uncovered ones (docs/knowledge.md; learned re-rankers and decisions on more features did no
+better in cross-validation, tests/knowledge_fit.py). The best passage decides:
+under the line the question gets no passage; on or above it, the best ``top_k`` passages are kept
+(the next ones even under the line). Near-duplicates (the same paragraph in two files, a page
+repeated) collapse to the best-scored one.
 """
 from __future__ import annotations
 
@@ -65,8 +67,8 @@ class Retriever:
 
     async def search(self, question: str, *, top_k: int | None = None,
                      threshold: float | None = None) -> tuple[list[Passage], list[Passage]]:
-        """(passages above the threshold, best first, at most ``top_k``; every scored candidate
-        best first, for explanations and ``run.py kb search``)."""
+        """(the best ``top_k`` passages when the best reaches the threshold, else none; every
+        scored candidate best first, for explanations and ``run.py kb search``)."""
         cfg = self.config
         top_k = cfg.top_k if top_k is None else top_k
         threshold = cfg.threshold if threshold is None else threshold
@@ -110,8 +112,13 @@ class Retriever:
         scored.sort(key=lambda p: (-p.score, p.chunk.id))
         kept: list[Passage] = []
         seen: list[set[str]] = []
+        if not scored or scored[0].score < threshold:
+            return kept, scored
+        # The best passage decides whether the documents answer the question; once it does, the
+        # next ones (up to top_k) are kept with it even under the line: the answer is often in the
+        # second or third (the model reads them all; without one the best passage answers).
         for passage in scored:
-            if passage.score < threshold or len(kept) >= top_k:
+            if len(kept) >= top_k:
                 break
             marks = shingles(passage.chunk.text)
             if any(jaccard(marks, other) >= cfg.duplicate_similarity for other in seen):
