@@ -354,6 +354,14 @@ def paragraph_pieces(gap_pieces: int = 3) -> list[str]:
     return [text[i:i + gap_pieces] for i in range(0, len(text), gap_pieces)]
 
 
+def long_answer(llm, paragraphs: int, repeats: int, gap: float) -> tuple[list[str], str]:
+    """The stand-in's next answer: ``paragraphs`` long paragraphs, streamed 40 characters at a time."""
+    parts = [f"第{i}段：" + "这一段讲一个细节，讲得很长。" * repeats for i in range(1, paragraphs + 1)]
+    text = "\n\n".join(parts)
+    llm.state.default = streamed(pieces=[text[i:i + 40] for i in range(0, len(text), 40)], first_delay=0.1, gap=gap)
+    return parts, text
+
+
 async def test_customer_service_types_and_pushes_paragraphs_in_order(wechat, llm, wechat_api):
     state, _ = wechat_api
     h = await cs_harness(wechat, llm, wechat_api, push_gather=0)
@@ -385,10 +393,7 @@ async def test_customer_service_pushes_a_full_message_without_waiting_for_the_ga
     arrives once, in order."""
     state, _ = wechat_api
     h = await cs_harness(wechat, llm, wechat_api, push_gather=60)
-    paragraphs = [f"第{i}段：" + "这一段讲一个细节，讲得很长。" * 20 for i in range(1, 6)]  # ~850 bytes each
-    text = "\n\n".join(paragraphs)
-    llm.state.default = streamed(pieces=[text[i:i + 40] for i in range(0, len(text), 40)], first_delay=0.1,
-                                 gap=0.02)
+    paragraphs, text = long_answer(llm, paragraphs=5, repeats=20, gap=0.02)  # ~850 bytes each
     await post(h, "长回答", 8761, "o_c8")
     await wait_for(lambda: state.typing and state.typing[-1][1] == "CancelTyping")
     pushed = [m["text"]["content"] for m in state.sent]
@@ -434,10 +439,7 @@ async def test_customer_service_rest_after_the_push_limit_comes_with_continue(we
     next part, until the whole answer has arrived, once and in order."""
     state, _ = wechat_api
     h = await cs_harness(wechat, llm, wechat_api, push_limit=2)
-    paragraphs = [f"第{i}段：" + "这一段讲一个细节，讲得很长。" * 25 for i in range(1, 7)]  # ~1 KB each
-    text = "\n\n".join(paragraphs)
-    llm.state.default = streamed(pieces=[text[i:i + 40] for i in range(0, len(text), 40)], first_delay=0.1,
-                                 gap=0.01)
+    _, text = long_answer(llm, paragraphs=6, repeats=25, gap=0.01)  # ~1 KB each
     await post(h, "长回答", 9001, "o_c4")
     await wait_for(lambda: state.typing and state.typing[-1][1] == "CancelTyping")
     msg_id = 9002
