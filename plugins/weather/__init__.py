@@ -176,7 +176,7 @@ class Plugin:
             return 0.0, {}
         if q.followup and not q.weather_word:
             return FOLLOWUP_SCORE, {"followup": True}
-        if q.weather_word and q.question and (q.spots or (q.days.found and q.topical)):
+        if q.weather_word and q.question and ((q.spots and q.clause_topical) or (q.days.found and q.topical)):
             return QUESTION_SCORE, {}
         return 0.0, {}
 
@@ -223,10 +223,13 @@ class Plugin:
 
     async def _answer_text(self, ctx: MessageContext, q: Question, today: date) -> Any:
         after_weather = self._after_weather(ctx)
-        if q.off_topic or q.about_weather or not (q.weather_word or (q.followup and after_weather)):
+        if q.off_topic or q.about_weather or not (
+                q.weather_word or q.place_and_day or (q.followup and after_weather)):
             return None
         if q.measure_only and not after_weather:
             return None  # 水的沸点是多少度
+        if q.weather_word and not (q.clause_topical or q.followup):
+            return None  # 哈尔滨冰雪大世界什么时候开放: the weather word's clause asks something else
         framed = bool(re.match(r"^(那么|那|还有)", q.text)) or q.text.rstrip("？?。.!！ ").endswith("呢")
         # "那上海呢" / "后天呢" / "广州" continue the last answer; "上海天气" is a new question.
         is_followup = after_weather and (framed or (q.followup and not q.weather_word))

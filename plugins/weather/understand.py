@@ -8,9 +8,16 @@ conversation context (see ``Plugin.skillbot_handle`` and docs/weather.md):
   ("上海天气", "明天下雨") rather than a remark ("天气太冷了我不想上班");
 * ``followup``: it is only a place and/or a day, optionally wrapped in 那...呢 / ...怎么样
   ("那上海呢？", "后天呢", "广州"), which only means weather right after a weather answer;
+* ``place_and_day``: a follow-up shape naming both a place and a day ("上海明天", "Chengdu
+  tomorrow", "hangzhou mingtian"): nothing but where and when is asked, so it is a weather
+  question even with no weather word and no answer before it;
 * ``topical``: almost nothing is left besides weather words, days, places and filler, so a
   question without a place is still about the weather ("今天外面冷吗", not "雨衣尺码偏大吗");
-* ``off_topic``: a shop topic is the point ("台风天还发货吗", "下雨天快递会延迟吗");
+* ``off_topic``: a shop topic is the point ("台风天还发货吗", "下雨天快递会延迟吗"): a shop word
+  in the clause that holds a weather word or the question (a clause of its own is context:
+  "快递说明天到，北京明天会下雪吗" asks the weather);
+* ``clause_topical``: some clause with a weather word holds little else (places, days, filler):
+  "哈尔滨冰雪大世界什么时候开放" names a place and 雪 but asks about something else;
 * ``about_weather``: a question about weather as a subject, not a forecast ("台风是怎么形成的",
   "天气预报是怎么做出来的", "为什么会下雨"): the skill leaves it to the chat model.
 
@@ -101,6 +108,7 @@ _ABOUT_WEATHER_RE = re.compile(
     r"|是如何|原理|成因|原因|什么是|什么叫|啥是|啥叫|什么意思|区别|危害|科普|定义|含义"
     r"|做出来|怎么预测|如何预测|准不准|准确率|英文|英语|怎么说|怎么读|分几级|几个等级|等级划分|世界上|全世界"
     r"|全球|地球上|历史上|有史以来|纪录"
+    r"|怎么(?![样了啦啊呀回])[\u4e00-\u9fff]"  # 怎么 + a verb asks how to do something (怎么穿), not how it is
     r"|注意什么|注意事项|怎么办|如何预防|怎么预防|怎么防"  # advice: what to do about the weather
     r"|翻译|translate|写一[首篇段句个]|造句|作文|诗|歌词|成语|谚语|俗语")  # language tasks
 #: A weather condition named as a kind of day (下雨天, 雾霾天, 台风天): without a place or a day
@@ -126,6 +134,8 @@ _FOLLOWUP_HEAD = re.compile(r"^(?:那么|那|还有|再看看|再查查?|看看|
 _FOLLOWUP_TAIL = re.compile(r"(?:的?呢|怎么样|咋样|如何|的?天气|天气如何|会怎样|会怎么样)?"
                             r"[\s？?。.!！~～…,，]*$")
 _PUNCT = re.compile(r"[\s？?。.!！~～…,，、:：;；\"'“”‘’()（）]+")
+#: What ends a clause (not spaces: English questions are written with them).
+_CLAUSE_END = re.compile(r"[？?。!！~～…,，;；\n]+")
 
 
 @dataclass
@@ -141,6 +151,10 @@ class Question:
     topical: bool = False
     #: A shop topic (发货, 快递, 退款...) is the point of the message, not the weather.
     off_topic: bool = False
+    #: Only a place and a day (上海明天, Chengdu tomorrow): a weather question with no weather word.
+    place_and_day: bool = False
+    #: Some clause holding a weather word holds little else (see ``topical``).
+    clause_topical: bool = False
     #: A question about weather as a subject (台风是怎么形成的), not a forecast.
     about_weather: bool = False
     #: The only weather words are measures (几度, 多少度) with no place, day or open air named:
@@ -210,15 +224,40 @@ def understand(text: str, index: PlaceIndex, today: date, max_days: int = 7,
         if len(q.spots) == MAX_PLACES:
             break
     q.followup = _is_followup(text, q)
+    q.place_and_day = q.followup and bool(q.spots) and q.days.found
     q.question = _is_question(text, q, weather_spans)
-    q.off_topic = bool(_OFF_TOPIC_RE.search(text))
     q.about_weather = bool(q.weather_word and (
         _ABOUT_WEATHER_RE.search(text)
         or (not q.spots and not q.days.found and _CONDITION_DAY_RE.search(text))))
-    rest = _blank(text, weather_spans + q.days.spans + [(m.start, m.end) for m in q.mentions])
-    rest = _FILLER_RE.sub("", _PUNCT.sub("", _FILLER_EXTRA_RE.sub("", rest)))
-    q.topical = len(rest) <= TOPICAL_REST
+    explained = weather_spans + q.days.spans + [(m.start, m.end) for m in q.mentions]
+    q.topical = len(_rest(_blank(text, explained))) <= TOPICAL_REST
+    q.off_topic = False
+    for start, end in _clauses(text):
+        clause = text[start:end]
+        weather_here = any(start <= a < end for a, _ in weather_spans)
+        if weather_here and len(_rest(_blank(text, explained)[start:end])) <= TOPICAL_REST:
+            q.clause_topical = True
+        if (weather_here or _QUESTION_RE.search(clause)) and _OFF_TOPIC_RE.search(clause):
+            q.off_topic = True
     return q
+
+
+def _rest(blanked: str) -> str:
+    """What is left of a text whose weather words, days and places are blanked, once filler and
+    punctuation go: the message's own topic, if it has one."""
+    return _FILLER_RE.sub("", _PUNCT.sub("", _FILLER_EXTRA_RE.sub("", blanked)))
+
+
+def _clauses(text: str) -> list[tuple[int, int]]:
+    """(start, end) of each clause: the text cut at punctuation that ends one."""
+    spans, start = [], 0
+    for m in _CLAUSE_END.finditer(text):
+        if m.start() > start:
+            spans.append((start, m.start()))
+        start = m.end()
+    if start < len(text):
+        spans.append((start, len(text)))
+    return spans
 
 
 def _asked(text: str, mentions: list[Mention], weather_starts: set[int]) -> list[Mention]:
@@ -349,7 +388,8 @@ def _is_question(text: str, q: Question, weather_spans: list[tuple[int, int]]) -
         return True
     if _REMARK_RE.search(text):
         return False
-    # A terse query: little besides weather words, places and days ("明天下雨", "上海天气").
-    rest = _PUNCT.sub("", _blank(text, weather_spans + q.days.spans
-                                 + [(m.start, m.end) for m in q.mentions]))
+    # A terse query: little besides weather words, places, days and English function words
+    # ("明天下雨", "上海天气", "weather in chengdu the day after tomorrow").
+    rest = _PUNCT.sub("", _FILLER_EXTRA_RE.sub("", _blank(text, weather_spans + q.days.spans
+                                                          + [(m.start, m.end) for m in q.mentions])))
     return len(rest) <= 3
