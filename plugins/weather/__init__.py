@@ -172,13 +172,14 @@ class Plugin:
         (the router has no user): ``skillbot_handle`` still decides.
         """
         q = self.read(text)
+        reading = {"reading": q.describe()}  # what decided, for run.py route and the simulator
         if q.off_topic or q.about_weather:
-            return 0.0, {}
+            return 0.0, reading
         if q.followup and not q.weather_word:
-            return FOLLOWUP_SCORE, {"followup": True}
+            return FOLLOWUP_SCORE, {"followup": True, **reading}
         if q.weather_word and q.question and ((q.spots and q.clause_topical) or (q.days.found and q.topical)):
-            return QUESTION_SCORE, {}
-        return 0.0, {}
+            return QUESTION_SCORE, reading
+        return 0.0, reading
 
     def read(self, text: str) -> Question:
         """The skill's reading of a text (places, days, question or not), as of ``self.now()``."""

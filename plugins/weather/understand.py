@@ -162,6 +162,19 @@ class Question:
     measure_only: bool = False
 
 
+    def describe(self) -> str:
+        """What the reading found, in a line (the scorer's slot ``reading``, shown by ``run.py route``)."""
+        parts = [f"places {','.join(s.name for s in self.spots)}" if self.spots else "no place",
+                 "days " + ("now" if self.days.current and not self.days.dates else
+                            ",".join(d.isoformat() for d in self.days.dates) or "past/beyond")
+                 if self.days.found else "no day"]
+        for flag in ("weather_word", "question", "followup", "place_and_day", "topical",
+                     "clause_topical", "off_topic", "about_weather", "measure_only"):
+            if getattr(self, flag):
+                parts.append(flag)
+        return "; ".join(parts)
+
+
 def understand(text: str, index: PlaceIndex, today: date, max_days: int = 7,
                cut: Callable[[str], list[str]] | None = None) -> Question:
     """Read ``text``. ``cut`` is a jieba cut (the plugin gives the bot's segmenter's): without
