@@ -201,6 +201,11 @@ def test_a_weather_word_needs_a_clause_about_weather(text, clause_topical):
 @pytest.mark.parametrize("text,about", [
     ("降温了怎么保暖", True), ("下雪天怎么开车", True), ("上海明天天气怎么样", False),
     ("北京天气如何", False),
+    # the climate: a season or a habit and no day
+    ("长沙夏天热不热", True), ("杭州一般几月下雪", True), ("长沙明天热不热", False),
+    ("今年冬天的第一场雪", True),
+    # asking where: no forecast answers it
+    ("浙江哪里最暖和", True), ("明天哪个城市最冷", True), ("北京和上海明天哪个冷", False),
 ])
 def test_how_to_questions_are_about_weather_not_a_forecast(text, about):
     assert understand(text, default_index(), TODAY).about_weather is about

@@ -19,7 +19,9 @@ conversation context (see ``Plugin.skillbot_handle`` and docs/weather.md):
 * ``clause_topical``: some clause with a weather word holds little else (places, days, filler):
   "哈尔滨冰雪大世界什么时候开放" names a place and 雪 but asks about something else;
 * ``about_weather``: a question about weather as a subject, not a forecast ("台风是怎么形成的",
-  "天气预报是怎么做出来的", "为什么会下雨"): the skill leaves it to the chat model.
+  "天气预报是怎么做出来的", "为什么会下雨", "降温了怎么保暖"), about the climate (a season or a
+  habit and no day: "上海冬天冷不冷"), or asking where ("云南哪里最凉快"): the skill leaves it
+  to the chat model.
 
 The text is normalised first (``normalize.py``: traditional characters, full-width forms,
 emoji, pinyin and English place, day and weather words). Three rules keep ordinary words out:
@@ -111,6 +113,11 @@ _ABOUT_WEATHER_RE = re.compile(
     r"|怎么(?![样了啦啊呀回])[\u4e00-\u9fff]"  # 怎么 + a verb asks how to do something (怎么穿), not how it is
     r"|注意什么|注意事项|怎么办|如何预防|怎么预防|怎么防"  # advice: what to do about the weather
     r"|翻译|translate|写一[首篇段句个]|造句|作文|诗|歌词|成语|谚语|俗语")  # language tasks
+#: A season or a habit instead of a day: the climate, not a forecast ("上海冬天冷不冷",
+#: "深圳一般几月下雨", "哈尔滨的年平均气温"); counts only when no day is named.
+_CLIMATE_RE = re.compile(r"[春夏秋冬][天季]|四季|每年|常年|历年|往年|年平均|平均(?:气温|温度)|一般|通常")
+#: A question whose answer is a place ("云南哪里最凉快", "中国哪个城市最冷"): no forecast answers it.
+_WHERE_RE = re.compile(r"哪里|哪儿|哪边|什么地方|哪个(?:城市|地方|省|国家|区)")
 #: A weather condition named as a kind of day (下雨天, 雾霾天, 台风天): without a place or a day
 #: the question is what to do on such days ("雾霾天戴什么口罩好"), not a forecast.
 _CONDITION_DAY_RE = re.compile(r"(?:下雨|下雪|雾霾|台风|刮风|大风|暴雨|雨|雪|霾)天(?!气)")
@@ -240,7 +247,8 @@ def understand(text: str, index: PlaceIndex, today: date, max_days: int = 7,
     q.place_and_day = q.followup and bool(q.spots) and q.days.found
     q.question = _is_question(text, q, weather_spans)
     q.about_weather = bool(q.weather_word and (
-        _ABOUT_WEATHER_RE.search(text)
+        _ABOUT_WEATHER_RE.search(text) or _WHERE_RE.search(text)
+        or (not q.days.found and _CLIMATE_RE.search(text))
         or (not q.spots and not q.days.found and _CONDITION_DAY_RE.search(text))))
     explained = weather_spans + q.days.spans + [(m.start, m.end) for m in q.mentions]
     q.topical = len(_rest(_blank(text, explained))) <= TOPICAL_REST
