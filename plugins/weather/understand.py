@@ -250,16 +250,21 @@ def understand(text: str, index: PlaceIndex, today: date, max_days: int = 7,
         _ABOUT_WEATHER_RE.search(text) or _WHERE_RE.search(text)
         or (not q.days.found and _CLIMATE_RE.search(text))
         or (not q.spots and not q.days.found and _CONDITION_DAY_RE.search(text))))
-    explained = weather_spans + q.days.spans + [(m.start, m.end) for m in q.mentions]
-    q.topical = len(_rest(_blank(text, explained))) <= TOPICAL_REST
-    q.off_topic = False
-    for start, end in _clauses(text):
-        clause = text[start:end]
+    blanked = _blank(text, weather_spans + q.days.spans + [(m.start, m.end) for m in q.mentions])
+    q.topical = len(_rest(blanked)) <= TOPICAL_REST
+    clauses = _clauses(text)
+    if len(clauses) == 1:  # most messages: the clause is the text
+        q.clause_topical = q.topical and bool(weather_spans)
+        q.off_topic = bool(_OFF_TOPIC_RE.search(text))
+        return q
+    shop = bool(_OFF_TOPIC_RE.search(text))
+    for start, end in clauses:
         weather_here = any(start <= a < end for a, _ in weather_spans)
-        if weather_here and len(_rest(_blank(text, explained)[start:end])) <= TOPICAL_REST:
-            q.clause_topical = True
-        if (weather_here or _QUESTION_RE.search(clause)) and _OFF_TOPIC_RE.search(clause):
-            q.off_topic = True
+        if weather_here and not q.clause_topical:
+            q.clause_topical = len(_rest(blanked[start:end])) <= TOPICAL_REST
+        if shop and not q.off_topic:
+            clause = text[start:end]
+            q.off_topic = bool((weather_here or _QUESTION_RE.search(clause)) and _OFF_TOPIC_RE.search(clause))
     return q
 
 
