@@ -206,6 +206,9 @@ def test_a_weather_word_needs_a_clause_about_weather(text, clause_topical):
     ("今年冬天的第一场雪", True),
     # asking where: no forecast answers it
     ("浙江哪里最暖和", True), ("明天哪个城市最冷", True), ("北京和上海明天哪个冷", False),
+    # the same in English
+    ("why is it so hot in Wuhan", True), ("is it cold in Xi'an in winter", True),
+    ("is it cold in Xi'an tomorrow", False),
 ])
 def test_how_to_questions_are_about_weather_not_a_forecast(text, about):
     assert understand(text, default_index(), TODAY).about_weather is about

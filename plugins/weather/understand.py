@@ -112,10 +112,12 @@ _ABOUT_WEATHER_RE = re.compile(
     r"|全球|地球上|历史上|有史以来|纪录"
     r"|怎么(?![样了啦啊呀回])[\u4e00-\u9fff]"  # 怎么 + a verb asks how to do something (怎么穿), not how it is
     r"|注意什么|注意事项|怎么办|如何预防|怎么预防|怎么防"  # advice: what to do about the weather
-    r"|翻译|translate|写一[首篇段句个]|造句|作文|诗|歌词|成语|谚语|俗语")  # language tasks
+    r"|翻译|translate|写一[首篇段句个]|造句|作文|诗|歌词|成语|谚语|俗语"  # language tasks
+    r"|\b(?:why|cause[sd]?|form(?:s|ed)?|means?|meaning|difference|explain)\b")  # the same in English
 #: A season or a habit instead of a day: the climate, not a forecast ("上海冬天冷不冷",
 #: "深圳一般几月下雨", "哈尔滨的年平均气温"); counts only when no day is named.
-_CLIMATE_RE = re.compile(r"[春夏秋冬][天季]|四季|每年|常年|历年|往年|年平均|平均(?:气温|温度)|一般|通常")
+_CLIMATE_RE = re.compile(r"[春夏秋冬][天季]|四季|每年|常年|历年|往年|年平均|平均(?:气温|温度)|一般|通常"
+                         r"|\b(?:spring|summer|autumn|fall|winter|usually|normally|average|every year)\b")
 #: A question whose answer is a place ("云南哪里最凉快", "中国哪个城市最冷"): no forecast answers it.
 _WHERE_RE = re.compile(r"哪里|哪儿|哪边|什么地方|哪个(?:城市|地方|省|国家|区)")
 #: A weather condition named as a kind of day (下雨天, 雾霾天, 台风天): without a place or a day
