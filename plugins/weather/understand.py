@@ -143,8 +143,9 @@ _FOLLOWUP_HEAD = re.compile(r"^(?:那么|那|还有|再看看|再查查?|看看|
 _FOLLOWUP_TAIL = re.compile(r"(?:的?呢|怎么样|咋样|如何|的?天气|天气如何|会怎样|会怎么样)?"
                             r"[\s？?。.!！~～…,，]*$")
 _PUNCT = re.compile(r"[\s？?。.!！~～…,，、:：;；\"'“”‘’()（）]+")
-#: What ends a clause (not spaces: English questions are written with them).
-_CLAUSE_END = re.compile(r"[？?。!！~～…,，;；\n]+")
+#: What ends a clause (not spaces: English questions are written with them): punctuation, or
+#: a question particle followed by more text (people leave the comma out: 深圳股票涨了吗天气怎么样).
+_CLAUSE_END = re.compile(r"[？?。!！~～…,，;；\n]+|(?<=[吗呢])(?=[\u4e00-\u9fff])")
 
 
 @dataclass
