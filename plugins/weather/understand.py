@@ -58,6 +58,11 @@ MAX_PLACES = 3
 #: At most this many characters may be left once weather words, days, places and filler are
 #: removed, for a question without a place to count as a weather question.
 TOPICAL_REST = 3
+#: At most this many characters may be left in some clause holding a weather word for a question
+#: that names a place to count (``clause_topical``). Laxer than ``TOPICAL_REST``: it vetoes a
+#: question that names a place and a weather word only when the clause clearly has a topic of
+#: its own (哈尔滨冰雪大世界什么时候开放 leaves 8), not a chatty one (想问问那边天气冷不冷).
+CLAUSE_REST = 5
 
 #: Words that make a message about the weather (the router's keywords are the same family).
 WEATHER_WORDS = (
@@ -257,14 +262,14 @@ def understand(text: str, index: PlaceIndex, today: date, max_days: int = 7,
     q.topical = len(_rest(blanked)) <= TOPICAL_REST
     clauses = _clauses(text)
     if len(clauses) == 1:  # most messages: the clause is the text
-        q.clause_topical = q.topical and bool(weather_spans)
+        q.clause_topical = bool(weather_spans) and len(_rest(blanked)) <= CLAUSE_REST
         q.off_topic = bool(_OFF_TOPIC_RE.search(text))
         return q
     shop = bool(_OFF_TOPIC_RE.search(text))
     for start, end in clauses:
         weather_here = any(start <= a < end for a, _ in weather_spans)
         if weather_here and not q.clause_topical:
-            q.clause_topical = len(_rest(blanked[start:end])) <= TOPICAL_REST
+            q.clause_topical = len(_rest(blanked[start:end])) <= CLAUSE_REST
         if shop and not q.off_topic:
             clause = text[start:end]
             q.off_topic = bool((weather_here or _QUESTION_RE.search(clause)) and _OFF_TOPIC_RE.search(clause))
