@@ -55,6 +55,8 @@ from .service import Spot
 SOUND_ALIKES = Path(__file__).parent / "data" / "sound_alikes.tsv"
 
 MAX_PLACES = 3
+#: Times a text is scanned again for a place name hidden by a dropped one (早上杭州).
+MAX_RESCANS = 2
 #: At most this many characters may be left once weather words, days, places and filler are
 #: removed, for a question without a place to count as a weather question.
 TOPICAL_REST = 3
@@ -219,9 +221,24 @@ def understand(text: str, index: PlaceIndex, today: date, max_days: int = 7,
 
     # Places first, so a day word cannot start inside one (昆明天气); then places again with the
     # days masked, so a place cannot borrow a day word's character (今天水温 holds no 天水).
-    places_first = grounded(index.find(text, mask=masked))
+    def find(mask: list[tuple[int, int]]) -> list[Mention]:
+        # The scan is leftmost-longest, so a name that fails the word-boundary rules may hide
+        # one that starts inside it (早上杭州: 上杭 is found first, then dropped): the first
+        # character of a dropped name is masked and the text scanned again.
+        kept: list[Mention] = []
+        for _ in range(MAX_RESCANS + 1):
+            found = index.find(text, mask=mask)
+            good = grounded(found)
+            kept += [m for m in good if not _overlaps((m.start, m.end), [(k.start, k.end) for k in kept])]
+            dropped = [m for m in found if m not in good]
+            if not dropped:
+                break
+            mask = mask + [(m.start, m.start + 1) for m in dropped]
+        return sorted(kept, key=lambda m: m.start)
+
+    places_first = find(masked)
     q.days = parse_days(text, today, max_days, protect=[(m.start, m.end) for m in places_first])
-    q.mentions = grounded(index.find(text, mask=q.days.spans + masked))
+    q.mentions = find(q.days.spans + masked)
     if q.mentions or q.days.found:
         taken = q.days.spans + [(m.start, m.end) for m in q.mentions] + weather_spans
         alikes = [span for span in _sound_alikes(text) if not _overlaps(span, taken)]
