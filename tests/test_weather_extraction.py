@@ -205,6 +205,8 @@ def test_a_weather_word_needs_a_clause_about_weather(text, clause_topical):
     # the climate: a season or a habit and no day
     ("长沙夏天热不热", True), ("杭州一般几月下雪", True), ("长沙明天热不热", False),
     ("今年冬天的第一场雪", True),
+    # weather as the premise of another question, no place or day named
+    ("天冷了穿什么鞋", True), ("下雪了要给车做什么保养", True), ("外面下雪了吗", False),
     # asking where: no forecast answers it
     ("浙江哪里最暖和", True), ("明天哪个城市最冷", True), ("北京和上海明天哪个冷", False),
     # the same in English

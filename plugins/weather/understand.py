@@ -19,7 +19,8 @@ conversation context (see ``Plugin.skillbot_handle`` and docs/weather.md):
 * ``clause_topical``: some clause with a weather word holds little else (places, days, filler):
   "哈尔滨冰雪大世界什么时候开放" names a place and 雪 but asks about something else;
 * ``about_weather``: a question about weather as a subject, not a forecast ("台风是怎么形成的",
-  "天气预报是怎么做出来的", "为什么会下雨", "降温了怎么保暖"), about the climate (a season or a
+  "天气预报是怎么做出来的", "为什么会下雨", "降温了怎么保暖"), weather as the premise of another
+  question when no place or day is named ("天气热了吃什么好"), about the climate (a season or a
   habit and no day: "上海冬天冷不冷"), or asking where ("云南哪里最凉快"): the skill leaves it
   to the chat model.
 
@@ -127,6 +128,8 @@ _CLIMATE_RE = re.compile(r"[春夏秋冬][天季]|四季|每年|常年|历年|�
                          r"|\b(?:spring|summer|autumn|fall|winter|usually|normally|average|every year)\b")
 #: A question whose answer is a place ("云南哪里最凉快", "中国哪个城市最冷"): no forecast answers it.
 _WHERE_RE = re.compile(r"哪里|哪儿|哪边|什么地方|哪个(?:城市|地方|省|国家|区)")
+#: What may follow 了 after a weather word for it to stay the question (下雨了吗, 冷了没, 好冷了啊).
+_PREMISE_STOP = frozenset("吗嘛么呢没吧啊呀哦哈,，.。!！?？~～… ")
 #: A weather condition named as a kind of day (下雨天, 雾霾天, 台风天): without a place or a day
 #: the question is what to do on such days ("雾霾天戴什么口罩好"), not a forecast.
 _CONDITION_DAY_RE = re.compile(r"(?:下雨|下雪|雾霾|台风|刮风|大风|暴雨|雨|雪|霾)天(?!气)")
@@ -271,10 +274,14 @@ def understand(text: str, index: PlaceIndex, today: date, max_days: int = 7,
     q.followup = _is_followup(text, q)
     q.place_and_day = q.followup and bool(q.spots) and q.days.found
     q.question = _is_question(text, q, weather_spans)
+    # Weather as a premise (天气热了吃什么好, 天冷了养什么花): a weather word, 了, then more
+    # that is not a particle: the question is what to do about it, when no place or day is named.
+    premise = any(text[end:end + 1] == "了" and end + 1 < len(text) and text[end + 1] not in _PREMISE_STOP
+                  for _, end in weather_spans)
     q.about_weather = bool(q.weather_word and (
         _ABOUT_WEATHER_RE.search(text) or _WHERE_RE.search(text)
         or (not q.days.found and _CLIMATE_RE.search(text))
-        or (not q.spots and not q.days.found and _CONDITION_DAY_RE.search(text))))
+        or (not q.spots and not q.days.found and (premise or _CONDITION_DAY_RE.search(text)))))
     blanked = _blank(text, weather_spans + q.days.spans + [(m.start, m.end) for m in q.mentions])
     q.topical = len(_rest(blanked)) <= TOPICAL_REST
     clauses = _clauses(text)
