@@ -181,7 +181,6 @@ class Question:
     #: weather only right after a weather answer (水的沸点是多少度 is not).
     measure_only: bool = False
 
-
     def describe(self) -> str:
         """What the reading found, in a line (the scorer's slot ``reading``, shown by ``run.py route``)."""
         parts = [f"places {','.join(s.name for s in self.spots)}" if self.spots else "no place",
