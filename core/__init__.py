@@ -52,7 +52,7 @@ from .operations.plugin_commands import PluginCommand
 from .processing.context import Explanation, MessageContext
 from .processing.hookspecs import BotServices, OperatorServices, hookimpl, hookspec
 from .processing.intents import Candidate, Intent, RouteResult
-from .processing.normalizer import normalize_text, t2s_table
+from .processing.normalizer import normalize_text, symbol_word, t2s_table
 from .processing.router import (
     KEYWORD_BASE,
     SimilarityIndex,
@@ -71,7 +71,7 @@ __all__ = [
     "Check", "probe_http", "Counter", "Histogram", "Cache",
     "from_table", "ConfigError", "PROJECT_ROOT", "resolve_path", "SimilarityIndex", "noisy_or",
     "KEYWORD_BASE", "load_general_questions",
-    "normalize_text", "t2s_table",
+    "normalize_text", "symbol_word", "t2s_table",
     "Message", "Event", "TextMessage", "ImageMessage", "VoiceMessage", "VideoMessage",
     "ShortVideoMessage", "LocationMessage", "LinkMessage", "UnknownMessage", "SubscribeEvent",
     "UnsubscribeEvent", "ScanEvent", "LocationEvent", "ClickEvent", "ViewEvent",

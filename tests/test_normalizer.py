@@ -12,6 +12,9 @@ from core.processing.normalizer import normalize_text
     ("ＡＢＣ１２３　ｈｉ", "abc123 hi"),              # full-width -> half-width, lower case
     ("Beijing Weather TOMORROW", "beijing weather tomorrow"),
     ("能刷卡不👍👍", "能刷卡不"),                     # emoji removed
+    ("明天☔吗", "明天雨吗"),                         # weather pictographs read by their names
+    ("要带🌂吗🥶", "要带雨伞吗冷"),
+    ("🌈🌻好看", "好看"),                             # RAINBOW, SUNFLOWER: not weather words
     ("天\u200b气怎么样\ufe0f", "天气怎么样"),          # zero-width space, variation selector
     ("多少钱？？？", "多少钱?"),                      # repeated punctuation kept once
     ("  营业\n时间  ", "营业 时间"),                  # white space collapsed and trimmed

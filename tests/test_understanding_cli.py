@@ -50,3 +50,11 @@ async def test_route_shows_every_intent_and_entry_score(tmp_path):
     intents = out.split("intents (score, chosen, evidence):")[1].split("faq entries")[0]
     assert {line.split()[0] for line in intents.splitlines() if line.strip()} >= {"*", "weather", "llm.reset"}
     assert out.rstrip().endswith("answer goes to: faq")
+
+
+async def test_route_shows_the_weather_skills_reading(tmp_path):
+    code, out, err = await run_py("route", "Xiamen tomorrow", "--settings", str(settings(tmp_path)))
+    assert code == 0, err
+    reading = next(line for line in out.splitlines() if line.startswith("weather reading:"))
+    assert "places 厦门" in reading and "place_and_day" in reading
+    assert out.rstrip().endswith("answer goes to: weather")

@@ -173,6 +173,54 @@ def test_weather_topic_or_another(text, topical, off_topic):
     assert (q.topical, q.off_topic) == (topical, off_topic)
 
 
+@pytest.mark.parametrize("text,place_and_day", [
+    ("苏州后天", True), ("明天 无锡", True), ("wuxi tomorrow", True), ("那宁波明天呢", True),
+    ("苏州", False), ("后天呢", False), ("我想去上海玩", False), ("明天是周几", False),
+    ("深圳明天有演唱会吗", False),
+])
+def test_a_place_and_a_day_alone(text, place_and_day):
+    assert understand(text, default_index(), TODAY).place_and_day is place_and_day
+
+
+@pytest.mark.parametrize("text,off_topic", [
+    ("订单说周五送到，杭州周五下雨吗", False),   # the shop clause is context
+    ("下雪了，还包邮吗", True),                  # the question is the shop's
+    ("下雨天发货吗", True),
+])
+def test_a_shop_topic_counts_in_the_clause_that_asks(text, off_topic):
+    assert understand(text, default_index(), TODAY).off_topic is off_topic
+
+
+@pytest.mark.parametrize("text,clause_topical", [
+    ("哈尔滨冰雪大世界几点开门", False), ("明天去厦门开会，想问问那边热不热", True), ("长沙明天冷吗", True),
+    ("昆明冰雪节门票贵吗明天冷吗", True),  # a question particle ends a clause when the comma is left out
+])
+def test_a_weather_word_needs_a_clause_about_weather(text, clause_topical):
+    assert understand(text, default_index(), TODAY).clause_topical is clause_topical
+
+
+@pytest.mark.parametrize("text,about", [
+    ("降温了怎么保暖", True), ("下雪天怎么开车", True), ("上海明天天气怎么样", False),
+    ("北京天气如何", False),
+    # the climate: a season or a habit and no day
+    ("长沙夏天热不热", True), ("杭州一般几月下雪", True), ("长沙明天热不热", False),
+    ("今年冬天的第一场雪", True),
+    # weather as the premise of another question, no place or day named
+    ("天冷了穿什么鞋", True), ("下雪了要给车做什么保养", True), ("外面下雪了吗", False),
+    # asking where: no forecast answers it
+    ("浙江哪里最暖和", True), ("明天哪个城市最冷", True), ("北京和上海明天哪个冷", False),
+    # the same in English
+    ("why is it so hot in Wuhan", True), ("is it cold in Xi'an in winter", True),
+    ("is it cold in Xi'an tomorrow", False),
+])
+def test_how_to_questions_are_about_weather_not_a_forecast(text, about):
+    assert understand(text, default_index(), TODAY).about_weather is about
+
+
+def test_english_function_words_leave_a_terse_query():
+    assert understand("weather in Xiamen the day after tomorrow", default_index(), TODAY).question
+
+
 @pytest.mark.parametrize("text,past,beyond", [
     ("昨天北京天气", True, []),
     ("前天", True, []),

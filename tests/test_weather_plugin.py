@@ -119,6 +119,30 @@ async def test_follow_up_shape_without_a_weather_answer_is_declined(weather_bot,
     assert standin.calls == []
 
 
+@pytest.mark.parametrize("text,day", [("苏州后天", "后天"), ("Wuxi tomorrow", "明天"),
+                                      ("明天 ningbo", "明天"), ("今天厦门？", "今天")])
+async def test_a_place_and_a_day_alone_ask_the_weather(weather_bot, text, day):
+    """Nothing but where and when: a weather question from a new user, with no weather word."""
+    async with weather_bot() as (bot, _):
+        content = assert_weather(await bot.send(text, user="pd"))
+        assert day in content, content
+
+
+@pytest.mark.parametrize("text", ["昆明冰雪节门票多少钱", "降温了怎么保暖", "下雪了，还包邮吗",
+                                  "深圳明天有演唱会吗"])
+async def test_a_weather_word_in_another_question_is_declined(weather_bot, standin, text):
+    async with weather_bot() as (bot, _):
+        reply = await bot.send(text, user="aw")
+        assert reply.plugin != "weather"
+    assert standin.calls == []
+
+
+async def test_weather_asked_after_a_clause_about_a_delivery(weather_bot):
+    async with weather_bot() as (bot, _):
+        content = assert_weather(await bot.send("订单说周五送到，杭州周五下雨吗", user="od"))
+        assert content.startswith("杭州"), content
+
+
 async def test_asks_which_city_then_answers_for_the_day_asked(weather_bot):
     async with weather_bot() as (bot, _):
         ask = assert_weather(await bot.send("明天会下雨吗", user="u4"))

@@ -81,6 +81,9 @@ CASES = [
     ("明天广洲会下鱼吗", ["广州"], [1], False),
     # no place formed across a word boundary, or from a thing
     ("明天上高速会下雨吗", NONE, [1], False),
+    # a name dropped at a word boundary does not hide the one starting inside it
+    ("周日早上杭州有雾吗", ["杭州"], [4], False),  # 早上 / 杭州, not 上杭
+    ("晚上海口下雨吗", ["海口"], [], False),       # 晚上 / 海口, not 上海
     ("上高明天会下雨吗", ["宜春上高县"], [1], False),
     ("周末去洛阳看牡丹会下雨吗", ["洛阳"], [3, 4], False),
     ("牡丹区明天天气", ["菏泽牡丹区"], [1], False),

@@ -87,6 +87,9 @@ def tuning_sets() -> dict[str, tuple[Path | None, list[LabelledMessage]]]:
     general = [*load_labelled(TUNING / "semantic_general_messages.tsv"), *general_cases(TUNING / "general_messages.tsv")]
     sets["general"] = (None, general)
     sets["weather"] = (None, weather_cases(TUNING / "weather_messages.tsv"))
+    # the second pair, typed the way people type, kept as a check of changes tuned on the first
+    sets["general_typed"] = (None, general_cases(TUNING / "general_messages_typed.tsv"))
+    sets["weather_typed"] = (None, weather_cases(TUNING / "weather_messages_typed.tsv"))
     return sets
 
 
@@ -123,8 +126,14 @@ def main() -> None:
     parser.add_argument("--lexical", action="store_true", help="embeddings off")
     parser.add_argument("--misses", action="store_true")
     parser.add_argument("--skip-above", type=float, help="semantic.skip_above for this run")
+    parser.add_argument("--only", help="comma-separated set names (e.g. weather,general)")
     args = parser.parse_args()
+    if args.misses and not args.tuning:
+        parser.error("--misses prints message lines: only with --tuning (the held-out lines stay unread)")
     sets = tuning_sets() if args.tuning else heldout_sets()
+    if args.only:
+        wanted = set(args.only.split(","))
+        sets = {name: value for name, value in sets.items() if name in wanted}
     results = asyncio.run(run_all(sets, semantic=not args.lexical, skip_above=args.skip_above))
     if args.misses:
         for name, ev in results.items():

@@ -12,6 +12,7 @@ Print the figures and every miss::
 
     .venv/bin/python -m tests.weather_measure tests/data/heldout
     .venv/bin/python -m tests.weather_measure tests/data/tuning
+    .venv/bin/python -m tests.weather_measure tests/data/tuning _typed   # the second tuning pair
 """
 from __future__ import annotations
 
@@ -139,19 +140,21 @@ WEATHER_ONLY = {"plugins": {"enabled": ["weather"],
                             "weather": {"base_url": "http://127.0.0.1:9", "timeout": 0.2}}}
 
 
-async def measure(folder: Path) -> tuple[WeatherFigures, GeneralFigures]:
+async def measure(folder: Path, suffix: str = "") -> tuple[WeatherFigures, GeneralFigures]:
+    """``suffix``: which pair of files, ``weather_messages{suffix}.tsv`` and
+    ``general_messages{suffix}.tsv`` (``_typed``: the second tuning pair)."""
     from core.testing import running_bot
 
     async with running_bot(WEATHER_ONLY) as bot:
-        weather = measure_weather(folder / "weather_messages.tsv", bot.pm.get_plugin("weather"))
+        weather = measure_weather(folder / f"weather_messages{suffix}.tsv", bot.pm.get_plugin("weather"))
     async with running_bot(WEATHER_ONLY) as bot:
-        general = await measure_general(folder / "general_messages.tsv", bot)
+        general = await measure_general(folder / f"general_messages{suffix}.tsv", bot)
     return weather, general
 
 
 def main(argv: list[str]) -> int:
     folder = Path(argv[1]) if len(argv) > 1 else Path("tests/data/heldout")
-    weather, general = asyncio.run(measure(folder))
+    weather, general = asyncio.run(measure(folder, argv[2] if len(argv) > 2 else ""))
     for miss in weather.misses:
         print("MISS", miss)
     for miss in general.misses:

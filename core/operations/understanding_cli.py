@@ -106,6 +106,8 @@ async def route_text(settings: Settings, text: str, out: Any = sys.stdout, as_js
         if intent.name not in listed:
             print(f"   {intent.name:<20} 0", file=out)
     for name, (score, slots) in scorers.items():
+        if slots.get("reading"):  # a scorer's own account of what it read (the weather skill's)
+            print(f"{name} reading: {slots['reading']}", file=out)
         ranking = slots.get("ranking")
         if ranking:
             print(f"{name} entries (fused, lexical, dense):", file=out)

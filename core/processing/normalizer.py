@@ -10,7 +10,10 @@ shouting in capitals neither miss a stored phrasing nor fill the caches with cop
   table (shipped by opencc-python-reimplemented; where OpenCC lists several simplified forms the
   first, the usual one, is taken);
 * lower case;
-* noise removed: emoji and other pictographs, symbols, invisible format characters (zero-width
+* weather pictographs read as the word they show, from the words of their Unicode names
+  (``symbol_word``: ☔ UMBRELLA WITH RAIN DROPS -> 雨, 🌂 CLOSED UMBRELLA -> 雨伞, 🥶 FREEZING FACE
+  -> 冷), so 明天🌂要带吗 asks what 明天雨伞要带吗 asks;
+* noise removed: other emoji and pictographs, symbols, invisible format characters (zero-width
   spaces, joiners, variation selectors) and control characters; runs of the same punctuation
   mark are kept once (?? -> ?), and runs of white space become one space.
 
@@ -33,6 +36,16 @@ WHITESPACE_CONTROLS = frozenset("\t\n\r\x0b\x0c")
 #: Cap on cached code points (a flood of distinct rare characters cannot grow the table).
 MAX_CACHED = 100_000
 
+#: Words of a symbol's Unicode name and the Chinese word the symbol then shows, first match
+#: wins (so CLOUD WITH RAIN is 雨, SUN BEHIND CLOUD 多云). Whole name words only: RAINBOW,
+#: SUNFLOWER and SNOWBOARDER are not weather. Reading names, not listing code points, covers
+#: every weather emoji Unicode has or adds (🌦 🌨 🌩 🌪 🌫 🌬 ...).
+SYMBOL_NAME_WORDS = (
+    ("THUNDER", "雷阵雨"), ("LIGHTNING", "雷阵雨"), ("SNOWFLAKE", "雪"), ("SNOWMAN", "雪"),
+    ("SNOW", "雪"), ("RAIN", "雨"), ("UMBRELLA", "雨伞"), ("FOG", "雾"), ("TORNADO", "台风"),
+    ("CYCLONE", "台风"), ("WIND", "风"), ("THERMOMETER", "气温"), ("FREEZING", "冷"),
+    ("OVERHEATED", "热"), ("CLOUD", "多云"), ("SUN", "晴"),
+)
 _REPEATED_PUNCT = re.compile(r"([^\w\s])\1+")
 _SPACES = re.compile(r"\s+")
 
@@ -55,12 +68,24 @@ def t2s_table() -> dict[str, str]:
     return table
 
 
+@lru_cache(maxsize=4096)
+def symbol_word(ch: str) -> str | None:
+    """The word a weather pictograph shows (☔ -> 雨, ⛅ -> 多云), None for any other character."""
+    if unicodedata.category(ch) != "So":
+        return None
+    words = set(unicodedata.name(ch, "").split())
+    for name_word, word in SYMBOL_NAME_WORDS:
+        if name_word in words:
+            return word
+    return None
+
+
 def fold_char(ch: str) -> str:
     """The normal form of one code point ('' for noise)."""
     if ch in WHITESPACE_CONTROLS:
         return " "
     if unicodedata.category(ch) in NOISE_CATEGORIES:
-        return ""
+        return symbol_word(ch) or ""
     folded = unicodedata.normalize("NFKC", ch).lower()
     t2s = t2s_table()
     return "".join(t2s.get(c, c) for c in folded

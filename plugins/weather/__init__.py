@@ -172,13 +172,14 @@ class Plugin:
         (the router has no user): ``skillbot_handle`` still decides.
         """
         q = self.read(text)
+        reading = {"reading": q.describe()}  # what decided, for run.py route and the simulator
         if q.off_topic or q.about_weather:
-            return 0.0, {}
+            return 0.0, reading
         if q.followup and not q.weather_word:
-            return FOLLOWUP_SCORE, {"followup": True}
-        if q.weather_word and q.question and (q.spots or (q.days.found and q.topical)):
-            return QUESTION_SCORE, {}
-        return 0.0, {}
+            return FOLLOWUP_SCORE, {"followup": True, **reading}
+        if q.weather_word and q.question and ((q.spots and q.clause_topical) or (q.days.found and q.topical)):
+            return QUESTION_SCORE, reading
+        return 0.0, reading
 
     def read(self, text: str) -> Question:
         """The skill's reading of a text (places, days, question or not), as of ``self.now()``."""
@@ -223,10 +224,13 @@ class Plugin:
 
     async def _answer_text(self, ctx: MessageContext, q: Question, today: date) -> Any:
         after_weather = self._after_weather(ctx)
-        if q.off_topic or q.about_weather or not (q.weather_word or (q.followup and after_weather)):
+        if q.off_topic or q.about_weather or not (
+                q.weather_word or q.place_and_day or (q.followup and after_weather)):
             return None
         if q.measure_only and not after_weather:
             return None  # 水的沸点是多少度
+        if q.weather_word and not (q.clause_topical or q.followup):
+            return None  # 哈尔滨冰雪大世界什么时候开放: the weather word's clause asks something else
         framed = bool(re.match(r"^(那么|那|还有)", q.text)) or q.text.rstrip("？?。.!！ ").endswith("呢")
         # "那上海呢" / "后天呢" / "广州" continue the last answer; "上海天气" is a new question.
         is_followup = after_weather and (framed or (q.followup and not q.weather_word))

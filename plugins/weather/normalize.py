@@ -6,7 +6,8 @@
   pinyin with tone marks loses them (Běijīng -> Beijing);
 * traditional -> simplified, character by character, from OpenCC's TSCharacters table
   (opencc-python-reimplemented ships it): 香港今日天氣點樣 -> 香港今日天气点样, 臺北 -> 台北;
-* weather emoji become the word they show (🌧 -> 雨, ☀ -> 晴); other symbols and emoji go;
+* weather emoji become the word they show (🌧 -> 雨, ☀ -> 晴, 🌂 -> 雨伞; core's ``symbol_word``,
+  from their Unicode names); other symbols and emoji go;
 * latin words are read: place names in pinyin or English (beijing, Shang Hai, xi'an, Peking, Hong
   Kong; generated from the place table, see ``PlaceIndex.latin_word``), and pinyin and English
   day and weather words (jintian, mingtian, tianqi, tomorrow, weather, raining) are written in
@@ -23,6 +24,7 @@ import functools
 import re
 import unicodedata
 
+from core import symbol_word
 from core import t2s_table as core_t2s_table
 
 from .places import PlaceIndex
@@ -54,11 +56,6 @@ LATIN_WORDS = {
 _WEEKDAYS = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
 LATIN_WORDS.update({f"next{day}": f"下周{'一二三四五六日'[i]}" for i, day in enumerate(_WEEKDAYS)})
 LATIN_WORDS.update({f"this{day}": f"这周{'一二三四五六日'[i]}" for i, day in enumerate(_WEEKDAYS)})
-#: Weather emoji and the word each shows; other emoji and symbols are dropped.
-EMOJI_WORDS = {"☀": "晴", "🌞": "晴", "☁": "多云", "⛅": "多云", "🌤": "多云", "🌥": "多云",
-               "🌦": "雨", "🌧": "雨", "☔": "雨", "☂": "雨", "⛈": "雷阵雨", "🌩": "雷阵雨",
-               "🌨": "雪", "❄": "雪", "☃": "雪", "⛄": "雪", "🌫": "雾", "🌪": "台风", "🌀": "台风",
-               "🌡": "气温"}
 #: Unicode categories dropped: symbols (emoji, ©, °), format and private-use characters,
 #: combining marks (variation selectors, skin tones are Sk).
 DROPPED = frozenset({"So", "Sk", "Cf", "Co", "Cs", "Mn", "Me"})
@@ -85,8 +82,9 @@ def t2s_table() -> dict[int, str]:
 def _symbols(text: str) -> str:
     out = []
     for ch in text:
-        if ch in EMOJI_WORDS:
-            out.append(EMOJI_WORDS[ch])
+        word = symbol_word(ch)
+        if word is not None:
+            out.append(word)
         elif unicodedata.category(ch) not in DROPPED:
             out.append(ch)
     return "".join(out)

@@ -8,11 +8,21 @@ conversation context (see ``Plugin.skillbot_handle`` and docs/weather.md):
   ("上海天气", "明天下雨") rather than a remark ("天气太冷了我不想上班");
 * ``followup``: it is only a place and/or a day, optionally wrapped in 那...呢 / ...怎么样
   ("那上海呢？", "后天呢", "广州"), which only means weather right after a weather answer;
+* ``place_and_day``: a follow-up shape naming both a place and a day ("上海明天", "Chengdu
+  tomorrow", "hangzhou mingtian"): nothing but where and when is asked, so it is a weather
+  question even with no weather word and no answer before it;
 * ``topical``: almost nothing is left besides weather words, days, places and filler, so a
   question without a place is still about the weather ("今天外面冷吗", not "雨衣尺码偏大吗");
-* ``off_topic``: a shop topic is the point ("台风天还发货吗", "下雨天快递会延迟吗");
+* ``off_topic``: a shop topic is the point ("台风天还发货吗", "下雨天快递会延迟吗"): a shop word
+  in the clause that holds a weather word or the question (a clause of its own is context:
+  "快递说明天到，北京明天会下雪吗" asks the weather);
+* ``clause_topical``: some clause with a weather word holds little else (places, days, filler):
+  "哈尔滨冰雪大世界什么时候开放" names a place and 雪 but asks about something else;
 * ``about_weather``: a question about weather as a subject, not a forecast ("台风是怎么形成的",
-  "天气预报是怎么做出来的", "为什么会下雨"): the skill leaves it to the chat model.
+  "天气预报是怎么做出来的", "为什么会下雨", "降温了怎么保暖"), weather as the premise of another
+  question when no place or day is named ("天气热了吃什么好"), about the climate (a season or a
+  habit and no day: "上海冬天冷不冷"), or asking where ("云南哪里最凉快"): the skill leaves it
+  to the chat model.
 
 The text is normalised first (``normalize.py``: traditional characters, full-width forms,
 emoji, pinyin and English place, day and weather words). Three rules keep ordinary words out:
@@ -46,9 +56,16 @@ from .service import Spot
 SOUND_ALIKES = Path(__file__).parent / "data" / "sound_alikes.tsv"
 
 MAX_PLACES = 3
+#: Times a text is scanned again for a place name hidden by a dropped one (早上杭州).
+MAX_RESCANS = 2
 #: At most this many characters may be left once weather words, days, places and filler are
 #: removed, for a question without a place to count as a weather question.
 TOPICAL_REST = 3
+#: At most this many characters may be left in some clause holding a weather word for a question
+#: that names a place to count (``clause_topical``). Laxer than ``TOPICAL_REST``: it vetoes a
+#: question that names a place and a weather word only when the clause clearly has a topic of
+#: its own (哈尔滨冰雪大世界什么时候开放 leaves 8), not a chatty one (想问问那边天气冷不冷).
+CLAUSE_REST = 5
 
 #: Words that make a message about the weather (the router's keywords are the same family).
 WEATHER_WORDS = (
@@ -101,8 +118,18 @@ _ABOUT_WEATHER_RE = re.compile(
     r"|是如何|原理|成因|原因|什么是|什么叫|啥是|啥叫|什么意思|区别|危害|科普|定义|含义"
     r"|做出来|怎么预测|如何预测|准不准|准确率|英文|英语|怎么说|怎么读|分几级|几个等级|等级划分|世界上|全世界"
     r"|全球|地球上|历史上|有史以来|纪录"
+    r"|怎么(?![样了啦啊呀回])[\u4e00-\u9fff]"  # 怎么 + a verb asks how to do something (怎么穿), not how it is
     r"|注意什么|注意事项|怎么办|如何预防|怎么预防|怎么防"  # advice: what to do about the weather
-    r"|翻译|translate|写一[首篇段句个]|造句|作文|诗|歌词|成语|谚语|俗语")  # language tasks
+    r"|翻译|translate|写一[首篇段句个]|造句|作文|诗|歌词|成语|谚语|俗语"  # language tasks
+    r"|\b(?:why|cause[sd]?|form(?:s|ed)?|means?|meaning|difference|explain)\b")  # the same in English
+#: A season or a habit instead of a day: the climate, not a forecast ("上海冬天冷不冷",
+#: "深圳一般几月下雨", "哈尔滨的年平均气温"); counts only when no day is named.
+_CLIMATE_RE = re.compile(r"[春夏秋冬][天季]|四季|每年|常年|历年|往年|年平均|平均(?:气温|温度)|一般|通常"
+                         r"|\b(?:spring|summer|autumn|fall|winter|usually|normally|average|every year)\b")
+#: A question whose answer is a place ("云南哪里最凉快", "中国哪个城市最冷"): no forecast answers it.
+_WHERE_RE = re.compile(r"哪里|哪儿|哪边|什么地方|哪个(?:城市|地方|省|国家|区)")
+#: What may follow 了 after a weather word for it to stay the question (下雨了吗, 冷了没, 好冷了啊).
+_PREMISE_STOP = frozenset("吗嘛么呢没吧啊呀哦哈,，.。!！?？~～… ")
 #: A weather condition named as a kind of day (下雨天, 雾霾天, 台风天): without a place or a day
 #: the question is what to do on such days ("雾霾天戴什么口罩好"), not a forecast.
 _CONDITION_DAY_RE = re.compile(r"(?:下雨|下雪|雾霾|台风|刮风|大风|暴雨|雨|雪|霾)天(?!气)")
@@ -126,6 +153,9 @@ _FOLLOWUP_HEAD = re.compile(r"^(?:那么|那|还有|再看看|再查查?|看看|
 _FOLLOWUP_TAIL = re.compile(r"(?:的?呢|怎么样|咋样|如何|的?天气|天气如何|会怎样|会怎么样)?"
                             r"[\s？?。.!！~～…,，]*$")
 _PUNCT = re.compile(r"[\s？?。.!！~～…,，、:：;；\"'“”‘’()（）]+")
+#: What ends a clause (not spaces: English questions are written with them): punctuation, or
+#: a question particle followed by more text (people leave the comma out: 深圳股票涨了吗天气怎么样).
+_CLAUSE_END = re.compile(r"[？?。!！~～…,，;；\n]+|(?<=[吗呢])(?=[\u4e00-\u9fff])")
 
 
 @dataclass
@@ -141,11 +171,27 @@ class Question:
     topical: bool = False
     #: A shop topic (发货, 快递, 退款...) is the point of the message, not the weather.
     off_topic: bool = False
+    #: Only a place and a day (上海明天, Chengdu tomorrow): a weather question with no weather word.
+    place_and_day: bool = False
+    #: Some clause holding a weather word holds little else (see ``topical``).
+    clause_topical: bool = False
     #: A question about weather as a subject (台风是怎么形成的), not a forecast.
     about_weather: bool = False
     #: The only weather words are measures (几度, 多少度) with no place, day or open air named:
     #: weather only right after a weather answer (水的沸点是多少度 is not).
     measure_only: bool = False
+
+    def describe(self) -> str:
+        """What the reading found, in a line (the scorer's slot ``reading``, shown by ``run.py route``)."""
+        parts = [f"places {','.join(s.name for s in self.spots)}" if self.spots else "no place",
+                 "days " + ("now" if self.days.current and not self.days.dates else
+                            ",".join(d.isoformat() for d in self.days.dates) or "past/beyond")
+                 if self.days.found else "no day"]
+        for flag in ("weather_word", "question", "followup", "place_and_day", "topical",
+                     "clause_topical", "off_topic", "about_weather", "measure_only"):
+            if getattr(self, flag):
+                parts.append(flag)
+        return "; ".join(parts)
 
 
 def understand(text: str, index: PlaceIndex, today: date, max_days: int = 7,
@@ -177,9 +223,24 @@ def understand(text: str, index: PlaceIndex, today: date, max_days: int = 7,
 
     # Places first, so a day word cannot start inside one (昆明天气); then places again with the
     # days masked, so a place cannot borrow a day word's character (今天水温 holds no 天水).
-    places_first = grounded(index.find(text, mask=masked))
+    def find(mask: list[tuple[int, int]]) -> list[Mention]:
+        # The scan is leftmost-longest, so a name that fails the word-boundary rules may hide
+        # one that starts inside it (早上杭州: 上杭 is found first, then dropped): the first
+        # character of a dropped name is masked and the text scanned again.
+        kept: list[Mention] = []
+        for _ in range(MAX_RESCANS + 1):
+            found = index.find(text, mask=mask)
+            good = grounded(found)
+            kept += [m for m in good if not _overlaps((m.start, m.end), [(k.start, k.end) for k in kept])]
+            dropped = [m for m in found if m not in good]
+            if not dropped:
+                break
+            mask = mask + [(m.start, m.start + 1) for m in dropped]
+        return sorted(kept, key=lambda m: m.start)
+
+    places_first = find(masked)
     q.days = parse_days(text, today, max_days, protect=[(m.start, m.end) for m in places_first])
-    q.mentions = grounded(index.find(text, mask=q.days.spans + masked))
+    q.mentions = find(q.days.spans + masked)
     if q.mentions or q.days.found:
         taken = q.days.spans + [(m.start, m.end) for m in q.mentions] + weather_spans
         alikes = [span for span in _sound_alikes(text) if not _overlaps(span, taken)]
@@ -210,15 +271,50 @@ def understand(text: str, index: PlaceIndex, today: date, max_days: int = 7,
         if len(q.spots) == MAX_PLACES:
             break
     q.followup = _is_followup(text, q)
+    q.place_and_day = q.followup and bool(q.spots) and q.days.found
     q.question = _is_question(text, q, weather_spans)
-    q.off_topic = bool(_OFF_TOPIC_RE.search(text))
+    # Weather as a premise (天气热了吃什么好, 天冷了养什么花): a weather word, 了, then more
+    # that is not a particle: the question is what to do about it, when no place or day is named.
+    premise = any(text[end:end + 1] == "了" and end + 1 < len(text) and text[end + 1] not in _PREMISE_STOP
+                  for _, end in weather_spans)
     q.about_weather = bool(q.weather_word and (
-        _ABOUT_WEATHER_RE.search(text)
-        or (not q.spots and not q.days.found and _CONDITION_DAY_RE.search(text))))
-    rest = _blank(text, weather_spans + q.days.spans + [(m.start, m.end) for m in q.mentions])
-    rest = _FILLER_RE.sub("", _PUNCT.sub("", _FILLER_EXTRA_RE.sub("", rest)))
-    q.topical = len(rest) <= TOPICAL_REST
+        _ABOUT_WEATHER_RE.search(text) or _WHERE_RE.search(text)
+        or (not q.days.found and _CLIMATE_RE.search(text))
+        or (not q.spots and not q.days.found and (premise or _CONDITION_DAY_RE.search(text)))))
+    blanked = _blank(text, weather_spans + q.days.spans + [(m.start, m.end) for m in q.mentions])
+    q.topical = len(_rest(blanked)) <= TOPICAL_REST
+    clauses = _clauses(text)
+    if len(clauses) == 1:  # most messages: the clause is the text
+        q.clause_topical = bool(weather_spans) and len(_rest(blanked)) <= CLAUSE_REST
+        q.off_topic = bool(_OFF_TOPIC_RE.search(text))
+        return q
+    shop = bool(_OFF_TOPIC_RE.search(text))
+    for start, end in clauses:
+        weather_here = any(start <= a < end for a, _ in weather_spans)
+        if weather_here and not q.clause_topical:
+            q.clause_topical = len(_rest(blanked[start:end])) <= CLAUSE_REST
+        if shop and not q.off_topic:
+            clause = text[start:end]
+            q.off_topic = bool((weather_here or _QUESTION_RE.search(clause)) and _OFF_TOPIC_RE.search(clause))
     return q
+
+
+def _rest(blanked: str) -> str:
+    """What is left of a text whose weather words, days and places are blanked, once filler and
+    punctuation go: the message's own topic, if it has one."""
+    return _FILLER_RE.sub("", _PUNCT.sub("", _FILLER_EXTRA_RE.sub("", blanked)))
+
+
+def _clauses(text: str) -> list[tuple[int, int]]:
+    """(start, end) of each clause: the text cut at punctuation that ends one."""
+    spans, start = [], 0
+    for m in _CLAUSE_END.finditer(text):
+        if m.start() > start:
+            spans.append((start, m.start()))
+        start = m.end()
+    if start < len(text):
+        spans.append((start, len(text)))
+    return spans
 
 
 def _asked(text: str, mentions: list[Mention], weather_starts: set[int]) -> list[Mention]:
@@ -349,7 +445,8 @@ def _is_question(text: str, q: Question, weather_spans: list[tuple[int, int]]) -
         return True
     if _REMARK_RE.search(text):
         return False
-    # A terse query: little besides weather words, places and days ("明天下雨", "上海天气").
-    rest = _PUNCT.sub("", _blank(text, weather_spans + q.days.spans
-                                 + [(m.start, m.end) for m in q.mentions]))
+    # A terse query: little besides weather words, places, days and English function words
+    # ("明天下雨", "上海天气", "weather in chengdu the day after tomorrow").
+    rest = _PUNCT.sub("", _FILLER_EXTRA_RE.sub("", _blank(text, weather_spans + q.days.spans
+                                                          + [(m.start, m.end) for m in q.mentions])))
     return len(rest) <= 3
