@@ -5,11 +5,10 @@ import re
 import time
 from pathlib import Path
 from typing import Any
-from xml.etree.ElementTree import Element, ParseError
+from xml.parsers import expat
 
-import defusedxml.ElementTree as safe_et
 import jinja2
-from defusedxml import DefusedXmlException
+from defusedxml import DefusedXmlException, DTDForbidden, EntitiesForbidden, ExternalReferenceForbidden
 
 from .replies import NewsReply, Reply, TextReply
 
@@ -29,26 +28,82 @@ class XMLRejected(ValueError):
 MAX_DEPTH = 8
 
 
-def _element_value(element: Element, depth: int = 1) -> Any:
-    children = list(element)
-    if not children:
+class _FieldsBuilder:
+    """Builds the fields of a WeChat document while expat reads it, with defusedxml's refusals.
+
+    Expat's callbacks make the dict directly (no element tree in between); what it refuses is
+    what ``defusedxml.ElementTree`` refuses with ``forbid_dtd``, ``forbid_entities`` and
+    ``forbid_external`` (its handlers, its exceptions): any DTD, entity declaration or external
+    reference stops the parse.
+    """
+
+    __slots__ = ("stack", "root")
+
+    def __init__(self) -> None:
+        #: The open elements: [tag, children's values (None while it has none), text pieces].
+        self.stack: list[list[Any]] = []
+        self.root: tuple[str, Any] | None = None
+
+    def parser(self) -> Any:
+        # The namespace separator of ElementTree's parser: a namespaced tag reads "{uri}tag".
+        parser = expat.ParserCreate(None, "}")
+        parser.buffer_text = True
+        parser.StartElementHandler = self.start
+        parser.EndElementHandler = self.end
+        parser.CharacterDataHandler = self.data
+        parser.StartDoctypeDeclHandler = _refuse_dtd
+        parser.EntityDeclHandler = _refuse_entity
+        parser.UnparsedEntityDeclHandler = _refuse_unparsed_entity
+        parser.ExternalEntityRefHandler = _refuse_external
+        return parser
+
+    def start(self, tag: str, _attributes: Any) -> None:
+        if len(self.stack) >= MAX_DEPTH:  # its parent, at MAX_DEPTH, would hold elements
+            raise XMLRejected(f"elements nested deeper than {MAX_DEPTH}")
+        self.stack.append(["{" + tag if "}" in tag else tag, None, []])
+
+    def data(self, text: str) -> None:
+        if self.stack:
+            self.stack[-1][2].append(text)
+
+    def end(self, _tag: str) -> None:
+        tag, children, text = self.stack.pop()
         # Whitespace around a CDATA section is layout, not value (WeChat's own 卡券 samples
         # write <MsgType> <![CDATA[event]]> </MsgType>); wechatpy and WeRoBot strip it too.
-        return (element.text or "").strip()
-    if depth >= MAX_DEPTH:
-        raise XMLRejected(f"elements nested deeper than {MAX_DEPTH}")
-    value: dict[str, Any] = {}
-    for child in children:
-        item = _element_value(child, depth + 1)
-        if child.tag in value:
-            if depth == 1:
+        value = "".join(text).strip() if children is None else children
+        if not self.stack:
+            self.root = (tag, value)
+            return
+        parent = self.stack[-1]
+        if parent[1] is None:
+            parent[1] = {}
+        fields = parent[1]
+        if tag in fields:
+            if len(self.stack) == 1:
                 # Which value would be the message? A parser differential waiting to happen.
-                raise XMLRejected(f"duplicated field <{child.tag}>")
-            existing = value[child.tag]
-            value[child.tag] = existing + [item] if isinstance(existing, list) else [existing, item]
+                raise XMLRejected(f"duplicated field <{tag}>")
+            existing = fields[tag]
+            fields[tag] = existing + [value] if isinstance(existing, list) else [existing, value]
         else:
-            value[child.tag] = item
-    return value
+            fields[tag] = value
+
+
+def _refuse_dtd(name: str, sysid: str | None, pubid: str | None, _has_internal_subset: bool) -> None:
+    raise DTDForbidden(name, sysid, pubid)
+
+
+def _refuse_entity(name: str, _is_parameter: bool, value: str | None, base: str | None, sysid: str | None,
+                   pubid: str | None, notation_name: str | None) -> None:
+    raise EntitiesForbidden(name, value, base, sysid, pubid, notation_name)
+
+
+def _refuse_unparsed_entity(name: str, base: str | None, sysid: str | None, pubid: str | None,
+                            notation_name: str | None) -> None:
+    raise EntitiesForbidden(name, None, base, sysid, pubid, notation_name)
+
+
+def _refuse_external(context: str, base: str | None, sysid: str | None, pubid: str | None) -> None:
+    raise ExternalReferenceForbidden(context, base, sysid, pubid)
 
 
 def parse_xml(body: bytes | str) -> dict[str, Any]:
@@ -58,15 +113,18 @@ def parse_xml(body: bytes | str) -> dict[str, Any]:
     are a top-level field given twice and elements nested deeper than ``MAX_DEPTH``. Text values
     are stripped of surrounding whitespace; repeated nested elements (``<item>`` lists) become lists.
     """
+    builder = _FieldsBuilder()
     try:
-        root = safe_et.fromstring(body, forbid_dtd=True, forbid_entities=True, forbid_external=True)
+        builder.parser().Parse(body, True)
     except DefusedXmlException as exc:
         raise XMLRejected(f"hostile XML refused: {type(exc).__name__}") from None
-    except (ParseError, ValueError, TypeError) as exc:
+    except (expat.ExpatError, ValueError, TypeError) as exc:
         raise XMLRejected(f"malformed XML: {exc}") from None
-    if root.tag != "xml":
-        raise XMLRejected(f"unexpected root element <{root.tag}>")
-    fields = _element_value(root)
+    if builder.root is None:
+        raise XMLRejected("malformed XML: no element found")
+    tag, fields = builder.root
+    if tag != "xml":
+        raise XMLRejected(f"unexpected root element <{tag}>")
     if not isinstance(fields, dict):
         raise XMLRejected("empty <xml> document")
     return fields
