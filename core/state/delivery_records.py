@@ -140,8 +140,11 @@ class _Stream:
 
 async def wait_event(event: asyncio.Event, timeout: float) -> bool:
     """Wait for ``event`` at most ``timeout`` seconds; whether it is set."""
+    if event.is_set():
+        return True
     try:
-        await asyncio.wait_for(event.wait(), timeout)
+        async with asyncio.timeout(timeout):  # in the caller's task (wait_for makes one in 3.11)
+            await event.wait()
     except asyncio.TimeoutError:
         pass
     return event.is_set()
