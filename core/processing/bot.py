@@ -354,7 +354,9 @@ class Bot:
             return reply
         with ctx.timed("route"):
             ctx.tokens, ctx.route = await self.understand(ctx.message, ctx.message.text)
-        ctx.log.debug("route %s", ctx.route.explain())
+        logger = ctx.log
+        if logger.isEnabledFor(logging.DEBUG):  # the route's explanation is built only to be logged
+            logger.debug("route %s", ctx.route.explain())
         with ctx.timed("skill"):
             for candidate in ctx.route.chosen:
                 reply, plugin = await self.hooks.handle(ctx, candidate)

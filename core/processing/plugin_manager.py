@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
+from types import CoroutineType
 from typing import TYPE_CHECKING, Any, AsyncIterator, Callable
 
 import pluggy
@@ -243,7 +244,7 @@ class HookCaller:
         start = time.perf_counter()
         try:
             result = impl.function(*[kwargs[arg] for arg in impl.argnames])
-            if inspect.isawaitable(result):
+            if result is not None and (type(result) is CoroutineType or inspect.isawaitable(result)):
                 # In this task, under a deadline: no task of its own per call (asyncio.wait_for
                 # makes one in Python 3.11), and a timeout still cancels the implementation.
                 async with asyncio.timeout(timeout if timeout is not None else self.timeout):
