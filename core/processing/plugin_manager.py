@@ -14,10 +14,10 @@ import reprlib
 import sys
 import threading
 import time
+import types
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
-from types import CoroutineType
 from typing import TYPE_CHECKING, Any, AsyncIterator, Callable
 
 import pluggy
@@ -194,6 +194,44 @@ def _log_extra(ctx: Any) -> dict[str, str]:
     return {"msg_id": ctx.id}
 
 
+async def bounded(awaitable: Any, seconds: float) -> Any:
+    """``await awaitable`` in this task, cancelled after ``seconds`` (``asyncio.TimeoutError``).
+
+    A coroutine's first step runs before any timer is set: most hook calls (a cache hit, a
+    lookup) finish without waiting and need none. One that waits goes on under the deadline,
+    counted from before its first step.
+    """
+    if type(awaitable) is not types.CoroutineType:
+        async with asyncio.timeout(seconds):
+            return await awaitable
+    deadline = asyncio.get_running_loop().time() + seconds
+    try:
+        step = awaitable.send(None)
+    except StopIteration as done:
+        return done.value
+    async with asyncio.timeout_at(deadline):
+        return await _resumed(awaitable, step)
+
+
+@types.coroutine
+def _resumed(coro: Any, step: Any) -> Any:
+    """The rest of ``coro`` after a first step that yielded ``step``: what ``await coro`` would
+    have done from there (each yield passed to the task, each value and exception sent back)."""
+    while True:
+        try:
+            sent = yield step
+        except BaseException as exc:  # thrown in by the task: cancellation (the deadline), closing
+            try:
+                step = coro.throw(exc)
+            except StopIteration as done:
+                return done.value
+        else:
+            try:
+                step = coro.send(sent)
+            except StopIteration as done:
+                return done.value
+
+
 class HookCaller:
     """The one way the core calls hooks: a typed method per hook of core/processing/hookspecs.py.
 
@@ -244,11 +282,10 @@ class HookCaller:
         start = time.perf_counter()
         try:
             result = impl.function(*[kwargs[arg] for arg in impl.argnames])
-            if result is not None and (type(result) is CoroutineType or inspect.isawaitable(result)):
+            if result is not None and (type(result) is types.CoroutineType or inspect.isawaitable(result)):
                 # In this task, under a deadline: no task of its own per call (asyncio.wait_for
                 # makes one in Python 3.11), and a timeout still cancels the implementation.
-                async with asyncio.timeout(timeout if timeout is not None else self.timeout):
-                    result = await result
+                result = await bounded(result, timeout if timeout is not None else self.timeout)
         except asyncio.TimeoutError:
             logger = logging.LoggerAdapter(log, log_extra or {"msg_id": "-"})
             self.failures[impl.plugin_name] = self.failures.get(impl.plugin_name, 0) + 1
