@@ -4,7 +4,7 @@ import asyncio
 
 import pytest
 
-from core.processing.plugin_manager import bounded
+from core.coroutines import bounded
 
 
 async def test_a_coroutine_that_never_waits_gives_its_value():

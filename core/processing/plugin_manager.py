@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, AsyncIterator, Callable
 
 import pluggy
 
+from ..coroutines import bounded
 from ..settings import PROJECT_ROOT, Settings
 from ..settings_schema import ConfigError, from_table
 from . import hookspecs
@@ -192,44 +193,6 @@ def call_registration_hook(pm: pluggy.PluginManager, hook_name: str, kwargs: dic
 
 def _log_extra(ctx: Any) -> dict[str, str]:
     return {"msg_id": ctx.id}
-
-
-async def bounded(awaitable: Any, seconds: float) -> Any:
-    """``await awaitable`` in this task, cancelled after ``seconds`` (``asyncio.TimeoutError``).
-
-    A coroutine's first step runs before any timer is set: most hook calls (a cache hit, a
-    lookup) finish without waiting and need none. One that waits goes on under the deadline,
-    counted from before its first step.
-    """
-    if type(awaitable) is not types.CoroutineType:
-        async with asyncio.timeout(seconds):
-            return await awaitable
-    deadline = asyncio.get_running_loop().time() + seconds
-    try:
-        step = awaitable.send(None)
-    except StopIteration as done:
-        return done.value
-    async with asyncio.timeout_at(deadline):
-        return await _resumed(awaitable, step)
-
-
-@types.coroutine
-def _resumed(coro: Any, step: Any) -> Any:
-    """The rest of ``coro`` after a first step that yielded ``step``: what ``await coro`` would
-    have done from there (each yield passed to the task, each value and exception sent back)."""
-    while True:
-        try:
-            sent = yield step
-        except BaseException as exc:  # thrown in by the task: cancellation (the deadline), closing
-            try:
-                step = coro.throw(exc)
-            except StopIteration as done:
-                return done.value
-        else:
-            try:
-                step = coro.send(sent)
-            except StopIteration as done:
-                return done.value
 
 
 class HookCaller:
