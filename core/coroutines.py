@@ -1,18 +1,19 @@
-"""Coroutines stepped by hand: a first step in the caller's task, a task or a timer only for
-one that waits.
+"""Hook calls under a deadline without a timer for the calls that never wait.
 
-Most of what a message does in memory mode (a kept route, a cached FAQ answer, the answer
-records) finishes without ever waiting; a task or an ``asyncio.timeout`` made for it would be
-most of its cost. ``started`` and ``bounded`` run such a coroutine's first step at once and set
-up the task or the timer only when it yields, continuing it exactly as ``await`` would
-(``resumed``).
+Most hook calls of a message in memory mode (a kept route, a cached FAQ answer) finish without
+ever waiting; an ``asyncio.timeout`` made for each would be much of their cost. ``bounded`` runs
+such a coroutine's first step at once, in the caller's task, and sets the timer only when it
+yields, continuing it exactly as ``await`` would (``resumed``).
+
+Only within one task: a first step run in one task and continued in another would leave any
+``asyncio.timeout`` entered during that step bound to the first task (``current_task`` at its
+entry), which Python 3.11 offers no way to move.
 """
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import types
-from typing import Any, Coroutine
+from typing import Any
 
 
 @types.coroutine
@@ -32,34 +33,6 @@ def resumed(coro: Any, step: Any) -> Any:
                 step = coro.send(sent)
             except StopIteration as done:
                 return done.value
-
-
-async def _rest(coro: Any, step: Any) -> Any:
-    return await resumed(coro, step)
-
-
-def started(coro: Coroutine[Any, Any, Any]) -> tuple[bool, Any]:
-    """Run ``coro`` until it first waits, in a copy of the current context (as a new task would).
-
-    ``(True, value)`` when it finished (an exception it raised is raised here), else
-    ``(False, (rest, context))``: ``rest`` continues it, to be run in ``context`` (``start_task``).
-    """
-    context = contextvars.copy_context()
-    try:
-        step = context.run(coro.send, None)
-    except StopIteration as done:
-        return True, done.value
-    return False, (_rest(coro, step), context)
-
-
-def start_task(coro: Coroutine[Any, Any, Any]) -> tuple[asyncio.Task | None, Any]:
-    """``coro`` started now in this task (``started``); a task continues it only if it waits.
-    Returns ``(None, value)`` when it finished at once, else ``(task, None)``."""
-    done, value = started(coro)
-    if done:
-        return None, value
-    rest, context = value
-    return asyncio.get_running_loop().create_task(rest, context=context), None
 
 
 async def bounded(awaitable: Any, seconds: float) -> Any:

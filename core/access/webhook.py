@@ -156,14 +156,11 @@ class Gateway:
         except Rejected as exc:
             return self.reject(request, exc, log_id)
         self.metrics.requests.inc(kind_label(message.kind))
-        # Started here, and when it has to wait, shielded in a task of its own: a server that
-        # cancels the handler when WeChat hangs up must not cancel a try between taking text from
-        # the user's queue and keeping it when it was not delivered. (A try that never waits, a
-        # memory-mode FAQ answer, needs no task.)
-        answering, response = self.delivery.coordinator.run_now(
+        # Shielded: a server that cancels the handler when WeChat hangs up must not cancel a try
+        # between taking text from the user's queue and keeping it when it was not delivered.
+        answering = self.delivery.coordinator.spawn(
             self.answer_try(request, message, log_id, encrypted, started, timings))
-        if answering is not None:
-            response = await asyncio.shield(answering)
+        response = await asyncio.shield(answering)
         if response is None:
             return await self.hold(request)
         return response

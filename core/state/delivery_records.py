@@ -15,12 +15,11 @@ import json
 import logging
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Coroutine, Protocol
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Protocol
 
 from ..access.replies import record_without_explanation
 from ..access.textsplit import utf8_len
 from ..access.wechat_xml import MAX_TEXT_BYTES
-from ..coroutines import start_task
 from ..operations.logs import hash_user
 from .expiring import ExpiringDict
 
@@ -385,31 +384,11 @@ class DeliveryCoordinator:
     def spawn(self, coro: Awaitable[Any]) -> asyncio.Task:
         """Run ``coro`` as a task of its own, awaited at shutdown (``drain``); its exception is
         logged when it ends (a background task's would otherwise surface only at garbage collection)."""
-        return self._track(asyncio.ensure_future(coro))
-
-    def _track(self, task: asyncio.Task) -> asyncio.Task:
+        task = asyncio.ensure_future(coro)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
         task.add_done_callback(_finished)
         return task
-
-    def run_now(self, coro: Coroutine[Any, Any, Any]) -> tuple[asyncio.Task | None, Any]:
-        """Run ``coro`` now, in this task, until it first waits: ``(None, its value)`` when it
-        finished (its exception raised here), else ``(task, None)``, the rest going on in a task
-        of its own as with ``spawn``. Work that never waits (in memory mode a kept route and a
-        cached answer) then costs no task and no wake-up; its first step cannot be cancelled
-        with the caller's task, as it never waits."""
-        task, value = start_task(coro)
-        if task is not None:
-            self._track(task)
-        return task, value
-
-    def start(self, coro: Coroutine[Any, Any, Any]) -> None:
-        """``run_now`` for work whose value nobody reads (an exception is logged, as ``spawn``'s)."""
-        try:
-            self.run_now(coro)
-        except Exception:
-            log.error("a delivery task failed", exc_info=True)
 
     async def _run(self, key: str, work: Callable[[], Awaitable[dict | None]]) -> None:
         payload = await work()
@@ -433,16 +412,15 @@ class DeliveryCoordinator:
         that carried part of the answer gets that reply again at once."""
         started = time.monotonic()
         n = await self.store.begin(key, self.record_ttl)
+        if n == 1:
+            self.spawn(self._run(key, work))
         if self.mode == "customer_service":
             if n == 1:
-                self.spawn(self._run(key, work))  # the acknowledgement does not wait for any of it
                 self.spawn(self._deliver_when_ready(key, deliver_later))
                 self.stats["acked"] += 1
             else:
                 self.stats["duplicates_suppressed"] += 1
             return TryOutcome(ACK, try_number=n)
-        if n == 1:
-            self.start(self._run(key, work))
         payload = await self.store.wait_result(key, self.try_budget)
         if is_stream(payload) and take is not None:
             return await self._stream_try(key, n, payload, started, connected, take,  # type: ignore[arg-type]
