@@ -263,3 +263,14 @@ def test_the_served_bot_answers_malformed_http_quietly(tmp_path):
     assert output.count("malformed HTTP request") == len(MALFORMED), output
     assert "Traceback" not in output and " ERROR " not in output, output
     assert proc.returncode == 0, output
+
+
+def test_text_lines_carry_the_time_as_logging_writes_it():
+    """The text formatter makes the time's text once a second: every line still has its own."""
+    from core.operations.logs import TEXT_FORMAT, TextFormatter
+
+    ours, standard = TextFormatter(), logging.Formatter(TEXT_FORMAT)
+    for created in (1700000000.001, 1700000000.999, 1700000001.5, 1700000000.25, 1700003600.0):
+        record = logging.LogRecord("skillbot.t", logging.INFO, __file__, 1, "m %s", ("x",), None)
+        record.created, record.msecs, record.msg_id = created, (created - int(created)) * 1000, "-"
+        assert ours.format(record) == standard.format(record)

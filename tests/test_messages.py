@@ -217,3 +217,70 @@ def test_edges_are_places_and_odd_scale_or_precision_mean_unknown():
     assert isinstance(msg, m.LocationMessage) and (msg.latitude, msg.longitude, msg.scale) == (-90, 180, 0)
     evt = parse(event_xml("LOCATION", {"Latitude": "23.137466", "Longitude": "113.352425", "Precision": "nan"}))
     assert isinstance(evt, m.LocationEvent) and evt.precision == 0.0 and evt.latitude == 23.137466
+
+
+# ---- the parser against defusedxml's ElementTree (the reference it replaced) ---------------------
+
+def _reference_fields(body: bytes) -> dict | None:
+    """What defusedxml.ElementTree plus a walk of its tree makes of ``body`` (None: refused)."""
+    import defusedxml.ElementTree as safe_et
+    from defusedxml import DefusedXmlException
+    from xml.etree.ElementTree import ParseError
+
+    def value(element, depth=1):
+        children = list(element)
+        if not children:
+            return (element.text or "").strip()
+        if depth >= 8:
+            return None
+        out: dict = {}
+        for child in children:
+            item = value(child, depth + 1)
+            if item is None:
+                return None
+            if child.tag in out:
+                if depth == 1:
+                    return None
+                existing = out[child.tag]
+                out[child.tag] = existing + [item] if isinstance(existing, list) else [existing, item]
+            else:
+                out[child.tag] = item
+        return out
+
+    try:
+        root = safe_et.fromstring(body, forbid_dtd=True, forbid_entities=True, forbid_external=True)
+    except (DefusedXmlException, ParseError, ValueError, TypeError):
+        return None
+    fields = value(root) if root.tag == "xml" else None
+    return fields if isinstance(fields, dict) else None
+
+
+def _documents() -> list[bytes]:
+    from tests.test_peer_samples import load_samples
+
+    docs = [xml.encode("utf-8") for _kind, _cls, xml in load_samples()]
+    docs += [XXE, LAUGHS, DTD_ONLY, b"", b"<xml>", b"not xml", b"<root><a>1</a></root>", b"<xml></xml>",
+             b"\xff\xfe<xml/>", b"<xml/>", b"<xml>text only</xml>", b"<xml><a>1</a></xml><b/>",
+             b"<xml><a>x<!-- c -->y<?pi z?>w</a><b> &lt;&amp;&gt; </b></xml>",
+             b"<xml><a><![CDATA[p]]]]><![CDATA[>q]]></a></xml>",
+             b'<xml xmlns:w="urn:w"><w:a>1</w:a><a>2</a></xml>', b'<w:xml xmlns:w="urn:w"><a>1</a></w:xml>',
+             b"<xml><a>1</a><a>2</a></xml>", b"<xml><L><i>1</i><i>2</i><i>3</i></L><x a='1'>v</x></xml>",
+             b"<xml><a>&undefined;</a></xml>", b"<xml><a>&#x4e2d;&#25991;</a></xml>",
+             "<?xml version='1.0' encoding='gbk'?><xml><a>中文</a></xml>".encode("gbk"),
+             "<xml><a>中文</a></xml>".encode("utf-16"),
+             b'<!DOCTYPE xml [<!ATTLIST xml a CDATA "1">]><xml><a>1</a></xml>',
+             b"<xml><a>" + b"<b>" * 7 + b"1" + b"</b>" * 7 + b"</a></xml>",
+             b"<xml><a>" + b"<b>" * 6 + b"1" + b"</b>" * 6 + b"</a></xml>"]
+    docs.append(message_xml("text", {"Content": "明天北京天气 ]]> 😀\n\t x"}).encode("utf-8"))
+    return docs
+
+
+@pytest.mark.parametrize("body", _documents())
+def test_parser_gives_what_defusedxml_elementtree_gives(body):
+    """Same fields for every document both accept, and everything either refuses, both refuse."""
+    expected = _reference_fields(body)
+    if expected is None:
+        with pytest.raises(XMLRejected):
+            parse_xml(body)
+    else:
+        assert parse_xml(body) == expected

@@ -153,3 +153,35 @@ def test_reply_templates_are_read_once_when_the_renderer_is_built(tmp_path):
     assert renderer.render(TextReply("你好"), to_user="u", from_user="g", create_time=1) == before
     assert "<Changed/>" in ReplyRenderer(template_dirs=[tmp_path]).render(
         TextReply("你好"), to_user="u", from_user="g", create_time=1)
+
+
+TEXTS = ["你好", "a]]>b", "a\x00b\x08c", "{content} {0} %s }{", "😀" * 700, "x" * 3000, "", "  spaced  "]
+#: Operator text templates: two the renderer can write without Jinja, two it must run Jinja for.
+OPERATOR_TEXT = {
+    "plain": '<xml>{% include "_head.xml.j2" %}<MsgType><![CDATA[text]]></MsgType>'
+             "<Content>{{ content|cdata }}</Content><Extra>{literal}</Extra></xml>",
+    "reordered": "<xml><Content>{{ content|cdata }}</Content><CreateTime>{{ create_time }}</CreateTime>"
+                 "<ToUserName>{{ to_user|cdata }}</ToUserName><FromUserName>{{ from_user|cdata }}"
+                 "</FromUserName><MsgType><![CDATA[text]]></MsgType></xml>",
+    "conditional": '<xml>{% include "_head.xml.j2" %}<MsgType><![CDATA[text]]></MsgType>'
+                   "<Content>{{ (content if content|length < 50 else 'long')|cdata }}</Content></xml>",
+    "twice": '<xml>{% include "_head.xml.j2" %}<MsgType><![CDATA[text]]></MsgType>'
+             "<Content>{{ content|cdata }}{{ content|cdata }}</Content></xml>",
+}
+
+
+@pytest.mark.parametrize("name", ["shipped", *OPERATOR_TEXT])
+def test_text_replies_are_what_the_template_renders(tmp_path, name):
+    """A text reply is written without running Jinja when the template allows (the shipped one
+    does): byte for byte what the template renders, for any text and any operator template."""
+    if name != "shipped":
+        (tmp_path / "text.xml.j2").write_text(OPERATOR_TEXT[name], encoding="utf-8")
+    renderer = ReplyRenderer(truncation_marker=MARKER, template_dirs=[tmp_path])
+    assert (renderer._text_format is not None) == (name in ("shipped", "plain", "reordered"))
+    template = renderer._templates["text"]
+    for text in TEXTS:
+        for to_user in ("o_user", "o_]]>{x}"):
+            given = renderer.render(TextReply(text), to_user=to_user, from_user="gh_x", create_time=1700000000)
+            expected = template.render(to_user=to_user, from_user="gh_x", create_time=1700000000,
+                                       content=truncate_utf8(text, 2047, MARKER))
+            assert given == expected

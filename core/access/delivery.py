@@ -19,12 +19,11 @@ import time
 import weakref
 from typing import TYPE_CHECKING, Any, Callable
 
-from cachetools import TTLCache
-
 from ..operations.logs import hash_user
 from ..processing.context import MessageContext
 from ..settings import Settings
 from ..settings_schema import ConfigError
+from ..state.expiring import ExpiringDict
 from ..state.delivery_records import STREAM, DeliveryCoordinator, Taken, TryOutcome, is_stream, take_request
 from .messages import Message
 from .replies import PIPELINE, Answer, Reply, StreamedReply, TextReply, reply_text
@@ -106,12 +105,12 @@ class Delivery:
                                                self.settings.try_budget, self.settings.record_ttl,
                                                wechat_wait=self.settings.wechat_wait)
         #: Recent explanations by message key, for the simulators (bounded).
-        self.explanations: TTLCache[str, dict] = TTLCache(maxsize=2048, ttl=600)
+        self.explanations: ExpiringDict[str, dict] = ExpiringDict(maxsize=2048, ttl=600)
         self._push: tuple[Any, CustomerServiceSender] | None = None
         #: Customer-service messages pushed to each user since their last message (WeChat refuses
         #: more than 5: 45047). Counted per process: a user's next message seen by another worker
         #: does not reset it here, which only makes this worker stop early.
-        self._pushes: TTLCache[str, int] = TTLCache(maxsize=100_000, ttl=48 * 3600)
+        self._pushes: ExpiringDict[str, int] = ExpiringDict(maxsize=100_000, ttl=48 * 3600)
         #: One push at a time per user, so parts never overtake each other.
         self._push_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         #: Streamed answers being written here, by message key (for the pusher in this process).

@@ -11,7 +11,7 @@ import hashlib
 import json
 from typing import Any, Protocol
 
-from cachetools import TTLCache
+from ..state.expiring import ExpiringDict
 
 
 class SignedQueryStore(Protocol):
@@ -40,7 +40,7 @@ class MemorySignedQueryStore:
     """One process's signed queries (bounded: WeChat's own traffic, as forgeries fail the signature)."""
 
     def __init__(self, ttl: float, max_entries: int = 200_000) -> None:
-        self._seen: TTLCache[str, str] = TTLCache(maxsize=max_entries, ttl=ttl)
+        self._seen: ExpiringDict[str, str] = ExpiringDict(maxsize=max_entries, ttl=ttl)
 
     async def first_message(self, query_key: str, digest: str, ttl: float) -> str:
         return self._seen.setdefault(query_key, digest)

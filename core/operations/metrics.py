@@ -12,6 +12,7 @@ scrape each worker (or sum over the ``instance`` label your scraper adds).
 """
 from __future__ import annotations
 
+from bisect import bisect_left
 import math
 import time
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
@@ -104,11 +105,9 @@ class Histogram:
         entry = self.data.get(labels)
         if entry is None:
             entry = self.data[labels] = [[0] * len(self.buckets), 0.0, 0]
-        counts = entry[0]
-        for i, bound in enumerate(self.buckets):
-            if value <= bound:
-                counts[i] += 1
-                break
+        i = bisect_left(self.buckets, value)  # the first bucket whose bound is >= value
+        if i < len(self.buckets) and value == value:  # (NaN falls in no bucket)
+            entry[0][i] += 1
         entry[1] += value
         entry[2] += 1
 

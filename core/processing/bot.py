@@ -41,6 +41,8 @@ from .plugin_manager import HookCaller, create_plugin_manager, plugin_configs, t
 from .templating import text_environment
 
 log = logging.getLogger("skillbot.bot")
+#: Replies that may name a ``file`` to upload, and WeChat's media type for each.
+_MEDIA_KINDS = {ImageReply: "image", VoiceReply: "voice", VideoReply: "video"}
 
 
 class Bot:
@@ -329,11 +331,11 @@ class Bot:
     async def upload_reply_file(self, ctx: MessageContext, reply: Reply) -> Reply:
         """A media reply naming a ``file`` gets its media_id (uploaded once, cached); when WeChat
         or the file refuses, the user gets ``pipeline.error_reply`` and the log says why in Chinese."""
-        from ..access.wechat_api import WeChatAPIError
-
-        kind = {ImageReply: "image", VoiceReply: "voice", VideoReply: "video"}.get(type(reply))
+        kind = _MEDIA_KINDS.get(type(reply))
         if kind is None or reply.media_id or not reply.file:  # type: ignore[attr-defined]
             return reply
+        from ..access.wechat_api import WeChatAPIError
+
         file = reply.file  # type: ignore[attr-defined]
         try:
             with ctx.timed("media"):
@@ -354,7 +356,9 @@ class Bot:
             return reply
         with ctx.timed("route"):
             ctx.tokens, ctx.route = await self.understand(ctx.message, ctx.message.text)
-        ctx.log.debug("route %s", ctx.route.explain())
+        logger = ctx.log
+        if logger.isEnabledFor(logging.DEBUG):  # the route's explanation is built only to be logged
+            logger.debug("route %s", ctx.route.explain())
         with ctx.timed("skill"):
             for candidate in ctx.route.chosen:
                 reply, plugin = await self.hooks.handle(ctx, candidate)

@@ -14,6 +14,7 @@ import reprlib
 import sys
 import threading
 import time
+import types
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -21,6 +22,7 @@ from typing import TYPE_CHECKING, Any, AsyncIterator, Callable
 
 import pluggy
 
+from ..coroutines import bounded
 from ..settings import PROJECT_ROOT, Settings
 from ..settings_schema import ConfigError, from_table
 from . import hookspecs
@@ -243,11 +245,10 @@ class HookCaller:
         start = time.perf_counter()
         try:
             result = impl.function(*[kwargs[arg] for arg in impl.argnames])
-            if inspect.isawaitable(result):
+            if result is not None and (type(result) is types.CoroutineType or inspect.isawaitable(result)):
                 # In this task, under a deadline: no task of its own per call (asyncio.wait_for
                 # makes one in Python 3.11), and a timeout still cancels the implementation.
-                async with asyncio.timeout(timeout if timeout is not None else self.timeout):
-                    result = await result
+                result = await bounded(result, timeout if timeout is not None else self.timeout)
         except asyncio.TimeoutError:
             logger = logging.LoggerAdapter(log, log_extra or {"msg_id": "-"})
             self.failures[impl.plugin_name] = self.failures.get(impl.plugin_name, 0) + 1

@@ -5,7 +5,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
-from cachetools import TTLCache
+from .expiring import ExpiringDict
 
 
 @dataclass
@@ -51,7 +51,7 @@ class MemoryConversationStore:
                  max_users: int = 100_000) -> None:
         self.max_turns = max_turns
         self.max_chars = max_chars
-        self._users: TTLCache[str, dict[str, Any]] = TTLCache(maxsize=max_users, ttl=idle_seconds)
+        self._users: ExpiringDict[str, dict[str, Any]] = ExpiringDict(maxsize=max_users, ttl=idle_seconds)
 
     def _record(self, user: str) -> dict[str, Any]:
         record = self._users.get(user)

@@ -17,12 +17,11 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Protocol
 
-from cachetools import TTLCache
-
 from ..access.replies import record_without_explanation
 from ..access.textsplit import utf8_len
 from ..access.wechat_xml import MAX_TEXT_BYTES
 from ..operations.logs import hash_user
+from .expiring import ExpiringDict
 
 if TYPE_CHECKING:
     from ..settings import DeliverySettings
@@ -140,8 +139,11 @@ class _Stream:
 
 async def wait_event(event: asyncio.Event, timeout: float) -> bool:
     """Wait for ``event`` at most ``timeout`` seconds; whether it is set."""
+    if event.is_set():
+        return True
     try:
-        await asyncio.wait_for(event.wait(), timeout)
+        async with asyncio.timeout(timeout):  # in the caller's task (wait_for makes one in 3.11)
+            await event.wait()
     except asyncio.TimeoutError:
         pass
     return event.is_set()
@@ -176,10 +178,10 @@ class MemoryAnswerStore:
     """
 
     def __init__(self, max_records: int = 100_000, ttl: float = 300, pending_ttl: float = 86400) -> None:
-        self._records: TTLCache[str, _Record | tuple] = TTLCache(maxsize=max_records, ttl=ttl)
+        self._records: ExpiringDict[str, _Record | tuple] = ExpiringDict(maxsize=max_records, ttl=ttl)
         #: Each user's queue of answers waiting to be delivered (stream names, oldest first).
-        self._queues: TTLCache[str, list[str]] = TTLCache(maxsize=max_records, ttl=pending_ttl)
-        self._streams: TTLCache[str, _Stream] = TTLCache(maxsize=max_records, ttl=pending_ttl)
+        self._queues: ExpiringDict[str, list[str]] = ExpiringDict(maxsize=max_records, ttl=pending_ttl)
+        self._streams: ExpiringDict[str, _Stream] = ExpiringDict(maxsize=max_records, ttl=pending_ttl)
 
     def _record(self, key: str) -> _Record | tuple:
         record = self._records.get(key)

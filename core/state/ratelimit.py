@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import time
 
-from cachetools import TTLCache
+from .expiring import ExpiringDict
 
 
 class MemoryRateLimiter:
@@ -13,7 +13,7 @@ class MemoryRateLimiter:
         self.rate = rate
         self.burst = burst
         idle = burst / rate if rate > 0 else 3600
-        self._buckets: TTLCache[str, tuple[float, float]] = TTLCache(maxsize=max_users, ttl=max(idle, 1))
+        self._buckets: ExpiringDict[str, tuple[float, float]] = ExpiringDict(maxsize=max_users, ttl=max(idle, 1))
 
     async def allow(self, user: str) -> bool:
         now = time.monotonic()

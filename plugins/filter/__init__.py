@@ -178,7 +178,10 @@ class Plugin:
             return engine.mask(text, masked, self.config.mask_char) if masked else text
 
         if isinstance(reply, TextReply):
-            replacement: Reply = dataclasses.replace(reply, content=clean(reply.content))
+            content = clean(reply.content)
+            if not found:  # the usual case: nothing to replace, no copy made
+                return None
+            replacement: Reply = dataclasses.replace(reply, content=content)
         elif isinstance(reply, NewsReply):
             replacement = dataclasses.replace(reply, articles=[
                 dataclasses.replace(a, title=clean(a.title), description=clean(a.description))
