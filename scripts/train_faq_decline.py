@@ -50,6 +50,12 @@ L2 = 1.0
 #: Negatives from the general and weather sets count this much each (they outnumber a
 #: business's own messages several times; the decision is judged on the business's messages).
 OTHER_WEIGHT = 0.5
+#: The threshold (and the feature selection) maximise OWN_SHARE x the businesses' own messages'
+#: accuracy + the rest x the general and weather messages'.
+OWN_SHARE = 0.5
+#: The own messages' accuracy in that objective: the mean over the businesses (each business
+#: counts the same, as a new operator's would) rather than over all their messages pooled.
+MEAN_OVER_BUSINESSES = False
 #: The FAQ's default ``lexical_trust``: a lexical score this high is fused with the probability.
 LEXICAL_TRUST = 0.6
 #: The FAQ's defaults ``sure_coverage`` and ``lexical_general_margin``: ... when the entry's words
@@ -218,29 +224,37 @@ def train(data: list[dict], columns: list[int]):
     return mean, scale, weights, bias
 
 
-def cross_validate(data: list[dict], columns: list[int], thresholds=np.arange(0.2, 0.81, 0.05)):
-    """Leave one business out: per threshold, (own messages right, own total, others right, others total)."""
-    counts = {round(t, 2): [0, 0, 0, 0] for t in thresholds}
+def cross_validate(data: list[dict], columns: list[int], thresholds=np.arange(0.05, 0.81, 0.05)):
+    """Leave one business out: per threshold, (own messages right, own total, others right,
+    others total, [each business's own messages' accuracy])."""
+    counts = {round(t, 2): [0, 0, 0, 0, []] for t in thresholds}
     for held in range(len(data)):
         model = train([b for i, b in enumerate(data) if i != held], columns)
-        for row in data[held]["rows"]:
-            best, p = decide(row, columns, *model)
-            for t in counts:
-                c = counts[t]
+        decided = [(row, *decide(row, columns, *model)) for row in data[held]["rows"]]
+        for t, c in counts.items():
+            own_right = own = 0
+            for row, best, p in decided:
                 k = 0 if row["kind"] == "own" else 2
-                c[k] += right(row, best, p, t)
+                ok = right(row, best, p, t)
+                c[k] += ok
                 c[k + 1] += 1
+                if k == 0:
+                    own_right, own = own_right + ok, own + 1
+            c[4].append(own_right / max(own, 1))
     return counts
 
 
 def score_of(counts) -> tuple[float, float]:
-    """The best threshold's figure: mean of the own-messages and the other-messages accuracy."""
-    best_t, best = 0.5, -1.0
-    for t, (r, n, ro, no) in counts.items():
-        value = 0.5 * r / n + 0.5 * ro / no
-        if value > best:
-            best_t, best = t, value
-    return best, best_t
+    """The best threshold and its figure: the own messages' accuracy (pooled, or the mean over
+    the businesses) and the other messages' weighted ``OWN_SHARE`` to the rest."""
+    values = {}
+    for t, (r, n, ro, no, per) in counts.items():
+        own = float(np.mean(per)) if MEAN_OVER_BUSINESSES else r / n
+        values[t] = OWN_SHARE * own + (1 - OWN_SHARE) * ro / no
+    best = max(values.values())
+    # several thresholds may tie: the middle one of the best is the least sensitive
+    tied = sorted(t for t, v in values.items() if v >= best - 1e-12)
+    return best, tied[len(tied) // 2]
 
 
 def rerank_groups(rows: list[dict], columns: list[int], model, rerank_columns: list[int],
@@ -332,6 +346,7 @@ def cross_validate_rerank(data: list[dict], columns: list[int], rerank_features:
 
 
 def main() -> None:
+    global OTHER_WEIGHT, OWN_SHARE, MEAN_OVER_BUSINESSES
     parser = argparse.ArgumentParser()
     parser.add_argument("--cv-only", action="store_true")
     parser.add_argument("--recollect", action="store_true", help="recompute the raw scores")
@@ -339,10 +354,19 @@ def main() -> None:
                         help="comma-separated features (default: those the selection below chose)")
     parser.add_argument("--select", action="store_true",
                         help="greedy forward selection of the features by cross-validation")
+    parser.add_argument("--other-weight", type=float, default=OTHER_WEIGHT,
+                        help="weight of each general or weather message sent to a FAQ in the fit")
+    parser.add_argument("--own-share", type=float, default=OWN_SHARE,
+                        help="weight of the businesses' own messages' accuracy in the objective")
+    parser.add_argument("--mean-over-businesses", action=argparse.BooleanOptionalAction,
+                        default=MEAN_OVER_BUSINESSES,
+                        help="judge the own messages by the mean of the businesses' accuracies")
     parser.add_argument("--rerank-features", default=",".join(DEFAULT_RERANK_FEATURES),
                         help="comma-separated features of the re-ranker "
                              f"(from {', '.join(ALL_RERANK_FEATURES)}; empty: no re-ranker)")
     args = parser.parse_args()
+    OTHER_WEIGHT, OWN_SHARE = args.other_weight, args.own_share
+    MEAN_OVER_BUSINESSES = args.mean_over_businesses
     stamp = fingerprint()
     cached = pickle.loads(CACHE.read_bytes()) if CACHE.exists() and not args.recollect else None
     if isinstance(cached, dict) and cached.get("stamp") == stamp:
@@ -373,7 +397,7 @@ def main() -> None:
     cols = [ALL_FEATURES.index(f) for f in chosen]
     counts = cross_validate(data, cols)
     value, threshold = score_of(counts)
-    r, n, ro, no = counts[threshold]
+    r, n, ro, no, _ = counts[threshold]
     print(f"features {chosen}; leave-one-business-out at threshold {threshold}: "
           f"own messages {r}/{n} = {r / n:.1%}, general/weather {ro}/{no} = {ro / no:.1%}")
     for held in range(len(data)):
@@ -396,7 +420,10 @@ def main() -> None:
         ok0, ok1, own = (sum(t[i] for t in table) for i in (4, 5, 6))
         print(f"  all: first {f0}/{n} = {f0 / n:.1%} -> {f1}/{n} = {f1 / n:.1%}; "
               f"decision {ok0 / own:.1%} -> {ok1 / own:.1%}; mean over businesses "
-              f"{np.mean([t[1] / t[3] for t in table]):.1%} -> {np.mean([t[2] / t[3] for t in table]):.1%}")
+              f"{np.mean([t[1] / t[3] for t in table]):.1%} -> {np.mean([t[2] / t[3] for t in table]):.1%}; "
+              f"decision mean over businesses {np.mean([t[4] / t[6] for t in table]):.1%} -> "
+              f"{np.mean([t[5] / t[6] for t in table]):.1%} (plain ones only "
+              f"{np.mean([t[5] / t[6] for t in table if t[0] != 'demo']):.1%})")
     if args.cv_only:
         return
     mean, scale, weights, bias = train(data, cols)

@@ -39,6 +39,23 @@ def test_features_say_how_far_an_entry_stands_out():
     assert col["log_chars"].tolist() == pytest.approx([np.log1p(6)] * 3)
 
 
+def test_business_features_compare_the_message_with_the_whole_faq():
+    r = raw([0.93, 0.88, 0.86], j=[0.90, 0.84, 0.80], general=0.85)
+    r.cover_all, r.c_cos = 0.6, 0.91
+    r.anchors = (np.array([0.86, 0.84, 0.82, 0.88]), np.array([0.02, 0.02, 0.01, 0.01]))
+    X = pair_features(r)
+    col = {name: X[:, i] for i, name in enumerate(ALL_FEATURES)}
+    # the same for every entry: they say whether the message is about the business at all
+    assert col["cover_all"].tolist() == pytest.approx([0.6] * 3)
+    assert col["c_minus_general"].tolist() == pytest.approx([0.06] * 3)
+    assert col["top_qs_minus_general"].tolist() == pytest.approx([0.08] * 3)
+    assert col["top_j"].tolist() == pytest.approx([0.90] * 3)
+    # against how the general-question anchors score on this FAQ
+    assert col["q_az"].tolist() == pytest.approx([3.5, 1.0, 0.0])
+    assert col["j_az"].tolist() == pytest.approx([8.0, 2.0, -2.0])
+    assert col["c_az"].tolist() == pytest.approx([3.0] * 3)
+
+
 def test_the_shipped_model_prefers_the_entry_that_stands_out():
     model = DeclineModel.load()
     p = model.probabilities(pair_features(raw([0.95, 0.86, 0.85], j=[0.88, 0.80, 0.80])))
@@ -75,4 +92,5 @@ def test_leave_one_business_out_judges_each_business_by_a_model_fitted_without_i
     cols = [ALL_FEATURES.index(f) for f in trainer.DEFAULT_FEATURES]
     counts = trainer.cross_validate(data, cols)
     value, threshold = trainer.score_of(counts)
-    assert value > 0.9 and 0.2 <= threshold <= 0.8
+    # every threshold from 0.05 to 0.8 separates these: the middle of them is chosen
+    assert value > 0.9 and 0.3 <= threshold <= 0.6

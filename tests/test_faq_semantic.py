@@ -310,6 +310,20 @@ async def test_anchors_near_the_faq_count_less():
         assert slots.get("general") is not None and "similarity" not in slots
 
 
+async def test_the_faq_as_a_whole_is_embedded_once_at_load():
+    async with running_bot(overrides(), plugins={"rec": Recorder()}) as bot:
+        dense = bot.pm.get_plugin("faq").dense
+        model = next(iter(dense.centroid_vectors))
+        assert np.linalg.norm(dense.centroid_vectors[model]) == pytest.approx(1.0, abs=1e-5)
+        about = (await bot.embeddings.embed_query("补牙要多久")).vector
+        unrelated = (await bot.embeddings.embed_query("明天股市会涨吗")).vector
+        assert dense.centroid(model, about) > dense.centroid(model, unrelated) + 0.03
+        # how the general-question anchors score on this FAQ: four cosines, mean and deviation
+        mean, deviation = dense.anchor_z(model)
+        assert mean.shape == deviation.shape == (4,) and (deviation > 0).all()
+        assert dense.centroid(model, about) > mean[3] + deviation[3]
+
+
 # ---- the learned decline model and the lexical shortcut -------------------------------------------
 
 def test_the_shipped_decline_model_loads_and_refuses_unknown_features():
