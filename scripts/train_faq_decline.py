@@ -52,10 +52,13 @@ L2 = 1.0
 OTHER_WEIGHT = 0.5
 #: The threshold (and the feature selection) maximise OWN_SHARE x the businesses' own messages'
 #: accuracy + the rest x the general and weather messages'.
-OWN_SHARE = 0.5
+OWN_SHARE = 0.85
 #: The own messages' accuracy in that objective: the mean over the businesses (each business
 #: counts the same, as a new operator's would) rather than over all their messages pooled.
-MEAN_OVER_BUSINESSES = False
+MEAN_OVER_BUSINESSES = True
+#: Whether each business weighs the same in the fit (its examples scaled by the mean business's
+#: number of own messages over its own).
+BALANCE_BUSINESSES = False
 #: The FAQ's default ``lexical_trust``: a lexical score this high is fused with the probability.
 LEXICAL_TRUST = 0.6
 #: The FAQ's defaults ``sure_coverage`` and ``lexical_general_margin``: ... when the entry's words
@@ -68,7 +71,7 @@ LEXICAL_GENERAL_MARGIN = 0.02
 #: every other entry's, and the message's length. 87.4% of the businesses' own messages and
 #: 97.6% of the general and weather messages right at threshold 0.3 (the first model, over the
 #: best question's margin to the general anchors, its lead and the answer's cosine: 85.8% / 96.6%).
-DEFAULT_FEATURES = ("j_cos", "q_gap", "log_chars")
+DEFAULT_FEATURES = ("j_cos", "q_gap", "log_chars", "c_minus_general")
 #: The re-ranker (plugins/faq/rerank.py): how many of the best entries it chooses among, its L2
 #: penalty and its features. Chosen by leave-one-business-out cross-validation of the share of
 #: the businesses' messages whose right entry is ranked first (docs/faq.md has the table): the
@@ -77,7 +80,7 @@ DEFAULT_FEATURES = ("j_cos", "q_gap", "log_chars")
 #: score or the coverage did not raise it.
 RERANK_TOP = 3
 RERANK_L2 = 1.0
-DEFAULT_RERANK_FEATURES = ("logit", "s_rel")
+DEFAULT_RERANK_FEATURES = ("logit", "s_rel", "cover_a")
 
 
 def one_column(path: Path) -> list[str]:
@@ -171,7 +174,11 @@ def fit(X: np.ndarray, y: np.ndarray, w: np.ndarray, l2: float = L2) -> tuple[np
 
 def stack(data: list[dict], columns: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     Xs, ys, ws = [], [], []
-    for biz in data:
+    own_counts = [sum(row["kind"] == "own" for row in biz["rows"]) for biz in data]
+    for biz, own_count in zip(data, own_counts):
+        # each business weighs as much as the mean one (BALANCE_BUSINESSES): the demo shop's
+        # many labelled messages would otherwise speak for every plain FAQ
+        factor = float(np.mean(own_counts)) / max(own_count, 1) if BALANCE_BUSINESSES else 1.0
         for row in biz["rows"]:
             X = row["X"][:, columns]
             y = np.zeros(len(X))
@@ -179,7 +186,7 @@ def stack(data: list[dict], columns: list[int]) -> tuple[np.ndarray, np.ndarray,
                 y[row["label"]] = 1.0
             Xs.append(X)
             ys.append(y)
-            ws.append(np.full(len(X), 1.0 if row["kind"] == "own" else OTHER_WEIGHT))
+            ws.append(np.full(len(X), factor * (1.0 if row["kind"] == "own" else OTHER_WEIGHT)))
     return np.vstack(Xs), np.concatenate(ys), np.concatenate(ws)
 
 

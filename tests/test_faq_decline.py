@@ -20,12 +20,12 @@ def load_trainer():
     return module
 
 
-def raw(q, a=None, j=None, general=0.85):
+def raw(q, a=None, j=None, general=0.85, centroid=0.88):
     q = np.array(q, dtype=float)
     n = len(q)
     return RawScores(q_cos=q, a_cos=np.array(a if a is not None else [0.8] * n, dtype=float),
                      lexical=np.zeros(n), cover_q=np.zeros(n), cover_a=np.zeros(n),
-                     general=general, general_raw=general + 0.01, chars=6,
+                     general=general, general_raw=general + 0.01, chars=6, c_cos=centroid,
                      s_cos=np.full(n, 0.8), j_cos=np.array(j if j is not None else [0.8] * n, dtype=float))
 
 

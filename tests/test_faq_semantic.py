@@ -99,7 +99,8 @@ async def test_faq_vectors_are_computed_at_load_and_cached_on_disk(tmp_path, mon
 async def test_declined_and_low_confidence_questions_are_recorded(tmp_path, monkeypatch):
     monkeypatch.setenv("SKILLBOT_DATA_DIR", str(tmp_path))
     async with running_bot(overrides(question_log_size=1000), plugins={"rec": Recorder()}) as bot:
-        for message in ["鲨鱼有多少颗牙齿", "牙齿为什么会变黄", "洗个牙啥价位", "洗牙多少钱", "你们在哪儿"]:
+        for message in ["鲨鱼有多少颗牙齿", "牙齿为什么会变黄", "洗个牙啥价位", "洗牙多少钱", "你们在哪儿",
+                        "能在手机上约医生吗"]:
             await bot.send(message)
         log = bot.pm.get_plugin("faq").question_log
         rows = log.read()
