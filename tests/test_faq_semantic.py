@@ -309,6 +309,8 @@ async def test_anchors_near_the_faq_count_less():
         await bot.send("怕疼能拔牙吗")
         slots = next(c for c in bot.last_context.route.explain()["candidates"] if c["intent"] == "faq")["slots"]
         assert slots.get("general") is not None and "similarity" not in slots
+        # and with the business as a whole
+        assert 0.5 < slots["centroid"] < 1.0 and 0.0 <= slots["faq_coverage"] <= 1.0
 
 
 async def test_the_faq_as_a_whole_is_embedded_once_at_load():
