@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT))
 from core import normalize_text  # noqa: E402
 from core.operations.evaluation import load_labelled  # noqa: E402
 from core.testing import running_bot  # noqa: E402
-from plugins.faq.decline import ALL_FEATURES, MODEL_PATH, pair_features  # noqa: E402
+from plugins.faq.decline import ALL_FEATURES, MODEL_PATH, pair_features, without_content  # noqa: E402
 from plugins.faq.rerank import ALL_RERANK_FEATURES, RERANK_PATH, Reranker, candidate_features  # noqa: E402
 
 TUNING = ROOT / "tests" / "data" / "tuning"
@@ -194,7 +194,7 @@ def fused(row: dict, columns: list[int], mean, scale, weights, bias) -> tuple[np
     """Per entry: the decline probability with a trusted lexical score fused (as the FAQ does),
     and whether that lexical score was trusted."""
     x = (row["X"][:, columns] - mean) / scale
-    p = 1.0 / (1.0 + np.exp(-np.clip(x @ weights + bias, -30, 30)))
+    p = without_content(row["raw"], 1.0 / (1.0 + np.exp(-np.clip(x @ weights + bias, -30, 30))))
     lexical = row["raw"].lexical
     raw = row["raw"]
     trusted = (lexical >= LEXICAL_TRUST) & ((raw.cover_q >= SURE_COVERAGE)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from core.settings import PROJECT_ROOT
-from plugins.faq.decline import ALL_FEATURES, MODEL_PATH, DeclineModel, RawScores, pair_features
+from plugins.faq.decline import ALL_FEATURES, MODEL_PATH, DeclineModel, RawScores, pair_features, without_content
 
 
 def load_trainer():
@@ -54,6 +54,15 @@ def test_business_features_compare_the_message_with_the_whole_faq():
     assert col["q_az"].tolist() == pytest.approx([3.5, 1.0, 0.0])
     assert col["j_az"].tolist() == pytest.approx([8.0, 2.0, -2.0])
     assert col["c_az"].tolist() == pytest.approx([3.0] * 3)
+
+
+def test_a_message_with_no_content_term_is_answered_by_no_entry():
+    model = DeclineModel.load()
+    r = raw([0.95, 0.86, 0.85], j=[0.88, 0.80, 0.80])
+    p = without_content(r, model.probabilities(pair_features(r)))
+    assert p.max() > 0.5
+    r.content = 0.0  # 你好, 在吗: only stop words and chat filler
+    assert without_content(r, model.probabilities(pair_features(r))).tolist() == [0.0, 0.0, 0.0]
 
 
 def test_the_shipped_model_prefers_the_entry_that_stands_out():

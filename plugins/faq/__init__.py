@@ -30,7 +30,7 @@ from core import BotServices, Candidate, Intent, MessageContext, TextReply, hook
 
 from .config import Config
 from .assist import picked_number
-from .decline import DeclineModel, RawScores, pair_features
+from .decline import DeclineModel, RawScores, pair_features, without_content
 from .rerank import RERANK_PATH, Reranker
 from .engine import DenseFaq, FaqData, FaqError, FaqIndex, load_faq
 from .question_log import QuestionLog
@@ -293,10 +293,11 @@ class Plugin:
             general = general_raw = float(np.min(cosines[0]))
         matches = {m.entry_id: m for m in index.search(text, tokens, limit=len(index.entry_ids))}
         cover_q, cover_a, cover_all = index.coverages(text, tokens)
+        content = sum(index.features(text, tokens)[0].values())
         centroid = dense.centroid(query.model, query.vector)
         return RawScores(q_cos=cosines[0], a_cos=cosines[1], s_cos=cosines[2], j_cos=cosines[3],
                          cover_all=cover_all, c_cos=-1.0 if centroid is None else centroid,
-                         anchors=dense.anchor_z(query.model),
+                         anchors=dense.anchor_z(query.model), content=content,
                          lexical=np.array([matches[e].score if e in matches else 0.0 for e in index.entry_ids]),
                          cover_q=cover_q, cover_a=cover_a, general=general,
                          general_raw=general_raw, chars=len(text),
@@ -326,7 +327,7 @@ class Plugin:
         raw = self.raw_scores(index, dense, text, tokens, query)
         if raw is None:
             return [], None
-        probabilities = self.decline_model.probabilities(pair_features(raw))
+        probabilities = without_content(raw, self.decline_model.probabilities(pair_features(raw)))
         # a strong lexical hit is evidence the dense features do not see (a shop's keywords)
         # when the entry's words cover the message (sure_coverage; one shared keyword does not)
         # or the message is nearer to the entry's questions than to any general question

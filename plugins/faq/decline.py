@@ -82,6 +82,8 @@ class RawScores:
     #: share of the message's term weight found anywhere in the FAQ; cosine with its centroid
     cover_all: float = 0.0
     c_cos: float = -1.0
+    #: the message's content: the summed weight of its terms (0: greetings, thanks, filler only)
+    content: float = 1.0
     #: the anchors' (means, deviations) of the best question, sentence, joint and centroid
     #: cosines against this FAQ (``DenseFaq.anchor_stats``); None: no anchors
     anchors: tuple[np.ndarray, np.ndarray] | None = None
@@ -95,6 +97,13 @@ def _best_other(values: np.ndarray) -> np.ndarray:
         return np.zeros(len(values))
     top2 = np.sort(values)[-2:]
     return np.where(values >= top2[1], top2[0], top2[1])
+
+
+def without_content(raw: RawScores, probabilities: np.ndarray) -> np.ndarray:
+    """The probabilities, or zeros for a message with no content term (你好, 在吗, 谢谢: every
+    token a stop word or chat filler): it asks nothing a FAQ entry could answer. No FAQ message
+    of the tuning sets is one, four of their general messages are."""
+    return probabilities if raw.content > 0 else np.zeros_like(probabilities)
 
 
 def pair_features(raw: RawScores) -> np.ndarray:
