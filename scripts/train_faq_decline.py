@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT))
 from core import normalize_text  # noqa: E402
 from core.operations.evaluation import load_labelled  # noqa: E402
 from core.testing import running_bot  # noqa: E402
-from plugins.faq.decline import ALL_FEATURES, MODEL_PATH, pair_features  # noqa: E402
+from plugins.faq.decline import ALL_FEATURES, MODEL_PATH, pair_features, without_content  # noqa: E402
 from plugins.faq.rerank import ALL_RERANK_FEATURES, RERANK_PATH, Reranker, candidate_features  # noqa: E402
 
 TUNING = ROOT / "tests" / "data" / "tuning"
@@ -50,6 +50,15 @@ L2 = 1.0
 #: Negatives from the general and weather sets count this much each (they outnumber a
 #: business's own messages several times; the decision is judged on the business's messages).
 OTHER_WEIGHT = 0.5
+#: The threshold (and the feature selection) maximise OWN_SHARE x the businesses' own messages'
+#: accuracy + the rest x the general and weather messages'.
+OWN_SHARE = 0.85
+#: The own messages' accuracy in that objective: the mean over the businesses (each business
+#: counts the same, as a new operator's would) rather than over all their messages pooled.
+MEAN_OVER_BUSINESSES = True
+#: Whether each business weighs the same in the fit (its examples scaled by the mean business's
+#: number of own messages over its own).
+BALANCE_BUSINESSES = False
 #: The FAQ's default ``lexical_trust``: a lexical score this high is fused with the probability.
 LEXICAL_TRUST = 0.6
 #: The FAQ's defaults ``sure_coverage`` and ``lexical_general_margin``: ... when the entry's words
@@ -62,7 +71,7 @@ LEXICAL_GENERAL_MARGIN = 0.02
 #: every other entry's, and the message's length. 87.4% of the businesses' own messages and
 #: 97.6% of the general and weather messages right at threshold 0.3 (the first model, over the
 #: best question's margin to the general anchors, its lead and the answer's cosine: 85.8% / 96.6%).
-DEFAULT_FEATURES = ("j_cos", "q_gap", "log_chars")
+DEFAULT_FEATURES = ("j_cos", "q_gap", "log_chars", "c_minus_general")
 #: The re-ranker (plugins/faq/rerank.py): how many of the best entries it chooses among, its L2
 #: penalty and its features. Chosen by leave-one-business-out cross-validation of the share of
 #: the businesses' messages whose right entry is ranked first (docs/faq.md has the table): the
@@ -71,7 +80,7 @@ DEFAULT_FEATURES = ("j_cos", "q_gap", "log_chars")
 #: score or the coverage did not raise it.
 RERANK_TOP = 3
 RERANK_L2 = 1.0
-DEFAULT_RERANK_FEATURES = ("logit", "s_rel")
+DEFAULT_RERANK_FEATURES = ("logit", "s_rel", "cover_a")
 
 
 def one_column(path: Path) -> list[str]:
@@ -165,7 +174,11 @@ def fit(X: np.ndarray, y: np.ndarray, w: np.ndarray, l2: float = L2) -> tuple[np
 
 def stack(data: list[dict], columns: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     Xs, ys, ws = [], [], []
-    for biz in data:
+    own_counts = [sum(row["kind"] == "own" for row in biz["rows"]) for biz in data]
+    for biz, own_count in zip(data, own_counts):
+        # each business weighs as much as the mean one (BALANCE_BUSINESSES): the demo shop's
+        # many labelled messages would otherwise speak for every plain FAQ
+        factor = float(np.mean(own_counts)) / max(own_count, 1) if BALANCE_BUSINESSES else 1.0
         for row in biz["rows"]:
             X = row["X"][:, columns]
             y = np.zeros(len(X))
@@ -173,7 +186,7 @@ def stack(data: list[dict], columns: list[int]) -> tuple[np.ndarray, np.ndarray,
                 y[row["label"]] = 1.0
             Xs.append(X)
             ys.append(y)
-            ws.append(np.full(len(X), 1.0 if row["kind"] == "own" else OTHER_WEIGHT))
+            ws.append(np.full(len(X), factor * (1.0 if row["kind"] == "own" else OTHER_WEIGHT)))
     return np.vstack(Xs), np.concatenate(ys), np.concatenate(ws)
 
 
@@ -181,7 +194,7 @@ def fused(row: dict, columns: list[int], mean, scale, weights, bias) -> tuple[np
     """Per entry: the decline probability with a trusted lexical score fused (as the FAQ does),
     and whether that lexical score was trusted."""
     x = (row["X"][:, columns] - mean) / scale
-    p = 1.0 / (1.0 + np.exp(-np.clip(x @ weights + bias, -30, 30)))
+    p = without_content(row["raw"], 1.0 / (1.0 + np.exp(-np.clip(x @ weights + bias, -30, 30))))
     lexical = row["raw"].lexical
     raw = row["raw"]
     trusted = (lexical >= LEXICAL_TRUST) & ((raw.cover_q >= SURE_COVERAGE)
@@ -218,29 +231,37 @@ def train(data: list[dict], columns: list[int]):
     return mean, scale, weights, bias
 
 
-def cross_validate(data: list[dict], columns: list[int], thresholds=np.arange(0.2, 0.81, 0.05)):
-    """Leave one business out: per threshold, (own messages right, own total, others right, others total)."""
-    counts = {round(t, 2): [0, 0, 0, 0] for t in thresholds}
+def cross_validate(data: list[dict], columns: list[int], thresholds=np.arange(0.05, 0.81, 0.05)):
+    """Leave one business out: per threshold, (own messages right, own total, others right,
+    others total, [each business's own messages' accuracy])."""
+    counts = {round(t, 2): [0, 0, 0, 0, []] for t in thresholds}
     for held in range(len(data)):
         model = train([b for i, b in enumerate(data) if i != held], columns)
-        for row in data[held]["rows"]:
-            best, p = decide(row, columns, *model)
-            for t in counts:
-                c = counts[t]
+        decided = [(row, *decide(row, columns, *model)) for row in data[held]["rows"]]
+        for t, c in counts.items():
+            own_right = own = 0
+            for row, best, p in decided:
                 k = 0 if row["kind"] == "own" else 2
-                c[k] += right(row, best, p, t)
+                ok = right(row, best, p, t)
+                c[k] += ok
                 c[k + 1] += 1
+                if k == 0:
+                    own_right, own = own_right + ok, own + 1
+            c[4].append(own_right / max(own, 1))
     return counts
 
 
 def score_of(counts) -> tuple[float, float]:
-    """The best threshold's figure: mean of the own-messages and the other-messages accuracy."""
-    best_t, best = 0.5, -1.0
-    for t, (r, n, ro, no) in counts.items():
-        value = 0.5 * r / n + 0.5 * ro / no
-        if value > best:
-            best_t, best = t, value
-    return best, best_t
+    """The best threshold and its figure: the own messages' accuracy (pooled, or the mean over
+    the businesses) and the other messages' weighted ``OWN_SHARE`` to the rest."""
+    values = {}
+    for t, (r, n, ro, no, per) in counts.items():
+        own = float(np.mean(per)) if MEAN_OVER_BUSINESSES else r / n
+        values[t] = OWN_SHARE * own + (1 - OWN_SHARE) * ro / no
+    best = max(values.values())
+    # several thresholds may tie: the middle one of the best is the least sensitive
+    tied = sorted(t for t, v in values.items() if v >= best - 1e-12)
+    return best, tied[len(tied) // 2]
 
 
 def rerank_groups(rows: list[dict], columns: list[int], model, rerank_columns: list[int],
@@ -332,6 +353,7 @@ def cross_validate_rerank(data: list[dict], columns: list[int], rerank_features:
 
 
 def main() -> None:
+    global OTHER_WEIGHT, OWN_SHARE, MEAN_OVER_BUSINESSES
     parser = argparse.ArgumentParser()
     parser.add_argument("--cv-only", action="store_true")
     parser.add_argument("--recollect", action="store_true", help="recompute the raw scores")
@@ -339,10 +361,19 @@ def main() -> None:
                         help="comma-separated features (default: those the selection below chose)")
     parser.add_argument("--select", action="store_true",
                         help="greedy forward selection of the features by cross-validation")
+    parser.add_argument("--other-weight", type=float, default=OTHER_WEIGHT,
+                        help="weight of each general or weather message sent to a FAQ in the fit")
+    parser.add_argument("--own-share", type=float, default=OWN_SHARE,
+                        help="weight of the businesses' own messages' accuracy in the objective")
+    parser.add_argument("--mean-over-businesses", action=argparse.BooleanOptionalAction,
+                        default=MEAN_OVER_BUSINESSES,
+                        help="judge the own messages by the mean of the businesses' accuracies")
     parser.add_argument("--rerank-features", default=",".join(DEFAULT_RERANK_FEATURES),
                         help="comma-separated features of the re-ranker "
                              f"(from {', '.join(ALL_RERANK_FEATURES)}; empty: no re-ranker)")
     args = parser.parse_args()
+    OTHER_WEIGHT, OWN_SHARE = args.other_weight, args.own_share
+    MEAN_OVER_BUSINESSES = args.mean_over_businesses
     stamp = fingerprint()
     cached = pickle.loads(CACHE.read_bytes()) if CACHE.exists() and not args.recollect else None
     if isinstance(cached, dict) and cached.get("stamp") == stamp:
@@ -373,7 +404,7 @@ def main() -> None:
     cols = [ALL_FEATURES.index(f) for f in chosen]
     counts = cross_validate(data, cols)
     value, threshold = score_of(counts)
-    r, n, ro, no = counts[threshold]
+    r, n, ro, no, _ = counts[threshold]
     print(f"features {chosen}; leave-one-business-out at threshold {threshold}: "
           f"own messages {r}/{n} = {r / n:.1%}, general/weather {ro}/{no} = {ro / no:.1%}")
     for held in range(len(data)):
@@ -396,7 +427,10 @@ def main() -> None:
         ok0, ok1, own = (sum(t[i] for t in table) for i in (4, 5, 6))
         print(f"  all: first {f0}/{n} = {f0 / n:.1%} -> {f1}/{n} = {f1 / n:.1%}; "
               f"decision {ok0 / own:.1%} -> {ok1 / own:.1%}; mean over businesses "
-              f"{np.mean([t[1] / t[3] for t in table]):.1%} -> {np.mean([t[2] / t[3] for t in table]):.1%}")
+              f"{np.mean([t[1] / t[3] for t in table]):.1%} -> {np.mean([t[2] / t[3] for t in table]):.1%}; "
+              f"decision mean over businesses {np.mean([t[4] / t[6] for t in table]):.1%} -> "
+              f"{np.mean([t[5] / t[6] for t in table]):.1%} (plain ones only "
+              f"{np.mean([t[5] / t[6] for t in table if t[0] != 'demo']):.1%})")
     if args.cv_only:
         return
     mean, scale, weights, bias = train(data, cols)

@@ -256,7 +256,12 @@ async def test_a_group_becomes_a_phrasing_that_the_bot_then_answers(console, cap
     assert await c.say("能寄到新疆吗") != "满 99 元包邮。"
     await c.login()
     html = await (await c.client.get("/admin/questions")).text()
-    assert "能寄到新疆吗" in html and "3 次" in html and "能不能寄到新疆" in html
+    # the group counts every logged asking: the three written above, and the one just sent when
+    # the FAQ logged it as a near miss (whether it does depends on the shipped decline model)
+    logged = (c.data / "faq" / "questions.tsv").read_text(encoding="utf-8").splitlines()
+    asked = sum(line.split("\t")[2] in ("能寄到新疆吗", "能不能寄到新疆") for line in logged)
+    assert asked >= 3
+    assert "能寄到新疆吗" in html and f"{asked} 次" in html and "能不能寄到新疆" in html
     csrf = re.search(r'name="csrf" value="([^"]+)"', html).group(1)
     members = html_module.unescape(re.search(r"name=\"members\" value='([^']*)'", html).group(1))
     assert json.loads(members) == ["能寄到新疆吗", "能不能寄到新疆"]  # what the page posts

@@ -134,7 +134,11 @@ async def test_operator_console_in_a_browser(console, chromium_path, tmp_path): 
         await page.evaluate("document.getElementById('nav-questions').click()")
         await settle(page, "document.querySelectorAll('section.group').length === 2")
         first = await page.evaluate("document.querySelector('section.group h2').textContent")
-        assert "3 次" in first and "能寄到新疆吗" in first
+        # every logged asking: the three of write_log, and the one sent above when the FAQ logged
+        # it as a near miss (whether it does depends on the shipped decline model)
+        logged = (c.data / "faq" / "questions.tsv").read_text(encoding="utf-8").splitlines()
+        asked = sum(line.split("\t")[2] in ("能寄到新疆吗", "能不能寄到新疆") for line in logged)
+        assert asked >= 3 and f"{asked} 次" in first and "能寄到新疆吗" in first
         await screenshot(page, shots, "questions")
         await page.evaluate("(() => { const form = document.querySelector('section.group form.add-phrasing');"
                             " form.querySelector('select[name=entry]').value = 'shipping';"

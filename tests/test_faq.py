@@ -140,6 +140,28 @@ def test_chit_chat_scores_below_the_default_threshold(demo, seg):
         assert match is None or match.score < threshold, (text, match)
 
 
+def test_the_faq_as_a_whole_covers_words_no_single_entry_has(seg):
+    data = parse_faq("""
+[[entry]]
+id = "tuition"
+questions = ["学费多少钱"]
+answer = "保教费每月 2800 元，伙食费每天 18 元。"
+
+[[entry]]
+id = "bus"
+questions = ["有校车吗"]
+answer = "校车覆盖周边三公里。"
+""".encode(), ENV)
+    index = FaqIndex(data, seg)
+    text = "校车和伙食费怎么收"
+    cover_q, cover_a, cover_all = index.coverages(text, seg.tokenize(text))
+    # 校车 is in one entry's question, 伙食费 in another's answer: only the whole FAQ has both
+    assert cover_all > max(cover_q.max(), cover_a.max()) and cover_all > 0.5
+    assert index.coverage(text, seg.tokenize(text))[0].tolist() == cover_q.tolist()
+    other = "今天股市涨了吗"
+    assert index.coverages(other, seg.tokenize(other))[2] < 0.2
+
+
 # ---- one threshold for a 10-entry and a 5,000-entry FAQ ---------------------------------------------
 
 ADJ = ["智能", "无线", "便携", "家用", "迷你", "专业", "静音", "折叠", "复古", "儿童",

@@ -99,7 +99,8 @@ async def test_faq_vectors_are_computed_at_load_and_cached_on_disk(tmp_path, mon
 async def test_declined_and_low_confidence_questions_are_recorded(tmp_path, monkeypatch):
     monkeypatch.setenv("SKILLBOT_DATA_DIR", str(tmp_path))
     async with running_bot(overrides(question_log_size=1000), plugins={"rec": Recorder()}) as bot:
-        for message in ["鲨鱼有多少颗牙齿", "牙齿为什么会变黄", "洗个牙啥价位", "洗牙多少钱", "你们在哪儿"]:
+        for message in ["鲨鱼有多少颗牙齿", "牙齿为什么会变黄", "洗个牙啥价位", "洗牙多少钱", "你们在哪儿",
+                        "能在手机上约医生吗"]:
             await bot.send(message)
         log = bot.pm.get_plugin("faq").question_log
         rows = log.read()
@@ -308,6 +309,22 @@ async def test_anchors_near_the_faq_count_less():
         await bot.send("怕疼能拔牙吗")
         slots = next(c for c in bot.last_context.route.explain()["candidates"] if c["intent"] == "faq")["slots"]
         assert slots.get("general") is not None and "similarity" not in slots
+        # and with the business as a whole
+        assert 0.5 < slots["centroid"] < 1.0 and 0.0 <= slots["faq_coverage"] <= 1.0
+
+
+async def test_the_faq_as_a_whole_is_embedded_once_at_load():
+    async with running_bot(overrides(), plugins={"rec": Recorder()}) as bot:
+        dense = bot.pm.get_plugin("faq").dense
+        model = next(iter(dense.centroid_vectors))
+        assert np.linalg.norm(dense.centroid_vectors[model]) == pytest.approx(1.0, abs=1e-5)
+        about = (await bot.embeddings.embed_query("补牙要多久")).vector
+        unrelated = (await bot.embeddings.embed_query("明天股市会涨吗")).vector
+        assert dense.centroid(model, about) > dense.centroid(model, unrelated) + 0.03
+        # how the general-question anchors score on this FAQ: four cosines, mean and deviation
+        mean, deviation = dense.anchor_z(model)
+        assert mean.shape == deviation.shape == (4,) and (deviation > 0).all()
+        assert dense.centroid(model, about) > mean[3] + deviation[3]
 
 
 # ---- the learned decline model and the lexical shortcut -------------------------------------------

@@ -47,6 +47,9 @@ async def test_route_shows_every_intent_and_entry_score(tmp_path):
     assert "faq entries (fused, lexical, dense):" in out
     entries = out.split("faq entries (fused, lexical, dense):")[1].splitlines()
     assert entries[1].split()[0] == "cleaning_price"
+    # the FAQ's own numbers, among them how near the message is to the business as a whole
+    scores = out.split("faq scores: ")[1].splitlines()[0]
+    assert "probability" in scores and "centroid" in scores and "faq_coverage" in scores
     intents = out.split("intents (score, chosen, evidence):")[1].split("faq entries")[0]
     assert {line.split()[0] for line in intents.splitlines() if line.strip()} >= {"*", "weather", "llm.reset"}
     assert out.rstrip().endswith("answer goes to: faq")

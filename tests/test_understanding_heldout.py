@@ -10,12 +10,16 @@ from __future__ import annotations
 
 from tests.understanding_sets import heldout_sets, run_all, summary
 
-#: Measured 2026-11-26 with the FAQ's learned decline model and its re-ranker of the three most
-#: probable entries (docs/routing.md, commit f7f7122): gym 69.4%, bank
-#: 66.7%, admissions 77.8%, weather (reaches the weather skill) 96.2%, general (reaches the
-#: model) 90.6%, overall 79.5%. Floors one or two messages below.
-FLOORS = {"gym": 0.68, "bank": 0.66, "admissions": 0.77, "weather": 0.95, "general": 0.89}
-OVERALL_FLOOR = 0.79
+#: Measured 2026-11-26 with the FAQ's learned decline model at the 85% business / 15% general
+#: operating point (centroid feature, threshold 0.1) and its re-ranker of the three most probable
+#: entries (docs/faq.md, docs/routing.md): gym 76.4%, bank 75.5%, admissions 79.9%, weather
+#: (reaches the weather skill) 96.2%, general (reaches the model) 89.1%, overall 83.0%. Floors one
+#: or two messages below. The general floor went from 0.89 to 0.88: that operating point answers
+#: more customer questions (right entry gym 68.7 -> 78.4%, bank 62.4 -> 73.6%, admissions 78.7 ->
+#: 84.4%) at the cost of two general messages (90.6 -> 89.1%), as the cross-validation on the
+#: tuning sets predicted.
+FLOORS = {"gym": 0.75, "bank": 0.74, "admissions": 0.79, "weather": 0.95, "general": 0.88}
+OVERALL_FLOOR = 0.82
 
 
 async def test_heldout_sets_meet_their_floors():

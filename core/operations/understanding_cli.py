@@ -113,6 +113,11 @@ async def route_text(settings: Settings, text: str, out: Any = sys.stdout, as_js
             print(f"{name} entries (fused, lexical, dense):", file=out)
             for entry_id, fused, lexical, dense in ranking:
                 print(f"   {entry_id:<24} {fused:.4f}  {lexical:.4f}  {dense:.4f}", file=out)
+            # the scorer's own numbers (whatever the plugin reports: probability, general, ...)
+            numbers = {k: v for k, v in slots.items()
+                       if isinstance(v, (int, float)) and not isinstance(v, bool)}
+            if numbers:
+                print(f"{name} scores: " + ", ".join(f"{k} {v:.4g}" for k, v in numbers.items()), file=out)
     print(f"answer goes to: {route.chosen[0].name if route.chosen else 'the fallback (model)'}", file=out)
     return 0
 

@@ -30,7 +30,7 @@ from core import BotServices, Candidate, Intent, MessageContext, TextReply, hook
 
 from .config import Config
 from .assist import picked_number
-from .decline import DeclineModel, RawScores, pair_features
+from .decline import DeclineModel, RawScores, pair_features, without_content
 from .rerank import RERANK_PATH, Reranker
 from .engine import DenseFaq, FaqData, FaqError, FaqIndex, load_faq
 from .question_log import QuestionLog
@@ -292,23 +292,28 @@ class Plugin:
         if general is None:  # no anchors: nothing to compare with, the entries alone decide
             general = general_raw = float(np.min(cosines[0]))
         matches = {m.entry_id: m for m in index.search(text, tokens, limit=len(index.entry_ids))}
-        cover_q, cover_a = index.coverage(text, tokens)
+        cover_q, cover_a, cover_all = index.coverages(text, tokens)
+        content = sum(index.features(text, tokens)[0].values())
+        centroid = dense.centroid(query.model, query.vector)
         return RawScores(q_cos=cosines[0], a_cos=cosines[1], s_cos=cosines[2], j_cos=cosines[3],
+                         cover_all=cover_all, c_cos=-1.0 if centroid is None else centroid,
+                         anchors=dense.anchor_z(query.model), content=content,
                          lexical=np.array([matches[e].score if e in matches else 0.0 for e in index.entry_ids]),
                          cover_q=cover_q, cover_a=cover_a, general=general,
                          general_raw=general_raw, chars=len(text),
                          questions={e: m.question for e, m in matches.items()})
 
     def rank(self, index: FaqIndex, dense: DenseFaq, text: str, tokens: list[str],
-             query: Any) -> tuple[list[tuple[float, str, float, float, str, float]], float | None]:
+             query: Any) -> tuple[list[tuple[float, str, float, float, str, float]], RawScores | None]:
         """Every entry, best first: (probability, id, lexical score, dense cosine, question,
-        best question's cosine); and the message's calibrated general-question cosine.
+        best question's cosine); and the raw scores they came from (``raw_scores``).
 
         The probability that an entry answers the message comes from the learned decline model
         (``plugins/faq/decline.py``, fitted on the tuning sets by scripts/train_faq_decline.py)
         over the entry's features; the shipped model's are the cosine of the entry's questions
         and answer embedded as one passage, how far its best question stands above every other
-        entry's, and the message's length. A lexical score of at least ``lexical_trust`` is fused with it as a noisy OR when the
+        entry's, the message's length and how much nearer the message is to the FAQ as a whole
+        (its centroid) than to the nearest general question. A lexical score of at least ``lexical_trust`` is fused with it as a noisy OR when the
         entry's questions and keywords cover at least ``sure_coverage`` of the message, or its
         best question is ``lexical_general_margin`` nearer to the message than the nearest
         general question (weaker overlaps, or one keyword shared with a general question,
@@ -322,7 +327,7 @@ class Plugin:
         raw = self.raw_scores(index, dense, text, tokens, query)
         if raw is None:
             return [], None
-        probabilities = self.decline_model.probabilities(pair_features(raw))
+        probabilities = without_content(raw, self.decline_model.probabilities(pair_features(raw)))
         # a strong lexical hit is evidence the dense features do not see (a shop's keywords)
         # when the entry's words cover the message (sure_coverage; one shared keyword does not)
         # or the message is nearer to the entry's questions than to any general question
@@ -343,13 +348,14 @@ class Plugin:
         chosen = self.reranker.choose(probabilities, raw, order, trusted) if self.reranker else order[0]
         if chosen != order[0]:
             ranked.insert(0, ranked.pop(order.index(chosen)))
-        return ranked, raw.general
+        return ranked, raw
 
     def hybrid_lookup(self, index: FaqIndex, dense: DenseFaq, text: str, tokens: list[str],
                       query: Any) -> tuple[float, dict[str, Any]]:
-        ranked, general = self.rank(index, dense, text, tokens, query)
-        if not ranked:
+        ranked, raw = self.rank(index, dense, text, tokens, query)
+        if not ranked or raw is None:
             return 0.0, {}
+        general = raw.general
         _, entry_id, lex, cos, question, q_cos = ranked[0]
         # the re-ranker chooses which entry answers; whether one does is the best probability's call
         probability = max(r[0] for r in ranked)
@@ -358,7 +364,10 @@ class Plugin:
         # itself (calibrated to this FAQ), so the router's uncalibrated rule must not again.
         explained = {"lexical": round(lex, 4), "dense": round(cos, 4), "question_cosine": round(q_cos, 4),
                      "general": round(general, 4) if general is not None else None,
-                     "probability": round(probability, 4)}
+                     "probability": round(probability, 4),
+                     # the message and the business as a whole: its cosine with the FAQ's
+                     # centroid and the share of its words found anywhere in the FAQ
+                     "centroid": round(raw.c_cos, 4), "faq_coverage": round(raw.cover_all, 4)}
         threshold = self.config.semantic_threshold
         if probability < threshold:
             return 0.0, {**explained, "nearest": entry_id, "fused": round(probability, 4), "ranking": ranking}

@@ -24,8 +24,8 @@ class Config:
     general_calibration: float = 1.5
     #: With embeddings: minimum probability, by the learned decline model (plugins/faq/decline.py),
     #: that the best entry answers the message; below it the message goes on to other skills or
-    #: the model. 0.25 is the threshold scripts/train_faq_decline.py chose on the tuning sets.
-    semantic_threshold: float = 0.25
+    #: the model. 0.1 is the threshold scripts/train_faq_decline.py chose on the tuning sets.
+    semantic_threshold: float = 0.1
     #: With embeddings: a lexical score at least this high is fused with the model's probability
     #: as a noisy OR (see ``sure_coverage``); a weaker one is left out (the embedding reads a
     #: paraphrase better).
@@ -38,8 +38,9 @@ class Config:
     #: than the nearest general question, calibrated to this FAQ.
     lexical_general_margin: float = 0.02
     #: Questions declined within this much below ``semantic_threshold``, or answered within this
-    #: much above it, are recorded in <paths.data_dir>/faq/questions.tsv ...
-    question_log_band: float = 0.2
+    #: much above it, are recorded in <paths.data_dir>/faq/questions.tsv (0.08: the band 0.2 was
+    #: around the earlier threshold 0.25, the same share of today's 0.1) ...
+    question_log_band: float = 0.08
     #: ... which keeps about this many lines (0 = no record).
     question_log_size: int = 1000
     #: Model assist (needs the llm plugin with a provider): when the best entries' fused scores

@@ -47,6 +47,20 @@ ALL_FEATURES = (
     "j_rel",          # j_cos minus the median entry's
     "j_gap",          # j_cos minus the best other entry's
     "s_minus_general",  # s_cos minus the calibrated general-question cosine
+    # the message and the business as a whole (the same for every entry of one message)
+    "cover_all",      # share of the message's term weight found anywhere in the FAQ
+    "c_cos",          # the message's cosine with the FAQ's centroid (questions and answer sentences)
+    "c_minus_general",  # c_cos minus the calibrated general-question cosine
+    "top_qs_minus_general",  # the best question or answer sentence of any entry minus the general cosine
+    "top_j",          # the best joint passage's cosine of any entry
+    "j_z",            # j_cos as a z-score among this FAQ's entries
+    # cosines measured against how the general-question anchors score on this FAQ: (cosine
+    # minus the anchors' mean of the same cosine) / their deviation
+    "q_az",           # the best question's
+    "s_az",           # the best answer sentence's
+    "j_az",           # the joint passage's
+    "c_az",           # the centroid's (the same for every entry)
+    "top_qs_az",      # the best question's or sentence's of any entry (likewise)
 )
 
 
@@ -65,6 +79,14 @@ class RawScores:
     #: best answer sentence's and joint passage's cosines (-1: none)
     s_cos: np.ndarray | None = None
     j_cos: np.ndarray | None = None
+    #: share of the message's term weight found anywhere in the FAQ; cosine with its centroid
+    cover_all: float = 0.0
+    c_cos: float = -1.0
+    #: the message's content: the summed weight of its terms (0: greetings, thanks, filler only)
+    content: float = 1.0
+    #: the anchors' (means, deviations) of the best question, sentence, joint and centroid
+    #: cosines against this FAQ (``DenseFaq.anchor_stats``); None: no anchors
+    anchors: tuple[np.ndarray, np.ndarray] | None = None
     #: entry id -> its phrasing closest to the message lexically (for the explanation)
     questions: dict[str, str] = field(default_factory=dict)
 
@@ -75,6 +97,13 @@ def _best_other(values: np.ndarray) -> np.ndarray:
         return np.zeros(len(values))
     top2 = np.sort(values)[-2:]
     return np.where(values >= top2[1], top2[0], top2[1])
+
+
+def without_content(raw: RawScores, probabilities: np.ndarray) -> np.ndarray:
+    """The probabilities, or zeros for a message with no content term (你好, 在吗, 谢谢: every
+    token a stop word or chat filler): it asks nothing a FAQ entry could answer. No FAQ message
+    of the tuning sets is one, four of their general messages are."""
+    return probabilities if raw.content > 0 else np.zeros_like(probabilities)
 
 
 def pair_features(raw: RawScores) -> np.ndarray:
@@ -100,7 +129,17 @@ def pair_features(raw: RawScores) -> np.ndarray:
         np.maximum(0.0, raw.cover_q.astype(np.float64) - 0.5),
         s, j, qs - raw.general, qs - _best_other(qs), j - np.median(j), j - _best_other(j),
         s - raw.general,
+        np.full(n, raw.cover_all), np.full(n, raw.c_cos), np.full(n, raw.c_cos - raw.general),
+        np.full(n, float(np.max(qs)) - raw.general), np.full(n, float(np.max(j))),
+        (j - np.mean(j)) / (float(np.std(j)) or 1e-6),
     ]
+    if raw.anchors is not None:
+        mu, sd = (np.asarray(v, dtype=np.float64) for v in raw.anchors)
+    else:  # no anchors: typical values of the shipped model's (the features then say little)
+        mu, sd = np.array([0.86, 0.85, 0.84, 0.88]), np.array([0.02, 0.02, 0.02, 0.02])
+    qz, sz, jz = (q - mu[0]) / sd[0], (s - mu[1]) / sd[1], (j - mu[2]) / sd[2]
+    columns += [qz, sz, jz, np.full(n, (raw.c_cos - mu[3]) / sd[3]),
+                np.full(n, float(np.max(np.maximum(qz, sz))))]
     return np.stack(columns, axis=1)
 
 

@@ -213,6 +213,10 @@ class FaqIndex:
         self.entry_ids = list(data.entries)
         self.question_cover = SimilarityIndex()
         self.answer_cover = SimilarityIndex()
+        # ... and how much of it the FAQ as a whole covers (every question, keyword and answer as
+        # one text): a message sent to a business is about the business far more often than not
+        self.faq_cover = SimilarityIndex()
+        everything: dict[str, float] = {}
         for n, entry in enumerate(data.entries.values()):
             merged: dict[str, float] = {}
             for text in (*entry.questions, *entry.keywords):
@@ -221,7 +225,11 @@ class FaqIndex:
                     merged[term] = max(weight, merged.get(term, 0.0))
             self.question_cover.add(n, merged)
             norm = normalize_text(answer_text(entry))
-            self.answer_cover.add(n, self.features(norm, segmenter.tokenize(norm))[0])
+            answer_terms = self.features(norm, segmenter.tokenize(norm))[0]
+            self.answer_cover.add(n, answer_terms)
+            for term, weight in (*merged.items(), *answer_terms.items()):
+                everything[term] = max(weight, everything.get(term, 0.0))
+        self.faq_cover.add(0, everything)
 
     def features(self, text: str, tokens: list[str]) -> tuple[dict[str, float], dict[str, list[str]]]:
         """Weighted terms of a text after folding synonyms, and the entry keywords it contains."""
@@ -256,15 +264,22 @@ class FaqIndex:
     def coverage(self, text: str, tokens: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """Per entry (``entry_ids`` order): the share of the message's term weight found in its
         questions and keywords, and in its answer."""
+        return self.coverages(text, tokens)[:2]
+
+    def coverages(self, text: str, tokens: list[str]) -> tuple[np.ndarray, np.ndarray, float]:
+        """``coverage``, and the share of the message's term weight found anywhere in the FAQ."""
         features, _ = self.features(text, tokens)
         total = sum(features.values())
         n = len(self.entry_ids)
         cover_q, cover_a = np.zeros(n), np.zeros(n)
+        cover_all = 0.0
         if total > 0:
             for cover, index in ((cover_q, self.question_cover), (cover_a, self.answer_cover)):
                 for doc, shared in index.overlaps(features).items():
                     cover[index.keys[doc]] = min(1.0, shared / total)
-        return cover_q, cover_a
+            for shared in self.faq_cover.overlaps(features).values():
+                cover_all = min(1.0, shared / total)
+        return cover_q, cover_a, cover_all
 
     def search(self, text: str, tokens: list[str], limit: int = 3, min_score: float = 0.0) -> list[Match]:
         """The best ``limit`` entries scoring at least ``min_score``, best first.
@@ -344,6 +359,15 @@ class DenseFaq:
     sentence_vectors: dict[str, Any] = field(default_factory=dict)
     #: Each entry's questions and answer as one passage ("passage: ").
     joint_vectors: dict[str, Any] = field(default_factory=dict)
+    #: model -> the FAQ as a whole: the normalised mean of its questions' and answer sentences'
+    #: vectors (what the business is about, compared with a message in one product).
+    centroid_vectors: dict[str, Any] = field(default_factory=dict)
+    #: model -> how the general-question anchors score against this FAQ: the mean and standard
+    #: deviation, over the anchors, of their best question's, best answer sentence's, best joint
+    #: passage's and centroid cosines (``ANCHOR_STATS`` order). A message's cosine is compared
+    #: with them (``anchor_z``): the same cosine means more for a FAQ that general questions
+    #: stay far from than for one they all come near.
+    anchor_stats: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     async def build(cls, data: FaqData, embeddings: Any, general: list[str] | None = None) -> "DenseFaq":
@@ -360,6 +384,10 @@ class DenseFaq:
             dense.sentence_vectors = await embeddings.embed_set([t for _, t in sentences], "query")
         joint = [" ".join((*e.questions, answer)) for e, answer in zip(data.entries.values(), answers)]
         dense.joint_vectors = await embeddings.embed_set(joint, "passage")
+        for model, qm in dense.question_vectors.items():
+            parts = [qm] + ([dense.sentence_vectors[model]] if model in dense.sentence_vectors else [])
+            mean = np.mean(np.vstack(parts), axis=0)
+            dense.centroid_vectors[model] = mean / (np.linalg.norm(mean) or 1.0)
         if general:
             dense.general_vectors = await embeddings.embed_set(general, "query")
             for model, anchors in dense.general_vectors.items():
@@ -367,6 +395,13 @@ class DenseFaq:
                 if qm is not None:
                     closest = np.max(anchors @ qm.T, axis=1)
                     dense.general_offsets[model] = closest - float(np.median(closest))
+                    columns = [closest]
+                    for matrix in (dense.sentence_vectors.get(model), dense.joint_vectors.get(model)):
+                        columns.append(np.max(anchors @ matrix.T, axis=1) if matrix is not None
+                                       else np.full(len(anchors), -1.0))
+                    columns.append(anchors @ dense.centroid_vectors[model])
+                    stacked = np.stack(columns)
+                    dense.anchor_stats[model] = (stacked.mean(axis=1), stacked.std(axis=1) + 1e-6)
         return dense
 
     def similarities(self, model: str, vector: Any) -> dict[str, tuple[float, float]]:
@@ -411,6 +446,16 @@ class DenseFaq:
                 if n is not None:
                     j[n] = cos
         return q, a, s, j
+
+    def anchor_z(self, model: str) -> tuple[Any, Any] | None:
+        """(means, deviations) of the anchors' best question, sentence, joint and centroid
+        cosines against this FAQ (None without anchors for ``model``)."""
+        return self.anchor_stats.get(model)
+
+    def centroid(self, model: str, vector: Any) -> float | None:
+        """The message's cosine with the FAQ as a whole (None without vectors of ``model``)."""
+        centroid = self.centroid_vectors.get(model)
+        return None if centroid is None else float(centroid @ vector)
 
     def general(self, model: str, vector: Any, calibration: float) -> float | None:
         """The message's best cosine with a general-question anchor, each anchor lowered by

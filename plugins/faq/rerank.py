@@ -31,6 +31,7 @@ ALL_RERANK_FEATURES = (
     "a_rel",    # its answer's cosine minus the best among the candidates
     "lexical",  # its lexical score
     "cover_q",  # share of the message's term weight its questions cover
+    "cover_a",  # share of the message's term weight its answer covers (伙食费 in the answer)
 )
 
 
@@ -48,7 +49,8 @@ def candidate_features(probabilities: np.ndarray, raw: RawScores, order: list[in
 
     return np.stack([np.log(p) - np.log1p(-p), rel(s), rel(raw.q_cos), rel(j), rel(raw.a_cos),
                      np.asarray(raw.lexical, dtype=np.float64)[idx],
-                     np.asarray(raw.cover_q, dtype=np.float64)[idx]], axis=1)
+                     np.asarray(raw.cover_q, dtype=np.float64)[idx],
+                     np.asarray(raw.cover_a, dtype=np.float64)[idx]], axis=1)
 
 
 class Reranker(StandardisedLinear):
