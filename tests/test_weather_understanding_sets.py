@@ -40,8 +40,10 @@ async def test_place_and_day_and_general_messages(folder):
 
 #: tuning set -> the share that reaches the right place through a bot with the demo FAQ and the
 #: weather skill (weather: the weather skill answers; general: the model does). Just below the
-#: figures in docs/weather.md ("Reaching the skill").
-REACH_FLOORS = {"weather": 0.985, "weather_typed": 0.92, "general": 0.92, "general_typed": 0.98}
+#: figures in docs/weather.md ("Reaching the skill"). general 0.92 -> 0.90: the FAQ's 85/15
+#: operating point (docs/faq.md, round 3) lets the demo FAQ claim three more general questions
+#: with a shop word (93.0% -> 91.1%), traded for ~10 points of FAQ answers on new businesses.
+REACH_FLOORS = {"weather": 0.985, "weather_typed": 0.92, "general": 0.90, "general_typed": 0.98}
 
 
 async def test_weather_and_general_messages_reach_the_right_place():
