@@ -3,9 +3,10 @@
 The decline model (``decline.py``) says whether the best entry answers at all; between related
 entries of one FAQ (opening hours and late pick-up, refund and refund time) its order is often
 wrong by a few hundredths. A second small model, a conditional logit over the top ``top``
-entries, picks among them from their decline probability and how well the entry's best answer
-sentence matches the message relative to the other candidates (what an answer states is often
-what a customer asks: 营业时间 8:30-18:30 for 几点关门). It only reorders: whether the FAQ
+entries, picks among them from their decline probability, how far that leads the other
+candidates', how well the entry's best answer sentence matches the message relative to the
+other candidates (what an answer states is often what a customer asks: 营业时间 8:30-18:30 for
+几点关门) and how much of the message its answer's words cover. It only reorders: whether the FAQ
 answers is still decided by the best probability, and a trusted lexical hit is never reordered.
 
 The weights live in ``data/rerank_model.json``, fitted on the tuning sets only, with the features
