@@ -42,6 +42,26 @@ def test_candidate_features_are_relative_to_the_candidates():
     assert col["s_rel"].tolist() == pytest.approx([-0.06, 0.0, -0.03])
 
 
+def test_margins_say_how_far_a_candidate_leads_the_best_other():
+    p = np.array([0.2, 0.6, 0.5, 0.01])
+    raw_scores = raw([0.88, 0.85, 0.91, 0.99], q=[0.80, 0.90, 0.86, 0.95])
+    raw_scores.cover_a = np.array([0.5, 0.0, 0.25, 1.0])
+    F = candidate_features(p, raw_scores, [1, 2, 0])
+    col = {name: F[:, i] for i, name in enumerate(ALL_RERANK_FEATURES)}
+    logit = np.log(p[[1, 2, 0]] / (1 - p[[1, 2, 0]]))
+    # the leader's margin is positive (its lead over the second), every other one's is its
+    # distance to the leader; the fourth entry, no candidate, counts for none of them
+    assert col["logit_gap"].tolist() == pytest.approx([logit[0] - logit[1], logit[1] - logit[0],
+                                                       logit[2] - logit[0]])
+    assert col["s_gap"].tolist() == pytest.approx([-0.06, 0.03, -0.03])
+    assert col["q_gap"].tolist() == pytest.approx([0.04, -0.04, -0.10])
+    assert col["cover_a_gap"].tolist() == pytest.approx([-0.5, -0.25, 0.25])
+    assert col["rank"].tolist() == [0, 1, 2]
+    # two candidates tied in front: neither leads
+    tied = candidate_features(np.array([0.5, 0.5]), raw([0.9, 0.9]), [0, 1])
+    assert tied[:, ALL_RERANK_FEATURES.index("s_gap")].tolist() == [0.0, 0.0]
+
+
 def test_the_shipped_reranker_prefers_the_entry_whose_answer_says_it():
     reranker = Reranker.load()
     assert reranker.top >= 2 and set(reranker.features) <= set(ALL_RERANK_FEATURES)
@@ -52,6 +72,11 @@ def test_the_shipped_reranker_prefers_the_entry_whose_answer_says_it():
     # a clear lead in probability is kept against a small sentence difference
     far = np.array([0.95, 0.10, 0.05])
     assert reranker.choose(far, raw([0.88, 0.90, 0.80]), [0, 1, 2], no_trust) == 0
+    # it looks past the third: four entries nearly as probable, the fourth's answer says it
+    crowd = np.array([0.30, 0.28, 0.27, 0.26, 0.01])
+    assert reranker.top >= 4
+    assert reranker.choose(crowd, raw([0.84, 0.84, 0.84, 0.95, 0.80]), [0, 1, 2, 3, 4],
+                           np.zeros(5, dtype=bool)) == 3
     # a trusted lexical hit is never reordered
     trusted = np.array([True, False, False])
     assert reranker.choose(close, raw([0.84, 0.93, 0.80]), [0, 1, 2], trusted) == 0

@@ -91,7 +91,7 @@ class RawScores:
     questions: dict[str, str] = field(default_factory=dict)
 
 
-def _best_other(values: np.ndarray) -> np.ndarray:
+def best_other(values: np.ndarray) -> np.ndarray:
     """For each position, the largest value at any other position (0 for a single value)."""
     if len(values) < 2:
         return np.zeros(len(values))
@@ -113,21 +113,21 @@ def pair_features(raw: RawScores) -> np.ndarray:
     dense = (q + a) / 2
     if n > 1:
         top2 = np.sort(q)[-2:]
-        best_other = np.where(q >= top2[1], top2[0], top2[1])
+        q_other = np.where(q >= top2[1], top2[0], top2[1])
         std = float(np.std(q)) or 1e-6
     else:
-        best_other, std = np.zeros(n), 1e-6
+        q_other, std = np.zeros(n), 1e-6
     s = raw.s_cos.astype(np.float64) if raw.s_cos is not None else np.full(n, -1.0)
     j = raw.j_cos.astype(np.float64) if raw.j_cos is not None else np.full(n, -1.0)
     qs = np.maximum(q, s)
     columns = [
         q, a, q - raw.general, q - raw.general_raw,
-        dense - np.median(dense), (q - np.mean(q)) / std, q - best_other, a - np.median(a),
+        dense - np.median(dense), (q - np.mean(q)) / std, q - q_other, a - np.median(a),
         raw.lexical.astype(np.float64), raw.cover_q.astype(np.float64), raw.cover_a.astype(np.float64),
         np.full(n, math.log1p(raw.chars)), np.full(n, raw.general),
         np.maximum(0.0, raw.lexical.astype(np.float64) - 0.5),
         np.maximum(0.0, raw.cover_q.astype(np.float64) - 0.5),
-        s, j, qs - raw.general, qs - _best_other(qs), j - np.median(j), j - _best_other(j),
+        s, j, qs - raw.general, qs - best_other(qs), j - np.median(j), j - best_other(j),
         s - raw.general,
         np.full(n, raw.cover_all), np.full(n, raw.c_cos), np.full(n, raw.c_cos - raw.general),
         np.full(n, float(np.max(qs)) - raw.general), np.full(n, float(np.max(j))),

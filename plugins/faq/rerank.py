@@ -3,9 +3,10 @@
 The decline model (``decline.py``) says whether the best entry answers at all; between related
 entries of one FAQ (opening hours and late pick-up, refund and refund time) its order is often
 wrong by a few hundredths. A second small model, a conditional logit over the top ``top``
-entries, picks among them from their decline probability and how well the entry's best answer
-sentence matches the message relative to the other candidates (what an answer states is often
-what a customer asks: 营业时间 8:30-18:30 for 几点关门). It only reorders: whether the FAQ
+entries, picks among them from their decline probability, how far that leads the other
+candidates', how well the entry's best answer sentence matches the message relative to the
+other candidates (what an answer states is often what a customer asks: 营业时间 8:30-18:30 for
+几点关门) and how much of the message its answer's words cover. It only reorders: whether the FAQ
 answers is still decided by the best probability, and a trusted lexical hit is never reordered.
 
 The weights live in ``data/rerank_model.json``, fitted on the tuning sets only, with the features
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .decline import RawScores, StandardisedLinear
+from .decline import RawScores, StandardisedLinear, best_other
 
 RERANK_PATH = Path(__file__).parent / "data" / "rerank_model.json"
 
@@ -32,6 +33,15 @@ ALL_RERANK_FEATURES = (
     "lexical",  # its lexical score
     "cover_q",  # share of the message's term weight its questions cover
     "cover_a",  # share of the message's term weight its answer covers (伙食费 in the answer)
+    # margins: the candidate's value minus the best other candidate's (positive only for the
+    # one in front: how clearly it leads, which the relative values above cannot say)
+    "logit_gap",    # of the log-odds
+    "s_gap",        # of the best answer sentence's cosine
+    "q_gap",        # of the best question's cosine
+    "j_gap",        # of the joint passage's cosine
+    "cover_q_gap",  # of the questions' coverage of the message
+    "cover_a_gap",  # of the answer's coverage of the message
+    "rank",         # its place in the probability's order (0: first)
 )
 
 
@@ -47,10 +57,18 @@ def candidate_features(probabilities: np.ndarray, raw: RawScores, order: list[in
         picked = np.asarray(values, dtype=np.float64)[idx]
         return picked - picked.max()
 
-    return np.stack([np.log(p) - np.log1p(-p), rel(s), rel(raw.q_cos), rel(j), rel(raw.a_cos),
-                     np.asarray(raw.lexical, dtype=np.float64)[idx],
-                     np.asarray(raw.cover_q, dtype=np.float64)[idx],
-                     np.asarray(raw.cover_a, dtype=np.float64)[idx]], axis=1)
+    def margin(values: np.ndarray) -> np.ndarray:
+        picked = np.asarray(values, dtype=np.float64)[idx]
+        return picked - best_other(picked)
+
+    logit = np.log(p) - np.log1p(-p)
+    cover_q = np.asarray(raw.cover_q, dtype=np.float64)[idx]
+    cover_a = np.asarray(raw.cover_a, dtype=np.float64)[idx]
+    return np.stack([logit, rel(s), rel(raw.q_cos), rel(j), rel(raw.a_cos),
+                     np.asarray(raw.lexical, dtype=np.float64)[idx], cover_q, cover_a,
+                     logit - best_other(logit), margin(s), margin(raw.q_cos), margin(j),
+                     cover_q - best_other(cover_q), cover_a - best_other(cover_a),
+                     np.arange(len(idx), dtype=np.float64)], axis=1)
 
 
 class Reranker(StandardisedLinear):
