@@ -175,17 +175,8 @@ def twostage(data: list[dict], cols: list[int]) -> None:
                    + 0.15 * np.mean([np.mean([T.right(r, e, p, t) for r, e, p in rows if r["kind"] != "own"])
                                      for _, rows in res]) for t in THRESHOLDS)
 
-    chosen, best = [], -1.0
-    while True:
-        trials = [(objective(results(chosen + [k])), k) for k in range(len(STAGE2)) if k not in chosen]
-        if not trials:
-            break
-        value, k = max(trials)
-        if value <= best + 0.002:
-            break
-        chosen.append(k)
-        best = value
-        print(f"+ {STAGE2[k]}: {value:.3f}")
+    chosen = T.forward_select(list(range(len(STAGE2))), lambda ks: objective(results(ks)),
+                              say=lambda k, value: print(f"+ {STAGE2[k]}: {value:.3f}"))
     report(f"second stage over {[STAGE2[k] for k in chosen]}", results(chosen))
 
 

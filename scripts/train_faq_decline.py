@@ -372,26 +372,42 @@ def rerank_objective(table) -> float:
     return float(np.mean([t[2] / t[3] for t in table if t[0] != "demo"]))
 
 
+def forward_select(candidates: list, score, start: list | None = None, min_gain: float = 0.002,
+                   say=None, tried=None) -> list:
+    """Greedy forward selection: from ``start``, add the candidate whose ``score(chosen + [c])``
+    is highest, while it beats the best so far by more than ``min_gain``; ``say(c, value)``
+    reports each addition, ``tried(trials)`` each round's (value, candidate) pairs."""
+    chosen = list(start or [])
+    best = score(chosen) if chosen else -1.0
+    while True:
+        trials = [(score(chosen + [c]), c) for c in candidates if c not in chosen]
+        if not trials:
+            return chosen
+        if tried is not None:
+            tried(trials)
+        value, c = max(trials)  # ties: the larger candidate, as the selections always did
+        if value <= best + min_gain:
+            return chosen
+        chosen.append(c)
+        best = value
+        if say is not None:
+            say(c, value)
+
+
 def select_rerank(data: list[dict], columns: list[int], threshold: float,
                   start: list[str]) -> list[str]:
     """Greedy forward selection of the re-ranker's features by ``rerank_objective``,
     leave-one-business-out, from the features ``start``."""
-    chosen = list(start)
-    best = rerank_objective(cross_validate_rerank(data, columns, chosen, threshold)) if chosen else -1.0
-    while True:
-        trials = [(rerank_objective(cross_validate_rerank(data, columns, chosen + [f], threshold)), f)
-                  for f in ALL_RERANK_FEATURES if f not in chosen]
-        if not trials:
-            break
-        print("  tried: " + ", ".join(f"+{f} {v:.1%}" for v, f in sorted(trials, reverse=True)),
-              file=sys.stderr)
-        value, f = max(trials)
-        if value <= best + 0.002:
-            break
-        chosen.append(f)
-        best = value
+    def score(features: list[str]) -> float:
+        return rerank_objective(cross_validate_rerank(data, columns, features, threshold))
+
+    def say(f: str, value: float) -> None:
         print(f"+ {f}: right entry first, mean over the plain businesses {value:.1%}", file=sys.stderr)
-    return chosen
+
+    def tried(trials: list[tuple[float, str]]) -> None:
+        print("  tried: " + ", ".join(f"+{f} {v:.1%}" for v, f in sorted(trials, reverse=True)), file=sys.stderr)
+
+    return forward_select(ALL_RERANK_FEATURES, score, start, say=say, tried=tried)
 
 
 def main() -> None:
@@ -433,22 +449,9 @@ def main() -> None:
     if not args.select:
         chosen = args.features.split(",")
     else:
-        chosen, best = [], -1.0
-        while True:
-            trials = []
-            for f in ALL_FEATURES:
-                if f in chosen:
-                    continue
-                cols = [ALL_FEATURES.index(x) for x in chosen + [f]]
-                trials.append((score_of(cross_validate(data, cols))[0], f))
-            if not trials:
-                break
-            value, f = max(trials)
-            if value <= best + 0.002:
-                break
-            chosen.append(f)
-            best = value
-            print(f"+ {f}: cross-validated {value:.3f}", file=sys.stderr)
+        chosen = forward_select(
+            ALL_FEATURES, lambda fs: score_of(cross_validate(data, [ALL_FEATURES.index(x) for x in fs]))[0],
+            say=lambda f, value: print(f"+ {f}: cross-validated {value:.3f}", file=sys.stderr))
     cols = [ALL_FEATURES.index(f) for f in chosen]
     counts = cross_validate(data, cols)
     value, threshold = score_of(counts)

@@ -124,3 +124,16 @@ async def test_the_reranker_picks_the_entry_the_probability_alone_misses():
             assert bot.last_context.extra.get("faq_id") not in (None, chosen)
         finally:
             plugin.reranker = shipped
+
+
+def test_forward_selection_adds_while_the_score_gains():
+    """The trainer's greedy selection (re-ranker, decline model, experiments): adds the best
+    candidate while it gains more than ``min_gain``, from ``start``, reporting each addition."""
+    trainer = load_trainer()
+    worth = {"a": 0.5, "b": 0.3, "c": 0.001}
+    added = []
+    chosen = trainer.forward_select(["a", "b", "c"], lambda fs: sum(worth[f] for f in fs),
+                                    say=lambda f, value: added.append((f, round(value, 3))))
+    assert chosen == ["a", "b"] and added == [("a", 0.5), ("b", 0.8)]  # c gains only 0.001
+    assert trainer.forward_select(["a", "b", "c"], lambda fs: sum(worth[f] for f in fs), start=["b"]) == ["b", "a"]
+    assert trainer.forward_select([], lambda fs: 1.0) == []
