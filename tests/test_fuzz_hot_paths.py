@@ -258,3 +258,25 @@ def test_operator_templates_that_do_more_than_write_values_go_through_jinja(oper
             assert renderer.render(TextReply(content), to_user=to_user, from_user="gh_x",
                                    create_time=1700000000) == expected
     assert sum(r._text_format is not None for _fast, r in operator_renderers) == len(FAST)
+
+
+@pytest.mark.parametrize("head", [
+    "<ToUserName>{{ to_user|cdata }}</ToUserName><FromUserName>{{ from_user|lower|cdata }}</FromUserName>"
+    "<CreateTime>{{ create_time }}</CreateTime>",
+    "<ToUserName>{{ to_user|cdata }}</ToUserName><FromUserName>{{ from_user|cdata }}</FromUserName>"
+    "{% if create_time %}<CreateTime>{{ create_time }}</CreateTime>{% endif %}",
+    "<ToUserName>{{ to_user|cdata }}</ToUserName>{% include 'from.xml.j2' %}<CreateTime>{{ create_time }}</CreateTime>",
+])
+def test_an_operator_head_that_does_more_than_write_values_sends_the_shipped_text_reply_through_jinja(
+        tmp_path, head):
+    """The shipped text template includes _head.xml.j2: an operator's head with a filter, a
+    condition or an include that does either is found through the include and makes Jinja render."""
+    (tmp_path / "_head.xml.j2").write_text(head, encoding="utf-8")
+    (tmp_path / "from.xml.j2").write_text("<FromUserName>{{ from_user|upper|cdata }}</FromUserName>",
+                                          encoding="utf-8")
+    renderer = ReplyRenderer(truncation_marker=MARKER, template_dirs=[tmp_path])
+    assert renderer._text_format is None
+    for content in ("你好", "]]>{0}%s", "中" * 700):
+        expected = renderer._templates["text"].render(to_user="o_U", from_user="gh_X", create_time=5,
+                                                      content=truncate_utf8(content, MAX_TEXT_BYTES, MARKER))
+        assert renderer.render(TextReply(content), to_user="o_U", from_user="gh_X", create_time=5) == expected
