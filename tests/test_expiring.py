@@ -68,3 +68,80 @@ def test_setdefault_pop_and_delete():
     d["t"] = 1
     d.clear()
     assert len(d) == 0
+
+
+# ---- against cachetools' TTLCache, which it replaced ---------------------------------------------
+
+def _differential_run(seed: int, maxsize: int, keys: int, steps: int):
+    """The same random operations on an ExpiringDict and a TTLCache with one fake clock; yields
+    (operation, ExpiringDict's answer, TTLCache's answer)."""
+    import random
+
+    from cachetools import TTLCache
+
+    rng = random.Random(seed)
+    now = [0.0]
+    ours, theirs = ExpiringDict(maxsize, 10, timer=lambda: now[0]), TTLCache(maxsize, 10, timer=lambda: now[0])
+    for step in range(steps):
+        key, op = f"k{rng.randrange(keys)}", rng.choice(
+            ["set", "set", "get", "get", "contains", "setdefault", "pop", "del", "len", "iter", "tick", "tick"])
+        if op == "tick":
+            now[0] += rng.choice([0.5, 1, 3, 9.999, 10, 10.001])
+            continue
+        answers = []
+        for store in (ours, theirs):
+            try:
+                if op == "set":
+                    store[key] = step
+                    answers.append(None)
+                elif op == "get":
+                    answers.append(store.get(key, "none"))
+                elif op == "contains":
+                    answers.append(key in store)
+                elif op == "setdefault":
+                    answers.append(store.setdefault(key, step))
+                elif op == "pop":
+                    answers.append(store.pop(key, "none"))
+                elif op == "del":
+                    del store[key]
+                    answers.append("deleted")
+                elif op == "len":
+                    answers.append(len(store) if store is ours else sum(1 for _ in store))
+                else:
+                    answers.append(sorted(store))
+            except KeyError:
+                answers.append("KeyError")
+        yield op, answers[0], answers[1]
+
+
+def test_it_answers_as_ttlcache_did_while_not_full():
+    """Every use site (answer records, queues, streams, buckets, history, replay guard, caches,
+    explanations) reads and writes through get, [], in, setdefault, pop, del, len and iteration:
+    while the dict is not full, each answers exactly as TTLCache did (expiry ttl after the last
+    set, at the same instant; reads do not refresh; an expired key is absent everywhere)."""
+    for seed in range(5):
+        for op, ours, theirs in _differential_run(seed, maxsize=1000, keys=12, steps=3000):
+            assert ours == theirs, (seed, op)
+
+
+def test_when_full_it_drops_the_entry_set_longest_ago_where_ttlcache_dropped_the_least_used():
+    """The one difference: TTLCache evicted the least recently *used* entry, this drops the one
+    *set* longest ago (the first to expire anyway) even if it was just read. The state's records
+    are set again when they must stay (a record per try, a history per turn, a bucket per
+    message) and sized far above one process's traffic within their ttl (100,000); in the named
+    caches (FAQ, model answers, weather, media ids) a full cache now drops its oldest answer
+    rather than its least-read one: fewer hits for an old popular entry, which is made again,
+    never a wrong one (llm's max_entries already documents "the oldest go first")."""
+    from cachetools import TTLCache
+
+    now = [0.0]
+    ours, theirs = ExpiringDict(2, 10, timer=lambda: now[0]), TTLCache(2, 10, timer=lambda: now[0])
+    for store in (ours, theirs):
+        store["a"], store["b"] = 1, 2
+        assert store["a"] == 1  # read: TTLCache's most recently used
+        store["c"] = 3
+    assert ("a" in ours, "b" in ours) == (False, True)
+    assert ("a" in theirs, "b" in theirs) == (True, False)
+    differing = [op for seed in range(3)
+                 for op, a, b in _differential_run(seed, maxsize=4, keys=12, steps=2000) if a != b]
+    assert differing  # (the run above reaches the difference, so the first test's agreement means something)

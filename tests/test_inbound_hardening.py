@@ -75,6 +75,20 @@ async def test_deep_nesting_is_400_with_one_warning_line(wechat, caplog):
     assert "nested deeper" in records[0].getMessage()
 
 
+@pytest.mark.parametrize("encoding", ["no-such-encoding", "hex", "base64"])
+async def test_an_unknown_declared_encoding_is_400_with_one_warning_line(wechat, caplog, encoding):
+    """A body declaring an encoding Python cannot decode text with is the client's mistake: 400 and
+    one warning line, not an "unhandled error" traceback and a silent ``success``."""
+    h = await wechat(enabled=["welcome"], plugins={"echo": Echo()})
+    xml = f'<?xml version="1.0" encoding="{encoding}"?>' + text_xml("hi")
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        response = await h.post_xml(xml)
+        assert response.status == 400 and await response.text() == "bad request"
+    records = warnings_and_worse(caplog)
+    assert len(records) == 1 and records[0].exc_info is None and records[0].levelno == logging.WARNING
+
+
 async def test_a_duplicated_content_is_400_not_a_silent_drop(wechat):
     h = await wechat(enabled=["welcome"], plugins={"echo": Echo()})
     xml = text_xml("第一", msg_id=11).replace("</xml>", "<Content><![CDATA[第二]]></Content></xml>")

@@ -484,3 +484,15 @@ async def test_retry_of_a_long_reply_does_not_queue_its_rest_twice(wechat):
     assert await post(h, "讲个长故事", 8951, "o_long2") == first  # WeChat did not get it: again
     parts = await read_on(h, "o_long2", first, 8960)
     assert "".join(parts) == "这是一个很长的句子。" * 300
+
+
+async def test_a_stream_expiring_during_a_take_is_still_counted_not_a_key_error():
+    """The memory store reads a stream once and updates that object: a stream whose entry expires
+    between the read and the update (its pending_ttl ending mid-take) gives its text, no KeyError."""
+    store = MemoryAnswerStore(pending_ttl=10)
+    await store.enqueue("u", "a", ["一二。", "三四。"], 10, closed=False)
+    calls = iter([0.0])
+    start = store._streams.timer()
+    store._streams.timer = lambda: start + (0.0 if next(calls, None) is not None else 100.0)  # expired after one read
+    taken = await store.take("u", ask(12))
+    assert taken.text == "一二。"

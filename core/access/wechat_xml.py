@@ -119,7 +119,10 @@ def parse_xml(body: bytes | str) -> dict[str, Any]:
         builder.parser().Parse(body, True)
     except DefusedXmlException as exc:
         raise XMLRejected(f"hostile XML refused: {type(exc).__name__}") from None
-    except (expat.ExpatError, ValueError, TypeError) as exc:
+    except (expat.ExpatError, ValueError, TypeError, LookupError) as exc:
+        # LookupError: the document declares an encoding Python does not know, or one that is not
+        # a text encoding (encoding="hex"): expat's unknown-encoding handler raises it (so did
+        # defusedxml.ElementTree's), and it is the client's mistake like any malformed byte.
         raise XMLRejected(f"malformed XML: {exc}") from None
     if builder.root is None:
         raise XMLRejected("malformed XML: no element found")

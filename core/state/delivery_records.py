@@ -291,11 +291,13 @@ class MemoryAnswerStore:
         queue = self._queues.get(user) or []
         now = request.now or time.time()
         used, segments, writing, full = 0, [], False, False
-        plan: list[tuple[str, int, bool]] = []  # (stream, pieces taken, done with it)
+        # (name, its stream, pieces taken, done with it): the stream object itself is kept, so the
+        # update below never looks it up again (it could expire in between: a KeyError)
+        plan: list[tuple[str, _Stream | None, int, bool]] = []
         for name in queue:
             stream = self._streams.get(name)
             if stream is None:
-                plan.append((name, 0, True))
+                plan.append((name, None, 0, True))
                 continue
             if not stream.closed and now - stream.beat > request.stale_after:
                 stream.pieces.append(request.lost_note)  # its producer vanished: end it
@@ -310,7 +312,7 @@ class MemoryAnswerStore:
             if took:
                 segments.append(segment)
             done = stream.closed and stream.taken + took == len(stream.pieces)
-            plan.append((name, took, done))
+            plan.append((name, stream, took, done))
             if full:
                 break
             if not done:
@@ -321,9 +323,9 @@ class MemoryAnswerStore:
             record = self._record(request.claim)
             if isinstance(record, tuple):
                 return Taken(claimed_before=True)
-        for name, took, done in plan:
-            if took:
-                self._streams[name].taken += took
+        for name, taken_from, took, done in plan:
+            if took and taken_from is not None:
+                taken_from.taken += took
             if done:
                 queue.remove(name)
                 self._streams.pop(name, None)
