@@ -145,3 +145,17 @@ def test_when_full_it_drops_the_entry_set_longest_ago_where_ttlcache_dropped_the
     differing = [op for seed in range(3)
                  for op, a, b in _differential_run(seed, maxsize=4, keys=12, steps=2000) if a != b]
     assert differing  # (the run above reaches the difference, so the first test's agreement means something)
+
+
+async def test_the_skills_named_memory_cache_keeps_the_entry_read_recently_when_full():
+    """bot.cache in memory (core/state/cache.py) drops the least recently read entry when full,
+    so a skill's popular entries stay; the per-message records' ExpiringDict drops the one set
+    longest ago instead."""
+    from core.state.cache import MemoryCache
+
+    cache = MemoryCache("t", maxsize=2, ttl=60)
+    await cache.set("popular", 1)
+    await cache.set("other", 2)
+    assert await cache.get("popular") == 1  # read: now the most recently used
+    await cache.set("new", 3)  # full: "other" goes, not "popular"
+    assert await cache.get("popular") == 1 and await cache.get("other") is None and await cache.get("new") == 3

@@ -1,6 +1,8 @@
 """Named caches for skills (FAQ answers, forecasts) behind one async interface.
 
-The memory backend is a bounded expiring dict (core/state/expiring.py); the Redis backend keeps
+The memory backend is cachetools' TTLCache: bounded, least recently read dropped first when full,
+so a skill's popular entries stay (the per-message records use the cheaper
+core/state/expiring.py, which drops the entry set longest ago); the Redis backend keeps
 the same interface so a skill never knows which one it has. Values must be JSON-serialisable (dicts, lists, strings,
 numbers) so every backend can store them.
 """
@@ -9,7 +11,7 @@ from __future__ import annotations
 import time
 from typing import Any, Protocol
 
-from .expiring import ExpiringDict
+from cachetools import TTLCache
 
 
 class Cache(Protocol):
@@ -26,7 +28,7 @@ class MemoryCache:
     def __init__(self, name: str, maxsize: int = 1024, ttl: float = 600) -> None:
         self.name = name
         self.ttl = ttl
-        self._data: ExpiringDict[str, tuple[float, Any]] = ExpiringDict(maxsize=maxsize, ttl=ttl)
+        self._data: TTLCache[str, tuple[float, Any]] = TTLCache(maxsize=maxsize, ttl=ttl)
         self.hits = 0
         self.misses = 0
 
