@@ -28,7 +28,6 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 from core import load_general_questions, normalize_text  # noqa: E402
-from core.testing import running_bot  # noqa: E402
 from plugins.faq.decline import ALL_FEATURES, pair_features  # noqa: E402
 from plugins.faq.rerank import ALL_RERANK_FEATURES  # noqa: E402
 import train_faq_decline as T  # noqa: E402
@@ -79,27 +78,25 @@ async def collect_variants() -> list[dict]:
     tokens only (weight > 0: jieba's IDF above the stop-word level, not chat filler), and with
     the normalised sum of both."""
     vectors, out = {}, []
-    for name, faq_path, messages in T.datasets():
-        faq = {"reload_interval": 0, **({"path": str(faq_path)} if faq_path else {})}
-        async with running_bot({"plugins": {"enabled": ["faq"], "faq": faq}}) as bot:
-            plugin, seg = bot.pm.get_plugin("faq"), bot.segmenter
-            rows = []
-            for text, expected in messages:
-                norm = normalize_text(text)
-                tokens = seg.tokenize(norm)
-                variant = "".join(t for t in tokens if seg.weight(t) > 0) or norm
-                for key in (norm, variant):
-                    if key not in vectors:
-                        vectors[key] = await bot.embeddings.embed_query(key)
-                q0, q1 = vectors[norm], vectors[variant]
-                mixed = q0.vector + q1.vector
-                q2 = type("Query", (), {"model": q0.model, "vector": mixed / np.linalg.norm(mixed)})()
-                target = expected[4:] if expected.startswith("faq:") else ""
-                rows.append({"raws": {k: plugin.raw_scores(plugin.index, plugin.dense, norm, tokens, q)
-                                      for k, q in (("message", q0), ("variant", q1), ("mixed", q2))},
-                             "label": plugin.index.entry_ids.index(target) if target in plugin.index.entry_ids else -1,
-                             "kind": "own" if expected != "other" else "other"})
-            out.append({"name": name, "rows": rows})
+    async for name, messages, bot, plugin in T.faq_bots():
+        seg = bot.segmenter
+        rows = []
+        for text, expected in messages:
+            norm = normalize_text(text)
+            tokens = seg.tokenize(norm)
+            variant = "".join(t for t in tokens if seg.weight(t) > 0) or norm
+            for key in (norm, variant):
+                if key not in vectors:
+                    vectors[key] = await bot.embeddings.embed_query(key)
+            q0, q1 = vectors[norm], vectors[variant]
+            mixed = q0.vector + q1.vector
+            q2 = type("Query", (), {"model": q0.model, "vector": mixed / np.linalg.norm(mixed)})()
+            target = expected[4:] if expected.startswith("faq:") else ""
+            rows.append({"raws": {k: plugin.raw_scores(plugin.index, plugin.dense, norm, tokens, q)
+                                  for k, q in (("message", q0), ("variant", q1), ("mixed", q2))},
+                         "label": plugin.index.entry_ids.index(target) if target in plugin.index.entry_ids else -1,
+                         "kind": "own" if expected != "other" else "other"})
+        out.append({"name": name, "rows": rows})
     return out
 
 
@@ -239,17 +236,14 @@ def none_option(data: list[dict], entry_features: list[str], message_features: l
 
 async def collect_anchors() -> dict[str, list[dict]]:
     anchors, out = load_general_questions(), {}
-    for name, faq_path, _ in T.datasets():
-        faq = {"reload_interval": 0, **({"path": str(faq_path)} if faq_path else {})}
-        async with running_bot({"plugins": {"enabled": ["faq"], "faq": faq}}) as bot:
-            plugin = bot.pm.get_plugin("faq")
-            rows = []
-            for text in anchors:
-                norm = normalize_text(text)
-                query = await bot.embeddings.embed_query(norm)
-                raw = plugin.raw_scores(plugin.index, plugin.dense, norm, bot.segmenter.tokenize(norm), query)
-                rows.append({"raw": raw, "X": pair_features(raw), "label": -1, "kind": "anchor"})
-            out[name] = rows
+    async for name, _, bot, plugin in T.faq_bots():
+        rows = []
+        for text in anchors:
+            norm = normalize_text(text)
+            query = await bot.embeddings.embed_query(norm)
+            raw = plugin.raw_scores(plugin.index, plugin.dense, norm, bot.segmenter.tokenize(norm), query)
+            rows.append({"raw": raw, "X": pair_features(raw), "label": -1, "kind": "anchor"})
+        out[name] = rows
     return out
 
 

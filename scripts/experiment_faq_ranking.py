@@ -24,7 +24,6 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 from core import normalize_text  # noqa: E402
-from core.testing import running_bot  # noqa: E402
 from plugins.faq.decline import ALL_FEATURES, RawScores, pair_features  # noqa: E402
 from plugins.faq.engine import answer_text  # noqa: E402
 import train_faq_decline as T  # noqa: E402
@@ -39,37 +38,32 @@ GUARD = True
 async def collect():
 
     out = []
-    for name, faq_path, messages in T.datasets():
-        faq = {"reload_interval": 0}
-        if faq_path is not None:
-            faq["path"] = str(faq_path)
-        async with running_bot({"plugins": {"enabled": ["faq"], "faq": faq}}) as bot:
-            plugin = bot.pm.get_plugin("faq")
-            index, dense = plugin.index, plugin.dense
-            model = bot.embeddings.models[0]
-            entries = list(index.data.entries.values())
-            biz = {"name": name, "entry_ids": index.entry_ids,
-                   "questions": [q for e in entries for q in e.questions],
-                   "answers": [answer_text(e) for e in entries],
-                   "Q": dense.question_vectors[model], "q_entries": dense.question_entries,
-                   "A": dense.answer_vectors[model], "S": dense.sentence_vectors.get(model),
-                   "s_entries": dense.sentence_entries, "J": dense.joint_vectors[model],
-                   "G": dense.general_vectors[model], "G_off": dense.general_offsets[model],
-                   "calibration": plugin.config.general_calibration}
-            rows = []
-            for text, expected in messages:
-                norm = normalize_text(text)
-                query = await bot.embeddings.embed_query(norm)
-                tokens = bot.segmenter.tokenize(norm)
-                raw = plugin.raw_scores(index, dense, norm, tokens, query)
-                target = expected[4:] if expected.startswith("faq:") else ""
-                label = index.entry_ids.index(target) if target in index.entry_ids else -1
-                rows.append({"text": text, "norm": norm, "tokens": tokens, "v": query.vector,
-                             "raw": raw, "label": label,
-                             "kind": "own" if expected != "other" else "other"})
-            biz["rows"] = rows
-            out.append(biz)
-            print("collected", name, len(rows), file=sys.stderr)
+    async for name, messages, bot, plugin in T.faq_bots():
+        index, dense = plugin.index, plugin.dense
+        model = bot.embeddings.models[0]
+        entries = list(index.data.entries.values())
+        biz = {"name": name, "entry_ids": index.entry_ids,
+               "questions": [q for e in entries for q in e.questions],
+               "answers": [answer_text(e) for e in entries],
+               "Q": dense.question_vectors[model], "q_entries": dense.question_entries,
+               "A": dense.answer_vectors[model], "S": dense.sentence_vectors.get(model),
+               "s_entries": dense.sentence_entries, "J": dense.joint_vectors[model],
+               "G": dense.general_vectors[model], "G_off": dense.general_offsets[model],
+               "calibration": plugin.config.general_calibration}
+        rows = []
+        for text, expected in messages:
+            norm = normalize_text(text)
+            query = await bot.embeddings.embed_query(norm)
+            tokens = bot.segmenter.tokenize(norm)
+            raw = plugin.raw_scores(index, dense, norm, tokens, query)
+            target = expected[4:] if expected.startswith("faq:") else ""
+            label = index.entry_ids.index(target) if target in index.entry_ids else -1
+            rows.append({"text": text, "norm": norm, "tokens": tokens, "v": query.vector,
+                         "raw": raw, "label": label,
+                         "kind": "own" if expected != "other" else "other"})
+        biz["rows"] = rows
+        out.append(biz)
+        print("collected", name, len(rows), file=sys.stderr)
     return out
 
 COLS = [ALL_FEATURES.index(f) for f in T.DEFAULT_FEATURES]

@@ -30,6 +30,7 @@ import pickle
 import tempfile
 import sys
 from pathlib import Path
+from typing import Any, AsyncIterator
 
 import numpy as np
 
@@ -109,33 +110,37 @@ def datasets() -> list[tuple[str, Path | None, list[tuple[str, str]]]]:
     return sets
 
 
+async def faq_bots() -> AsyncIterator[tuple[str, list[tuple[str, str]], Any, Any]]:
+    """Each FAQ of ``datasets()`` loaded in a bot with the FAQ plugin alone, one at a time:
+    (name, messages, bot, the FAQ plugin)."""
+    for name, faq_path, messages in datasets():
+        faq = {"reload_interval": 0, **({"path": str(faq_path)} if faq_path else {})}
+        async with running_bot({"plugins": {"enabled": ["faq"], "faq": faq}}) as bot:
+            yield name, messages, bot, bot.pm.get_plugin("faq")
+
+
 async def collect() -> list[dict]:
     """Per FAQ: the raw scores of every message (plugins.faq ``raw_scores``) and its label."""
     vectors: dict[str, object] = {}
     out = []
-    for name, faq_path, messages in datasets():
-        faq = {"reload_interval": 0}
-        if faq_path is not None:
-            faq["path"] = str(faq_path)
-        async with running_bot({"plugins": {"enabled": ["faq"], "faq": faq}}) as bot:
-            plugin = bot.pm.get_plugin("faq")
-            index, dense = plugin.index, plugin.dense
-            rows = []
-            for text, expected in messages:
-                norm = normalize_text(text)
-                if norm not in vectors:
-                    vectors[norm] = await bot.embeddings.embed_query(norm)
-                query = vectors[norm]
-                tokens = bot.segmenter.tokenize(norm)
-                raw = plugin.raw_scores(index, dense, norm, tokens, query)
-                lexical_best = plugin.score(norm, tokens)[0]
-                target = expected[4:] if expected.startswith("faq:") else ""
-                label = index.entry_ids.index(target) if target in index.entry_ids else -1
-                kind = "own" if expected != "other" else "other"
-                rows.append({"text": text, "raw": raw, "label": label, "kind": kind,
-                             "lexical_best": lexical_best})
-            out.append({"name": name, "rows": rows})
-            print(f"collected {name}: {len(rows)} messages", file=sys.stderr)
+    async for name, messages, bot, plugin in faq_bots():
+        index, dense = plugin.index, plugin.dense
+        rows = []
+        for text, expected in messages:
+            norm = normalize_text(text)
+            if norm not in vectors:
+                vectors[norm] = await bot.embeddings.embed_query(norm)
+            query = vectors[norm]
+            tokens = bot.segmenter.tokenize(norm)
+            raw = plugin.raw_scores(index, dense, norm, tokens, query)
+            lexical_best = plugin.score(norm, tokens)[0]
+            target = expected[4:] if expected.startswith("faq:") else ""
+            label = index.entry_ids.index(target) if target in index.entry_ids else -1
+            kind = "own" if expected != "other" else "other"
+            rows.append({"text": text, "raw": raw, "label": label, "kind": kind,
+                         "lexical_best": lexical_best})
+        out.append({"name": name, "rows": rows})
+        print(f"collected {name}: {len(rows)} messages", file=sys.stderr)
     return out
 
 

@@ -175,3 +175,15 @@ async def llm():
     plugin to talk to; a test module may define its own ``llm`` to set it up differently."""
     async with OpenAIStandIn() as server:
         yield server
+
+
+@pytest.fixture
+async def wechat_api(aiohttp_server, monkeypatch):
+    """The WeChat API stand-in (tests/standins/wechat_api_server.py) for customer-service mode:
+    its state and base URL, with the AppSecret it expects in the environment."""
+    from tests.standins.wechat_api_server import WeChatAPIState, create_wechat_api_app
+
+    state = WeChatAPIState()
+    server = await aiohttp_server(create_wechat_api_app(state))
+    monkeypatch.setenv("WECHAT_APP_SECRET", state.secret)
+    return state, str(server.make_url("")).rstrip("/")

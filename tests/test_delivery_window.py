@@ -12,7 +12,6 @@ import pytest
 from core import TextReply, hookimpl
 from core.operations.wechat_client import deliver_like_wechat, text_xml
 from tests.standins.openai_server import OpenAIStandIn
-from tests.standins.wechat_api_server import WeChatAPIState, create_wechat_api_app
 
 TRY_TIMEOUT = 1.0  # WeChat's 5 s, scaled down
 WINDOW = {"delivery": {"try_budget": 0.7, "hold_seconds": 1.5}}
@@ -160,14 +159,6 @@ async def test_long_answer_is_split_and_continued(wechat):
 
 
 # ---- customer-service mode -----------------------------------------------------------------------
-
-@pytest.fixture
-async def wechat_api(aiohttp_server, monkeypatch):
-    state = WeChatAPIState()
-    server = await aiohttp_server(create_wechat_api_app(state))
-    monkeypatch.setenv("WECHAT_APP_SECRET", state.secret)
-    return state, str(server.make_url("")).rstrip("/")
-
 
 async def cs_harness(wechat, llm, wechat_api, latency: float, endpoint: str = "stable"):
     state, base = wechat_api

@@ -2,27 +2,18 @@
 plugin's use of it (plugins/faq/rerank.py, scripts/train_faq_decline.py)."""
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from core import TextReply, hookimpl
-from core.settings import PROJECT_ROOT
 from core.testing import running_bot
 from plugins.faq.decline import RawScores
 from plugins.faq.rerank import ALL_RERANK_FEATURES, Reranker, candidate_features
+from tests.test_faq_decline import load_trainer
 
 HOTEL = Path(__file__).parent / "data" / "tuning" / "hotel_faq.toml"
-
-
-def load_trainer():
-    spec = importlib.util.spec_from_file_location("train_faq_decline",
-                                                  PROJECT_ROOT / "scripts" / "train_faq_decline.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def raw(s, q=None):

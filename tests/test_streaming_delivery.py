@@ -19,7 +19,6 @@ from core.state.delivery_records import MemoryAnswerStore, TakeRequest
 from core.state.redis_store import RedisAnswerStore, connect
 from plugins.llm.plaintext import markdown_to_text
 from tests.standins.openai_server import OpenAIStandIn, streamed
-from tests.standins.wechat_api_server import WeChatAPIState, create_wechat_api_app
 
 TRY_TIMEOUT = 1.0  # WeChat's 5 s, scaled down
 WINDOW = {"delivery": {"try_budget": 0.7, "hold_seconds": 1.5}}
@@ -70,6 +69,16 @@ async def read_on(h, user: str, first: str, msg_id: int, limit: int = 40) -> lis
         assert content is not None and len(content.encode()) <= 2047
         seen.append(content)
     return [s.removesuffix(HINT) for s in seen if s != STILL_WRITING]
+
+
+async def first_sentences_then_the_rest(h, body: bytes, user: str, msg_id: int) -> None:
+    """A try's reply carried the first sentences and the hint; once the model has finished,
+    「继续」 brings the rest, the whole answer once."""
+    first = h.signer.open_reply(body)["Content"]
+    assert first.startswith(SENTENCES[0]) and first.endswith(HINT)
+    await asyncio.sleep(1.5)
+    parts = await read_on(h, user, first, msg_id)
+    assert "".join(parts) == "".join(SENTENCES)
 
 
 def squeeze(text: str) -> str:
@@ -192,11 +201,7 @@ async def test_retry_after_a_late_reply_repeats_it_at_once(wechat, llm, monkeypa
     assert [r.status for r in results] == [None, 200]
     budget = WINDOW["delivery"]["try_budget"]
     assert results[1].ended - results[1].started < budget  # not held to the budget's end
-    first = h.signer.open_reply(results[1].body)["Content"]
-    assert first.startswith(SENTENCES[0]) and first.endswith(HINT)
-    await asyncio.sleep(1.5)
-    parts = await read_on(h, "o_s6", first, 8660)
-    assert "".join(parts) == "".join(SENTENCES)
+    await first_sentences_then_the_rest(h, results[1].body, "o_s6", 8660)
 
 
 async def test_first_try_replies_soon_after_the_first_sentence(wechat, llm):
@@ -208,11 +213,7 @@ async def test_first_try_replies_soon_after_the_first_sentence(wechat, llm):
     assert [r.status for r in results] == [200]
     # the first sentence is stored at ~0.25 s, the reply ~0.2 s later; the budget ends at 0.7 s
     assert results[0].ended - results[0].started < WINDOW["delivery"]["try_budget"]
-    first = h.signer.open_reply(results[0].body)["Content"]
-    assert first.startswith(SENTENCES[0]) and first.endswith(HINT)
-    await asyncio.sleep(1.5)
-    parts = await read_on(h, "o_s7", first, 8680)
-    assert "".join(parts) == "".join(SENTENCES)
+    await first_sentences_then_the_rest(h, results[0].body, "o_s7", 8680)
 
 
 async def test_continue_reply_lost_on_every_try_is_kept_for_the_next_message(wechat, monkeypatch):
@@ -323,14 +324,6 @@ async def close(store) -> None:
 
 
 # ---- customer-service mode ------------------------------------------------------------------------
-
-@pytest.fixture
-async def wechat_api(aiohttp_server, monkeypatch):
-    state = WeChatAPIState()
-    server = await aiohttp_server(create_wechat_api_app(state))
-    monkeypatch.setenv("WECHAT_APP_SECRET", state.secret)
-    return state, str(server.make_url("")).rstrip("/")
-
 
 async def cs_harness(wechat, llm, wechat_api, **delivery):
     _, base = wechat_api
