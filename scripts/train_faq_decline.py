@@ -98,7 +98,8 @@ def one_column(path: Path) -> list[str]:
 
 def datasets() -> list[tuple[str, Path | None, list[tuple[str, str]]]]:
     others = [*(c.text for c in load_labelled(TUNING / "semantic_general_messages.tsv")),
-              *one_column(TUNING / "general_messages.tsv"), *one_column(TUNING / "weather_messages.tsv")]
+              *one_column(TUNING / "general_messages.tsv"), *one_column(TUNING / "weather_messages.tsv"),
+              *(t for path in sorted(TUNING.glob("general_round4_*.tsv")) for t in one_column(path))]
     others = list(dict.fromkeys(others))
     sets = []
     for faq in sorted(TUNING.glob("*_faq.toml")):
