@@ -29,6 +29,7 @@ import hashlib
 import pickle
 import tempfile
 import sys
+import zlib
 from pathlib import Path
 from typing import Any, AsyncIterator
 
@@ -41,6 +42,7 @@ from core import normalize_text  # noqa: E402
 from core.operations.evaluation import load_labelled  # noqa: E402
 from core.testing import running_bot  # noqa: E402
 from plugins.faq.decline import ALL_FEATURES, MODEL_PATH, pair_features, without_content  # noqa: E402
+from plugins.faq.register import REGISTER_PATH  # noqa: E402
 from plugins.faq.rerank import ALL_RERANK_FEATURES, RERANK_PATH, Reranker, candidate_features  # noqa: E402
 
 TUNING = ROOT / "tests" / "data" / "tuning"
@@ -82,6 +84,12 @@ DEFAULT_FEATURES = ("j_cos", "q_gap", "log_chars", "c_minus_general")
 #: log-odds lead the best other candidate's (88.4%; ``--rerank-select`` from those three). The
 #: question's, joint passage's or answer's relative cosine, the lexical score, the questions'
 #: coverage, the other margins and the rank did not raise it further.
+#: The register model (plugins/faq/register.py): its L2 penalty (on the weights over the unit
+#: embedding) and the folds the general and weather messages are split into, so that none is
+#: judged by a register fitted on it (a business's messages are judged by one fitted without
+#: that business's).
+REGISTER_L2 = 0.01
+REGISTER_FOLDS = 5
 RERANK_TOP = 5
 RERANK_L2 = 1.0
 DEFAULT_RERANK_FEATURES = ("logit", "s_rel", "cover_a", "logit_gap")
@@ -139,7 +147,8 @@ async def collect() -> list[dict]:
             label = index.entry_ids.index(target) if target in index.entry_ids else -1
             kind = "own" if expected != "other" else "other"
             rows.append({"text": text, "raw": raw, "label": label, "kind": kind,
-                         "lexical_best": lexical_best})
+                         "lexical_best": lexical_best, "vector": np.asarray(query.vector, dtype=np.float32),
+                         "model": query.model})
         out.append({"name": name, "rows": rows})
         print(f"collected {name}: {len(rows)} messages", file=sys.stderr)
     return out
@@ -148,7 +157,8 @@ async def collect() -> list[dict]:
 def fingerprint() -> str:
     """What the collected raw scores depend on: the sets and the FAQ's scoring code."""
     digest = hashlib.sha1()
-    files = [*sorted(TUNING.iterdir()), DEMO_SET, *sorted((ROOT / "plugins" / "faq").glob("*.py")),
+    files = [*sorted(TUNING.iterdir()), DEMO_SET, Path(__file__),
+             *sorted((ROOT / "plugins" / "faq").glob("*.py")),
              ROOT / "plugins" / "faq" / "data" / "faq.toml"]
     for path in files:
         if path.is_file():
@@ -156,7 +166,51 @@ def fingerprint() -> str:
     return digest.hexdigest()
 
 
+def register_fold(text: str) -> int:
+    """The fold of a general or weather message (stable across runs and machines)."""
+    return zlib.crc32(text.encode("utf-8")) % REGISTER_FOLDS
+
+
+def register_examples(data: list[dict], leave_out: str | None = None,
+                      fold: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The register's examples: every business's own messages but ``leave_out``'s (1: answered
+    by an entry, 0: meant for the model) and the general and weather messages (0) but those of
+    ``fold``, each message once."""
+    own: dict[tuple[str, str], tuple[np.ndarray, float]] = {}
+    other: dict[str, np.ndarray] = {}
+    for biz in data:
+        for row in biz["rows"]:
+            if row["kind"] == "own" and biz["name"] != leave_out:
+                own[(biz["name"], row["text"])] = (row["vector"], 1.0 if row["label"] >= 0 else 0.0)
+            elif row["kind"] != "own" and register_fold(row["text"]) != fold:
+                other[row["text"]] = row["vector"]
+    X = np.array([v for v, _ in own.values()] + list(other.values()), dtype=np.float64)
+    y = np.array([label for _, label in own.values()] + [0.0] * len(other))
+    return X, y
+
+
+def fit_register(X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float]:
+    """The register's logistic regression, both classes weighing the same."""
+    w = np.where(y > 0, 0.5 / y.mean(), 0.5 / (1.0 - y.mean()))
+    return fit(X, y, w * len(y) / w.sum(), REGISTER_L2)
+
+
+def register_out_of_fold(data: list[dict]) -> None:
+    """Every row's register (``raw.register``) from a register fitted without it: a business's
+    messages by one fitted without that business, a general or weather message by one fitted
+    without its fold: what the register says of messages it never saw, as on a new operator's."""
+    fitted: dict[tuple[str | None, int | None], tuple[np.ndarray, float]] = {}
+    for biz in data:
+        for row in biz["rows"]:
+            key = (biz["name"], None) if row["kind"] == "own" else (None, register_fold(row["text"]))
+            if key not in fitted:
+                fitted[key] = fit_register(*register_examples(data, *key))
+            weights, bias = fitted[key]
+            row["raw"].register = float(row["vector"].astype(np.float64) @ weights + bias)
+
+
 def matrices(data: list[dict]) -> list[dict]:
+    register_out_of_fold(data)
     for biz in data:
         for row in biz["rows"]:
             row["X"] = pair_features(row["raw"])
@@ -501,6 +555,17 @@ def main() -> None:
         "threshold": threshold,
     }, indent=1) + "\n", encoding="utf-8")
     print(f"wrote {MODEL_PATH}")
+    if "register" in chosen:
+        models = {row["model"] for biz in data for row in biz["rows"]}
+        if len(models) != 1:
+            sys.exit(f"the messages were embedded by several models ({sorted(models)}): no register written")
+        r_weights, r_bias = fit_register(*register_examples(data))
+        REGISTER_PATH.write_text(json.dumps({
+            "about": "FAQ register: a customer's question to a business or not (plugins/faq/register.py), "
+                     "fitted by scripts/train_faq_decline.py on tests/data/tuning/ and tests/data/utterances.tsv",
+            "model": models.pop(), "weights": r_weights.round(6).tolist(), "bias": round(r_bias, 6),
+        }) + "\n", encoding="utf-8")
+        print(f"wrote {REGISTER_PATH}")
     if rerank_features:
         rerank_columns = [ALL_RERANK_FEATURES.index(f) for f in rerank_features]
         r_mean, r_scale, r_weights = fit_rerank(out_of_fold_groups(data, cols, rerank_columns))

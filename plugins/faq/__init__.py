@@ -31,6 +31,7 @@ from core import BotServices, Candidate, Intent, MessageContext, TextReply, hook
 from .config import Config
 from .assist import picked_number
 from .decline import DeclineModel, RawScores, pair_features, without_content
+from .register import REGISTER_PATH, RegisterModel
 from .rerank import RERANK_PATH, Reranker
 from .engine import DenseFaq, FaqData, FaqError, FaqIndex, load_faq
 from .question_log import QuestionLog
@@ -56,6 +57,9 @@ class Plugin:
         self.question_log: QuestionLog | None = None
         #: The learned answer-or-decline model (plugins/faq/data/decline_model.json).
         self.decline_model = DeclineModel.load()
+        #: The message's register, one of its features (plugins/faq/data/register_model.json;
+        #: without that file, as while scripts/train_faq_decline.py first fits it, undecided).
+        self.register = RegisterModel.load() if REGISTER_PATH.exists() else None
         #: Chooses among the few best entries (plugins/faq/data/rerank_model.json; without
         #: that file, as while scripts/train_faq_decline.py first fits it, by probability alone).
         self.reranker = Reranker.load() if RERANK_PATH.exists() else None
@@ -298,6 +302,7 @@ class Plugin:
         return RawScores(q_cos=cosines[0], a_cos=cosines[1], s_cos=cosines[2], j_cos=cosines[3],
                          cover_all=cover_all, c_cos=-1.0 if centroid is None else centroid,
                          anchors=dense.anchor_z(query.model), content=content,
+                         register=self.register.logit(query.model, query.vector) if self.register else 0.0,
                          lexical=np.array([matches[e].score if e in matches else 0.0 for e in index.entry_ids]),
                          cover_q=cover_q, cover_a=cover_a, general=general,
                          general_raw=general_raw, chars=len(text),

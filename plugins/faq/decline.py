@@ -61,6 +61,8 @@ ALL_FEATURES = (
     "j_az",           # the joint passage's
     "c_az",           # the centroid's (the same for every entry)
     "top_qs_az",      # the best question's or sentence's of any entry (likewise)
+    # the message alone, whatever the FAQ
+    "register",       # log-odds that it reads like a customer's question to a business (register.py)
 )
 
 
@@ -87,6 +89,9 @@ class RawScores:
     #: the anchors' (means, deviations) of the best question, sentence, joint and centroid
     #: cosines against this FAQ (``DenseFaq.anchor_stats``); None: no anchors
     anchors: tuple[np.ndarray, np.ndarray] | None = None
+    #: log-odds that the message reads like a customer's question to a business (register.py;
+    #: 0: undecided, no register model for this embedding model)
+    register: float = 0.0
     #: entry id -> its phrasing closest to the message lexically (for the explanation)
     questions: dict[str, str] = field(default_factory=dict)
 
@@ -139,7 +144,7 @@ def pair_features(raw: RawScores) -> np.ndarray:
         mu, sd = np.array([0.86, 0.85, 0.84, 0.88]), np.array([0.02, 0.02, 0.02, 0.02])
     qz, sz, jz = (q - mu[0]) / sd[0], (s - mu[1]) / sd[1], (j - mu[2]) / sd[2]
     columns += [qz, sz, jz, np.full(n, (raw.c_cos - mu[3]) / sd[3]),
-                np.full(n, float(np.max(np.maximum(qz, sz))))]
+                np.full(n, float(np.max(np.maximum(qz, sz)))), np.full(n, raw.register)]
     return np.stack(columns, axis=1)
 
 
