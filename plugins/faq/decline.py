@@ -63,7 +63,13 @@ ALL_FEATURES = (
     "top_qs_az",      # the best question's or sentence's of any entry (likewise)
     # the message alone, whatever the FAQ
     "register",       # log-odds that it reads like a customer's question to a business (register.py)
+    # against the FAQ's k-th best entry (KTH): a bigger FAQ has more entries near any message
+    "q_kth",          # q_cos minus the KTH-best entry's
+    "j_kth",          # j_cos minus the KTH-best entry's
+    "qs_kth",         # max(q_cos, s_cos) minus the KTH-best entry's
 )
+#: The entry the ``*_kth`` features measure against (the last one of a smaller FAQ).
+KTH = 5
 
 
 @dataclass
@@ -145,7 +151,13 @@ def pair_features(raw: RawScores) -> np.ndarray:
     qz, sz, jz = (q - mu[0]) / sd[0], (s - mu[1]) / sd[1], (j - mu[2]) / sd[2]
     columns += [qz, sz, jz, np.full(n, (raw.c_cos - mu[3]) / sd[3]),
                 np.full(n, float(np.max(np.maximum(qz, sz)))), np.full(n, raw.register)]
+    columns += [values - kth_best(values) for values in (q, j, qs)]
     return np.stack(columns, axis=1)
+
+
+def kth_best(values: np.ndarray) -> float:
+    """The ``KTH`` largest value (the smallest when there are fewer)."""
+    return float(np.sort(values)[-min(KTH, len(values))])
 
 
 class StandardisedLinear:
