@@ -57,10 +57,9 @@ OTHER_WEIGHT = 0.5
 #: accuracy + the rest x the general and weather messages'.
 OWN_SHARE = 0.85
 #: ... among the thresholds at which at least this share of the general and weather messages
-#: sent to the FAQs is declined (the previous model's cross-validated figure on the same sets,
-#: 92.8%: the issue's aim for general questions, 95%, is not met, so a new model must not
-#: lower it); when none reaches it, among all.
-OTHER_FLOOR = 0.928
+#: sent to the FAQs is declined (the issue's aim for general questions reaching the model, 95%);
+#: when none reaches it, among all.
+OTHER_FLOOR = 0.95
 #: The own messages' accuracy in that objective: the mean over the businesses (each business
 #: counts the same, as a new operator's would) rather than over all their messages pooled.
 MEAN_OVER_BUSINESSES = True

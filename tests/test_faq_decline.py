@@ -135,3 +135,12 @@ def test_the_register_judges_each_message_by_a_model_that_never_saw_it():
     data = [business("a", flipped=True), business("b"), business("c")]
     trainer.register_out_of_fold(data)
     assert [r["raw"].register for r in data[0]["rows"][:40]] == pytest.approx(a[:40])
+
+
+def test_a_register_for_another_embedding_model_is_undecided():
+    from plugins.faq.register import RegisterModel
+
+    register = RegisterModel("e5-small", [1.0, -1.0], 0.5)
+    assert register.logit("e5-small", [0.6, 0.8]) == pytest.approx(0.3)
+    assert register.logit("bge-m3", [0.6, 0.8]) == 0.0  # another model's vector
+    assert register.logit("e5-small", [0.6, 0.8, 0.0]) == 0.0  # another dimension
