@@ -316,9 +316,10 @@ class Plugin:
         The probability that an entry answers the message comes from the learned decline model
         (``plugins/faq/decline.py``, fitted on the tuning sets by scripts/train_faq_decline.py)
         over the entry's features; the shipped model's are the cosine of the entry's questions
-        and answer embedded as one passage, how far its best question stands above every other
-        entry's, the message's length and how much nearer the message is to the FAQ as a whole
-        (its centroid) than to the nearest general question. A lexical score of at least ``lexical_trust`` is fused with it as a noisy OR when the
+        and answer embedded as one passage, how far its best question (and its best question or
+        answer sentence) stands above every other entry's, the share of the message its answer
+        holds, and the message's register (``register.py``: does it read like a customer's
+        question to a business at all). A lexical score of at least ``lexical_trust`` is fused with it as a noisy OR when the
         entry's questions and keywords cover at least ``sure_coverage`` of the message, or its
         best question is ``lexical_general_margin`` nearer to the message than the nearest
         general question (weaker overlaps, or one keyword shared with a general question,
