@@ -311,6 +311,8 @@ async def test_anchors_near_the_faq_count_less():
         assert slots.get("general") is not None and "similarity" not in slots
         # and with the business as a whole
         assert 0.5 < slots["centroid"] < 1.0 and 0.0 <= slots["faq_coverage"] <= 1.0
+        # and the message's register (a customer's question to a business: positive log-odds)
+        assert slots["register"] > 0
 
 
 async def test_the_faq_as_a_whole_is_embedded_once_at_load():

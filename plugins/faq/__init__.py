@@ -373,7 +373,9 @@ class Plugin:
                      "probability": round(probability, 4),
                      # the message and the business as a whole: its cosine with the FAQ's
                      # centroid and the share of its words found anywhere in the FAQ
-                     "centroid": round(raw.c_cos, 4), "faq_coverage": round(raw.cover_all, 4)}
+                     "centroid": round(raw.c_cos, 4), "faq_coverage": round(raw.cover_all, 4),
+                     # the message alone: the log-odds that it reads like a customer's question
+                     "register": round(raw.register, 3)}
         threshold = self.config.semantic_threshold
         if probability < threshold:
             return 0.0, {**explained, "nearest": entry_id, "fused": round(probability, 4), "ranking": ranking}
