@@ -73,9 +73,28 @@ WEATHER_WORDS = (
     "冷", "热", "凉", "暖和", "风", "刮风", "风力", "大风", "台风", "晴", "阴天", "多云", "雾", "霾",
     "雾霾", "带伞", "打伞", "雨伞", "几度", "多少度", "湿度", "冰雹", "雷阵雨", "沙尘", "紫外线",
     "寒潮", "空气质量", "空气", "pm2.5", "aqi",
+    # phenomena and measures a forecast gives: thunder, visibility, frost, the day's range
+    "打雷", "雷电", "雷雨", "能见度", "霜冻", "结冰", "温差", "体感", "高温", "低温",
+    "出太阳", "太阳", "预警", "闷", "闷热", "潮湿",
+    # amounts of rain and snow (下暴雨: the 下 goes with them)
+    "暴雨", "大雨", "中雨", "小雨", "暴雪", "大雪", "中雪", "小雪", "雨夹雪", "冻雨",
+    "下暴雨", "下大雨", "下中雨", "下小雨", "下暴雪", "下大雪", "下小雪",
     # Cantonese (after traditional -> simplified): 落雨 rain, 凍/冻 cold, 打风 typhoon signal
     "落雨", "落雪", "冻", "打风", "翻风", "天文台", "回南天", "几多度",
 )
+#: Longer weather words that are also part of other words (太阳能, 高温杀菌): they count only where
+#: jieba cuts them as a word of their own.
+BOUNDED = frozenset({"太阳", "高温", "低温", "大雪", "小雪", "体感", "预警", "空气"})
+#: Things people do or wear whose answer is the forecast: clothing, chores that need sun or dry
+#: air, outdoor plans ("明天要穿羽绒服吗", "周末能晒被子吗", "明天适合洗车吗", "杭州明天适合爬山吗").
+#: They ask the weather only in a question that names a day and holds little else.
+WEATHER_DEPENDENT = (
+    r"羽绒服|棉袄|棉衣|大衣|外套|毛衣|秋裤|棉裤|保暖内衣|短袖|短裤|裙子|衬衫|卫衣|风衣|冲锋衣|帽子"
+    r"|围巾|手套|雨衣|雨鞋|雨靴|穿什么|穿啥|穿几件|穿多少|穿多厚|怎么穿|厚衣服|薄衣服"
+    r"|洗车|晒被子|晒被|晒衣服|晾衣服|晾被子|洗衣服|晒太阳"
+    r"|爬山|登山|出去玩|出游|郊游|踏青|野餐|露营|钓鱼|跑步|晨跑|夜跑|骑车|骑行|户外|海边|看海"
+    r"|放风筝|看日出|看日落|看星星|赏雪|看雪|滑雪|出海")
+_DEPENDENT_RE = re.compile(WEATHER_DEPENDENT)
 #: Weather words that measure anything (水的沸点是多少度): alone they ask the weather only with a
 #: place, a day or the open air (外面几度) named, or right after a weather answer.
 MEASURES = frozenset({"几度", "多少度", "几多度"})
@@ -98,10 +117,13 @@ _FILLER_RE = re.compile(
     r"请问|帮我|帮忙|查询|查一下|查查|查|看一下|看看|想看|想知道|告诉我|一下|我想|我这边|这边|这里"
     r"|外面|出门|出去|早上|上午|中午|下午|傍晚|晚上|夜里|白天|还在|还会|还|会不会|要不要|需不需要"
     r"|需要|是不是|有没有|会|要|能|可以|有|是|的|了|吗|呢|吧|啊|呀|么|嘛|怎么样|怎样|怎么|如何|咋样"
-    r"|多少|几|度|大|小|高|低|强|弱|不|最|穿|外套|秋裤|毛衣|短袖|衣服|戴|口罩|变化|严重|厉害")
+    r"|多少|几|度|大|小|高|低|强|弱|不|最|穿|外套|秋裤|毛衣|短袖|衣服|戴|口罩|变化|严重|厉害"
+    r"|适合|合适|还是|去|很|非常|特别|比较|一点|级"
+    # voice input and chat openers: 那个我想问一下就是明天上海那边会不会下雨啊
+    r"|那个|就是说|就是|然后|嗯|喂|你好|您好|谢谢|麻烦|想问|问一下|问问|那边|我")
 _QUESTION_RE = re.compile(
     r"[吗嘛么呢？?]|怎么样|怎样|如何|咋样|多少|几度|会不会|要不要|有没有|是不是|能不能|需不需要"
-    r"|查|看看|告诉我|啥|什么|哪|(.)不\1"
+    r"|查|看看|告诉我|啥|什么|哪|几[件级层]|(.)不\1"
     r"|点样|点呀|咩|乜|(.)唔\2|有冇|系咪"  # Cantonese
     r"|\b(?:is|are|will|what|whats|how|hows|does|do|should|can|any)\b")
 #: Filler of Cantonese and English weather questions (after normalisation, which has turned the
@@ -117,7 +139,7 @@ _ABOUT_WEATHER_RE = re.compile(
     r"为什么|为啥|为何|怎么形成|如何形成|形成的|怎么产生|如何产生|产生的|怎么来的|是怎么(?!样)"
     r"|是如何|原理|成因|原因|什么是|什么叫|啥是|啥叫|什么意思|区别|危害|科普|定义|含义"
     r"|做出来|怎么预测|如何预测|准不准|准确率|英文|英语|怎么说|怎么读|分几级|几个等级|等级划分|世界上|全世界"
-    r"|全球|地球上|历史上|有史以来|纪录"
+    r"|全球|地球上|历史上|有史以来|纪录|(?:做|干)什么的|干嘛的|什么机构"
     r"|怎么(?![样了啦啊呀回])[\u4e00-\u9fff]"  # 怎么 + a verb asks how to do something (怎么穿), not how it is
     r"|注意什么|注意事项|怎么办|如何预防|怎么预防|怎么防"  # advice: what to do about the weather
     r"|翻译|translate|写一[首篇段句个]|造句|作文|诗|歌词|成语|谚语|俗语"  # language tasks
@@ -125,6 +147,7 @@ _ABOUT_WEATHER_RE = re.compile(
 #: A season or a habit instead of a day: the climate, not a forecast ("上海冬天冷不冷",
 #: "深圳一般几月下雨", "哈尔滨的年平均气温"); counts only when no day is named.
 _CLIMATE_RE = re.compile(r"[春夏秋冬][天季]|四季|每年|常年|历年|往年|年平均|平均(?:气温|温度)|一般|通常"
+                         r"|一年|全年|年均"
                          r"|\b(?:spring|summer|autumn|fall|winter|usually|normally|average|every year)\b")
 #: A question whose answer is a place ("云南哪里最凉快", "中国哪个城市最冷"): no forecast answers it.
 _WHERE_RE = re.compile(r"哪里|哪儿|哪边|什么地方|哪个(?:城市|地方|省|国家|区)")
@@ -141,7 +164,7 @@ _THING_VERBS = frozenset("看赏买卖吃喝种养拍摘采送玩听唱读写画
 #: continues a place (古城, 机场, 附近...), or the start of a weather word or a day word (checked
 #: separately). The name must still start where jieba starts a word (凤凰古城 holds no 古城区).
 _CUE_AFTER = re.compile(r"[\s的]*(?:$|[?？!！。.,，、~～…呢吗会有要冷热]"
-                        r"|古城|古镇|机场|景区|火车站|高铁站|市区|县城|城区|那边|这边|一带|附近|地区)")
+                        r"|古城|古镇|岛|机场|景区|火车站|高铁站|市区|县城|城区|那边|这边|一带|附近|地区)")
 #: What may stand between places named together (北京和上海天气): one weather word after the
 #: last of them is about all of them.
 _TOGETHER = " \t\u3000的和跟与、,，及还有"
@@ -155,7 +178,8 @@ _FOLLOWUP_TAIL = re.compile(r"(?:的?呢|怎么样|咋样|如何|的?天气|天�
 _PUNCT = re.compile(r"[\s？?。.!！~～…,，、:：;；\"'“”‘’()（）]+")
 #: What ends a clause (not spaces: English questions are written with them): punctuation, or
 #: a question particle followed by more text (people leave the comma out: 深圳股票涨了吗天气怎么样).
-_CLAUSE_END = re.compile(r"[？?。!！~～…,，;；\n]+|(?<=[吗呢])(?=[\u4e00-\u9fff])")
+_CLAUSE_END = re.compile(r"[？?。!！~～…,，;；\n]+|(?<=[吗呢啊呀吧])(?=[\u4e00-\u9fff])"
+                         r"|因为|所以|然后|但是|不过|而且")
 
 
 @dataclass
@@ -201,8 +225,7 @@ def understand(text: str, index: PlaceIndex, today: date, max_days: int = 7,
     text = normalize(text, index)
     q = Question(text=text)
     cuts = _WordCuts(text, cut)
-    weather_spans = [m.span() for m in _WEATHER_RE.finditer(text)
-                     if m.end() - m.start() > 1 or cuts.weather_char(m.start())]
+    weather_spans = [m.span() for m in _WEATHER_RE.finditer(text) if _counts(m, cuts)]
     # Multi-character weather words never hold a place name; single ones may (凉山, 雨城, 晴隆).
     masked = [span for span in weather_spans if span[1] - span[0] > 1]
     loose_days = parse_days(text, today, max_days).spans
@@ -246,6 +269,15 @@ def understand(text: str, index: PlaceIndex, today: date, max_days: int = 7,
         alikes = [span for span in _sound_alikes(text) if not _overlaps(span, taken)]
         weather_spans += alikes
         cue_starts |= {start for start, _ in alikes}
+    if q.days.found:
+        # What to wear or whether to go out on a named day asks the forecast (明天要穿羽绒服吗):
+        # such words count as weather words when the message is a question.
+        dependent = [m.span() for m in _DEPENDENT_RE.finditer(text)
+                     if not _overlaps(m.span(), weather_spans + q.days.spans
+                                      + [(k.start, k.end) for k in q.mentions])]
+        if dependent and (_QUESTION_RE.search(text) or "还是" in text):
+            weather_spans += dependent
+            cue_starts |= {start for start, _ in dependent}
     if weather_spans and not q.mentions:
         # A place name typed by sound (深证天气) counts only with a weather word in the message, a
         # weather cue right after it, and no place typed right (安吉...想去竹海 is not 珠海).
@@ -297,6 +329,15 @@ def understand(text: str, index: PlaceIndex, today: date, max_days: int = 7,
             clause = text[start:end]
             q.off_topic = bool((weather_here or _QUESTION_RE.search(clause)) and _OFF_TOPIC_RE.search(clause))
     return q
+
+
+def _counts(match: re.Match, cuts: "_WordCuts") -> bool:
+    """Does a weather word found in the text count? One character: alone or weather-shaped
+    (see ``WEATHER_SHAPE``); a ``BOUNDED`` word: cut as a word of its own."""
+    word = match.group().lower()
+    if len(word) == 1:
+        return cuts.weather_char(match.start())
+    return word not in BOUNDED or cuts.whole(match.start(), match.end())
 
 
 def _rest(blanked: str) -> str:

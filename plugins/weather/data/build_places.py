@@ -181,6 +181,20 @@ ALIASES.update({"810000": ["香江"], "820004": ["路氹城"],
                 "330421": ["西塘"], "433123": ["凤凰古城"], "370900": ["泰山"], "610582": ["华山"],
                 "420381": ["武当山"], "330903": ["普陀山"], "450500": ["涠洲岛"], "341023": ["宏村", "西递"],
                 "341723": ["九华山"], "520423": ["黄果树"], "140922": ["五台山"]})
+#: Nicknames of big cities people use in place of their names (魔都明天下雨吗, 鹏城周末天气):
+#: public facts. Left out: nicknames that are another division's name (江城, 榕城, 龙城, 石城,
+#: 古城) or shared by several cities (绿城, 鹿城).
+CITY_NICKNAMES = {
+    "310000": ["魔都", "申城"], "110000": ["帝都", "京城"], "440300": ["鹏城"],
+    "440100": ["羊城", "花城", "穗城"], "510100": ["蓉城", "锦城"], "530100": ["春城"],
+    "230100": ["冰城"], "370100": ["泉城"], "350200": ["鹭岛"], "430100": ["星城"],
+    "320100": ["金陵"], "330100": ["杭城"], "120000": ["津门"], "460100": ["椰城"],
+    "450100": ["邕城"], "520100": ["筑城"], "540100": ["日光城"], "210100": ["盛京"],
+    "340100": ["庐州"], "360200": ["瓷都"], "650100": ["乌市"], "150100": ["呼市"],
+    "370200": ["岛城"], "500000": ["山城"],
+}
+for _code, _names in CITY_NICKNAMES.items():
+    ALIASES.setdefault(_code, []).extend(_names)
 
 #: English exonyms and other romanisations people type (Wade-Giles, Cantonese, postal): the
 #: pinyin keys are generated, these are not pinyin. Keys: lower case, letters only.
