@@ -54,6 +54,9 @@ from .places import Mention, PlaceIndex
 from .service import Spot
 
 SOUND_ALIKES = Path(__file__).parent / "data" / "sound_alikes.tsv"
+#: Question words of the sound-alike table (its other words are weather words), read only with
+#: their last character typed by sound (怎么洋).
+QUESTION_ALIKES = frozenset({"怎么样"})
 
 MAX_PLACES = 3
 #: Times a text is scanned again for a place name hidden by a dropped one (早上杭州).
@@ -95,6 +98,11 @@ WEATHER_DEPENDENT = (
     r"|爬山|登山|出去玩|出游|郊游|踏青|野餐|露营|钓鱼|跑步|晨跑|夜跑|骑车|骑行|户外|海边|看海"
     r"|放风筝|看日出|看日落|看星星|赏雪|看雪|滑雪|出海")
 _DEPENDENT_RE = re.compile(WEATHER_DEPENDENT)
+#: Verbs jieba may glue to such a word (戴帽子, 穿大衣): the word still counts.
+_WEAR_VERBS = frozenset("穿戴带去")
+#: At most this many characters may be left besides such words, weather words, days, places and
+#: filler for them to ask the weather: 明天适合洗车吗 leaves none, 明天跑步能减肥吗 leaves 减肥.
+DEPENDENT_REST = 1
 #: Weather words that measure anything (水的沸点是多少度): alone they ask the weather only with a
 #: place, a day or the open air (外面几度) named, or right after a weather answer.
 MEASURES = frozenset({"几度", "多少度", "几多度"})
@@ -103,7 +111,7 @@ _MEASURE_CONTEXT_RE = re.compile(r"外面|室外|户外|出门|外头")
 #: character of the token is one of these (好冷, 风大, 冷不冷, 有雨), so 热门, 风险, 雪糕 and 冷笑话
 #: are not weather.
 WEATHER_SHAPE = frozenset("好很太真超挺蛮巨贼特最更不没有大小中暴阵下刮降变转多少吗了啊吧呢么嘛呀"
-                          "天气冷热凉风雨雪晴雾霾阴寒炎闷冰微强快死空浪朗夹雷冻湿干爽暖会落紧")
+                          "天气冷热凉风雨雪晴雾霾阴寒炎闷冰微强快死空浪朗夹雷冻湿干爽暖会落紧淋")
 _WEATHER_RE = re.compile("|".join(sorted(map(re.escape, WEATHER_WORDS), key=len, reverse=True)),
                          re.IGNORECASE)
 #: Topics a shop's customers ask about that merely mention weather ("台风天还发货吗",
@@ -155,7 +163,8 @@ _WHERE_RE = re.compile(r"哪里|哪儿|哪边|什么地方|哪个(?:城市|地�
 _PREMISE_STOP = frozenset("吗嘛么呢没吧啊呀哦哈,，.。!！?？~～… ")
 #: A weather condition named as a kind of day (下雨天, 雾霾天, 台风天): without a place or a day
 #: the question is what to do on such days ("雾霾天戴什么口罩好"), not a forecast.
-_CONDITION_DAY_RE = re.compile(r"(?:下雨|下雪|雾霾|台风|刮风|大风|暴雨|雨|雪|霾)天(?!气)")
+_CONDITION_DAY_RE = re.compile(r"(?:下雨|下雪|雾霾|台风|刮风|大风|暴雨|雨|雪|霾)天(?!气)"
+                               r"|(?:闷热|炎热|酷热|寒冷|严寒|阴冷|湿冷|潮湿|干燥|下雨|下雪|这种|这样的)的?天气(?=.)")
 #: Verbs whose object is a thing, not a place: a place name right after one (看牡丹, 买长安,
 #: 喝青岛) is that thing unless a weather or day word follows it directly (看北京明天天气).
 _THING_VERBS = frozenset("看赏买卖吃喝种养拍摘采送玩听唱读写画学穿戴用开")
@@ -222,12 +231,14 @@ def understand(text: str, index: PlaceIndex, today: date, max_days: int = 7,
                cut: Callable[[str], list[str]] | None = None) -> Question:
     """Read ``text``. ``cut`` is a jieba cut (the plugin gives the bot's segmenter's): without
     one, word boundaries are not checked (every name and one-character weather word counts)."""
-    text = normalize(text, index)
+    text = _typed_questions(normalize(text, index))
     q = Question(text=text)
     cuts = _WordCuts(text, cut)
-    weather_spans = [m.span() for m in _WEATHER_RE.finditer(text) if _counts(m, cuts)]
     # Multi-character weather words never hold a place name; single ones may (凉山, 雨城, 晴隆).
-    masked = [span for span in weather_spans if span[1] - span[0] > 1]
+    masked = [span for span in _weather_words(text, cuts) if span[1] - span[0] > 1]
+    # A one-character word stands for the weather-shaped word it is in (好冷, 雨淋, 冷不冷).
+    weather_spans = [cuts.token_of(*span) if span[1] - span[0] == 1 else span
+                     for span in _weather_words(text, cuts)]
     loose_days = parse_days(text, today, max_days).spans
     cue_starts = {start for start, _ in weather_spans + loose_days}
 
@@ -272,10 +283,15 @@ def understand(text: str, index: PlaceIndex, today: date, max_days: int = 7,
     if q.days.found:
         # What to wear or whether to go out on a named day asks the forecast (明天要穿羽绒服吗):
         # such words count as weather words when the message is a question.
+        # Such words count only as whole words (跑步机, 洗车店 are not), in a question that
+        # holds nothing else (明天跑步能减肥吗, 周末去爬山带什么吃的 ask something else).
+        found = weather_spans + q.days.spans + [(k.start, k.end) for k in q.mentions]
         dependent = [m.span() for m in _DEPENDENT_RE.finditer(text)
-                     if not _overlaps(m.span(), weather_spans + q.days.spans
-                                      + [(k.start, k.end) for k in q.mentions])]
-        if dependent and (_QUESTION_RE.search(text) or "还是" in text):
+                     if (cuts.whole(*m.span()) or (text[m.start() - 1:m.start()] in _WEAR_VERBS
+                                                   and cuts.whole(m.start() - 1, m.end())))
+                     and not _overlaps(m.span(), found)]
+        if dependent and (_QUESTION_RE.search(text) or "还是" in text) and len(
+                _rest(_blank(text, found + dependent))) <= DEPENDENT_REST:
             weather_spans += dependent
             cue_starts |= {start for start, _ in dependent}
     if weather_spans and not q.mentions:
@@ -329,6 +345,19 @@ def understand(text: str, index: PlaceIndex, today: date, max_days: int = 7,
             clause = text[start:end]
             q.off_topic = bool((weather_here or _QUESTION_RE.search(clause)) and _OFF_TOPIC_RE.search(clause))
     return q
+
+
+def _weather_words(text: str, cuts: "_WordCuts") -> list[tuple[int, int]]:
+    """Spans of the weather words that count; a word that does not count (高温 in 最高温度, cut
+    最高/温度) may hide one starting inside it, so the scan goes on from its second character."""
+    spans, pos = [], 0
+    while (m := _WEATHER_RE.search(text, pos)) is not None:
+        if _counts(m, cuts):
+            spans.append(m.span())
+            pos = m.end()
+        else:
+            pos = m.start() + 1
+    return spans
 
 
 def _counts(match: re.Match, cuts: "_WordCuts") -> bool:
@@ -412,9 +441,30 @@ def _sound_alike_re() -> re.Pattern:
             positions.setdefault(row["word"], {})[int(row["position"])] = row["characters"]
     parts = []
     for word, chars in positions.items():
+        if word in QUESTION_ALIKES:
+            continue
         classes = "".join(f"[{re.escape(chars[i])}]" for i in sorted(chars))
         parts.append(f"(?!{re.escape(word)}){classes}")
     return re.compile("|".join(parts))
+
+
+@functools.lru_cache(maxsize=1)
+def _question_alike_re() -> re.Pattern:
+    """怎么样 with its last character typed by sound (怎么洋, 怎么阳), ending a clause."""
+    last: dict[str, str] = {}
+    with SOUND_ALIKES.open(encoding="utf-8") as f:
+        rows = csv.DictReader((line for line in f if not line.startswith("#")), delimiter="\t")
+        for row in rows:
+            if row["word"] in QUESTION_ALIKES and int(row["position"]) == len(row["word"]) - 1:
+                last[row["word"]] = row["characters"].replace(row["word"][-1], "")
+    parts = [f"{re.escape(word[:-1])}[{re.escape(chars)}]" for word, chars in last.items() if chars]
+    return re.compile(f"(?:{'|'.join(parts)})(?=$|[\\s?？!！。.,，~～…呢啊呀吗])")
+
+
+def _typed_questions(text: str) -> str:
+    """The text with 怎么洋 read as 怎么样 (same length, so spans stay put)."""
+    words = {word[:-1]: word for word in QUESTION_ALIKES}
+    return _question_alike_re().sub(lambda m: words[m.group()[:-1]], text)
 
 
 def _sound_alikes(text: str) -> list[tuple[int, int]]:
@@ -453,6 +503,13 @@ class _WordCuts:
             return True
         starts = {s for s, _ in tokens}
         return start in starts and (end == len(self.text) or end in starts)
+
+    def token_of(self, start: int, end: int) -> tuple[int, int]:
+        """The span of the word holding ``start:end`` (itself without a cut)."""
+        for a, b in self.tokens or ():
+            if a <= start and end <= b:
+                return a, b
+        return start, end
 
     def weather_char(self, pos: int) -> bool:
         """Is the one-character weather word at ``pos`` a word of its own or weather-shaped?"""
