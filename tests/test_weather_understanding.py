@@ -92,6 +92,12 @@ CASES = [
     ("魔都明天下雨吗", ["上海"], [1], False),      # city nicknames (build_places.py)
     ("羊城明天热吗", ["广州"], [1], False),        # not 盐城 typed by sound
     ("崇明岛周末天气", ["上海崇明区"], [3, 4], False),
+    ("首都机场明天有雾吗", ["北京顺义区"], [1], False),  # airports (build_places.py)
+    ("天河机场明天下雨吗", ["武汉黄陂区"], [1], False),  # Wuhan's, not Guangzhou's 天河
+    ("chongqing zhe zhoumo hui xiayu ma", ["重庆"], [3, 4], False),  # pinyin particles
+    ("Hangzhou 3 day forecast", ["杭州"], [0, 1, 2], False),
+    ("杭州3天天气预报", ["杭州"], [0, 1, 2], False),
+    ("Chaoyang district weather tomorrow", ["北京朝阳区"], [1], False),
     ("重庆今天最高温度", ["重庆"], [0], False),     # 高温 cut 最高/温度 does not hide 温度
     ("北京天气怎么洋", ["北京"], [], False),        # 怎么样 typed by sound
     ("成都明天温读多少", ["成都"], [1], False),     # 温度 typed by sound

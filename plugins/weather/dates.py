@@ -15,7 +15,7 @@
   2026/11/28, 2026年11月28日; a month-day without a year is this year's, unless that was up to
   180 days ago (then it is past) or longer ago (then next year's); a bare day of month is this
   month's, or next month's once it has passed;
-* spans: 未来N天, 接下来N天, 最近N天, 这N天, N天内, 这几天 (3 days), 这周/本周 (until Sunday),
+* spans: 未来N天, 接下来N天, 最近N天, 这N天, N天内, N天天气/N天预报, 这几天 (3 days), 这周/本周 (until Sunday),
   下周 (next Monday to Sunday); N天后 is one day;
 * 现在/此刻/目前/当前/这会儿/实时/此时, Cantonese 而家/宜家, and the progressive 在下雨 /
   正在下雪 / 落紧雨: current conditions;
@@ -91,7 +91,8 @@ _PATTERNS: list[tuple[str, re.Pattern]] = [
     ("md_slash", re.compile(r"(?<![\d/])(?P<m>1[0-2]|0?[1-9])/(?P<d>[0-3]?\d)(?![\d/])")),
     ("month_day", re.compile(rf"(?P<pre>下个?|这个?|本)月(?P<d>{_NUM})\s*[号日]")),
     ("range_week", re.compile(r"(?:未来|接下来|最近|近|今后)(?:一|1)?个?(?:周|星期|礼拜)")),
-    ("range_n", re.compile(rf"(?:未来|接下来|最近|近|这|今后|往后)(?P<n>{_NUM}|几)\s*(?:天|日)(?:内|之内|以内)?")),
+    ("range_n", re.compile(rf"(?:未来|接下来|最近|近|这|今后|往后)\s*(?P<n>{_NUM}|几)\s*(?:天|日)(?:内|之内|以内)?"
+                           rf"|(?<![\d今明后昨前])(?P<n2>{_NUM})[\s-]*天(?=\s*(?:天气|预报))")),
     ("range_in", re.compile(rf"(?P<n>{_NUM})\s*天(?:内|之内|以内)")),
     ("after_n", re.compile(rf"(?P<n>{_NUM})\s*天(?:以后|之后|后)")),
     ("weekend", re.compile(r"(?P<pre>下下|下个|下|这个|这|本)?(?:周末|礼拜六日|星期六日)")),
@@ -195,7 +196,7 @@ def parse_days(text: str, today: date, max_days: int = 7,
             elif kind == "range_week":
                 wanted.extend(today + timedelta(days=i) for i in range(7))
             elif kind in ("range_n", "range_in"):
-                n = 3 if g["n"] == "几" else cn_number(g["n"])
+                n = 3 if g["n"] == "几" else cn_number(g["n"] or g.get("n2") or "")
                 if n:
                     wanted.extend(today + timedelta(days=i) for i in range(n))
             elif kind == "after_n":

@@ -57,6 +57,12 @@ LATIN_WORDS = {
     "morning": "早上", "afternoon": "下午", "thisafternoon": "下午", "evening": "晚上",
     "thisevening": "今晚", "zaoshang": "早上", "shangwu": "上午", "xiawu": "下午", "wanshang": "晚上",
 }
+#: Spans of days in English (next 3 days, 7 day forecast).
+LATIN_WORDS.update({"next": "未来", "day": "天", "days": "天", "nextfewdays": "未来几天",
+                    "comingdays": "未来几天"})
+#: Pinyin particles and little words of a weather question (chongqing zhe zhoumo hui xiayu ma).
+LATIN_WORDS.update({"ma": "吗", "ne": "呢", "hui": "会", "huibuhui": "会不会", "zhe": "这",
+                    "zheli": "这里", "nabian": "那边", "yaobuyao": "要不要", "daisan": "带伞"})
 #: Pinyin "A bu A" questions of the weather adjectives (re bu re -> 热不热), typed apart or joined.
 LATIN_WORDS.update({f"{py}bu{py}": f"{zh}不{zh}" for py, zh in
                     (("re", "热"), ("leng", "冷"), ("liang", "凉"), ("men", "闷"))})

@@ -78,7 +78,7 @@ WEATHER_WORDS = (
     "寒潮", "空气质量", "空气", "pm2.5", "aqi",
     # phenomena and measures a forecast gives: thunder, visibility, frost, the day's range
     "打雷", "雷电", "雷雨", "能见度", "霜冻", "结冰", "温差", "体感", "高温", "低温",
-    "出太阳", "太阳", "预警", "闷", "闷热", "潮湿",
+    "出太阳", "太阳", "闷", "闷热", "潮湿",
     # amounts of rain and snow (下暴雨: the 下 goes with them)
     "暴雨", "大雨", "中雨", "小雨", "暴雪", "大雪", "中雪", "小雪", "雨夹雪", "冻雨",
     "下暴雨", "下大雨", "下中雨", "下小雨", "下暴雪", "下大雪", "下小雪",
@@ -87,7 +87,7 @@ WEATHER_WORDS = (
 )
 #: Longer weather words that are also part of other words (太阳能, 高温杀菌): they count only where
 #: jieba cuts them as a word of their own.
-BOUNDED = frozenset({"太阳", "高温", "低温", "大雪", "小雪", "体感", "预警", "空气"})
+BOUNDED = frozenset({"太阳", "高温", "低温", "大雪", "小雪", "体感", "空气"})
 #: Things people do or wear whose answer is the forecast: clothing, chores that need sun or dry
 #: air, outdoor plans ("明天要穿羽绒服吗", "周末能晒被子吗", "明天适合洗车吗", "杭州明天适合爬山吗").
 #: They ask the weather only in a question that names a day and holds little else.
@@ -96,7 +96,7 @@ WEATHER_DEPENDENT = (
     r"|围巾|手套|雨衣|雨鞋|雨靴|穿什么|穿啥|穿几件|穿多少|穿多厚|怎么穿|厚衣服|薄衣服"
     r"|洗车|晒被子|晒被|晒衣服|晾衣服|晾被子|洗衣服|晒太阳"
     r"|爬山|登山|出去玩|出游|郊游|踏青|野餐|露营|钓鱼|跑步|晨跑|夜跑|骑车|骑行|户外|海边|看海"
-    r"|放风筝|看日出|看日落|看星星|赏雪|看雪|滑雪|出海")
+    r"|放风筝|看日出|看日落|日出|日落|看星星|赏雪|看雪|滑雪|出海|下海")
 _DEPENDENT_RE = re.compile(WEATHER_DEPENDENT)
 #: Verbs jieba may glue to such a word (戴帽子, 穿大衣): the word still counts.
 _WEAR_VERBS = frozenset("穿戴带去")
@@ -126,7 +126,7 @@ _FILLER_RE = re.compile(
     r"|外面|出门|出去|早上|上午|中午|下午|傍晚|晚上|夜里|白天|还在|还会|还|会不会|要不要|需不需要"
     r"|需要|是不是|有没有|会|要|能|可以|有|是|的|了|吗|呢|吧|啊|呀|么|嘛|怎么样|怎样|怎么|如何|咋样"
     r"|多少|几|度|大|小|高|低|强|弱|不|最|穿|外套|秋裤|毛衣|短袖|衣服|戴|口罩|变化|严重|厉害"
-    r"|适合|合适|还是|去|很|非常|特别|比较|一点|级"
+    r"|适合|合适|还是|去|很|非常|特别|比较|一点|级|看到|看得到|看见"
     # voice input and chat openers: 那个我想问一下就是明天上海那边会不会下雨啊
     r"|那个|就是说|就是|然后|嗯|喂|你好|您好|谢谢|麻烦|想问|问一下|问问|那边|我")
 _QUESTION_RE = re.compile(
@@ -139,7 +139,8 @@ _QUESTION_RE = re.compile(
 _FILLER_EXTRA_RE = re.compile(
     r"点样|点呀|咩|乜嘢|会唔会|系咪|有冇|唔|啲|嘅|喺|出街"
     r"|\b(?:is|are|it|in|at|for|of|the|a|an|will|be|there|what|whats|how|hows|like|does|do|i|"
-    r"need|should|going|to|get|any|s|me|tell|check|please|outside|out|very|so)\b")
+    r"need|should|going|to|get|any|s|me|tell|check|please|outside|out|very|so|on|district|city"
+    r"|county|area|downtown)\b")
 #: A question about weather as a subject, not about the forecast: how it forms, why, what it
 #: means, how forecasts are made, records, what to do about it; or a language task on weather
 #: words (translate, write a poem). The chat model answers those.
@@ -164,7 +165,7 @@ _PREMISE_STOP = frozenset("吗嘛么呢没吧啊呀哦哈,，.。!！?？~～…
 #: A weather condition named as a kind of day (下雨天, 雾霾天, 台风天): without a place or a day
 #: the question is what to do on such days ("雾霾天戴什么口罩好"), not a forecast.
 _CONDITION_DAY_RE = re.compile(r"(?:下雨|下雪|雾霾|台风|刮风|大风|暴雨|雨|雪|霾)天(?!气)"
-                               r"|(?:闷热|炎热|酷热|寒冷|严寒|阴冷|湿冷|潮湿|干燥|下雨|下雪|这种|这样的)的?天气(?=.)")
+                               r"|(?:闷热|炎热|酷热|高温|低温|寒冷|严寒|阴冷|湿冷|潮湿|干燥|下雨|下雪|这种|这样的)的?天气(?=.)")
 #: Verbs whose object is a thing, not a place: a place name right after one (看牡丹, 买长安,
 #: 喝青岛) is that thing unless a weather or day word follows it directly (看北京明天天气).
 _THING_VERBS = frozenset("看赏买卖吃喝种养拍摘采送玩听唱读写画学穿戴用开")

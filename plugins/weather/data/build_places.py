@@ -195,6 +195,21 @@ CITY_NICKNAMES = {
 }
 for _code, _names in CITY_NICKNAMES.items():
     ALIASES.setdefault(_code, []).extend(_names)
+#: Big airports whose name is not the name of the district or county they lie in (首都机场 is in
+#: 顺义, 虹桥机场 in 长宁, 天河机场 in Wuhan's 黄陂, not Guangzhou's 天河): public facts. Each
+#: name X gives the aliases X机场 and X国际机场. Airports named after their district (浦东, 大兴,
+#: 萧山, 宝安, 双流...) need none: the finder reads 浦东 before 机场 already.
+AIRPORTS = {
+    "110113": ["首都"], "310105": ["虹桥"], "440111": ["白云"], "510185": ["天府"],
+    "500112": ["江北"], "610404": ["咸阳"], "320115": ["禄口"], "350206": ["高崎"],
+    "420116": ["天河"], "430121": ["黄花"], "530111": ["长水"], "460204": ["凤凰"],
+    "370281": ["胶东"], "370112": ["遥墙"], "210112": ["桃仙"], "230102": ["太平"],
+    "210211": ["周水子"], "120110": ["滨海"], "650104": ["地窝堡"], "340123": ["新桥"],
+    "520102": ["龙洞堡"], "450105": ["吴圩"], "450312": ["两江"], "360112": ["昌北"],
+    "320214": ["硕放"], "330212": ["栎社"], "810018": ["赤𫚭角", "香港"],  # 赤鱲角 as the normaliser writes it
+}
+for _code, _names in AIRPORTS.items():
+    ALIASES.setdefault(_code, []).extend(f"{name}{kind}" for name in _names for kind in ("机场", "国际机场"))
 
 #: English exonyms and other romanisations people type (Wade-Giles, Cantonese, postal): the
 #: pinyin keys are generated, these are not pinyin. Keys: lower case, letters only.
