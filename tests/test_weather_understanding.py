@@ -98,6 +98,9 @@ CASES = [
     ("Hangzhou 3 day forecast", ["杭州"], [0, 1, 2], False),
     ("杭州3天天气预报", ["杭州"], [0, 1, 2], False),
     ("Chaoyang district weather tomorrow", ["北京朝阳区"], [1], False),
+    ("中关村今天冷吗", ["北京海淀区"], [0], False),    # sights and city areas (build_places.py)
+    ("长白山周末下雪吗", ["延边安图县"], [3, 4], False),
+    ("北京西站今天下雪吗", ["北京"], [0], False),      # not 西藏 typed by sound inside a word
     ("重庆今天最高温度", ["重庆"], [0], False),     # 高温 cut 最高/温度 does not hide 温度
     ("北京天气怎么洋", ["北京"], [], False),        # 怎么样 typed by sound
     ("成都明天温读多少", ["成都"], [1], False),     # 温度 typed by sound

@@ -170,11 +170,11 @@ _CONDITION_DAY_RE = re.compile(r"(?:下雨|下雪|雾霾|台风|刮风|大风|�
 #: 喝青岛) is that thing unless a weather or day word follows it directly (看北京明天天气).
 _THING_VERBS = frozenset("看赏买卖吃喝种养拍摘采送玩听唱读写画学穿戴用开")
 #: What may follow a place name that jieba does not cut as a word, for it to count anyway
-#: (上高会下雨吗, 晴隆明天天气, 凤凰古城): the end, punctuation, a question word, a word that
+#: (上高会下雨吗, 晴隆明天天气, 凤凰古城, 北京西站): the end, punctuation, a question word, a word that
 #: continues a place (古城, 机场, 附近...), or the start of a weather word or a day word (checked
 #: separately). The name must still start where jieba starts a word (凤凰古城 holds no 古城区).
 _CUE_AFTER = re.compile(r"[\s的]*(?:$|[?？!！。.,，、~～…呢吗会有要冷热]"
-                        r"|古城|古镇|岛|机场|景区|火车站|高铁站|市区|县城|城区|那边|这边|一带|附近|地区)")
+                        r"|古城|古镇|岛|机场|景区|火车站|高铁站|[东西南北]?站|市区|县城|城区|那边|这边|一带|附近|地区)")
 #: What may stand between places named together (北京和上海天气): one weather word after the
 #: last of them is about all of them.
 _TOGETHER = " \t\u3000的和跟与、,，及还有"
@@ -301,7 +301,8 @@ def understand(text: str, index: PlaceIndex, today: date, max_days: int = 7,
         taken = q.days.spans + masked
         q.mentions = sorted(q.mentions + [
             m for m in index.find_alikes(text, mask=taken)
-            if not _overlaps((m.start, m.end), weather_spans) and _cue_after(text, m.end, cue_starts)],
+            if not _overlaps((m.start, m.end), weather_spans) and cuts.starts(m.start)
+            and _cue_after(text, m.end, cue_starts)],
             key=lambda m: m.start)
     q.weather_word = bool(weather_spans)
     # 多少度 alone measures anything (水的沸点是多少度): it asks the weather of a place, a day,

@@ -195,6 +195,26 @@ CITY_NICKNAMES = {
 }
 for _code, _names in CITY_NICKNAMES.items():
     ALIASES.setdefault(_code, []).extend(_names)
+#: More sights and city areas people ask the weather of by name, given to the district or county
+#: they lie in (public facts). Left out: names several places share (国贸, 南京路, 天池, 迪士尼,
+#: 长隆), sights spread over many counties (长城), names that are another division's (恒山).
+SIGHTS_AND_AREAS = {
+    "360323": ["武功山"], "222426": ["长白山"], "632224": ["青海湖"], "410185": ["嵩山", "少林寺"],
+    "330382": ["雁荡山"], "330521": ["莫干山"], "510181": ["青城山"], "520621": ["梵净山"],
+    "530721": ["玉龙雪山"], "532901": ["洱海", "大理古城"], "530724": ["泸沽湖"],
+    "654321": ["喀纳斯"], "654025": ["那拉提"], "632821": ["茶卡盐湖", "茶卡"],
+    "620982": ["月牙泉", "鸣沙山"], "361123": ["三清山"], "513227": ["四姑娘山"],
+    "130632": ["白洋淀"], "130623": ["野三坡"], "230183": ["亚布力"], "460202": ["蜈支洲岛"],
+    "460204": ["天涯海角"], "110119": ["八达岭"], "110116": ["慕田峪"],
+    "110101": ["故宫", "天安门", "南锣鼓巷"], "310101": ["外滩"], "310115": ["陆家嘴", "张江"],
+    "110108": ["中关村", "五道口", "颐和园", "圆明园"], "110105": ["望京", "三里屯"],
+    "440305": ["蛇口", "前海"], "440304": ["华强北"], "440106": ["珠江新城"],
+    "500103": ["解放碑", "洪崖洞"], "510104": ["春熙路"], "510105": ["宽窄巷子"],
+    "610113": ["大雁塔"], "610115": ["兵马俑", "华清池"], "330106": ["灵隐寺"],
+    "320104": ["夫子庙"], "320102": ["中山陵"], "110112": ["环球影城"], "513337": ["亚丁"],
+}
+for _code, _names in SIGHTS_AND_AREAS.items():
+    ALIASES.setdefault(_code, []).extend(_names)
 #: Big airports whose name is not the name of the district or county they lie in (首都机场 is in
 #: 顺义, 虹桥机场 in 长宁, 天河机场 in Wuhan's 黄陂, not Guangzhou's 天河): public facts. Each
 #: name X gives the aliases X机场 and X国际机场. Airports named after their district (浦东, 大兴,
