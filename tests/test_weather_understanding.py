@@ -101,6 +101,7 @@ CASES = [
     ("中关村今天冷吗", ["北京海淀区"], [0], False),    # sights and city areas (build_places.py)
     ("长白山周末下雪吗", ["延边安图县"], [3, 4], False),
     ("北京西站今天下雪吗", ["北京"], [0], False),      # not 西藏 typed by sound inside a word
+    ("昆明今天晒不晒", ["昆明"], [0], False),        # 晒 and 湿 asked A不A or in a weather-shaped word
     ("重庆今天最高温度", ["重庆"], [0], False),     # 高温 cut 最高/温度 does not hide 温度
     ("北京天气怎么洋", ["北京"], [], False),        # 怎么样 typed by sound
     ("成都明天温读多少", ["成都"], [1], False),     # 温度 typed by sound
@@ -146,7 +147,7 @@ def test_english_words_stay_english(text):
 @pytest.mark.parametrize("text", [
     "北京热门景点有哪些", "讲个冷笑话", "风险投资是什么", "热水器不出热水怎么办", "田七粉的功效",
     "从明天起做一个幸福的人", "深证股票涨了吗", "太阳能热水器好用吗", "羽绒服可以机洗吗",
-    "明天去西安要带身份证吗",
+    "明天去西安要带身份证吗", "晒单有奖励吗", "衣服湿了怎么办",
 ])
 def test_ordinary_words_are_not_weather(text):
     assert read(text).weather_word is False

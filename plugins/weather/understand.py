@@ -78,13 +78,16 @@ WEATHER_WORDS = (
     "寒潮", "空气质量", "空气", "pm2.5", "aqi",
     # phenomena and measures a forecast gives: thunder, visibility, frost, the day's range
     "打雷", "雷电", "雷雨", "能见度", "霜冻", "结冰", "温差", "体感", "高温", "低温",
-    "出太阳", "太阳", "闷", "闷热", "潮湿",
+    "出太阳", "太阳", "闷", "闷热", "潮湿", "湿", "晒",
     # amounts of rain and snow (下暴雨: the 下 goes with them)
     "暴雨", "大雨", "中雨", "小雨", "暴雪", "大雪", "中雪", "小雪", "雨夹雪", "冻雨",
     "下暴雨", "下大雨", "下中雨", "下小雨", "下暴雪", "下大雪", "下小雪",
     # Cantonese (after traditional -> simplified): 落雨 rain, 凍/冻 cold, 打风 typhoon signal
     "落雨", "落雪", "冻", "打风", "翻风", "天文台", "回南天", "几多度",
 )
+#: One-character weather words that count only inside a longer weather-shaped word (晒不晒, 好晒,
+#: 湿不湿), never alone (晒单, 衣服湿了).
+SHAPED_ONLY = frozenset({"晒", "湿"})
 #: Longer weather words that are also part of other words (太阳能, 高温杀菌): they count only where
 #: jieba cuts them as a word of their own.
 BOUNDED = frozenset({"太阳", "高温", "低温", "大雪", "小雪", "体感", "空气"})
@@ -111,7 +114,7 @@ _MEASURE_CONTEXT_RE = re.compile(r"外面|室外|户外|出门|外头")
 #: character of the token is one of these (好冷, 风大, 冷不冷, 有雨), so 热门, 风险, 雪糕 and 冷笑话
 #: are not weather.
 WEATHER_SHAPE = frozenset("好很太真超挺蛮巨贼特最更不没有大小中暴阵下刮降变转多少吗了啊吧呢么嘛呀"
-                          "天气冷热凉风雨雪晴雾霾阴寒炎闷冰微强快死空浪朗夹雷冻湿干爽暖会落紧淋")
+                          "天气冷热凉风雨雪晴雾霾阴寒炎闷冰微强快死空浪朗夹雷冻湿干爽暖会落紧淋晒")
 _WEATHER_RE = re.compile("|".join(sorted(map(re.escape, WEATHER_WORDS), key=len, reverse=True)),
                          re.IGNORECASE)
 #: Topics a shop's customers ask about that merely mention weather ("台风天还发货吗",
@@ -367,6 +370,10 @@ def _counts(match: re.Match, cuts: "_WordCuts") -> bool:
     (see ``WEATHER_SHAPE``); a ``BOUNDED`` word: cut as a word of its own."""
     word = match.group().lower()
     if len(word) == 1:
+        if word in SHAPED_ONLY:  # in a longer weather-shaped word, or asked A不A (晒不晒)
+            i = match.start()
+            asked = f"{word}不{word}" in (match.string[i:i + 3], match.string[max(i - 2, 0):i + 1])
+            return asked or (cuts.weather_char(i) and cuts.token_of(i, i + 1) != (i, i + 1))
         return cuts.weather_char(match.start())
     return word not in BOUNDED or cuts.whole(match.start(), match.end())
 
