@@ -239,10 +239,10 @@ def understand(text: str, index: PlaceIndex, today: date, max_days: int = 7,
     q = Question(text=text)
     cuts = _WordCuts(text, cut)
     # Multi-character weather words never hold a place name; single ones may (凉山, 雨城, 晴隆).
-    masked = [span for span in _weather_words(text, cuts) if span[1] - span[0] > 1]
+    found_words = _weather_words(text, cuts)
+    masked = [span for span in found_words if span[1] - span[0] > 1]
     # A one-character word stands for the weather-shaped word it is in (好冷, 雨淋, 冷不冷).
-    weather_spans = [cuts.token_of(*span) if span[1] - span[0] == 1 else span
-                     for span in _weather_words(text, cuts)]
+    weather_spans = [cuts.token_of(*span) if span[1] - span[0] == 1 else span for span in found_words]
     loose_days = parse_days(text, today, max_days).spans
     cue_starts = {start for start, _ in weather_spans + loose_days}
 
