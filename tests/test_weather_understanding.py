@@ -102,6 +102,10 @@ CASES = [
     ("长白山周末下雪吗", ["延边安图县"], [3, 4], False),
     ("北京西站今天下雪吗", ["北京"], [0], False),      # not 西藏 typed by sound inside a word
     ("昆明今天晒不晒", ["昆明"], [0], False),        # 晒 and 湿 asked A不A or in a weather-shaped word
+    ("What should I wear in Beijing tomorrow", ["北京"], [1], False),
+    ("How many degrees in Wuhan today", ["武汉"], [0], False),
+    ("chengdu jin tian re ma", ["成都"], [0], False),
+    ("聽日香港要唔要帶遮", ["香港"], [1], False),     # Cantonese 遮: an umbrella
     ("重庆今天最高温度", ["重庆"], [0], False),     # 高温 cut 最高/温度 does not hide 温度
     ("北京天气怎么洋", ["北京"], [], False),        # 怎么样 typed by sound
     ("成都明天温读多少", ["成都"], [1], False),     # 温度 typed by sound

@@ -57,6 +57,10 @@ LATIN_WORDS = {
     "morning": "早上", "afternoon": "下午", "thisafternoon": "下午", "evening": "晚上",
     "thisevening": "今晚", "zaoshang": "早上", "shangwu": "上午", "xiawu": "下午", "wanshang": "晚上",
 }
+#: More English and pinyin weather questions: what to wear, how many degrees, air quality, re ma.
+LATIN_WORDS.update({"wear": "穿什么", "howmanydegrees": "多少度", "kongqi": "空气",
+                    "kongqizhiliang": "空气质量", "re": "热", "feng": "风", "dafeng": "大风",
+                    "zhejitian": "这几天", "zheliangtian": "这两天"})
 #: Spans of days in English (next 3 days, 7 day forecast).
 LATIN_WORDS.update({"next": "未来", "day": "天", "days": "天", "nextfewdays": "未来几天",
                     "comingdays": "未来几天"})

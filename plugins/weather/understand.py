@@ -82,8 +82,9 @@ WEATHER_WORDS = (
     # amounts of rain and snow (下暴雨: the 下 goes with them)
     "暴雨", "大雨", "中雨", "小雨", "暴雪", "大雪", "中雪", "小雪", "雨夹雪", "冻雨",
     "下暴雨", "下大雨", "下中雨", "下小雨", "下暴雪", "下大雪", "下小雪",
-    # Cantonese (after traditional -> simplified): 落雨 rain, 凍/冻 cold, 打风 typhoon signal
-    "落雨", "落雪", "冻", "打风", "翻风", "天文台", "回南天", "几多度",
+    # Cantonese (after traditional -> simplified): 落雨 rain, 凍/冻 cold, 打风 typhoon signal,
+    # 带遮 take an umbrella
+    "落雨", "落雪", "冻", "打风", "翻风", "天文台", "回南天", "几多度", "带遮",
 )
 #: One-character weather words that count only inside a longer weather-shaped word (晒不晒, 好晒,
 #: 湿不湿), never alone (晒单, 衣服湿了).
