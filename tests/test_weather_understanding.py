@@ -135,6 +135,8 @@ def test_place_and_day(text, places, offsets, current):
 
 @pytest.mark.parametrize("text,followup", [
     ("what about Shanghai?", True), ("and tomorrow?", True), ("那台北呢", True), ("and you?", False),
+    # a part of the day alone names no day (a bank's 下午呢 asks its opening hours); an ATM is not now
+    ("下午呢", False), ("那明天下午呢", True), ("ATM呢", False),
 ])
 def test_follow_ups_in_other_scripts(text, followup):
     assert read(text).followup is followup

@@ -71,9 +71,18 @@ class DayQuery:
     weekend: bool = False
     spans: list[tuple[int, int]] = field(default_factory=list)
 
+    #: The only day is today from a part of the day or a moment soon (下午, 一会儿): the day
+    #: meant when the message asks the weather, but no day named (下午呢, 晚上空调开多少度).
+    vague: bool = False
+
     @property
     def found(self) -> bool:
         return bool(self.current or self.dates or self.beyond or self.past)
+
+    @property
+    def named(self) -> bool:
+        """A day named in its own right (not only a part of the day)."""
+        return self.found and not self.vague
 
 
 #: Holidays on a fixed date of the Gregorian calendar (month, day), read like 12月25日.
@@ -255,10 +264,11 @@ def parse_days(text: str, today: date, max_days: int = 7,
             elif kind == "now":
                 query.current = True
 
-    if not (query.current or wanted or query.past):
-        for match in _DAYPART_RE.finditer(text):
-            if claim(match):
-                wanted.append(today)
+    named = bool(query.current or wanted or query.past)
+    for match in _DAYPART_RE.finditer(text):  # part of the day named (明天下午), else today
+        if claim(match) and not named:
+            wanted.append(today)
+            query.vague = True
     last = today + timedelta(days=max_days - 1)
     for d in sorted(set(wanted)):
         if d < today:

@@ -38,7 +38,7 @@ LATIN_WORDS = {
     "tomorrow": "明天", "tmr": "明天", "tmrw": "明天", "tmw": "明天", "houtian": "后天", "dayaftertomorrow": "后天", "dahoutian": "大后天",
     "tonight": "今晚", "jinwan": "今晚", "thismorning": "今早", "tomorrowmorning": "明早",
     "yesterday": "昨天", "zuotian": "昨天", "now": "现在", "rightnow": "现在", "currently": "现在",
-    "xianzai": "现在", "rn": "现在", "atm": "现在", "weekend": "周末", "thisweekend": "周末", "zhoumo": "周末",
+    "xianzai": "现在", "rn": "现在", "weekend": "周末", "thisweekend": "周末", "zhoumo": "周末",
     "nextweek": "下周", "xiazhou": "下周", "thisweek": "这周", "monday": "周一", "tuesday": "周二",
     "wednesday": "周三", "thursday": "周四", "friday": "周五", "saturday": "周六", "sunday": "周日",
     # weather

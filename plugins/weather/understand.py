@@ -280,12 +280,12 @@ def understand(text: str, index: PlaceIndex, today: date, max_days: int = 7,
     places_first = find(masked)
     q.days = parse_days(text, today, max_days, protect=[(m.start, m.end) for m in places_first])
     q.mentions = find(q.days.spans + masked)
-    if q.mentions or q.days.found:
+    if q.mentions or q.days.named:
         taken = q.days.spans + [(m.start, m.end) for m in q.mentions] + weather_spans
         alikes = [span for span in _sound_alikes(text) if not _overlaps(span, taken)]
         weather_spans += alikes
         cue_starts |= {start for start, _ in alikes}
-    if q.days.found:
+    if q.days.named:
         # What to wear or whether to go out on a named day asks the forecast (明天要穿羽绒服吗):
         # such words count as weather words when the message is a question.
         # Such words count only as whole words (跑步机, 洗车店 are not), in a question that
@@ -312,7 +312,7 @@ def understand(text: str, index: PlaceIndex, today: date, max_days: int = 7,
     # 多少度 alone measures anything (水的沸点是多少度): it asks the weather of a place, a day,
     # the open air, or right after a weather answer (the plugin knows that).
     q.measure_only = bool(weather_spans) and not (
-        q.mentions or q.days.found or _MEASURE_CONTEXT_RE.search(text)
+        q.mentions or q.days.named or _MEASURE_CONTEXT_RE.search(text)
         or any(text[a:b] not in MEASURES for a, b in weather_spans))
     q.mentions = _asked(text, q.mentions, {start for start, _ in weather_spans})
     seen: set[str] = set()
@@ -325,7 +325,7 @@ def understand(text: str, index: PlaceIndex, today: date, max_days: int = 7,
         if len(q.spots) == MAX_PLACES:
             break
     q.followup = _is_followup(text, q)
-    q.place_and_day = q.followup and bool(q.spots) and q.days.found
+    q.place_and_day = q.followup and bool(q.spots) and q.days.named
     q.question = _is_question(text, q, weather_spans)
     # Weather as a premise (天气热了吃什么好, 天冷了养什么花): a weather word, 了, then more
     # that is not a particle: the question is what to do about it, when no place or day is named.
@@ -333,8 +333,8 @@ def understand(text: str, index: PlaceIndex, today: date, max_days: int = 7,
                   for _, end in weather_spans)
     q.about_weather = bool(q.weather_word and (
         _ABOUT_WEATHER_RE.search(text) or _WHERE_RE.search(text)
-        or (not q.days.found and _CLIMATE_RE.search(text))
-        or (not q.spots and not q.days.found and (premise or _CONDITION_DAY_RE.search(text)))))
+        or (not q.days.named and _CLIMATE_RE.search(text))
+        or (not q.spots and not q.days.named and (premise or _CONDITION_DAY_RE.search(text)))))
     blanked = _blank(text, weather_spans + q.days.spans + [(m.start, m.end) for m in q.mentions])
     q.topical = len(_rest(blanked)) <= TOPICAL_REST
     clauses = _clauses(text)
@@ -539,7 +539,7 @@ def _blank(text: str, spans: list[tuple[int, int]]) -> str:
 
 def _is_followup(text: str, q: Question) -> bool:
     """Only places and days, in a follow-up frame: 那上海呢？ 后天呢 广州 那明天杭州怎么样."""
-    if not (q.mentions or q.days.found):
+    if not (q.mentions or q.days.named):
         return False
     core = _blank(text, [(m.start, m.end) for m in q.mentions] + q.days.spans)
     core = _FOLLOWUP_TAIL.sub("", _FOLLOWUP_HEAD.sub("", core.strip()))
