@@ -24,11 +24,16 @@ conversation context (see ``Plugin.skillbot_handle`` and docs/weather.md):
   habit and no day: "上海冬天冷不冷"), or asking where ("云南哪里最凉快"): the skill leaves it
   to the chat model.
 
+What to wear or do on a named day (羽绒服, 晒被子, 洗车, 爬山: ``WEATHER_DEPENDENT``) counts as a
+weather word in a question that holds nothing else ("明天适合洗车吗"; not "我明天跑步能减肥吗").
+
 The text is normalised first (``normalize.py``: traditional characters, full-width forms,
 emoji, pinyin and English place, day and weather words). Three rules keep ordinary words out:
 
 * a one-character weather word (冷, 热, 风, 雨...) counts only where jieba cuts it alone or in a
   weather-shaped word (好冷, 风大, 冷不冷), not inside another word (热门, 风险, 雪糕, 冷笑话);
+  a longer one that is also part of other words (太阳, 高温: ``BOUNDED``) only where jieba cuts
+  it whole (not 太阳能);
 * a place name counts only at jieba word boundaries (上高速 holds no 上高县, 去看牡丹花 no
   牡丹区), unless a weather cue follows it (上高会下雨吗, 晴隆明天天气);
 * a typed neighbour of 天气 or 下雨 (天汽, 天器, 下鱼: any two common characters that sound tian
