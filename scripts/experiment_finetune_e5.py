@@ -193,7 +193,18 @@ def quantize_q4(w: np.ndarray) -> bytes:
 
 
 # ------------------------------------------------------------------ the model
-def build_model(f: E5File):
+def q4_torch(w):
+    """quantize_q4 then dequantised, in torch (same rounding), for quantisation-aware training."""
+    import torch
+    x = w.reshape(-1, QK)
+    idx = x.abs().argmax(dim=1, keepdim=True)
+    d = (torch.gather(x, 1, idx) / -8.0).half().float()
+    inv = torch.where(d != 0, 1.0 / d, torch.zeros_like(d))
+    q = torch.clamp(torch.floor(x * inv + 8.5), 0, 15)
+    return ((q - 8.0) * d).reshape(w.shape)
+
+
+def build_model(f: E5File, qat: bool = False):
     import torch
     import torch.nn as nn
     import torch.nn.functional as F
@@ -219,16 +230,23 @@ def build_model(f: E5File):
                     getattr(self, part).weight.copy_(t(f"l{l}.{part}.w"))
                     getattr(self, part).bias.copy_(t(f"l{l}.{part}.b"))
 
+        def lin(self, part, x):
+            layer = getattr(self, part)
+            w = layer.weight
+            if qat:   # the forward sees the 4-bit weights; gradients pass straight through
+                w = w + (q4_torch(w) - w).detach()
+            return F.linear(x, w, layer.bias)
+
         def forward(self, x, mask):
             B, L, _ = x.shape
             hd = H // NH
 
             def heads(y):
                 return y.view(B, L, NH, hd).transpose(1, 2)
-            ctx = F.scaled_dot_product_attention(heads(self.q(x)), heads(self.k(x)), heads(self.v(x)),
-                                                 attn_mask=mask)
-            x = self.aln(x + self.ao(ctx.transpose(1, 2).reshape(B, L, H)))
-            return self.oln(x + self.fo(F.gelu(self.fi(x))))
+            ctx = F.scaled_dot_product_attention(heads(self.lin("q", x)), heads(self.lin("k", x)),
+                                                 heads(self.lin("v", x)), attn_mask=mask)
+            x = self.aln(x + self.lin("ao", ctx.transpose(1, 2).reshape(B, L, H)))
+            return self.oln(x + self.lin("fo", F.gelu(self.lin("fi", x))))
 
     class E5Torch(nn.Module):
         def __init__(self):
@@ -435,7 +453,10 @@ def cmd_train(args):
     torch.manual_seed(args.seed)
     rng = random.Random(args.seed)
     f = E5File(BASE_BIN)
-    model = build_model(f)
+    model = build_model(f, qat=args.mode == "qat")
+    if args.mode == "bitfit":   # biases and LayerNorms only: float32 in the file, written back exactly
+        for name, p in model.named_parameters():
+            p.requires_grad = name.endswith(".bias") or ".aln." in name or ".oln." in name or name.startswith("eln.")
     names, gens = train_names()
     print("train on:", ", ".join(names), "| general:", ", ".join(gens))
     bizs = [business(n) for n in names]
@@ -472,7 +493,8 @@ def cmd_train(args):
                 print(f"  step {step}/{total} loss {run / 20:.3f} none {none.item():.3f} "
                       f"{time.time() - start:.0f}s", flush=True)
                 run = 0.0
-        torch.save({k: v for k, v in model.state_dict().items() if k not in ("word", "pos", "ttype")},
+        torch.save({"mode": args.mode,
+                    "state": {k: v for k, v in model.state_dict().items() if k not in ("word", "pos", "ttype")}},
                    args.out)
         print(f"epoch {epoch + 1} done, saved {args.out}", flush=True)
     return 0
@@ -480,9 +502,10 @@ def cmd_train(args):
 
 def load_tuned(f, weights):
     import torch
-    model = build_model(f)
+    saved = torch.load(weights) if weights else {}
+    state = saved.get("state", saved)
+    model = build_model(f, qat=saved.get("mode") == "qat")
     if weights:
-        state = torch.load(weights)
         missing, unexpected = model.load_state_dict(state, strict=False)
         assert not unexpected and set(missing) <= {"word", "pos", "ttype"}, (missing, unexpected)
     return model.eval()
@@ -551,6 +574,9 @@ def main(argv=None):
     p.add_argument("--tau", type=float, default=0.05)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="/tmp/e5-ft.pt")
+    p.add_argument("--mode", choices=("full", "qat", "bitfit"), default="full",
+                   help="full: float layers (the 4-bit write-back rounds most of the change away); "
+                        "qat: the forward sees the 4-bit weights (straight-through); bitfit: biases and LayerNorms only")
     p = sub.add_parser("eval")
     p.add_argument("--weights")
     p.add_argument("--engine")
