@@ -374,31 +374,52 @@ def auc(pos: np.ndarray, neg: np.ndarray) -> float:
     return float((r - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg)))
 
 
-def evaluate(embedder, label: str) -> dict:
+def own_scores(embedder, b: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A business's own messages: (joint passages, best cosine and whether the best entry is right,
+    for its faq: messages; best cosine of its fallback messages)."""
+    J = embedder(b["joint"], False)
+    C = embedder([t for t, _ in b["own"]], True) @ J.T
+    right = C.argmax(1) == np.array([i for _, i in b["own"]])
+    return J, C.max(1), right, (embedder(b["fallback"], True) @ J.T).max(1)
+
+
+def decision(best, right, fallback_best, threshold) -> tuple[int, int]:
+    """Answer the best entry when its cosine reaches the threshold, else hand to the model:
+    (messages decided right, messages) over a business's own faq: and fallback lines."""
+    ok = int(np.sum(right & (best >= threshold)) + np.sum(fallback_best < threshold))
+    return ok, len(best) + len(fallback_best)
+
+
+def evaluate(embedder, label: str, fit_threshold: bool = True) -> dict:
     """embedder(texts, is_query) -> unit vectors (numpy). Per evaluation business: right entry
-    first by the joint-passage cosine; AUC of the best joint cosine, faq: vs fallback + general."""
-    gen = general(EVAL_GENERAL)
-    G = None
+    first by the joint-passage cosine; AUC of the best joint cosine, faq: vs fallback + general;
+    and, as a crude stand-in for a refitted decline model, the whole decision on its own messages
+    with one cosine threshold chosen on the training businesses (their own messages)."""
+    threshold = None
+    if fit_threshold:
+        train = [own_scores(embedder, business(n)) for n in train_names()[0]]
+        grid = np.arange(0.70, 0.95, 0.0025)
+        totals = [sum(decision(*t[1:], th)[0] for t in train) for th in grid]
+        threshold = float(grid[int(np.argmax(totals))])
+    G = embedder(general(EVAL_GENERAL), True)
     res = {}
     for name in EVAL_BIZ:
-        b = business(name)
-        J = embedder(b["joint"], False)
-        Q = embedder([t for t, _ in b["own"]], True)
-        Fb = embedder(b["fallback"], True)
-        if G is None:
-            G = embedder(gen, True)
-        C = Q @ J.T
-        right = float(np.mean(C.argmax(1) == np.array([i for _, i in b["own"]])))
-        pos = C.max(1)
-        neg = np.concatenate([(Fb @ J.T).max(1), (G @ J.T).max(1)])
-        res[name] = (right, auc(pos, neg), len(b["own"]), len(neg))
+        J, best, right, fb = own_scores(embedder, business(name))
+        neg = np.concatenate([fb, (G @ J.T).max(1)])
+        dec = decision(best, right, fb, threshold) if threshold is not None else (0, 1)
+        res[name] = (float(right.mean()), auc(best, neg), len(best), len(neg), dec)
     print(f"{label}:")
-    for name, (right, a, npos, nneg) in res.items():
-        print(f"  {name:13s} right first {right:6.1%} ({npos})   AUC {a:.3f} ({nneg} unanswerable)")
+    for name, (right, a, npos, nneg, dec) in res.items():
+        print(f"  {name:13s} right first {right:6.1%} ({npos})   AUC {a:.3f} ({nneg} unanswerable)"
+              f"   decision {dec[0]}/{dec[1]}")
     rights = [r[0] for r in res.values()]
     aucs = [r[1] for r in res.values()]
     micro = sum(r[0] * r[2] for r in res.values()) / sum(r[2] for r in res.values())
+    ok, n = sum(r[4][0] for r in res.values()), sum(r[4][1] for r in res.values())
     print(f"  mean          right first {np.mean(rights):6.1%} (all messages {micro:.1%})   AUC {np.mean(aucs):.3f}")
+    if threshold is not None:
+        print(f"  decision with one threshold ({threshold:.4f}, fitted on the training businesses): "
+              f"{ok}/{n} = {ok / n:.1%}")
     return res
 
 
