@@ -277,6 +277,8 @@ def build_model(f: E5File, qat: bool = False):
 
 def embed(model, f: E5File, texts: list[str], is_query: bool, batch: int = 64, grad: bool = False):
     import torch
+    if not texts:
+        return torch.zeros(0, f.H)
     out = []
     enc = [f.encode(t, is_query) for t in texts]
     order = sorted(range(len(enc)), key=lambda i: len(enc[i]))
