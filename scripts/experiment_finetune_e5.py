@@ -599,7 +599,8 @@ def main(argv=None):
     p.add_argument("--out", default="/tmp/e5-ft.pt")
     p.add_argument("--mode", choices=("full", "qat", "bitfit"), default="full",
                    help="full: float layers (the 4-bit write-back rounds most of the change away); "
-                        "qat: the forward sees the 4-bit weights (straight-through); bitfit: biases and LayerNorms only")
+                        "qat: the forward sees the 4-bit weights (straight-through); "
+                        "bitfit: biases and LayerNorms only")
     p = sub.add_parser("eval")
     p.add_argument("--weights")
     p.add_argument("--engine")
@@ -614,7 +615,8 @@ def main(argv=None):
         args.rest = [a for a in args.rest if a != "--"]
         if "--tuning" not in args.rest:
             parser.error("research on tuning data only: pass --tuning")
-    return {"check": cmd_check, "train": cmd_train, "eval": cmd_eval, "export": cmd_export, "bot": cmd_bot}[args.cmd](args)
+    commands = {"check": cmd_check, "train": cmd_train, "eval": cmd_eval, "export": cmd_export, "bot": cmd_bot}
+    return commands[args.cmd](args)
 
 
 if __name__ == "__main__":
