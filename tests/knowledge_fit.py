@@ -1,33 +1,39 @@
 """Cross-validated experiments on knowledge retrieval (issue 16): would a learned re-ranker or a
 learned in-scope decision beat the fused score and its line (``threshold``)?
 
-For every tuning question of the two invented organisations (the academy: tuning_questions.tsv and
-corpus.py's QUESTIONS and UNCOVERED; the fitness club: corpus_gym.py and gym_questions.tsv; never
-the held-out file), asked of an index of its own organisation's documents, the retriever's scored candidates are collected with features
+For every tuning question of the three invented organisations (the academy: tuning_questions.tsv and
+corpus.py's QUESTIONS and UNCOVERED; the fitness club: corpus_gym.py and gym_questions.tsv; the
+health centre: corpus_clinic.py and clinic_questions.tsv; never the held-out file), asked of an index of its own organisation's documents, the retriever's scored candidates are collected with features
 the shipped score does not use:
 
 * per passage: ``dense`` and ``lexical`` (the retriever's own), ``cosine``, ``words`` (share of
   the question's weighted whole words the passage holds, no characters or bigrams), ``heading``
   (share of the question's term weight in the title and heading path), ``dense_rr`` and
   ``lexical_rr`` (reciprocal rank of the passage among the candidates by cosine, by lexical score);
-* per question: ``margin`` (fused score of the best passage minus the second's) and ``novel``
-  (share of the question's word weight that no stored passage uses).
+* per question: ``margin`` (fused score of the best passage minus the second's), ``novel``
+  (share of the question's word weight that no stored passage uses) and ``asked`` (the best
+  passage's shortfall for the question's words it does not hold: ``Retriever.asked_shortfall``,
+  in units of ``dense_gap``).
 
 Models are logistic regressions (numpy, Newton steps, small L2), fitted on some folds and scored on
 the others: folds by document (each covered question with its answer's document, the uncovered
 questions spread over them) and 10 folds by question (three shuffles), and across organisations
-(fitted on one, judged on the other). Printed:
+(fitted on one, judged on another). Printed:
 
 * re-ranking: out-of-fold recall@1 / recall@3 of the candidates ordered by the model, against the
   order of the fused score;
 * the in-scope decision: for each feature set, the out-of-fold score of each question's best
   passage, and the covered questions still found (answer phrase in the top 3) when the line is set
   to decline a given number of the uncovered ones (a curve: the shipped score needs no fit, the
-  models are refitted per fold); and the point a class-balanced fit chooses (probability 0.5).
+  models are refitted per fold); and the point a class-balanced fit chooses (probability 0.5);
+* lines calibrated per organisation: the general-question anchors of the router
+  (core/processing/data/general_questions.txt) asked of each organisation's documents, and a line
+  drawn from their scores (mean + k * deviation, ...) against the one fixed line, pooled over the
+  organisations (one k for all).
 
-    .venv/bin/python -m tests.knowledge_fit [academy|gym ...]
+    .venv/bin/python -m tests.knowledge_fit [academy|gym|clinic ...]
 
-Findings of 2026-11-26 are in docs/knowledge.md ("Round 3").
+Findings of 2026-11-26 are in docs/knowledge.md ("Round 3", "Round 4").
 """
 from __future__ import annotations
 
@@ -41,7 +47,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from core import normalize_text
-from tests.data.knowledge import corpus, corpus_gym
+from tests.data.knowledge import corpus, corpus_clinic, corpus_gym
 from tests.knowledge_measure import read_set
 
 DATA = Path(__file__).parent / "data" / "knowledge"
@@ -49,12 +55,16 @@ DATA = Path(__file__).parent / "data" / "knowledge"
 CORPORA = {
     "academy": (corpus.write_corpus, [DATA / "tuning_questions.tsv"], corpus.QUESTIONS, corpus.UNCOVERED),
     "gym": (corpus_gym.write_corpus, [DATA / "gym_questions.tsv"], [], []),
+    "clinic": (corpus_clinic.write_corpus, [DATA / "clinic_questions.tsv"], [], []),
 }
 PASSAGE_FEATURES = ("dense", "lexical", "cosine", "words", "heading", "dense_rr", "lexical_rr")
 #: Feature sets compared for the in-scope decision (features of the best passage and the question).
 DECISIONS = (("dense", "lexical"), ("dense", "lexical", "margin"), ("dense", "lexical", "words", "heading"),
              ("dense", "lexical", "novel"), ("dense", "lexical", "margin", "novel"),
-             ("dense", "lexical", "margin", "words", "heading", "novel", "dense_rr", "lexical_rr"))
+             ("dense", "lexical", "margin", "words", "heading", "novel", "dense_rr", "lexical_rr"),
+             ("dense", "lexical", "asked"), ("dense", "lexical", "asked", "margin", "novel"))
+#: The shipped weight of ``asked`` (asked_part_weight) tried beside the fused score, no fit.
+ASKED_WEIGHT = 0.75
 
 
 @dataclass
@@ -66,13 +76,14 @@ class Question:
     candidates: list[dict[str, float]] = field(default_factory=list)
     margin: float = 0.0
     novel: float = 0.0
+    asked: float = 0.0
 
     @property
     def covered(self) -> bool:
         return bool(self.document)
 
     def best(self) -> dict[str, float]:
-        return {**self.candidates[0], "margin": self.margin, "novel": self.novel}
+        return {**self.candidates[0], "margin": self.margin, "novel": self.novel, "asked": self.asked}
 
     def found(self, order: Sequence[int] | None = None, k: int = 3) -> bool:
         order = range(len(self.candidates)) if order is None else order
@@ -105,6 +116,8 @@ async def describe(retriever, store, question: str, phrase: str, document: str) 
             "label": float(bool(phrase) and phrase in p.chunk.text)})
     if len(scored) > 1:
         out.margin = scored[0].score - scored[1].score
+    if scored:
+        out.asked = await retriever.asked_shortfall(norm, scored[0]) / retriever.config.dense_gap
     total = sum(words.values())
     if total:
         unknown = [t for t in words if not await store.lexical_candidates([t], 1)]
@@ -112,8 +125,11 @@ async def describe(retriever, store, question: str, phrase: str, document: str) 
     return out
 
 
-async def collect(name: str) -> list[Question]:
-    """The questions of one tuning corpus, asked of an index of its documents."""
+async def collect(name: str) -> tuple[list[Question], np.ndarray]:
+    """The questions of one tuning corpus, asked of an index of its documents, and the best fused
+    score of each general-question anchor asked of the same index (those that are not tuning
+    questions of the corpus)."""
+    from core.processing.router import load_general_questions
     from core.testing import running_bot
     from tests.test_knowledge import knowledge, knowledge_settings, wait_for_index
 
@@ -131,9 +147,15 @@ async def collect(name: str) -> list[Question]:
             await wait_for_index(plugin, len(files))
             out = [await describe(plugin.retriever, plugin.store, q, phrase, doc) for q, doc, phrase in covered]
             out += [await describe(plugin.retriever, plugin.store, q, "", "") for q in uncovered]
+            asked = {q for q, _, _ in covered} | set(uncovered)
+            anchors = []
+            for anchor in load_general_questions():
+                if anchor not in asked:
+                    _, scored = await plugin.retriever.search(anchor)
+                    anchors.append(scored[0].score if scored else 0.0)
     for q in out:
         q.corpus = name
-    return [q for q in out if len(q.candidates) >= 2]
+    return [q for q in out if len(q.candidates) >= 2], np.array(anchors)
 
 
 # ---- fitting ----------------------------------------------------------------------------------
@@ -270,7 +292,9 @@ def report(questions: Sequence[Question], threshold: float = 1.0) -> None:
     print(f"\nin-scope decision: covered found (answer in the top 3) when the line declines N of the "
           f"{uncovered} uncovered (out-of-fold, mean over the fold schemes)")
     print(" " * 44 + " ".join(f"{n:>5}" for n in steps))
-    rows = [("fused score (no fit)", curve(questions, shipped, steps))]
+    asked = shipped + ASKED_WEIGHT * np.array([q.asked for q in questions])
+    rows = [("fused score (no fit)", curve(questions, shipped, steps)),
+            (f"fused + {ASKED_WEIGHT} x asked (no fit)", curve(questions, asked, steps))]
     for names in DECISIONS:
         curves = [curve(questions, decision_cv(questions, names, f), steps) for _, f in schemes(questions)]
         rows.append(("+".join(names), {n: float(np.mean([c[n] for c in curves])) for n in steps}))
@@ -300,6 +324,11 @@ def cross_report(by_corpus: dict[str, list[Question]], threshold: float = 1.0) -
         values = curve(test, shipped, steps)
         print(f"  {'fused score (shipped line ' + str(threshold) + ')':<42}"
               + " ".join(f"{values[n]:4d}" for n in steps) + f"   {a}/{covered} {b}/{uncovered}")
+        asked = shipped + ASKED_WEIGHT * np.array([q.asked for q in test])
+        values = curve(test, asked, steps)
+        a, b = point(test, asked, threshold)
+        print(f"  {'fused + ' + str(ASKED_WEIGHT) + ' x asked (line ' + str(threshold) + ')':<42}"
+              + " ".join(f"{values[n]:4d}" for n in steps) + f"   {a}/{covered} {b}/{uncovered}")
         for names in DECISIONS:
             scores = decision_fit(by_corpus[fitted], test, names)
             values = curve(test, scores, steps)
@@ -308,17 +337,56 @@ def cross_report(by_corpus: dict[str, list[Question]], threshold: float = 1.0) -
                   + f"   {a}/{covered} {b}/{uncovered}")
 
 
+#: Lines drawn from a corpus's anchor scores ``a`` with one parameter ``k`` shared by every corpus.
+CALIBRATIONS = {
+    "fixed line k": lambda a, k: k,
+    "mean + k * deviation": lambda a, k: a.mean() + k * a.std(),
+    "mean + k": lambda a, k: a.mean() + k,
+    "k * mean": lambda a, k: k * a.mean(),
+    "k * median": lambda a, k: k * np.median(a),
+    "90th percentile + k": lambda a, k: np.percentile(a, 90) + k,
+    "k * 90th percentile": lambda a, k: k * np.percentile(a, 90),
+}
+
+
+def calibration_report(by_corpus: dict[str, list[Question]], anchors: dict[str, np.ndarray]) -> None:
+    """Per-corpus lines from the anchors' scores against the fixed line, pooled over the corpora:
+    the covered questions found (all corpora) at the best k declining at least N uncovered ones."""
+    print("\nanchors' best fused score per corpus: mean / deviation / 90th percentile / max")
+    for name, a in anchors.items():
+        print(f"  {name:<10} {a.mean():.2f} / {a.std():.2f} / {np.percentile(a, 90):.2f} / {a.max():.2f}"
+              f"  ({len(a)} anchors)")
+    uncovered = sum(not q.covered for qs in by_corpus.values() for q in qs)
+    levels = list(range(uncovered * 40 // 100, uncovered * 75 // 100 + 1, max(1, uncovered // 25)))
+    print(f"pooled ({uncovered} uncovered): covered found when the lines decline at least N")
+    print(" " * 26 + " ".join(f"{n:>5}" for n in levels))
+    for family, line in CALIBRATIONS.items():
+        best: dict[int, int] = {}
+        for k in np.linspace(-3, 6, 901):
+            found = declined = 0
+            for name, qs in by_corpus.items():
+                cut = line(anchors[name], k)
+                found += sum(1 for q in qs if q.covered and q.candidates[0]["score"] >= cut and q.found())
+                declined += sum(1 for q in qs if not q.covered and q.candidates[0]["score"] < cut)
+            best[declined] = max(best.get(declined, 0), found)
+        row = [max((f for d, f in best.items() if d >= n), default=0) for n in levels]
+        print(f"  {family:<24}" + " ".join(f"{v:5d}" for v in row))
+
+
 def main(argv: Sequence[str]) -> None:
     names = list(argv) or list(CORPORA)
-    by_corpus = {name: asyncio.run(collect(name)) for name in names}
+    collected = {name: asyncio.run(collect(name)) for name in names}
+    by_corpus = {name: questions for name, (questions, _) in collected.items()}
     for name in names:
         print(f"==== {name}")
         report(by_corpus[name])
     if len(names) > 1:
-        print("==== both corpora pooled")
+        print("==== all corpora pooled")
         report([q for name in names for q in by_corpus[name]])
         print("==== across corpora")
         cross_report(by_corpus)
+        print("==== lines calibrated per corpus")
+        calibration_report(by_corpus, {name: anchors for name, (_, anchors) in collected.items()})
 
 
 if __name__ == "__main__":

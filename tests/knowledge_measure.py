@@ -5,9 +5,12 @@ its test, at most twice per round of work::
 
     .venv/bin/python -m tests.knowledge_measure tests/data/knowledge/tuning_questions.tsv
     .venv/bin/python -m tests.knowledge_measure tests/data/knowledge/gym_questions.tsv
+    .venv/bin/python -m tests.knowledge_measure tests/data/knowledge/clinic_questions.tsv
 
 A set is asked of its own organisation's documents: gym_questions.tsv of the fitness club's
-(corpus_gym.py), every other file of the academy's (corpus.py).
+(corpus_gym.py), clinic_questions.tsv of the health centre's (corpus_clinic.py), every other file
+of the academy's (corpus.py). Settings of ``[plugins.knowledge]`` may follow as ``key=value``
+(e.g. ``asked_part_weight=0.75``).
 """
 from __future__ import annotations
 
@@ -17,7 +20,7 @@ import tempfile
 from pathlib import Path
 
 from core.testing import running_bot
-from tests.data.knowledge import corpus, corpus_gym
+from tests.data.knowledge import corpus, corpus_clinic, corpus_gym
 from tests.test_knowledge import knowledge, knowledge_settings, measure_retrieval, wait_for_index
 
 
@@ -34,12 +37,13 @@ def read_set(path: Path) -> tuple[list[tuple[str, str, str]], list[str]]:
     return covered, uncovered
 
 
-async def measure(path: Path) -> None:
+async def measure(path: Path, **table: float) -> None:
     covered, uncovered = read_set(path)
-    write = corpus_gym.write_corpus if path.name.startswith("gym") else corpus.write_corpus
+    write = {"gym": corpus_gym.write_corpus, "clinic": corpus_clinic.write_corpus}.get(
+        path.name.split("_")[0], corpus.write_corpus)
     with tempfile.TemporaryDirectory() as tmp:
         files = write(Path(tmp) / "docs")
-        async with running_bot(knowledge_settings(next(iter(files.values())).parent, Path(tmp) / "cache")) as bot:
+        async with running_bot(knowledge_settings(next(iter(files.values())).parent, Path(tmp) / "cache", **table)) as bot:
             plugin = knowledge(bot)
             await wait_for_index(plugin, len(files))
             found, missed, declined, answered = await measure_retrieval(plugin, covered, uncovered)
@@ -52,4 +56,5 @@ async def measure(path: Path) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(measure(Path(sys.argv[1])))
+    settings = dict(arg.split("=", 1) for arg in sys.argv[2:])
+    asyncio.run(measure(Path(sys.argv[1]), **{key: float(value) for key, value in settings.items()}))

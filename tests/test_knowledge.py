@@ -195,8 +195,10 @@ async def measure_retrieval(plugin, covered, uncovered) -> tuple[int, list, int,
     return found, missed, declined, answered
 
 
-async def test_recall_at_3_and_uncovered_questions_are_declined(corpus, tmp_path):
-    async with running_bot(knowledge_settings(corpus["campuses.md"].parent, tmp_path / "cache")) as bot:
+@pytest.mark.parametrize("asked_part_weight", [0.0, 0.75])
+async def test_recall_at_3_and_uncovered_questions_are_declined(corpus, tmp_path, asked_part_weight):
+    settings = knowledge_settings(corpus["campuses.md"].parent, tmp_path / "cache", asked_part_weight=asked_part_weight)
+    async with running_bot(settings) as bot:
         plugin = knowledge(bot)
         await wait_for_index(plugin, 5)
         found, missed, declined, answered = await measure_retrieval(plugin, QUESTIONS, UNCOVERED)
@@ -223,6 +225,34 @@ async def test_the_best_passage_decides_and_the_next_ones_come_with_it(corpus, t
         for question in UNCOVERED:
             passages, scored = await plugin.retriever.search(question)
             assert (passages == []) == (not scored or scored[0].score < threshold)
+
+
+async def test_the_asked_part_check_declines_a_missing_detail_of_a_documented_topic(corpus, tmp_path):
+    # tuning questions: the price list has no summer camp price; it has the programming course's
+    missing, covered = "暑期集训营多少钱", ("少儿编程课多少钱？", "6800")
+    for weight in (0.0, 0.75):
+        settings = knowledge_settings(corpus["campuses.md"].parent, tmp_path / "cache", asked_part_weight=weight)
+        async with running_bot(settings) as bot:
+            plugin = knowledge(bot)
+            await wait_for_index(plugin, 5)
+            retriever, threshold = plugin.retriever, plugin.config.threshold
+            passages, scored = await retriever.search(missing)
+            assert scored[0].score >= threshold  # on the topic: the fused score alone answers
+            if weight == 0:  # off (the default): not checked, answered
+                assert passages and scored[0].asked is None and "asked" not in scored[0].explain()
+                continue
+            # "多少钱" is nearest to another passage's row than to any of this one's: declined
+            assert passages == [] and scored[0].asked < 0
+            assert scored[0].score + weight * scored[0].asked / plugin.config.dense_gap < threshold
+            assert scored[0].explain()["asked"] == round(scored[0].asked, 4)
+            passages, scored = await retriever.search(covered[0])
+            assert covered[1] in passages[0].chunk.text and passages[0].asked is not None
+            # a question whose every word the passage holds falls short of nothing
+            assert await retriever.asked_shortfall("少儿编程课费用", passages[0]) == 0.0
+            query = await bot.bot.embeddings.embed_query("多少钱")
+            own, anywhere = await plugin.store.best_row_cosines(query.model, query.vector, passages[0].chunk.id)
+            assert -1.0 <= own <= anywhere <= 1.0
+            assert await plugin.store.best_row_cosines("another-model", query.vector, passages[0].chunk.id) is None
 
 
 async def test_without_a_model_the_best_passage_answers_with_its_source(corpus, tmp_path):

@@ -23,7 +23,10 @@ HELDOUT = Path(__file__).parent / "data" / "knowledge" / "heldout_questions.tsv"
 # recall@3 = 22/35 -> 23/35, declined = 18/24 -> 18/24. Round 3 (the best passage decides and the
 # next ones come with it; learned re-rankers and decisions cross-validated on the tuning sets and
 # a second organisation, none kept; measured twice, before and after): recall@3 = 23/35 -> 24/35,
-# declined = 18/24 -> 18/24. The floors are the final values minus one question, never above the
+# declined = 18/24 -> 18/24. Round 4 (a third organisation; an opt-in check that the best passage
+# holds what is asked, asked_part_weight, off by default; measured twice, at the end: the default,
+# and the option at 0.75 through the same corpus and definitions): default 24/35 and 18/24
+# (unchanged), the option 21/35 and 19/24. The floors are the final values minus one question, never above the
 # measurement; they guard against regressions and are not a target.
 RECALL_AT_3_FLOOR = 23 / 35
 DECLINED_FLOOR = 17 / 24

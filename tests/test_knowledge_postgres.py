@@ -76,6 +76,25 @@ async def test_postgres_answers_like_the_embedded_store(prefix, tmp_path):
     assert tops["postgres"] == tops["sqlite"]
 
 
+async def test_postgres_checks_the_asked_part_like_the_embedded_store(prefix, tmp_path):
+    folder = tmp_path / "docs"
+    write_corpus(folder)
+    # tuning questions: two details the documents lack on their topics, two they hold
+    questions = ["暑期集训营多少钱", "围棋老师几岁了", "少儿编程课多少钱？", "请假要提前多久"]
+    seen: dict[str, list] = {}
+    for store, settings in (("sqlite", knowledge_settings(folder, tmp_path / "index", asked_part_weight=0.75)),
+                            ("postgres", postgres_settings(folder, tmp_path, prefix, asked_part_weight=0.75))):
+        async with running_bot(settings) as bot:
+            plugin = knowledge(bot)
+            await wait_for_index(plugin, 5)
+            seen[store] = []
+            for q in questions:
+                passages, scored = await plugin.retriever.search(q)
+                seen[store].append((q, [p.chunk.text for p in passages], round(scored[0].asked or 0.0, 4)))
+    assert seen["postgres"] == seen["sqlite"]
+    assert [bool(texts) for _, texts, _ in seen["sqlite"]] == [False, False, True, True]
+
+
 async def test_two_workers_share_the_index_and_see_edits(prefix, tmp_path):
     folder = tmp_path / "docs"
     files = write_corpus(folder)

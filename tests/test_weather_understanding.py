@@ -83,7 +83,32 @@ CASES = [
     ("明天上高速会下雨吗", NONE, [1], False),
     # a name dropped at a word boundary does not hide the one starting inside it
     ("周日早上杭州有雾吗", ["杭州"], [4], False),  # 早上 / 杭州, not 上杭
-    ("晚上海口下雨吗", ["海口"], [], False),       # 晚上 / 海口, not 上海
+    ("晚上海口下雨吗", ["海口"], [0], False),      # 晚上 / 海口, not 上海; 晚上 alone is today
+    ("下午广州会下雨吗", ["广州"], [0], False),    # a part of the day with no day: today
+    ("明天下午成都下雨吗", ["成都"], [1], False),  # ... and with one: that day
+    ("待会儿要下雨吗", [], [0], False),
+    ("元旦三亚热吗", ["三亚"], [], False),         # a holiday: its date (beyond the range)
+    ("圣诞节上海会下雪吗", ["上海"], [], False),
+    ("魔都明天下雨吗", ["上海"], [1], False),      # city nicknames (build_places.py)
+    ("羊城明天热吗", ["广州"], [1], False),        # not 盐城 typed by sound
+    ("崇明岛周末天气", ["上海崇明区"], [3, 4], False),
+    ("首都机场明天有雾吗", ["北京顺义区"], [1], False),  # airports (build_places.py)
+    ("天河机场明天下雨吗", ["武汉黄陂区"], [1], False),  # Wuhan's, not Guangzhou's 天河
+    ("chongqing zhe zhoumo hui xiayu ma", ["重庆"], [3, 4], False),  # pinyin particles
+    ("Hangzhou 3 day forecast", ["杭州"], [0, 1, 2], False),
+    ("杭州3天天气预报", ["杭州"], [0, 1, 2], False),
+    ("Chaoyang district weather tomorrow", ["北京朝阳区"], [1], False),
+    ("中关村今天冷吗", ["北京海淀区"], [0], False),    # sights and city areas (build_places.py)
+    ("长白山周末下雪吗", ["延边安图县"], [3, 4], False),
+    ("北京西站今天下雪吗", ["北京"], [0], False),      # not 西藏 typed by sound inside a word
+    ("昆明今天晒不晒", ["昆明"], [0], False),        # 晒 and 湿 asked A不A or in a weather-shaped word
+    ("What should I wear in Beijing tomorrow", ["北京"], [1], False),
+    ("How many degrees in Wuhan today", ["武汉"], [0], False),
+    ("chengdu jin tian re ma", ["成都"], [0], False),
+    ("聽日香港要唔要帶遮", ["香港"], [1], False),     # Cantonese 遮: an umbrella
+    ("重庆今天最高温度", ["重庆"], [0], False),     # 高温 cut 最高/温度 does not hide 温度
+    ("北京天气怎么洋", ["北京"], [], False),        # 怎么样 typed by sound
+    ("成都明天温读多少", ["成都"], [1], False),     # 温度 typed by sound
     ("上高明天会下雨吗", ["宜春上高县"], [1], False),
     ("周末去洛阳看牡丹会下雨吗", ["洛阳"], [3, 4], False),
     ("牡丹区明天天气", ["菏泽牡丹区"], [1], False),
@@ -110,6 +135,8 @@ def test_place_and_day(text, places, offsets, current):
 
 @pytest.mark.parametrize("text,followup", [
     ("what about Shanghai?", True), ("and tomorrow?", True), ("那台北呢", True), ("and you?", False),
+    # a part of the day alone names no day (a bank's 下午呢 asks its opening hours); an ATM is not now
+    ("下午呢", False), ("那明天下午呢", True), ("ATM呢", False),
 ])
 def test_follow_ups_in_other_scripts(text, followup):
     assert read(text).followup is followup
@@ -125,7 +152,8 @@ def test_english_words_stay_english(text):
 
 @pytest.mark.parametrize("text", [
     "北京热门景点有哪些", "讲个冷笑话", "风险投资是什么", "热水器不出热水怎么办", "田七粉的功效",
-    "从明天起做一个幸福的人", "深证股票涨了吗",
+    "从明天起做一个幸福的人", "深证股票涨了吗", "太阳能热水器好用吗", "羽绒服可以机洗吗",
+    "明天去西安要带身份证吗", "晒单有奖励吗", "衣服湿了怎么办",
 ])
 def test_ordinary_words_are_not_weather(text):
     assert read(text).weather_word is False
@@ -136,9 +164,32 @@ def test_ordinary_words_are_not_weather(text):
     ("雷阵雨和阵雨有什么区别", True), ("雾霾天戴什么口罩好", True), ("天气预报准不准", True),
     ("明天天气怎么样", False), ("北京明天会下雨吗", False), ("下雨天北京冷不冷", False),
     ("明天天气是怎么样的", False), ("把明天会下雨翻译成英语", True), ("写一首关于台风的诗", True),
+    ("香港天文台是做什么的", True), ("北京一年有多少个雾霾天", True), ("闷热的天气吃什么好", True),
+    ("北京天气怎么洋", False), ("上海明天天气怎么阳？", False),
 ])
 def test_questions_about_weather_as_a_subject(text, about):
     assert read(text).about_weather is about
+
+
+@pytest.mark.parametrize("text,weather", [
+    ("明天要穿羽绒服吗", True), ("周末能晒被子吗", True), ("杭州明天适合爬山吗", True),
+    ("明天穿羽绒服还是大衣", True), ("明早跑步要穿几件", True), ("明天出门需要戴帽子围巾吗", True),
+    # another question about the same thing, or the word inside another word
+    ("我明天跑步能减肥吗", False), ("周末去爬山带什么吃的", False), ("明天跑步机能修好吗", False),
+    # no day named: what to wear or do in general, not a forecast
+    ("羽绒服可以机洗吗", False), ("晒被子能杀死螨虫吗", False), ("爬山前要做什么准备", False),
+])
+def test_what_to_wear_or_do_on_a_named_day_asks_the_forecast(text, weather):
+    assert read(text).weather_word is weather
+
+
+@pytest.mark.parametrize("text,topical", [
+    ("那个我想问一下就是明天上海那边会不会下雨啊我要出门", True),  # voice input, no punctuation
+    ("我明天要去武汉出差然后想知道那边天气咋样", True),
+    ("哈尔滨冰雪大世界什么时候开放", False),
+])
+def test_run_on_clauses(text, topical):
+    assert read(text).clause_topical is topical
 
 
 @pytest.mark.parametrize("text,measure_only", [

@@ -20,7 +20,8 @@ DATA = Path(__file__).parent / "data"
 FLOORS = {
     "heldout": {"place": 99.0, "day": 98.0, "both": 98.0, "general": 99.0},
     "tuning": {"place": 99.0, "day": 99.0, "both": 99.0, "general": 98.0},
-    "tuning/_typed": {"place": 99.0, "day": 97.5, "both": 97.5, "general": 99.0},
+    "tuning/_typed": {"place": 99.0, "day": 99.0, "both": 99.0, "general": 99.0},
+    "tuning/_r4": {"place": 98.0, "day": 99.0, "both": 98.0, "general": 99.0},
 }
 
 
@@ -40,10 +41,12 @@ async def test_place_and_day_and_general_messages(folder):
 
 #: tuning set -> the share that reaches the right place through a bot with the demo FAQ and the
 #: weather skill (weather: the weather skill answers; general: the model does). Just below the
-#: figures in docs/weather.md ("Reaching the skill"). general 0.92 -> 0.90: the FAQ's 85/15
+#: figures in docs/weather.md ("Reaching the skill"; the third pair, ``_r4``: 99.2 % and 98.8 %, the
+#: general miss an FAQ entry's). general 0.92 -> 0.90: the FAQ's 85/15
 #: operating point (docs/faq.md, round 3) lets the demo FAQ claim three more general questions
 #: with a shop word (93.0% -> 91.1%), traded for ~10 points of FAQ answers on new businesses.
-REACH_FLOORS = {"weather": 0.985, "weather_typed": 0.92, "general": 0.90, "general_typed": 0.98}
+REACH_FLOORS = {"weather": 0.985, "weather_typed": 0.975, "general": 0.90, "general_typed": 0.98,
+                "weather_r4": 0.98, "general_r4": 0.975}
 
 
 async def test_weather_and_general_messages_reach_the_right_place():

@@ -90,6 +90,10 @@ def tuning_sets() -> dict[str, tuple[Path | None, list[LabelledMessage]]]:
     # the second pair, typed the way people type, kept as a check of changes tuned on the first
     sets["general_typed"] = (None, general_cases(TUNING / "general_messages_typed.tsv"))
     sets["weather_typed"] = (None, weather_cases(TUNING / "weather_messages_typed.tsv"))
+    # the third pair: kinds the first two had few of (indirect asks, phenomena, time phrases,
+    # airports and nicknames; general lines full of weather words)
+    sets["general_r4"] = (None, general_cases(TUNING / "general_messages_r4.tsv"))
+    sets["weather_r4"] = (None, weather_cases(TUNING / "weather_messages_r4.tsv"))
     # the fourth round's general messages (with shop words), a set of their own so their
     # figure shows apart from the sets the decline model was first fitted with
     round4 = [case for path in sorted(TUNING.glob("general_round4_*.tsv")) for case in general_cases(path)]

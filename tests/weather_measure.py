@@ -13,6 +13,7 @@ Print the figures and every miss::
     .venv/bin/python -m tests.weather_measure tests/data/heldout
     .venv/bin/python -m tests.weather_measure tests/data/tuning
     .venv/bin/python -m tests.weather_measure tests/data/tuning _typed   # the second tuning pair
+    .venv/bin/python -m tests.weather_measure tests/data/tuning _r4      # the third
 """
 from __future__ import annotations
 
@@ -79,6 +80,9 @@ def day_matches(expected: str, q) -> bool:
         return q.days.current and requested in ([], [0])
     if expected == "周末":
         return q.days.weekend
+    if expected.startswith("+") and ".." in expected:  # a span: +0..1 is today and tomorrow
+        first, _, last = expected[1:].partition("..")
+        return not q.days.current and requested == list(range(int(first), int(last) + 1))
     if expected.startswith("+"):
         return not q.days.current and requested == [int(expected[1:])]
     return not q.days.current and requested == DAY_OFFSETS[expected]

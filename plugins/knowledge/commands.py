@@ -65,7 +65,8 @@ async def kb_command(bot: Any, action: str, question: str = "", out: Any = None,
              f"no relevant passage ({plugin.config.no_match})"), file=out)
     for row in rows:
         mark = "*" if row["used"] else " "
-        print(f"{mark} {row['score']:.3f}  lexical {row['lexical']:.3f}  dense {row['dense']:.3f}  "
+        asked = f"asked {row['asked']:.3f}  " if "asked" in row else ""
+        print(f"{mark} {row['score']:.3f}  lexical {row['lexical']:.3f}  dense {row['dense']:.3f}  {asked}"
               f"{row['document']}  《{row['title']}》{row['heading']}", file=out)
         print("      " + row["text"].replace("\n", " / ")[:150], file=out)
     return 0

@@ -44,6 +44,14 @@ class Config:
     #: Without embeddings (none configured, or none made for this question): the lexical score
     #: that alone makes a passage relevant.
     lexical_alone: float = 0.45
+    #: With embeddings, when the best passage reaches ``threshold``: does it hold what is asked?
+    #: The question's words it does not hold are embedded on their own; when their nearest stored
+    #: row is in another passage, the cosine by which this passage's nearest row falls short of
+    #: that one, in units of ``dense_gap``, times this weight, is taken off the best passage's
+    #: score before it is compared with the line. 0 = off (one query embedding fewer); 0.75
+    #: declines more of the questions on a documented topic whose detail is missing, for fewer
+    #: covered ones found (docs/knowledge.md, round 4).
+    asked_part_weight: float = 0.0
     #: Passages whose character-3-gram Jaccard similarity reaches this are near-duplicates.
     duplicate_similarity: float = 0.8
     #: A question no passage answers: "pass" on to the general model (the llm fallback), or
@@ -74,6 +82,8 @@ class Config:
             raise ValueError("dense_gap and lexical_alone must be in (0, 1]")
         if not 0.0 <= self.lexical_weight <= 10.0:
             raise ValueError("lexical_weight must be in [0, 10]")
+        if not 0.0 <= self.asked_part_weight <= 10.0:
+            raise ValueError("asked_part_weight must be in [0, 10]")
         if not 0.0 < self.duplicate_similarity <= 1.0:
             raise ValueError("duplicate_similarity must be in (0, 1]")
         if self.top_k < 1 or self.chunk_chars < 50 or self.passage_chars < 20:

@@ -17,6 +17,11 @@ better in cross-validation, tests/knowledge_fit.py). The best passage decides:
 under the line the question gets no passage; on or above it, the best ``top_k`` passages are kept
 (the next ones even under the line). Near-duplicates (the same paragraph in two files, a page
 repeated) collapse to the best-scored one.
+
+Optionally (``asked_part_weight`` > 0) the best passage is checked for holding what is asked: the
+question's words it does not hold ("多大年纪" of "王磊老师多大年纪") are embedded on their own,
+and when their nearest stored row lies in another passage, the shortfall of this passage's nearest
+row is taken off its score before the line decides (``asked``, a cosine difference <= 0).
 """
 from __future__ import annotations
 
@@ -41,12 +46,18 @@ class Passage:
     lexical: float
     dense: float
     cosine: float
+    #: The best passage only, when checked (``asked_part_weight``): how far its nearest row to the
+    #: question's words it does not hold falls under their nearest row anywhere (cosine, <= 0).
+    asked: float | None = None
 
     def explain(self) -> dict[str, Any]:
-        return {"document": self.chunk.path, "title": self.chunk.title, "heading": self.chunk.heading,
-                "score": round(self.score, 4), "lexical": round(self.lexical, 4),
-                "dense": round(self.dense, 4), "cosine": round(self.cosine, 4),
-                "text": self.chunk.text[:120]}
+        out = {"document": self.chunk.path, "title": self.chunk.title, "heading": self.chunk.heading,
+               "score": round(self.score, 4), "lexical": round(self.lexical, 4),
+               "dense": round(self.dense, 4), "cosine": round(self.cosine, 4),
+               "text": self.chunk.text[:120]}
+        if self.asked is not None:
+            out["asked"] = round(self.asked, 4)
+        return out
 
 
 def shingles(text: str, size: int = 3) -> set[str]:
@@ -76,6 +87,7 @@ class Retriever:
         if not norm:
             return [], []
         kept, scored = await self._search(norm, top_k, threshold)
+        read = norm
         # A homophone typo (学肥 for 学费) read as the candidates' word that sounds the same, kept
         # when that reading matches the documents better than the question as written.
         vocabulary = set().union(*(p.chunk.terms for p in scored)) if scored else set()
@@ -84,7 +96,31 @@ class Retriever:
             fixed = await self._search(corrected, top_k, threshold)
             if fixed[1] and (not scored or fixed[1][0].score > scored[0].score):
                 kept, scored = fixed
+                read = corrected
+        if kept and cfg.asked_part_weight > 0:
+            best = scored[0]
+            best.asked = await self.asked_shortfall(read, best)
+            if best.score + cfg.asked_part_weight * best.asked / cfg.dense_gap < threshold:
+                kept = []
         return kept, scored
+
+    async def asked_shortfall(self, norm: str, passage: Passage) -> float:
+        """How far the nearest row of ``passage`` to the question's words it does not hold falls
+        under their nearest row anywhere (a cosine difference, <= 0): 0 when it holds them all,
+        when they are nearest to one of its own rows, or without a vector to compare."""
+        embeddings = self.embeddings
+        if embeddings is None or not embeddings.enabled:
+            return 0.0
+        segmenter = self.analyzer.segmenter
+        tokens = await asyncio.to_thread(self.analyzer.tokens, norm)
+        missing = [t for t in dict.fromkeys(tokens) if t not in passage.chunk.terms and segmenter.weight(t) > 0]
+        if not missing:
+            return 0.0
+        query = await embeddings.embed_query("".join(missing))
+        if query is None:
+            return 0.0
+        cosines = await self.store.best_row_cosines(query.model, query.vector, passage.chunk.id)
+        return 0.0 if cosines is None else min(0.0, cosines[0] - cosines[1])
 
     async def _search(self, norm: str, top_k: int, threshold: float) -> tuple[list[Passage], list[Passage]]:
         cfg = self.config

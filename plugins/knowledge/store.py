@@ -120,6 +120,12 @@ class KnowledgeStore(ABC):
         model (the baseline a relevant passage must stand above)."""
 
     @abstractmethod
+    async def best_row_cosines(self, model: str, vector: np.ndarray,
+                               chunk_id: int) -> tuple[float, float] | None:
+        """(the cosine of ``vector`` with chunk ``chunk_id``'s nearest row, with the nearest row of
+        any chunk), or None when that chunk has no row of ``model``."""
+
+    @abstractmethod
     async def chunks(self, ids: Sequence[int]) -> dict[int, StoredChunk]: ...
 
     @abstractmethod
@@ -373,6 +379,18 @@ class SqliteStore(KnowledgeStore):
                     break
             return list(out.items()), float(centroid @ vector)
         return await asyncio.to_thread(nearest)
+
+    async def best_row_cosines(self, model: str, vector: np.ndarray,
+                               chunk_id: int) -> tuple[float, float] | None:
+        ids, matrix = self._ids, self._matrix
+        if model != self._model or not len(ids) or matrix.shape[1] != len(vector):
+            return None
+
+        def best() -> tuple[float, float] | None:
+            cosines = matrix @ np.asarray(vector, dtype=np.float32)
+            own = cosines[ids == chunk_id]
+            return (float(own.max()), float(cosines.max())) if len(own) else None
+        return await asyncio.to_thread(best)
 
     async def chunks(self, ids: Sequence[int]) -> dict[int, StoredChunk]:
         ids = list(dict.fromkeys(int(i) for i in ids))

@@ -196,6 +196,19 @@ class PostgresStore(KnowledgeStore):
             best.setdefault(int(chunk_id), float(cosine))
         return list(best.items())[:limit], float(self._centroid @ vector)
 
+    async def best_row_cosines(self, model: str, vector: np.ndarray,
+                               chunk_id: int) -> tuple[float, float] | None:
+        if model != self._model or self._centroid is None or len(self._centroid) != len(vector):
+            return None
+        literal = _vector_literal(vector)
+        async with self._lock:
+            cur = await self._conn.execute(
+                f"SELECT max(1 - (embedding <=> %s::vector)) FILTER (WHERE chunk_id = %s), "
+                f"max(1 - (embedding <=> %s::vector)) FROM {self.p}_vectors WHERE model = %s",
+                (literal, chunk_id, literal, model))
+            own, anywhere = await cur.fetchone()
+        return None if own is None else (float(own), float(anywhere))
+
     async def chunks(self, ids: Sequence[int]) -> dict[int, StoredChunk]:
         ids = list(dict.fromkeys(int(i) for i in ids))
         if not ids:

@@ -177,7 +177,7 @@ class Plugin:
             return 0.0, reading
         if q.followup and not q.weather_word:
             return FOLLOWUP_SCORE, {"followup": True, **reading}
-        if q.weather_word and q.question and ((q.spots and q.clause_topical) or (q.days.found and q.topical)):
+        if q.weather_word and q.question and ((q.spots and q.clause_topical) or (q.days.named and q.topical)):
             return QUESTION_SCORE, reading
         return 0.0, reading
 

@@ -15,10 +15,13 @@
   2026/11/28, 2026年11月28日; a month-day without a year is this year's, unless that was up to
   180 days ago (then it is past) or longer ago (then next year's); a bare day of month is this
   month's, or next month's once it has passed;
-* spans: 未来N天, 接下来N天, 最近N天, 这N天, N天内, 这几天 (3 days), 这周/本周 (until Sunday),
+* spans: 未来N天, 接下来N天, 最近N天, 这N天, N天内, N天天气/N天预报, 这几天 (3 days), 这周/本周 (until Sunday),
   下周 (next Monday to Sunday); N天后 is one day;
 * 现在/此刻/目前/当前/这会儿/实时/此时, Cantonese 而家/宜家, and the progressive 在下雨 /
-  正在下雪 / 落紧雨: current conditions.
+  正在下雪 / 落紧雨: current conditions;
+* fixed-date holidays (元旦, 情人节, 五一, 国庆, 平安夜, 圣诞节...): their date, as a month-day;
+* a part of the day or a moment soon (下午, 晚上, 后半夜, 一会儿, 待会儿) with no other day
+  named: today ("下午会下雨吗"; "明天下午" is tomorrow).
 
 Days beyond the forecast range are reported in ``beyond`` (the caller answers what it can and
 says the rest is out of range); nothing is silently shifted.
@@ -68,11 +71,28 @@ class DayQuery:
     weekend: bool = False
     spans: list[tuple[int, int]] = field(default_factory=list)
 
+    #: The only day is today from a part of the day or a moment soon (下午, 一会儿): the day
+    #: meant when the message asks the weather, but no day named (下午呢, 晚上空调开多少度).
+    vague: bool = False
+
     @property
     def found(self) -> bool:
         return bool(self.current or self.dates or self.beyond or self.past)
 
+    @property
+    def named(self) -> bool:
+        """A day named in its own right (not only a part of the day)."""
+        return self.found and not self.vague
 
+
+#: Holidays on a fixed date of the Gregorian calendar (month, day), read like 12月25日.
+HOLIDAYS = {"元旦": (1, 1), "情人节": (2, 14), "妇女节": (3, 8), "植树节": (3, 12), "愚人节": (4, 1),
+            "劳动节": (5, 1), "五一": (5, 1), "儿童节": (6, 1), "教师节": (9, 10), "国庆节": (10, 1),
+            "国庆": (10, 1), "万圣节": (10, 31), "平安夜": (12, 24), "圣诞节": (12, 25), "圣诞": (12, 25)}
+_HOLIDAY_RE = re.compile("|".join(sorted(HOLIDAYS, key=len, reverse=True)))
+#: A part of the day or a moment soon: today, when no other day is named.
+_DAYPART_RE = re.compile(r"后半夜|前半夜|半夜|凌晨|早上|早晨|上午|中午|下午|傍晚|晚上|夜里|夜间|白天"
+                         r"|一会儿|一会|待会儿|待会|等会儿|等会|过会儿|过一会儿|过一会|稍后")
 _NUM = r"(?:\d{1,2}|[零〇一二两三四五六七八九十]{1,3})"
 _PATTERNS: list[tuple[str, re.Pattern]] = [
     ("ymd", re.compile(r"(?<!\d)(?P<y>20\d{2})\s*[-/.年]\s*(?P<m>\d{1,2})\s*[-/.月]\s*(?P<d>\d{1,2})\s*[日号]?")),
@@ -80,7 +100,8 @@ _PATTERNS: list[tuple[str, re.Pattern]] = [
     ("md_slash", re.compile(r"(?<![\d/])(?P<m>1[0-2]|0?[1-9])/(?P<d>[0-3]?\d)(?![\d/])")),
     ("month_day", re.compile(rf"(?P<pre>下个?|这个?|本)月(?P<d>{_NUM})\s*[号日]")),
     ("range_week", re.compile(r"(?:未来|接下来|最近|近|今后)(?:一|1)?个?(?:周|星期|礼拜)")),
-    ("range_n", re.compile(rf"(?:未来|接下来|最近|近|这|今后|往后)(?P<n>{_NUM}|几)\s*(?:天|日)(?:内|之内|以内)?")),
+    ("range_n", re.compile(rf"(?:未来|接下来|最近|近|这|今后|往后)\s*(?P<n>{_NUM}|几)\s*(?:天|日)(?:内|之内|以内)?"
+                           rf"|(?<![\d今明后昨前])(?P<n2>{_NUM})[\s-]*天(?=\s*(?:天气|预报))")),
     ("range_in", re.compile(rf"(?P<n>{_NUM})\s*天(?:内|之内|以内)")),
     ("after_n", re.compile(rf"(?P<n>{_NUM})\s*天(?:以后|之后|后)")),
     ("weekend", re.compile(r"(?P<pre>下下|下个|下|这个|这|本)?(?:周末|礼拜六日|星期六日)")),
@@ -92,6 +113,7 @@ _PATTERNS: list[tuple[str, re.Pattern]] = [
     ("day", re.compile(r"(?:(?<![\d月/\-年周期拜])(?P<d>\d{1,2})\s*[号日]"
                        rf"|(?<![\d月周期拜零〇一二两三四五六七八九十])(?P<cd>{_NUM})号)"
                        r"(?![线楼院门口房车位床路元])")),
+    ("holiday", _HOLIDAY_RE),
     ("now", re.compile(r"现在|此刻|目前|当前|这会儿|实时|此时|眼下|当下|而家|宜家|落紧"
                        r"|正在(?=下[雨雪]|刮风|落雨|打雷)|(?<![现存正])在(?=下[雨雪]|刮风|落雨|打雷)")),
 ]
@@ -152,8 +174,11 @@ def parse_days(text: str, today: date, max_days: int = 7,
                     wanted.append(date(int(g["y"]), int(g["m"]), int(g["d"])))
                 except ValueError:
                     query.spans.pop()
-            elif kind in ("md", "md_slash"):
-                m, d = cn_number(g["m"]), cn_number(g["d"])
+            elif kind in ("md", "md_slash", "holiday"):
+                if kind == "holiday":
+                    m, d = HOLIDAYS[match.group(0)]
+                else:
+                    m, d = cn_number(g["m"]), cn_number(g["d"])
                 try:
                     this_year = date(today.year, m or 0, d or 0)
                 except ValueError:
@@ -180,7 +205,7 @@ def parse_days(text: str, today: date, max_days: int = 7,
             elif kind == "range_week":
                 wanted.extend(today + timedelta(days=i) for i in range(7))
             elif kind in ("range_n", "range_in"):
-                n = 3 if g["n"] == "几" else cn_number(g["n"])
+                n = 3 if g["n"] == "几" else cn_number(g["n"] or g.get("n2") or "")
                 if n:
                     wanted.extend(today + timedelta(days=i) for i in range(n))
             elif kind == "after_n":
@@ -239,6 +264,11 @@ def parse_days(text: str, today: date, max_days: int = 7,
             elif kind == "now":
                 query.current = True
 
+    named = bool(query.current or wanted or query.past)
+    for match in _DAYPART_RE.finditer(text):  # part of the day named (明天下午), else today
+        if claim(match) and not named:
+            wanted.append(today)
+            query.vague = True
     last = today + timedelta(days=max_days - 1)
     for d in sorted(set(wanted)):
         if d < today:

