@@ -6,6 +6,8 @@ Tuning sets only; every figure leaves one business out.
     .venv/bin/python scripts/experiment_faq_decision.py twostage    # a message-level second stage
     .venv/bin/python scripts/experiment_faq_decision.py none        # a softmax over entries and "none"
     .venv/bin/python scripts/experiment_faq_decision.py anchors     # a per-FAQ threshold from the anchors
+    .venv/bin/python scripts/experiment_faq_decision.py register_gate --features j_cos,qs_gap,register,cover_a,q_gap
+                                                     # lexical trust only when the register allows
 
 ``--features`` sets the decline model's features (default: the previous model's three). The
 objective is train_faq_decline.py's: 0.85 x the own messages' accuracy averaged over the
@@ -28,7 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 from core import load_general_questions, normalize_text  # noqa: E402
-from plugins.faq.decline import ALL_FEATURES, pair_features  # noqa: E402
+from plugins.faq.decline import ALL_FEATURES, pair_features, without_content  # noqa: E402
 from plugins.faq.rerank import ALL_RERANK_FEATURES  # noqa: E402
 import train_faq_decline as T  # noqa: E402
 
@@ -269,9 +271,50 @@ def anchors(data: list[dict], cols: list[int]) -> None:
                   f"general and weather {np.mean(list(other.values())):.1%} (demo {other['demo']:.1%})")
 
 
+# ---- a lexical score trusted only when the register does not rule the message out -----------
+
+def register_gate(data: list[dict], cols: list[int]) -> None:
+    """The register round's trial: the FAQ's noisy OR with a strong lexical score (point 6 of
+    docs/faq.md) only when the message's register log-odds reach a cut-off (a message the lexical
+    shortcut answers without an embedding keeps it: the register is not known there)."""
+    shipped = T.fused
+
+    def gated(cut: float):
+        def fused(row, columns, mean, scale, weights, bias):
+            raw = row["raw"]
+            x = (row["X"][:, columns] - mean) / scale
+            p = without_content(raw, 1.0 / (1.0 + np.exp(-np.clip(x @ weights + bias, -30, 30))))
+            shortcut = row["lexical_best"] + PRIORITY_NUDGE >= SKIP_ABOVE
+            trusted = ((raw.lexical >= T.LEXICAL_TRUST)
+                       & ((raw.cover_q >= T.SURE_COVERAGE) | (raw.q_cos - raw.general >= T.LEXICAL_GENERAL_MARGIN))
+                       & ((raw.register >= cut) | shortcut))
+            return 1.0 - (1.0 - p) * (1.0 - np.where(trusted, raw.lexical, 0.0)), trusted
+        return fused
+
+    for cut in (float("-inf"), -6.0, -5.0, -4.0, -3.0, -2.0, 0.0):
+        T.fused = gated(cut)
+        T._TRAINED.clear()
+        results = dict(decline_results(data, cols, rerank=False))
+        for t in (0.1, 0.15):
+            own = {b: np.mean([T.right(r, e, p, t) for r, e, p in rows if r["kind"] == "own"])
+                   for b, rows in results.items()}
+            other = [T.right(r, e, p, t) for rows in results.values() for r, e, p in rows if r["kind"] != "own"]
+            demo = [T.right(r, e, p, t) for r, e, p in results["demo"] if r["kind"] != "own"]
+            print(f"register cut-off {cut}, threshold {t}: plain businesses "
+                  f"{np.mean([v for b, v in own.items() if b != 'demo']):.1%}, demo {own['demo']:.1%}, "
+                  f"general and weather {np.mean(other):.1%} (sent to the demo {np.mean(demo):.1%})")
+    T.fused = shipped
+
+
+#: The router's defaults the lexical shortcut depends on (semantic.skip_above, the FAQ's
+#: priority nudge of 0.01 x 10 capped at 0.05).
+SKIP_ABOVE = 0.8
+PRIORITY_NUDGE = 0.05
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("experiment", choices=("variant", "twostage", "none", "anchors"))
+    parser.add_argument("experiment", choices=("variant", "twostage", "none", "anchors", "register_gate"))
     parser.add_argument("--features", default="j_cos,q_gap,log_chars")
     args = parser.parse_args()
     cols = [ALL_FEATURES.index(f) for f in args.features.split(",")]
@@ -284,6 +327,8 @@ def main() -> None:
         none_option(data, ["j_cos", "q_gap", "q_cos", "s_cos"], ["general", "log_chars", "c_cos", "cover_all"])
         none_option(data, ["j_cos", "q_cos", "s_cos", "a_cos", "cover_q", "cover_a", "lexical"],
                     ["general", "log_chars", "c_cos", "cover_all", "top_j"])
+    elif args.experiment == "register_gate":
+        register_gate(cached_data(), cols)
     else:
         anchors(cached_data(), cols)
 

@@ -94,7 +94,8 @@ def test_leave_one_business_out_judges_each_business_by_a_model_fitted_without_i
             answered = k % 3 != 0
             q = [0.95 + shift if answered else 0.86, 0.86, 0.85]
             rows.append({"raw": raw(q, j=[q[0] - 0.07, 0.8, 0.8]), "label": 0 if answered else -1,
-                         "kind": "own" if k < 20 else "other"})
+                         "kind": "own" if k < 20 else "other", "text": f"m{k}",
+                         "vector": np.eye(4, dtype=np.float32)[k % 4]})
         return {"name": f"b{shift}", "rows": rows}
 
     data = trainer.matrices([business(0.0), business(0.01), business(-0.01)])
@@ -103,3 +104,43 @@ def test_leave_one_business_out_judges_each_business_by_a_model_fitted_without_i
     value, threshold = trainer.score_of(counts)
     # every threshold from 0.05 to 0.8 separates these: the middle of them is chosen
     assert value > 0.9 and 0.3 <= threshold <= 0.6
+
+
+def test_the_register_judges_each_message_by_a_model_that_never_saw_it():
+    trainer = load_trainer()
+    rng = np.random.default_rng(3)
+
+    def message(customer: bool) -> np.ndarray:
+        v = rng.normal(scale=0.15, size=8) + (np.eye(8)[0] if customer else np.eye(8)[1])
+        return (v / np.linalg.norm(v)).astype(np.float32)
+
+    vectors = {name: [message(k % 4 != 0) for k in range(40)] for name in "abc"}
+    general = [message(False) for _ in range(40)]
+
+    def business(name, flipped=False):
+        rows = [{"raw": raw([0.9, 0.86]), "text": f"{name}{k}", "vector": vectors[name][k],
+                 "kind": "own", "label": 0 if (k % 4 != 0) != flipped else -1} for k in range(40)]
+        rows += [{"raw": raw([0.9, 0.86]), "text": f"general{k}", "vector": general[k],
+                  "kind": "other", "label": -1} for k in range(40)]
+        return {"name": name, "rows": rows}
+
+    data = [business("a"), business("b"), business("c")]
+    trainer.register_out_of_fold(data)
+    a = [r["raw"].register for r in data[0]["rows"]]
+    customers = [a[k] for k in range(40) if k % 4]
+    others = [a[k] for k in range(0, 40, 4)] + a[40:]
+    assert min(customers) > 0 > max(others)
+    # business a's own labels never reach the register that judges a's messages: with every
+    # label of a reversed, a's messages are judged as before
+    data = [business("a", flipped=True), business("b"), business("c")]
+    trainer.register_out_of_fold(data)
+    assert [r["raw"].register for r in data[0]["rows"][:40]] == pytest.approx(a[:40])
+
+
+def test_a_register_for_another_embedding_model_is_undecided():
+    from plugins.faq.register import RegisterModel
+
+    register = RegisterModel("e5-small", [1.0, -1.0], 0.5)
+    assert register.logit("e5-small", [0.6, 0.8]) == pytest.approx(0.3)
+    assert register.logit("bge-m3", [0.6, 0.8]) == 0.0  # another model's vector
+    assert register.logit("e5-small", [0.6, 0.8, 0.0]) == 0.0  # another dimension

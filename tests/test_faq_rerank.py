@@ -13,7 +13,7 @@ from plugins.faq.decline import RawScores
 from plugins.faq.rerank import ALL_RERANK_FEATURES, Reranker, candidate_features
 from tests.test_faq_decline import load_trainer
 
-HOTEL = Path(__file__).parent / "data" / "tuning" / "hotel_faq.toml"
+CLINIC = Path(__file__).parent / "data" / "tuning" / "clinic_faq.toml"
 
 
 def raw(s, q=None):
@@ -99,19 +99,20 @@ class Recorder:
 
 
 async def test_the_reranker_picks_the_entry_the_probability_alone_misses():
-    # tests/data/tuning/hotel: 退房后行李放哪 is about keeping luggage after check-out; the
-    # decline model alone ranks the check-out entry first, the re-ranker reads the answers
-    overrides = {"plugins": {"enabled": ["faq"], "faq": {"path": str(HOTEL), "reload_interval": 0}}}
+    # tests/data/tuning/clinic: 化验单啥时候能拿 asks when test results are ready; the decline
+    # model alone ranks the first-visit entry first, the re-ranker reads the answers (血常规约
+    # 1 小时出结果 ...)
+    overrides = {"plugins": {"enabled": ["faq"], "faq": {"path": str(CLINIC), "reload_interval": 0}}}
     async with running_bot(overrides, plugins={"rec": Recorder()}) as bot:
         plugin = bot.pm.get_plugin("faq")
-        reply = await bot.send("退房后行李放哪")
+        reply = await bot.send("化验单啥时候能拿")
         assert reply.plugin == "faq"
         chosen = bot.last_context.extra["faq_id"]
-        assert chosen == "luggage"
+        assert chosen == "reports"
         shipped, plugin.reranker = plugin.reranker, None
         plugin.lookups.clear()
         try:
-            await bot.send("退房后行李放哪")
+            await bot.send("化验单啥时候能拿")
             assert bot.last_context.extra.get("faq_id") not in (None, chosen)
         finally:
             plugin.reranker = shipped

@@ -99,7 +99,7 @@ async def test_faq_vectors_are_computed_at_load_and_cached_on_disk(tmp_path, mon
 async def test_declined_and_low_confidence_questions_are_recorded(tmp_path, monkeypatch):
     monkeypatch.setenv("SKILLBOT_DATA_DIR", str(tmp_path))
     async with running_bot(overrides(question_log_size=1000), plugins={"rec": Recorder()}) as bot:
-        for message in ["鲨鱼有多少颗牙齿", "牙齿为什么会变黄", "洗个牙啥价位", "洗牙多少钱", "你们在哪儿",
+        for message in ["鲨鱼有多少颗牙齿", "牙齿为什么会变黄", "洗个牙啥价位", "洗牙多少钱", "你们在哪儿", "能开发票吗",
                         "能在手机上约医生吗"]:
             await bot.send(message)
         log = bot.pm.get_plugin("faq").question_log
@@ -311,6 +311,8 @@ async def test_anchors_near_the_faq_count_less():
         assert slots.get("general") is not None and "similarity" not in slots
         # and with the business as a whole
         assert 0.5 < slots["centroid"] < 1.0 and 0.0 <= slots["faq_coverage"] <= 1.0
+        # and the message's register (a customer's question to a business: positive log-odds)
+        assert slots["register"] > 0
 
 
 async def test_the_faq_as_a_whole_is_embedded_once_at_load():
@@ -380,3 +382,18 @@ def test_the_default_threshold_is_the_one_the_training_chose():
     from plugins.faq.decline import MODEL_PATH
 
     assert Config().semantic_threshold == json.loads(MODEL_PATH.read_text(encoding="utf-8"))["threshold"]
+
+
+async def test_the_shipped_register_tells_a_customer_question_from_a_general_one():
+    # plugins/faq/data/register_model.json, fitted on the tuning sets: the same words in a
+    # customer's question to a business and in a question about the world
+    from plugins.faq.register import RegisterModel
+
+    register = RegisterModel.load()
+    async with running_bot(overrides(), plugins={"rec": Recorder()}) as bot:
+        async def logit(text):
+            query = await bot.embeddings.embed_query(text)
+            return register.logit(query.model, query.vector)
+
+        assert await logit("洗牙多少钱") > 0 > await logit("牙齿为什么会变黄")
+        assert await logit("你们几点关门") > 0 > await logit("发票是谁发明的")

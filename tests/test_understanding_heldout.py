@@ -22,8 +22,12 @@ from tests.understanding_sets import heldout_sets, run_all, summary
 #: Weather round 2 (the third tuning pair, docs/routing.md): weather 96.2% -> 99.2% (129/130),
 #: the others unchanged but the bank's 74.8% (110/147; one message below round 3's figure, not
 #: the weather skill's doing as far as the tuning sets show); the weather floor follows (0.975).
-FLOORS = {"gym": 0.75, "bank": 0.74, "admissions": 0.79, "weather": 0.975, "general": 0.88}
-OVERALL_FLOOR = 0.82
+#: The register round (session 4: the register feature, the model refitted on 17 plain
+#: businesses, threshold 0.15): gym 81.5%, bank 75.5%, admissions 81.9%, weather 96.2%, general
+#: 91.3%, overall 84.9% (85.5% with weather round 2 merged, weather 99.2%); the floors rose
+#: with it (one or two messages below).
+FLOORS = {"gym": 0.80, "bank": 0.74, "admissions": 0.80, "weather": 0.975, "general": 0.90}
+OVERALL_FLOOR = 0.84
 
 
 async def test_heldout_sets_meet_their_floors():

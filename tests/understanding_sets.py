@@ -94,6 +94,11 @@ def tuning_sets() -> dict[str, tuple[Path | None, list[LabelledMessage]]]:
     # airports and nicknames; general lines full of weather words)
     sets["general_r4"] = (None, general_cases(TUNING / "general_messages_r4.tsv"))
     sets["weather_r4"] = (None, weather_cases(TUNING / "weather_messages_r4.tsv"))
+    # the fourth round's general messages (with shop words), a set of their own so their
+    # figure shows apart from the sets the decline model was first fitted with
+    round4 = [case for path in sorted(TUNING.glob("general_round4_*.tsv")) for case in general_cases(path)]
+    if round4:
+        sets["general_round4"] = (None, round4)
     return sets
 
 

@@ -31,6 +31,7 @@ from core import BotServices, Candidate, Intent, MessageContext, TextReply, hook
 from .config import Config
 from .assist import picked_number
 from .decline import DeclineModel, RawScores, pair_features, without_content
+from .register import REGISTER_PATH, RegisterModel
 from .rerank import RERANK_PATH, Reranker
 from .engine import DenseFaq, FaqData, FaqError, FaqIndex, load_faq
 from .question_log import QuestionLog
@@ -56,6 +57,9 @@ class Plugin:
         self.question_log: QuestionLog | None = None
         #: The learned answer-or-decline model (plugins/faq/data/decline_model.json).
         self.decline_model = DeclineModel.load()
+        #: The message's register, one of its features (plugins/faq/data/register_model.json;
+        #: without that file, as while scripts/train_faq_decline.py first fits it, undecided).
+        self.register = RegisterModel.load() if REGISTER_PATH.exists() else None
         #: Chooses among the few best entries (plugins/faq/data/rerank_model.json; without
         #: that file, as while scripts/train_faq_decline.py first fits it, by probability alone).
         self.reranker = Reranker.load() if RERANK_PATH.exists() else None
@@ -298,6 +302,7 @@ class Plugin:
         return RawScores(q_cos=cosines[0], a_cos=cosines[1], s_cos=cosines[2], j_cos=cosines[3],
                          cover_all=cover_all, c_cos=-1.0 if centroid is None else centroid,
                          anchors=dense.anchor_z(query.model), content=content,
+                         register=self.register.logit(query.model, query.vector) if self.register else 0.0,
                          lexical=np.array([matches[e].score if e in matches else 0.0 for e in index.entry_ids]),
                          cover_q=cover_q, cover_a=cover_a, general=general,
                          general_raw=general_raw, chars=len(text),
@@ -311,9 +316,10 @@ class Plugin:
         The probability that an entry answers the message comes from the learned decline model
         (``plugins/faq/decline.py``, fitted on the tuning sets by scripts/train_faq_decline.py)
         over the entry's features; the shipped model's are the cosine of the entry's questions
-        and answer embedded as one passage, how far its best question stands above every other
-        entry's, the message's length and how much nearer the message is to the FAQ as a whole
-        (its centroid) than to the nearest general question. A lexical score of at least ``lexical_trust`` is fused with it as a noisy OR when the
+        and answer embedded as one passage, how far its best question (and its best question or
+        answer sentence) stands above every other entry's, the share of the message its answer
+        holds, and the message's register (``register.py``: does it read like a customer's
+        question to a business at all). A lexical score of at least ``lexical_trust`` is fused with it as a noisy OR when the
         entry's questions and keywords cover at least ``sure_coverage`` of the message, or its
         best question is ``lexical_general_margin`` nearer to the message than the nearest
         general question (weaker overlaps, or one keyword shared with a general question,
@@ -367,7 +373,9 @@ class Plugin:
                      "probability": round(probability, 4),
                      # the message and the business as a whole: its cosine with the FAQ's
                      # centroid and the share of its words found anywhere in the FAQ
-                     "centroid": round(raw.c_cos, 4), "faq_coverage": round(raw.cover_all, 4)}
+                     "centroid": round(raw.c_cos, 4), "faq_coverage": round(raw.cover_all, 4),
+                     # the message alone: the log-odds that it reads like a customer's question
+                     "register": round(raw.register, 3)}
         threshold = self.config.semantic_threshold
         if probability < threshold:
             return 0.0, {**explained, "nearest": entry_id, "fused": round(probability, 4), "ranking": ranking}

@@ -25,7 +25,7 @@ class Config:
     #: With embeddings: minimum probability, by the learned decline model (plugins/faq/decline.py),
     #: that the best entry answers the message; below it the message goes on to other skills or
     #: the model. 0.1 is the threshold scripts/train_faq_decline.py chose on the tuning sets.
-    semantic_threshold: float = 0.1
+    semantic_threshold: float = 0.15
     #: With embeddings: a lexical score at least this high is fused with the model's probability
     #: as a noisy OR (see ``sure_coverage``); a weaker one is left out (the embedding reads a
     #: paraphrase better).

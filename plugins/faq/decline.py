@@ -61,7 +61,15 @@ ALL_FEATURES = (
     "j_az",           # the joint passage's
     "c_az",           # the centroid's (the same for every entry)
     "top_qs_az",      # the best question's or sentence's of any entry (likewise)
+    # the message alone, whatever the FAQ
+    "register",       # log-odds that it reads like a customer's question to a business (register.py)
+    # against the FAQ's k-th best entry (KTH): a bigger FAQ has more entries near any message
+    "q_kth",          # q_cos minus the KTH-best entry's
+    "j_kth",          # j_cos minus the KTH-best entry's
+    "qs_kth",         # max(q_cos, s_cos) minus the KTH-best entry's
 )
+#: The entry the ``*_kth`` features measure against (the last one of a smaller FAQ).
+KTH = 5
 
 
 @dataclass
@@ -87,6 +95,9 @@ class RawScores:
     #: the anchors' (means, deviations) of the best question, sentence, joint and centroid
     #: cosines against this FAQ (``DenseFaq.anchor_stats``); None: no anchors
     anchors: tuple[np.ndarray, np.ndarray] | None = None
+    #: log-odds that the message reads like a customer's question to a business (register.py;
+    #: 0: undecided, no register model for this embedding model)
+    register: float = 0.0
     #: entry id -> its phrasing closest to the message lexically (for the explanation)
     questions: dict[str, str] = field(default_factory=dict)
 
@@ -139,8 +150,14 @@ def pair_features(raw: RawScores) -> np.ndarray:
         mu, sd = np.array([0.86, 0.85, 0.84, 0.88]), np.array([0.02, 0.02, 0.02, 0.02])
     qz, sz, jz = (q - mu[0]) / sd[0], (s - mu[1]) / sd[1], (j - mu[2]) / sd[2]
     columns += [qz, sz, jz, np.full(n, (raw.c_cos - mu[3]) / sd[3]),
-                np.full(n, float(np.max(np.maximum(qz, sz))))]
+                np.full(n, float(np.max(np.maximum(qz, sz)))), np.full(n, raw.register)]
+    columns += [values - kth_best(values) for values in (q, j, qs)]
     return np.stack(columns, axis=1)
+
+
+def kth_best(values: np.ndarray) -> float:
+    """The ``KTH`` largest value (the smallest when there are fewer)."""
+    return float(np.sort(values)[-min(KTH, len(values))])
 
 
 class StandardisedLinear:
