@@ -370,9 +370,10 @@ def general(names: list[str]) -> list[str]:
     return out
 
 
-def train_names() -> tuple[list[str], list[str]]:
+def train_names(hold: tuple[str, ...] = ()) -> tuple[list[str], list[str]]:
+    """The training businesses (and general files); ``hold``: businesses also left out."""
     faqs = sorted(p.name[:-len("_faq.toml")] for p in TUNING.glob("*_faq.toml"))
-    bizs = [n for n in faqs if n not in EVAL_BIZ] + ["demo"]
+    bizs = [n for n in faqs + ["demo"] if n not in EVAL_BIZ and n not in hold]
     gens = sorted(p.stem for p in TUNING.glob("*general*.tsv") if p.stem not in EVAL_GENERAL)
     return bizs, gens
 
@@ -494,7 +495,7 @@ def cmd_train(args):
     if args.mode == "bitfit":   # biases and LayerNorms only: float32 in the file, written back exactly
         for name, p in model.named_parameters():
             p.requires_grad = name.endswith(".bias") or ".aln." in name or ".oln." in name or name.startswith("eln.")
-    names, gens = train_names()
+    names, gens = train_names(tuple(args.hold.split(",")) if args.hold else ())
     print("train on:", ", ".join(names), "| general:", ", ".join(gens))
     bizs = [business(n) for n in names]
     # a learned "none of these" logit: unanswerable queries must score below it
@@ -645,9 +646,22 @@ def cmd_refit(args):
     if out.resolve() == (ROOT / "plugins" / "faq" / "data").resolve():
         raise SystemExit("refit writes to a folder of its own, never over plugins/faq/data/")
     every = trainer.datasets
-    trainer.datasets = lambda: [d for d in every() if d[0] not in EVAL_BIZ]
+    only = set(args.only.split(",")) if args.only else None
+    trainer.datasets = lambda: [d for d in every() if d[0] not in EVAL_BIZ and (only is None or d[0] in only)]
     print("refit on:", ", ".join(d[0] for d in trainer.datasets()), flush=True)
     trainer.CACHE = out / "raw-scores.pkl"   # per model and split: the trainer's stamp knows neither
+    if args.raw_from:
+        # cross-fitting: each business's raw scores collected (refit --only) by a model file
+        # fine-tuned without it; merged in the trainer's order under the trainer's stamp
+        import pickle
+        parts = {b["name"]: b for path in args.raw_from.split(",")
+                 for b in pickle.loads(Path(path).read_bytes())["data"]}
+        names = [d[0] for d in trainer.datasets()]
+        missing = [n for n in names if n not in parts]
+        if missing:
+            raise SystemExit(f"no raw scores for {', '.join(missing)}")
+        trainer.CACHE.write_bytes(pickle.dumps({"stamp": trainer.fingerprint(),
+                                                "data": [parts[n] for n in names]}))
     trainer.MODEL_PATH, trainer.RERANK_PATH = out / "decline_model.json", out / "rerank_model.json"
     sys.argv = ["train_faq_decline.py", *args.rest]
     trainer.main()
@@ -722,6 +736,7 @@ def main(argv=None):
     p.add_argument("--tau", type=float, default=0.05)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="/tmp/e5-ft.pt")
+    p.add_argument("--hold", help="comma-separated training businesses also left out (cross-fitting folds)")
     p.add_argument("--mode", choices=("full", "qat", "bitfit"), default="full",
                    help="full: float layers (the 4-bit write-back rounds most of the change away); "
                         "qat: the forward sees the 4-bit weights (straight-through); "
@@ -739,15 +754,23 @@ def main(argv=None):
         if name == "bot":
             p.add_argument("--decline", help="folder with decline_model.json and rerank_model.json (from refit)")
             p.add_argument("--demo", action="store_true", help="tests/test_routing_accuracy.py's figure instead")
+            p.add_argument("--heldout-totals", action="store_true",
+                           help="allow the frozen held-out sets (no --tuning): totals only, a run the "
+                                "project's rules count (at most twice a session)")
         else:
             p.add_argument("--out", required=True, help="folder for the fitted files (e.g. /tmp/ft2-B)")
+            p.add_argument("--only", help="comma-separated businesses to collect (one cross-fitting fold)")
+            p.add_argument("--raw-from", help="comma-separated raw-scores.pkl of the folds, merged instead of collecting")
         p.add_argument("rest", nargs=argparse.REMAINDER,
                        help="after --: tests.understanding_sets' (bot) or train_faq_decline.py's (refit) arguments")
     args = parser.parse_args(argv)
     if args.cmd in ("bot", "refit"):
         args.rest = [a for a in args.rest if a != "--"]
     if args.cmd == "bot" and not args.demo and "--tuning" not in args.rest:
-        parser.error("research on tuning data only: pass --tuning")
+        if not args.heldout_totals:
+            parser.error("research on tuning data only: pass --tuning (or --heldout-totals)")
+        if "--misses" in args.rest:
+            parser.error("the held-out sets: totals only")
     commands = {"check": cmd_check, "train": cmd_train, "eval": cmd_eval, "export": cmd_export,
                 "bot": cmd_bot, "refit": cmd_refit}
     return commands[args.cmd](args)
