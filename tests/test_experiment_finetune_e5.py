@@ -69,3 +69,38 @@ def test_auc_and_the_threshold_decision():
     fallback = np.array([0.6, 0.85])
     # answered right: 0.9 only (0.7 is declined, 0.95 is the wrong entry); declined right: 0.6
     assert experiment.decision(best, right, fallback, 0.8) == (2, 5)
+
+
+def test_a_cross_fitting_fold_leaves_its_businesses_out_too():
+    everyone, _ = experiment.train_names()
+    fold, generals = experiment.train_names(("carwash", "demo"))
+    assert set(everyone) - set(fold) == {"carwash", "demo"}
+    assert not set(generals) & set(experiment.EVAL_GENERAL)
+
+
+async def test_refitted_decline_files_reach_the_faq_of_every_bot_in_the_process(tmp_path, monkeypatch):
+    import json
+
+    import core.testing
+    import plugins.faq
+    import tests.test_routing_accuracy
+    import tests.understanding_sets
+    from plugins.faq.decline import MODEL_PATH, DeclineModel
+    from plugins.faq.rerank import RERANK_PATH, Reranker
+    # everything use_decline_files replaces, restored after the test
+    for owner, name in ((DeclineModel, "load"), (Reranker, "load"), (plugins.faq, "RERANK_PATH"),
+                        (core.testing, "running_bot"), (tests.understanding_sets, "running_bot"),
+                        (tests.test_routing_accuracy, "running_bot")):
+        monkeypatch.setattr(owner, name, getattr(owner, name))
+    decline = json.loads(MODEL_PATH.read_text(encoding="utf-8"))
+    decline.update(bias=-3.5, threshold=0.37)
+    (tmp_path / "decline_model.json").write_text(json.dumps(decline), encoding="utf-8")
+    (tmp_path / "rerank_model.json").write_text(RERANK_PATH.read_text(encoding="utf-8"), encoding="utf-8")
+    assert experiment.use_decline_files(str(tmp_path)) == 0.37
+    assert DeclineModel.load().bias == -3.5
+    async with tests.understanding_sets.running_bot(
+            {"plugins": {"enabled": ["faq"], "faq": {"reload_interval": 0}}, "semantic": {"enabled": False}}) as bot:
+        faq = bot.pm.get_plugin("faq")
+        assert faq.decline_model.bias == -3.5 and faq.reranker is not None
+        assert faq.config.semantic_threshold == 0.37
+    assert json.loads(MODEL_PATH.read_text(encoding="utf-8"))["bias"] != -3.5   # the shipped file untouched
