@@ -154,7 +154,7 @@ answer = "校车覆盖周边三公里。"
 """.encode(), ENV)
     index = FaqIndex(data, seg)
     text = "校车和伙食费怎么收"
-    cover_q, cover_a, cover_all = index.coverages(text, seg.tokenize(text))
+    cover_q, cover_a, cover_all, _ = index.coverages(text, seg.tokenize(text))
     # 校车 is in one entry's question, 伙食费 in another's answer: only the whole FAQ has both
     assert cover_all > max(cover_q.max(), cover_a.max()) and cover_all > 0.5
     assert index.coverage(text, seg.tokenize(text))[0].tolist() == cover_q.tolist()

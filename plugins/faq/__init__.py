@@ -296,8 +296,7 @@ class Plugin:
         if general is None:  # no anchors: nothing to compare with, the entries alone decide
             general = general_raw = float(np.min(cosines[0]))
         matches = {m.entry_id: m for m in index.search(text, tokens, limit=len(index.entry_ids))}
-        cover_q, cover_a, cover_all = index.coverages(text, tokens)
-        content = sum(index.features(text, tokens)[0].values())
+        cover_q, cover_a, cover_all, content = index.coverages(text, tokens)
         centroid = dense.centroid(query.model, query.vector)
         return RawScores(q_cos=cosines[0], a_cos=cosines[1], s_cos=cosines[2], j_cos=cosines[3],
                          cover_all=cover_all, c_cos=-1.0 if centroid is None else centroid,

@@ -266,8 +266,9 @@ class FaqIndex:
         questions and keywords, and in its answer."""
         return self.coverages(text, tokens)[:2]
 
-    def coverages(self, text: str, tokens: list[str]) -> tuple[np.ndarray, np.ndarray, float]:
-        """``coverage``, and the share of the message's term weight found anywhere in the FAQ."""
+    def coverages(self, text: str, tokens: list[str]) -> tuple[np.ndarray, np.ndarray, float, float]:
+        """``coverage``, the share of the message's term weight found anywhere in the FAQ, and
+        that weight itself (0: no content term, only stop words and chat filler)."""
         features, _ = self.features(text, tokens)
         total = sum(features.values())
         n = len(self.entry_ids)
@@ -279,7 +280,7 @@ class FaqIndex:
                     cover[index.keys[doc]] = min(1.0, shared / total)
             for shared in self.faq_cover.overlaps(features).values():
                 cover_all = min(1.0, shared / total)
-        return cover_q, cover_a, cover_all
+        return cover_q, cover_a, cover_all, total
 
     def search(self, text: str, tokens: list[str], limit: int = 3, min_score: float = 0.0) -> list[Match]:
         """The best ``limit`` entries scoring at least ``min_score``, best first.
