@@ -231,18 +231,28 @@ def write_pdf(doc: tuple, path: Path) -> None:
     pdf.output(str(path))
 
 
+def write_documents(folder: Path, documents: dict[str, tuple], pdfs: dict[str, Path] | None = None) -> dict[str, Path]:
+    """Write each document into ``folder`` in the format its file name ends with (.docx, .md,
+    .html, .txt); a PDF is copied from its committed file (``pdfs``: file name -> that file).
+    Returns every file by name."""
+    folder.mkdir(parents=True, exist_ok=True)
+    files = {name: folder / name for name in (*documents, *(pdfs or {}))}
+    for name, source in (pdfs or {}).items():
+        shutil.copyfile(source, files[name])
+    for name, doc in documents.items():
+        if name.endswith(".docx"):
+            write_docx(doc, files[name])
+        else:
+            render = {".md": to_markdown, ".html": to_html, ".txt": to_text}[Path(name).suffix]
+            files[name].write_text(render(doc), encoding="utf-8")
+    return files
+
+
 def write_corpus(folder: Path) -> dict[str, Path]:
     """Write the five documents into ``folder``; returns them by file name."""
-    folder.mkdir(parents=True, exist_ok=True)
-    files = {"enrolment.docx": folder / "enrolment.docx", "refund_and_leave.pdf": folder / "refund_and_leave.pdf",
-             "campuses.md": folder / "campuses.md", "faq.html": folder / "faq.html",
-             "teachers.txt": folder / "teachers.txt"}
-    write_docx(ENROLMENT, files["enrolment.docx"])
-    shutil.copyfile(PDF, files["refund_and_leave.pdf"])
-    files["campuses.md"].write_text(to_markdown(CAMPUSES), encoding="utf-8")
-    files["faq.html"].write_text(to_html(FAQ_PAGE), encoding="utf-8")
-    files["teachers.txt"].write_text(to_text(TEACHERS), encoding="utf-8")
-    return files
+    return write_documents(folder, {"enrolment.docx": ENROLMENT, "campuses.md": CAMPUSES,
+                                    "faq.html": FAQ_PAGE, "teachers.txt": TEACHERS},
+                           pdfs={"refund_and_leave.pdf": PDF})
 
 
 if __name__ == "__main__":

@@ -10,10 +10,9 @@ academy's is.
 """
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
-from tests.data.knowledge.corpus import to_html, to_markdown, to_text, write_docx, write_pdf
+from tests.data.knowledge.corpus import write_documents, write_pdf
 
 HERE = Path(__file__).parent
 PDF = HERE / "clinic_vaccination.pdf"
@@ -107,14 +106,8 @@ DOCUMENTS = {"guide.docx": GUIDE, "vaccination.pdf": VACCINATION, "hours.md": HO
 
 def write_corpus(folder: Path) -> dict[str, Path]:
     """Write the five documents into ``folder``; returns them by file name."""
-    folder.mkdir(parents=True, exist_ok=True)
-    files = {name: folder / name for name in DOCUMENTS}
-    write_docx(GUIDE, files["guide.docx"])
-    shutil.copyfile(PDF, files["vaccination.pdf"])
-    files["hours.md"].write_text(to_markdown(HOURS), encoding="utf-8")
-    files["family_doctor.html"].write_text(to_html(FAMILY_DOCTOR), encoding="utf-8")
-    files["checkup.txt"].write_text(to_text(CHECKUP), encoding="utf-8")
-    return files
+    return write_documents(folder, {name: doc for name, doc in DOCUMENTS.items() if not name.endswith(".pdf")},
+                           pdfs={"vaccination.pdf": PDF})
 
 
 if __name__ == "__main__":

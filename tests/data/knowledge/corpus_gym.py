@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.data.knowledge.corpus import to_html, to_markdown, to_text, write_docx
+from tests.data.knowledge.corpus import write_documents
 
 MEMBERSHIP = ("绿洲健身会员卡与价格", [
     ("一、会员卡种类", [
@@ -72,13 +72,5 @@ RULES = ("会员守则", [
 
 def write_corpus(folder: Path) -> dict[str, Path]:
     """Write the five documents into ``folder``; returns them by file name."""
-    folder.mkdir(parents=True, exist_ok=True)
-    files = {"membership.docx": folder / "membership.docx", "venue.md": folder / "venue.md",
-             "classes.html": folder / "classes.html", "coaches.txt": folder / "coaches.txt",
-             "rules.md": folder / "rules.md"}
-    write_docx(MEMBERSHIP, files["membership.docx"])
-    files["venue.md"].write_text(to_markdown(VENUE), encoding="utf-8")
-    files["classes.html"].write_text(to_html(CLASSES), encoding="utf-8")
-    files["coaches.txt"].write_text(to_text(COACHES), encoding="utf-8")
-    files["rules.md"].write_text(to_markdown(RULES), encoding="utf-8")
-    return files
+    return write_documents(folder, {"membership.docx": MEMBERSHIP, "venue.md": VENUE, "classes.html": CLASSES,
+                                    "coaches.txt": COACHES, "rules.md": RULES})
