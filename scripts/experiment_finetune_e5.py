@@ -380,11 +380,13 @@ def general(names: list[str]) -> list[str]:
     return out
 
 
-def train_names(hold: tuple[str, ...] = ()) -> tuple[list[str], list[str]]:
-    """The training businesses (and general files); ``hold``: businesses also left out."""
+def train_names(hold: tuple[str, ...] = (), with_eval: bool = False) -> tuple[list[str], list[str]]:
+    """The training businesses (and general files); ``hold``: businesses also left out;
+    ``with_eval``: the evaluation group trains too (the shipped model: every tuning set)."""
     faqs = sorted(p.name[:-len("_faq.toml")] for p in TUNING.glob("*_faq.toml"))
-    bizs = [n for n in faqs + ["demo"] if n not in EVAL_BIZ and n not in hold]
-    gens = sorted(p.stem for p in TUNING.glob("*general*.tsv") if p.stem not in EVAL_GENERAL)
+    skip_biz, skip_gen = ((), ()) if with_eval else (EVAL_BIZ, EVAL_GENERAL)
+    bizs = [n for n in faqs + ["demo"] if n not in skip_biz and n not in hold]
+    gens = sorted(p.stem for p in TUNING.glob("*general*.tsv") if p.stem not in skip_gen)
     return bizs, gens
 
 
@@ -505,7 +507,7 @@ def cmd_train(args):
     if args.mode == "bitfit":   # biases and LayerNorms only: float32 in the file, written back exactly
         for name, p in model.named_parameters():
             p.requires_grad = name.endswith(".bias") or ".aln." in name or ".oln." in name or name.startswith("eln.")
-    names, gens = train_names(tuple(args.hold.split(",")) if args.hold else ())
+    names, gens = train_names(tuple(args.hold.split(",")) if args.hold else (), args.with_eval)
     print("train on:", ", ".join(names), "| general:", ", ".join(gens))
     bizs = [business(n) for n in names]
     # a learned "none of these" logit: unanswerable queries must score below it
@@ -747,6 +749,8 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="/tmp/e5-ft.pt")
     p.add_argument("--hold", help="comma-separated training businesses also left out (cross-fitting folds)")
+    p.add_argument("--with-eval", action="store_true",
+                   help="train on the evaluation group too (every tuning business and general file)")
     p.add_argument("--mode", choices=("full", "qat", "bitfit"), default="full",
                    help="full: float layers (the 4-bit write-back rounds most of the change away); "
                         "qat: the forward sees the 4-bit weights (straight-through); "
