@@ -21,6 +21,7 @@ from tests.standins.weather_server import WeatherStandIn
 DATA = Path(__file__).parent / "data"
 HELDOUT = DATA / "heldout"
 TUNING = DATA / "tuning"
+VALIDATION = DATA / "validation"
 BUSINESSES = ("gym", "bank", "admissions")
 TODAY = date(2025, 11, 26)
 
@@ -102,6 +103,19 @@ def tuning_sets() -> dict[str, tuple[Path | None, list[LabelledMessage]]]:
     return sets
 
 
+def validation_sets() -> dict[str, tuple[Path | None, list[LabelledMessage]]]:
+    """tests/data/validation/: businesses and general messages no trainer reads (session 5),
+    the check of a model or decline fit on data it never saw before the held-out run."""
+    sets: dict[str, tuple[Path | None, list[LabelledMessage]]] = {}
+    for faq in sorted(VALIDATION.glob("*_faq.toml")):
+        name = faq.name[:-len("_faq.toml")]
+        sets[name] = (faq, load_labelled(VALIDATION / f"{name}_messages.tsv"))
+    general = [case for path in sorted(VALIDATION.glob("general_*.tsv")) for case in general_cases(path)]
+    if general:
+        sets["general"] = (None, general)
+    return sets
+
+
 async def run_all(sets: dict, semantic: bool = True, skip_above: float | None = None) -> dict[str, Evaluation]:
     server = TestServer(WeatherStandIn(today=TODAY).app())
     await server.start_server()
@@ -132,14 +146,17 @@ def summary(results: dict[str, Evaluation]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--tuning", action="store_true", help="the tuning sets instead of the held-out ones")
+    parser.add_argument("--validation", action="store_true",
+                        help="tests/data/validation/ (no trainer reads it) instead of the held-out sets")
     parser.add_argument("--lexical", action="store_true", help="embeddings off")
     parser.add_argument("--misses", action="store_true")
     parser.add_argument("--skip-above", type=float, help="semantic.skip_above for this run")
     parser.add_argument("--only", help="comma-separated set names (e.g. weather,general)")
     args = parser.parse_args()
-    if args.misses and not args.tuning:
-        parser.error("--misses prints message lines: only with --tuning (the held-out lines stay unread)")
-    sets = tuning_sets() if args.tuning else heldout_sets()
+    if args.misses and not (args.tuning or args.validation):
+        parser.error("--misses prints message lines: only with --tuning or --validation "
+                     "(the held-out lines stay unread)")
+    sets = tuning_sets() if args.tuning else validation_sets() if args.validation else heldout_sets()
     if args.only:
         wanted = set(args.only.split(","))
         sets = {name: value for name, value in sets.items() if name in wanted}
