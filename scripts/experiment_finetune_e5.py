@@ -697,7 +697,8 @@ def cmd_refit(args):
         raise SystemExit("refit writes to a folder of its own, never over plugins/faq/data/")
     every = trainer.datasets
     only = set(args.only.split(",")) if args.only else None
-    trainer.datasets = lambda: [d for d in every() if d[0] not in EVAL_BIZ and (only is None or d[0] in only)]
+    skip = () if args.with_eval else EVAL_BIZ
+    trainer.datasets = lambda: [d for d in every() if d[0] not in skip and (only is None or d[0] in only)]
     print("refit on:", ", ".join(d[0] for d in trainer.datasets()), flush=True)
     trainer.CACHE = out / "raw-scores.pkl"   # per model and split: the trainer's stamp knows neither
     if args.raw_from:
@@ -819,6 +820,8 @@ def main(argv=None):
         else:
             p.add_argument("--out", required=True, help="folder for the fitted files (e.g. /tmp/ft2-B)")
             p.add_argument("--only", help="comma-separated businesses to collect (one cross-fitting fold)")
+            p.add_argument("--with-eval", action="store_true",
+                           help="fit on the evaluation group too (every tuning business: the shipped files)")
             p.add_argument("--raw-from", help="comma-separated raw-scores.pkl of the folds, merged instead of collecting")
         p.add_argument("rest", nargs=argparse.REMAINDER,
                        help="after --: tests.understanding_sets' (bot) or train_faq_decline.py's (refit) arguments")
