@@ -222,6 +222,28 @@ def report(data: dict[str, list[Asked]], settings: tuple[float, float]) -> None:
             print(f"  fitted on {fitted} (gap / {g:.4f} + {w:.3f} x lexical): " + " | ".join(cells))
 
 
+def curve(data: dict[str, list[Asked]], dense_gap: float, lexical_weight: float) -> None:
+    """Ranking alone (no line), and the covered found at each number of uncovered declined when
+    the line (threshold) moves with this (dense_gap, lexical_weight): the model's trade-off."""
+    pooled = [q for qs in data.values() for q in qs]
+    covered = sum(q.covered for q in pooled)
+    found, first, _ = figures(pooled, dense_gap, lexical_weight, threshold=-1.0)
+    print(f"== dense_gap {dense_gap:.4f}, lexical_weight {lexical_weight:.3f}: ranking alone recall@1 "
+          f"{first}/{covered}, recall@3 {found}/{covered}; covered found at N uncovered declined "
+          "(threshold moved), pooled:")
+    best = {}
+    for q in pooled:
+        order, _ = decide(q, dense_gap, lexical_weight, threshold=-1.0)
+        best[id(q)] = order[0][0] if order else 0.0
+    lines = sorted(best[id(q)] for q in pooled if not q.covered)
+    cells = []
+    for n in range(60, len(lines) + 1, 5):
+        threshold = np.nextafter(lines[n - 1], np.inf)
+        f, _, d = figures(pooled, dense_gap, lexical_weight, threshold)
+        cells.append(f"{d}:{f}" + (f" (line {threshold:.2f})" if n % 20 == 0 else ""))
+    print("  " + ", ".join(cells))
+
+
 def grid(data: dict[str, list[Asked]], gaps: Sequence[float], weights: Sequence[float]) -> None:
     pooled = [q for qs in data.values() for q in qs]
     covered = sum(q.covered for q in pooled)
@@ -248,6 +270,10 @@ def main(argv: Sequence[str] | None = None) -> None:
             path.write_bytes(pickle.dumps(data))
     from plugins.knowledge.config import Config
     report(data, (Config.dense_gap, Config.lexical_weight))
+    curve(data, Config.dense_gap, Config.lexical_weight)
+    for balanced in (False, True):
+        curve(data, *fit_line([q for qs in data.values() for q in qs], (Config.dense_gap, Config.lexical_weight),
+                              balanced)[:2])
     if args.grid:
         gaps, weights = args.grid.split(":")
         grid(data, [float(v) for v in gaps.split(",")], [float(v) for v in weights.split(",")])

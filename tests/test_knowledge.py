@@ -397,8 +397,11 @@ async def test_near_duplicate_passages_are_collapsed(corpus, tmp_path):
     async with running_bot(knowledge_settings(folder, tmp_path / "cache", top_k=3)) as bot:
         plugin = knowledge(bot)
         await wait_for_index(plugin, 6)
-        passages, scored = await plugin.retriever.search("教室的wifi密码是多少")
-        wifi = [p for p in scored if "Qinghe-Student" in p.chunk.text and p.score >= plugin.config.threshold]
+        # a line under both copies (the collapse is tested here, not the line: with the second
+        # copy the mean row moves, and on the fine-tuned model the best copy sits just under 1.0)
+        threshold = 0.5
+        passages, scored = await plugin.retriever.search("教室的wifi密码是多少", threshold=threshold)
+        wifi = [p for p in scored if "Qinghe-Student" in p.chunk.text and p.score >= threshold]
         assert len(wifi) == 2  # both copies are relevant ...
         assert sum("Qinghe-Student" in p.chunk.text for p in passages) == 1  # ... one is kept
 
