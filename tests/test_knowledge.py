@@ -195,7 +195,7 @@ async def measure_retrieval(plugin, covered, uncovered) -> tuple[int, list, int,
     return found, missed, declined, answered
 
 
-@pytest.mark.parametrize("asked_part_weight", [0.0, 0.75])
+@pytest.mark.parametrize("asked_part_weight", [0.0, 0.5])
 async def test_recall_at_3_and_uncovered_questions_are_declined(corpus, tmp_path, asked_part_weight):
     settings = knowledge_settings(corpus["campuses.md"].parent, tmp_path / "cache", asked_part_weight=asked_part_weight)
     async with running_bot(settings) as bot:
@@ -230,7 +230,7 @@ async def test_the_best_passage_decides_and_the_next_ones_come_with_it(corpus, t
 async def test_the_asked_part_check_declines_a_missing_detail_of_a_documented_topic(corpus, tmp_path):
     # tuning questions: the price list has no summer camp price; it has the programming course's
     missing, covered = "暑期集训营多少钱", ("少儿编程课多少钱？", "6800")
-    for weight in (0.0, 0.75):
+    for weight in (0.0, 0.5):
         settings = knowledge_settings(corpus["campuses.md"].parent, tmp_path / "cache", asked_part_weight=weight)
         async with running_bot(settings) as bot:
             plugin = knowledge(bot)

@@ -53,9 +53,11 @@ class Config:
     #: The question's words it does not hold are embedded on their own; when their nearest stored
     #: row is in another passage, the cosine by which this passage's nearest row falls short of
     #: that one, in units of ``dense_gap``, times this weight, is taken off the best passage's
-    #: score before it is compared with the line. 0 = off (one query embedding fewer); 0.75
+    #: score before it is compared with the line. 0 = off (one query embedding fewer); 0.5
     #: declines more of the questions on a documented topic whose detail is missing, for fewer
-    #: covered ones found (docs/knowledge.md, round 4).
+    #: covered ones found (docs/knowledge.md: 0.75 on the base model, round 4; 0.5 on the
+    #: fine-tuned local model, where class-balanced fits of (score, asked) per organisation weigh
+    #: asked at 0.47-0.58 of the score, session 5).
     asked_part_weight: float = 0.0
     #: Passages whose character-3-gram Jaccard similarity reaches this are near-duplicates.
     duplicate_similarity: float = 0.8
