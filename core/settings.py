@@ -255,8 +255,12 @@ class ConsoleSettings:
     transcript_retention_hours: float = 24.0
     #: Character-bigram Jaccard similarity from which two unanswered questions are grouped.
     group_threshold: float = 0.5
-    #: Cosine similarity from which two questions are grouped when embeddings are on.
-    group_threshold_semantic: float = 0.9
+    #: Cosine similarity from which two questions are grouped when embeddings are on. 0.75 on the
+    #: fine-tuned local model (session 5): as few pairs of two FAQ entries' phrasings reach it as
+    #: reached 0.9 on the base model (3.6 % and 3.1 % against 3.5 % and 3.1 %, each half of the
+    #: tuning businesses embedded by a fine-tune made without it; tests/question_grouping_fit.py,
+    #: docs/operators.md).
+    group_threshold_semantic: float = 0.75
 
     def validate(self) -> None:
         if self.transcript_retention_hours <= 0:

@@ -196,7 +196,7 @@ async def measure_retrieval(plugin, covered, uncovered) -> tuple[int, list, int,
     return found, missed, declined, answered
 
 
-@pytest.mark.parametrize("asked_part_weight", [0.0, 0.75])
+@pytest.mark.parametrize("asked_part_weight", [0.0, 0.5])
 async def test_recall_at_3_and_uncovered_questions_are_declined(corpus, tmp_path, asked_part_weight):
     settings = knowledge_settings(corpus["campuses.md"].parent, tmp_path / "cache", asked_part_weight=asked_part_weight)
     async with running_bot(settings) as bot:
@@ -231,7 +231,7 @@ async def test_the_best_passage_decides_and_the_next_ones_come_with_it(corpus, t
 async def test_the_asked_part_check_declines_a_missing_detail_of_a_documented_topic(corpus, tmp_path):
     # tuning questions: the price list has no summer camp price; it has the programming course's
     missing, covered = "暑期集训营多少钱", ("少儿编程课多少钱？", "6800")
-    for weight in (0.0, 0.75):
+    for weight in (0.0, 0.5):
         settings = knowledge_settings(corpus["campuses.md"].parent, tmp_path / "cache", asked_part_weight=weight)
         async with running_bot(settings) as bot:
             plugin = knowledge(bot)
@@ -398,8 +398,11 @@ async def test_near_duplicate_passages_are_collapsed(corpus, tmp_path):
     async with running_bot(knowledge_settings(folder, tmp_path / "cache", top_k=3)) as bot:
         plugin = knowledge(bot)
         await wait_for_index(plugin, 6)
-        passages, scored = await plugin.retriever.search("教室的wifi密码是多少")
-        wifi = [p for p in scored if "Qinghe-Student" in p.chunk.text and p.score >= plugin.config.threshold]
+        # a line under both copies (the collapse is tested here, not the line: with the second
+        # copy the mean row moves, and on the fine-tuned model the best copy sits just under 1.0)
+        threshold = 0.5
+        passages, scored = await plugin.retriever.search("教室的wifi密码是多少", threshold=threshold)
+        wifi = [p for p in scored if "Qinghe-Student" in p.chunk.text and p.score >= threshold]
         assert len(wifi) == 2  # both copies are relevant ...
         assert sum("Qinghe-Student" in p.chunk.text for p in passages) == 1  # ... one is kept
 
