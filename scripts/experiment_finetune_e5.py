@@ -676,7 +676,6 @@ def use_decline_files(folder: str) -> float:
     that model's own threshold (``semantic_threshold`` = the file's ``threshold``, as the FAQ's
     default follows the shipped file's). Returns the threshold."""
     import json
-    import core.testing
     import plugins.faq
     from plugins.faq.decline import DeclineModel
     from plugins.faq.register import RegisterModel
@@ -694,18 +693,7 @@ def use_decline_files(folder: str) -> float:
         load_register = RegisterModel.load.__func__
         RegisterModel.load = classmethod(lambda cls, path=register: load_register(cls, path))
         plugins.faq.REGISTER_PATH = register
-    original = core.testing.running_bot
-
-    def running_bot(overrides=None, *a, **kw):
-        overrides = dict(overrides or {})
-        plugin_settings = dict(overrides.get("plugins", {}))
-        plugin_settings["faq"] = {**plugin_settings.get("faq", {}), "semantic_threshold": threshold}
-        overrides["plugins"] = plugin_settings
-        return original(overrides, *a, **kw)
-    core.testing.running_bot = running_bot
-    for name in ("tests.understanding_sets", "tests.test_routing_accuracy"):
-        module = sys.modules.get(name) or __import__(name, fromlist=["running_bot"])
-        module.running_bot = running_bot
+    use_faq_settings({"semantic_threshold": threshold})
     print(f"decline model and re-ranker: {folder} (semantic_threshold {threshold})", flush=True)
     return threshold
 

@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import pickle
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -34,8 +33,7 @@ from typing import Sequence
 import numpy as np
 
 from core import normalize_text
-from tests.knowledge_fit import CORPORA, logistic
-from tests.knowledge_measure import read_set
+from tests.knowledge_fit import CORPORA, indexed_corpus, logistic
 
 
 @dataclass
@@ -62,45 +60,32 @@ class Asked:
 # ---- collecting ---------------------------------------------------------------------------------
 
 async def collect(name: str) -> list[Asked]:
-    from core.testing import running_bot
     from plugins.knowledge.homophones import correct
     from plugins.knowledge.retrieval import shingles
-    from tests.test_knowledge import knowledge, knowledge_settings, wait_for_index
 
-    write, paths, covered, uncovered = CORPORA[name]
-    covered, uncovered = list(covered), list(uncovered)
-    for path in paths:
-        c, u = read_set(path)
-        covered += c
-        uncovered += u
     out = []
-    with tempfile.TemporaryDirectory() as tmp:
-        files = write(Path(tmp) / "docs")
-        folder = next(iter(files.values())).parent
-        async with running_bot(knowledge_settings(folder, Path(tmp) / "cache")) as bot:
-            plugin = knowledge(bot)
-            await wait_for_index(plugin, len(files))
-            retriever, cfg = plugin.retriever, plugin.retriever.config
-            items = [(q, phrase) for q, _, phrase in covered] + [(q, "") for q in uncovered]
-            for question, phrase in items:
-                kept, _ = await retriever.search(question)
-                asked = Asked(question, bool(phrase), name,
-                              found_today=bool(phrase) and any(phrase in p.chunk.text for p in kept[:3]),
-                              declined_today=not kept)
-                norm = normalize_text(question)
-                readings = [norm]
-                _, scored = await retriever._search(norm, cfg.top_k, cfg.threshold)
-                vocabulary = set().union(*(p.chunk.terms for p in scored)) if scored else set()
-                corrected = correct(norm, vocabulary, retriever.analyzer.segmenter.in_dictionary)
-                if corrected != norm:
-                    readings.append(corrected)
-                for reading in readings:
-                    _, scored = await retriever._search(reading, cfg.top_k, cfg.threshold)
-                    asked.readings.append([
-                        Candidate(p.chunk.id, p.dense * cfg.dense_gap, p.lexical,
-                                  bool(phrase) and phrase in p.chunk.text, frozenset(shingles(p.chunk.text)))
-                        for p in scored])
-                out.append(asked)
+    async with indexed_corpus(name) as (plugin, covered, uncovered):
+        retriever, cfg = plugin.retriever, plugin.retriever.config
+        items = [(q, phrase) for q, _, phrase in covered] + [(q, "") for q in uncovered]
+        for question, phrase in items:
+            kept, _ = await retriever.search(question)
+            asked = Asked(question, bool(phrase), name,
+                          found_today=bool(phrase) and any(phrase in p.chunk.text for p in kept[:3]),
+                          declined_today=not kept)
+            norm = normalize_text(question)
+            readings = [norm]
+            _, scored = await retriever._search(norm, cfg.top_k, cfg.threshold)
+            vocabulary = set().union(*(p.chunk.terms for p in scored)) if scored else set()
+            corrected = correct(norm, vocabulary, retriever.analyzer.segmenter.in_dictionary)
+            if corrected != norm:
+                readings.append(corrected)
+            for reading in readings:
+                _, scored = await retriever._search(reading, cfg.top_k, cfg.threshold)
+                asked.readings.append([
+                    Candidate(p.chunk.id, p.dense * cfg.dense_gap, p.lexical,
+                              bool(phrase) and phrase in p.chunk.text, frozenset(shingles(p.chunk.text)))
+                    for p in scored])
+            out.append(asked)
     return out
 
 
