@@ -130,7 +130,12 @@ async def describe(retriever, store, question: str, phrase: str, document: str) 
 def corpus_questions(name: str):
     """One tuning corpus: the function that writes its documents, its covered questions and its
     uncovered ones (corpus.py's lists and the corpus's tuning files)."""
-    write, covered, uncovered = corpus_questions(name)
+    write, paths, covered, uncovered = CORPORA[name]
+    covered, uncovered = list(covered), list(uncovered)
+    for path in paths:
+        c, u = read_set(path)
+        covered += c
+        uncovered += u
     return write, covered, uncovered
 
 
