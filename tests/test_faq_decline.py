@@ -56,9 +56,14 @@ def test_business_features_compare_the_message_with_the_whole_faq():
     assert col["c_az"].tolist() == pytest.approx([3.0] * 3)
 
 
+#: Joint-passage cosines on the shipped (fine-tuned) model's scale: the entry that answers near
+#: 0.95, the others far below (the base model's were 0.88 against 0.80; session 5).
+ANSWERING_J = [0.95, 0.50, 0.45]
+
+
 def test_a_message_with_no_content_term_is_answered_by_no_entry():
     model = DeclineModel.load()
-    r = raw([0.95, 0.86, 0.85], j=[0.88, 0.80, 0.80])
+    r = raw([0.95, 0.86, 0.85], j=ANSWERING_J)
     p = without_content(r, model.probabilities(pair_features(r)))
     assert p.max() > 0.5
     r.content = 0.0  # 你好, 在吗: only stop words and chat filler
@@ -67,7 +72,7 @@ def test_a_message_with_no_content_term_is_answered_by_no_entry():
 
 def test_the_shipped_model_prefers_the_entry_that_stands_out():
     model = DeclineModel.load()
-    p = model.probabilities(pair_features(raw([0.95, 0.86, 0.85], j=[0.88, 0.80, 0.80])))
+    p = model.probabilities(pair_features(raw([0.95, 0.86, 0.85], j=ANSWERING_J)))
     assert p[0] > 0.5 > p[1] and p[1] < 0.25
     # a message close to every entry alike is declined by all of them
     flat = model.probabilities(pair_features(raw([0.87, 0.87, 0.87], j=[0.80, 0.80, 0.80])))

@@ -53,24 +53,33 @@ def test_margins_say_how_far_a_candidate_leads_the_best_other():
     assert tied[:, ALL_RERANK_FEATURES.index("s_gap")].tolist() == [0.0, 0.0]
 
 
+def says(s, cover_a):
+    """Raw scores whose answers hold ``cover_a`` of the message (the shipped re-ranker, fitted on
+    the fine-tuned model, reads the answer's coverage far more than its sentences' cosines)."""
+    scores = raw(s)
+    scores.cover_a = np.array(cover_a, dtype=float)
+    return scores
+
+
 def test_the_shipped_reranker_prefers_the_entry_whose_answer_says_it():
     reranker = Reranker.load()
     assert reranker.top >= 2 and set(reranker.features) <= set(ALL_RERANK_FEATURES)
     no_trust = np.zeros(3, dtype=bool)
-    # two entries nearly as probable: the one whose answer sentence matches clearly wins
+    # two entries nearly as probable: the one whose answer says what the message asks wins
     close = np.array([0.50, 0.45, 0.05])
-    assert reranker.choose(close, raw([0.84, 0.93, 0.80]), [0, 1, 2], no_trust) == 1
-    # a clear lead in probability is kept against a small sentence difference
+    assert reranker.choose(close, says([0.84, 0.93, 0.80], [0.0, 0.6, 0.0]), [0, 1, 2], no_trust) == 1
+    assert reranker.choose(close, says([0.84, 0.93, 0.80], [0.0, 0.0, 0.0]), [0, 1, 2], no_trust) == 0
+    # a clear lead in probability is kept against a small difference
     far = np.array([0.95, 0.10, 0.05])
-    assert reranker.choose(far, raw([0.88, 0.90, 0.80]), [0, 1, 2], no_trust) == 0
+    assert reranker.choose(far, says([0.88, 0.90, 0.80], [0.0, 0.2, 0.0]), [0, 1, 2], no_trust) == 0
     # it looks past the third: four entries nearly as probable, the fourth's answer says it
     crowd = np.array([0.30, 0.28, 0.27, 0.26, 0.01])
     assert reranker.top >= 4
-    assert reranker.choose(crowd, raw([0.84, 0.84, 0.84, 0.95, 0.80]), [0, 1, 2, 3, 4],
+    assert reranker.choose(crowd, says([0.84, 0.84, 0.84, 0.95, 0.80], [0, 0, 0, 0.6, 0]), [0, 1, 2, 3, 4],
                            np.zeros(5, dtype=bool)) == 3
     # a trusted lexical hit is never reordered
     trusted = np.array([True, False, False])
-    assert reranker.choose(close, raw([0.84, 0.93, 0.80]), [0, 1, 2], trusted) == 0
+    assert reranker.choose(close, says([0.84, 0.93, 0.80], [0.0, 0.6, 0.0]), [0, 1, 2], trusted) == 0
 
 
 def test_unknown_rerank_features_are_refused():
@@ -99,20 +108,20 @@ class Recorder:
 
 
 async def test_the_reranker_picks_the_entry_the_probability_alone_misses():
-    # tests/data/tuning/clinic: 化验单啥时候能拿 asks when test results are ready; the decline
-    # model alone ranks the first-visit entry first, the re-ranker reads the answers (血常规约
-    # 1 小时出结果 ...)
+    # tests/data/tuning/clinic: 九价怎么约 asks how to book the HPV vaccine; the decline model
+    # alone ranks the registration-fee entry first, the re-ranker reads the answers (the
+    # shipped files of the fine-tuned model; with the base model's it was 化验单啥时候能拿)
     overrides = {"plugins": {"enabled": ["faq"], "faq": {"path": str(CLINIC), "reload_interval": 0}}}
     async with running_bot(overrides, plugins={"rec": Recorder()}) as bot:
         plugin = bot.pm.get_plugin("faq")
-        reply = await bot.send("化验单啥时候能拿")
+        reply = await bot.send("九价怎么约")
         assert reply.plugin == "faq"
         chosen = bot.last_context.extra["faq_id"]
-        assert chosen == "reports"
+        assert chosen == "vaccination"
         shipped, plugin.reranker = plugin.reranker, None
         plugin.lookups.clear()
         try:
-            await bot.send("化验单啥时候能拿")
+            await bot.send("九价怎么约")
             assert bot.last_context.extra.get("faq_id") not in (None, chosen)
         finally:
             plugin.reranker = shipped

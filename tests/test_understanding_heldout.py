@@ -26,8 +26,12 @@ from tests.understanding_sets import heldout_sets, run_all, summary
 #: businesses, threshold 0.15): gym 81.5%, bank 75.5%, admissions 81.9%, weather 96.2%, general
 #: 91.3%, overall 84.9% (85.5% with weather round 2 merged, weather 99.2%); the floors rose
 #: with it (one or two messages below).
-FLOORS = {"gym": 0.80, "bank": 0.74, "admissions": 0.80, "weather": 0.975, "general": 0.90}
-OVERALL_FLOOR = 0.84
+#: The fine-tuned local model (session 5: its decline model, re-ranker and register refitted on
+#: cross-fitted folds, cosine constants mapped): gym 83.4%, bank 83.7%, admissions 88.9%, weather
+#: 98.5% (128/130), general 91.3%, overall 88.8%; the floors rose with it (one or two messages
+#: below; weather and general unchanged).
+FLOORS = {"gym": 0.82, "bank": 0.82, "admissions": 0.87, "weather": 0.975, "general": 0.90}
+OVERALL_FLOOR = 0.87
 
 
 async def test_heldout_sets_meet_their_floors():

