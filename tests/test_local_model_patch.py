@@ -58,6 +58,8 @@ def test_a_second_load_reuses_the_assembled_file(cache_folder):
     after = again.stat()
     assert again == first
     assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+    # readable by workers of another user sharing the cache folder (not mkstemp's 0600)
+    assert after.st_mode & 0o444 == 0o444
 
 
 def test_workers_assembling_at_once_all_get_a_whole_file(tmp_path):

@@ -157,6 +157,7 @@ def assemble(patch: Path | str, base: Path | str, folder: Path | str) -> tuple[P
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(raw)
+        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide it from workers running as another user
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
