@@ -216,6 +216,16 @@ class RemoteProvider:
         base = config.base_url.rstrip("/")
         self.url = base if base.endswith("/embeddings") else base + "/embeddings"
 
+    async def load(self) -> None:
+        """Nothing to load: the endpoint names its vectors by its settings."""
+
+    async def embed_many(self, texts: Sequence[str], kind: Kind, batch_size: int) -> np.ndarray:
+        """A stored set: one request at a time (rate limits), ``batch_size`` texts each."""
+        texts = list(texts)
+        parts = [await self.embed(texts[start:start + batch_size], kind)
+                 for start in range(0, len(texts), batch_size)]
+        return np.vstack(parts)
+
     async def embed(self, texts: Sequence[str], kind: Kind) -> np.ndarray:
         import aiohttp
 
@@ -371,28 +381,15 @@ class EmbeddingService:
         if not texts:
             return out
         for provider in self.providers:
-            if isinstance(provider, LocalProvider):
-                try:  # its vectors' name is known for sure once it is loaded
-                    await provider.load()
-                except EmbeddingError as exc:
-                    log.warning("embedding provider %s could not embed %d stored texts: %s",
-                                provider.name, len(texts), exc)
-                    continue
-            matrix = self.vectors.load(provider.model, kind, texts)
-            if matrix is None:
-                try:
-                    size = self.settings.batch_size
-                    if isinstance(provider, LocalProvider):
-                        matrix = await provider.embed_many(texts, kind, size)
-                    else:  # a remote endpoint: one request at a time (rate limits)
-                        parts = []
-                        for start in range(0, len(texts), size):
-                            parts.append(await provider.embed(texts[start:start + size], kind))
-                        matrix = np.vstack(parts)
-                except EmbeddingError as exc:
-                    log.warning("embedding provider %s could not embed %d stored texts: %s",
-                                provider.name, len(texts), exc)
-                    continue
-                await asyncio.to_thread(self.vectors.save, provider.model, kind, texts, matrix)
+            try:
+                await provider.load()  # the local model's vectors' name is sure once it is loaded
+                matrix = self.vectors.load(provider.model, kind, texts)
+                if matrix is None:
+                    matrix = await provider.embed_many(texts, kind, self.settings.batch_size)
+                    await asyncio.to_thread(self.vectors.save, provider.model, kind, texts, matrix)
+            except EmbeddingError as exc:
+                log.warning("embedding provider %s could not embed %d stored texts: %s",
+                            provider.name, len(texts), exc)
+                continue
             out[provider.model] = matrix
         return out
