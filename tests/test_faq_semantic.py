@@ -97,13 +97,17 @@ async def test_faq_vectors_are_computed_at_load_and_cached_on_disk(tmp_path, mon
         assert bot.pm.get_plugin("faq").dense is not None
 
 
+#: Dental questions, some answered surely, some declined, some near the threshold (能插队吗 and
+#: 团购能用吗 were answered just above it by session 5's files; which ones are near moves with each
+#: refit of the model, so both tests take the whole list).
+NEAR_AND_SURE = ["鲨鱼有多少颗牙齿", "牙齿为什么会变黄", "洗个牙啥价位", "洗牙多少钱", "你们在哪儿", "能开发票吗",
+                 "能在手机上约医生吗", "能插队吗", "团购能用吗"]
+
+
 async def test_declined_and_low_confidence_questions_are_recorded(tmp_path, monkeypatch):
     monkeypatch.setenv("SKILLBOT_DATA_DIR", str(tmp_path))
     async with running_bot(overrides(question_log_size=1000), plugins={"rec": Recorder()}) as bot:
-        # 能插队吗 and 团购能用吗: answered just above the threshold by the fine-tuned model's
-        # files (session 5), which answers the others here surely or not at all
-        for message in ["鲨鱼有多少颗牙齿", "牙齿为什么会变黄", "洗个牙啥价位", "洗牙多少钱", "你们在哪儿", "能开发票吗",
-                        "能在手机上约医生吗", "能插队吗", "团购能用吗"]:
+        for message in NEAR_AND_SURE:
             await bot.send(message)
         log = bot.pm.get_plugin("faq").question_log
         rows = log.read()
@@ -121,7 +125,7 @@ async def test_a_question_asked_again_is_recorded_again_from_the_kept_route(tmp_
     monkeypatch.setenv("SKILLBOT_DATA_DIR", str(tmp_path))
     async with running_bot(overrides(question_log_size=1000), plugins={"rec": Recorder()}) as bot:
         plugin = bot.pm.get_plugin("faq")
-        messages = ["鲨鱼有多少颗牙齿", "牙齿为什么会变黄", "洗个牙啥价位", "你们在哪儿"]
+        messages = NEAR_AND_SURE
         for message in messages:
             await bot.send(message)
         first = [row[2] for row in plugin.question_log.read()]
