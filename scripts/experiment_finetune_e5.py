@@ -713,6 +713,11 @@ def use_decline_files(folder: str) -> float:
     return threshold
 
 
+def assignments(text: str | None) -> dict[str, float]:
+    """``NAME=VALUE,NAME=VALUE`` (the ``--faq`` and ``--router`` options) as a dict."""
+    return {name: float(value) for name, value in (item.split("=") for item in text.split(","))} if text else {}
+
+
 def use_faq_settings(settings: dict) -> None:
     """Every bot built in this process gets these ``[plugins.faq]`` settings (a candidate value
     of a cosine-scale setting, before it becomes the default)."""
@@ -737,7 +742,7 @@ def cmd_refit(args):
     evaluation businesses left out; its general and weather files are none of general_round4_d/e/f),
     with the chosen model file, writing the fitted files to --out (never plugins/faq/data/)."""
     use_model_file(args.engine, args.cache_dir, args.weights)
-    settings = {k: float(v) for k, v in (item.split("=") for item in args.faq.split(","))} if args.faq else {}
+    settings = assignments(args.faq)
     if settings:
         use_faq_settings(settings)   # before the trainer imports running_bot
     spec = importlib.util.spec_from_file_location("train_faq_decline", ROOT / "scripts" / "train_faq_decline.py")
@@ -809,13 +814,12 @@ def cmd_bot(args):
         use_decline_files(args.decline)
     if args.router:
         import core.processing.router as router
-        for item in args.router.split(","):
-            name, value = item.split("=")
+        for name, value in assignments(args.router).items():
             assert name in ("DENSE_FLOOR", "DENSE_CEIL", "GENERAL_MARGIN"), name
-            setattr(router, name, float(value))
+            setattr(router, name, value)
             print(f"router {name} = {value}", flush=True)
     if args.faq:
-        use_faq_settings({k: float(v) for k, v in (item.split("=") for item in args.faq.split(","))})
+        use_faq_settings(assignments(args.faq))
     if args.demo:
         return demo_figure()
     from core.operations.evaluation import load_labelled

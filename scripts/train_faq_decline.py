@@ -41,6 +41,7 @@ sys.path.insert(0, str(ROOT))
 from core import normalize_text  # noqa: E402
 from core.operations.evaluation import load_labelled  # noqa: E402
 from core.testing import running_bot  # noqa: E402
+from plugins.faq.config import Config as FaqConfig  # noqa: E402
 from plugins.faq.decline import ALL_FEATURES, MODEL_PATH, pair_features, without_content  # noqa: E402
 from plugins.faq.register import REGISTER_PATH  # noqa: E402
 from plugins.faq.rerank import ALL_RERANK_FEATURES, RERANK_PATH, Reranker, candidate_features  # noqa: E402
@@ -48,6 +49,7 @@ from plugins.faq.rerank import ALL_RERANK_FEATURES, RERANK_PATH, Reranker, candi
 TUNING = ROOT / "tests" / "data" / "tuning"
 DEMO_SET = ROOT / "tests" / "data" / "utterances.tsv"
 CACHE = Path(tempfile.gettempdir()) / "skillbot-decline-data.pkl"
+FAQ_DEFAULTS = FaqConfig()
 #: L2 penalty of the logistic regression (on standardised features).
 L2 = 1.0
 #: Negatives from the general and weather sets count this much each (they outnumber a
@@ -66,13 +68,13 @@ MEAN_OVER_BUSINESSES = True
 #: Whether each business weighs the same in the fit (its examples scaled by the mean business's
 #: number of own messages over its own).
 BALANCE_BUSINESSES = False
-#: The FAQ's default ``lexical_trust``: a lexical score this high is fused with the probability.
-LEXICAL_TRUST = 0.6
-#: The FAQ's defaults ``sure_coverage`` and ``lexical_general_margin``: ... when the entry's words
-#: cover this much of the message, or its best question is this much nearer to the message
-#: than the nearest general question (calibrated to the FAQ).
-SURE_COVERAGE = 0.7
-LEXICAL_GENERAL_MARGIN = 0.11
+#: The FAQ's defaults (plugins/faq/config.py), read from it: a lexical score of ``lexical_trust``
+#: is fused with the probability when the entry's words cover ``sure_coverage`` of the message, or
+#: its best question is ``lexical_general_margin`` nearer to the message than the nearest general
+#: question (calibrated to the FAQ). A candidate value is set here by experiment_finetune_e5.py.
+LEXICAL_TRUST = FAQ_DEFAULTS.lexical_trust
+SURE_COVERAGE = FAQ_DEFAULTS.sure_coverage
+LEXICAL_GENERAL_MARGIN = FAQ_DEFAULTS.lexical_general_margin
 #: Chosen by --select (greedy forward selection, leave-one-business-out, the register round: 17
 #: plain businesses and the demo shop): the cosine of the entry's questions and answer embedded
 #: as one passage, how far its best question or answer sentence stands above every other entry's,
