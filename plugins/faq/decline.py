@@ -67,6 +67,15 @@ ALL_FEATURES = (
     "q_kth",          # q_cos minus the KTH-best entry's
     "j_kth",          # j_cos minus the KTH-best entry's
     "qs_kth",         # max(q_cos, s_cos) minus the KTH-best entry's
+    # the second model's view (core/processing/second_model.py: USE multilingual v3); without
+    # it, e5's q_cos, j_cos and general stand in for u_cos, uj_cos and its general cosine
+    "u_cos",          # the entry's best question's cosine with the message
+    "u_gap",          # u_cos minus the best other entry's
+    "u_rel",          # u_cos minus the median entry's
+    "u_z",            # u_cos as a z-score among this FAQ's entries
+    "uj_cos",         # the entry's joint passage's cosine
+    "uj_gap",         # uj_cos minus the best other entry's
+    "u_minus_general",  # u_cos minus its best general-question anchor's cosine
 )
 #: The entry the ``*_kth`` features measure against (the last one of a smaller FAQ).
 KTH = 5
@@ -98,6 +107,11 @@ class RawScores:
     #: log-odds that the message reads like a customer's question to a business (register.py;
     #: 0: undecided, no register model for this embedding model)
     register: float = 0.0
+    #: the second model's best question and joint passage cosines, and its best general-anchor
+    #: cosine (None: no second model; ``pair_features`` then uses e5's)
+    u_cos: np.ndarray | None = None
+    uj_cos: np.ndarray | None = None
+    u_general: float | None = None
     #: entry id -> its phrasing closest to the message lexically (for the explanation)
     questions: dict[str, str] = field(default_factory=dict)
 
@@ -155,6 +169,11 @@ def pair_features(raw: RawScores) -> np.ndarray:
     columns += [qz, sz, jz, np.full(n, (raw.c_cos - mu[3]) / sd[3]),
                 np.full(n, float(np.max(np.maximum(qz, sz)))), np.full(n, raw.register)]
     columns += [values - kth_best(values) for values in (q, j, qs)]
+    u = raw.u_cos.astype(np.float64) if raw.u_cos is not None else q
+    uj = raw.uj_cos.astype(np.float64) if raw.uj_cos is not None else j
+    u_general = raw.u_general if raw.u_cos is not None and raw.u_general is not None else raw.general
+    columns += [u, u - best_other(u), u - np.median(u), (u - np.mean(u)) / (float(np.std(u)) or 1e-6),
+                uj, uj - best_other(uj), u - u_general]
     return np.stack(columns, axis=1)
 
 

@@ -369,6 +369,11 @@ class DenseFaq:
     #: with them (``anchor_z``): the same cosine means more for a FAQ that general questions
     #: stay far from than for one they all come near.
     anchor_stats: dict[str, Any] = field(default_factory=dict)
+    #: The second model's vectors (``core/processing/second_model.py``; None when it is off):
+    #: the questions, the joint passages (entry order) and the general-question anchors.
+    second_question_vectors: Any = None
+    second_joint_vectors: Any = None
+    second_general_vectors: Any = None
 
     @classmethod
     async def build(cls, data: FaqData, embeddings: Any, general: list[str] | None = None) -> "DenseFaq":
@@ -403,7 +408,35 @@ class DenseFaq:
                     columns.append(anchors @ dense.centroid_vectors[model])
                     stacked = np.stack(columns)
                     dense.anchor_stats[model] = (stacked.mean(axis=1), stacked.std(axis=1) + 1e-6)
+        embed_second = getattr(embeddings, "embed_set_second", None)
+        if embed_second is not None:
+            dense.second_question_vectors = await embed_second(questions, "query")
+            if dense.second_question_vectors is not None:
+                dense.second_joint_vectors = await embed_second(joint, "passage")
+                if general:
+                    dense.second_general_vectors = await embed_second(general, "query")
         return dense
+
+    def second_cosines(self, vector: Any, entry_ids: list[str]) -> tuple[Any, Any, float | None] | None:
+        """The second model's view, per entry of ``entry_ids``: its best question's cosine and
+        its joint passage's; and the message's best general-anchor cosine (None without
+        anchors). None without the second model's vectors (of the FAQ or of the message)."""
+        qm, jm = self.second_question_vectors, self.second_joint_vectors
+        if vector is None or qm is None or jm is None:
+            return None
+        position = {e: n for n, e in enumerate(entry_ids)}
+        u = np.full(len(entry_ids), -1.0)
+        for entry_id, cos in zip(self.question_entries, (qm @ vector).tolist()):
+            n = position.get(entry_id)
+            if n is not None and cos > u[n]:
+                u[n] = cos
+        uj = np.full(len(entry_ids), -1.0)
+        for entry_id, cos in zip(self.answer_entries, (jm @ vector).tolist()):
+            n = position.get(entry_id)
+            if n is not None:
+                uj[n] = cos
+        anchors = self.second_general_vectors
+        return u, uj, None if anchors is None else float(np.max(anchors @ vector))
 
     def similarities(self, model: str, vector: Any) -> dict[str, tuple[float, float]]:
         """entry id -> (best question cosine, answer cosine) for a query vector of ``model``."""

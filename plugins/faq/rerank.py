@@ -42,6 +42,11 @@ ALL_RERANK_FEATURES = (
     "cover_q_gap",  # of the questions' coverage of the message
     "cover_a_gap",  # of the answer's coverage of the message
     "rank",         # its place in the probability's order (0: first)
+    # the second model's view (decline.py's u_cos and uj_cos; e5's q_cos and j_cos without it)
+    "u_rel",        # its best question's cosine minus the best among the candidates
+    "u_gap",        # the same minus the best other candidate's
+    "uj_rel",       # its joint passage's cosine minus the best among the candidates
+    "uj_gap",       # the same minus the best other candidate's
 )
 
 
@@ -64,11 +69,14 @@ def candidate_features(probabilities: np.ndarray, raw: RawScores, order: list[in
     logit = np.log(p) - np.log1p(-p)
     cover_q = np.asarray(raw.cover_q, dtype=np.float64)[idx]
     cover_a = np.asarray(raw.cover_a, dtype=np.float64)[idx]
+    u = raw.u_cos if raw.u_cos is not None else raw.q_cos
+    uj = raw.uj_cos if raw.uj_cos is not None else j
     return np.stack([logit, rel(s), rel(raw.q_cos), rel(j), rel(raw.a_cos),
                      np.asarray(raw.lexical, dtype=np.float64)[idx], cover_q, cover_a,
                      logit - best_other(logit), margin(s), margin(raw.q_cos), margin(j),
                      cover_q - best_other(cover_q), cover_a - best_other(cover_a),
-                     np.arange(len(idx), dtype=np.float64)], axis=1)
+                     np.arange(len(idx), dtype=np.float64),
+                     rel(u), margin(u), rel(uj), margin(uj)], axis=1)
 
 
 class Reranker(StandardisedLinear):
