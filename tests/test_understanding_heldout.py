@@ -34,8 +34,15 @@ from tests.understanding_sets import heldout_sets, run_all, summary
 #: admissions 87.5%, weather 99.2%, general 94.2%, overall 90.1% (session 5: 83.4, 83.7, 88.9, 98.5,
 #: 91.3, 88.8). The bank's right entry fell (82.4 -> 79.2%) while its own general questions
 #: declined rose (90.9 -> 95.5%): its floor goes 0.82 -> 0.81, the trade written here; the others rise.
-FLOORS = {"gym": 0.88, "bank": 0.81, "admissions": 0.87, "weather": 0.98, "general": 0.93}
-OVERALL_FLOOR = 0.89
+#: Session 7 (the third build, trained on 41 businesses; the decline model reads the second local
+#: model's cosines too; refitted; run once): gym 88.5%, bank 86.4%, admissions 88.2%, weather
+#: 99.2%, general 94.2%, overall 91.1%. The right entry rose at the bank (79.2 -> 85.6%) and the
+#: admissions office (86.1 -> 87.7%), the gym's stayed (89.6%), while the businesses' own general
+#: questions were declined less often (87.0 / 95.5 / 95.5% -> 82.6 / 90.9 / 90.9%): the gym's floor
+#: goes 0.88 -> 0.87 (two messages under its figure, the trade written here), the bank's and the
+#: overall floor rise.
+FLOORS = {"gym": 0.87, "bank": 0.85, "admissions": 0.87, "weather": 0.98, "general": 0.93}
+OVERALL_FLOOR = 0.90
 
 
 async def test_heldout_sets_meet_their_floors():

@@ -340,9 +340,13 @@ class EmbeddingService:
             return None
         matrix = self.vectors.load(SECOND_MODEL_NAME, kind, texts)
         if matrix is None:
-            matrix = await self._embed_second(texts)
-            if matrix is not None:
-                await asyncio.to_thread(self.vectors.save, SECOND_MODEL_NAME, kind, texts, matrix)
+            # in batches, so that a message's query can run on the model's thread between them
+            size = self.settings.batch_size
+            parts = [await self._embed_second(texts[i:i + size]) for i in range(0, len(texts), size)]
+            if any(part is None for part in parts):
+                return None
+            matrix = np.vstack(parts)
+            await asyncio.to_thread(self.vectors.save, SECOND_MODEL_NAME, kind, texts, matrix)
         return matrix
 
     def cached(self, text: str) -> Embedded | None:
@@ -376,8 +380,8 @@ class EmbeddingService:
             texts = list(dict.fromkeys(key for key, _ in batch))
             results: dict[str, Embedded] = {}
             try:
-                # both models at once, each on its own thread; the second never holds a message
-                # longer than the first alone would (it is ~10x faster), and failing it is not failing
+                # both models at once, each on its own thread (the second is the faster on short
+                # texts, docs/benchmarks.md); its failing leaves ``second`` None, nothing else
                 (model, matrix), second = await asyncio.gather(
                     self._embed_first(texts, "query"), self._embed_second(texts))
                 results = {t: Embedded(model, matrix[i], None if second is None else second[i])
