@@ -28,10 +28,12 @@ HELDOUT = Path(__file__).parent / "data" / "knowledge" / "heldout_questions.tsv"
 # and the option at 0.75 through the same corpus and definitions): default 24/35 and 18/24
 # (unchanged), the option 21/35 and 19/24. Session 5 (the fine-tuned local model, the line refitted on
 # tuning questions; measured once each): 26/35 and 18/24. Session 6 (the second build, the line refitted
-# the same way, measured once, by this test's run): 27/35 and 16/24. The floors are the final values minus
+# the same way, measured once, by this test's run): 27/35 and 16/24. Session 7 (the third build, the
+# line refitted the same way to 0.56 / 0.8, measured once, by this test's run with only its figures
+# read): 26/35 and 18/24. The floors are the final values minus
 # one question, never above the measurement; they guard against regressions and are not a target.
-RECALL_AT_3_FLOOR = 26 / 35
-DECLINED_FLOOR = 15 / 24
+RECALL_AT_3_FLOOR = 25 / 35
+DECLINED_FLOOR = 17 / 24
 
 
 def read_heldout() -> tuple[list[tuple[str, str, str]], list[str]]:
