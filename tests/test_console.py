@@ -71,10 +71,12 @@ path = "{faq}"
 reload_interval = 0.05      # the test waits for the reload, not a time
 '''
 
+#: A group the FAQ below misses: session 7's model answers 能寄到新疆吗, this group's text before
+#: it, with the shipping entry on its own, while it still declines 新疆发货吗.
 LOG_ROWS = [
-    ("2026-11-26T01:00:00Z", "declined", "能寄到新疆吗", "shipping", "0.4000", "-"),
-    ("2026-11-26T01:01:00Z", "declined", "能寄到新疆吗", "shipping", "0.4000", "-"),
-    ("2026-11-26T01:02:00Z", "declined", "能不能寄到新疆", "shipping", "0.3900", "-"),
+    ("2026-11-26T01:00:00Z", "declined", "新疆发货吗", "shipping", "0.4000", "-"),
+    ("2026-11-26T01:01:00Z", "declined", "新疆发货吗", "shipping", "0.4000", "-"),
+    ("2026-11-26T01:02:00Z", "declined", "新疆发不发货", "shipping", "0.3900", "-"),
     ("2026-11-26T01:03:00Z", "low", "发票抬头写错了怎么办", "invoice", "0.6000", "faq"),
 ]
 
@@ -127,14 +129,14 @@ def console(aiohttp_client, tmp_path):
 
 def test_grouping_puts_similar_questions_together_with_counts():
     groups = group_questions(LOG_ROWS, bigram_similarity(), 0.3)
-    assert [(g.text, g.count) for g in groups] == [("能寄到新疆吗", 3), ("发票抬头写错了怎么办", 1)]
+    assert [(g.text, g.count) for g in groups] == [("新疆发货吗", 3), ("发票抬头写错了怎么办", 1)]
     first = groups[0]
-    assert first.members == [("能寄到新疆吗", 2), ("能不能寄到新疆", 1)]
+    assert first.members == [("新疆发货吗", 2), ("新疆发不发货", 1)]
     assert first.kinds["declined"] == 3 and first.nearest == "shipping"
     # A higher threshold keeps them apart; handled texts are left out.
     assert len(group_questions(LOG_ROWS, bigram_similarity(), 0.9)) == 3
     assert [g.text for g in group_questions(LOG_ROWS, bigram_similarity(), 0.3,
-                                            {"能寄到新疆吗", "能不能寄到新疆"})] == ["发票抬头写错了怎么办"]
+                                            {"新疆发货吗", "新疆发不发货"})] == ["发票抬头写错了怎么办"]
 
 
 async def test_grouping_by_the_bots_embeddings_joins_questions_with_no_shared_words():
@@ -152,13 +154,13 @@ async def test_grouping_by_the_bots_embeddings_joins_questions_with_no_shared_wo
 def test_faq_write_adds_a_phrasing_keeps_comments_and_backs_up(tmp_path):
     path = tmp_path / "faq.toml"
     path.write_text(FAQ, encoding="utf-8")
-    backup = write_faq(path, "phrasing", "shipping", "能寄到新疆吗",
+    backup = write_faq(path, "phrasing", "shipping", "新疆发货吗",
                        now=datetime(2026, 11, 26, 3, 0, tzinfo=timezone.utc))
     assert backup.name.startswith("faq.toml.20261126T030000") and backup.read_text(encoding="utf-8") == FAQ
     text = path.read_text(encoding="utf-8")
     assert "# The shop's FAQ" in text and "# the common one" in text
     entries = {e["id"]: e for e in tomllib.loads(text)["entry"]}
-    assert entries["shipping"]["questions"] == ["运费多少", "包邮吗", "能寄到新疆吗"]
+    assert entries["shipping"]["questions"] == ["运费多少", "包邮吗", "新疆发货吗"]
     write_faq(path, "phrasing", "invoice", "发票抬头错了")  # a one-line array
     assert tomllib.loads(path.read_text(encoding="utf-8"))["entry"][1]["questions"][-1] == "发票抬头错了"
     write_faq(path, "entry", "gift_wrap", "可以包装成礼物吗", answer="可以，下单时备注“礼物”。")
@@ -167,7 +169,7 @@ def test_faq_write_adds_a_phrasing_keeps_comments_and_backs_up(tmp_path):
     for edit, entry, reason in (("phrasing", "nope", "unknown_entry"), ("entry", "shipping", "duplicate_id"),
                                 ("entry", "bad id", "bad_id"), ("phrasing", "shipping", "already_there")):
         with pytest.raises(FaqEditError, match=reason):
-            write_faq(path, edit, entry, "能寄到新疆吗", answer="x")
+            write_faq(path, edit, entry, "新疆发货吗", answer="x")
 
 
 def test_traffic_ring_is_bounded_and_counts_by_dimension():
@@ -235,8 +237,8 @@ async def test_login_page_wrong_token_session_cookie_and_logout(console, caplog)
 async def test_every_post_needs_the_session_csrf_token_and_the_same_origin(console):
     c = await console()
     write_log(c.data)
-    form = {"account": "default", "edit": "phrasing", "entry": "shipping", "text": "能寄到新疆吗",
-            "members": json.dumps(["能寄到新疆吗"])}
+    form = {"account": "default", "edit": "phrasing", "entry": "shipping", "text": "新疆发货吗",
+            "members": json.dumps(["新疆发货吗"])}
     assert (await c.client.post("/admin/questions/add", data=form, allow_redirects=False)).status == 403
     await c.login()
     csrf = await c.csrf()
@@ -253,27 +255,27 @@ async def test_a_group_becomes_a_phrasing_that_the_bot_then_answers(console, cap
     caplog.set_level(logging.INFO, logger="skillbot.audit")
     c = await console()
     write_log(c.data)
-    assert await c.say("能寄到新疆吗") != "满 99 元包邮。"
+    assert await c.say("新疆发货吗") != "满 99 元包邮。"
     await c.login()
     html = await (await c.client.get("/admin/questions")).text()
     # the group counts every logged asking: the three written above, and the one just sent when
     # the FAQ logged it as a near miss (whether it does depends on the shipped decline model)
     logged = (c.data / "faq" / "questions.tsv").read_text(encoding="utf-8").splitlines()
-    asked = sum(line.split("\t")[2] in ("能寄到新疆吗", "能不能寄到新疆") for line in logged)
+    asked = sum(line.split("\t")[2] in ("新疆发货吗", "新疆发不发货") for line in logged)
     assert asked >= 3
-    assert "能寄到新疆吗" in html and f"{asked} 次" in html and "能不能寄到新疆" in html
+    assert "新疆发货吗" in html and f"{asked} 次" in html and "新疆发不发货" in html
     csrf = re.search(r'name="csrf" value="([^"]+)"', html).group(1)
     members = html_module.unescape(re.search(r"name=\"members\" value='([^']*)'", html).group(1))
-    assert json.loads(members) == ["能寄到新疆吗", "能不能寄到新疆"]  # what the page posts
+    assert json.loads(members) == ["新疆发货吗", "新疆发不发货"]  # what the page posts
     done = await c.client.post("/admin/questions/add", allow_redirects=False, data={
-        "csrf": csrf, "account": "default", "edit": "phrasing", "entry": "shipping", "text": "能寄到新疆吗",
+        "csrf": csrf, "account": "default", "edit": "phrasing", "entry": "shipping", "text": "新疆发货吗",
         "members": members})
     assert done.status == 303 and "done=phrasing" in done.headers["Location"]
     assert list(c.tmp.glob("faq.toml.*.bak"))
     html = await (await c.client.get("/admin/questions")).text()
-    assert "能寄到新疆吗" not in html and "发票抬头写错了怎么办" in html  # the group is gone
+    assert "新疆发货吗" not in html and "发票抬头写错了怎么办" in html  # the group is gone
     for _ in range(400):  # the FAQ plugin's watcher reloads the file (every 0.05 s here)
-        if await c.say("能寄到新疆吗") == "满 99 元包邮。":
+        if await c.say("新疆发货吗") == "满 99 元包邮。":
             break
     else:
         raise AssertionError("the new phrasing was never answered from the FAQ")
@@ -427,10 +429,10 @@ async def test_a_broken_faq_file_is_said_on_the_page_and_left_alone(console, cap
     c.faq.write_text(broken, encoding="utf-8")
     page = await c.client.get("/admin/questions")
     html = await page.text()
-    assert page.status == 200 and "FAQ 文件无法读取" in html and "能寄到新疆吗" in html
+    assert page.status == 200 and "FAQ 文件无法读取" in html and "新疆发货吗" in html
     csrf = re.search(r'name="csrf" value="([^"]+)"', html).group(1)
     done = await c.client.post("/admin/questions/add", allow_redirects=False, data={
-        "csrf": csrf, "account": "default", "edit": "phrasing", "entry": "shipping", "text": "能寄到新疆吗"})
+        "csrf": csrf, "account": "default", "edit": "phrasing", "entry": "shipping", "text": "新疆发货吗"})
     assert done.status == 303 and "error=unreadable_faq" in done.headers["Location"]
     assert c.faq.read_text(encoding="utf-8") == broken and not list(c.tmp.glob("faq.toml.*.bak"))
     assert not [r for r in caplog.records if r.exc_info]  # no traceback

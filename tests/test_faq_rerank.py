@@ -13,7 +13,7 @@ from plugins.faq.decline import RawScores
 from plugins.faq.rerank import ALL_RERANK_FEATURES, Reranker, candidate_features
 from tests.test_faq_decline import load_trainer
 
-MUSEUM = Path(__file__).parent / "data" / "tuning" / "museum_faq.toml"
+COURIER = Path(__file__).parent / "data" / "tuning" / "courier_faq.toml"
 
 
 def raw(s, q=None):
@@ -108,21 +108,22 @@ class Recorder:
 
 
 async def test_the_reranker_picks_the_entry_the_probability_alone_misses():
-    # tests/data/tuning/museum: 看常设展要钱不 asks whether the permanent galleries cost anything;
-    # the decline model alone ranks the special-exhibition ticket first, the re-ranker reads the
-    # answers (session 6's shipped files; session 5's example was the clinic's 九价怎么约, and
-    # with the base model's files the clinic's 化验单啥时候能拿)
-    overrides = {"plugins": {"enabled": ["faq"], "faq": {"path": str(MUSEUM), "reload_interval": 0}}}
+    # tests/data/tuning/courier: 寄两瓶白酒可以吗 asks whether liquor may be sent; the decline model
+    # alone ranks the fresh-food entry first, the re-ranker reads the answers (session 7's shipped
+    # files: of 13 tuning businesses' messages this is the one it turns right; session 6's example
+    # was the museum's 看常设展要钱不, session 5's the clinic's 九价怎么约, and with the base model's
+    # files the clinic's 化验单啥时候能拿)
+    overrides = {"plugins": {"enabled": ["faq"], "faq": {"path": str(COURIER), "reload_interval": 0}}}
     async with running_bot(overrides, plugins={"rec": Recorder()}) as bot:
         plugin = bot.pm.get_plugin("faq")
-        reply = await bot.send("看常设展要钱不")
+        reply = await bot.send("寄两瓶白酒可以吗")
         assert reply.plugin == "faq"
         chosen = bot.last_context.extra["faq_id"]
-        assert chosen == "admission_fee"
+        assert chosen == "prohibited"
         shipped, plugin.reranker = plugin.reranker, None
         plugin.lookups.clear()
         try:
-            await bot.send("看常设展要钱不")
+            await bot.send("寄两瓶白酒可以吗")
             assert bot.last_context.extra.get("faq_id") not in (None, chosen)
         finally:
             plugin.reranker = shipped
