@@ -289,7 +289,7 @@ class EmbeddingService:
                                                     cache_dir))
         self.vectors = VectorCache(cache_dir)
         #: The second model: wanted (settings), and once loaded; off for good after it fails to load.
-        self._second_wanted = bool(settings.enabled and getattr(settings, "second_model", False))
+        self._second_wanted = bool(settings.enabled and settings.second_model)
         self._second: SecondModel | None = None
         self._cache: OrderedDict[str, Embedded] = OrderedDict()
         self._pending: list[tuple[str, asyncio.Future]] = []

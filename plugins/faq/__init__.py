@@ -298,12 +298,11 @@ class Plugin:
         matches = {m.entry_id: m for m in index.search(text, tokens, limit=len(index.entry_ids))}
         cover_q, cover_a, cover_all, content = index.coverages(text, tokens)
         centroid = dense.centroid(query.model, query.vector)
-        second = dense.second_cosines(getattr(query, "second", None), index.entry_ids)
-        if second is not None:
-            extra = {"u_cos": second[0], "uj_cos": second[1], "u_general": second[2]}
-        else:
-            extra = {}
-        return RawScores(**extra,q_cos=cosines[0], a_cos=cosines[1], s_cos=cosines[2], j_cos=cosines[3],
+        # the second model's view (None: e5's cosines stand in, decline.pair_features)
+        u_cos, uj_cos, u_general = (dense.second_cosines(getattr(query, "second", None), index.entry_ids)
+                                    or (None, None, None))
+        return RawScores(u_cos=u_cos, uj_cos=uj_cos, u_general=u_general,
+                         q_cos=cosines[0], a_cos=cosines[1], s_cos=cosines[2], j_cos=cosines[3],
                          cover_all=cover_all, c_cos=-1.0 if centroid is None else centroid,
                          anchors=dense.anchor_z(query.model), content=content,
                          register=self.register.logit(query.model, query.vector) if self.register else 0.0,

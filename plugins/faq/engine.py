@@ -332,6 +332,20 @@ def answer_sentences(answer: str) -> list[str]:
     return [part.strip() for part in _SENTENCE_END.split(answer) if len(part.strip()) >= 4]
 
 
+def best_per_entry(row_entries: list[str], matrix: Any, vector: Any, entry_ids: list[str]) -> np.ndarray:
+    """Per entry of ``entry_ids``, the best cosine of ``vector`` with the rows of ``matrix`` that
+    belong to it (``row_entries``: each row's entry); -1 for an entry with no row, or no matrix."""
+    best = np.full(len(entry_ids), -1.0)
+    if matrix is None:
+        return best
+    position = {e: n for n, e in enumerate(entry_ids)}
+    for entry_id, cos in zip(row_entries, (matrix @ vector).tolist()):
+        n = position.get(entry_id)
+        if n is not None and cos > best[n]:
+            best[n] = cos
+    return best
+
+
 @dataclass
 class DenseFaq:
     """Embeddings of one FAQ version: every stored question ("query: ") and every answer
@@ -424,17 +438,8 @@ class DenseFaq:
         qm, jm = self.second_question_vectors, self.second_joint_vectors
         if vector is None or qm is None or jm is None:
             return None
-        position = {e: n for n, e in enumerate(entry_ids)}
-        u = np.full(len(entry_ids), -1.0)
-        for entry_id, cos in zip(self.question_entries, (qm @ vector).tolist()):
-            n = position.get(entry_id)
-            if n is not None and cos > u[n]:
-                u[n] = cos
-        uj = np.full(len(entry_ids), -1.0)
-        for entry_id, cos in zip(self.answer_entries, (jm @ vector).tolist()):
-            n = position.get(entry_id)
-            if n is not None:
-                uj[n] = cos
+        u = best_per_entry(self.question_entries, qm, vector, entry_ids)
+        uj = best_per_entry(self.answer_entries, jm, vector, entry_ids)
         anchors = self.second_general_vectors
         return u, uj, None if anchors is None else float(np.max(anchors @ vector))
 
@@ -464,21 +469,8 @@ class DenseFaq:
             return None
         q = np.array([sims.get(e, (-1.0, -1.0))[0] for e in entry_ids])
         a = np.array([sims.get(e, (-1.0, -1.0))[1] for e in entry_ids])
-        position = {e: n for n, e in enumerate(entry_ids)}
-        s = np.full(len(entry_ids), -1.0)
-        sm = self.sentence_vectors.get(model)
-        if sm is not None:
-            for entry_id, cos in zip(self.sentence_entries, (sm @ vector).tolist()):
-                n = position.get(entry_id)
-                if n is not None and cos > s[n]:
-                    s[n] = cos
-        j = np.full(len(entry_ids), -1.0)
-        jm = self.joint_vectors.get(model)
-        if jm is not None:
-            for entry_id, cos in zip(self.answer_entries, (jm @ vector).tolist()):
-                n = position.get(entry_id)
-                if n is not None:
-                    j[n] = cos
+        s = best_per_entry(self.sentence_entries, self.sentence_vectors.get(model), vector, entry_ids)
+        j = best_per_entry(self.answer_entries, self.joint_vectors.get(model), vector, entry_ids)
         return q, a, s, j
 
     def anchor_z(self, model: str) -> tuple[Any, Any] | None:
