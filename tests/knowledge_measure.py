@@ -8,7 +8,8 @@ its test, at most twice per round of work::
     .venv/bin/python -m tests.knowledge_measure tests/data/knowledge/clinic_questions.tsv
 
 A set is asked of its own organisation's documents: gym_questions.tsv of the fitness club's
-(corpus_gym.py), clinic_questions.tsv of the health centre's (corpus_clinic.py), every other file
+(corpus_gym.py), clinic_questions.tsv of the health centre's (corpus_clinic.py), property_questions.tsv
+(session 8's validation set, nothing fitted on it) of the property office's (corpus_property.py), every other file
 of the academy's (corpus.py). Settings of ``[plugins.knowledge]`` may follow as ``key=value``
 (e.g. ``asked_part_weight=0.75``).
 """
@@ -20,7 +21,7 @@ import tempfile
 from pathlib import Path
 
 from core.testing import running_bot
-from tests.data.knowledge import corpus, corpus_clinic, corpus_gym
+from tests.data.knowledge import corpus, corpus_clinic, corpus_gym, corpus_property
 from tests.test_knowledge import knowledge, knowledge_settings, measure_retrieval, wait_for_index
 
 
@@ -39,7 +40,8 @@ def read_set(path: Path) -> tuple[list[tuple[str, str, str]], list[str]]:
 
 async def measure(path: Path, **table: float) -> None:
     covered, uncovered = read_set(path)
-    write = {"gym": corpus_gym.write_corpus, "clinic": corpus_clinic.write_corpus}.get(
+    write = {"gym": corpus_gym.write_corpus, "clinic": corpus_clinic.write_corpus,
+             "property": corpus_property.write_corpus}.get(
         path.name.split("_")[0], corpus.write_corpus)
     with tempfile.TemporaryDirectory() as tmp:
         files = write(Path(tmp) / "docs")

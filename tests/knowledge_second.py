@@ -22,7 +22,7 @@ from typing import Sequence
 import numpy as np
 
 from core import normalize_text
-from tests.knowledge_fit import CORPORA, indexed_corpus, logistic
+from tests.knowledge_fit import CORPORA, DATA, indexed_corpus, logistic
 
 
 @dataclass
@@ -172,6 +172,7 @@ def loo(questions, w0, use_u):
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--data")
+    parser.add_argument("--validation", help="pickle of the validation organisation (property), collected when missing")
     args = parser.parse_args(argv)
     path = Path(args.data) if args.data else None
     if path is not None and path.exists():
@@ -194,6 +195,22 @@ def main(argv: Sequence[str] | None = None) -> None:
         for fitted in data:
             wf = fit(data[fitted], w, use_u)
             print(f"   fitted on {fitted}: " + " | ".join(f"{j} {figures(data[j], wf)}" for j in data if j != fitted))
+    if args.validation:
+        vpath = Path(args.validation)
+        if vpath.exists():
+            vdata = pickle.loads(vpath.read_bytes())
+        else:
+            from tests.data.knowledge import corpus_property
+            CORPORA["property"] = (corpus_property.write_corpus, [DATA / "property_questions.tsv"], [], [])
+            vdata = asyncio.run(collect("property"))
+            vpath.write_bytes(pickle.dumps(vdata))
+        vc = sum(q.covered for q in vdata)
+        print(f"== validation (property, {vc} covered / {len(vdata) - vc} uncovered): recall@3, recall@1, declined")
+        print(f"   today's line {figures(vdata, today)}; ranking alone {figures_rank(vdata, today)}")
+        for use_u in (False, True):
+            w = fit(pooled, today if not use_u else (today[0], today[0] * 0.5, today[2]), use_u)
+            print(f"   {'e5 + second' if use_u else 'e5 alone'} pooled fit {tuple(round(v, 3) for v in w)}: "
+                  f"{figures(vdata, w)}; ranking alone {figures_rank(vdata, w)}")
     # ranking alone with a share of the second model's gap
     for share in (0.0, 0.25, 0.5, 0.75, 1.0):
         w = (today[0], today[0] * share, today[2])

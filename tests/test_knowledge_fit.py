@@ -1,5 +1,5 @@
-"""The second and third tuning organisations (tests/data/knowledge/corpus_gym.py, corpus_clinic.py)
-and the cross-validation tool (tests/knowledge_fit.py) that compares learned re-rankers and in-scope
+"""The second and third tuning organisations (tests/data/knowledge/corpus_gym.py, corpus_clinic.py),
+the validation organisation (corpus_property.py) and the cross-validation tool (tests/knowledge_fit.py) that compares learned re-rankers and in-scope
 decisions with the shipped fused score (issue 16)."""
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.data.knowledge import corpus_clinic, corpus_gym
+from tests.data.knowledge import corpus_clinic, corpus_gym, corpus_property
 from tests.knowledge_fit import (Question, balanced, curve, folds_by_document, folds_by_question, logistic, point,
                                  predict)
 from tests.knowledge_measure import read_set
@@ -28,11 +28,16 @@ GYM_DOCUMENTS = {"membership.docx": corpus_gym.MEMBERSHIP, "venue.md": corpus_gy
 # the line refitted the same way (0.53, 0.76): the fitness club 37/42 and 16/28, the health centre
 # 30/46 and 19/26 (it declines more and finds fewer, the trade the pooled fit chose). Session 7,
 # the third build, refitted the same way (0.56, 0.8): the fitness club 39/42 and 17/28, the health
-# centre 28/46 and 19/26.
+# centre 28/46 and 19/26. Session 8's validation organisation, a property-management office
+# (corpus_property.py, written by a helper before any code ran on it, nothing fitted on it), first
+# run on session 7's build: 24/45 and 19/26 (docs/knowledge.md "Session 8"): the line drawn on the
+# academy's many uncovered questions declines half of a new organisation's covered ones.
 ORGANISATIONS = {
     # name: (questions, write_corpus, documents by file name, recall floor, declined floor)
     "gym": (DATA / "gym_questions.tsv", corpus_gym.write_corpus, GYM_DOCUMENTS, 38 / 42, 16 / 28),
     "clinic": (DATA / "clinic_questions.tsv", corpus_clinic.write_corpus, corpus_clinic.DOCUMENTS, 27 / 46, 18 / 26),
+    "property": (DATA / "property_questions.tsv", corpus_property.write_corpus, corpus_property.DOCUMENTS,
+                 23 / 45, 18 / 26),
 }
 
 
@@ -46,7 +51,7 @@ def test_each_answer_phrase_is_in_its_document_only(name):
 
 
 @pytest.mark.parametrize("name", ORGANISATIONS)
-async def test_the_shipped_retrieval_on_the_second_and_third_organisations(tmp_path, name):
+async def test_the_shipped_retrieval_on_the_other_organisations(tmp_path, name):
     from core.testing import running_bot
 
     path, write, _, recall_floor, declined_floor = ORGANISATIONS[name]
