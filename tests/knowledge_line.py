@@ -43,6 +43,9 @@ class Candidate:
     lexical: float
     label: bool  # holds the answer phrase
     marks: frozenset = frozenset()  # character 3-grams, for the near-duplicate collapse
+    #: the second local model's cosine of the best row above its mean row, >= 0 (collected with
+    #: ``second=True`` only; tests/knowledge_second.py)
+    ugap: float = 0.0
 
 
 @dataclass
@@ -59,13 +62,43 @@ class Asked:
 
 # ---- collecting ---------------------------------------------------------------------------------
 
-async def collect(name: str) -> list[Asked]:
+async def second_rows(plugin) -> tuple[np.ndarray, np.ndarray]:
+    """The second local model's vectors of every row the indexer embeds (each chunk with its title
+    and heading path, and each of its sentences), and the stored chunk id of each row."""
+    folder, store = plugin.indexer.folder, plugin.store
+    stats = await store.stats()
+    by_place = {(c.path, c.ordinal): c.id for c in (await store.chunks(list(range(1, stats.chunks * 4 + 10)))).values()}
+    texts, owner = [], []
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        _, prepared = plugin.indexer._read(path)
+        for c in prepared:
+            for text in (c.context_text, *c.sentences):
+                texts.append(text)
+                owner.append(by_place[(path.relative_to(folder).as_posix(), c.ordinal)])
+    rows = await plugin.retriever.embeddings.embed_set_second(texts, kind="passage")
+    assert rows is not None, "the second local model is not loaded"
+    return rows, np.array(owner)
+
+
+async def second_gaps(plugin, rows: np.ndarray, owner: np.ndarray, reading: str) -> dict[int, float]:
+    """Per chunk id: the second model's cosine of its best row to ``reading`` above the mean row."""
+    query = (await plugin.retriever.embeddings.embed_set_second([reading], kind="query"))[0]
+    cosines = rows @ query
+    mean = float(cosines.mean())
+    best: dict[int, float] = {}
+    for chunk_id, value in zip(owner.tolist(), cosines.tolist()):
+        best[chunk_id] = max(best.get(chunk_id, -1.0), value)
+    return {chunk_id: max(0.0, value - mean) for chunk_id, value in best.items()}
+
+
+async def collect(name: str, second: bool = False) -> list[Asked]:
     from plugins.knowledge.homophones import correct
     from plugins.knowledge.retrieval import shingles
 
     out = []
     async with indexed_corpus(name) as (plugin, covered, uncovered):
         retriever, cfg = plugin.retriever, plugin.retriever.config
+        rows, owner = await second_rows(plugin) if second else (None, None)
         items = [(q, phrase) for q, _, phrase in covered] + [(q, "") for q in uncovered]
         for question, phrase in items:
             kept, _ = await retriever.search(question)
@@ -81,9 +114,11 @@ async def collect(name: str) -> list[Asked]:
                 readings.append(corrected)
             for reading in readings:
                 _, scored = await retriever._search(reading, cfg.top_k, cfg.threshold)
+                ugaps = await second_gaps(plugin, rows, owner, reading) if second else {}
                 asked.readings.append([
                     Candidate(p.chunk.id, p.dense * cfg.dense_gap, p.lexical,
-                              bool(phrase) and phrase in p.chunk.text, frozenset(shingles(p.chunk.text)))
+                              bool(phrase) and phrase in p.chunk.text, frozenset(shingles(p.chunk.text)),
+                              ugaps.get(p.chunk.id, 0.0))
                     for p in scored])
             out.append(asked)
     return out
@@ -91,18 +126,20 @@ async def collect(name: str) -> list[Asked]:
 
 # ---- replaying the decision -------------------------------------------------------------------
 
-def ranked(candidates: list[Candidate], dense_gap: float, lexical_weight: float) -> list[tuple[float, Candidate]]:
-    scored = [(c.gap / dense_gap + lexical_weight * c.lexical, c) for c in candidates]
+def ranked(candidates: list[Candidate], dense_gap: float, lexical_weight: float,
+           second_weight: float = 0.0) -> list[tuple[float, Candidate]]:
+    scored = [(c.gap / dense_gap + lexical_weight * c.lexical + second_weight * c.ugap, c) for c in candidates]
     scored.sort(key=lambda s: (-s[0], s[1].chunk_id))
     return scored
 
 
 def decide(q: Asked, dense_gap: float, lexical_weight: float, threshold: float = 1.0,
-           top_k: int = 3, duplicate: float = 0.8) -> tuple[list[tuple[float, Candidate]], list[Candidate]]:
+           top_k: int = 3, duplicate: float = 0.8,
+           second_weight: float = 0.0) -> tuple[list[tuple[float, Candidate]], list[Candidate]]:
     """(the chosen reading's candidates best first, the passages kept) as Retriever.search."""
-    best = ranked(q.readings[0], dense_gap, lexical_weight)
+    best = ranked(q.readings[0], dense_gap, lexical_weight, second_weight)
     for other in q.readings[1:]:
-        fixed = ranked(other, dense_gap, lexical_weight)
+        fixed = ranked(other, dense_gap, lexical_weight, second_weight)
         if fixed and (not best or fixed[0][0] > best[0][0]):
             best = fixed
     kept: list[Candidate] = []
@@ -118,11 +155,11 @@ def decide(q: Asked, dense_gap: float, lexical_weight: float, threshold: float =
 
 
 def figures(questions: Sequence[Asked], dense_gap: float, lexical_weight: float,
-            threshold: float = 1.0) -> tuple[int, int, int]:
+            threshold: float = 1.0, second_weight: float = 0.0) -> tuple[int, int, int]:
     """(covered found in the top 3, covered with the answer passage first, uncovered declined)."""
     found = first = declined = 0
     for q in questions:
-        order, kept = decide(q, dense_gap, lexical_weight, threshold)
+        order, kept = decide(q, dense_gap, lexical_weight, threshold, second_weight=second_weight)
         if q.covered:
             found += any(c.label for c in kept[:3])
             first += bool(kept) and kept[0].label
