@@ -317,6 +317,32 @@ async def test_queue_ends_an_abandoned_answer_and_claims_once(request, store_nam
     await close(store)
 
 
+@pytest.mark.parametrize("store_name", ["memory", "redis"])
+async def test_push_counts_are_shared_by_workers_and_never_pass_the_limit(request, store_name):
+    """Customer-service pushes since the user's last message, counted where every worker sees them
+    (Redis: two stores with one prefix are two workers), reserved atomically."""
+    a = store_for(request, store_name)
+    b = a if store_name == "memory" else store_for(request, store_name)
+    assert await a.pushes("u") == 0
+    assert await a.reserve_pushes("u", 3, 5)
+    assert await b.pushes("u") == 3
+    assert not await b.reserve_pushes("u", 3, 5)  # would be a 6th: WeChat refuses it (45047)
+    assert await b.pushes("u") == 3  # a refused reservation counts nothing
+    assert await b.reserve_pushes("u", 2, 5)
+    assert not await a.reserve_pushes("u", 1, 5)
+    await a.release_pushes("u", 1)  # that send failed
+    assert await b.pushes("u") == 4
+    await b.reset_pushes("u")  # the user wrote, to the other worker
+    assert await a.pushes("u") == 0 and await a.pushes("other") == 0
+    granted = await asyncio.gather(*(w.reserve_pushes("v", 1, 5) for w in (a, b) * 6))
+    assert sum(granted) == 5 and await a.pushes("v") == 5
+    await a.release_pushes("v", 9)
+    assert await b.pushes("v") == 0
+    await close(a)
+    if b is not a:
+        await close(b)
+
+
 async def close(store) -> None:
     if isinstance(store, RedisAnswerStore):
         await store.notifier.stop()

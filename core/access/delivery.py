@@ -107,10 +107,6 @@ class Delivery:
         #: Recent explanations by message key, for the simulators (bounded).
         self.explanations: ExpiringDict[str, dict] = ExpiringDict(maxsize=2048, ttl=600)
         self._push: tuple[Any, CustomerServiceSender] | None = None
-        #: Customer-service messages pushed to each user since their last message (WeChat refuses
-        #: more than 5: 45047). Counted per process: a user's next message seen by another worker
-        #: does not reset it here, which only makes this worker stop early.
-        self._pushes: ExpiringDict[str, int] = ExpiringDict(maxsize=100_000, ttl=48 * 3600)
         #: One push at a time per user, so parts never overtake each other.
         self._push_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         #: Streamed answers being written here, by message key (for the pusher in this process).
@@ -120,7 +116,9 @@ class Delivery:
     async def on_try(self, message: Message, log_id: str, connected: Callable[[], bool]) -> TryOutcome:
         """What to do with one try of ``message`` (see DeliveryCoordinator.on_try)."""
         if self.settings.mode == "customer_service" and not message.is_event:
-            self._pushes.pop(message.from_user, None)  # the user wrote: WeChat counts again
+            # The user wrote: WeChat counts again. Counted in the answer store (every worker's
+            # pushes: WeChat refuses a 6th, 45047).
+            await self.answers.reset_pushes(message.from_user)
         return await self.coordinator.on_try(
             message.dedup_key, lambda: self.work(message, log_id),
             lambda record: self.deliver_later(message, record), connected=connected,
@@ -314,12 +312,12 @@ class Delivery:
         if reply.reply_type == "success":
             return
         if sender is not None:
-            count, parts = self._pushes.get(user, 0), sender.parts_of(reply)
-            if count + parts <= self.settings.push_limit:
-                async with self._lock(user):
+            parts = sender.parts_of(reply)
+            async with self._lock(user):
+                if await self.answers.reserve_pushes(user, parts, self.settings.push_limit):
                     if await sender.send(user, reply):
-                        self._pushes[user] = count + parts
                         return
+                    await self.answers.release_pushes(user, parts)
         text = reply_text(reply)
         if text:
             limit = MAX_TEXT_BYTES - utf8_len(self.settings.continue_hint)
@@ -345,14 +343,14 @@ class Delivery:
                 if progress is not None and not progress.ended:
                     wait = self.settings.stream_stale_after
                     if (last_push is not None and gather and progress.stored_bytes > pushed_bytes
-                            and self._pushes.get(user, 0) < self.settings.push_limit - 1):
+                            and await self.answers.pushes(user) < self.settings.push_limit - 1):
                         # text waits for the gathering's end (the last push allowed waits for the end)
                         wait = max(min(wait, last_push + gather - time.monotonic()), 0.01)
                     with contextlib.suppress(asyncio.TimeoutError):
                         await asyncio.wait_for(progress.event.wait(), wait)
                     progress.event.clear()
                 ended = progress is None or progress.ended
-                count = self._pushes.get(user, 0)
+                count = await self.answers.pushes(user)
                 if count >= self.settings.push_limit:
                     return
                 last = count == self.settings.push_limit - 1
@@ -362,16 +360,19 @@ class Delivery:
                         and time.monotonic() - last_push < gather and progress.stored_bytes - pushed_bytes < full):
                     continue  # gathering paragraphs for the next push
                 async with self._lock(user):
+                    if not await self.answers.reserve_pushes(user, 1, self.settings.push_limit):
+                        return  # another worker pushed WeChat's last one: the rest waits for 「继续」
                     taken = await self.take(user, max_bytes=MAX_TEXT_BYTES, hint=last)
                     if not taken.text:
+                        await self.answers.release_pushes(user, 1)
                         if ended:
                             return
                         continue
                     if not await sender.send(user, TextReply(taken.content)):
+                        await self.answers.release_pushes(user, 1)
                         await self.answers.enqueue(user, f"back:{key}:{next(self._names)}", [taken.text],
                                                    self.settings.pending_ttl, closed=True, front=True)
                         return
-                    self._pushes[user] = count + 1
                     pushed_bytes = min(pushed_bytes + utf8_len(taken.text), progress.stored_bytes) \
                         if progress is not None else 0
                     last_push = time.monotonic()

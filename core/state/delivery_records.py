@@ -28,6 +28,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("skillbot.answers")
 
+#: Seconds a user's push count is kept: WeChat's customer-service window after their last message.
+PUSH_WINDOW = 48 * 3600
+
 
 class AnswerStore(Protocol):
     async def begin(self, key: str, ttl: float) -> int:
@@ -60,6 +63,16 @@ class AnswerStore(Protocol):
     async def take(self, user: str, request: TakeRequest) -> Taken:
         """Take the ready text at the head of the user's queue, in order, whole pieces up to
         ``request.max_bytes`` (see ``TakeRequest``); atomic, so every piece is taken once."""
+    # ---- customer-service pushes: WeChat allows a few per user message (45047 after) ----
+    async def pushes(self, user: str) -> int:
+        """Customer-service messages pushed to the user since their last message (every worker's)."""
+    async def reserve_pushes(self, user: str, count: int, limit: int) -> bool:
+        """Count ``count`` more pushes to the user when that stays within ``limit``; atomic, so two
+        workers never both take the last one. False (nothing counted) otherwise."""
+    async def release_pushes(self, user: str, count: int) -> None:
+        """Give back pushes reserved for a send that failed."""
+    async def reset_pushes(self, user: str) -> None:
+        """The user wrote: WeChat counts again."""
 
 
 @dataclass(frozen=True)
@@ -182,12 +195,34 @@ class MemoryAnswerStore:
         #: Each user's queue of answers waiting to be delivered (stream names, oldest first).
         self._queues: ExpiringDict[str, list[str]] = ExpiringDict(maxsize=max_records, ttl=pending_ttl)
         self._streams: ExpiringDict[str, _Stream] = ExpiringDict(maxsize=max_records, ttl=pending_ttl)
+        #: Customer-service messages pushed to each user since their last message.
+        self._pushes: ExpiringDict[str, int] = ExpiringDict(maxsize=max_records, ttl=PUSH_WINDOW)
 
     def _record(self, key: str) -> _Record | tuple:
         record = self._records.get(key)
         if record is None:
             record = self._records[key] = _Record()
         return record
+
+    async def pushes(self, user: str) -> int:
+        return self._pushes.get(user, 0)
+
+    async def reserve_pushes(self, user: str, count: int, limit: int) -> bool:
+        pushed = self._pushes.get(user, 0)
+        if pushed + count > limit:
+            return False
+        self._pushes[user] = pushed + count
+        return True
+
+    async def release_pushes(self, user: str, count: int) -> None:
+        left = self._pushes.get(user, 0) - count
+        if left > 0:
+            self._pushes[user] = left
+        else:
+            self._pushes.pop(user, None)
+
+    async def reset_pushes(self, user: str) -> None:
+        self._pushes.pop(user, None)
 
     async def begin(self, key: str, ttl: float) -> int:
         record = self._record(key)

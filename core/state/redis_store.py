@@ -32,7 +32,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 from .conversation import Turn, trim_turns
-from .delivery_records import Taken, TakeRequest
+from .delivery_records import PUSH_WINDOW, Taken, TakeRequest
 
 #: Announced on the answers' channel after a stream's name when the stream ends.
 CLOSED = "|closed"
@@ -216,6 +216,21 @@ redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
 return ARGV[1]
 """
 
+
+#: KEYS: the user's push count. ARGV: pushes to add, limit, seconds to keep. 1 when counted.
+_RESERVE_PUSHES = """
+local pushed = tonumber(redis.call('GET', KEYS[1]) or '0')
+if pushed + tonumber(ARGV[1]) > tonumber(ARGV[2]) then return 0 end
+redis.call('INCRBY', KEYS[1], ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+return 1
+"""
+
+#: KEYS: the user's push count. ARGV: pushes to give back.
+_RELEASE_PUSHES = """
+if redis.call('DECRBY', KEYS[1], ARGV[1]) <= 0 then redis.call('DEL', KEYS[1]) end
+return 0
+"""
 
 class AutoPipeline:
     """Sends the commands issued by any caller as few pipelines as it can (no MULTI).
@@ -673,6 +688,21 @@ class RedisAnswerStore:
             return True
         finally:
             self.notifier.discard(stream + CLOSED, future)
+
+    def _p(self, user: str) -> str:
+        return f"{self.prefix}push:{user}"
+
+    async def pushes(self, user: str) -> int:
+        return int(await self.cmd.call("GET", self._p(user)) or 0)
+
+    async def reserve_pushes(self, user: str, count: int, limit: int) -> bool:
+        return bool(await self.cmd.script(_RESERVE_PUSHES, [self._p(user)], [count, limit, PUSH_WINDOW]))
+
+    async def release_pushes(self, user: str, count: int) -> None:
+        await self.cmd.script(_RELEASE_PUSHES, [self._p(user)], [count])
+
+    async def reset_pushes(self, user: str) -> None:
+        await self.cmd.call("DEL", self._p(user))
 
     async def take(self, user: str, request: TakeRequest) -> Taken:
         flag = result = ""
