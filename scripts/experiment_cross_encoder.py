@@ -27,7 +27,8 @@ Pairs (``collect``, the project's venv, written to /tmp/ce/pairs.pkl):
 
 Printed: per organisation the AUC of the top passage's score (covered against uncovered), the
 cross-encoder's against the fused score's, and both in one logistic fitted on the tuning
-organisations; per FAQ validation business the AUC of the right pairs against the wrong ones (the
+organisations, and what the cross-encoder's own line (logit 0) finds and declines against the
+shipped line; per FAQ validation business the AUC of the right pairs against the wrong ones (the
 baseline: e5's cosine of the pair). Findings: docs/knowledge.md "Session 8". Nothing ships.
 """
 from __future__ import annotations
@@ -210,6 +211,12 @@ def cmd_train(args) -> None:
         qs = data["knowledge"][org]
         ce = scores([(d["q"], d["cands"][0][0] if d["cands"] else "") for d in qs])
         rows += [(org, d["covered"], d["cands"][0][2] if d["cands"] else 0.0, float(s)) for d, s in zip(qs, ce)]
+        found = sum(1 for d, s in zip(qs, ce) if d["covered"] and s > 0 and any(c[1] for c in d["cands"][:3]))
+        declined = sum(1 for d, s in zip(qs, ce) if not d["covered"] and s <= 0)
+        shipped = (sum(1 for d in qs if d["covered"] and d["kept"] and any(c[1] for c in d["cands"][:3])),
+                   sum(1 for d in qs if not d["covered"] and not d["kept"]))
+        print(f"  {org:<9} at the cross-encoder's own line (logit 0): found {found}/{sum(d['covered'] for d in qs)}, "
+              f"declined {declined}/{sum(not d['covered'] for d in qs)}; the shipped line: {shipped[0]}, {shipped[1]}")
     org_of = np.array([r[0] for r in rows])
     y = np.array([r[1] for r in rows], float)
     x = np.array([(r[2], r[3]) for r in rows])
