@@ -46,14 +46,11 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+from experiment_finetune_e5 import auc  # noqa: E402  (P(a positive scores above a negative), ties half)
 PAIRS = Path("/tmp/ce/pairs.pkl")
 TUNING = ("academy", "gym", "clinic")
 ORGANISATIONS = (*TUNING, "property")
-
-
-def auc(pos, neg) -> float:
-    pos, neg = np.asarray(pos, float), np.asarray(neg, float)
-    return float((pos[:, None] > neg[None, :]).mean() + 0.5 * (pos[:, None] == neg[None, :]).mean())
 
 
 # ---- collect (the project's venv) ----------------------------------------------------------------
@@ -98,10 +95,7 @@ async def knowledge_questions(name: str) -> list[dict]:
 
 def cmd_collect(args) -> None:
     from core.processing.embeddings import LocalProvider
-    from tests.data.knowledge import corpus_property
-    from tests.knowledge_fit import CORPORA, DATA
 
-    CORPORA["property"] = (corpus_property.write_corpus, [DATA / "property_questions.tsv"], [], [])
     model = LocalProvider(threads=2)
     model.load_sync()
     data = {"knowledge": {name: asyncio.run(knowledge_questions(name)) for name in ORGANISATIONS},
@@ -144,7 +138,6 @@ def cmd_heads(args) -> None:
 
 def cmd_train(args) -> None:
     import torch
-    sys.path.insert(0, str(ROOT / "scripts"))
     from experiment_finetune_e5 import E5File, build_model
 
     torch.set_num_threads(2)
@@ -203,6 +196,21 @@ def cmd_train(args) -> None:
                     "head": head.state_dict()}, args.out)
     model.eval()
 
+    def logistic_torch(features: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        """Weights and intercept of a logistic regression (torch's L-BFGS, a tiny L2)."""
+        xt, yt = torch.tensor(features), torch.tensor(labels)
+        w = torch.zeros(features.shape[1] + 1, dtype=torch.float64, requires_grad=True)
+        opt = torch.optim.LBFGS([w], max_iter=200)
+
+        def closure():
+            opt.zero_grad()
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(xt @ w[:-1] + w[-1], yt, reduction="sum") \
+                + 1e-3 * (w[:-1] ** 2).sum() / 2
+            loss.backward()
+            return loss
+        opt.step(closure)
+        return w.detach().numpy()
+
     def scores(pairs):
         return np.concatenate([logits(pairs[i:i + 32], False).numpy() for i in range(0, len(pairs), 32)])
 
@@ -221,7 +229,7 @@ def cmd_train(args) -> None:
     y = np.array([r[1] for r in rows], float)
     x = np.array([(r[2], r[3]) for r in rows])
     fit = np.isin(org_of, TUNING)
-    beta = logistic2(x[fit], y[fit])
+    beta = logistic_torch(x[fit], y[fit])
     print("knowledge, the top passage: AUC covered vs uncovered (cross-encoder | fused score | both, "
           f"logistic on the tuning organisations: {beta[0]:.3f} x fused + {beta[1]:.3f} x logit)")
     for org in ORGANISATIONS:
@@ -236,17 +244,6 @@ def cmd_train(args) -> None:
         s = scores([(o["q"], o["p"]) for o in pairs])
         print(f"  {name:<14} {auc(s[[o['label'] == 1 for o in pairs]], s[[o['label'] == 0 for o in pairs]]):.3f} | "
               f"{auc([o['cos'] for o in pairs if o['label']], [o['cos'] for o in pairs if not o['label']]):.3f}")
-
-
-def logistic2(x: np.ndarray, y: np.ndarray, l2: float = 1e-3) -> np.ndarray:
-    """Weights and intercept of a small logistic regression (Newton's method)."""
-    x1 = np.hstack([x, np.ones((len(x), 1))])
-    beta = np.zeros(x1.shape[1])
-    for _ in range(50):
-        p = 1 / (1 + np.exp(-np.clip(x1 @ beta, -30, 30)))
-        hessian = (x1 * (p * (1 - p))[:, None]).T @ x1 + l2 * np.eye(len(beta))
-        beta -= np.linalg.solve(hessian, x1.T @ (p - y) + l2 * beta)
-    return beta
 
 
 def main(argv=None) -> int:

@@ -48,7 +48,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from core import normalize_text
-from tests.data.knowledge import corpus, corpus_clinic, corpus_gym
+from tests.data.knowledge import corpus, corpus_clinic, corpus_gym, corpus_property
 from tests.knowledge_measure import read_set
 
 DATA = Path(__file__).parent / "data" / "knowledge"
@@ -58,6 +58,9 @@ CORPORA = {
     "gym": (corpus_gym.write_corpus, [DATA / "gym_questions.tsv"], [], []),
     "clinic": (corpus_clinic.write_corpus, [DATA / "clinic_questions.tsv"], [], []),
 }
+#: Session 8's validation organisation: asked by the experiments (tests/knowledge_second.py,
+#: scripts/experiment_cross_encoder.py), never fitted on, so not in CORPORA.
+VALIDATION = {"property": (corpus_property.write_corpus, [DATA / "property_questions.tsv"], [], [])}
 PASSAGE_FEATURES = ("dense", "lexical", "cosine", "words", "heading", "dense_rr", "lexical_rr")
 #: Feature sets compared for the in-scope decision (features of the best passage and the question).
 DECISIONS = (("dense", "lexical"), ("dense", "lexical", "margin"), ("dense", "lexical", "words", "heading"),
@@ -128,9 +131,9 @@ async def describe(retriever, store, question: str, phrase: str, document: str) 
 
 
 def corpus_questions(name: str):
-    """One tuning corpus: the function that writes its documents, its covered questions and its
-    uncovered ones (corpus.py's lists and the corpus's tuning files)."""
-    write, paths, covered, uncovered = CORPORA[name]
+    """One tuning (or validation) corpus: the function that writes its documents, its covered
+    questions and its uncovered ones (corpus.py's lists and the corpus's question files)."""
+    write, paths, covered, uncovered = {**CORPORA, **VALIDATION}[name]
     covered, uncovered = list(covered), list(uncovered)
     for path in paths:
         c, u = read_set(path)

@@ -67,7 +67,10 @@ async def second_rows(plugin) -> tuple[np.ndarray, np.ndarray]:
     and heading path, and each of its sentences), and the stored chunk id of each row."""
     folder, store = plugin.indexer.folder, plugin.store
     stats = await store.stats()
+    # the store lists no chunks by themselves: a fresh index numbers them from 1 (the margin covers
+    # ids left unused by a document indexed twice)
     by_place = {(c.path, c.ordinal): c.id for c in (await store.chunks(list(range(1, stats.chunks * 4 + 10)))).values()}
+    assert len(by_place) == stats.chunks, "chunk ids beyond the margin"
     texts, owner = [], []
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
         _, prepared = plugin.indexer._read(path)
@@ -168,33 +171,40 @@ def figures(questions: Sequence[Asked], dense_gap: float, lexical_weight: float,
     return found, first, declined
 
 
-def best_features(questions: Sequence[Asked], dense_gap: float, lexical_weight: float) -> np.ndarray:
+def best_features(questions: Sequence[Asked], dense_gap: float, lexical_weight: float,
+                  second_weight: float = 0.0, second: bool = False) -> np.ndarray:
+    """The best passage's (gap, lexical), and its ``ugap`` too with ``second``."""
     rows = []
     for q in questions:
-        order, _ = decide(q, dense_gap, lexical_weight, threshold=-1.0)
-        rows.append((order[0][1].gap, order[0][1].lexical) if order else (0.0, 0.0))
+        order, _ = decide(q, dense_gap, lexical_weight, threshold=-1.0, second_weight=second_weight)
+        c = order[0][1] if order else None
+        row = (c.gap, c.lexical, c.ugap) if c else (0.0, 0.0, 0.0)
+        rows.append(row if second else row[:2])
     return np.array(rows)
 
 
-def fit_line(questions: Sequence[Asked], start: tuple[float, float] = (0.05, 0.45),
-             balanced: bool = False) -> tuple[float, float, float]:
-    """(dense_gap, lexical_weight, threshold = 1) of the logistic line on the best passage's
-    (gap, lexical), refitted until the best passage it ranks is the one it was fitted on."""
-    dense_gap, lexical_weight = start
+def fit_line(questions: Sequence[Asked], start: Sequence[float] = (0.05, 0.45),
+             balanced: bool = False, second: bool = False) -> tuple[float, float, float]:
+    """(dense_gap, lexical_weight, second_weight) of the logistic line (threshold 1) on the best
+    passage's (gap, lexical), and the second model's gap with ``second`` (else second_weight 0),
+    refitted until the best passage it ranks is the one it was fitted on. ``start``: (dense_gap,
+    lexical_weight[, second_weight])."""
+    dense_gap, lexical_weight, second_weight = (*start, 0.0)[:3]
     y = np.array([float(q.covered) for q in questions])
     weights = None
     if balanced:
         weights = np.where(y == 1, len(y) / (2 * y.sum()), len(y) / (2 * (len(y) - y.sum())))
     for _ in range(20):
-        x = best_features(questions, dense_gap, lexical_weight)
-        b_gap, b_lex, b_0 = logistic(x, y, weights, l2=1e-6)
+        beta = logistic(best_features(questions, dense_gap, lexical_weight, second_weight, second), y,
+                        weights, l2=1e-6)
+        b_gap, b_lex, b_0 = beta[0], beta[1], beta[-1]
         if b_0 >= 0 or b_gap <= 0:  # no line crossing the positive quadrant
-            return float("nan"), float("nan"), 1.0
-        new = (-b_0 / b_gap, max(0.0, b_lex / -b_0))
-        if abs(new[0] - dense_gap) < 1e-6 and abs(new[1] - lexical_weight) < 1e-6:
+            return float("nan"), float("nan"), 0.0
+        new = (-b_0 / b_gap, max(0.0, b_lex / -b_0), max(0.0, beta[2] / -b_0) if second else 0.0)
+        if max(abs(a - b) for a, b in zip(new, (dense_gap, lexical_weight, second_weight))) < 1e-6:
             break
-        dense_gap, lexical_weight = new
-    return dense_gap, lexical_weight, 1.0
+        dense_gap, lexical_weight, second_weight = new
+    return dense_gap, lexical_weight, second_weight
 
 
 # ---- report -----------------------------------------------------------------------------------
@@ -206,12 +216,14 @@ def line_figures(questions: Sequence[Asked], dense_gap: float, lexical_weight: f
             f"declined {declined}/{len(questions) - covered}")
 
 
-def loo(questions: Sequence[Asked], start: tuple[float, float], balanced: bool) -> tuple[int, int, int]:
+def loo(questions: Sequence[Asked], start: Sequence[float], balanced: bool,
+        second: bool = False) -> tuple[int, int, int]:
     """Leave-one-out: each question judged by the line fitted on all the others."""
     found = first = declined = 0
     for i, q in enumerate(questions):
-        dense_gap, lexical_weight, _ = fit_line([o for j, o in enumerate(questions) if j != i], start, balanced)
-        f, r1, d = figures([q], dense_gap, lexical_weight)
+        dense_gap, lexical_weight, second_weight = fit_line(
+            [o for j, o in enumerate(questions) if j != i], start, balanced, second)
+        f, r1, d = figures([q], dense_gap, lexical_weight, second_weight=second_weight)
         found, first, declined = found + f, first + r1, declined + d
     return found, first, declined
 

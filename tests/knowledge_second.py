@@ -19,10 +19,8 @@ import pickle
 from pathlib import Path
 from typing import Sequence
 
-import numpy as np
-
-from tests.knowledge_fit import CORPORA, DATA, logistic
-from tests.knowledge_line import Asked, collect, decide, figures
+from tests.knowledge_fit import CORPORA
+from tests.knowledge_line import Asked, collect, figures, fit_line, loo
 
 #: (dense_gap, lexical_weight, second_weight): score = gap / dense_gap + lexical_weight x lexical
 #: + second_weight x ugap, against the line at 1.
@@ -31,35 +29,6 @@ Weights = tuple[float, float, float]
 
 def judged(questions: Sequence[Asked], w: Weights, threshold: float = 1.0) -> tuple[int, int, int]:
     return figures(questions, w[0], w[1], threshold, second_weight=w[2])
-
-
-def fit(questions: Sequence[Asked], w: Weights, second: bool) -> Weights:
-    """The logistic line on the best passage's (gap, [ugap,] lexical), refitted until the best
-    passage it ranks is the one it was fitted on."""
-    y = np.array([float(q.covered) for q in questions])
-    for _ in range(20):
-        rows = []
-        for q in questions:
-            order, _ = decide(q, *w[:2], threshold=-1.0, second_weight=w[2])
-            c = order[0][1] if order else None
-            rows.append((c.gap, c.ugap, c.lexical) if c else (0.0, 0.0, 0.0))
-        x = np.array(rows) if second else np.array(rows)[:, [0, 2]]
-        beta = logistic(x, y, None, l2=1e-6)
-        if beta[-1] >= 0 or beta[0] <= 0:  # no line crossing the positive quadrant
-            return w
-        coef = np.maximum(0.0, -beta[:-1] / beta[-1])
-        new = (1 / coef[0], coef[2], coef[1]) if second else (1 / coef[0], coef[1], 0.0)
-        if max(abs(a - b) for a, b in zip(new, w)) < 1e-6:
-            break
-        w = new
-    return w
-
-
-def loo(questions: Sequence[Asked], w: Weights, second: bool) -> tuple[int, int, int]:
-    totals = np.zeros(3, dtype=int)
-    for i, q in enumerate(questions):
-        totals += judged([q], fit([o for j, o in enumerate(questions) if j != i], w, second))
-    return tuple(int(v) for v in totals)
 
 
 def ranking_alone(questions: Sequence[Asked], w: Weights) -> tuple[int, int]:
@@ -84,26 +53,21 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     data = load(args.data, lambda: {name: asyncio.run(collect(name, second=True)) for name in CORPORA})
 
-    def collect_validation():
-        from tests.data.knowledge import corpus_property
-        CORPORA["property"] = (corpus_property.write_corpus, [DATA / "property_questions.tsv"], [], [])
-        return asyncio.run(collect("property", second=True))
-
-    validation = load(args.validation, collect_validation)
+    validation = load(args.validation, lambda: asyncio.run(collect("property", second=True)))
     from plugins.knowledge.config import Config
     pooled = [q for qs in data.values() for q in qs]
     today: Weights = (Config.dense_gap, Config.lexical_weight, 0.0)
     print("(covered found in the top 3, found first, uncovered declined)")
     print(f"today's line: pooled {judged(pooled, today)}, validation {judged(validation, today)}")
     for second in (False, True):
-        w = fit(pooled, (today[0], today[1], 1.0 if second else 0.0), second)
+        w = fit_line(pooled, (today[0], today[1], 1.0 if second else 0.0), second=second)
         print(f"== {'e5 and the second model' if second else 'e5 alone'}: dense_gap {w[0]:.4f}, "
               f"lexical_weight {w[1]:.3f}, second_weight {w[2]:.3f}")
         for name, qs in [*data.items(), ("pooled", pooled)]:
             print(f"   in-sample {name:<8} {judged(qs, w)}")
-        print(f"   leave-one-out, pooled {loo(pooled, w, second)}")
+        print(f"   leave-one-out, pooled {loo(pooled, w, False, second)}")
         for fitted in data:
-            wf = fit(data[fitted], w, second)
+            wf = fit_line(data[fitted], w, second=second)
             print(f"   fitted on {fitted}: " + " | ".join(f"{j} {judged(data[j], wf)}" for j in data if j != fitted))
         print(f"   validation {judged(validation, w)}; ranking alone {ranking_alone(validation, w)}")
     for share in (0.0, 0.5, 1.0):
