@@ -30,7 +30,9 @@ HELDOUT = Path(__file__).parent / "data" / "knowledge" / "heldout_questions.tsv"
 # tuning questions; measured once each): 26/35 and 18/24. Session 6 (the second build, the line refitted
 # the same way, measured once, by this test's run): 27/35 and 16/24. Session 7 (the third build, the
 # line refitted the same way to 0.56 / 0.8, measured once, by this test's run with only its figures
-# read): 26/35 and 18/24. The floors are the final values minus
+# read): 26/35 and 18/24. Session 9 (a pair model deciding in place of the line, logit > -1,
+# not merged; measured once, by this test's run): 19/35 and 21/24; the shipped line is unchanged, and
+# so are its figures. The floors are the final values minus
 # one question, never above the measurement; they guard against regressions and are not a target.
 RECALL_AT_3_FLOOR = 25 / 35
 DECLINED_FLOOR = 17 / 24
