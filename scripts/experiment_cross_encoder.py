@@ -419,20 +419,26 @@ def cmd_faq_check(args) -> None:
 
 
 def cmd_knowledge_line(args) -> None:
-    """The pair model's logit of each knowledge question with its best passage, against lines:
-    found (covered, above the line, the answer among the three best passages) and declined."""
+    """The pair model's logit of each knowledge question with its best passage, against lines (in
+    place of the shipped line) and as a veto on the shipped line: found (covered, kept, the answer
+    among the three best passages) and declined."""
     logits = load_pair_model(args.dest)
     data = pickle.loads(PAIRS.read_bytes())["knowledge"]
     lines = [float(x) for x in args.lines.split(",")]
+    vetoes = [float(x) for x in args.vetoes.split(",") if x]
     for org in ORGANISATIONS:
         qs = data[org]
         c = [float(logits(d["q"], [d["cands"][0][0]])[0]) if d["cands"] else -99.0 for d in qs]
         covered, uncovered = sum(d["covered"] for d in qs), sum(not d["covered"] for d in qs)
         shipped = (sum(1 for d in qs if d["covered"] and d["kept"] and any(x[1] for x in d["cands"][:3])),
                    sum(1 for d in qs if not d["covered"] and not d["kept"]))
-        cells = [f"line {line:+.1f}: {sum(1 for d, s in zip(qs, c) if d['covered'] and s > line and any(x[1] for x in d['cands'][:3]))}"
-                 f"/{covered}, {sum(1 for d, s in zip(qs, c) if not d['covered'] and s <= line)}/{uncovered}"
-                 for line in lines]
+        def cell(label, keep):
+            found = sum(1 for d, s in zip(qs, c) if d["covered"] and keep(d, s) and any(x[1] for x in d["cands"][:3]))
+            declined = sum(1 for d, s in zip(qs, c) if not d["covered"] and not keep(d, s))
+            return f"{label}: {found}/{covered}, {declined}/{uncovered}"
+        cells = [cell(f"line {line:+.1f}", lambda d, s, line=line: s > line) for line in lines]
+        # as a veto on the shipped line: a passage kept by it stays only while the logit is above t
+        cells += [cell(f"veto {t:+.1f}", lambda d, s, t=t: d["kept"] and s > t) for t in vetoes]
         print(f"  {org:<9} shipped line {shipped[0]}/{covered}, {shipped[1]}/{uncovered} | " + " | ".join(cells))
 
 
@@ -519,6 +525,7 @@ def main(argv=None) -> int:
     for command in (check, line):
         command.add_argument("--dest", default=DEST, help="the folder ship wrote")
     line.add_argument("--lines", default="0,-1,-2")
+    line.add_argument("--vetoes", default="-4")
     parser.add_argument("--pairs", default=str(PAIRS), help="the collected pairs (collect writes, train reads)")
     args = parser.parse_args(argv)
     globals()["PAIRS"] = Path(args.pairs)
