@@ -122,12 +122,11 @@ def hard_faq_pairs() -> list[dict]:
     import zlib
 
     import jinja2
-    from train_faq_decline import TUNING, collect
-    from plugins.faq.config import Config
-    from plugins.faq.decline import DeclineModel, pair_features, without_content
+    from train_faq_decline import TUNING, collect, fused
+    from plugins.faq.decline import DeclineModel, pair_features
     from plugins.faq.engine import answer_text, load_faq
 
-    cfg, model = Config(), DeclineModel.load()
+    model = DeclineModel.load()
     out = []
     for biz in asyncio.run(collect()):
         if biz["name"] == "demo":  # its hand-tuned FAQ stays out, as in the first pairs
@@ -135,11 +134,10 @@ def hard_faq_pairs() -> list[dict]:
         faq = load_faq(TUNING / f"{biz['name']}_faq.toml", jinja2.Environment())
         texts = [" ".join((*e.questions, answer_text(e))) for e in faq.entries.values()]
         for row in biz["rows"]:
-            raw = row["raw"]
-            p = without_content(raw, model.probabilities(pair_features(raw)))
-            trusted = (raw.lexical >= cfg.lexical_trust) & (
-                (raw.cover_q >= cfg.sure_coverage) | (raw.q_cos - raw.general >= cfg.lexical_general_margin))
-            order = list(np.argsort(-(1 - (1 - p) * (1 - np.where(trusted, raw.lexical, 0.0))), kind="stable"))
+            # the register as the bot computes it (train_faq_decline.matrices would put out-of-fold ones)
+            row["X"] = pair_features(row["raw"])
+            p, _ = fused(row, model.columns, model.mean, model.scale, model.weights, model.bias)
+            order = list(np.argsort(-p, kind="stable"))
             pair = dict(biz=biz["name"], q=row["text"], cos=0.0)
             if row["kind"] == "own" and row["label"] >= 0:
                 out.append({**pair, "p": texts[row["label"]], "label": 1})

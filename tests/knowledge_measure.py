@@ -11,7 +11,7 @@ A set is asked of its own organisation's documents: gym_questions.tsv of the fit
 (corpus_gym.py), clinic_questions.tsv of the health centre's (corpus_clinic.py), property_questions.tsv
 (session 8's validation set, nothing fitted on it) of the property office's (corpus_property.py), every other file
 of the academy's (corpus.py). Settings of ``[plugins.knowledge]`` may follow as ``key=value``
-(e.g. ``asked_part_weight=0.75``, ``use_pair_model=false``).
+(e.g. ``asked_part_weight=0.75``; ``true`` and ``false`` for a switch).
 """
 from __future__ import annotations
 
