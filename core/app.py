@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Callable
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
@@ -224,8 +224,24 @@ class WebhookRunner(web.AppRunner):
         return server
 
 
-def run_webhook(app: web.Application, host: str, port: int, reuse_port: bool | None = None) -> None:
-    """Serve ``app`` until SIGINT/SIGTERM, like ``web.run_app`` but through ``WebhookRunner``."""
+def loop_factory(event_loop: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """``server.event_loop`` as ``asyncio.Runner``'s loop factory: uvloop's (for "uvloop", and for
+    "auto" where it is installed) or None, asyncio's own."""
+    if event_loop == "asyncio":
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        if event_loop == "uvloop":  # settings validation checked it; only a broken install gets here
+            raise
+        return None
+    return uvloop.new_event_loop
+
+
+def run_webhook(app: web.Application, host: str, port: int, reuse_port: bool | None = None,
+                event_loop: str = "auto") -> None:
+    """Serve ``app`` until SIGINT/SIGTERM, like ``web.run_app`` but through ``WebhookRunner``, on
+    the event loop ``server.event_loop`` names (``loop_factory``)."""
 
     async def serve() -> None:
         runner = WebhookRunner(app, handle_signals=True, access_log=None)
@@ -236,7 +252,10 @@ def run_webhook(app: web.Application, host: str, port: int, reuse_port: bool | N
         finally:
             await runner.cleanup()
 
+    factory = loop_factory(event_loop)
+    log.info("event loop: %s", "uvloop" if factory is not None else "asyncio")
     try:
-        asyncio.run(serve())
+        with asyncio.Runner(loop_factory=factory) as loop_runner:
+            loop_runner.run(serve())
     except (web.GracefulExit, KeyboardInterrupt):
         pass

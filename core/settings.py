@@ -4,6 +4,7 @@ from __future__ import annotations
 import base64
 import binascii
 import copy
+import importlib.util
 import os
 import re
 import tomllib
@@ -22,6 +23,8 @@ MIN_BODY_BYTES = 1024
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 #: Longest reply window WeChat gives a passive reply, in seconds.
 WECHAT_WINDOW = 5.0
+#: ``server.event_loop``'s choices.
+EVENT_LOOPS = ("auto", "uvloop", "asyncio")
 
 
 @dataclass
@@ -37,6 +40,10 @@ class ServerSettings:
     #: Seconds a hot reload may spend importing plugins and validating their tables (in a
     #: thread, off the event loop); past it the reload is rejected and the running bot stays.
     reload_import_timeout: float = 10.0
+    #: The event loop a worker serves on: "auto" (uvloop where it is installed, as it is by the
+    #: project's dependencies on Linux and macOS; else asyncio's own), "uvloop" (required: a
+    #: start-up error where it is missing) or "asyncio".
+    event_loop: str = "auto"
 
     def validate(self) -> None:
         if not self.path.startswith("/"):
@@ -52,6 +59,11 @@ class ServerSettings:
             raise ValueError("reload_interval must be >= 0 (0 = off)")
         if self.reload_import_timeout <= 0:
             raise ValueError("reload_import_timeout must be > 0 seconds")
+        if self.event_loop not in EVENT_LOOPS:
+            raise ValueError(f"event_loop must be one of {', '.join(EVENT_LOOPS)}")
+        if self.event_loop == "uvloop" and importlib.util.find_spec("uvloop") is None:
+            raise ValueError('event_loop = "uvloop" but uvloop is not installed (pip install uvloop, '
+                             'or "auto" to fall back to asyncio\'s loop)')
 
 
 def _is_aes_key(key: str) -> bool:

@@ -40,6 +40,21 @@ def test_reading_does_not_refresh_and_expired_entries_are_dropped_when_others_ar
     assert list(d) == ["new", "newest"] and len(d) == 2
 
 
+def test_setting_sweeps_expired_entries_at_most_once_per_interval_and_never_returns_them():
+    from core.state.expiring import SWEEP_EVERY
+
+    clock = Clock()
+    d = ExpiringDict(maxsize=10, ttl=SWEEP_EVERY / 5, timer=clock)
+    d["old1"], d["old2"] = 1, 2  # the first set sweeps (nothing to drop)
+    clock.now += SWEEP_EVERY / 2
+    d["mid"] = 3  # both old entries expired, but the last sweep was under SWEEP_EVERY ago...
+    assert list(d._data) == ["old1", "old2", "mid"]
+    assert d.get("old1") is None and "old2" not in d and d.get("mid") == 3  # ...and never returned
+    clock.now += SWEEP_EVERY / 2
+    d["new"] = 4  # SWEEP_EVERY after the last sweep: every expired entry leaves the storage
+    assert list(d._data) == ["new"] and len(d) == 1
+
+
 def test_when_full_the_entry_set_longest_ago_goes():
     d = ExpiringDict(maxsize=3, ttl=60, timer=Clock())
     for key in "abc":

@@ -67,6 +67,17 @@ async def test_get_missing_parameters_is_403(wechat):
     assert (await h.client.get(h.path)).status == 403
 
 
+def test_the_replay_digest_does_not_change_between_versions():
+    """Workers of two versions share the replay guard in Redis during a rolling deploy: a digest
+    written differently would make WeChat's retry of a message look like a replay to the other."""
+    from core.access.replay_guard import message_digest
+
+    fields = {"ToUserName": "gh_x", "FromUserName": "o_u", "CreateTime": "1700000000", "MsgType": "text",
+              "Content": "你好", "MsgId": "1"}
+    assert message_digest(fields) == "acb71ea9c65bd3f384b6bce7acb20af4948538f5046885746c0a10385b9955c5"
+    assert message_digest(dict(reversed(fields.items()))) == message_digest(fields)  # the order of the XML's fields
+
+
 async def test_stale_timestamp_is_403_as_replay(wechat):
     h = await wechat(enabled=ONLY_WELCOME, plugins={"echo": Echo()})
     response = await h.post_xml(text_xml("你好"), timestamp=int(time.time()) - 301)

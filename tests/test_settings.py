@@ -76,7 +76,9 @@ def test_plugin_order_is_the_enabled_order():
     assert names.index("welcome") < names.index("filter")
 
 
-def test_run_py_serves_with_overrides(tmp_path):
+def serve_once(tmp_path, toml: str) -> tuple[int, str]:
+    """Start ``run.py`` with ``toml`` as its settings on a free port, wait for /healthz to say ok,
+    stop it; returns the port and what it printed."""
     import socket
     import urllib.request
 
@@ -84,7 +86,7 @@ def test_run_py_serves_with_overrides(tmp_path):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     settings = tmp_path / "s.toml"
-    settings.write_text('[plugins]\nenabled = ["welcome"]\n', encoding="utf-8")
+    settings.write_text(toml, encoding="utf-8")
     proc = subprocess.Popen([sys.executable, "run.py", "--settings", str(settings), "--host", "127.0.0.1",
                              "--port", str(port)], cwd=PROJECT_ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
@@ -100,7 +102,49 @@ def test_run_py_serves_with_overrides(tmp_path):
     finally:
         proc.terminate()
         out, _ = proc.communicate(timeout=20)
+    return port, out
+
+
+def test_run_py_serves_with_overrides(tmp_path):
+    port, out = serve_once(tmp_path, '[plugins]\nenabled = ["welcome"]\n')
     assert f"http://127.0.0.1:{port}/wechat" in out
+    # server.event_loop = "auto": uvloop, which the project's dependencies install here
+    assert "event loop: uvloop" in out
+
+
+def test_event_loop_choices():
+    import asyncio
+
+    import uvloop
+
+    from core.app import loop_factory
+
+    assert loop_factory("asyncio") is None  # asyncio.Runner's default loop
+    assert loop_factory("auto") is loop_factory("uvloop") is uvloop.new_event_loop
+    loop = loop_factory("auto")()
+    try:
+        assert isinstance(loop, asyncio.AbstractEventLoop) and type(loop).__module__.startswith("uvloop")
+    finally:
+        loop.close()
+
+
+def test_event_loop_uvloop_where_it_is_missing_is_a_settings_error(tmp_path, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "uvloop" else real(name, *a))
+    path = tmp_path / "s.toml"
+    path.write_text('[server]\nevent_loop = "uvloop"\n', encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        load_settings(path)
+    assert str(info.value).startswith("server.event_loop") and "not installed" in str(info.value)
+    path.write_text('[server]\nevent_loop = "auto"\n', encoding="utf-8")
+    assert load_settings(path).server.event_loop == "auto"  # auto falls back to asyncio's loop
+
+
+def test_run_py_serves_on_asyncios_loop_when_asked(tmp_path):
+    _, out = serve_once(tmp_path, '[server]\nevent_loop = "asyncio"\n[plugins]\nenabled = ["welcome"]\n')
+    assert "event loop: asyncio" in out
 
 
 def test_run_py_reports_bad_settings(tmp_path):
@@ -120,6 +164,7 @@ def test_run_py_reports_bad_settings(tmp_path):
     ("[server]\nmax_body_bytes = 0", "server.max_body_bytes"),
     ("[server]\nport = 0", "server.port"),
     ("[server]\nreload_import_timeout = 0", "server.reload_import_timeout"),
+    ("[server]\nevent_loop = \"trio\"", "server.event_loop"),
     ("[wechat]\ntimestamp_window = -1", "wechat.timestamp_window"),
     ("[pipeline]\nplugin_timeout = 0", "pipeline.plugin_timeout"),
     ("[pipeline]\nfallback_timeout = -1", "pipeline.fallback_timeout"),

@@ -239,7 +239,8 @@ def run_worker(settings_path: str, overrides: dict, reuse_port: bool) -> int:
                      own.wechat.mode, ", ".join(own.plugins.enabled))
     app.on_startup.append(freeze_startup_heap)  # runs after the bot has started
     try:
-        run_webhook(app, settings.server.host, settings.server.port, reuse_port=reuse_port or None)
+        run_webhook(app, settings.server.host, settings.server.port, reuse_port=reuse_port or None,
+                    event_loop=settings.server.event_loop)
     except OSError as exc:  # the port is taken, the address is not this machine's...
         print(f"cannot listen on {settings.server.host}:{settings.server.port}: {exc.strerror or exc}",
               file=sys.stderr)

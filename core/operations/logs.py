@@ -6,6 +6,7 @@ Users are logged as ``hash_user(openid)``, never as the OpenID.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -20,6 +21,7 @@ _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
 
 
+@functools.lru_cache(maxsize=8192)  # every message logs its user twice; a user writes several
 def hash_user(openid: str) -> str:
     """A short stable pseudonym for a user in logs (the first 10 hex digits of SHA-256)."""
     return hashlib.sha256(openid.encode("utf-8")).hexdigest()[:10]

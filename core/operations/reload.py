@@ -46,7 +46,7 @@ log = logging.getLogger("skillbot.reload")
 
 #: Settings that keep their running value until a restart: section -> keys (None: all of them).
 RESTART_ONLY: dict[str, tuple[str, ...] | None] = {
-    "server": ("host", "port", "path"),
+    "server": ("host", "port", "path", "event_loop"),
     "wechat": None,
     "delivery": None,
     "state": None,

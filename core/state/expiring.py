@@ -14,12 +14,14 @@ from typing import Callable, Generic, Iterator, TypeVar
 K = TypeVar("K")
 V = TypeVar("V")
 _MISSING = object()
+#: Seconds between two sweeps of expired entries when entries are set.
+SWEEP_EVERY = 1.0
 
 
 class ExpiringDict(Generic[K, V]):
     """At most ``maxsize`` entries, each kept ``ttl`` seconds after it was last set."""
 
-    __slots__ = ("maxsize", "ttl", "timer", "_data")
+    __slots__ = ("maxsize", "ttl", "timer", "_data", "_swept")
 
     def __init__(self, maxsize: int, ttl: float, timer: Callable[[], float] = time.monotonic) -> None:
         if maxsize < 1:
@@ -29,6 +31,8 @@ class ExpiringDict(Generic[K, V]):
         self.timer = timer
         #: key -> (expiry time, value), the entry set longest ago first (so the first to expire).
         self._data: OrderedDict[K, tuple[float, V]] = OrderedDict()
+        #: When entries past their time were last dropped (``_expire``).
+        self._swept = float("-inf")
 
     def get(self, key: K, default: V | None = None) -> V | None:
         entry = self._data.get(key)
@@ -54,7 +58,9 @@ class ExpiringDict(Generic[K, V]):
         if key in data:
             data.move_to_end(key)
         data[key] = (now + self.ttl, value)
-        self._expire(now)
+        # An expired entry is never returned (``get`` checks its time): dropping them when an
+        # entry is set is for the memory, so it need not scan on every message.
+        self._expire(now, SWEEP_EVERY)
 
     def setdefault(self, key: K, default: V) -> V:
         found = self.get(key, _MISSING)  # type: ignore[arg-type]
@@ -73,10 +79,15 @@ class ExpiringDict(Generic[K, V]):
         if self.pop(key, _MISSING) is _MISSING:  # type: ignore[arg-type]
             raise KeyError(key)
 
-    def _expire(self, now: float) -> None:
+    def _expire(self, now: float, every: float = 0.0) -> None:
+        """Drop the entries over ``maxsize`` and those past their time; the latter at most once
+        per ``every`` seconds."""
         data = self._data
         while len(data) > self.maxsize:
             data.popitem(last=False)
+        if now - self._swept < every:
+            return
+        self._swept = now
         while data:
             first = next(iter(data.values()))
             if first[0] > now:
