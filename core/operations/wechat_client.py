@@ -68,10 +68,14 @@ class WeChatSigner:
         self.token = token
         self.mode = mode
         self.crypto = MessageCrypto(token, encoding_aes_key, app_id) if mode != "plain" else None
+        # Nonces of one signer never repeat (up to 10**9 requests): random ones drawn for tens of
+        # thousands of requests signed in the same second collide now and then, and the bot rightly
+        # refuses a second message under a query it has seen (the replay guard: 403).
+        self._nonces = itertools.count(secrets.randbelow(10**9))
 
     def query(self, timestamp: int | None = None, nonce: str | None = None) -> dict[str, str]:
         timestamp_s = str(timestamp if timestamp is not None else int(time.time()))
-        nonce = nonce or str(secrets.randbelow(10**9))
+        nonce = nonce or str(next(self._nonces) % 10**9)
         return {"signature": sha1_signature(self.token, timestamp_s, nonce),
                 "timestamp": timestamp_s, "nonce": nonce, "openid": "o_simulator_user"}
 
