@@ -48,7 +48,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from core import normalize_text
-from tests.data.knowledge import corpus, corpus_clinic, corpus_gym, corpus_property
+from tests.data.knowledge import corpus, corpus_aftersales, corpus_clinic, corpus_gym, corpus_library, corpus_property
 from tests.knowledge_measure import read_set
 
 DATA = Path(__file__).parent / "data" / "knowledge"
@@ -58,9 +58,12 @@ CORPORA = {
     "gym": (corpus_gym.write_corpus, [DATA / "gym_questions.tsv"], [], []),
     "clinic": (corpus_clinic.write_corpus, [DATA / "clinic_questions.tsv"], [], []),
 }
-#: Session 8's validation organisation: asked by the experiments (tests/knowledge_second.py,
-#: scripts/experiment_cross_encoder.py), never fitted on, so not in CORPORA.
-VALIDATION = {"property": (corpus_property.write_corpus, [DATA / "property_questions.tsv"], [], [])}
+#: The validation organisations (session 8's property office, session 10's library and appliance
+#: shop): asked by the experiments (tests/knowledge_second.py, scripts/experiment_cross_encoder.py),
+#: never fitted on, so not in CORPORA.
+VALIDATION = {"property": (corpus_property.write_corpus, [DATA / "property_questions.tsv"], [], []),
+              "library": (corpus_library.write_corpus, [DATA / "library_questions.tsv"], [], []),
+              "aftersales": (corpus_aftersales.write_corpus, [DATA / "aftersales_questions.tsv"], [], [])}
 PASSAGE_FEATURES = ("dense", "lexical", "cosine", "words", "heading", "dense_rr", "lexical_rr")
 #: Feature sets compared for the in-scope decision (features of the best passage and the question).
 DECISIONS = (("dense", "lexical"), ("dense", "lexical", "margin"), ("dense", "lexical", "words", "heading"),

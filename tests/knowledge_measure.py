@@ -9,7 +9,9 @@ its test, at most twice per round of work::
 
 A set is asked of its own organisation's documents: gym_questions.tsv of the fitness club's
 (corpus_gym.py), clinic_questions.tsv of the health centre's (corpus_clinic.py), property_questions.tsv
-(session 8's validation set, nothing fitted on it) of the property office's (corpus_property.py), every other file
+(session 8's validation set, nothing fitted on it) of the property office's (corpus_property.py),
+library_questions.tsv and aftersales_questions.tsv (session 10's validation sets, likewise) of the district
+library's (corpus_library.py) and the appliance shop's (corpus_aftersales.py), every other file
 of the academy's (corpus.py). Settings of ``[plugins.knowledge]`` may follow as ``key=value``
 (e.g. ``asked_part_weight=0.75``; ``true`` and ``false`` for a switch).
 """
@@ -21,7 +23,8 @@ import tempfile
 from pathlib import Path
 
 from core.testing import running_bot
-from tests.data.knowledge import corpus, corpus_clinic, corpus_gym, corpus_property
+from tests.data.knowledge import (corpus, corpus_aftersales, corpus_clinic, corpus_gym, corpus_library,
+                                  corpus_property)
 from tests.test_knowledge import knowledge, knowledge_settings, measure_retrieval, wait_for_index
 
 
@@ -41,7 +44,8 @@ def read_set(path: Path) -> tuple[list[tuple[str, str, str]], list[str]]:
 async def measure(path: Path, **table: float) -> None:
     covered, uncovered = read_set(path)
     write = {"gym": corpus_gym.write_corpus, "clinic": corpus_clinic.write_corpus,
-             "property": corpus_property.write_corpus}.get(
+             "property": corpus_property.write_corpus, "library": corpus_library.write_corpus,
+             "aftersales": corpus_aftersales.write_corpus}.get(
         path.name.split("_")[0], corpus.write_corpus)
     with tempfile.TemporaryDirectory() as tmp:
         files = write(Path(tmp) / "docs")

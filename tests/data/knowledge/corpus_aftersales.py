@@ -1,4 +1,4 @@
-"""A fifth invented organisation, written in session 10 as fresh validation data: 暖居家电旗舰店, the
+"""A sixth invented organisation, written in session 10 as fresh validation data: 暖居家电旗舰店, the
 customer service of an online home-appliance shop (ordering and payment, invoices, price protection,
 delivery and installation, returns and exchanges, warranty and repairs, membership points, coupons,
 old-for-new trade-in, complaints), in four formats (two DOCX, Markdown, HTML, TXT; no PDF) and an
