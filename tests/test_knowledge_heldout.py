@@ -32,7 +32,9 @@ HELDOUT = Path(__file__).parent / "data" / "knowledge" / "heldout_questions.tsv"
 # line refitted the same way to 0.56 / 0.8, measured once, by this test's run with only its figures
 # read): 26/35 and 18/24. Session 9 (a pair model deciding in place of the line, logit > -1,
 # not merged; measured once, by this test's run): 19/35 and 21/24; the shipped line is unchanged, and
-# so are its figures. The floors are the final values minus
+# so are its figures. Session 10 (the pair model retrained, its line -2 chosen beforehand on the three
+# validation organisations by balanced accuracy; through this test with scripts/pair_line_plugin.py,
+# measured once, not merged): 21/35 and 20/24. The floors are the final values minus
 # one question, never above the measurement; they guard against regressions and are not a target.
 RECALL_AT_3_FLOOR = 25 / 35
 DECLINED_FLOOR = 17 / 24
