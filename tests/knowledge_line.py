@@ -4,7 +4,8 @@ spreads cosines, so a line drawn on the base model's may not hold).
 
 Every tuning question of the three invented organisations (the academy: tuning_questions.tsv and
 corpus.py's QUESTIONS and UNCOVERED; the fitness club: gym_questions.tsv; the health centre:
-clinic_questions.tsv; never the held-out file) is asked of its own organisation's index, and each
+clinic_questions.tsv; never the held-out file), and with ``--organisations`` the validation
+organisations' too (tests/knowledge_fit.py ``VALIDATION``), is asked of its own organisation's index, and each
 reading's candidates are kept with their raw evidence (cosine above the mean row, lexical share),
 so the retriever's decision can be replayed for any (dense_gap, lexical_weight, threshold): the
 same ranking, homophone choice, near-duplicate collapse and top 3 as ``Retriever.search``.

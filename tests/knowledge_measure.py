@@ -23,8 +23,6 @@ import tempfile
 from pathlib import Path
 
 from core.testing import running_bot
-from tests.data.knowledge import (corpus, corpus_aftersales, corpus_clinic, corpus_gym, corpus_library,
-                                  corpus_property)
 from tests.test_knowledge import knowledge, knowledge_settings, measure_retrieval, wait_for_index
 
 
@@ -42,11 +40,12 @@ def read_set(path: Path) -> tuple[list[tuple[str, str, str]], list[str]]:
 
 
 async def measure(path: Path, **table: float) -> None:
+    # The organisations as tests/knowledge_fit.py registers them (imported here: it imports read_set).
+    from tests.knowledge_fit import CORPORA, VALIDATION
+
     covered, uncovered = read_set(path)
-    write = {"gym": corpus_gym.write_corpus, "clinic": corpus_clinic.write_corpus,
-             "property": corpus_property.write_corpus, "library": corpus_library.write_corpus,
-             "aftersales": corpus_aftersales.write_corpus}.get(
-        path.name.split("_")[0], corpus.write_corpus)
+    organisations = {**CORPORA, **VALIDATION}
+    write = organisations.get(path.name.split("_")[0], organisations["academy"])[0]
     with tempfile.TemporaryDirectory() as tmp:
         files = write(Path(tmp) / "docs")
         async with running_bot(knowledge_settings(next(iter(files.values())).parent, Path(tmp) / "cache", **table)) as bot:
