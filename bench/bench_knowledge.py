@@ -18,7 +18,9 @@ resident set before and after, and the index's size on disk.
 
 Queries: the corpus's 30 covered and 20 uncovered questions, each asked cold (query embedding not
 cached: the model runs) and warm (cached: retrieval alone), on the 5-file index (baseline) and on
-the 1,000-page index, in the same run.
+the 1,000-page index, in the same run; and on the 5-file index with the answer check on
+(``answer_check``: the pair model reads the question with the best passage; cold = neither the
+query embedding nor the pair's logit cached, warm = both cached).
 """
 from __future__ import annotations
 
@@ -84,7 +86,7 @@ def disk_kib(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) // 1024
 
 
-async def index_and_query(folder: Path, work: Path, semantic: bool, label: str) -> dict:
+async def index_and_query(folder: Path, work: Path, semantic: bool, label: str, answer_check: bool = False) -> dict:
     from core.processing.bot import Bot
     from core.testing import build_settings
 
@@ -96,7 +98,8 @@ async def index_and_query(folder: Path, work: Path, semantic: bool, label: str) 
         "paths": {"cache_dir": str(work / f"cache-{label}")},
         "semantic": {"enabled": semantic},
         "plugins": {"enabled": ["knowledge"], "knowledge": {
-            "folder": str(watched), "reload_interval": 0, "index_dir": str(work / f"index-{label}")}},
+            "folder": str(watched), "reload_interval": 0, "index_dir": str(work / f"index-{label}"),
+            "answer_check": answer_check}},
     })
     bot = Bot(settings)
     await bot.start()
@@ -114,6 +117,8 @@ async def index_and_query(folder: Path, work: Path, semantic: bool, label: str) 
         cold, warm = [], []
         for q in questions:
             bot.embeddings._cache.clear()
+            if plugin.answer_check is not None:
+                plugin.answer_check.cache.clear()
             t = time.perf_counter()
             await plugin.retriever.search(q)
             cold.append((time.perf_counter() - t) * 1000)
@@ -135,12 +140,13 @@ async def main(pages: int) -> None:
         large = work / "large"
         chars = write_pages(large, pages)
         runs = [await index_and_query(small, work, True, "small"),
+                await index_and_query(small, work, True, "small-checked", answer_check=True),
                 await index_and_query(large, work, False, "large-lexical"),
                 await index_and_query(large, work, True, "large")]
     finally:
         shutil.rmtree(work, ignore_errors=True)
     lines = report_header("Knowledge skill: indexing and retrieval (issue 16)")
-    lines.append(f"{pages} pages = {chars:,} characters of Markdown in {runs[2]['files']} files.")
+    lines.append(f"{pages} pages = {chars:,} characters of Markdown in {runs[3]['files']} files.")
     lines.append("")
     lines += md_table(
         ["index", "files", "chunks", "index time", "CPU time", "per chunk", "RSS growth", "on disk"],

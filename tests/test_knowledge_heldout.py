@@ -34,10 +34,15 @@ HELDOUT = Path(__file__).parent / "data" / "knowledge" / "heldout_questions.tsv"
 # not merged; measured once, by this test's run): 19/35 and 21/24; the shipped line is unchanged, and
 # so are its figures. Session 10 (the pair model retrained, its line -2 chosen beforehand on the three
 # validation organisations by balanced accuracy; through this test with scripts/pair_line_plugin.py,
-# measured once, not merged): 21/35 and 20/24. The floors are the final values minus
+# measured once, not merged): 21/35 and 20/24. Session 11 (the pair model retrained on
+# eight more organisations written as its training data and on the FAQ's answers alone, its line -2.5
+# chosen beforehand on the three validation organisations by balanced accuracy, the rule to merge
+# written beforehand: a balanced accuracy above the shipped line's 74.6 %; measured once, through
+# this test with scripts/pair_line_plugin.py, only its figures read): 26/35 and 19/24, merged as the
+# answer check (on by default). The floors are the final values minus
 # one question, never above the measurement; they guard against regressions and are not a target.
 RECALL_AT_3_FLOOR = 25 / 35
-DECLINED_FLOOR = 17 / 24
+DECLINED_FLOOR = 18 / 24
 
 
 def read_heldout() -> tuple[list[tuple[str, str, str]], list[str]]:

@@ -23,6 +23,7 @@ import jinja2
 
 from core import Check, Counter, Explanation, Reply, StreamedReply, TextReply, hookimpl
 
+from .answer_check import AnswerCheck
 from .chunking import split_sentences
 from .config import Config
 from .indexer import FolderIndexer, SyncReport
@@ -94,6 +95,7 @@ class Plugin:
         self.store: KnowledgeStore | None = None
         self.indexer: FolderIndexer | None = None
         self.retriever: Retriever | None = None
+        self.answer_check: AnswerCheck | None = None
         self.stats: StoreStats | None = None
         self.last_sync: SyncReport | None = None
         #: time.time() of the last completed folder check (the index matched the folder then).
@@ -127,7 +129,9 @@ class Plugin:
         embeddings = bot.embeddings
         self.indexer = FolderIndexer(self.folder, self.store, analyzer, embeddings,
                                      self.config.chunk_chars, self.config.max_file_bytes)
-        self.retriever = Retriever(self.store, analyzer, embeddings, self.config)
+        if self.config.answer_check:
+            self.answer_check = AnswerCheck(bot.cache_dir, getattr(settings.semantic, "local_threads", 1))
+        self.retriever = Retriever(self.store, analyzer, embeddings, self.config, self.answer_check)
         await self._open()
         if not self.folder.is_dir():
             log.info("knowledge: folder %s does not exist; no documents (add files there to use it)", self.folder)
@@ -142,6 +146,9 @@ class Plugin:
             except (asyncio.CancelledError, Exception):
                 pass
             self._watcher = None
+        if self.answer_check is not None:
+            self.answer_check.close()
+            self.answer_check = None
         if self.store is not None and self._opened:
             await self.store.close()
             self._opened = False
@@ -217,6 +224,8 @@ class Plugin:
         shown = passages or scored[:self.config.top_k]
         info: dict[str, Any] = {"threshold": self.config.threshold,
                                 "passages": [p.explain() for p in shown], "relevant": len(passages)}
+        if self.answer_check is not None:
+            info["answer_check_line"] = self.config.answer_check_line
         ctx.extra["knowledge"] = info
         if not passages:
             return self._no_match(ctx, text)
@@ -336,5 +345,8 @@ class Plugin:
             return None
         items = [f"{p['score']:.2f} (lexical {p['lexical']:.2f}, dense {p['dense']:.2f}) "
                  f"《{p['title']}》{p['heading']}" for p in info["passages"]]
+        best = info["passages"][0] if info["passages"] else {}
+        line = (f"answer check {best['answers']:.2f}, line {info['answer_check_line']}" if "answers" in best
+                else f"threshold {info['threshold']}")
         return Explanation("knowledge", f"{info.get('outcome', '?')}: {info['relevant']} relevant "
-                           f"passage(s), threshold {info['threshold']}", items, info)
+                           f"passage(s), {line}", items, info)

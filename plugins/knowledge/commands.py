@@ -56,11 +56,14 @@ async def kb_command(bot: Any, action: str, question: str = "", out: Any = None,
     relevant = {id(p) for p in passages}
     rows = [{**p.explain(), "used": id(p) in relevant, "text": p.chunk.text} for p in scored[:8]]
     if as_json:
-        print(json.dumps({"question": question, "threshold": plugin.config.threshold,
+        extra = {"answer_check_line": plugin.config.answer_check_line} if plugin.answer_check is not None else {}
+        print(json.dumps({"question": question, "threshold": plugin.config.threshold, **extra,
                           "passages": rows}, ensure_ascii=False, indent=1), file=out)
         return 0
     print(f"question:  {question}", file=out)
-    print(f"threshold: {plugin.config.threshold}  ->  "
+    decided = (f"answer check: logit {scored[0].answers:.2f}, line {plugin.config.answer_check_line}"
+               if scored and scored[0].answers is not None else f"threshold: {plugin.config.threshold}")
+    print(f"{decided}  ->  "
           + (f"{len(passages)} passage(s) used" if passages else
              f"no relevant passage ({plugin.config.no_match})"), file=out)
     for row in rows:

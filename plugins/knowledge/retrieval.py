@@ -18,6 +18,10 @@ under the line the question gets no passage; on or above it, the best ``top_k`` 
 (the next ones even under the line). Near-duplicates (the same paragraph in two files, a page
 repeated) collapse to the best-scored one.
 
+With the answer check on (``answer_check``, ``answer_check.py``), a pair model reads the question
+and the best passage together and its logit, not the fused score, decides: the passages are kept
+when it is above ``answer_check_line``.
+
 Optionally (``asked_part_weight`` > 0) the best passage is checked for holding what is asked: the
 question's words it does not hold ("多大年纪" of "王磊老师多大年纪") are embedded on their own,
 and when their nearest stored row lies in another passage, the shortfall of this passage's nearest
@@ -49,6 +53,8 @@ class Passage:
     #: The best passage only, when checked (``asked_part_weight``): how far its nearest row to the
     #: question's words it does not hold falls under their nearest row anywhere (cosine, <= 0).
     asked: float | None = None
+    #: The best passage only, with the answer check on: the pair model's logit that it answers.
+    answers: float | None = None
 
     def explain(self) -> dict[str, Any]:
         out = {"document": self.chunk.path, "title": self.chunk.title, "heading": self.chunk.heading,
@@ -57,7 +63,14 @@ class Passage:
                "text": self.chunk.text[:120]}
         if self.asked is not None:
             out["asked"] = round(self.asked, 4)
+        if self.answers is not None:
+            out["answers"] = round(self.answers, 4)
         return out
+
+
+def passage_text(chunk: StoredChunk) -> str:
+    """What the answer check reads of a passage: its document title, heading path and text."""
+    return " ".join(x for x in (chunk.title, chunk.heading, chunk.text) if x)
 
 
 def shingles(text: str, size: int = 3) -> set[str]:
@@ -70,39 +83,61 @@ def jaccard(a: set[str], b: set[str]) -> float:
 
 
 class Retriever:
-    def __init__(self, store: KnowledgeStore, analyzer: TermAnalyzer, embeddings: Any, config: Any) -> None:
+    def __init__(self, store: KnowledgeStore, analyzer: TermAnalyzer, embeddings: Any, config: Any,
+                 answer_check: Any = None) -> None:
         self.store = store
         self.analyzer = analyzer
         self.embeddings = embeddings
         self.config = config
+        #: The pair model (``answer_check.AnswerCheck``) when ``answer_check`` is on, else None.
+        self.answer_check = answer_check
 
     async def search(self, question: str, *, top_k: int | None = None,
                      threshold: float | None = None) -> tuple[list[Passage], list[Passage]]:
         """(the best ``top_k`` passages when the best reaches the threshold, else none; every
-        scored candidate best first, for explanations and ``run.py kb search``)."""
+        scored candidate best first, for explanations and ``run.py kb search``). With the answer
+        check on and no ``threshold`` of the caller's own, the pair model decides instead."""
         cfg = self.config
         top_k = cfg.top_k if top_k is None else top_k
+        check = self.answer_check if threshold is None else None
         threshold = cfg.threshold if threshold is None else threshold
         norm = normalize_text(question)
         if not norm:
             return [], []
-        kept, scored = await self._search(norm, top_k, threshold)
+        # with the check, the passages are ranked with no line and the pair model decides
+        line = float("-inf") if check is not None else threshold
+        kept, scored = await self._search(norm, top_k, line)
         read = norm
         # A homophone typo (学肥 for 学费) read as the candidates' word that sounds the same, kept
         # when that reading matches the documents better than the question as written.
         vocabulary = set().union(*(p.chunk.terms for p in scored)) if scored else set()
         corrected = await asyncio.to_thread(correct, norm, vocabulary, self.analyzer.segmenter.in_dictionary)
         if corrected != norm:
-            fixed = await self._search(corrected, top_k, threshold)
+            fixed = await self._search(corrected, top_k, line)
             if fixed[1] and (not scored or fixed[1][0].score > scored[0].score):
                 kept, scored = fixed
                 read = corrected
+        if check is not None:
+            return await self._checked(question, kept, scored, threshold), scored
         if kept and cfg.asked_part_weight > 0:
             best = scored[0]
             best.asked = await self.asked_shortfall(read, best)
             if best.score + cfg.asked_part_weight * best.asked / cfg.dense_gap < threshold:
                 kept = []
         return kept, scored
+
+    async def _checked(self, question: str, kept: list[Passage], scored: list[Passage],
+                       threshold: float) -> list[Passage]:
+        """``kept`` when the pair model's logit of the question and the best passage is above
+        ``answer_check_line``, else none; the fused line decides when the model cannot run."""
+        if not scored:
+            return []
+        best = scored[0]
+        logits = await self.answer_check.logits(question, [passage_text(best.chunk)])
+        if logits is None:
+            return kept if best.score >= threshold else []
+        best.answers = logits[0]
+        return kept if best.answers > self.config.answer_check_line else []
 
     async def asked_shortfall(self, norm: str, passage: Passage) -> float:
         """How far the nearest row of ``passage`` to the question's words it does not hold falls
