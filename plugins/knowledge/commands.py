@@ -46,6 +46,7 @@ async def kb_command(bot: Any, action: str, question: str = "", out: Any = None,
         print(f"documents:   {status['documents']}    chunks: {status['chunks']}    "
               f"vectors: {status['vector_model'] or 'none (lexical only)'}", file=out)
         print(f"last change: {_age(status['last_indexed'])}", file=out)
+        print(f"answer check: {status['answer_check']}", file=out)
         if action == "reindex" or report.changed:
             print(f"this run:    {len(report.added)} added, {len(report.updated)} updated, "
                   f"{len(report.removed)} removed, {report.chunks} chunks in {report.seconds:.1f} s", file=out)

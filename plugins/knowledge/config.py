@@ -30,7 +30,8 @@ class Config:
     #: Passages given to the model (or considered for the answer without one).
     top_k: int = 3
     #: Minimum relevance score of the best passage for the skill to answer (then the best top_k
-    #: passages are used, the next ones even under it), when the answer check is off or cannot run. With embeddings the score is
+    #: passages are used, the next ones even under it), when the answer check is off or cannot
+    #: run. With embeddings the score is
     #: ``(cosine - mean cosine) / dense_gap + lexical_weight * lexical`` (the cosine of the chunk or
     #: of its best sentence; lexical = the share of the question's term weight it holds, 0..1);
     #: without them ``lexical / lexical_alone``. 1.0 = on the line that separated the tuning
