@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from plugins.knowledge.answer_check import HEAD, PATCH, AnswerCheck
+from plugins.knowledge.answer_check import HEAD, MAX_WAITING, PATCH, AnswerCheck
 from plugins.knowledge.config import Config
 from tests.data.knowledge.corpus import write_corpus
 from tests.test_knowledge import knowledge, knowledge_settings, wait_for_index
@@ -65,6 +65,15 @@ async def test_with_the_check_on_the_model_decides_and_the_explanation_says_so(c
         assert fused[0].answers is None
         kept, scored = await plugin.retriever.search("红烧肉怎么做")
         assert not kept and scored and scored[0].answers is not None
+        # a burst of new questions does not queue behind the model: past MAX_WAITING the fused line
+        # decides (here held at the limit, as a burst would hold it)
+        check = plugin.answer_check
+        check.waiting = MAX_WAITING
+        kept, scored = await plugin.retriever.search("围棋课收费多少")
+        assert kept and scored[0].answers is None and check.skipped == 1 and not check.error
+        check.waiting = 0
+        kept, scored = await plugin.retriever.search("围棋课收费多少")
+        assert kept and scored[0].answers is not None and check.waiting == 0
 
 
 async def test_a_pair_model_that_cannot_load_leaves_the_fused_line_deciding(corpus, tmp_path, caplog):

