@@ -122,17 +122,15 @@ def faq_pairs(folder: Path, embed) -> list[dict]:
 
 
 async def knowledge_questions(name: str) -> list[dict]:
+    from plugins.knowledge.retrieval import passage_text
     from tests.knowledge_fit import indexed_corpus
-
-    def text(chunk) -> str:
-        return " ".join(x for x in (chunk.title, chunk.heading, chunk.text) if x)
 
     out = []
     async with indexed_corpus(name) as (plugin, covered, uncovered):
         for question, phrase in [(q, ph) for q, _, ph in covered] + [(q, "") for q in uncovered]:
             kept, scored = await plugin.retriever.search(question)
             out.append(dict(org=name, q=question, covered=bool(phrase), kept=bool(kept),
-                            cands=[(text(p.chunk), bool(phrase) and phrase in p.chunk.text, p.score) for p in scored[:3]]))
+                            cands=[(passage_text(p.chunk), bool(phrase) and phrase in p.chunk.text, p.score) for p in scored[:3]]))
     return out
 
 

@@ -21,20 +21,17 @@ def pytest_configure(config) -> None:
     from experiment_cross_encoder import DEST, load_pair_model
 
     import tests.test_knowledge as knowledge_tests
-    from plugins.knowledge.retrieval import Retriever
+    from plugins.knowledge.retrieval import Retriever, passage_text
 
     line = float(os.environ["PAIR_LINE"])
     logits = load_pair_model(os.environ.get("PAIR_MODEL", DEST))
     shipped_search, shipped_measure = Retriever.search, knowledge_tests.measure_retrieval
 
-    def text(chunk) -> str:
-        return " ".join(x for x in (chunk.title, chunk.heading, chunk.text) if x)
-
     async def search(self, question, *, top_k=None, threshold=None):
         if threshold is not None:  # a caller's own line: as shipped
             return await shipped_search(self, question, top_k=top_k, threshold=threshold)
         kept, scored = await shipped_search(self, question, top_k=top_k, threshold=float("-inf"))
-        if scored and (await asyncio.to_thread(logits, question, [text(scored[0].chunk)]))[0] <= line:
+        if scored and (await asyncio.to_thread(logits, question, [passage_text(scored[0].chunk)]))[0] <= line:
             kept = []
         return kept, scored
 
