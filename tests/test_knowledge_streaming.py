@@ -44,7 +44,11 @@ async def harness(wechat, llm, folder: Path, cache: Path, **table: Any):
                  **table}
     h = await wechat(enabled=["welcome", "knowledge", "llm"], overrides={
         **WINDOW, "plugins": {"llm": {"providers": [llm.provider(timeout=10.0)]}, "knowledge": knowledge}})
-    await wait_for_index(h.client.app[BOTS_KEY].bot.pm.get_plugin("knowledge"), 5)
+    bot = h.client.app[BOTS_KEY].bot
+    await wait_for_index(bot.pm.get_plugin("knowledge"), 5)
+    # WeChat's time is scaled down, a model's load is not: a bot started a moment ago is loading
+    # its second embedding model (~1 s in a process that has not loaded it yet)
+    await bot.embeddings.wait_loaded()
     return h
 
 

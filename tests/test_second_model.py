@@ -3,6 +3,7 @@ vectors ride along with every query and stored set, and the FAQ's features read 
 unavailable, the FAQ reads e5 alone."""
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import numpy as np
@@ -70,6 +71,39 @@ async def test_an_unavailable_second_model_means_one_warning_and_e5_alone(tmp_pa
     assert first.vector.shape == (384,) and first.second is None and second.second is None
     warnings = [r for r in caplog.records if "second embedding model unavailable" in r.getMessage()]
     assert len(warnings) == 1 and not any(r.exc_info for r in caplog.records)
+
+
+async def test_a_started_bot_loads_the_second_model_before_any_message(monkeypatch):
+    # without the FAQ (whose start-up embeds its set with both models) nothing else would load it
+    # before the first message, which would then wait ~1 s for it
+    loads = []
+    real = embeddings_module.second_model
+    monkeypatch.setattr(embeddings_module, "second_model", lambda: loads.append(1) or real())
+    async with running_bot({"plugins": {"enabled": ["welcome"]}}) as bot:
+        for _ in range(200):  # nothing asks for it: the start-up does
+            if loads:
+                break
+            await asyncio.sleep(0.05)
+        assert loads == [1]
+        await bot.embeddings.wait_loaded()
+        query = await bot.embeddings.embed_query("你们几点关门")
+        assert query.second is not None and loads == [1]  # loaded once
+
+
+async def test_a_second_model_that_fails_to_load_in_the_background_warns_once(tmp_path, monkeypatch, caplog):
+    def unavailable():
+        raise SecondModelUnavailable("OSError: weights missing")
+
+    monkeypatch.setattr(embeddings_module, "second_model", unavailable)
+    service = EmbeddingService(semantic(), tmp_path)
+    with caplog.at_level(logging.WARNING, logger="skillbot.embeddings"):
+        service.start_loading()
+        service.start_loading()  # once
+        await service.wait_loaded()
+        query = await service.embed_query("你们几点关门")
+    assert query.second is None and service.second_model is None
+    warnings = [r for r in caplog.records if "second embedding model unavailable" in r.getMessage()]
+    assert len(warnings) == 1
 
 
 def raw(q, j, u=None, uj=None, u_general=None) -> RawScores:

@@ -154,6 +154,8 @@ class Bot:
                 await self.state.start()
             self.segmenter = Segmenter(self.settings.cache_dir / "jieba")
             self.segmenter.initialize()
+            # the second embedding model loads on a thread meanwhile: no message waits for it
+            self.embeddings.start_loading()
             await self.hooks.startup(self, self.configs)
             await self.build_router()
             self.metric_families = await self.hooks.metrics()
@@ -203,6 +205,7 @@ class Bot:
         return tokens, route
 
     async def stop(self) -> None:
+        self.embeddings.stop_loading()
         await self.hooks.shutdown(self)
         if self.http is not None:
             await self.http.close()

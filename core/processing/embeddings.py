@@ -294,6 +294,8 @@ class EmbeddingService:
         #: The second model: wanted (settings), and once loaded; off for good after it fails to load.
         self._second_wanted = bool(settings.enabled and settings.second_model)
         self._second: SecondModel | None = None
+        #: The second model's load, started once (``start_loading`` at start-up, or its first use).
+        self._second_loading: asyncio.Future | None = None
         self._cache: OrderedDict[str, Embedded] = OrderedDict()
         self._pending: list[tuple[str, asyncio.Future]] = []
         self._flushing: asyncio.Task | None = None
@@ -313,16 +315,44 @@ class EmbeddingService:
         """The name of the second model's vectors when it is on (it may still fail to load)."""
         return SECOND_MODEL_NAME if self._second_wanted else None
 
+    def start_loading(self) -> None:
+        """Start loading the second model in the background (~1 s on a thread; the bot calls it at
+        start-up), so that the first message that needs it does not wait for it."""
+        if self._second is None and self._second_wanted and self._second_loading is None:
+            self._second_loading = asyncio.ensure_future(self._load_second())
+
+    def stop_loading(self) -> None:
+        """Stop waiting for a load still running (a bot stopped within a second of its start):
+        the thread finishes on its own and a later use starts again."""
+        if self._second_loading is not None and not self._second_loading.done():
+            self._second_loading.cancel()
+            self._second_loading = None
+
+    async def _load_second(self) -> None:
+        try:
+            self._second = await asyncio.to_thread(second_model)
+        except SecondModelUnavailable as exc:
+            self._second_wanted = False
+            log.warning("second embedding model unavailable, the FAQ reads one model: %s", exc)
+
     async def _second_loaded(self) -> SecondModel | None:
-        """The second model, loaded in a thread on first use; None when off or unavailable
-        (one warning, then the FAQ reads e5 alone)."""
+        """The second model, loaded once in a thread (at start-up or on first use); None when off
+        or unavailable (one warning, then the FAQ reads e5 alone)."""
         if self._second is None and self._second_wanted:
+            self.start_loading()
+            assert self._second_loading is not None
             try:
-                self._second = await asyncio.to_thread(second_model)
-            except SecondModelUnavailable as exc:
-                self._second_wanted = False
-                log.warning("second embedding model unavailable, the FAQ reads one model: %s", exc)
+                await asyncio.shield(self._second_loading)  # a cancelled caller leaves the load running
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                self._second_loading = None  # an unforeseen failure: the next use tries again
+                raise
         return self._second
+
+    async def wait_loaded(self) -> None:
+        """Until the models loading in the background are loaded (or known unavailable)."""
+        await self._second_loaded()
 
     async def _embed_second(self, texts: list[str]) -> np.ndarray | None:
         """The second model's vectors of ``texts`` on its own thread, or None."""
