@@ -1,8 +1,9 @@
 """Cutting a document into passages that keep its structure.
 
 A chunk never spans two sections: a heading closes the chunk before it. Inside a section, list
-items and table rows stay whole (a long table is cut between rows and every part repeats the
-header row), and a long paragraph is cut after a Chinese or Latin sentence end, never inside a
+items and table rows stay whole (a long table is cut between rows; a row under a header row is
+written with its column names, so each part reads on its own, and a table whose header is not
+known repeats its first row at the top of every part), and a long paragraph is cut after a Chinese or Latin sentence end, never inside a
 sentence unless one sentence alone is longer than a chunk. Every chunk keeps the document title
 and its heading path (章 > 节), which are also part of what retrieval matches.
 """
@@ -116,6 +117,9 @@ def chunk_document(doc: Document, max_chars: int = 400) -> list[Chunk]:
                     lines.append(table_header)
                     size = len(table_header) + 1
                 add(block.text)
+        elif block.kind == "record":  # a table row with its column names: whole, needs no header
+            table_header = None
+            add(block.text)
         elif block.kind == "list":
             for piece in _pieces(block.text, max_chars):
                 add(f"- {piece}")

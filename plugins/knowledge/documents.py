@@ -2,7 +2,7 @@
 
 Every reader returns a ``Document``: a title and an ordered list of ``Block``s (heading with its
 level, paragraph, list item, table row), which is what the chunker needs to keep headings, lists and
-tables whole. A file that cannot be read raises ``DocumentError`` with a reason an operator can act
+tables whole. A table row under a header row is written with its column names (``table_blocks``). A file that cannot be read raises ``DocumentError`` with a reason an operator can act
 on; the caller reports it by name and goes on with the other files.
 """
 from __future__ import annotations
@@ -39,7 +39,8 @@ class DocumentError(Exception):
 
 @dataclass
 class Block:
-    """One structural unit: ``kind`` is heading, paragraph, list or table (one row each)."""
+    """One structural unit: ``kind`` is heading, paragraph, list, table (one row, its cells
+    joined by `` | ``) or record (a table row written with its column names: ``名称：值，名称：值``)."""
 
     kind: str
     text: str
@@ -113,6 +114,78 @@ def numbered_heading_level(line: str) -> int:
     return 0
 
 
+# ---- tables --------------------------------------------------------------------------------------
+
+#: Column names are short names, not sentences or clauses.
+_COLUMN_NAME_MAX_CHARS = 20
+_CLAUSE_MARK = re.compile(r"[。！？；!?;，,：:]")
+_DIGIT = re.compile(r"\d")
+
+
+def has_header(rows: list[list[str]], marked: bool | None) -> bool:
+    """Whether the first of a table's rows names its columns. ``marked`` is what the format says:
+    True for a Markdown row above its ``|---|`` rule or a row of HTML ``<th>`` cells, None when the
+    format has no marker (DOCX, TXT, HTML of ``<td>`` only). Unmarked, the first row is taken as a
+    header only when it reads as column names (two or more short, distinct, non-empty cells with no
+    sentence or clause marks) and differs in kind from the rows under it: some column holds a
+    figure (a price, a time, a count) in every row below and none in the first row. A two-column
+    table needs two such rows below, so a key/value table (地址 | …, 电话 | …) is not read as
+    named columns from its first pair."""
+    if not rows:
+        return False
+    first = rows[0]
+    data = [row for row in rows[1:] if row != first]  # a header repeated on every page is no data
+    if not data:
+        return False
+    if marked is not None:
+        return marked and any(first)
+    if len(first) < 2 or len(data) < (2 if len(first) == 2 else 1):
+        return False
+    if not all(first) or len(set(first)) < len(first):
+        return False
+    if any(len(c) > _COLUMN_NAME_MAX_CHARS or _CLAUSE_MARK.search(c) for c in first):
+        return False
+    for i, name in enumerate(first):
+        values = [row[i] for row in data if i < len(row)]
+        if not _DIGIT.search(name) and len(values) == len(data) and all(_DIGIT.search(v) for v in values):
+            return True
+    return False
+
+
+def labelled_row(names: list[str], cells: list[str]) -> str:
+    """One data row with its column names, ``名称：值，名称：值``: empty cells are left out, a cell
+    past the header's columns (or under an empty name) is written bare, and neighbouring columns
+    with the same value (a merged cell) share it (``平日价、周末价：380元``). The separators are no
+    sentence ends, so the row stays one sentence; a cell's own trailing 。or ；goes."""
+    pairs: list[tuple[list[str], str, int]] = []
+    for i, value in enumerate(cells):
+        value = value.rstrip("。；;")
+        if not value:
+            continue
+        name = names[i] if i < len(names) else ""
+        if pairs and name and pairs[-1][0] and pairs[-1][1] == value and pairs[-1][2] == i - 1:
+            pairs[-1] = (pairs[-1][0] + [name], value, i)
+        else:
+            pairs.append(([name] if name else [], value, i))
+    return "，".join(f"{'、'.join(n)}：{v}" if n else v for n, v, _ in pairs)
+
+
+def table_blocks(rows: list[list[str]], marked: bool | None = None) -> list[Block]:
+    """A table's rows (cells in column order, a merged cell repeated in each column it spans) as
+    blocks: under a header (``has_header``) each data row is a record written with its column names,
+    and the header row itself is dropped (every record carries it); otherwise each row is a table
+    row, its cells joined by `` | `` (a merged cell once)."""
+    rows = [row for row in rows if any(row)]
+    if has_header(rows, marked):
+        # a row repeating the header (a header repeated on every page) says nothing more
+        return [Block("record", labelled_row(rows[0], row)) for row in rows[1:] if row != rows[0]]
+    out = []
+    for row in rows:
+        cells = [c for i, c in enumerate(row) if i == 0 or c != row[i - 1]]
+        out.append(Block("table", " | ".join(cells)))
+    return out
+
+
 # ---- Markdown ------------------------------------------------------------------------------------
 
 _ATX = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
@@ -131,8 +204,18 @@ def read_markdown(text: str, stem: str) -> Document:
     paragraph: list[str] = []
     lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
     in_fence = False
+    table: list[list[str]] = []
+    ruled = False  # the table's first row stands above a |---| rule: its header
+
+    def end_table() -> None:
+        nonlocal ruled
+        if table:
+            blocks.extend(table_blocks(table, True if ruled else None))
+            table.clear()
+            ruled = False
 
     def flush() -> None:
+        end_table()
         if paragraph:
             blocks.append(Block("paragraph", _markdown_inline(" ".join(paragraph))))
             paragraph.clear()
@@ -147,6 +230,9 @@ def read_markdown(text: str, stem: str) -> Document:
             paragraph.append(stripped)
             continue
         following = lines[i + 1].strip() if i + 1 < len(lines) else ""
+        is_row = stripped.startswith("|") or (stripped.count("|") >= 2 and _TABLE_RULE.match(following or ""))
+        if not is_row:
+            end_table()
         match = _ATX.match(stripped)
         if match:
             flush()
@@ -160,12 +246,13 @@ def read_markdown(text: str, stem: str) -> Document:
         elif stripped and (set(stripped) <= {"="} or (set(stripped) <= {"-"} and blocks
                                                           and blocks[-1].kind == "heading")):
             continue  # the underline of a setext heading
-        elif stripped.startswith("|") or (stripped.count("|") >= 2 and _TABLE_RULE.match(following or "")):
-            flush()
+        elif is_row:
+            if paragraph:
+                flush()
             if _TABLE_RULE.match(stripped):
+                ruled = ruled or len(table) == 1
                 continue
-            cells = [_markdown_inline(c) for c in stripped.strip("|").split("|")]
-            blocks.append(Block("table", " | ".join(cells)))
+            table.append([_markdown_inline(c) for c in stripped.strip("|").split("|")])
         elif _LIST_ITEM.match(line):
             flush()
             blocks.append(Block("list", _markdown_inline(_LIST_ITEM.sub("", line, count=1))))
@@ -195,6 +282,7 @@ def _join_lines(lines: list[str]) -> str:
 def read_plain_text(text: str, stem: str, title: str | None = None) -> Document:
     blocks: list[Block] = []
     paragraph: list[str] = []
+    table: list[list[str]] = []
 
     def flush() -> None:
         if paragraph:
@@ -204,6 +292,10 @@ def read_plain_text(text: str, stem: str, title: str | None = None) -> Document:
     for raw in text.replace("\r\n", "\n").replace("\r", "\n").split("\n"):
         line = _clean(raw)
         level = numbered_heading_level(line)
+        is_row = bool(line) and not level and not _LIST_ITEM.match(raw) and ("\t" in raw.strip() or "  |  " in raw)
+        if table and not is_row:
+            blocks.extend(table_blocks(table))
+            table.clear()
         if not line:
             flush()
         elif level:
@@ -212,13 +304,14 @@ def read_plain_text(text: str, stem: str, title: str | None = None) -> Document:
         elif _LIST_ITEM.match(raw):
             flush()
             blocks.append(Block("list", _LIST_ITEM.sub("", raw, count=1).strip()))
-        elif "\t" in raw.strip() or "  |  " in raw:
+        elif is_row:
             flush()
-            blocks.append(Block("table", " | ".join(_clean(c) for c in re.split(r"\t+|\s{2,}\|\s{2,}", raw.strip()))))
+            table.append([_clean(c) for c in re.split(r"\t+|\s{2,}\|\s{2,}", raw.strip())])
         else:
             paragraph.append(line)
             if line[-1] in "。！？!?":
                 flush()
+    blocks.extend(table_blocks(table))
     flush()
     # The first short line that ends no sentence is the document's title (a title line repeating
     # the metadata title as well): kept as a level-1 heading, which the chunker leaves out.
@@ -272,15 +365,9 @@ def read_docx(path: Path) -> Document:
                 level = numbered_heading_level(text)
                 blocks.append(Block("heading", text, level) if level else Block("paragraph", text))
         elif tag == "tbl":
-            table = Table(child, document)
-            for row in table.rows:
-                cells: list[str] = []
-                for cell in row.cells:
-                    value = _clean(cell.text)
-                    if not cells or cells[-1] != value:  # merged cells repeat their text
-                        cells.append(value)
-                if any(cells):
-                    blocks.append(Block("table", " | ".join(cells)))
+            # a merged cell comes once per column it spans (table_blocks writes it once)
+            blocks.extend(table_blocks([[_clean(cell.text) for cell in row.cells]
+                                        for row in Table(child, document).rows]))
     if not title:
         title = next((b.text for b in blocks if b.kind == "heading" and b.level == 1), path.stem)
     return Document(title, blocks)
@@ -336,6 +423,13 @@ class _HtmlBlocks(HTMLParser):
         self._in_title = False
         self._row: list[str] | None = None
         self._cell: list[str] | None = None
+        self._table: list[list[str]] = []
+        self._header = True  # every cell of the table's first row is a <th>
+
+    def _end_table(self) -> None:
+        if self._table:
+            self.blocks.extend(table_blocks(self._table, True if self._header else None))
+        self._table, self._header = [], True
 
     def _flush(self) -> None:
         text = _clean("".join(self._text))
@@ -360,6 +454,8 @@ class _HtmlBlocks(HTMLParser):
             self._row = []
         elif tag in ("td", "th") and self._row is not None:
             self._cell = []
+            if tag == "td" and not self._table:
+                self._header = False
         elif tag in self.BREAK:
             self._flush()
 
@@ -373,8 +469,12 @@ class _HtmlBlocks(HTMLParser):
             self._cell = None
         elif tag == "tr" and self._row is not None:
             if any(self._row):
-                self.blocks.append(Block("table", " | ".join(self._row)))
+                self._table.append(self._row)
+            elif not self._table:
+                self._header = True  # an empty first row: the next one is the first
             self._row = None
+        elif tag == "table":
+            self._end_table()
         elif tag in ("h1", "h2", "h3", "h4", "h5", "h6", "li") or tag in self.BREAK:
             self._flush()
 
@@ -394,6 +494,7 @@ def read_html(text: str, stem: str) -> Document:
     parser.feed(text)
     parser.close()
     parser._flush()
+    parser._end_table()
     title = _clean(parser.title) or next(
         (b.text for b in parser.blocks if b.kind == "heading" and b.level == 1), stem)
     return Document(title, parser.blocks)
