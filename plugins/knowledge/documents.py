@@ -449,6 +449,8 @@ class _HtmlBlocks(HTMLParser):
         elif tag == "li":
             self._flush()
             self._kind = "list"
+        elif tag == "table":
+            self._end_table()  # rows of an unclosed (or enclosing) table before this one
         elif tag == "tr":
             self._flush()
             self._row = []
