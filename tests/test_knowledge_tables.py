@@ -121,3 +121,29 @@ def test_a_long_cell_keeps_its_row_whole_and_a_table_of_unknown_header_repeats_i
     unknown = [Block("table", "课程 | 老师")] + [Block("table", f"课程{i} | 老师{i}") for i in range(20)]
     chunks = chunk_document(Document("课表", unknown), max_chars=60)
     assert len(chunks) > 1 and all(c.text.startswith("课程 | 老师\n") for c in chunks)
+
+
+async def test_an_index_built_by_an_earlier_reading_reads_every_file_again_once(tmp_path, monkeypatch):
+    # an operator upgrading keeps the index on disk: files unchanged since, written as the earlier
+    # version read them (pipes), are read again once so their tables get their column names
+    from core.testing import running_bot
+    from plugins.knowledge import indexer
+    from tests.test_knowledge import knowledge, knowledge_settings, wait_for_index
+
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "loans.md").write_text(to_markdown(_doc(LOANS)), encoding="utf-8")
+    settings = knowledge_settings(folder, tmp_path / "index")
+    monkeypatch.setattr(indexer, "READING", 1)
+    async with running_bot(settings) as bot:
+        await wait_for_index(knowledge(bot), 1)
+        assert (await knowledge(bot).store.documents())["loans.md"].signature.startswith("r1:")
+    monkeypatch.setattr(indexer, "READING", 2)
+    async with running_bot(settings) as bot:
+        plugin = knowledge(bot)
+        await wait_for_index(plugin, 1)
+        assert (await plugin.store.documents())["loans.md"].signature.startswith("r2:")  # read again
+        report = await plugin.sync()
+        assert not report.changed  # once
+        kept, _ = await plugin.retriever.search("少儿读者证能借几本")
+        assert kept and kept[0].chunk.text.startswith("读者证类型：")

@@ -43,12 +43,18 @@ class SyncReport:
         return bool(self.added or self.updated or self.removed or self.unreadable)
 
 
+#: How documents are read and cut into chunks; raised when that changes (2: table rows under a
+#: header row written with their column names), so that an index built before reads every file
+#: again once, as if it had changed.
+READING = 2
+
+
 def signature_of(path: Path) -> str | None:
     try:
         st = path.stat()
     except OSError:
         return None
-    return f"{st.st_mtime_ns}:{st.st_size}"
+    return f"r{READING}:{st.st_mtime_ns}:{st.st_size}"
 
 
 class FolderIndexer:
