@@ -3,9 +3,10 @@
 A chunk never spans two sections: a heading closes the chunk before it. Inside a section, list
 items and table rows stay whole (a long table is cut between rows; a row under a header row is
 written with its column names, so each part reads on its own, and a table whose header is not
-known repeats its first row at the top of every part), and a long paragraph is cut after a Chinese or Latin sentence end, never inside a
-sentence unless one sentence alone is longer than a chunk. Every chunk keeps the document title
-and its heading path (章 > 节), which are also part of what retrieval matches.
+known repeats its first row at the top of every part), and a long paragraph is cut after a
+Chinese or Latin sentence end, never inside a sentence unless one sentence alone is longer than a
+chunk. Every chunk keeps the document title and its heading path (章 > 节), which are also part
+of what retrieval matches.
 """
 from __future__ import annotations
 

@@ -2,8 +2,9 @@
 
 Every reader returns a ``Document``: a title and an ordered list of ``Block``s (heading with its
 level, paragraph, list item, table row), which is what the chunker needs to keep headings, lists and
-tables whole. A table row under a header row is written with its column names (``table_blocks``). A file that cannot be read raises ``DocumentError`` with a reason an operator can act
-on; the caller reports it by name and goes on with the other files.
+tables whole. A table row under a header row is written with its column names (``table_blocks``).
+A file that cannot be read raises ``DocumentError`` with a reason an operator can act on; the
+caller reports it by name and goes on with the other files.
 """
 from __future__ import annotations
 
