@@ -98,6 +98,30 @@ def test_a_merged_docx_cell_is_written_once_with_both_column_names(tmp_path):
                                                  Block("record", "票种：夜场票，平日价、周末价：200元")]
 
 
+def test_equal_neighbouring_cells_are_kept_unless_the_document_says_they_are_one_merged_cell(tmp_path):
+    # a timetable with no header row: two equal cells side by side are two values, in every format
+    hours = [["周一", "休息", "休息"], ["周二", "9:00-12:00", "14:00-17:00"]]
+    for name, render in (("hours.html", to_html), ("hours.txt", to_text)):
+        (tmp_path / name).write_text(render(_doc(hours)), encoding="utf-8")
+    markdown = "# 开放时间\n\n" + "\n".join(f"| {' | '.join(row)} |" for row in hours) + "\n"  # no |---| rule
+    (tmp_path / "hours.md").write_text(markdown, encoding="utf-8")
+    write_docx(_doc(hours), tmp_path / "hours.docx")
+    for name in ("hours.md", "hours.html", "hours.txt", "hours.docx"):
+        assert _rows(tmp_path / name) == [Block("table", " | ".join(row)) for row in hours], name
+    # a DOCX cell merged across two columns is one value, written once
+    import docx
+
+    document = docx.Document()
+    table = document.add_table(rows=2, cols=3)
+    for r, row in enumerate(hours):
+        for c, cell in enumerate(row):
+            table.cell(r, c).text = cell
+    table.cell(0, 1).merge(table.cell(0, 2)).text = "全天休息"
+    document.save(str(tmp_path / "merged.docx"))
+    assert _rows(tmp_path / "merged.docx") == [Block("table", "周一 | 全天休息"),
+                                               Block("table", "周二 | 9:00-12:00 | 14:00-17:00")]
+
+
 def test_a_long_labelled_table_is_cut_between_rows_and_every_part_reads_on_its_own(tmp_path):
     rows = [["课程", "课时", "费用"]] + [[f"课程{i}", f"{i + 10}课时", f"{i}00元"] for i in range(30)]
     rows.insert(16, rows[0])  # a header repeated on a second page
@@ -134,15 +158,16 @@ async def test_an_index_built_by_an_earlier_reading_reads_every_file_again_once(
     folder.mkdir()
     (folder / "loans.md").write_text(to_markdown(_doc(LOANS)), encoding="utf-8")
     settings = knowledge_settings(folder, tmp_path / "index")
+    current = indexer.READING
     monkeypatch.setattr(indexer, "READING", 1)
     async with running_bot(settings) as bot:
         await wait_for_index(knowledge(bot), 1)
         assert (await knowledge(bot).store.documents())["loans.md"].signature.startswith("r1:")
-    monkeypatch.setattr(indexer, "READING", 2)
+    monkeypatch.setattr(indexer, "READING", current)
     async with running_bot(settings) as bot:
         plugin = knowledge(bot)
         await wait_for_index(plugin, 1)
-        assert (await plugin.store.documents())["loans.md"].signature.startswith("r2:")  # read again
+        assert (await plugin.store.documents())["loans.md"].signature.startswith(f"r{current}:")  # read again
         report = await plugin.sync()
         assert not report.changed  # once
         kept, _ = await plugin.retriever.search("少儿读者证能借几本")

@@ -171,18 +171,24 @@ def labelled_row(names: list[str], cells: list[str]) -> str:
     return "，".join(f"{'、'.join(n)}：{v}" if n else v for n, v, _ in pairs)
 
 
-def table_blocks(rows: list[list[str]], marked: bool | None = None) -> list[Block]:
+def table_blocks(rows: list[list[str]], marked: bool | None = None,
+                 spans: list[list[bool]] | None = None) -> list[Block]:
     """A table's rows (cells in column order, a merged cell repeated in each column it spans) as
     blocks: under a header (``has_header``) each data row is a record written with its column names,
     and the header row itself is dropped (every record carries it); otherwise each row is a table
-    row, its cells joined by `` | `` (a merged cell once)."""
-    rows = [row for row in rows if any(row)]
+    row, its cells joined by `` | ``. ``spans`` marks the cells that continue a merged cell on their
+    left (a reader that knows, DOCX): those are written once; two cells that merely hold the same
+    text (``周一 | 休息 | 休息``) are both kept."""
+    if spans is None:
+        spans = [[False] * len(row) for row in rows]
+    kept = [(row, span) for row, span in zip(rows, spans) if any(row)]
+    rows = [row for row, _ in kept]
     if has_header(rows, marked):
         # a row repeating the header (a header repeated on every page) says nothing more
         return [Block("record", labelled_row(rows[0], row)) for row in rows[1:] if row != rows[0]]
     out = []
-    for row in rows:
-        cells = [c for i, c in enumerate(row) if i == 0 or c != row[i - 1]]
+    for row, span in kept:
+        cells = [c for i, c in enumerate(row) if not (i < len(span) and span[i])]
         out.append(Block("table", " | ".join(cells)))
     return out
 
@@ -366,9 +372,13 @@ def read_docx(path: Path) -> Document:
                 level = numbered_heading_level(text)
                 blocks.append(Block("heading", text, level) if level else Block("paragraph", text))
         elif tag == "tbl":
-            # a merged cell comes once per column it spans (table_blocks writes it once)
-            blocks.extend(table_blocks([[_clean(cell.text) for cell in row.cells]
-                                        for row in Table(child, document).rows]))
+            # python-docx gives a merged cell once per column it spans, as the same element
+            rows, spans = [], []
+            for row in Table(child, document).rows:
+                cells = row.cells
+                rows.append([_clean(cell.text) for cell in cells])
+                spans.append([i > 0 and cell._tc is cells[i - 1]._tc for i, cell in enumerate(cells)])
+            blocks.extend(table_blocks(rows, spans=spans))
     if not title:
         title = next((b.text for b in blocks if b.kind == "heading" and b.level == 1), path.stem)
     return Document(title, blocks)

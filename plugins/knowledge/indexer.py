@@ -44,9 +44,9 @@ class SyncReport:
 
 
 #: How documents are read and cut into chunks; raised when that changes (2: table rows under a
-#: header row written with their column names), so that an index built before reads every file
-#: again once, as if it had changed.
-READING = 2
+#: header row written with their column names; 3: equal neighbouring cells kept unless DOCX merged
+#: them), so that an index built before reads every file again once, as if it had changed.
+READING = 3
 
 
 def signature_of(path: Path) -> str | None:
