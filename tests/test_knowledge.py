@@ -278,6 +278,23 @@ async def test_without_a_model_the_best_passage_answers_with_its_source(corpus, 
         assert info["passages"][0]["score"] >= info["threshold"]
 
 
+async def test_without_a_model_a_long_passage_is_cut_around_the_rows_nearest_the_question(tmp_path):
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    courses = ["书法", "国画", "围棋", "象棋", "舞蹈", "声乐", "钢琴", "小提琴"]
+    rows = "\n".join(f"| {c}课 | {20 + i}课时 | {2000 + 300 * i}元 |" for i, c in enumerate(courses))
+    (folder / "fees.md").write_text(f"# 学费标准\n\n## 各课程学费\n\n| 课程 | 课时 | 学费 |\n|---|---|---|\n{rows}\n",
+                                    encoding="utf-8")
+    async with running_bot(knowledge_settings(folder, tmp_path / "cache", passage_chars=60)) as bot:
+        await wait_for_index(knowledge(bot), 1)
+        reply = await bot.send("小提琴课学费多少钱")
+        assert reply.plugin == "knowledge" and bot.last_context.extra["knowledge"]["outcome"] == "answered_passage"
+        text, source = reply.content.split("——摘自")
+        assert "课程：小提琴课，课时：27课时，学费：4100元" in text.split("\n")  # whole rows, one to a line
+        assert "书法课" not in text and len(text.strip()) <= 60
+        assert source == "《学费标准》（各课程学费）"
+
+
 async def test_the_model_gets_the_right_passages_and_the_answer_names_its_source(corpus, tmp_path):
     async with OpenAIStandIn() as llm:
         llm.state.script.append(answer("开课前退费全额退还；开课后未满三分之一课时退80%。"))

@@ -24,13 +24,13 @@ import jinja2
 from core import Check, Counter, Explanation, Reply, StreamedReply, TextReply, hookimpl
 
 from .answer_check import AnswerCheck
-from .chunking import split_sentences
 from .config import Config
+from .excerpt import excerpt
 from .indexer import FolderIndexer, SyncReport
 from .model import read_head, with_source
 from .retrieval import Passage, Retriever
 from .store import KnowledgeStore, SqliteStore, StoreStats
-from .terms import TermAnalyzer
+from .terms import TermAnalyzer, coverage
 
 HERE = Path(__file__).parent
 TEMPLATES = ("answer_prompt.j2", "answer_source.j2", "passage_answer.j2", "no_match.j2")
@@ -56,18 +56,6 @@ def build_store(config: Config, cache_dir: Path, settings: Any = None) -> Knowle
             folder = settings.resolve_path(folder)
         return SqliteStore(folder)
     return SqliteStore(Path(cache_dir) / "knowledge")
-
-
-def trim_passage(text: str, limit: int) -> str:
-    """The passage cut after the last sentence end within ``limit`` characters (hard cut + … otherwise)."""
-    if len(text) <= limit:
-        return text
-    out = ""
-    for sentence in split_sentences(text):
-        if len(out) + len(sentence) > limit:
-            break
-        out += sentence
-    return out if out else text[:limit].rstrip() + "…"
 
 
 class ReadFamily:
@@ -239,7 +227,7 @@ class Plugin:
         if outcome == "not_covered":  # the model read the passages and found no answer in them
             return self._no_match(ctx, text)
         if reply is None:
-            reply = self._passage_answer(passages[0])
+            reply = await self._passage_answer(text, passages[0])
             info["outcome"] = "answered_passage"
         else:
             info["outcome"] = "answered_model"
@@ -287,10 +275,19 @@ class Plugin:
 
         return "answered", StreamedReply(with_source(head, pieces, source_line))
 
-    def _passage_answer(self, passage: Passage) -> TextReply:
-        chunk = passage.chunk
-        return TextReply(self._render("passage_answer.j2", text=trim_passage(chunk.text, self.config.passage_chars),
-                                      title=chunk.title, heading=chunk.heading))
+    async def _passage_answer(self, question: str, passage: Passage) -> TextReply:
+        """The best passage itself, within ``passage_chars``: the sentences nearest the question."""
+        assert self.retriever is not None
+        chunk, analyzer = passage.chunk, self.retriever.analyzer
+
+        def cut() -> str:
+            if len(chunk.text) <= self.config.passage_chars:
+                return chunk.text
+            features = analyzer.question_features(question)
+            return excerpt(chunk.text, self.config.passage_chars,
+                           lambda sentence: coverage(features, set(analyzer.passage_terms(sentence))))
+        text = await asyncio.to_thread(cut)
+        return TextReply(self._render("passage_answer.j2", text=text, title=chunk.title, heading=chunk.heading))
 
     def _render(self, name: str, **variables: Any) -> str:
         assert self.env is not None

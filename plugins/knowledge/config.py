@@ -89,7 +89,8 @@ class Config:
     #: (answer_prompt.j2); an answer whose first sentence says it is treated as no relevant passage
     #: (no_match: passed on to the general model, or declined).
     not_covered_marker: str = "资料里没有"
-    #: Without a model: the best passage is trimmed to about this many characters.
+    #: Without a model: the best passage is cut to the whole sentences nearest the question within
+    #: this many characters (excerpt.py).
     passage_chars: int = 300
 
     def validate(self) -> None:
