@@ -6,7 +6,7 @@ import asyncio
 import logging
 from typing import Any, AsyncIterator, Callable
 
-from aiohttp import web
+from aiohttp import __version__ as aiohttp_version, web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from .access.delivery import Delivery, check_customer_service
@@ -216,12 +216,24 @@ class WebhookServer(web.Server):
 
 
 class WebhookRunner(web.AppRunner):
-    """``web.AppRunner`` serving through ``WebhookServer`` (same settings, same life cycle)."""
+    """``web.AppRunner`` serving through ``WebhookServer`` (same settings, same life cycle).
+
+    This reaches into aiohttp (``_make_server``, the server's ``_loop`` and ``_kwargs``; tested on
+    3.9 to 3.14). Should a later aiohttp change them, it serves with aiohttp's own server and says
+    so once at start-up, instead of failing on every connection: requests are answered as before,
+    only a malformed one gets aiohttp's 400 text and its log line."""
 
     async def _make_server(self) -> web.Server:
         server = await super()._make_server()
-        server.__class__ = WebhookServer  # the server aiohttp built, with our connection handler
+        if isinstance(getattr(server, "_kwargs", None), dict) and hasattr(server, "_loop"):
+            server.__class__ = WebhookServer  # the server aiohttp built, with our connection handler
         return server
+
+    async def setup(self) -> None:
+        await super().setup()
+        if not isinstance(self.server, WebhookServer):
+            log.warning("aiohttp %s: serving with its own connection handler; a malformed HTTP "
+                        "request gets aiohttp's 400 text and log line", aiohttp_version)
 
 
 def loop_factory(event_loop: str) -> Callable[[], asyncio.AbstractEventLoop] | None:

@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+import aiohttp
 import pytest
 from aiohttp import web
 
@@ -243,6 +244,37 @@ async def test_malformed_http_gets_a_fixed_400_and_one_warning_line(name, caplog
     records = warnings_and_worse(caplog)
     assert [r.levelname for r in records] == ["WARNING"], [r.getMessage() for r in records]
     assert records[0].exc_info is None and "malformed HTTP request" in records[0].getMessage()
+
+
+async def test_an_aiohttp_without_the_internals_it_reaches_serves_with_its_own_handler(monkeypatch, caplog):
+    # a later aiohttp whose server keeps its settings elsewhere: one warning at start-up, and
+    # requests are still answered (by aiohttp's own connection handler), not failed per connection
+    from aiohttp.web_protocol import RequestHandler
+    from aiohttp.web_server import Server
+
+    built = Server.__init__
+
+    def keeps_its_settings_elsewhere(self, *args, **kw):
+        built(self, *args, **kw)
+        self.settings = self.__dict__.pop("_kwargs")
+
+    monkeypatch.setattr(Server, "__init__", keeps_its_settings_elsewhere)
+    monkeypatch.setattr(Server, "__call__", lambda self: RequestHandler(self, loop=self._loop, **self.settings))
+    runner = WebhookRunner(create_app(build_settings({"plugins": {"enabled": ["welcome"]}})), access_log=None)
+    with caplog.at_level(logging.WARNING):
+        await runner.setup()
+    try:
+        assert type(runner.server) is Server
+        assert [r.getMessage() for r in warnings_and_worse(caplog)] == [
+            f"aiohttp {aiohttp.__version__}: serving with its own connection handler; a malformed HTTP "
+            "request gets aiohttp's 400 text and log line"]
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        await web.SockSite(runner, sock).start()
+        answer = await raw_exchange(sock.getsockname()[1], b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert answer.startswith(b"HTTP/1.1 200")
+    finally:
+        await runner.cleanup()
 
 
 def test_the_served_bot_answers_malformed_http_quietly(tmp_path):
