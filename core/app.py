@@ -218,8 +218,8 @@ class WebhookServer(web.Server):
 class WebhookRunner(web.AppRunner):
     """``web.AppRunner`` serving through ``WebhookServer`` (same settings, same life cycle).
 
-    This reaches into aiohttp (``_make_server``, the server's ``_loop`` and ``_kwargs``; tested on
-    3.9 to 3.14). Should a later aiohttp change them, it serves with aiohttp's own server and says
+    This reaches into aiohttp (``_make_server``, the server's ``_loop`` and ``_kwargs``, as aiohttp
+    3.14 has them). Should a later aiohttp change them, it serves with aiohttp's own server and says
     so once at start-up, instead of failing on every connection: requests are answered as before,
     only a malformed one gets aiohttp's 400 text and its log line."""
 
