@@ -79,10 +79,11 @@ async def test_heldout_recall_at_3_and_uncovered_declined(tmp_path, capsys):
     async with running_bot(knowledge_settings(folder, tmp_path / "cache")) as bot:
         plugin = knowledge(bot)
         await wait_for_index(plugin, 5)
-        found, missed, declined, answered = await measure_retrieval(plugin, covered, uncovered)
+        found, _missed, declined, _answered = await measure_retrieval(plugin, covered, uncovered)
     recall, declined_rate = found / len(covered), declined / len(uncovered)
+    # counts only, here and on failure: a held-out line read is a held-out line spent
     with capsys.disabled():
-        print(f"\nheld-out recall@3 = {found}/{len(covered)} = {recall:.3f}; missed: {missed}")
-        print(f"held-out uncovered declined = {declined}/{len(uncovered)} = {declined_rate:.3f}; answered: {answered}")
-    assert recall >= RECALL_AT_3_FLOOR, missed
-    assert declined_rate >= DECLINED_FLOOR, answered
+        print(f"\nheld-out recall@3 = {found}/{len(covered)} = {recall:.3f}")
+        print(f"held-out uncovered declined = {declined}/{len(uncovered)} = {declined_rate:.3f}")
+    assert recall >= RECALL_AT_3_FLOOR, f"{found}/{len(covered)} found"
+    assert declined_rate >= DECLINED_FLOOR, f"{declined}/{len(uncovered)} declined"
