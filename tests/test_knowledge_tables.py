@@ -84,16 +84,23 @@ def test_empty_missing_extra_and_merged_cells():
     assert row == "课程：书法，平日价：380元，周末价：480元" and split_sentences(row) == [row]
 
 
-def test_a_merged_docx_cell_is_written_once_with_both_column_names(tmp_path):
+def docx_with_merged_cell(path: Path, rows: list[list[str]], row: int, first: int, text: str) -> Path:
+    """A DOCX of one table whose cells ``first`` and ``first + 1`` of ``row`` are merged into ``text``."""
     import docx
 
     document = docx.Document()
-    table = document.add_table(rows=3, cols=3)
-    for r, row in enumerate([["票种", "平日价", "周末价"], ["全天票", "380元", "480元"], ["夜场票", "", ""]]):
-        for c, cell in enumerate(row):
+    table = document.add_table(rows=len(rows), cols=len(rows[0]))
+    for r, cells in enumerate(rows):
+        for c, cell in enumerate(cells):
             table.cell(r, c).text = cell
-    table.cell(2, 1).merge(table.cell(2, 2)).text = "200元"
-    document.save(str(tmp_path / "tickets.docx"))
+    table.cell(row, first).merge(table.cell(row, first + 1)).text = text
+    document.save(str(path))
+    return path
+
+
+def test_a_merged_docx_cell_is_written_once_with_both_column_names(tmp_path):
+    docx_with_merged_cell(tmp_path / "tickets.docx", [["票种", "平日价", "周末价"], ["全天票", "380元", "480元"],
+                                                      ["夜场票", "", ""]], 2, 1, "200元")
     assert _rows(tmp_path / "tickets.docx") == [Block("record", "票种：全天票，平日价：380元，周末价：480元"),
                                                  Block("record", "票种：夜场票，平日价、周末价：200元")]
 
@@ -109,16 +116,7 @@ def test_equal_neighbouring_cells_are_kept_unless_the_document_says_they_are_one
     for name in ("hours.md", "hours.html", "hours.txt", "hours.docx"):
         assert _rows(tmp_path / name) == [Block("table", " | ".join(row)) for row in hours], name
     # a DOCX cell merged across two columns is one value, written once
-    import docx
-
-    document = docx.Document()
-    table = document.add_table(rows=2, cols=3)
-    for r, row in enumerate(hours):
-        for c, cell in enumerate(row):
-            table.cell(r, c).text = cell
-    table.cell(0, 1).merge(table.cell(0, 2)).text = "全天休息"
-    document.save(str(tmp_path / "merged.docx"))
-    assert _rows(tmp_path / "merged.docx") == [Block("table", "周一 | 全天休息"),
+    assert _rows(docx_with_merged_cell(tmp_path / "merged.docx", hours, 0, 1, "全天休息")) == [Block("table", "周一 | 全天休息"),
                                                Block("table", "周二 | 9:00-12:00 | 14:00-17:00")]
 
 
