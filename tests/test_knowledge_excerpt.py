@@ -35,3 +35,8 @@ def test_a_nearest_sentence_longer_than_the_limit_is_cut_and_marked():
     out = excerpt(text, 30, weigh_word("老年"))
     assert out.startswith("老年读者证") and out.endswith(CUT) and len(out) == 30
     assert excerpt("一句很长的话" * 10, 20) == ("一句很长的话" * 10)[:19] + CUT
+
+
+def test_sentences_in_latin_script_keep_the_space_between_them():
+    text = "Open daily? Yes; closed on Monday! 周一闭馆。\n" + "其他说明很长的一段话。" * 20
+    assert excerpt(text, 60, weigh_word("Yes")) == "Open daily? Yes; closed on Monday! 周一闭馆。\n其他说明很长的一段话。"

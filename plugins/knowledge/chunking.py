@@ -44,8 +44,20 @@ class Chunk:
                 if len(s) >= MIN_SENTENCE_CHARS]
 
 
+def sentence_spans(text: str) -> list[tuple[int, int]]:
+    """Where each sentence of ``text`` starts and ends, white space around it left out."""
+    spans = []
+    for m in _SENTENCE.finditer(text):
+        sentence = m.group(0)
+        start = m.start() + len(sentence) - len(sentence.lstrip())
+        end = m.end() - len(sentence) + len(sentence.rstrip())
+        if start < end:
+            spans.append((start, end))
+    return spans
+
+
 def split_sentences(text: str) -> list[str]:
-    return [s for s in (m.group(0).strip() for m in _SENTENCE.finditer(text)) if s]
+    return [text[start:end] for start, end in sentence_spans(text)]
 
 
 def _pieces(text: str, limit: int) -> list[str]:

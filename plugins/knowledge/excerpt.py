@@ -12,23 +12,26 @@ from __future__ import annotations
 
 from typing import Callable
 
-from .chunking import split_sentences
+from .chunking import sentence_spans
 
 #: Marks a sentence cut short (one sentence longer than the whole limit).
 CUT = "…"
 
 
-def sentences_by_line(text: str) -> list[tuple[int, str]]:
-    """(line number, sentence) for every sentence of ``text``, in order."""
-    return [(n, s) for n, line in enumerate(text.split("\n")) for s in split_sentences(line)]
+def sentences_by_line(text: str) -> list[tuple[int, int, int]]:
+    """(line number, start, end) of every sentence of ``text``, in order (offsets in its line)."""
+    return [(n, start, end) for n, line in enumerate(text.split("\n")) for start, end in sentence_spans(line)]
 
 
-def join_sentences(units: list[tuple[int, str]]) -> str:
-    """Sentences back into text: one line's sentences side by side, lines on lines of their own."""
-    out = ""
-    for i, (line, sentence) in enumerate(units):
-        out += ("\n" if i and line != units[i - 1][0] else "") + sentence
-    return out
+def join_sentences(text: str, units: list[tuple[int, int, int]]) -> str:
+    """Consecutive sentences of ``text`` back into text as written there: one line's sentences with
+    what stood between them, lines on lines of their own."""
+    lines = text.split("\n")
+    parts: list[str] = []
+    for line in dict.fromkeys(n for n, _, _ in units):
+        on_line = [(start, end) for n, start, end in units if n == line]
+        parts.append(lines[line][on_line[0][0]:on_line[-1][1]])
+    return "\n".join(parts)
 
 
 def excerpt(text: str, limit: int, weigh: Callable[[str], float] | None = None) -> str:
@@ -36,16 +39,20 @@ def excerpt(text: str, limit: int, weigh: Callable[[str], float] | None = None) 
     scores highest (from the start when none scores above 0, or without ``weigh``)."""
     if len(text) <= limit:
         return text
+    lines = text.split("\n")
     units = sentences_by_line(text)
     if not units:
         return text[:limit].rstrip() + CUT
-    weights = [weigh(s) if weigh is not None else 0.0 for _, s in units]
+    sentences = [lines[n][start:end] for n, start, end in units]
+    weights = [weigh(s) if weigh is not None else 0.0 for s in sentences]
+    # what joins sentence i to the one before it: a line break, or what stood between them
+    gaps = [0] + [1 if units[i][0] != units[i - 1][0] else units[i][1] - units[i - 1][2] for i in range(1, len(units))]
     best: tuple[float, float, int] | None = None
     window = (0, 0)
     for start in range(len(units)):
-        end, length = start, -1
-        while end < len(units) and length + 1 + len(units[end][1]) <= limit:
-            length += 1 + len(units[end][1])  # with its separator (a line break at most)
+        end, length = start, 0
+        while end < len(units) and length + (gaps[end] if end > start else 0) + len(sentences[end]) <= limit:
+            length += (gaps[end] if end > start else 0) + len(sentences[end])
             end += 1
         if end == start:
             continue  # this sentence alone is longer than the limit
@@ -54,5 +61,5 @@ def excerpt(text: str, limit: int, weigh: Callable[[str], float] | None = None) 
             best, window = key, (start, end)
     heaviest = max(range(len(units)), key=lambda i: (weights[i], -i))
     if best is None or best[0] < weights[heaviest]:  # the heaviest sentence is longer than the limit
-        return units[heaviest][1][:limit - len(CUT)].rstrip() + CUT
-    return join_sentences(units[window[0]:window[1]])
+        return sentences[heaviest][:limit - len(CUT)].rstrip() + CUT
+    return join_sentences(text, units[window[0]:window[1]])
