@@ -281,12 +281,11 @@ class Plugin:
         chunk, analyzer = passage.chunk, self.retriever.analyzer
 
         def cut() -> str:
-            if len(chunk.text) <= self.config.passage_chars:
-                return chunk.text
             features = analyzer.question_features(question)
             return excerpt(chunk.text, self.config.passage_chars,
                            lambda sentence: coverage(features, set(analyzer.passage_terms(sentence))))
-        text = await asyncio.to_thread(cut)
+        # a passage that fits is shown whole, with no thread hop
+        text = chunk.text if len(chunk.text) <= self.config.passage_chars else await asyncio.to_thread(cut)
         return TextReply(self._render("passage_answer.j2", text=text, title=chunk.title, heading=chunk.heading))
 
     def _render(self, name: str, **variables: Any) -> str:

@@ -18,15 +18,14 @@ from .chunking import sentence_spans
 CUT = "…"
 
 
-def sentences_by_line(text: str) -> list[tuple[int, int, int]]:
-    """(line number, start, end) of every sentence of ``text``, in order (offsets in its line)."""
-    return [(n, start, end) for n, line in enumerate(text.split("\n")) for start, end in sentence_spans(line)]
+def sentences_by_line(lines: list[str]) -> list[tuple[int, int, int]]:
+    """(line number, start, end) of every sentence of ``lines``, in order (offsets in its line)."""
+    return [(n, start, end) for n, line in enumerate(lines) for start, end in sentence_spans(line)]
 
 
-def join_sentences(text: str, units: list[tuple[int, int, int]]) -> str:
-    """Consecutive sentences of ``text`` back into text as written there: one line's sentences with
+def join_sentences(lines: list[str], units: list[tuple[int, int, int]]) -> str:
+    """Consecutive sentences of ``lines`` back into text as written there: one line's sentences with
     what stood between them, lines on lines of their own."""
-    lines = text.split("\n")
     parts: list[str] = []
     for line in dict.fromkeys(n for n, _, _ in units):
         on_line = [(start, end) for n, start, end in units if n == line]
@@ -40,7 +39,7 @@ def excerpt(text: str, limit: int, weigh: Callable[[str], float] | None = None) 
     if len(text) <= limit:
         return text
     lines = text.split("\n")
-    units = sentences_by_line(text)
+    units = sentences_by_line(lines)
     if not units:
         return text[:limit].rstrip() + CUT
     sentences = [lines[n][start:end] for n, start, end in units]
@@ -62,4 +61,4 @@ def excerpt(text: str, limit: int, weigh: Callable[[str], float] | None = None) 
     heaviest = max(range(len(units)), key=lambda i: (weights[i], -i))
     if best is None or best[0] < weights[heaviest]:  # the heaviest sentence is longer than the limit
         return sentences[heaviest][:limit - len(CUT)].rstrip() + CUT
-    return join_sentences(text, units[window[0]:window[1]])
+    return join_sentences(lines, units[window[0]:window[1]])
